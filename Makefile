@@ -1,0 +1,41 @@
+# The documented commands. `make up` runs the whole stack; `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ledger
+export REDIS_URL ?= redis://127.0.0.1:6379/0
+export PORT ?= 8000
+export FLOWER_PORT ?= 5555
+
+.PHONY: install up test migrate bench lint env clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(PY) scripts/check_services.py --create-db
+	$(PY) manage.py migrate --noinput
+
+up: migrate
+	$(PY) manage.py runstack
+
+test: install
+	DATABASE_URL=$${TEST_DATABASE_URL:-$(DATABASE_URL)} REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} \
+		$(PY) scripts/check_services.py
+	DATABASE_URL=$${TEST_DATABASE_URL:-$(DATABASE_URL)} REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} \
+		$(PY) -m pytest $(PYTEST_ARGS)
+
+env:
+	$(PY) manage.py init_env
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,12 @@
+"""The test suite: real PostgreSQL and Redis, fast password hashing."""
+
+from .base import *  # noqa: F401,F403
+from .base import env
+
+SECRET_KEY = env("SECRET_KEY") or "test-only-not-a-secret"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The suite uses its own Redis database so that flushing it (the broker-loss test) touches
+# nothing else on the machine.
+REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/15")
+CELERY_BROKER_URL = REDIS_URL

@@ -1,0 +1,87 @@
+"""Domain errors and the one exception handler that renders every API failure as
+`{"detail": ..., "code": ...}` (plus `errors` for validation failures)."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class DomainError(Exception):
+    code = "error"
+    http_status = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request could not be completed."
+
+    def __init__(self, detail: str | None = None):
+        self.detail = detail or self.default_detail
+        super().__init__(self.detail)
+
+
+class NotFoundError(DomainError):
+    code = "not_found"
+    http_status = status.HTTP_404_NOT_FOUND
+    default_detail = "Not found."
+
+
+class InvalidStateError(DomainError):
+    code = "invalid_state"
+    http_status = status.HTTP_409_CONFLICT
+    default_detail = "The object is not in a state that allows this."
+
+
+class IdempotencyKeyReusedError(DomainError):
+    code = "idempotency_key_reused"
+    http_status = status.HTTP_409_CONFLICT
+    default_detail = "This Idempotency-Key was already used with a different request body."
+
+
+_CODES = {
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "not_authenticated",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+    exceptions.ParseError: "parse_error",
+}
+
+
+def _first_message(errors) -> str:
+    if isinstance(errors, dict):
+        for value in errors.values():
+            return _first_message(value)
+    if isinstance(errors, list) and errors:
+        return _first_message(errors[0])
+    return str(errors)
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return Response({"detail": exc.detail, "code": exc.code}, status=exc.http_status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = {
+            "detail": f"Invalid input: {_first_message(errors)}",
+            "code": "invalid",
+            "errors": errors,
+        }
+        return response
+    if response.status_code == status.HTTP_401_UNAUTHORIZED:
+        code = "not_authenticated"
+    else:
+        code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), None)
+        code = code or getattr(getattr(exc, "detail", None), "code", None) or "error"
+    detail = exc.detail if isinstance(getattr(exc, "detail", None), str) else str(exc)
+    response.data = {"detail": str(detail), "code": code}
+    return response

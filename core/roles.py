@@ -1,0 +1,33 @@
+"""Who may do what. Roles: `admin` (superuser or the admin group), `approver` and `auditor`
+(Django groups), and `seller` (a user with a Seller profile)."""
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    APPROVER = "approver"
+    AUDITOR = "auditor"
+    SELLER = "seller"
+
+
+STAFF_ROLES = (Role.ADMIN, Role.APPROVER, Role.AUDITOR)
+
+
+def role_of(user) -> Role | None:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    if user.is_superuser:
+        return Role.ADMIN
+    groups = {g.name for g in user.groups.all()}
+    for role in STAFF_ROLES:
+        if role.value in groups:
+            return role
+    if hasattr(user, "seller"):
+        return Role.SELLER
+    return None
+
+
+def seller_of(user):
+    """The Seller the user acts as, or None for staff."""
+    return getattr(user, "seller", None) if role_of(user) == Role.SELLER else None

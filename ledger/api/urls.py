@@ -1,0 +1,17 @@
+from django.urls import path
+
+from ledger.api import views
+
+urlpatterns = [
+    path("me/", views.MeApi.as_view(), name="me"),
+    path("sellers/", views.SellerListCreateApi.as_view(), name="seller-list"),
+    path("sellers/<int:pk>/", views.SellerDetailApi.as_view(), name="seller-detail"),
+    path("sellers/<int:pk>/reconcile/", views.SellerReconcileApi.as_view(), name="seller-reconcile"),
+    path("deposits/", views.DepositListCreateApi.as_view(), name="deposit-list"),
+    path("deposits/<int:pk>/", views.DepositDetailApi.as_view(), name="deposit-detail"),
+    path("deposits/<int:pk>/approve/", views.DepositApproveApi.as_view(), name="deposit-approve"),
+    path("deposits/<int:pk>/reject/", views.DepositRejectApi.as_view(), name="deposit-reject"),
+    path("charges/", views.ChargeListCreateApi.as_view(), name="charge-list"),
+    path("charges/<int:pk>/", views.ChargeDetailApi.as_view(), name="charge-detail"),
+    path("transactions/", views.TransactionListApi.as_view(), name="transaction-list"),
+]

@@ -1,0 +1,200 @@
+"""Thin views: validate with a small serializer, call one service or selector, serialize.
+None of them changes a balance."""
+
+from django.db.models import Count, Max, Sum
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView, ListAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.models import Seller
+from core.pagination import CursorPagination
+from core.permissions import CanDecideDeposits, IsAdmin, IsSeller, IsSellerOrStaffReader, IsStaffReader
+from core.roles import role_of, seller_of
+from ledger import selectors
+from ledger.api import filters
+from ledger.api.serializers import (
+    ChargeCreateInput,
+    ChargeOutput,
+    DepositCreateInput,
+    DepositOutput,
+    DepositRejectInput,
+    EntryOutput,
+    MeOutput,
+    ReconcileOutput,
+    SellerCreateInput,
+    SellerOutput,
+    idempotency_key_from,
+)
+from ledger.models import Account, Entry
+from ledger.services.charges import charge_submit
+from ledger.services.deposits import deposit_approve, deposit_reject, deposit_request
+from ledger.services.sellers import seller_create
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="1-255 printable characters; the same key and body return the original object.",
+)
+
+
+class MeApi(APIView):
+    @extend_schema(responses=MeOutput)
+    def get(self, request):
+        seller = seller_of(request.user)
+        data = {
+            "id": request.user.pk,
+            "username": request.user.get_username(),
+            "role": role_of(request.user),
+            "seller": None,
+        }
+        if seller is not None:
+            data["seller"] = {"id": seller.pk, "name": seller.name, "balance": Account.objects.get(seller=seller).balance}
+        return Response(MeOutput(data).data)
+
+
+class _SellerScopedMixin:
+    """A seller sees only its own rows; staff see all, optionally `?seller=`. Another seller's
+    object is simply not in the queryset, so it answers 404."""
+
+    permission_classes = [IsSellerOrStaffReader]
+    selector = None
+
+    def get_queryset(self):
+        return type(self).selector(seller=seller_of(self.request.user))
+
+
+class SellerListCreateApi(ListAPIView):
+    serializer_class = SellerOutput
+
+    def get_permissions(self):
+        return [IsAdmin()] if self.request.method == "POST" else [IsStaffReader()]
+
+    def get_queryset(self):
+        return Seller.objects.select_related("user", "account").order_by("id")
+
+    @extend_schema(request=SellerCreateInput, responses={201: SellerOutput})
+    def post(self, request):
+        data = SellerCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        from django.contrib.auth import get_user_model
+
+        if get_user_model().objects.filter(username=data.validated_data["username"]).exists():
+            from rest_framework.exceptions import ValidationError
+
+            raise ValidationError({"username": ["A user with that username already exists."]})
+        seller = seller_create(**data.validated_data)
+        return Response(SellerOutput(seller).data, status=status.HTTP_201_CREATED)
+
+
+class SellerDetailApi(GenericAPIView):
+    permission_classes = [IsStaffReader]
+    serializer_class = SellerOutput
+    queryset = Seller.objects.select_related("user", "account")
+
+    def get(self, request, pk):
+        return Response(SellerOutput(self.get_object()).data)
+
+
+class SellerReconcileApi(GenericAPIView):
+    permission_classes = [IsStaffReader]
+    queryset = Seller.objects.all()
+
+    @extend_schema(responses=ReconcileOutput)
+    def get(self, request, pk):
+        seller = self.get_object()
+        account = Account.objects.get(seller=seller)
+        sums = Entry.objects.filter(seller=seller).aggregate(total=Sum("amount"), n=Count("id"), last=Max("seq"))
+        ledger_sum, last_seq = sums["total"] or 0, sums["last"] or 0
+        data = {
+            "seller": seller.pk,
+            "balance": account.balance,
+            "ledger_sum": ledger_sum,
+            "entries": sums["n"],
+            "last_seq": last_seq,
+            "ok": account.balance == ledger_sum and account.last_seq == last_seq == sums["n"],
+        }
+        return Response(ReconcileOutput(data).data)
+
+
+class DepositListCreateApi(_SellerScopedMixin, ListAPIView):
+    serializer_class = DepositOutput
+    filterset_class = filters.DepositFilter
+    selector = staticmethod(selectors.deposit_list)
+
+    def get_permissions(self):
+        return [IsSeller()] if self.request.method == "POST" else super().get_permissions()
+
+    @extend_schema(request=DepositCreateInput, responses={201: DepositOutput, 200: DepositOutput}, parameters=[IDEMPOTENCY_HEADER])
+    def post(self, request):
+        key = idempotency_key_from(request)
+        data = DepositCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        deposit, created = deposit_request(seller=seller_of(request.user), idempotency_key=key, **data.validated_data)
+        return Response(DepositOutput(deposit).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class DepositDetailApi(_SellerScopedMixin, GenericAPIView):
+    serializer_class = DepositOutput
+    selector = staticmethod(selectors.deposit_list)
+
+    def get(self, request, pk):
+        return Response(DepositOutput(self.get_object()).data)
+
+
+class DepositApproveApi(APIView):
+    permission_classes = [CanDecideDeposits]
+
+    @extend_schema(request=None, responses={202: DepositOutput})
+    def post(self, request, pk):
+        deposit = deposit_approve(deposit_id=pk, approved_by=request.user)
+        return Response(DepositOutput(deposit).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DepositRejectApi(APIView):
+    permission_classes = [CanDecideDeposits]
+
+    @extend_schema(request=DepositRejectInput, responses={200: DepositOutput})
+    def post(self, request, pk):
+        data = DepositRejectInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        deposit = deposit_reject(deposit_id=pk, rejected_by=request.user, reason=data.validated_data["reason"])
+        return Response(DepositOutput(deposit).data)
+
+
+class ChargeListCreateApi(_SellerScopedMixin, ListAPIView):
+    serializer_class = ChargeOutput
+    filterset_class = filters.ChargeFilter
+    selector = staticmethod(selectors.charge_list)
+
+    def get_permissions(self):
+        return [IsSeller()] if self.request.method == "POST" else super().get_permissions()
+
+    @extend_schema(request=ChargeCreateInput, responses={202: ChargeOutput, 200: ChargeOutput}, parameters=[IDEMPOTENCY_HEADER])
+    def post(self, request):
+        key = idempotency_key_from(request)
+        data = ChargeCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        charge, created = charge_submit(seller=seller_of(request.user), idempotency_key=key, **data.validated_data)
+        return Response(
+            ChargeOutput(charge).data,
+            status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
+            headers={"Location": f"/api/v1/charges/{charge.pk}/"},
+        )
+
+
+class ChargeDetailApi(_SellerScopedMixin, GenericAPIView):
+    serializer_class = ChargeOutput
+    selector = staticmethod(selectors.charge_list)
+
+    def get(self, request, pk):
+        return Response(ChargeOutput(self.get_object()).data)
+
+
+class TransactionListApi(_SellerScopedMixin, ListAPIView):
+    serializer_class = EntryOutput
+    filterset_class = filters.EntryFilter
+    pagination_class = CursorPagination
+    selector = staticmethod(selectors.entry_list)
+
+

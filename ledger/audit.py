@@ -1,0 +1,138 @@
+"""The ledger audit: checks invariants 1-7 of the design for every seller (or one) straight in
+SQL and reports every breach with seller and entry. It never repairs anything."""
+
+from dataclasses import dataclass
+
+from django.db import connection
+
+
+@dataclass(frozen=True)
+class Breach:
+    invariant: int
+    seller_id: int | None
+    entry_id: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"seller={self.seller_id}" + (f" entry={self.entry_id}" if self.entry_id else "")
+        return f"[invariant {self.invariant}] {where}: {self.message}"
+
+
+# Each check: (invariant, SQL returning rows of (seller_id, entry_id, message)). `{seller}` is
+# replaced by a filter on one seller, or by TRUE.
+_CHECKS: list[tuple[int, str]] = [
+    (1, """SELECT a.seller_id, NULL, 'negative balance ' || a.balance
+             FROM ledger_account a WHERE a.balance < 0 AND {seller:a}"""),
+    (2, """SELECT e.seller_id, e.id, 'balance_after ' || e.balance_after || ' != balance_before '
+                  || e.balance_before || ' + amount ' || e.amount
+             FROM ledger_entry e WHERE e.balance_after <> e.balance_before + e.amount AND {seller:e}"""),
+    (2, """SELECT seller_id, id, msg FROM (
+               SELECT e.seller_id, e.id,
+                      CASE WHEN e.seq <> row_number() OVER w
+                             THEN 'seq ' || e.seq || ' breaks the gapless sequence (expected '
+                                  || row_number() OVER w || ')'
+                           WHEN e.balance_before <> coalesce(lag(e.balance_after) OVER w, 0)
+                             THEN 'balance_before ' || e.balance_before
+                                  || ' != previous balance_after ' || coalesce(lag(e.balance_after) OVER w, 0)
+                      END AS msg
+                 FROM ledger_entry e WHERE {seller:e}
+               WINDOW w AS (PARTITION BY e.seller_id ORDER BY e.seq)
+           ) t WHERE msg IS NOT NULL"""),
+    (3, """SELECT a.seller_id, NULL, 'balance ' || a.balance || ' but entries sum to ' || coalesce(s.total, 0)
+                  || ', last balance_after ' || coalesce(last.balance_after, 0)
+                  || ', last_seq ' || a.last_seq || ' vs max seq ' || coalesce(s.max_seq, 0)
+             FROM ledger_account a
+             LEFT JOIN (SELECT seller_id, sum(amount) AS total, max(seq) AS max_seq
+                          FROM ledger_entry GROUP BY seller_id) s ON s.seller_id = a.seller_id
+             LEFT JOIN LATERAL (SELECT balance_after FROM ledger_entry le WHERE le.seller_id = a.seller_id
+                                 ORDER BY seq DESC LIMIT 1) last ON TRUE
+            WHERE {seller:a} AND (a.balance <> coalesce(s.total, 0)
+                   OR a.balance <> coalesce(last.balance_after, 0) OR a.last_seq <> coalesce(s.max_seq, 0))"""),
+    (4, """SELECT min(e.seller_id), min(e.id), 'charge ' || e.charge_id || ' has ' || count(*) || ' entries'
+             FROM ledger_entry e WHERE e.charge_id IS NOT NULL AND {seller:e}
+            GROUP BY e.charge_id HAVING count(*) > 1"""),
+    (4, """SELECT min(e.seller_id), min(e.id), 'deposit ' || e.deposit_id || ' has ' || count(*) || ' entries'
+             FROM ledger_entry e WHERE e.deposit_id IS NOT NULL AND {seller:e}
+            GROUP BY e.deposit_id HAVING count(*) > 1"""),
+    (5, """SELECT c.seller_id, e.id, 'charge ' || c.id || ' is ' || c.status || CASE
+                    WHEN e.id IS NULL THEN ' but has no entry'
+                    WHEN c.status <> 'succeeded' THEN ' but has an entry'
+                    WHEN e.amount <> -c.amount THEN ' but its entry moved ' || e.amount
+                    WHEN e.seller_id <> c.seller_id THEN ' but its entry is in another ledger'
+                    ELSE ' but its balance_after differs from its entry' END
+             FROM ledger_charge c LEFT JOIN ledger_entry e ON e.charge_id = c.id
+            WHERE {seller:c} AND (
+                  (c.status = 'succeeded' AND (e.id IS NULL OR e.amount <> -c.amount
+                        OR e.seller_id <> c.seller_id OR e.balance_after <> c.balance_after))
+               OR (c.status <> 'succeeded' AND e.id IS NOT NULL))"""),
+    (5, """SELECT d.seller_id, e.id, 'deposit ' || d.id || ' is ' || d.status || CASE
+                    WHEN e.id IS NULL THEN ' but has no entry'
+                    WHEN d.status <> 'approved' THEN ' but has an entry'
+                    WHEN e.amount <> d.amount THEN ' but its entry moved ' || e.amount
+                    WHEN e.seller_id <> d.seller_id THEN ' but its entry is in another ledger'
+                    ELSE ' but its balance_after differs from its entry' END
+             FROM ledger_deposit d LEFT JOIN ledger_entry e ON e.deposit_id = d.id
+            WHERE {seller:d} AND (
+                  (d.status = 'approved' AND (e.id IS NULL OR e.amount <> d.amount
+                        OR e.seller_id <> d.seller_id OR e.balance_after <> d.balance_after))
+               OR (d.status <> 'approved' AND e.id IS NOT NULL))"""),
+    (6, """SELECT a.seller_id, NULL, 'balance ' || a.balance || ' != approved deposits ' || coalesce(d.total, 0)
+                  || ' - succeeded charges ' || coalesce(c.total, 0) || ' + other entries ' || coalesce(o.total, 0)
+             FROM ledger_account a
+             LEFT JOIN (SELECT seller_id, sum(amount) AS total FROM ledger_deposit
+                         WHERE status = 'approved' GROUP BY seller_id) d ON d.seller_id = a.seller_id
+             LEFT JOIN (SELECT seller_id, sum(amount) AS total FROM ledger_charge
+                         WHERE status = 'succeeded' GROUP BY seller_id) c ON c.seller_id = a.seller_id
+             LEFT JOIN (SELECT seller_id, sum(amount) AS total FROM ledger_entry
+                         WHERE kind IN ('refund', 'adjustment') GROUP BY seller_id) o ON o.seller_id = a.seller_id
+            WHERE {seller:a}
+              AND a.balance <> coalesce(d.total, 0) - coalesce(c.total, 0) + coalesce(o.total, 0)"""),
+    (7, """SELECT seller_id, NULL, kind || ' idempotency key ' || quote_literal(idempotency_key) || ' names '
+                  || n || ' intents'
+             FROM (SELECT 'charge' AS kind, seller_id, idempotency_key, count(*) AS n FROM ledger_charge
+                    WHERE idempotency_key IS NOT NULL GROUP BY seller_id, idempotency_key
+                   UNION ALL
+                   SELECT 'deposit', seller_id, idempotency_key, count(*) FROM ledger_deposit
+                    WHERE idempotency_key IS NOT NULL GROUP BY seller_id, idempotency_key) k
+            WHERE n > 1 AND {seller:k}"""),
+    (7, """SELECT c.seller_id, NULL, 'charge ' || c.id || ' has an idempotency key but no request fingerprint'
+             FROM ledger_charge c
+            WHERE c.idempotency_key IS NOT NULL AND c.request_fingerprint = '' AND {seller:c}"""),
+]
+
+
+def _render(sql: str, seller_id: int | None) -> tuple[str, list]:
+    params: list = []
+    out = sql
+    while "{seller:" in out:
+        start = out.index("{seller:")
+        end = out.index("}", start)
+        alias = out[start + len("{seller:") : end]
+        if seller_id is None:
+            clause = "TRUE"
+        else:
+            clause = f"{alias}.seller_id = %s"
+            params.append(seller_id)
+        out = out[:start] + clause + out[end + 1 :]
+    return out, params
+
+
+def audit_ledger(*, seller_id: int | None = None, limit: int = 1000) -> list[Breach]:
+    """Every breach of invariants 1-7 (up to `limit`), for one seller or all of them.
+
+    Runs in one REPEATABLE READ snapshot so that settlements committing meanwhile cannot make
+    the checks disagree with each other."""
+    breaches: list[Breach] = []
+    with connection.cursor() as cursor:
+        in_tx = connection.in_atomic_block
+        if not in_tx:
+            cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            for invariant, sql in _CHECKS:
+                query, params = _render(sql, seller_id)
+                cursor.execute(f"{query} LIMIT %s", [*params, limit])
+                breaches.extend(Breach(invariant, s, e, m) for s, e, m in cursor.fetchall())
+        finally:
+            if not in_tx:
+                cursor.execute("COMMIT")
+    return breaches[:limit]

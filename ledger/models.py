@@ -1,0 +1,224 @@
+"""The ledger's tables. Invariants 1-5 of the design are database constraints here; the audit
+(`ledger/audit.py`) checks the ones a constraint cannot express (gapless seq, sums).
+
+Money is an integer number of the smallest currency unit. Balances and entries are written only
+by `ledger.posting`; nothing else may call `save()` on them."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class Account(models.Model):
+    seller = models.OneToOneField("core.Seller", on_delete=models.PROTECT, primary_key=True, related_name="account")
+    balance = models.BigIntegerField(default=0)
+    last_seq = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(balance__gte=0), name="account_balance_non_negative"),
+            models.CheckConstraint(condition=Q(last_seq__gte=0), name="account_last_seq_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"account of seller {self.seller_id}: {self.balance}"
+
+
+class Deposit(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVING = "approving"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    seller = models.ForeignKey("core.Seller", on_delete=models.PROTECT, related_name="deposits")
+    amount = models.BigIntegerField()
+    reference = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reason = models.CharField(max_length=500, blank=True, default="")
+    applied_at = models.DateTimeField(null=True, blank=True)
+    balance_after = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="deposit_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "approving", "approved", "rejected"]),
+                name="deposit_status_known",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="approved") | Q(applied_at__isnull=False, balance_after__isnull=False),
+                name="deposit_approved_has_outcome",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="approved") | Q(applied_at__isnull=True, balance_after__isnull=True),
+                name="deposit_only_approved_applied",
+            ),
+            models.UniqueConstraint(
+                fields=["seller", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="deposit_idempotency_key_unique_per_seller",
+            ),
+        ]
+        indexes = [
+            # The worker's queue of approved-but-not-applied deposits.
+            models.Index(fields=["seller", "id"], condition=Q(status="approving"), name="deposit_approving_idx"),
+            models.Index(fields=["status", "id"], name="deposit_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"deposit #{self.pk} {self.amount} ({self.status})"
+
+
+class Charge(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    class FailureCode(models.TextChoices):
+        INSUFFICIENT_FUNDS = "insufficient_funds"
+        SELLER_INACTIVE = "seller_inactive"
+
+    # Indexed by charge_seller_recent_idx (seller, -id).
+    seller = models.ForeignKey("core.Seller", on_delete=models.PROTECT, related_name="charges", db_index=False)
+    phone_number = models.CharField(max_length=20)
+    amount = models.BigIntegerField()
+    reference = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    failure_code = models.CharField(max_length=32, choices=FailureCode.choices, null=True, blank=True)
+    balance_after = models.BigIntegerField(null=True, blank=True)
+    batch = models.ForeignKey(
+        "ledger.ChargeBatch", on_delete=models.PROTECT, null=True, blank=True, related_name="charges"
+    )
+    batch_line = models.IntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="charge_amount_positive"),
+            models.CheckConstraint(
+                condition=(
+                    Q(status="queued", failure_code__isnull=True, balance_after__isnull=True, settled_at__isnull=True)
+                    | Q(status="succeeded", failure_code__isnull=True, balance_after__isnull=False, settled_at__isnull=False)
+                    | Q(status="failed", failure_code__isnull=False, balance_after__isnull=True, settled_at__isnull=False)
+                ),
+                name="charge_status_consistent",
+            ),
+            models.UniqueConstraint(
+                fields=["seller", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="charge_idempotency_key_unique_per_seller",
+            ),
+            models.UniqueConstraint(
+                fields=["batch", "batch_line"], condition=Q(batch__isnull=False), name="charge_batch_line_unique"
+            ),
+        ]
+        indexes = [
+            # The worker's queue: a seller's queued charges, oldest first. Partial, so it stays small.
+            models.Index(fields=["seller", "id"], condition=Q(status="queued"), name="charge_queued_idx"),
+            models.Index(fields=["seller", "-id"], name="charge_seller_recent_idx"),
+            models.Index(fields=["batch", "status"], condition=Q(batch__isnull=False), name="charge_batch_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"charge #{self.pk} {self.amount} to {self.phone_number} ({self.status})"
+
+
+class ChargeBatch(models.Model):
+    """An import of a charge list. Filled in by the batch import issue; the table exists now so
+    charges can point at their batch from the start."""
+
+    class Status(models.TextChoices):
+        VALIDATING = "validating"
+        QUEUED = "queued"
+        COMPLETED = "completed"
+
+    seller = models.ForeignKey("core.Seller", on_delete=models.PROTECT, related_name="charge_batches")
+    filename = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.VALIDATING)
+    total_rows = models.IntegerField(default=0)
+    valid_rows = models.IntegerField(default=0)
+    invalid_rows = models.IntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["seller", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="batch_idempotency_key_unique_per_seller",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch #{self.pk} {self.filename} ({self.status})"
+
+
+class Entry(models.Model):
+    """One change of one seller's balance. Append-only (a trigger refuses UPDATE and DELETE)."""
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit"
+        CHARGE = "charge"
+        REFUND = "refund"
+        ADJUSTMENT = "adjustment"
+
+    # Indexed by the (seller, seq) unique constraint; a second index would only slow inserts.
+    seller = models.ForeignKey("core.Seller", on_delete=models.PROTECT, related_name="entries", db_index=False)
+    seq = models.BigIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = models.BigIntegerField()
+    balance_before = models.BigIntegerField()
+    balance_after = models.BigIntegerField()
+    charge = models.OneToOneField(
+        Charge, on_delete=models.PROTECT, null=True, blank=True, related_name="entry"
+    )
+    deposit = models.OneToOneField(
+        Deposit, on_delete=models.PROTECT, null=True, blank=True, related_name="entry"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-seller_id", "-seq"]
+        verbose_name_plural = "entries"
+        constraints = [
+            models.UniqueConstraint(fields=["seller", "seq"], name="entry_seq_unique_per_seller"),
+            models.CheckConstraint(condition=Q(seq__gte=1), name="entry_seq_positive"),
+            models.CheckConstraint(
+                condition=Q(balance_after=F("balance_before") + F("amount")), name="entry_balance_arithmetic"
+            ),
+            models.CheckConstraint(
+                condition=Q(balance_before__gte=0, balance_after__gte=0), name="entry_balances_non_negative"
+            ),
+            models.CheckConstraint(condition=~Q(amount=0), name="entry_amount_non_zero"),
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="deposit", deposit__isnull=False, charge__isnull=True, amount__gt=0)
+                    | Q(kind="charge", charge__isnull=False, deposit__isnull=True, amount__lt=0)
+                    | Q(kind__in=["refund", "adjustment"], deposit__isnull=True)
+                ),
+                name="entry_kind_matches_intent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"entry {self.seller_id}#{self.seq} {self.amount:+d} -> {self.balance_after}"

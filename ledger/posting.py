@@ -1,0 +1,137 @@
+"""The only code that writes ledger entries and balances.
+
+`settle_batch` applies a seller's queued intents under the account lock, in one transaction:
+approved deposits credit, queued charges debit when the balance covers them and otherwise fail
+with `insufficient_funds` (the next one is still tried). Every applied intent gets exactly one
+entry with the next per-seller `seq`. Reads and writes are set-based (a handful of statements per
+batch, whatever its size): a round trip per intent would cap a hot seller near the database's
+single-row commit rate.
+
+Order inside a batch: approved deposits first, then charges by id. Crediting first can only turn
+a would-be `insufficient_funds` into a success, never the reverse."""
+
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ledger.locks import account_lock
+
+INSUFFICIENT_FUNDS = "insufficient_funds"
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    deposits_applied: int = 0
+    charges_succeeded: int = 0
+    charges_failed: int = 0
+    balance: int | None = None
+    more_pending: bool = False
+
+    @property
+    def intents(self) -> int:
+        return self.deposits_applied + self.charges_succeeded + self.charges_failed
+
+
+_SELECT_APPROVING_DEPOSITS = """
+    SELECT id, amount FROM ledger_deposit
+    WHERE seller_id = %s AND status = 'approving' ORDER BY id LIMIT %s
+"""
+_SELECT_QUEUED_CHARGES = """
+    SELECT id, amount FROM ledger_charge
+    WHERE seller_id = %s AND status = 'queued' ORDER BY id LIMIT %s
+"""
+_INSERT_ENTRIES = """
+    INSERT INTO ledger_entry
+        (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, deposit_id, created_at)
+    SELECT %s, e.seq, e.kind, e.amount, e.balance_after - e.amount, e.balance_after, e.charge_id,
+           e.deposit_id, %s
+    FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])
+        AS e(seq, kind, amount, balance_after, charge_id, deposit_id)
+"""
+_APPROVE_DEPOSITS = """
+    UPDATE ledger_deposit AS d SET status = 'approved', applied_at = %s, balance_after = u.balance_after
+    FROM unnest(%s::bigint[], %s::bigint[]) AS u(id, balance_after)
+    WHERE d.id = u.id AND d.status = 'approving'
+"""
+_SUCCEED_CHARGES = """
+    UPDATE ledger_charge AS c SET status = 'succeeded', settled_at = %s, balance_after = u.balance_after
+    FROM unnest(%s::bigint[], %s::bigint[]) AS u(id, balance_after)
+    WHERE c.id = u.id AND c.status = 'queued'
+"""
+_FAIL_CHARGES = """
+    UPDATE ledger_charge SET status = 'failed', settled_at = %s, failure_code = %s
+    WHERE id = ANY(%s::bigint[]) AND status = 'queued'
+"""
+_UPDATE_ACCOUNT = """
+    UPDATE ledger_account SET balance = %s, last_seq = %s, updated_at = %s WHERE seller_id = %s
+"""
+
+
+def settle_batch(*, seller_id: int, limit: int) -> BatchOutcome:
+    """Apply up to `limit` of the seller's queued intents in one transaction."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        account = account_lock(cursor, seller_id=seller_id)
+        if account is None:
+            return BatchOutcome()
+        cursor.execute(_SELECT_APPROVING_DEPOSITS, [seller_id, limit])
+        deposits = cursor.fetchall()
+        cursor.execute(_SELECT_QUEUED_CHARGES, [seller_id, limit - len(deposits)])
+        charges = cursor.fetchall()
+        if not deposits and not charges:
+            return BatchOutcome(balance=account.balance)
+
+        balance, seq = account.balance, account.last_seq
+        seqs, kinds, amounts, afters, charge_ids, deposit_ids = [], [], [], [], [], []
+        approved_ids, approved_afters = [], []
+        for deposit_id, amount in deposits:
+            balance += amount
+            seq += 1
+            seqs.append(seq), kinds.append("deposit"), amounts.append(amount), afters.append(balance)
+            charge_ids.append(None), deposit_ids.append(deposit_id)
+            approved_ids.append(deposit_id), approved_afters.append(balance)
+
+        succeeded_ids, succeeded_afters, failed_ids = [], [], []
+        for charge_id, amount in charges:
+            if amount > balance:
+                failed_ids.append(charge_id)
+                continue
+            balance -= amount
+            seq += 1
+            seqs.append(seq), kinds.append("charge"), amounts.append(-amount), afters.append(balance)
+            charge_ids.append(charge_id), deposit_ids.append(None)
+            succeeded_ids.append(charge_id), succeeded_afters.append(balance)
+
+        now = timezone.now()
+        if seqs:
+            cursor.execute(
+                _INSERT_ENTRIES, [seller_id, now, seqs, kinds, amounts, afters, charge_ids, deposit_ids]
+            )
+        if approved_ids:
+            cursor.execute(_APPROVE_DEPOSITS, [now, approved_ids, approved_afters])
+            _expect(cursor.rowcount, len(approved_ids), "deposits")
+        if succeeded_ids:
+            cursor.execute(_SUCCEED_CHARGES, [now, succeeded_ids, succeeded_afters])
+            _expect(cursor.rowcount, len(succeeded_ids), "succeeded charges")
+        if failed_ids:
+            cursor.execute(_FAIL_CHARGES, [now, INSUFFICIENT_FUNDS, failed_ids])
+            _expect(cursor.rowcount, len(failed_ids), "failed charges")
+        cursor.execute(_UPDATE_ACCOUNT, [balance, seq, now, seller_id])
+
+    return BatchOutcome(
+        deposits_applied=len(approved_ids),
+        charges_succeeded=len(succeeded_ids),
+        charges_failed=len(failed_ids),
+        balance=balance,
+        more_pending=len(deposits) + len(charges) >= limit,
+    )
+
+
+class PostingConflictError(RuntimeError):
+    """An intent changed under the account lock: something bypassed the lock order."""
+
+
+def _expect(updated: int, expected: int, what: str) -> None:
+    if updated != expected:
+        # Rolls the whole batch back: better no effect than a partial one.
+        raise PostingConflictError(f"updated {updated} {what}, expected {expected}")

@@ -1,0 +1,53 @@
+from django.db import transaction
+from django.utils import timezone
+
+from core.models import Seller
+from ledger import events
+from ledger.errors import InvalidStateError, NotFoundError, SellerInactiveError
+from ledger.models import Deposit
+from ledger.services.idempotency import create_once, fingerprint
+
+
+@transaction.atomic
+def deposit_request(
+    *, seller: Seller, amount: int, reference: str = "", idempotency_key: str | None = None
+) -> tuple[Deposit, bool]:
+    """A seller asks for credit. Moves no money. Returns (deposit, created)."""
+    if not seller.user.is_active:
+        raise SellerInactiveError()
+    fp = fingerprint({"amount": amount, "reference": reference})
+    return create_once(
+        model=Deposit,
+        seller_id=seller.pk,
+        key=idempotency_key,
+        fingerprint_=fp,
+        create=lambda: Deposit.objects.create(
+            seller=seller, amount=amount, reference=reference, idempotency_key=idempotency_key, request_fingerprint=fp
+        ),
+    )
+
+
+def _decide(*, deposit_id: int, to_status: str, decided_by, reason: str = "") -> Deposit:
+    # One conditional UPDATE: of any number of concurrent decisions exactly one matches `pending`.
+    updated = Deposit.objects.filter(pk=deposit_id, status=Deposit.Status.PENDING).update(
+        status=to_status, decided_at=timezone.now(), decided_by=decided_by, reason=reason
+    )
+    deposit = Deposit.objects.filter(pk=deposit_id).first()
+    if deposit is None:
+        raise NotFoundError()
+    if not updated:
+        raise InvalidStateError(f"Deposit {deposit_id} is {deposit.status}, not pending.")
+    return deposit
+
+
+@transaction.atomic
+def deposit_approve(*, deposit_id: int, approved_by) -> Deposit:
+    """Flip pending -> approving and wake the seller's worker, which credits it in sequence."""
+    deposit = _decide(deposit_id=deposit_id, to_status=Deposit.Status.APPROVING, decided_by=approved_by)
+    events.intents_recorded(seller_id=deposit.seller_id)
+    return deposit
+
+
+@transaction.atomic
+def deposit_reject(*, deposit_id: int, rejected_by, reason: str = "") -> Deposit:
+    return _decide(deposit_id=deposit_id, to_status=Deposit.Status.REJECTED, decided_by=rejected_by, reason=reason)

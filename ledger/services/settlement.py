@@ -1,0 +1,34 @@
+"""Draining a seller's queue of intents: the service behind the `settle_seller` task."""
+
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from ledger.posting import settle_batch
+
+
+@dataclass
+class SettleOutcome:
+    batches: int = 0
+    intents: int = 0
+    more_pending: bool = False
+
+
+def settle_seller(*, seller_id: int, time_budget: float | None = None, batch_size: int | None = None) -> SettleOutcome:
+    """Apply the seller's queued intents batch by batch until none is left or the time budget is
+    spent (then `more_pending` asks the caller to come back later, so one hot seller cannot
+    starve the others on its shard)."""
+    budget = settings.LEDGER_SETTLE_TIME_BUDGET if time_budget is None else time_budget
+    limit = batch_size or settings.LEDGER_SETTLE_BATCH_SIZE
+    deadline = time.monotonic() + budget
+    outcome = SettleOutcome()
+    while True:
+        batch = settle_batch(seller_id=seller_id, limit=limit)
+        outcome.batches += 1
+        outcome.intents += batch.intents
+        if not batch.more_pending:
+            return outcome
+        if time.monotonic() >= deadline:
+            outcome.more_pending = True
+            return outcome

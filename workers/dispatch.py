@@ -1,0 +1,28 @@
+"""The only places that enqueue. Always after commit: a worker must never wake up before the
+intent it should settle is visible, and a rolled-back request must enqueue nothing."""
+
+from functools import partial
+
+from django.db import transaction
+
+from workers.routing import queue_for
+
+
+def wake_seller(seller_id: int) -> None:
+    from workers.tasks import settle_seller_task
+
+    settle_seller_task.apply_async(kwargs={"seller_id": seller_id}, queue=queue_for(seller_id))
+
+
+def wake_seller_on_commit(seller_id: int) -> None:
+    """Wake the seller's worker once the current transaction commits; one wake-up per seller per
+    transaction is enough, however many intents it recorded. Django drops callbacks of rolled-back
+    (save)points, so a rolled-back intent enqueues nothing."""
+    connection = transaction.get_connection()
+    if connection.in_atomic_block and any(
+        getattr(callback, "ledger_seller_id", None) == seller_id for _, callback, *_ in connection.run_on_commit
+    ):
+        return
+    send = partial(wake_seller, seller_id)
+    send.ledger_seller_id = seller_id  # type: ignore[attr-defined]
+    transaction.on_commit(send)

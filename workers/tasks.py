@@ -1,0 +1,52 @@
+"""Celery tasks: ids in, one service call, done. Domain errors are final outcomes recorded on
+the intent; only transient database errors retry."""
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from ledger.audit import audit_ledger
+from ledger.selectors import sellers_with_stale_intents
+from ledger.services.settlement import settle_seller
+from workers import dispatch
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="ledger.settle_seller",
+    ignore_result=True,
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=0.5,
+    retry_backoff_max=10,
+    max_retries=None,
+)
+def settle_seller_task(seller_id: int) -> None:
+    outcome = settle_seller(seller_id=seller_id)
+    if outcome.intents:
+        logger.info("settled seller=%s intents=%s batches=%s", seller_id, outcome.intents, outcome.batches)
+    if outcome.more_pending:
+        dispatch.wake_seller(seller_id)
+
+
+@shared_task(name="ledger.sweep_stale_sellers", ignore_result=True)
+def sweep_stale_sellers_task() -> int:
+    """Wake every seller whose intents waited too long: a lost publish, a flushed broker or a
+    killed worker cost latency, never money."""
+    seller_ids = sellers_with_stale_intents(older_than_seconds=settings.LEDGER_SWEEP_AFTER)
+    for seller_id in seller_ids:
+        dispatch.wake_seller(seller_id)
+    if seller_ids:
+        logger.warning("sweeper woke %s sellers with stale intents", len(seller_ids))
+    return len(seller_ids)
+
+
+@shared_task(name="ledger.audit", ignore_result=False)
+def audit_task() -> dict:
+    breaches = audit_ledger()
+    for breach in breaches:
+        logger.error("ledger audit breach: %s", breach)
+    return {"ok": not breaches, "breaches": [str(b) for b in breaches[:100]]}
