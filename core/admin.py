@@ -1,0 +1,44 @@
+"""Sellers in the Django admin, with their balances, read-only: sellers are created through the
+API (`seller_create` makes the user, profile and account together) and balances change only in
+the ledger's posting code."""
+
+from django.contrib import admin
+
+from core.models import Seller
+
+
+@admin.register(Seller)
+class SellerAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "username", "is_active", "balance", "last_seq", "created_at")
+    list_select_related = ("user", "account")
+    search_fields = ("=id", "name", "user__username")
+    readonly_fields = ("id", "name", "user", "created_at", "balance", "last_seq")
+    fields = readonly_fields
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(ordering="user__username")
+    def username(self, obj: Seller) -> str:
+        return obj.user.get_username()
+
+    @admin.display(boolean=True)
+    def is_active(self, obj: Seller) -> bool:
+        return obj.user.is_active
+
+    @admin.display(ordering="account__balance", description="balance")
+    def balance(self, obj: Seller) -> int | None:
+        account = getattr(obj, "account", None)
+        return None if account is None else account.balance
+
+    @admin.display(ordering="account__last_seq", description="last entry seq")
+    def last_seq(self, obj: Seller) -> int | None:
+        account = getattr(obj, "account", None)
+        return None if account is None else account.last_seq
