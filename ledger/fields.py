@@ -56,6 +56,8 @@ class PhoneNumberField(serializers.CharField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
+        if not isinstance(data, str):  # a JSON number would lose leading zeros; ask for a string
+            self.fail("invalid_phone")
         value = super().to_internal_value(data)
         normalized = normalize_phone(value)
         if normalized is None:

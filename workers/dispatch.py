@@ -7,11 +7,17 @@ from django.db import transaction
 
 from workers.routing import queue_for
 
+# Fail fast when Redis is away: a wake-up is only a hint, the sweeper re-sends it, and a request
+# must not hang on the broker.
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.2}
+
 
 def wake_seller(seller_id: int) -> None:
     from workers.tasks import settle_seller_task
 
-    settle_seller_task.apply_async(kwargs={"seller_id": seller_id}, queue=queue_for(seller_id))
+    settle_seller_task.apply_async(
+        kwargs={"seller_id": seller_id}, queue=queue_for(seller_id), retry_policy=PUBLISH_RETRY_POLICY
+    )
 
 
 def wake_seller_on_commit(seller_id: int) -> None:
@@ -25,4 +31,6 @@ def wake_seller_on_commit(seller_id: int) -> None:
         return
     send = partial(wake_seller, seller_id)
     send.ledger_seller_id = seller_id  # type: ignore[attr-defined]
-    transaction.on_commit(send)
+    # robust: once the intent is committed, a broker outage must not turn the request into an
+    # error. The intent stays queued and the sweeper wakes its seller later.
+    transaction.on_commit(send, robust=True)

@@ -1,0 +1,149 @@
+"""The posting module and its database guards, exercised in-process against PostgreSQL."""
+
+import pytest
+from django.core.management import CommandError
+from django.db import IntegrityError, connection, transaction
+
+from ledger.models import Account, Charge, Deposit, Entry
+from ledger.posting import settle_batch
+from ledger.services.charges import charge_submit
+from ledger.services.settlement import settle_seller
+from tests.factories import make_admin, make_seller, request_and_approve
+from tests.support import assert_ledger_audit
+
+PHONE = "+989121234567"
+
+pytestmark = pytest.mark.django_db
+
+
+def _charge(seller, amount):
+    return charge_submit(seller=seller, phone_number=PHONE, amount=amount)[0]
+
+
+def test_settle_credits_deposits_then_debits_charges_in_order():
+    admin, seller = make_admin(), make_seller()
+    request_and_approve(seller, 10_000, admin)
+    charges = [_charge(seller, amount) for amount in (4_000, 7_000, 6_000, 1_000)]
+
+    outcome = settle_seller(seller_id=seller.pk)
+
+    assert outcome.intents == 5
+    statuses = [(c.status, c.failure_code, c.balance_after) for c in Charge.objects.filter(pk__in=[c.pk for c in charges]).order_by("id")]
+    assert statuses == [
+        ("succeeded", None, 6_000),
+        ("failed", "insufficient_funds", None),  # 7,000 > 6,000: skipped, the next one still tried
+        ("succeeded", None, 0),
+        ("failed", "insufficient_funds", None),
+    ]
+    entries = list(Entry.objects.filter(seller=seller).order_by("seq").values_list("seq", "kind", "amount", "balance_before", "balance_after"))
+    assert entries == [
+        (1, "deposit", 10_000, 0, 10_000),
+        (2, "charge", -4_000, 10_000, 6_000),
+        (3, "charge", -6_000, 6_000, 0),
+    ]
+    account = Account.objects.get(seller=seller)
+    assert (account.balance, account.last_seq) == (0, 3)
+    assert Deposit.objects.get(seller=seller).status == "approved"
+    assert_ledger_audit()
+
+
+def test_settle_twice_applies_nothing_more():
+    admin, seller = make_admin(), make_seller()
+    request_and_approve(seller, 5_000, admin)
+    _charge(seller, 2_000)
+    settle_seller(seller_id=seller.pk)
+
+    again = settle_batch(seller_id=seller.pk, limit=100)
+
+    assert again.intents == 0
+    assert Entry.objects.filter(seller=seller).count() == 2
+    assert_ledger_audit()
+
+
+def test_settle_drains_in_batches_when_backlog_exceeds_the_limit():
+    admin, seller = make_admin(), make_seller()
+    request_and_approve(seller, 100_000, admin)
+    for _ in range(25):
+        _charge(seller, 1_000)
+
+    outcome = settle_seller(seller_id=seller.pk, batch_size=10)
+
+    assert outcome.batches == 3 and outcome.intents == 26
+    assert Account.objects.get(seller=seller).balance == 75_000
+    assert list(Entry.objects.filter(seller=seller).order_by("seq").values_list("seq", flat=True)) == list(range(1, 27))
+    assert_ledger_audit()
+
+
+def test_database_refuses_a_negative_balance():
+    seller = make_seller()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Account.objects.filter(seller=seller).update(balance=-1)
+
+
+def test_database_refuses_an_entry_with_wrong_arithmetic():
+    seller = make_seller()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO ledger_entry (seller_id, seq, kind, amount, balance_before, balance_after, created_at)"
+                " VALUES (%s, 1, 'adjustment', 100, 0, 99, now())",
+                [seller.pk],
+            )
+
+
+def test_database_refuses_a_second_entry_for_one_charge():
+    admin, seller = make_admin(), make_seller()
+    request_and_approve(seller, 5_000, admin)
+    charge = _charge(seller, 1_000)
+    settle_seller(seller_id=seller.pk)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO ledger_entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, created_at)"
+                " VALUES (%s, 3, 'charge', -1000, 4000, 3000, %s, now())",
+                [seller.pk, charge.pk],
+            )
+
+
+@pytest.mark.parametrize("statement", ["UPDATE ledger_entry SET amount = amount", "DELETE FROM ledger_entry"])
+def test_entries_are_append_only(statement):
+    admin, seller = make_admin(), make_seller()
+    request_and_approve(seller, 5_000, admin)
+    settle_seller(seller_id=seller.pk)
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+
+
+def test_database_refuses_a_succeeded_charge_without_balance_after():
+    seller = make_seller()
+    charge = _charge(seller, 1_000)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Charge.objects.filter(pk=charge.pk).update(status="succeeded")
+
+
+def test_audit_reports_a_balance_that_disagrees_with_the_ledger():
+    admin, seller = make_admin(), make_seller()
+    request_and_approve(seller, 5_000, admin)
+    settle_seller(seller_id=seller.pk)
+    assert_ledger_audit(seller.pk)
+
+    Account.objects.filter(seller=seller).update(balance=4_000)  # a write that bypassed posting
+
+    with pytest.raises(CommandError, match="FAILED"):
+        assert_ledger_audit(seller.pk)
+
+
+def test_audit_reports_a_charge_marked_succeeded_without_an_entry():
+    admin, seller = make_admin(), make_seller()
+    request_and_approve(seller, 5_000, admin)
+    charge = _charge(seller, 1_000)
+    settle_seller(seller_id=seller.pk)
+    other = _charge(seller, 500)
+    Charge.objects.filter(pk=other.pk).update(status="succeeded", balance_after=3_500, settled_at=charge.created_at)
+
+    from ledger.audit import audit_ledger
+
+    breaches = audit_ledger(seller_id=seller.pk)
+    assert any(b.invariant == 5 and f"charge {other.pk} is succeeded but has no entry" in b.message for b in breaches)
+    assert any(b.invariant == 6 for b in breaches)
