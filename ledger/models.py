@@ -158,9 +158,21 @@ class ChargeBatch(models.Model):
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # The input's column names in the input's order, so the results file echoes the same layout.
+    columns = models.JSONField(default=list, blank=True)
+    file_size = models.BigIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # Final outcome, frozen when the batch is marked completed; until then progress is counted
+    # from the charges (no counter row for the workers to contend on).
+    succeeded = models.IntegerField(null=True, blank=True)
+    failed = models.IntegerField(null=True, blank=True)
+    succeeded_amount = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
+        verbose_name_plural = "charge batches"
         constraints = [
             models.UniqueConstraint(
                 fields=["seller", "idempotency_key"],
@@ -171,6 +183,27 @@ class ChargeBatch(models.Model):
 
     def __str__(self) -> str:
         return f"batch #{self.pk} {self.filename} ({self.status})"
+
+
+class ChargeBatchRejectedRow(models.Model):
+    """An input row of a batch that failed validation: kept as given (never queued) so the results
+    file can still answer one line per input row."""
+
+    batch = models.ForeignKey(ChargeBatch, on_delete=models.CASCADE, related_name="rejected_rows", db_index=False)
+    line = models.IntegerField()
+    phone_number = models.TextField(blank=True, default="")
+    amount = models.TextField(blank=True, default="")
+    reference = models.TextField(blank=True, default="")
+    error = models.TextField()
+
+    class Meta:
+        ordering = ["batch", "line"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "line"], name="batch_rejected_row_line_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch #{self.batch_id} line {self.line}: {self.error}"
 
 
 class Entry(models.Model):

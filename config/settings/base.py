@@ -148,6 +148,11 @@ LEDGER_AUDIT_INTERVAL = env_float("LEDGER_AUDIT_INTERVAL", 3600.0)
 # Called with a seller id when intents are recorded; the ledger app never imports Celery itself.
 LEDGER_WAKE_UP = "workers.dispatch.wake_seller_on_commit"
 PHONE_DEFAULT_REGION = env("PHONE_DEFAULT_REGION", "IR")
+# Charge list imports: uploads above this many bytes are refused with 413 (100 MiB is about
+# three million rows). Uploads above FILE_UPLOAD_MAX_MEMORY_SIZE are spooled to a temporary file
+# by Django, so a large import never sits in the web process's memory.
+LEDGER_BATCH_MAX_BYTES = env_int("LEDGER_BATCH_MAX_BYTES", 100 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
 
 # --- Celery (broker: Redis; results: PostgreSQL through django-celery-results) ----------------
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ledger.api import views
+from ledger.api import batches, views
 
 urlpatterns = [
     path("me/", views.MeApi.as_view(), name="me"),
@@ -13,5 +13,8 @@ urlpatterns = [
     path("deposits/<int:pk>/reject/", views.DepositRejectApi.as_view(), name="deposit-reject"),
     path("charges/", views.ChargeListCreateApi.as_view(), name="charge-list"),
     path("charges/<int:pk>/", views.ChargeDetailApi.as_view(), name="charge-detail"),
+    path("charge-batches/", batches.ChargeBatchListCreateApi.as_view(), name="charge-batch-list"),
+    path("charge-batches/<int:pk>/", batches.ChargeBatchDetailApi.as_view(), name="charge-batch-detail"),
+    path("charge-batches/<int:pk>/results/", batches.ChargeBatchResultsApi.as_view(), name="charge-batch-results"),
     path("transactions/", views.TransactionListApi.as_view(), name="transaction-list"),
 ]

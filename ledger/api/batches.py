@@ -1,0 +1,149 @@
+"""Charge batch endpoints: upload a charge list, follow its progress, download its results.
+
+Thin as the other views: the import, the progress and the results rows come from
+`ledger.services.batches`; this module only speaks HTTP."""
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.generics import GenericAPIView, ListAPIView
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+
+from core.permissions import IsSeller, IsSellerOrStaffReader
+from core.roles import seller_of
+from ledger import selectors
+from ledger.api.serializers import idempotency_key_from
+from ledger.csv_export import csv_lines
+from ledger.models import ChargeBatch
+from ledger.services.batches import (
+    BatchFileRefusedError,
+    BatchFileTooLargeError,
+    batch_import,
+    batch_max_bytes,
+    batch_progress,
+    batch_results,
+)
+
+# Multipart framing around the file: boundaries, part headers, the file name.
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+class ChargeBatchUploadInput(serializers.Serializer):
+    # Empty files reach the service, which refuses them with the same message as the CLI.
+    file = serializers.FileField(allow_empty_file=True, max_length=255)
+
+
+class BatchErrorOutput(serializers.Serializer):
+    line = serializers.IntegerField()
+    field = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ChargeBatchOutput(serializers.ModelSerializer):
+    # Counted from the charges by `batch_progress`, frozen once the batch is completed.
+    queued = serializers.IntegerField(default=0)
+    succeeded = serializers.IntegerField(default=0)
+    failed = serializers.IntegerField(default=0)
+    succeeded_amount = serializers.IntegerField(default=0)
+    errors = BatchErrorOutput(many=True)
+
+    class Meta:
+        model = ChargeBatch
+        fields = [
+            "id", "seller", "filename", "status", "total_rows", "valid_rows", "invalid_rows", "queued",
+            "succeeded", "failed", "succeeded_amount", "errors", "created_at", "completed_at",
+        ]
+
+
+class _BatchScopedMixin:
+    """A seller sees only its own batches (another seller's is a 404); staff see all."""
+
+    def get_queryset(self):
+        seller_filter = self.request.query_params.get("seller")
+        return selectors.batch_list(
+            seller=seller_of(self.request.user),
+            seller_filter=int(seller_filter) if seller_filter and seller_filter.isdecimal() else None,
+        )
+
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="1-255 printable characters; the same key and the same file return the original batch.",
+)
+
+
+class ChargeBatchListCreateApi(_BatchScopedMixin, ListAPIView):
+    serializer_class = ChargeBatchOutput
+    parser_classes = [MultiPartParser]
+
+    def get_permissions(self):
+        return [IsSeller()] if self.request.method == "POST" else [IsSellerOrStaffReader()]
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
+        batch_progress(batches=page)
+        return self.get_paginated_response(ChargeBatchOutput(page, many=True).data)
+
+    @extend_schema(
+        request={"multipart/form-data": ChargeBatchUploadInput},
+        responses={
+            202: ChargeBatchOutput,
+            200: ChargeBatchOutput,
+            413: OpenApiResponse(description="The file is larger than LEDGER_BATCH_MAX_BYTES (code file_too_large)."),
+        },
+        parameters=[IDEMPOTENCY_HEADER],
+    )
+    def post(self, request):
+        # Before the body is read: an oversize upload is refused without spooling it to disk.
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if length.isdecimal() and int(length) > batch_max_bytes() + _MULTIPART_OVERHEAD:
+            raise BatchFileTooLargeError(f"The upload is {length} bytes; the limit is {batch_max_bytes()} bytes.")
+        key = idempotency_key_from(request)
+        data = ChargeBatchUploadInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        try:
+            batch, created = batch_import(
+                seller=seller_of(request.user), file=upload, filename=upload.name or "", idempotency_key=key,
+                created_by=request.user,
+            )
+        except BatchFileRefusedError as exc:
+            body = {"detail": exc.detail, "code": exc.code, "errors": {"file": [exc.detail]}}
+            if exc.row_errors:
+                body["row_errors"] = exc.row_errors
+            return Response(body, status=exc.http_status)
+        batch_progress(batches=[batch])
+        return Response(
+            ChargeBatchOutput(batch).data,
+            status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
+            headers={"Location": f"/api/v1/charge-batches/{batch.pk}/"},
+        )
+
+
+class ChargeBatchDetailApi(_BatchScopedMixin, GenericAPIView):
+    permission_classes = [IsSellerOrStaffReader]
+    serializer_class = ChargeBatchOutput
+
+    def get(self, request, pk):
+        batch = self.get_object()
+        batch_progress(batches=[batch])
+        return Response(ChargeBatchOutput(batch).data)
+
+
+class ChargeBatchResultsApi(_BatchScopedMixin, GenericAPIView):
+    permission_classes = [IsSellerOrStaffReader]
+    serializer_class = ChargeBatchOutput  # for the schema's path parameter only
+
+    def perform_content_negotiation(self, request, force=False):
+        # The body is CSV whatever the Accept header says; errors still render as JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request, pk):
+        batch = self.get_object()
+        header, rows = batch_results(batch=batch)
+        response = StreamingHttpResponse(csv_lines(header, rows), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="charge-batch-{batch.pk}-results.csv"'
+        return response
