@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from core.api.views import HealthApi, ReadyApi
 
@@ -9,10 +8,10 @@ api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
-    path("auth/token/", TokenObtainPairView.as_view(), name="token-obtain"),
-    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("health/", HealthApi.as_view(), name="health"),
     path("ready/", ReadyApi.as_view(), name="ready"),
+    path("ops/", include("workers.urls")),
+    path("", include("core.api.urls")),
     path("", include("ledger.api.urls")),
 ]
 
@@ -20,3 +19,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]
+
+handler400 = "core.api.handlers.bad_request"
+handler403 = "core.api.handlers.permission_denied"
+handler404 = "core.api.handlers.page_not_found"
+handler500 = "core.api.handlers.server_error"

@@ -2,6 +2,7 @@
 `{"detail": ..., "code": ...}` (plus `errors` for validation failures)."""
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -22,6 +23,12 @@ class NotFoundError(DomainError):
     code = "not_found"
     http_status = status.HTTP_404_NOT_FOUND
     default_detail = "Not found."
+
+
+class RequestTooLargeError(DomainError):
+    code = "request_too_large"
+    http_status = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
 
 
 class InvalidStateError(DomainError):
@@ -58,7 +65,21 @@ def _first_message(errors) -> str:
     return str(errors)
 
 
+def _detail_text(exc) -> str:
+    detail = getattr(exc, "detail", None)
+    if isinstance(detail, dict):  # simplejwt's InvalidToken carries {"detail", "code", "messages"}
+        detail = detail.get("detail", "")
+    if isinstance(detail, list) and detail:
+        detail = detail[0]
+    return str(detail) if detail else str(exc)
+
+
 def api_exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLargeError()
+    elif isinstance(exc, SuspiciousOperation):
+        # Too many fields or files, a malformed multipart body: the client's fault, never a 500.
+        exc = exceptions.ParseError("The request body could not be parsed.")
     if isinstance(exc, DomainError):
         return Response({"detail": exc.detail, "code": exc.code}, status=exc.http_status)
     if isinstance(exc, Http404):
@@ -82,6 +103,5 @@ def api_exception_handler(exc, context):
     else:
         code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), None)
         code = code or getattr(getattr(exc, "detail", None), "code", None) or "error"
-    detail = exc.detail if isinstance(getattr(exc, "detail", None), str) else str(exc)
-    response.data = {"detail": str(detail), "code": code}
+    response.data = {"detail": _detail_text(exc), "code": code}
     return response

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_api_key",
     "django_filters",
     "drf_spectacular",
     "django_celery_results",
@@ -108,8 +109,10 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "core.authentication.JWTAuthentication",
+        "core.authentication.ApiKeyAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.SellerRateThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
@@ -132,7 +135,22 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Seller credit ledger API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.schema.add_error_responses"],
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64", "minimum": 1}},
+    "ENUM_NAME_OVERRIDES": {
+        "StaffRoleEnum": "core.api.serializers.ROLE_CHOICES",
+        "RoleEnum": "core.api.serializers.ALL_ROLE_CHOICES",
+    },
 }
+
+# --- Rate limits (counted in Redis, shared by every web process; see core/throttling.py) -----
+# Per seller, whichever token or API key it uses. High by default: it guards against a runaway
+# integrator, not against the legitimate load.
+SELLER_THROTTLE_RATE = env("SELLER_THROTTLE_RATE", "200000/m")
+# Failed logins, per username and per client address (NUM_PROXIES says which address to trust).
+LOGIN_THROTTLE_USERNAME_RATE = env("LOGIN_THROTTLE_USERNAME_RATE", "10/15m")
+LOGIN_THROTTLE_ADDRESS_RATE = env("LOGIN_THROTTLE_ADDRESS_RATE", "100/15m")
+THROTTLE_REDIS_URL = env("THROTTLE_REDIS_URL")  # default: REDIS_URL
 
 # --- Ledger ---------------------------------------------------------------------------------
 # Money is an integer count of the smallest currency unit everywhere.

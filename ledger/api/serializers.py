@@ -1,6 +1,8 @@
 from rest_framework import serializers
 
+from core.api.serializers import ALL_ROLE_CHOICES
 from core.models import Seller
+from ledger.api import schema as _schema  # noqa: F401  (registers the OpenAPI extensions)
 from ledger.fields import AmountField, PhoneNumberField
 from ledger.models import Charge, Deposit, Entry
 
@@ -39,7 +41,7 @@ class MeSellerOutput(serializers.Serializer):
 class MeOutput(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
-    role = serializers.ChoiceField(choices=["admin", "approver", "auditor", "seller"])
+    role = serializers.ChoiceField(choices=ALL_ROLE_CHOICES)
     seller = MeSellerOutput(allow_null=True)
 
 

@@ -1,0 +1,103 @@
+"""Every endpoint x anonymous, seller, another seller, approver, auditor and admin.
+
+The seller owns every object in the paths; "other" is a second seller, who must get 404 for
+those objects (never 403, never the data)."""
+
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from core.services import api_key_issue
+from ledger.models import Charge
+from ledger.services.charges import charge_submit
+from ledger.services.deposits import deposit_request
+from tests.api.helpers import assert_error, bearer
+from tests.factories import make_admin, make_seller, make_staff
+
+ROLES = ["anonymous", "seller", "other", "approver", "auditor", "admin"]
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    expected: tuple[int, int, int, int, int, int]  # in the order of ROLES
+    body: dict | None = None
+
+
+def _charge_body():
+    return {"phone_number": "09121234567", "amount": 1000}
+
+
+CASES = [
+    Case("get", "/api/v1/me/", (401, 200, 200, 200, 200, 200)),
+    Case("get", "/api/v1/sellers/", (401, 403, 403, 200, 200, 200)),
+    Case("post", "/api/v1/sellers/", (401, 403, 403, 403, 403, 201), {"username": "new-seller", "password": "long-enough-1", "name": "N"}),
+    Case("get", "/api/v1/sellers/{seller}/", (401, 403, 403, 200, 200, 200)),
+    Case("get", "/api/v1/sellers/{seller}/reconcile/", (401, 403, 403, 200, 200, 200)),
+    Case("get", "/api/v1/sellers/{seller}/api-keys/", (401, 403, 403, 403, 403, 200)),
+    Case("post", "/api/v1/sellers/{seller}/api-keys/", (401, 403, 403, 403, 403, 201), {"name": "erp"}),
+    Case("delete", "/api/v1/sellers/{seller}/api-keys/{key}/", (401, 403, 403, 403, 403, 204)),
+    Case("get", "/api/v1/staff/", (401, 403, 403, 403, 403, 200)),
+    Case("post", "/api/v1/staff/", (401, 403, 403, 403, 403, 201), {"username": "new-staff", "password": "long-enough-1", "role": "auditor"}),
+    Case("get", "/api/v1/staff/{staff}/", (401, 403, 403, 403, 403, 200)),
+    Case("patch", "/api/v1/staff/{staff}/", (401, 403, 403, 403, 403, 200), {"role": "approver"}),
+    Case("get", "/api/v1/deposits/", (401, 200, 200, 200, 200, 200)),
+    Case("post", "/api/v1/deposits/", (401, 201, 201, 403, 403, 403), {"amount": 5000}),
+    Case("get", "/api/v1/deposits/{deposit}/", (401, 200, 404, 200, 200, 200)),
+    Case("post", "/api/v1/deposits/{deposit}/approve/", (401, 403, 403, 202, 403, 202)),
+    Case("post", "/api/v1/deposits/{deposit}/reject/", (401, 403, 403, 200, 403, 200), {"reason": "no"}),
+    Case("get", "/api/v1/charges/", (401, 200, 200, 200, 200, 200)),
+    Case("post", "/api/v1/charges/", (401, 202, 202, 403, 403, 403), _charge_body()),
+    Case("get", "/api/v1/charges/{charge}/", (401, 200, 404, 200, 200, 200)),
+    Case("get", "/api/v1/transactions/", (401, 200, 200, 200, 200, 200)),
+    Case("get", "/api/v1/transactions/export/", (401, 200, 200, 200, 200, 200)),
+    Case("get", "/api/v1/health/", (200, 200, 200, 200, 200, 200)),
+    Case("get", "/api/v1/schema/", (200, 200, 200, 200, 200, 200)),
+]
+
+_CODES = {401: "not_authenticated", 403: "permission_denied", 404: "not_found"}
+
+
+@pytest.fixture
+def world(db):
+    seller, other = make_seller(), make_seller()
+    deposit, _ = deposit_request(seller=seller, amount=10_000)
+    charge, _ = charge_submit(seller=seller, phone_number="+989121234567", amount=100)
+    api_key, _ = api_key_issue(seller=seller, name="erp")
+    users = {
+        "seller": seller.user,
+        "other": other.user,
+        "approver": make_staff("approver"),
+        "auditor": make_staff("auditor"),
+        "admin": make_admin(),
+    }
+    ids = {"seller": seller.pk, "deposit": deposit.pk, "charge": charge.pk, "key": api_key.pk,
+           "staff": make_staff("auditor").pk}
+    return users, ids
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.path}")
+def test_authorization_matrix(world, case: Case, role: str):
+    users, ids = world
+    client = APIClient() if role == "anonymous" else bearer(users[role])
+    response = getattr(client, case.method)(case.path.format(**ids), case.body, format="json")
+    expected = case.expected[ROLES.index(role)]
+    if expected in _CODES:
+        assert_error(response, expected, _CODES[expected])
+    else:
+        assert response.status_code == expected, (response.status_code, getattr(response, "data", None))
+
+
+def test_seller_lists_show_only_its_own_rows(world):
+    users, ids = world
+    own = bearer(users["seller"]).get("/api/v1/charges/").json()["results"]
+    theirs = bearer(users["other"]).get("/api/v1/charges/").json()["results"]
+    assert [row["id"] for row in own] == [ids["charge"]]
+    assert theirs == []
+    # Asking for another seller by filter does not widen a seller's scope.
+    sneaky = bearer(users["other"]).get(f"/api/v1/charges/?seller={ids['seller']}").json()["results"]
+    assert sneaky == []
+    assert Charge.objects.count() == 1
