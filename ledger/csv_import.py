@@ -78,6 +78,7 @@ class ChargeListReader:
             return 0
 
     def __iter__(self) -> Iterator[Row]:
+        _sniff(self._binary)
         # newline="" hands CR/LF untouched to the csv module, which needs them for quoted fields.
         text = io.TextIOWrapper(self._binary, encoding="utf-8-sig", errors="strict", newline="")
         try:
@@ -129,6 +130,17 @@ class ChargeListReader:
                 "The file is empty: expected a header row naming the columns phone_number, amount "
                 "and optionally reference."
             )
+
+
+def _sniff(binary: BinaryIO) -> None:
+    """Name the two common wrong uploads before decoding: a spreadsheet saved as UTF-16 text, and
+    a file that is not text at all."""
+    head = binary.read(8192)
+    binary.seek(0)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FileRefusedError("The file is UTF-16 text, not UTF-8. Save it as 'CSV UTF-8'.")
+    if b"\x00" in head:
+        raise FileRefusedError("This is a binary file, not a CSV text file.")
 
 
 def _header(record: list[str]) -> list[str]:

@@ -38,3 +38,138 @@ def test_upload_queues_valid_rows_in_file_order_and_reports_invalid_ones(django_
     assert [r[4] for r in rows[1:]] == ["queued", "invalid", "invalid", "queued"]
     assert rows[2][:3] == ["not-a-phone", "5000", "bad phone"]
     assert rows[3][-1] == "amount: Must be greater than zero."
+
+
+def _nothing_stored():
+    return not ChargeBatch.objects.exists() and not Charge.objects.exists()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "The file is empty"),
+    (csv_bytes("phone_number,amount"), "no data rows"),
+    (csv_bytes("phone,amount", f"{phone(1)},5000"), "Unknown columns in the header: phone."),
+    (csv_bytes("amount,reference", "5000,x"), "Missing required columns in the header: phone_number."),
+    (b"phone_number,amount\n09120000001,5000\n\xc3\x28,5000\n", "not UTF-8"),
+    (b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00", "binary file"),
+    (csv_bytes("phone_number,amount", f"{phone(1)},-5", "123,5000", f"{phone(2)},99999999999999999999999"),
+     "None of the 3 rows is valid"),
+])
+def test_unusable_file_is_refused_with_400_and_nothing_is_queued(content, message, django_capture_on_commit_callbacks):
+    seller = make_seller()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = upload(client_for(seller.user), content)
+    assert response.status_code == 400
+    body = response.json()
+    assert message in body["detail"]
+    assert body["code"] == "invalid"
+    assert body["errors"] == {"file": [body["detail"]]}
+    assert _nothing_stored()
+    assert callbacks == []
+
+
+def test_file_without_valid_rows_lists_the_row_errors():
+    seller = make_seller()
+    response = upload(client_for(seller.user), csv_bytes("phone_number,amount", f"{phone(1)},0", "x,5"))
+    assert response.json()["row_errors"] == [
+        {"line": 2, "field": "amount", "message": "Must be greater than zero."},
+        {"line": 3, "field": "phone_number", "message": "Enter a valid mobile phone number."},
+    ]
+
+
+def test_oversize_file_is_refused_with_413(settings):
+    settings.LEDGER_BATCH_MAX_BYTES = 100
+    seller = make_seller()
+    content = csv_bytes("phone_number,amount", *[f"{phone(i)},1000" for i in range(10)])
+    response = upload(client_for(seller.user), content)
+    assert response.status_code == 413
+    assert response.json() == {"detail": f"The file is {len(content)} bytes; the limit is 100 bytes.",
+                               "code": "file_too_large"}
+    assert _nothing_stored()
+
+
+def test_oversize_upload_is_refused_from_its_content_length_before_reading_it(settings):
+    settings.LEDGER_BATCH_MAX_BYTES = 1000
+    seller = make_seller()
+    content = csv_bytes("phone_number,amount", *[f"{phone(i)},1000" for i in range(20_000)])
+    response = upload(client_for(seller.user), content)
+    assert response.status_code == 413
+    assert response.json()["code"] == "file_too_large"
+    assert "upload is" in response.json()["detail"]
+    assert _nothing_stored()
+
+
+def test_same_key_and_file_returns_the_original_batch_and_another_file_is_refused():
+    seller = make_seller()
+    client = client_for(seller.user)
+    content = csv_bytes("phone_number,amount", f"{phone(1)},1000", f"{phone(2)},2000")
+    first = upload(client, content, key="march-payroll")
+    again = upload(client, content, key="march-payroll", name="renamed.csv")
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["id"] == first.json()["id"]
+    other = upload(client, content + f"{phone(3)},3000\n".encode(), key="march-payroll")
+    assert other.status_code == 409
+    assert other.json()["code"] == "idempotency_key_reused"
+    assert Charge.objects.count() == 2 and ChargeBatch.objects.count() == 1
+    # Keys are per seller, and no key means a new batch each time.
+    other_seller = make_seller()
+    assert upload(client_for(other_seller.user), content, key="march-payroll").status_code == 202
+    assert upload(client, content).status_code == 202
+    assert Charge.objects.count() == 6
+
+
+def test_sellers_see_only_their_batches_and_staff_see_all():
+    from tests.factories import make_staff
+
+    owner, stranger = make_seller(), make_seller()
+    batch_id = upload(client_for(owner.user), csv_bytes("phone_number,amount", f"{phone(1)},1000")).json()["id"]
+    for path in (f"/api/v1/charge-batches/{batch_id}/", f"/api/v1/charge-batches/{batch_id}/results/"):
+        assert client_for(stranger.user).get(path).status_code == 404
+        assert client_for(owner.user).get(path).status_code == 200
+        assert client_for(make_staff("auditor")).get(path).status_code == 200
+    assert client_for(stranger.user).get("/api/v1/charge-batches/").json()["results"] == []
+    listed = client_for(owner.user).get("/api/v1/charge-batches/").json()
+    assert [b["id"] for b in listed["results"]] == [batch_id]
+    assert listed["results"][0]["queued"] == 1
+    staff_list = client_for(make_staff("auditor")).get(f"/api/v1/charge-batches/?seller={stranger.pk}").json()
+    assert staff_list["results"] == []
+    # Only sellers upload.
+    assert upload(client_for(make_staff("admin")), csv_bytes("phone_number,amount", f"{phone(1)},1")).status_code == 403
+
+
+def test_upload_requires_a_file_and_authentication():
+    from rest_framework.test import APIClient
+
+    seller = make_seller()
+    response = client_for(seller.user).post("/api/v1/charge-batches/", {}, format="multipart")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+    assert "file" in response.json()["errors"]
+    assert upload(APIClient(), csv_bytes("phone_number,amount", f"{phone(1)},1")).status_code == 401
+
+
+def test_formula_like_cells_are_kept_as_given_but_neutralized_in_the_results_file():
+    seller = make_seller()
+    references = ["=HYPERLINK(\"http://x\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "plain"]
+    content = csv_bytes(
+        "phone_number,amount,reference",
+        *[f'{phone(i)},1000,"{ref.replace(chr(34), chr(34) * 2)}"' for i, ref in enumerate(references)],
+        '=1+1,1000,"=evil()"',
+    )
+    batch_id = upload(client_for(seller.user), content).json()["id"]
+    stored = list(Charge.objects.filter(batch_id=batch_id).order_by("id").values_list("reference", flat=True))
+    assert stored == references
+    rows = results_rows(client_for(seller.user), batch_id)
+    assert [r[2] for r in rows[1:]] == ["'" + r for r in references[:4]] + ["plain", "'=evil()"]
+    assert rows[-1][0] == "'=1+1"  # the rejected row's phone as given, neutralized too
+    assert rows[1][0] == e164(0)  # an E.164 number is not a formula
+
+
+def test_results_file_follows_the_input_columns_order():
+    seller = make_seller()
+    content = csv_bytes("amount,phone_number", f"1000,{phone(1)}", "abc,x")
+    batch_id = upload(client_for(seller.user), content).json()["id"]
+    rows = results_rows(client_for(seller.user), batch_id)
+    assert rows[0][:3] == ["amount", "phone_number", "charge_id"]
+    assert rows[1][:2] == ["1000", e164(1)]
+    assert rows[2][:2] == ["abc", "x"]
+    assert [r[6] for r in rows[1:]] == ["2", "3"]  # the line column

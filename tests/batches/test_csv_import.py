@@ -1,0 +1,109 @@
+"""The parser alone: what a file must look like, and how each row is judged."""
+
+import io
+
+import pytest
+from django.test import override_settings
+
+from ledger.csv_import import MAX_LINE_CHARS, ChargeListReader, FileRefusedError
+from tests.batches.helpers import csv_bytes, e164, phone
+
+
+def read(content: bytes):
+    reader = ChargeListReader(io.BytesIO(content))
+    return reader, list(reader)
+
+
+def refusal(content: bytes) -> str:
+    with pytest.raises(FileRefusedError) as exc:
+        read(content)
+    return exc.value.message
+
+
+def test_bom_crlf_quotes_and_blank_lines_are_read_with_physical_line_numbers():
+    content = csv_bytes(
+        "amount,Reference,phone_number",
+        "",
+        f'5000,"invoice, March",{phone(1)}',
+        f'6000,"two\r\nlines",{phone(2)}',
+        ",,",
+        f'7000,"say ""hi""",{phone(3)}',
+        newline="\r\n",
+        bom=True,
+    )
+    reader, rows = read(content)
+    assert reader.columns == ["amount", "reference", "phone_number"]
+    assert [(r.line, r.phone_number, r.amount, r.reference, r.errors) for r in rows] == [
+        (3, e164(1), 5000, "invoice, March", None),
+        (4, e164(2), 6000, "two\r\nlines", None),
+        (7, e164(3), 7000, 'say "hi"', None),
+    ]
+
+
+@pytest.mark.parametrize("written", [
+    "۰۹۱۲۰۰۰۰۰۰۱",         # Persian digits
+    "٠٩١٢٠٠٠٠٠٠١",          # Arabic-Indic digits
+    "0912 000 0001",
+    "0912-000-0001",
+    "+98 912 000 0001",
+    "(0912) 000-0001",
+])
+def test_phone_numbers_in_local_scripts_and_with_separators_are_normalized(written):
+    _, rows = read(csv_bytes("phone_number,amount", f'"{written}",1000'))
+    assert rows[0].errors is None
+    assert rows[0].phone_number == e164(1)
+
+
+@pytest.mark.parametrize(("amount", "message"), [
+    ("-5000", "Must be greater than zero."),
+    ("0", "Must be greater than zero."),
+    ("5000.0", "Must be an integer number of the smallest currency unit."),
+    ("5e3", "Must be an integer number of the smallest currency unit."),
+    ("5,000", "Must be an integer number of the smallest currency unit."),
+    ("", "This field may not be blank."),
+    ("1000000000001", "Must be at most 1000000000000."),
+    ("9" * 5000, "Must be at most 1000000000000."),  # past int()'s digit limit: no crash
+])
+def test_amounts_follow_the_single_charge_rules(amount, message):
+    _, rows = read(csv_bytes("phone_number,amount", f'{phone(1)},"{amount}"'))
+    assert [(e.line, e.field, e.message) for e in rows[0].errors] == [(2, "amount", message)]
+
+
+def test_amount_limit_is_the_configured_maximum():
+    with override_settings(LEDGER_MAX_AMOUNT=10_000):
+        _, rows = read(csv_bytes("phone_number,amount", f"{phone(1)},10000", f"{phone(1)},10001"))
+    assert rows[0].errors is None
+    assert rows[1].errors[0].message == "Must be at most 10000."
+
+
+def test_every_bad_field_of_a_row_is_reported_and_raw_values_kept():
+    _, rows = read(csv_bytes("phone_number,amount,reference", f"12345,abc,{'x' * 256}"))
+    assert [e.field for e in rows[0].errors] == ["phone_number", "amount", "reference"]
+    assert rows[0].raw == {"phone_number": "12345", "amount": "abc", "reference": "x" * 256}
+
+
+def test_a_row_with_extra_values_is_invalid_but_trailing_empty_cells_are_not():
+    _, rows = read(csv_bytes("phone_number,amount", f"{phone(1)},100,oops", f"{phone(2)},200,,"))
+    assert rows[0].errors[0].field == "row"
+    assert rows[1].errors is None
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "The file is empty"),
+    (b"\n\r\n\n", "The file is empty"),
+    (csv_bytes("phone,amount"), "Unknown columns in the header: phone."),
+    (csv_bytes("phone_number,amount,note"), "Unknown columns in the header: note."),
+    (csv_bytes("phone_number,reference"), "Missing required columns in the header: amount."),
+    (csv_bytes("amount"), "Missing required columns in the header: phone_number."),
+    (csv_bytes("phone_number,amount,amount"), "Duplicate columns in the header: amount."),
+    (csv_bytes("phone_number,,amount"), "Column 2 of the header has no name."),
+    (csv_bytes("phone_number;amount"), "Columns must be separated by commas"),
+    (csv_bytes(f"{phone(1)},5000"), "it holds data"),
+    (b"phone_number,amount\n\xff\xfe0912,5\n", "not UTF-8"),
+    ("phone_number,amount\n".encode("utf-16"), "UTF-16 text, not UTF-8"),
+    (b"PK\x03\x04" + bytes(range(256)) * 4, "binary file"),  # a zipped workbook
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file"),
+    (b"phone_number,amount\n" + b"a" * (MAX_LINE_CHARS + 10), "longer than"),
+])
+def test_unusable_files_are_refused_as_a_whole(content, message):
+    assert message in refusal(content)
