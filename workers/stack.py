@@ -1,16 +1,29 @@
-"""The processes of one local stack: web, the shard workers, beat and Flower.
+"""The processes of one stack: web, the shard workers, beat and Flower.
 
-Shard k is consumed by worker process k % LEDGER_WORKER_PROCESSES, so every shard has exactly one
-consumer; process 0 also takes the default queue (sweeper, audit, imports)."""
+Which shards each worker process consumes is configuration:
+- `LEDGER_WORKER_SHARDS="0,1;2,3"` names the groups explicitly (`;` between processes, `,` or
+  `a-b` ranges inside one); it must cover every shard 0..LEDGER_SHARDS-1 exactly once;
+- otherwise `LEDGER_WORKER_PROCESSES=N` spreads the shards round-robin (shard k goes to process
+  k % N).
+Either way every shard has exactly one consuming process: two consumers of one shard would settle
+one seller concurrently (safe, the lock serializes them, but wasteful), and an unconsumed shard
+would leave its sellers waiting for ever. Process 0 also takes the default queue (sweeper, audit,
+imports)."""
+
+from __future__ import annotations
 
 import os
 import shlex
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from workers.routing import DEFAULT_QUEUE, SHARD_QUEUE_PREFIX
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,61 @@ def shard_assignment(shards: int, processes: int) -> list[list[int]]:
     return [[k for k in range(shards) if k % processes == p] for p in range(processes)]
 
 
+def parse_shard_groups(spec: str, shards: int) -> list[list[int]]:
+    """`"0,1;2-3"` -> `[[0, 1], [2, 3]]`, refusing anything that does not cover 0..shards-1 exactly once."""
+    groups: list[list[int]] = []
+    for raw_group in spec.split(";"):
+        group: list[int] = []
+        for item in (part.strip() for part in raw_group.split(",")):
+            if not item:
+                continue
+            try:
+                if "-" in item:
+                    low, high = (int(x) for x in item.split("-", 1))
+                    group.extend(range(low, high + 1))
+                else:
+                    group.append(int(item))
+            except ValueError as exc:
+                raise ImproperlyConfigured(f"LEDGER_WORKER_SHARDS: {item!r} is not a shard number or range") from exc
+        if not group:
+            raise ImproperlyConfigured(f"LEDGER_WORKER_SHARDS={spec!r} has an empty process group")
+        groups.append(group)
+    seen: dict[int, int] = {}
+    for index, group in enumerate(groups):
+        for shard in group:
+            if not 0 <= shard < shards:
+                raise ImproperlyConfigured(
+                    f"LEDGER_WORKER_SHARDS names shard {shard}, but LEDGER_SHARDS={shards} (shards 0..{shards - 1})"
+                )
+            if shard in seen:
+                raise ImproperlyConfigured(
+                    f"LEDGER_WORKER_SHARDS gives shard {shard} to processes {seen[shard]} and {index}; "
+                    "every shard must have exactly one consumer"
+                )
+            seen[shard] = index
+    missing = sorted(set(range(shards)) - set(seen))
+    if missing:
+        raise ImproperlyConfigured(
+            f"LEDGER_WORKER_SHARDS leaves shards {missing} without a consumer (LEDGER_SHARDS={shards})"
+        )
+    return groups
+
+
+def worker_groups() -> list[list[int]]:
+    """The configured shard groups, one per worker process."""
+    spec = os.environ.get("LEDGER_WORKER_SHARDS", "").strip()
+    if spec:
+        return parse_shard_groups(spec, settings.LEDGER_SHARDS)
+    raw = os.environ.get("LEDGER_WORKER_PROCESSES", "2")
+    try:
+        processes = int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"LEDGER_WORKER_PROCESSES must be an integer, got {raw!r}") from exc
+    if processes < 1:
+        raise ImproperlyConfigured("LEDGER_WORKER_PROCESSES must be at least 1")
+    return shard_assignment(settings.LEDGER_SHARDS, processes)
+
+
 def worker_argv(shards: list[int], *, name: str, with_default_queue: bool, python: str = sys.executable) -> list[str]:
     queues = [f"{SHARD_QUEUE_PREFIX}{k}" for k in shards] + ([DEFAULT_QUEUE] if with_default_queue else [])
     return [
@@ -37,24 +105,47 @@ def worker_argv(shards: list[int], *, name: str, with_default_queue: bool, pytho
     ]
 
 
-def stack_processes(*, port: int, flower_port: int, python: str = sys.executable) -> list[ProcessSpec]:
-    web_workers = int(os.environ.get("WEB_WORKERS", "4"))
-    processes = int(os.environ.get("LEDGER_WORKER_PROCESSES", "2"))
-    specs = [
-        ProcessSpec("web", [
-            python, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(web_workers), "--access-logfile", "-", "--graceful-timeout", "5",
-        ]),
+def web_argv(*, host: str, port: int, workers: int, python: str = sys.executable) -> list[str]:
+    return [
+        python, "-m", "gunicorn", "config.wsgi:application", "--bind", f"{host}:{port}",
+        "--workers", str(workers), "--access-logfile", "-", "--graceful-timeout", "5",
+        # gunicorn's control socket defaults to one path per user: two stacks on a machine would share it.
+        "--no-control-socket",
     ]
-    for index, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, processes)):
+
+
+def beat_argv(*, schedule: str, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "INFO", "--schedule", schedule]
+
+
+def flower_argv(*, host: str, port: int, python: str = sys.executable) -> list[str]:
+    """Through `manage.py runflower`, which refuses to start Flower without authentication."""
+    return [python, str(ROOT / "manage.py"), "runflower", f"--port={port}", f"--address={host}"]
+
+
+def stack_processes(*, port: int, flower_port: int, host: str = "127.0.0.1",
+                    python: str = sys.executable) -> list[ProcessSpec]:
+    web_workers = int(os.environ.get("WEB_WORKERS", "4"))
+    specs = [ProcessSpec("web", web_argv(host=host, port=port, workers=web_workers, python=python))]
+    for index, shards in enumerate(worker_groups()):
         specs.append(ProcessSpec(
             f"shards{index}", worker_argv(shards, name=f"shards{index}", with_default_queue=index == 0, python=python)
         ))
-    specs.append(ProcessSpec("beat", [
-        python, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "INFO",
-        "--schedule", os.path.join(os.environ.get("BEAT_SCHEDULE_DIR", "/tmp"), f"ledger-beat-{port}"),
-    ]))
-    specs.append(ProcessSpec("flower", [
-        python, "-m", "celery", "-A", "celery_app", "flower", f"--port={flower_port}", "--address=127.0.0.1",
-    ]))
+    schedule_dir = os.environ.get("BEAT_SCHEDULE_DIR", "/tmp")
+    specs.append(ProcessSpec("beat", beat_argv(schedule=os.path.join(schedule_dir, f"ledger-beat-{port}"),
+                                               python=python)))
+    specs.append(ProcessSpec("flower", flower_argv(host=host, port=flower_port, python=python)))
     return specs
+
+
+def flower_credentials_problem(value: str | None) -> str | None:
+    """Why `FLOWER_BASIC_AUTH` (`user:password[,user:password...]`) is unusable, or None."""
+    if not value:
+        return "FLOWER_BASIC_AUTH is not set"
+    for pair in value.split(","):
+        user, sep, password = pair.partition(":")
+        if not sep or not user.strip() or not password:
+            return "FLOWER_BASIC_AUTH must be user:password[,user:password...]"
+        if len(password) < 12:
+            return f"the Flower password of {user!r} is shorter than 12 characters"
+    return None

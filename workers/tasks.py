@@ -10,7 +10,7 @@ from django.db import InterfaceError, OperationalError
 from ledger.audit import audit_ledger
 from ledger.selectors import sellers_with_stale_intents
 from ledger.services.settlement import settle_seller
-from workers import dispatch
+from workers import dispatch, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ def settle_seller_task(seller_id: int) -> None:
     outcome = settle_seller(seller_id=seller_id)
     if outcome.intents:
         logger.info("settled seller=%s intents=%s batches=%s", seller_id, outcome.intents, outcome.batches)
+        metrics.settled(seller_id=seller_id, intents=outcome.intents)
     if outcome.more_pending:
         dispatch.wake_seller(seller_id)
 

@@ -1,27 +1,99 @@
 import os
 import secrets
+import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
 from honcho.manager import Manager
+from honcho.printer import Message
 
-from workers.stack import stack_processes
+from workers.stack import ROOT, flower_credentials_problem, stack_processes, worker_groups
 
 
 class Command(BaseCommand):
-    help = "Run the whole stack in the foreground (web, shard workers, beat, Flower); Ctrl-C stops all."
+    help = (
+        "Run the whole stack in the foreground: web (gunicorn), the shard workers, beat and Flower, "
+        "with prefixed logs. Creates the database if missing and migrates first. Ctrl-C stops every "
+        "process; if any process exits, the others are stopped too."
+    )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument("--no-migrate", action="store_true", help="skip creating and migrating the database")
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"),
+                            help="address web and Flower listen on (default HOST or 127.0.0.1)")
+
+    def handle(self, *args, no_migrate: bool, host: str, **options):
         port = int(os.environ.get("PORT", "8000"))
         flower_port = int(os.environ.get("FLOWER_PORT", "5555"))
+        try:
+            groups = worker_groups()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
+
+        if not no_migrate:
+            self._prepare_database()
+
         env = dict(os.environ)
-        if not env.get("FLOWER_BASIC_AUTH"):
-            password = secrets.token_urlsafe(12)
+        auth = env.get("FLOWER_BASIC_AUTH")
+        problem = flower_credentials_problem(auth)
+        if problem and not auth and settings.DEBUG:
+            password = secrets.token_urlsafe(16)
             env["FLOWER_BASIC_AUTH"] = f"admin:{password}"
-            self.stdout.write(f"Flower: http://127.0.0.1:{flower_port}/ user admin, password {password}")
-        self.stdout.write(f"API: http://127.0.0.1:{port}/api/v1/  admin site: http://127.0.0.1:{port}/admin/")
+            flower_login = f"user admin, password {password} (generated; set FLOWER_BASIC_AUTH to choose)"
+        elif problem and not settings.DEBUG:
+            raise CommandError(f"{problem}; Flower never runs without authentication outside development")
+        else:
+            flower_login = f"user {env['FLOWER_BASIC_AUTH'].split(':', 1)[0]} (FLOWER_BASIC_AUTH)"
+
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        self.stdout.write(f"API:    http://{shown}:{port}/api/v1/   admin site: http://{shown}:{port}/admin/")
+        self.stdout.write(f"Flower: http://{shown}:{flower_port}/   {flower_login}")
+        self.stdout.write("Shards: " + "; ".join(f"shards{i} -> {','.join(map(str, g))}" for i, g in enumerate(groups))
+                          + f" (LEDGER_SHARDS={settings.LEDGER_SHARDS})")
+        self.stdout.flush()
+
         manager = Manager()
-        for spec in stack_processes(port=port, flower_port=flower_port):
-            manager.add_process(spec.name, spec.command, env=env)
+        for spec in stack_processes(port=port, flower_port=flower_port, host=host):
+            manager.add_process(spec.name, spec.command, env=env, cwd=str(ROOT))
+        threading.Thread(target=_announce_ready, args=(manager, f"http://{shown}:{port}/api/v1/ready/"),
+                         daemon=True).start()
         manager.loop()
         sys.exit(manager.returncode)
+
+    def _prepare_database(self) -> None:
+        """What `make up` does before starting, so that `manage.py runstack` works on its own."""
+        env = dict(os.environ, DATABASE_URL=settings.DATABASE_URL, REDIS_URL=settings.CELERY_BROKER_URL)
+        check = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_services.py"), "--create-db"], env=env)
+        if check.returncode:
+            raise CommandError("PostgreSQL or Redis is not reachable (see above)")
+        call_command("migrate", interactive=False, verbosity=1)
+
+
+def _announce_ready(manager: Manager, url: str, timeout: float = 180.0) -> None:
+    """Poll the contract's readiness endpoint and say once, in the log, when the stack answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    _say(manager, f"ready: {url} answers 200\n")
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code == 503:
+                _say(manager, f"not ready yet: {exc.read().decode(errors='replace')[:200]}\n")
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    _say(manager, f"warning: {url} did not answer 200 within {timeout:.0f}s\n")
+
+
+def _say(manager: Manager, text: str) -> None:
+    manager.events.put(Message(type="line", data=text, time=datetime.now(), name="system", colour=None))

@@ -1,0 +1,116 @@
+"""Prometheus metrics of the ledger, computed at scrape time from the broker and the database, so
+every web process reports the same numbers and nothing is lost when a process restarts.
+
+The one number that cannot be read back afterwards is settle throughput: the settle task adds what
+it applied to a Redis counter (`settled`, called from `workers.tasks.settle_seller_task`), and
+Prometheus' `rate(ledger_settled_intents_total[1m])` turns it into intents per second."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import redis
+from django.db import connection
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from workers.ops import queue_report
+from workers.ops_heartbeat import broker_client
+
+logger = logging.getLogger(__name__)
+
+SETTLED_INTENTS_KEY = "ledger:ops:settled_intents"
+SETTLE_RUNS_KEY = "ledger:ops:settle_runs"
+
+
+def settled(*, seller_id: int, intents: int) -> None:
+    """Count one settle run and the intents it applied. Never fails the task: the money has already
+    moved (and committed) when this runs, a missed increment only costs a metric."""
+    try:
+        with broker_client().pipeline(transaction=False) as pipe:
+            pipe.incrby(SETTLED_INTENTS_KEY, intents)
+            pipe.incr(SETTLE_RUNS_KEY)
+            pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("settle metrics not recorded: %s", exc, extra={"seller_id": seller_id})
+
+
+def _status_counts(table: str) -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT status, count(*) FROM {table} GROUP BY status")  # table is ours, not input
+        return dict(cursor.fetchall())
+
+
+def last_audit() -> dict | None:
+    """The newest result of the periodic `ledger.audit` task (stored by django-celery-results)."""
+    from django_celery_results.models import TaskResult
+
+    result = (TaskResult.objects.filter(task_name="ledger.audit", status="SUCCESS")
+              .order_by("-date_done").only("result", "date_done").first())
+    if result is None:
+        return None
+    try:
+        outcome = json.loads(result.result)
+    except (TypeError, ValueError):
+        return None
+    return {"ok": bool(outcome.get("ok")), "breaches": len(outcome.get("breaches", [])), "at": result.date_done}
+
+
+class LedgerCollector:
+    def collect(self):
+        report = queue_report(oldest_limit=1)
+        broker_up = report["broker"] == "ok"
+        yield GaugeMetricFamily("ledger_broker_up", "1 if the Redis broker answered this scrape", value=int(broker_up))
+
+        depth = GaugeMetricFamily("ledger_queue_depth", "Messages waiting in the queue", labels=["queue"])
+        consumers = GaugeMetricFamily("ledger_queue_consumers", "Live worker processes consuming the queue",
+                                      labels=["queue"])
+        for row in [*report["queues"], *report["other_queues"]]:
+            if broker_up:
+                depth.add_metric([row["queue"]], row["depth"])
+                consumers.add_metric([row["queue"]], row["consumers"])
+        yield depth
+        yield consumers
+
+        oldest = report["oldest_waiting"]
+        yield GaugeMetricFamily("ledger_oldest_waiting_intent_age_seconds",
+                                "Age of the oldest queued charge or approving deposit (0 when none waits)",
+                                value=oldest[0]["age_seconds"] if oldest else 0.0)
+
+        charges = GaugeMetricFamily("ledger_charges", "Charges by status", labels=["status"])
+        counts = _status_counts("ledger_charge")
+        for status in ("queued", "succeeded", "failed"):
+            charges.add_metric([status], counts.get(status, 0))
+        yield charges
+        deposits = GaugeMetricFamily("ledger_deposits", "Deposits by status", labels=["status"])
+        counts = _status_counts("ledger_deposit")
+        for status in ("pending", "approving", "approved", "rejected"):
+            deposits.add_metric([status], counts.get(status, 0))
+        yield deposits
+
+        if broker_up:
+            try:
+                intents, runs = broker_client().mget(SETTLED_INTENTS_KEY, SETTLE_RUNS_KEY)
+            except redis.RedisError:
+                intents = runs = None
+            if intents is not None or runs is not None:
+                yield CounterMetricFamily("ledger_settled_intents", "Intents (charges and deposits) settled by "
+                                          "the shard workers", value=int(intents or 0))
+                yield CounterMetricFamily("ledger_settle_runs", "settle_seller task runs that applied intents",
+                                          value=int(runs or 0))
+
+        audit = last_audit()
+        if audit is not None:
+            yield GaugeMetricFamily("ledger_audit_ok", "1 if the last periodic ledger audit found no breach",
+                                    value=int(audit["ok"]))
+            yield GaugeMetricFamily("ledger_audit_breaches", "Breaches the last periodic ledger audit reported",
+                                    value=audit["breaches"])
+            yield GaugeMetricFamily("ledger_audit_last_run_timestamp_seconds", "When the last audit finished",
+                                    value=audit["at"].timestamp())
+
+
+def render() -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LedgerCollector())
+    return generate_latest(registry)

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from workers.api import MetricsApi, OpsQueuesApi
+
+urlpatterns = [
+    path("queues/", OpsQueuesApi.as_view(), name="ops-queues"),
+    path("metrics/", MetricsApi.as_view(), name="ops-metrics"),
+]
