@@ -1,0 +1,133 @@
+import uuid
+
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from core.models import SellerAPIKey
+from ledger.models import Charge
+from tests.api.helpers import api_key_client, assert_error, bearer
+from tests.factories import PASSWORD, make_admin, make_seller
+
+CHARGE = {"phone_number": "0912 123 4567", "amount": 700}
+
+
+def _client_from(address: str) -> APIClient:
+    # A fresh address per test: the counters live in Redis and outlive a test run.
+    return APIClient(REMOTE_ADDR=address)
+
+
+def _address() -> str:
+    return f"127.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+
+
+@pytest.mark.django_db
+def test_login_and_refresh_give_tokens_that_authenticate():
+    seller = make_seller()
+    client = _client_from(_address())
+    tokens = client.post("/api/v1/auth/token/", {"username": seller.user.username, "password": PASSWORD}, format="json")
+    assert tokens.status_code == 200 and set(tokens.json()) == {"access", "refresh"}
+    refreshed = client.post("/api/v1/auth/token/refresh/", {"refresh": tokens.json()["refresh"]}, format="json")
+    assert refreshed.status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {refreshed.json()['access']}")
+    me = client.get("/api/v1/me/").json()
+    assert me["role"] == "seller" and me["seller"] == {"id": seller.pk, "name": seller.name, "balance": 0}
+
+
+@pytest.mark.django_db
+def test_wrong_password_and_garbage_tokens_answer_401():
+    seller = make_seller()
+    client = _client_from(_address())
+    assert_error(client.post("/api/v1/auth/token/", {"username": seller.user.username, "password": "nope"}, format="json"),
+                 401, "not_authenticated")
+    assert_error(client.post("/api/v1/auth/token/refresh/", {"refresh": "garbage"}, format="json"), 401, "not_authenticated")
+    client.credentials(HTTP_AUTHORIZATION="Bearer not.a.jwt")
+    assert_error(client.get("/api/v1/me/"), 401, "not_authenticated")
+    client.credentials(HTTP_AUTHORIZATION="Api-Key nope.nope")
+    assert_error(client.get("/api/v1/me/"), 401, "not_authenticated")
+
+
+@pytest.mark.django_db
+@override_settings(LOGIN_THROTTLE_USERNAME_RATE="3/15m", LOGIN_THROTTLE_ADDRESS_RATE="1000/15m")
+def test_failed_logins_are_throttled_per_username_even_with_the_right_password_after():
+    seller = make_seller()
+    client = _client_from(_address())
+    for _ in range(3):
+        assert client.post("/api/v1/auth/token/", {"username": seller.user.username, "password": "x"}, format="json").status_code == 401
+    # From another address too: the limit is on the username.
+    response = _client_from(_address()).post(
+        "/api/v1/auth/token/", {"username": seller.user.username, "password": PASSWORD}, format="json"
+    )
+    assert_error(response, 429, "throttled")
+    assert int(response["Retry-After"]) > 0
+
+
+@pytest.mark.django_db
+@override_settings(LOGIN_THROTTLE_USERNAME_RATE="1000/15m", LOGIN_THROTTLE_ADDRESS_RATE="4/15m")
+def test_failed_logins_are_throttled_per_client_address():
+    seller = make_seller()
+    client = _client_from(_address())
+    for n in range(4):
+        assert client.post("/api/v1/auth/token/", {"username": f"ghost{n}", "password": "x"}, format="json").status_code == 401
+    assert_error(client.post("/api/v1/auth/token/", {"username": seller.user.username, "password": PASSWORD},
+                             format="json"), 429, "throttled")
+    # Another address still logs in.
+    ok = _client_from(_address()).post("/api/v1/auth/token/", {"username": seller.user.username, "password": PASSWORD},
+                                       format="json")
+    assert ok.status_code == 200
+
+
+@pytest.mark.django_db
+def test_api_key_is_shown_once_stored_hashed_authenticates_its_seller_and_dies_on_revoke():
+    admin, seller = bearer(make_admin()), make_seller()
+    created = admin.post(f"/api/v1/sellers/{seller.pk}/api-keys/", {"name": "erp"}, format="json")
+    assert created.status_code == 201
+    body = created.json()
+    assert set(body) >= {"id", "name", "prefix", "key", "created_at"} and body["key"].startswith(body["prefix"] + ".")
+    stored = SellerAPIKey.objects.get(pk=body["id"])
+    assert body["key"] not in stored.hashed_key and stored.seller_id == seller.pk
+    listed = admin.get(f"/api/v1/sellers/{seller.pk}/api-keys/").json()["results"]
+    assert [row["id"] for row in listed] == [body["id"]] and "key" not in listed[0]
+
+    integrator = APIClient()
+    integrator.credentials(HTTP_AUTHORIZATION=f"Api-Key {body['key']}")
+    charged = integrator.post("/api/v1/charges/", CHARGE, format="json")
+    assert charged.status_code == 202 and charged.json()["seller"] == seller.pk
+    assert charged["Location"] == f"/api/v1/charges/{charged.json()['id']}/"
+
+    assert admin.delete(f"/api/v1/sellers/{seller.pk}/api-keys/{body['id']}/").status_code == 204
+    assert_error(integrator.post("/api/v1/charges/", CHARGE, format="json"), 401, "not_authenticated")
+    assert Charge.objects.filter(seller=seller).count() == 1
+
+
+@pytest.mark.django_db
+def test_api_key_of_another_seller_is_404_for_that_seller_path():
+    admin, seller, other = bearer(make_admin()), make_seller(), make_seller()
+    key_id = admin.post(f"/api/v1/sellers/{seller.pk}/api-keys/", {"name": "erp"}, format="json").json()["id"]
+    assert_error(admin.delete(f"/api/v1/sellers/{other.pk}/api-keys/{key_id}/"), 404, "not_found")
+    assert_error(admin.get("/api/v1/sellers/999999999/api-keys/"), 404, "not_found")
+
+
+@pytest.mark.django_db
+def test_deactivated_seller_is_refused_with_its_token_and_its_key():
+    seller = make_seller()
+    by_token, by_key = bearer(seller.user), api_key_client(seller)
+    assert by_token.get("/api/v1/me/").status_code == 200 and by_key.get("/api/v1/me/").status_code == 200
+    seller.user.is_active = False
+    seller.user.save()
+    assert_error(by_token.post("/api/v1/charges/", CHARGE, format="json"), 401, "not_authenticated")
+    assert_error(by_key.post("/api/v1/charges/", CHARGE, format="json"), 401, "not_authenticated")
+    assert not Charge.objects.filter(seller=seller).exists()
+
+
+@pytest.mark.django_db
+@override_settings(SELLER_THROTTLE_RATE="3/m")
+def test_seller_requests_are_throttled_across_its_tokens_and_keys():
+    seller = make_seller()
+    by_token, by_key = bearer(seller.user), api_key_client(seller)
+    assert [c.get("/api/v1/charges/").status_code for c in (by_token, by_key, by_token)] == [200, 200, 200]
+    response = by_key.get("/api/v1/charges/")
+    assert_error(response, 429, "throttled")
+    assert 0 < int(response["Retry-After"]) <= 60
+    # Another seller has its own budget.
+    assert bearer(make_seller().user).get("/api/v1/charges/").status_code == 200

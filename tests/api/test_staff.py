@@ -1,0 +1,44 @@
+import pytest
+
+from tests.api.helpers import assert_error, bearer
+from tests.factories import PASSWORD, make_admin, make_seller
+
+
+@pytest.mark.django_db
+def test_admin_creates_staff_whose_role_decides_what_they_may_do():
+    admin = bearer(make_admin())
+    created = admin.post("/api/v1/staff/", {"username": "ann", "password": PASSWORD, "role": "auditor"}, format="json")
+    assert created.status_code == 201
+    body = created.json()
+    assert {k: body[k] for k in ("username", "role", "is_active")} == {"username": "ann", "role": "auditor", "is_active": True}
+
+    from django.contrib.auth import get_user_model
+
+    ann = get_user_model().objects.get(pk=body["id"])
+    deposit_id = bearer(make_seller().user).post("/api/v1/deposits/", {"amount": 100}, format="json").json()["id"]
+    assert_error(bearer(ann).post(f"/api/v1/deposits/{deposit_id}/approve/"), 403, "permission_denied")
+
+    promoted = admin.patch(f"/api/v1/staff/{ann.pk}/", {"role": "approver"}, format="json")
+    assert promoted.status_code == 200 and promoted.json()["role"] == "approver"
+    assert bearer(ann).post(f"/api/v1/deposits/{deposit_id}/approve/").status_code == 202
+
+    deactivated = admin.patch(f"/api/v1/staff/{ann.pk}/", {"is_active": False}, format="json")
+    assert deactivated.json()["is_active"] is False
+    assert_error(bearer(ann).get("/api/v1/deposits/"), 401, "not_authenticated")
+    listed = {row["username"]: row for row in admin.get("/api/v1/staff/").json()["results"]}
+    assert listed["ann"]["role"] == "approver" and listed["ann"]["is_active"] is False
+
+
+@pytest.mark.django_db
+def test_staff_api_refuses_bad_input_sellers_and_self_lockout():
+    user = make_admin()
+    admin = bearer(user)
+    assert_error(admin.post("/api/v1/staff/", {"username": "bob", "password": PASSWORD, "role": "seller"}, format="json"),
+                 400, "invalid")
+    admin.post("/api/v1/staff/", {"username": "bob", "password": PASSWORD, "role": "auditor"}, format="json")
+    assert_error(admin.post("/api/v1/staff/", {"username": "bob", "password": PASSWORD, "role": "auditor"}, format="json"),
+                 400, "invalid")
+    # A seller's user is not staff.
+    assert_error(admin.get(f"/api/v1/staff/{make_seller().user.pk}/"), 404, "not_found")
+    assert_error(admin.patch(f"/api/v1/staff/{user.pk}/", {"is_active": False}, format="json"), 409, "invalid_state")
+    assert_error(admin.patch(f"/api/v1/staff/{user.pk}/", {"role": "auditor"}, format="json"), 409, "invalid_state")
