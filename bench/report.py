@@ -1,0 +1,239 @@
+"""The results of one run: `<timestamp>.json` (everything), `<timestamp>.md` (the summary that is
+printed) and PNG charts, in the results folder; `latest.md` / `latest.json` point at the newest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+# Targets of issues 2, 3, 4 and 6 on the 2-core machine: (scenario, metric, bound, "min" or "max").
+TARGETS = [
+    ("hot_seller", "charges_per_s", 20_000, "min"),
+    ("many_sellers", "charges_per_s", 10_000, "min"),
+    ("http", "c32.accepted_per_s", 800, "min"),
+    ("http", "c32.latency_ms.p99", 100, "max"),
+    ("http", "settle.latency_ms.p99", 250, "max"),
+    ("batch_import", "accepted_seconds", 5, "max"),
+    ("batch_import", "settled_seconds", 15, "max"),
+    ("batch_import", "import_memory_peak_mb", 300, "max"),
+    ("hot_seller", "worker_peak_rss_mb.max", 200, "max"),
+    ("many_sellers", "worker_peak_rss_mb.max", 200, "max"),
+]
+
+
+def lookup(scenario: dict, path: str):
+    value = scenario
+    for part in path.split("."):
+        if isinstance(value, dict) and part == "max" and part not in value:
+            value = max(value.values()) if value else None
+        elif isinstance(value, dict):
+            value = value.get(part)
+        else:
+            return None
+    return value
+
+
+def evaluate(results: dict) -> list[dict]:
+    rows = []
+    for name, metric, bound, sense in TARGETS:
+        scenario = results["scenarios"].get(name)
+        if scenario is None:
+            continue
+        value = lookup(scenario, metric) if scenario.get("status") == "ok" else None
+        row = {"scenario": name, "metric": metric, "target": bound, "sense": sense, "value": value}
+        if value is None:
+            row["verdict"] = scenario.get("status", "n/a") if scenario.get("status") != "ok" else "n/a"
+        elif results["meta"]["smoke"]:
+            row["verdict"] = "smoke (not comparable)"
+        else:
+            met = value >= bound if sense == "min" else value <= bound
+            off = (value / bound - 1) * 100
+            row["verdict"] = "met" if met else f"missed by {abs(off):.0f}%"
+        rows.append(row)
+    return rows
+
+
+def write(results: dict, out_dir: Path, stamp: str) -> dict[str, Path]:
+    results["targets"] = evaluate(results)
+    charts = _charts(results, out_dir, stamp)
+    results["charts"] = [p.name for p in charts]
+    json_path = out_dir / f"{stamp}.json"
+    json_path.write_text(json.dumps(results, indent=2, default=str))
+    md_path = out_dir / f"{stamp}.md"
+    md_path.write_text(markdown(results))
+    shutil.copyfile(json_path, out_dir / "latest.json")
+    shutil.copyfile(md_path, out_dir / "latest.md")
+    paths = {"json": json_path, "markdown": md_path}
+    for i, chart in enumerate(charts):
+        paths[f"chart{i}"] = chart
+    return paths
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown(results: dict) -> str:
+    meta = results["meta"]
+    lines = [
+        f"# Benchmark {meta['timestamp']}" + (" (smoke: tiny sizes, numbers mean nothing)" if meta["smoke"] else ""),
+        "",
+        f"commit `{meta['git_commit']}`{' (uncommitted changes)' if meta['git_dirty'] else ''}, "
+        f"{meta['cpus']} CPUs, load average {meta['load_average_before']} before / "
+        f"{meta.get('load_average_after')} after, PostgreSQL {meta['postgres']}, Python {meta['python']}, "
+        f"batch size {meta['settings']['LEDGER_SETTLE_BATCH_SIZE']}, {meta['settings']['LEDGER_SHARDS']} shards on "
+        f"{meta['settings']['worker_processes']} worker processes, {meta['settings']['web_workers']} gunicorn workers; "
+        f"{meta['total_seconds']} s in all.",
+        "",
+        "| scenario | result | database alone (pgbench) | ratio | audit |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, s in results["scenarios"].items():
+        lines.append(_scenario_row(name, s))
+    lines += ["", "## Targets", "", "| scenario | metric | value | target | verdict |", "| --- | --- | --- | --- | --- |"]
+    for row in results["targets"]:
+        bound = ("≥ " if row["sense"] == "min" else "≤ ") + _fmt(row["target"])
+        lines.append(f"| {row['scenario']} | {row['metric']} | {_fmt(row['value'])} | {bound} | {row['verdict']} |")
+    limits = [lim for s in results["scenarios"].values() for lim in s.get("limits", [])]
+    if limits:
+        lines += ["", "## The limit: pgbench on scratch copies of the ledger tables", "",
+                  "| run | clients | transactions | rows/s | latency ms |", "| --- | --- | --- | --- | --- |"]
+        for lim in limits:
+            lines.append(f"| {lim['name']} | {lim['clients']} | {_fmt(lim['transactions'])} | {_fmt(lim['rows_per_s'])} "
+                         f"| {_fmt(lim['latency_ms'])} |")
+    memory = {}
+    for name in ("hot_seller", "many_sellers"):
+        for proc, mb in (results["scenarios"].get(name, {}).get("worker_peak_rss_mb") or {}).items():
+            memory.setdefault(proc, {})[name] = mb
+    if memory:
+        lines += ["", "## Worker peak memory (RSS, MB)", "", "| process | hot seller | many sellers |", "| --- | --- | --- |"]
+        for proc, by in sorted(memory.items()):
+            lines.append(f"| {proc} | {_fmt(by.get('hot_seller'))} | {_fmt(by.get('many_sellers'))} |")
+    for name, s in results["scenarios"].items():
+        if s.get("status") not in ("ok", "not available yet"):
+            lines += ["", f"**{name} {s.get('status')}**: {s.get('error')}"]
+        if s.get("note"):
+            lines += ["", f"*{name}*: {s['note']}"]
+    for note in meta.get("notes") or []:
+        lines += ["", f"Note: {note}"]
+    if results.get("charts"):
+        lines += ["", "Charts: " + ", ".join(results["charts"])]
+    return "\n".join(lines) + "\n"
+
+
+def _scenario_row(name: str, s: dict) -> str:
+    status = s.get("status")
+    if status != "ok":
+        return f"| {name} | {status} | – | – | {'–' if status == 'not available yet' else 'FAILED'} |"
+    limits = s.get("limits") or []
+    if name == "hot_seller":
+        result = f"{_fmt(s['charges_per_s'])} charges/s ({_fmt(s['charges'])} in {s['seconds']} s)"
+        limit = f"{_fmt(limits[-1]['rows_per_s'])} debits/s at {limits[-1]['debits_per_txn']}/txn" if limits else "–"
+        extra = f"; {s['times_one_debit_per_txn']}× one-debit-per-commit" if "times_one_debit_per_txn" in s else ""
+        return f"| hot seller | {result} | {limit} | {s.get('ratio_to_limit', '–')}{extra} | {s['audit']} |"
+    if name == "many_sellers":
+        result = f"{_fmt(s['charges_per_s'])} charges/s ({s['sellers']} sellers × {s['charges'] // s['sellers']})"
+        limit = f"{_fmt(limits[0]['rows_per_s'])} debits/s" if limits else "–"
+        return f"| many sellers | {result} | {limit} | {s.get('ratio_to_limit', '–')} | {s['audit']} |"
+    if name == "http":
+        parts = []
+        for key in sorted(k for k in s if k.startswith("c") and k[1:].isdigit()):
+            lvl = s[key]
+            lat = lvl["latency_ms"]
+            parts.append(f"{key[1:]} clients: {_fmt(lvl['accepted_per_s'])}/s, p50 {lat['p50']} p99 {lat['p99']} "
+                         f"p99.9 {lat['p99.9']} ms")
+        if "settle" in s:
+            st = s["settle"]
+            parts.append(f"submit→settled at {_fmt(st['rate'])}/s: p50 {st['latency_ms']['p50']} "
+                         f"p99 {st['latency_ms']['p99']} ms")
+        limit = f"{_fmt(limits[0]['rows_per_s'])} inserts/s ({limits[0]['clients']} conns)" if limits else "–"
+        return f"| HTTP submission | {'; '.join(parts)} | {limit} | {s.get('ratio_to_limit', '–')} | {s['audit']} |"
+    if name == "batch_import":
+        result = (f"{_fmt(s.get('rows'))} rows accepted in {s.get('accepted_seconds')} s, settled in "
+                  f"{s.get('settled_seconds')} s; {_fmt(s.get('import_memory_rows'))}-row import peak "
+                  f"{s.get('import_memory_peak_mb')} MB")
+        limit = f"{_fmt(limits[0]['rows_per_s'])} debits/s" if limits else "–"
+        return f"| batch import | {result} | {limit} | {s.get('ratio_to_limit', '–')} | {s.get('audit', '–')} |"
+    return f"| {name} | {json.dumps({k: v for k, v in s.items() if not isinstance(v, (dict, list))})} | – | – | – |"
+
+
+def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        results["meta"].setdefault("notes", []).append("charts skipped: matplotlib is not installed (make bench installs it)")
+        return []
+    charts = []
+    scen = results["scenarios"]
+
+    bars = []
+    for name, label in (("hot_seller", "hot seller"), ("many_sellers", "many sellers")):
+        s = scen.get(name, {})
+        if s.get("status") == "ok" and s.get("limits"):
+            bars.append((label, s["charges_per_s"], s["limits"][-1]["rows_per_s"]))
+    if bars:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        xs = range(len(bars))
+        ax.bar([x - 0.2 for x in xs], [b[1] for b in bars], width=0.4, label="ledger (charges/s)")
+        ax.bar([x + 0.2 for x in xs], [b[2] for b in bars], width=0.4, label="PostgreSQL alone, same SQL (debits/s)")
+        for x, b in zip(xs, bars, strict=True):
+            ax.text(x - 0.2, b[1], f"{b[1] / b[2]:.0%}", ha="center", va="bottom")
+        ax.set_xticks(list(xs), [b[0] for b in bars])
+        ax.set_ylabel("per second")
+        ax.set_title("Settlement throughput against the database limit")
+        ax.legend()
+        charts.append(_save(fig, out_dir / f"{stamp}-settlement.png", plt))
+
+    http = scen.get("http", {})
+    levels = sorted((k for k in http if k.startswith("c") and k[1:].isdigit()), key=lambda k: int(k[1:]))
+    if http.get("status") == "ok" and levels:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        ax1.bar([k[1:] for k in levels], [http[k]["accepted_per_s"] for k in levels])
+        ax1.set_xlabel("concurrent clients")
+        ax1.set_ylabel("accepted charges/s")
+        ax1.set_title("HTTP submission throughput")
+        for pct in ("p50", "p99", "p99.9"):
+            ax2.plot([k[1:] for k in levels], [http[k]["latency_ms"][pct] for k in levels], marker="o", label=pct)
+        if "settle" in http:
+            for pct in ("p50", "p99"):
+                ax2.axhline(http["settle"]["latency_ms"][pct], linestyle="--", linewidth=1,
+                            label=f"submit→settled {pct} (half load)", color="grey" if pct == "p50" else "black")
+        ax2.set_xlabel("concurrent clients")
+        ax2.set_ylabel("ms")
+        ax2.set_title("Latency")
+        ax2.legend(fontsize=8)
+        charts.append(_save(fig, out_dir / f"{stamp}-http.png", plt))
+
+    memory = []
+    for name in ("hot_seller", "many_sellers"):
+        for proc, mb in (scen.get(name, {}).get("worker_peak_rss_mb") or {}).items():
+            memory.append((f"{proc}\n{name}", mb))
+    bi = scen.get("batch_import", {})
+    if bi.get("status") == "ok" and bi.get("import_memory_peak_mb") is not None:
+        memory.append(("web\n1M-row import", bi["import_memory_peak_mb"]))
+    if memory:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ax.bar([m[0] for m in memory], [m[1] for m in memory])
+        ax.axhline(200, color="red", linestyle="--", linewidth=1, label="worker target 200 MB")
+        ax.set_ylabel("peak RSS, MB")
+        ax.set_title("Peak memory")
+        ax.legend()
+        charts.append(_save(fig, out_dir / f"{stamp}-memory.png", plt))
+    return charts
+
+
+def _save(fig, path: Path, plt) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

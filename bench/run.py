@@ -1,0 +1,148 @@
+"""`python -m bench`: bring up the benchmark's own database, broker keys and production processes,
+run the scenarios with the database limit measured next to each, write the results and print the
+summary. Exit status 1 when any scenario leaves the ledger wrong."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ["hot_seller", "many_sellers", "http", "batch_import"]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the benchmark works, measures nothing")
+    parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="run only these scenarios")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
+                                                                  "postgres://postgres@127.0.0.1:5432/ledger_bench"))
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
+    parser.add_argument("--redis-key-prefix", default=os.environ.get("BENCH_REDIS_KEY_PREFIX", ""),
+                        help="prefix every broker key (isolates the run on a Redis database others use)")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default bench/results, smoke: bench/results/smoke)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")) or None)
+    parser.add_argument("--worker-processes", type=int, default=int(os.environ.get("LEDGER_WORKER_PROCESSES", "2")))
+    parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "4")))
+    parser.add_argument("--profile", action="store_true", help="py-spy profiles of the worker (scenario 1) and web (3)")
+    parser.add_argument("--no-limits", action="store_true", help="skip the pgbench limits")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from bench.stack import clear_broker, configure_environment, create_database, free_port
+
+    configure_environment(database_url=args.database_url, redis_url=args.redis_url, key_prefix=args.redis_key_prefix,
+                          worker_processes=args.worker_processes, web_workers=args.web_workers)
+    out_dir = args.out or (ROOT / "bench" / "results" / ("smoke" if args.smoke else ""))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    log_dir = out_dir / "logs" / stamp
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    began = time.monotonic()
+    print(f"bench: database {args.database_url}, redis {args.redis_url} prefix {args.redis_key_prefix!r}", flush=True)
+    created = create_database(args.database_url)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from bench.stack import migrate
+
+    migrate()
+    import celery_app  # noqa: F401  (binds the tasks to the configured app before any publish)
+    from django.conf import settings
+
+    from bench import report
+    from bench.limits import PgbenchLimits
+    from bench.scenarios import Context, ScenarioFailed, Sizes
+    from bench.stack import Stack
+
+    clear_broker(args.redis_url, args.redis_key_prefix)
+    sizes = Sizes.smoke() if args.smoke else Sizes()
+    limits = None if args.no_limits else PgbenchLimits(args.database_url, log_dir)
+    if limits is not None and not limits.available:
+        print("bench: pgbench not found; ratios to the database limit are left out", flush=True)
+        limits = None
+    stack = Stack(log_dir, free_port() if args.port is None else args.port)
+    ctx = Context(smoke=args.smoke, sizes=sizes, stack=stack, limits=limits, out_dir=out_dir, profile=args.profile)
+
+    results: dict = {
+        "meta": {
+            "timestamp": stamp,
+            "smoke": args.smoke,
+            "git_commit": _git("rev-parse", "--short", "HEAD"),
+            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+            "python": platform.python_version(),
+            "postgres": _postgres_version(),
+            "database_created": created,
+            "settings": {
+                "LEDGER_SHARDS": settings.LEDGER_SHARDS,
+                "LEDGER_SETTLE_BATCH_SIZE": settings.LEDGER_SETTLE_BATCH_SIZE,
+                "LEDGER_SETTLE_TIME_BUDGET": settings.LEDGER_SETTLE_TIME_BUDGET,
+                "worker_processes": len(stack.workers),
+                "web_workers": args.web_workers,
+                "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
+            },
+            "sizes": sizes.__dict__,
+            "commands": {"workers": [w.argv for w in stack.workers], "web": stack.web.argv},
+        },
+        "scenarios": {},
+    }
+    failed = False
+    try:
+        stack.start_workers()
+        for name in args.only or SCENARIOS:
+            print(f"bench: scenario {name} ...", flush=True)
+            t0 = time.monotonic()
+            try:
+                module = __import__(f"bench.scenarios.{name}", fromlist=["run"])
+                outcome = module.run(ctx)
+                outcome.setdefault("status", "ok")
+            except ScenarioFailed as exc:
+                failed = True
+                outcome = {"status": "failed", "error": str(exc)}
+            except Exception as exc:  # a crashed scenario is reported, and the others still run
+                failed = True
+                outcome = {"status": "error", "error": f"{type(exc).__name__}: {exc}",
+                           "traceback": traceback.format_exc()[-4000:]}
+            outcome["wall_seconds"] = round(time.monotonic() - t0, 1)
+            results["scenarios"][name] = outcome
+            print(f"bench: scenario {name}: {outcome['status']} in {outcome['wall_seconds']} s", flush=True)
+    finally:
+        stack.stop()
+        clear_broker(args.redis_url, args.redis_key_prefix)
+    results["meta"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["meta"]["total_seconds"] = round(time.monotonic() - began, 1)
+    results["meta"]["notes"] = ctx.notes
+
+    paths = report.write(results, out_dir, stamp)
+    print(paths["markdown"].read_text())
+    print(f"bench: wrote {', '.join(str(p) for p in paths.values())}")
+    return 1 if failed else 0
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        return ""
+
+
+def _postgres_version() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SHOW server_version")
+        return cur.fetchone()[0]

@@ -1,0 +1,52 @@
+"""One module per scenario, each with `run(ctx) -> dict`. A scenario raises `ScenarioFailed` when
+the ledger is wrong afterwards (audit breach, a charge not settled exactly once): a fast wrong
+answer is a failure, not a result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ScenarioFailed(Exception):
+    pass
+
+
+@dataclass
+class Sizes:
+    hot_charges: int = 100_000
+    many_sellers: int = 1_000
+    many_per_seller: int = 100
+    http_clients: tuple[int, ...] = (32, 128)
+    http_seconds: float = 10.0
+    http_sellers: int = 32
+    import_rows: int = 100_000
+    import_memory_rows: int = 1_000_000
+    # pgbench transactions for the one-debit limit (it runs near 1,500/s on one hot row).
+    limit_single_txns: int = 3_000
+    settle_timeout: float = 300.0
+
+    @classmethod
+    def smoke(cls) -> Sizes:
+        return cls(hot_charges=2_000, many_sellers=20, many_per_seller=20, http_clients=(4, 8), http_seconds=1.5,
+                   http_sellers=4, import_rows=1_000, import_memory_rows=5_000, limit_single_txns=200,
+                   settle_timeout=60.0)
+
+
+@dataclass
+class Context:
+    smoke: bool
+    sizes: Sizes
+    stack: object
+    limits: object | None
+    out_dir: Path
+    profile: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def check_audit(*, what: str) -> None:
+    from ledger.audit import audit_ledger
+
+    breaches = audit_ledger(limit=20)
+    if breaches:
+        raise ScenarioFailed(f"{what}: ledger audit found {len(breaches)}+ breaches: " + "; ".join(map(str, breaches[:5])))

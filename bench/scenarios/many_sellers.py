@@ -1,0 +1,81 @@
+"""Scenario 2: 1,000 sellers x 100 queued charges, one wake-up each, settled by all the shard
+workers. Measured from the first publish to the moment no charge is queued."""
+
+from __future__ import annotations
+
+import time
+
+from bench import seed
+from bench.scenarios import Context, ScenarioFailed, check_audit
+from bench.stack import MemorySampler, reset_ledger
+
+AMOUNT = 1_000
+
+
+def _anything_queued() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE status = 'queued')")
+        return cur.fetchone()[0]
+
+
+def run(ctx: Context) -> dict:
+    sellers, per_seller = ctx.sizes.many_sellers, ctx.sizes.many_per_seller
+    n = sellers * per_seller
+    processes = len(ctx.stack.workers)
+    limits = []
+    if ctx.limits is not None:
+        limits = [
+            ctx.limits.debits(name=f"{per_seller} debits per transaction, {sellers} rows, {processes} connections",
+                              debits_per_txn=per_seller, sellers=sellers, transactions=sellers, clients=processes),
+        ]
+
+    reset_ledger()
+    seller_ids = seed.make_sellers(sellers, prefix="many")
+    funding = per_seller * AMOUNT + 1_000_000
+    seed.fund(seller_ids, funding)
+    copy_seconds = seed.queue_charges(seller_ids, per_seller=per_seller, amount=AMOUNT)
+
+    from workers.dispatch import wake_seller
+
+    with MemorySampler(ctx.stack.worker_pids()) as memory:
+        started = time.time()
+        for seller_id in seller_ids:
+            wake_seller(seller_id)
+        published = time.time()
+        finished = seed.wait_until_settled(_anything_queued, timeout=ctx.sizes.settle_timeout, interval=0.05)
+    seconds = finished - started
+
+    _check(seller_ids, n, per_seller, funding)
+    rate = n / seconds
+    result = {
+        "sellers": sellers,
+        "charges": n,
+        "seconds": round(seconds, 3),
+        "publish_seconds": round(published - started, 3),
+        "charges_per_s": round(rate),
+        "worker_processes": processes,
+        "copy_seconds": round(copy_seconds, 2),
+        "worker_peak_rss_mb": memory.peaks_mb(),
+        "limits": [limit.as_dict() for limit in limits],
+        "audit": "ok",
+    }
+    if limits:
+        result["ratio_to_limit"] = round(rate / limits[0].rows_per_s, 3)
+    return result
+
+
+def _check(seller_ids: list[int], n: int, per_seller: int, funding: int) -> None:
+    from django.db.models import Count
+
+    from ledger.models import Account, Charge
+
+    succeeded = Charge.objects.filter(status=Charge.Status.SUCCEEDED).count()
+    wrong = (
+        Account.objects.filter(seller_id__in=seller_ids).exclude(balance=funding - per_seller * AMOUNT).count()
+    )
+    statuses = dict(Charge.objects.values_list("status").annotate(n=Count("id")))
+    if succeeded != n or wrong:
+        raise ScenarioFailed(f"many sellers: {statuses} (expected {n} succeeded), {wrong} accounts with a wrong balance")
+    check_audit(what="many sellers")

@@ -1,0 +1,207 @@
+"""What the benchmark brings up: its own database (created, migrated, emptied between scenarios),
+its own Redis database or key prefix, and the production processes of `workers/stack.py` (shard
+workers, gunicorn), with their peak memory sampled while they run."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psutil
+import psycopg2
+from psycopg2 import sql
+
+BENCH_SETTINGS = "bench.settings"
+
+
+def configure_environment(*, database_url: str, redis_url: str, key_prefix: str, worker_processes: int,
+                          web_workers: int) -> None:
+    """Environment for this process and every child: production settings against the bench's
+    own database and Redis. Runs before Django is imported."""
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE=BENCH_SETTINGS,
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        BENCH_REDIS_KEY_PREFIX=key_prefix,
+        LEDGER_WORKER_PROCESSES=str(worker_processes),
+        WEB_WORKERS=str(web_workers),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        PYTHONUNBUFFERED="1",
+        # Lost wake-ups are the sweeper's job; the benchmark runs no beat, so nothing re-wakes.
+        LEDGER_SWEEP_AFTER="3600",
+    )
+    if len(os.environ.get("SECRET_KEY", "")) < 32 or "not-a-secret" in os.environ.get("SECRET_KEY", ""):
+        os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
+
+
+def create_database(database_url: str) -> bool:
+    url = urlparse(database_url)
+    name = url.path.lstrip("/")
+    conn = psycopg2.connect(host=url.hostname, port=url.port or 5432, user=url.username, password=url.password,
+                            dbname="postgres", connect_timeout=5)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                return True
+    finally:
+        conn.close()
+    return False
+
+
+def migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", "--noinput", verbosity=0)
+
+
+def reset_ledger() -> None:
+    """Empty every table the scenarios write (TRUNCATE is not a row operation, so the entries'
+    append-only trigger does not apply) and refresh planner statistics."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "TRUNCATE ledger_entry, ledger_charge, ledger_chargebatch, ledger_deposit, ledger_account, core_seller, "
+            "auth_user, django_celery_results_taskresult RESTART IDENTITY CASCADE"
+        )
+        cur.execute("ANALYZE")
+
+
+def clear_broker(redis_url: str, key_prefix: str) -> None:
+    """Drop the benchmark's own broker keys (its prefix, or the ledger queues of its Redis
+    database); never a flush."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    patterns = [f"{key_prefix}*"] if key_prefix else ["ledger.shard.*", "ledger.default*", "unacked*", "_kombu.binding.*"]
+    for pattern in patterns:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+def free_port(first: int = 8400, last: int = 8499) -> int:
+    for port in range(first, last + 1):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{last}")
+
+
+class Stack:
+    """The production processes, started with the commands of `workers.stack.stack_processes`."""
+
+    def __init__(self, log_dir: Path, port: int):
+        from tests.support import Process
+        from workers.stack import stack_processes
+
+        self.log_dir = log_dir
+        self.port = port
+        env = dict(os.environ)
+        specs = {spec.name: spec for spec in stack_processes(port=port, flower_port=0)}
+        self.workers = [Process(name, spec.argv, env, log_dir) for name, spec in specs.items() if name.startswith("shards")]
+        self.web = Process("web", specs["web"].argv, env, log_dir)
+
+    def start_workers(self) -> None:
+        for worker in self.workers:
+            worker.start()
+        for worker in self.workers:
+            worker.wait_for_log(" ready.", timeout=60)
+
+    def start_web(self) -> None:
+        self.web.start()
+        deadline = time.monotonic() + 60
+        url = f"http://127.0.0.1:{self.port}/api/v1/health/"
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if not self.web.alive:
+                raise RuntimeError(f"web exited:\n{self.web.log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"web not answering on {url}")
+            time.sleep(0.2)
+        # gunicorn answers as soon as one of its workers is up; give the rest time to boot.
+        self._wait_web_workers(int(os.environ.get("WEB_WORKERS", "4")))
+
+    def _wait_web_workers(self, count: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(psutil.Process(self.web.popen.pid).children()) >= count:
+                time.sleep(0.5)
+                return
+            time.sleep(0.1)
+
+    def worker_for_seller(self, seller_id: int):
+        from django.conf import settings
+
+        return self.workers[(seller_id % settings.LEDGER_SHARDS) % len(self.workers)]
+
+    def worker_pids(self) -> dict[str, int]:
+        return {w.name: w.popen.pid for w in self.workers if w.alive}
+
+    def web_pid(self) -> int | None:
+        return self.web.popen.pid if self.web.alive else None
+
+    def stop(self) -> None:
+        for process in [self.web, *self.workers]:
+            process.stop()
+
+
+class MemorySampler:
+    """Peak resident memory of named processes (and, for gunicorn, each of its workers) sampled
+    every `interval` seconds in a background thread."""
+
+    def __init__(self, pids: dict[str, int], *, include_children: bool = False, interval: float = 0.05):
+        self.pids = pids
+        self.include_children = include_children
+        self.interval = interval
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> MemorySampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        for name, pid in self.pids.items():
+            try:
+                proc = psutil.Process(pid)
+                targets = [(name, proc)]
+                if self.include_children:
+                    targets += [(f"{name}.{child.pid}", child) for child in proc.children()]
+                for label, target in targets:
+                    rss = target.memory_info().rss
+                    if rss > self.peaks.get(label, 0):
+                        self.peaks[label] = rss
+            except psutil.Error:
+                continue
+
+    def peaks_mb(self) -> dict[str, float]:
+        return {name: round(rss / 2**20, 1) for name, rss in sorted(self.peaks.items())}

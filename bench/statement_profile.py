@@ -1,0 +1,185 @@
+"""Where a hot seller's settlement spends its time, statement by statement: queue N charges for
+one seller in the bench database, drain them with `ledger.posting.settle_batch` in this process
+(no Celery), and time every SQL statement plus the Python between them.
+
+    .venv/bin/python -m bench.statement_profile [--charges 100000] [--batch 5000] [--explain]
+
+`--explain` also prints EXPLAIN (ANALYZE, BUFFERS) of the queued-charge lookup before the first
+batch and before the last one (each inside a rolled-back transaction)."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.statement_profile")
+    parser.add_argument("--charges", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--variant", action="append", default=[], choices=sorted(VARIANTS),
+                        help="try a change to the statements without editing ledger/posting.py (repeatable)")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
+                                                                  "postgres://postgres@127.0.0.1:5432/ledger_bench"))
+    args = parser.parse_args(argv)
+
+    from bench.stack import configure_environment, create_database, migrate
+
+    configure_environment(database_url=args.database_url, redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+                          key_prefix="", worker_processes=1, web_workers=1)
+    create_database(args.database_url)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import django
+
+    django.setup()
+    migrate()
+    from django.db import connection
+
+    from bench import seed
+    from bench.stack import reset_ledger
+    from ledger.audit import audit_ledger
+    from ledger.posting import settle_batch
+
+    reset_ledger()
+    [seller_id] = seed.make_sellers(1, prefix="profile")
+    seed.fund([seller_id], args.charges * 1000 + 1)
+    seed.queue_charges([seller_id], per_seller=args.charges, amount=1000)
+    if args.explain:
+        _explain(connection, seller_id, args.batch, "first batch")
+    # Keyset reads the id lists, so it runs before text-arrays turns them into strings.
+    variants = [VARIANTS[name] for name in VARIANTS if name in args.variant]
+
+    times: collections.Counter = collections.Counter()
+    counts: collections.Counter = collections.Counter()
+
+    last_end = [0.0]
+
+    def wrapper(execute, sql, params, many, context):
+        for variant in variants:
+            sql, params = variant(sql, params)
+        t0 = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            key = _label(sql)
+            last_end[0] = time.perf_counter()
+            times[key] += last_end[0] - t0
+            counts[key] += 1
+
+    batches = 0
+    started = time.perf_counter()
+    with connection.execute_wrapper(wrapper):
+        while True:
+            t0 = time.perf_counter()
+            outcome = settle_batch(seller_id=seller_id, limit=args.batch)
+            done = time.perf_counter()
+            times["(whole batch incl. commit)"] += done - t0
+            times["commit (deferred FK checks, WAL flush)"] += done - last_end[0]
+            counts["commit (deferred FK checks, WAL flush)"] += 1
+            batches += 1
+            if args.explain and args.charges - batches * args.batch == args.batch:
+                _explain(connection, seller_id, args.batch, "last batch")
+            if not outcome.more_pending:
+                break
+    total = time.perf_counter() - started
+    print(f"{args.charges} charges in {batches} batches of {args.batch}: {total:.2f} s, {args.charges / total:,.0f}/s")
+    whole = times.pop("(whole batch incl. commit)")
+    sql_total = sum(times.values())
+    print(f"{'statement':<40} {'calls':>6} {'seconds':>8} {'share':>6}")
+    for key, seconds in times.most_common():
+        print(f"{key:<40} {counts[key]:>6} {seconds:>8.3f} {seconds / whole:>6.1%}")
+    print(f"{'python (building and adapting the arrays)':<40} {'':>6} {whole - sql_total:>8.3f} {(whole - sql_total) / whole:>6.1%}")
+    breaches = audit_ledger(seller_id=seller_id)
+    print("audit:", "ok" if not breaches else breaches[:5])
+    return 1 if breaches else 0
+
+
+def _pg_array(values: list) -> str:
+    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+
+
+def _text_arrays(sql: str, params):
+    """Send each list as one array literal ('{1,2,3}', cast by the SQL's `::bigint[]`) instead of
+    psycopg2's ARRAY[1,2,3] constructor, which the server parses element by element."""
+    if params and any(isinstance(p, list) for p in params):
+        params = [_pg_array(p) if isinstance(p, list) else p for p in params]
+    return sql, params
+
+
+def _queued_index(sql: str, params):
+    """Make the queued-charge lookup use the partial index `charge_queued_idx` whatever the
+    statistics say: order by (seller_id, id), the index's own order."""
+    if "FROM ledger_charge" in sql and "status = 'queued' ORDER BY id" in " ".join(sql.split()):
+        sql = " ".join(sql.split()).replace("ORDER BY id", "ORDER BY seller_id, id")
+    return sql, params
+
+
+def _async_commit(sql: str, params):
+    """synchronous_commit off for the settling transaction: a crash may lose the last few
+    hundred milliseconds of commits (never half of one); the intents stay queued and settle again."""
+    if "FOR NO KEY UPDATE" in sql:
+        sql = "SET LOCAL synchronous_commit = off; " + sql
+    return sql, params
+
+
+_last_settled = [0]
+
+
+def _keyset(sql: str, params):
+    """Start each queued-charge lookup after the last charge this drain settled (`id > last`),
+    so the index scan skips the entries of already-settled charges, which stay in the index
+    (dead or filtered) until VACUUM, instead of walking them again batch after batch."""
+    flat = " ".join(sql.split())
+    if flat.startswith("UPDATE ledger_charge") and params:
+        ids = next((p for p in params if isinstance(p, list)), None) or []
+        if ids:
+            _last_settled[0] = max(_last_settled[0], max(ids))
+    elif "FROM ledger_charge WHERE seller_id = %s AND status = 'queued' ORDER BY id" in flat:
+        sql = flat.replace("status = 'queued' ORDER BY id", "status = 'queued' AND id > %s ORDER BY id")
+        params = [params[0], _last_settled[0], *params[1:]]
+    return sql, params
+
+
+VARIANTS = {"keyset": _keyset, "queued-index": _queued_index, "text-arrays": _text_arrays,
+            "async-commit": _async_commit}
+
+
+def _label(sql: str) -> str:
+    sql = " ".join(sql.split())
+    for pattern, label in [
+        (r"FOR NO KEY UPDATE", "lock account (SELECT ... FOR NO KEY UPDATE)"),
+        (r"FROM ledger_deposit WHERE", "select approving deposits"),
+        (r"FROM ledger_charge WHERE", "select queued charges"),
+        (r"INSERT INTO ledger_entry", "insert entries (unnest)"),
+        (r"UPDATE ledger_charge AS c", "mark charges succeeded (unnest)"),
+        (r"UPDATE ledger_charge SET status = 'failed'", "mark charges failed"),
+        (r"UPDATE ledger_account", "update account"),
+        (r"UPDATE ledger_deposit", "mark deposits approved"),
+    ]:
+        if re.search(pattern, sql):
+            return label
+    return sql[:40]
+
+
+def _explain(connection, seller_id: int, batch: int, when: str) -> None:
+    from django.db import transaction
+
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT id, amount FROM ledger_charge"
+            " WHERE seller_id = %s AND status = 'queued' ORDER BY id LIMIT %s",
+            [seller_id, batch],
+        )
+        print(f"--- queued-charge lookup, {when}:")
+        print("\n".join(row[0] for row in cur.fetchall()))
+        transaction.set_rollback(True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
