@@ -24,12 +24,15 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# TLS ends at the load balancer in front of gunicorn; it sets X-Forwarded-Proto.
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# TLS ends at the load balancer in front of gunicorn; it sets X-Forwarded-Proto. Plain http is
+# redirected, except the health checks (below).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # The health checks of the orchestrator call plain http on the container's own address.
 SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/$", r"^api/v1/ready/$"]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# HSTS preload is a one-way commitment for the whole domain: the operator opts in, not this file.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 # Static files are collected into the image at build time, with hashed names.
 STORAGES = {
