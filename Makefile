@@ -31,6 +31,19 @@ test: install
 	DATABASE_URL=$${TEST_DATABASE_URL:-$(DATABASE_URL)} REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
+# The benchmark (docs/performance.md): its own database and Redis database, never the dev stack's.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ledger_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/14
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) $(PY) scripts/check_services.py --create-db
+	$(PY) -m bench --database-url $(BENCH_DATABASE_URL) --redis-url $(BENCH_REDIS_URL) $(BENCH_ARGS)
+
 env:
 	$(PY) manage.py init_env
 

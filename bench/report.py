@@ -166,9 +166,12 @@ def _scenario_row(name: str, s: dict) -> str:
 
 def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
     try:
+        import logging
+
         import matplotlib
 
         matplotlib.use("Agg")
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)
         import matplotlib.pyplot as plt
     except ImportError:
         results["meta"].setdefault("notes", []).append("charts skipped: matplotlib is not installed (make bench installs it)")
@@ -198,17 +201,17 @@ def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
     levels = sorted((k for k in http if k.startswith("c") and k[1:].isdigit()), key=lambda k: int(k[1:]))
     if http.get("status") == "ok" and levels:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-        ax1.bar([k[1:] for k in levels], [http[k]["accepted_per_s"] for k in levels])
-        ax1.set_xlabel("concurrent clients")
+        ax1.bar([f"{k[1:]} clients" for k in levels], [http[k]["accepted_per_s"] for k in levels])
         ax1.set_ylabel("accepted charges/s")
         ax1.set_title("HTTP submission throughput")
         for pct in ("p50", "p99", "p99.9"):
-            ax2.plot([k[1:] for k in levels], [http[k]["latency_ms"][pct] for k in levels], marker="o", label=pct)
+            ax2.plot([f"{k[1:]} clients" for k in levels], [http[k]["latency_ms"][pct] for k in levels], marker="o", label=pct)
         if "settle" in http:
             for pct in ("p50", "p99"):
+                if http["settle"]["latency_ms"][pct] is None:
+                    continue
                 ax2.axhline(http["settle"]["latency_ms"][pct], linestyle="--", linewidth=1,
                             label=f"submit→settled {pct} (half load)", color="grey" if pct == "p50" else "black")
-        ax2.set_xlabel("concurrent clients")
         ax2.set_ylabel("ms")
         ax2.set_title("Latency")
         ax2.legend(fontsize=8)

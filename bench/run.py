@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from bench.stack import clear_broker, configure_environment, create_database, free_port
 
+    if args.smoke:
+        # The sweeper at the pace the test suite uses, so a lost wake-up costs seconds, not a minute.
+        os.environ.setdefault("LEDGER_SWEEP_INTERVAL", "1")
+        os.environ.setdefault("LEDGER_SWEEP_AFTER", "2")
     configure_environment(database_url=args.database_url, redis_url=args.redis_url, key_prefix=args.redis_key_prefix,
                           worker_processes=args.worker_processes, web_workers=args.web_workers)
     out_dir = args.out or (ROOT / "bench" / "results" / ("smoke" if args.smoke else ""))
@@ -68,12 +72,15 @@ def main(argv: list[str] | None = None) -> int:
 
     clear_broker(args.redis_url, args.redis_key_prefix)
     sizes = Sizes.smoke() if args.smoke else Sizes()
+    notes: list[str] = []
     limits = None if args.no_limits else PgbenchLimits(args.database_url, log_dir)
     if limits is not None and not limits.available:
         print("bench: pgbench not found; ratios to the database limit are left out", flush=True)
         limits = None
+        notes.append("pgbench not found (Debian: postgresql-client): no database limit, no ratios")
     stack = Stack(log_dir, free_port() if args.port is None else args.port)
-    ctx = Context(smoke=args.smoke, sizes=sizes, stack=stack, limits=limits, out_dir=out_dir, profile=args.profile)
+    ctx = Context(smoke=args.smoke, sizes=sizes, stack=stack, limits=limits, out_dir=out_dir, profile=args.profile,
+                  notes=notes)
 
     results: dict = {
         "meta": {
@@ -91,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                 "LEDGER_SHARDS": settings.LEDGER_SHARDS,
                 "LEDGER_SETTLE_BATCH_SIZE": settings.LEDGER_SETTLE_BATCH_SIZE,
                 "LEDGER_SETTLE_TIME_BUDGET": settings.LEDGER_SETTLE_TIME_BUDGET,
+                "LEDGER_SWEEP_INTERVAL": settings.LEDGER_SWEEP_INTERVAL,
+                "LEDGER_SWEEP_AFTER": settings.LEDGER_SWEEP_AFTER,
                 "worker_processes": len(stack.workers),
                 "web_workers": args.web_workers,
                 "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],

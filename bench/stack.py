@@ -18,6 +18,7 @@ import psycopg2
 from psycopg2 import sql
 
 BENCH_SETTINGS = "bench.settings"
+ROOT_DIR = Path(__file__).resolve().parent.parent
 
 
 def configure_environment(*, database_url: str, redis_url: str, key_prefix: str, worker_processes: int,
@@ -32,9 +33,9 @@ def configure_environment(*, database_url: str, redis_url: str, key_prefix: str,
         LEDGER_WORKER_PROCESSES=str(worker_processes),
         WEB_WORKERS=str(web_workers),
         ALLOWED_HOSTS="127.0.0.1,localhost",
+        # TLS ends at the load balancer in production; the benchmark speaks plain HTTP on loopback.
+        SECURE_SSL_REDIRECT="0",
         PYTHONUNBUFFERED="1",
-        # Lost wake-ups are the sweeper's job; the benchmark runs no beat, so nothing re-wakes.
-        LEDGER_SWEEP_AFTER="3600",
     )
     if len(os.environ.get("SECRET_KEY", "")) < 32 or "not-a-secret" in os.environ.get("SECRET_KEY", ""):
         os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
@@ -110,15 +111,20 @@ class Stack:
         self.log_dir = log_dir
         self.port = port
         env = dict(os.environ)
+        os.environ.setdefault("BEAT_SCHEDULE_DIR", str(log_dir))
         specs = {spec.name: spec for spec in stack_processes(port=port, flower_port=0)}
         self.workers = [Process(name, spec.argv, env, log_dir) for name, spec in specs.items() if name.startswith("shards")]
         self.web = Process("web", specs["web"].argv, env, log_dir)
+        # Beat runs as in production: its sweeper is what settles intents whose wake-up was lost.
+        self.beat = Process("beat", specs["beat"].argv, env, log_dir)
+        self.web_workers = int(os.environ.get("WEB_WORKERS", "4"))
 
     def start_workers(self) -> None:
         for worker in self.workers:
             worker.start()
         for worker in self.workers:
             worker.wait_for_log(" ready.", timeout=60)
+        self.beat.start(ready_marker="beat: Starting", timeout=60)
 
     def start_web(self) -> None:
         self.web.start()
@@ -148,9 +154,11 @@ class Stack:
             time.sleep(0.1)
 
     def worker_for_seller(self, seller_id: int):
-        from django.conf import settings
+        from workers.routing import shard_for
+        from workers.stack import worker_groups
 
-        return self.workers[(seller_id % settings.LEDGER_SHARDS) % len(self.workers)]
+        shard = shard_for(seller_id)
+        return next(w for w, group in zip(self.workers, worker_groups(), strict=True) if shard in group)
 
     def worker_pids(self) -> dict[str, int]:
         return {w.name: w.popen.pid for w in self.workers if w.alive}
@@ -158,8 +166,11 @@ class Stack:
     def web_pid(self) -> int | None:
         return self.web.popen.pid if self.web.alive else None
 
+    def stop_web(self) -> None:
+        self.web.stop()
+
     def stop(self) -> None:
-        for process in [self.web, *self.workers]:
+        for process in [self.web, self.beat, *self.workers]:
             process.stop()
 
 

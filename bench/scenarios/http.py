@@ -1,5 +1,147 @@
-"""Scenario 3: placeholder until written."""
+"""Scenario 3: single-charge POSTs over real HTTP to gunicorn (the production command, 4 worker
+processes), JWT-authenticated, with the shard workers settling at the same time.
+
+1. Closed loop from 32 and from 128 concurrent clients: accepted charges/s and latency
+   p50/p99/p99.9 of every request.
+2. Open loop at half the 32-client throughput: submit-to-settled latency p50/p99, from the
+   client's send time to the charge's `settled_at` (stamped inside the settling transaction,
+   just before its commit)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from bench import seed
+from bench.profiling import Profile
+from bench.scenarios import Context, ScenarioFailed, check_audit
+from bench.stack import ROOT_DIR, reset_ledger
+
+AMOUNT = 1_000
 
 
-def run(ctx):
-    return {"status": "not available yet"}
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p99": None, "p99.9": None, "max": None}
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        k = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
+        return round(ordered[k] * 1000, 1)
+
+    return {"p50": pct(50), "p99": pct(99), "p99.9": pct(99.9), "max": round(ordered[-1] * 1000, 1)}
+
+
+def _tokens(seller_ids: list[int]) -> list[str]:
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from core.models import Seller
+
+    users = {s.pk: s.user for s in Seller.objects.select_related("user").filter(pk__in=seller_ids)}
+    return [str(AccessToken.for_user(users[sid])) for sid in seller_ids]
+
+
+def _load(ctx: Context, seller_ids: list[int], *, clients: int, seconds: float, rate: float = 0.0,
+          name: str) -> dict:
+    spec = {"host": "127.0.0.1", "port": ctx.stack.port, "tokens": _tokens(seller_ids), "clients": clients,
+            "seconds": seconds, "rate": rate, "phone_number": seed.PHONE, "amount": AMOUNT}
+    spec_path = ctx.stack.log_dir / f"http-{name}.spec.json"
+    out_path = ctx.stack.log_dir / f"http-{name}.out.json"
+    spec_path.write_text(json.dumps(spec))
+    subprocess.run([sys.executable, "-m", "bench.scenarios.http_load", str(spec_path), str(out_path)], cwd=ROOT_DIR,
+                   check=True, timeout=seconds + 300)
+    return json.loads(out_path.read_text())
+
+
+def _summary(raw: dict) -> dict:
+    rows = raw["requests"]
+    accepted = [r for r in rows if r[2] == 202]
+    errors: dict[str, int] = {}
+    for r in rows:
+        if r[2] != 202:
+            errors[str(r[2])] = errors.get(str(r[2]), 0) + 1
+    duration = raw["ended"] - raw["started"]
+    return {
+        "requests": len(rows),
+        "accepted": len(accepted),
+        "errors": errors,
+        "seconds": round(duration, 2),
+        "accepted_per_s": round(len(accepted) / duration, 1),
+        "latency_ms": percentiles([r[1] for r in rows]),
+    }
+
+
+def run(ctx: Context) -> dict:
+    sizes = ctx.sizes
+    limits = []
+    if ctx.limits is not None:
+        web_workers = int(__import__("os").environ.get("WEB_WORKERS", "4"))
+        limits = [ctx.limits.submits(name=f"one queued-charge insert per transaction, {web_workers} connections",
+                                     clients=web_workers, transactions=max(200, int(sizes.http_seconds * 800)))]
+
+    reset_ledger()
+    seller_ids = seed.make_sellers(sizes.http_sellers, prefix="http")
+    # Enough for every charge the scenario could submit, so every one of them must succeed.
+    funding = 10**12
+    seed.fund(seller_ids, funding)
+    ctx.stack.start_web()
+    result: dict = {"sellers": len(seller_ids), "web_workers": ctx.stack.web_workers}
+    from bench.stack import MemorySampler
+
+    try:
+        with MemorySampler({"web": ctx.stack.web_pid()}, include_children=True) as memory:
+            # Not recorded: every gunicorn worker loads its views, serializers and connections lazily.
+            _load(ctx, seller_ids, clients=sizes.http_clients[0], seconds=min(2.0, sizes.http_seconds / 2),
+                  name="warmup")
+            for clients in sizes.http_clients:
+                profile = None
+                if ctx.profile and clients == sizes.http_clients[0]:
+                    profile = Profile(ctx.stack.web_pid(), ctx.out_dir / "profiles" / "http_web.raw.txt",
+                                      subprocesses=True)
+                    profile.__enter__()
+                raw = _load(ctx, seller_ids, clients=clients, seconds=sizes.http_seconds, name=f"c{clients}")
+                if profile:
+                    profile.__exit__(None, None, None)
+                    if profile.summary():
+                        result["profile"] = profile.summary()
+                result[f"c{clients}"] = _summary(raw)
+            base = result[f"c{sizes.http_clients[0]}"]["accepted_per_s"]
+            rate = max(1.0, base / 2)
+            raw = _load(ctx, seller_ids, clients=sizes.http_clients[0], seconds=sizes.http_seconds, rate=rate,
+                        name="settle")
+            sent = {r[3]: r[0] for r in raw["requests"] if r[2] == 202 and r[3] is not None}
+            seed.wait_until_settled(lambda: seed.pending(seller_ids) > 0, timeout=sizes.settle_timeout, interval=0.1)
+        result["web_peak_rss_mb"] = memory.peaks_mb()
+    finally:
+        ctx.stack.stop_web()
+
+    from ledger.models import Charge
+
+    settled = dict(Charge.objects.filter(pk__in=list(sent)).values_list("pk", "settled_at"))
+    latencies = [settled[cid].timestamp() - t for cid, t in sent.items() if settled.get(cid) is not None]
+    summary = _summary(raw)
+    result["settle"] = {"rate": round(rate, 1), "accepted": summary["accepted"], "errors": summary["errors"],
+                        "submit_latency_ms": summary["latency_ms"], "latency_ms": percentiles(latencies)}
+    _check(seller_ids, funding)
+    result["limits"] = [limit.as_dict() for limit in limits]
+    if limits:
+        result["ratio_to_limit"] = round(result[f"c{sizes.http_clients[0]}"]["accepted_per_s"] / limits[0].rows_per_s, 3)
+    result["audit"] = "ok"
+    return result
+
+
+def _check(seller_ids: list[int], funding: int) -> None:
+    from django.db.models import Count, Sum
+
+    from ledger.models import Account, Charge
+
+    statuses = dict(Charge.objects.filter(seller_id__in=seller_ids).values_list("status").annotate(n=Count("id")))
+    if set(statuses) - {Charge.Status.SUCCEEDED}:
+        raise ScenarioFailed(f"HTTP: every charge should have succeeded, got {statuses}")
+    charged = Charge.objects.filter(seller_id__in=seller_ids).aggregate(s=Sum("amount"))["s"] or 0
+    balances = Account.objects.filter(seller_id__in=seller_ids).aggregate(s=Sum("balance"))["s"]
+    if balances != funding * len(seller_ids) - charged:
+        raise ScenarioFailed(f"HTTP: balances sum to {balances}, expected {funding * len(seller_ids) - charged}")
+    check_audit(what="HTTP submission")

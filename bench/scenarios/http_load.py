@@ -1,0 +1,80 @@
+"""The HTTP load generator, run as its own process so that its threads never share a GIL with the
+benchmark's pollers: `python -m bench.scenarios.http_load SPEC.json OUT.json`.
+
+Closed loop (`rate` 0): each of `clients` threads sends single-charge POSTs back to back for
+`seconds`. Open loop (`rate` > 0): the threads together send `rate` requests a second on a fixed
+schedule, and a late request is sent at once and timed from when it was due, so a slow server
+shows up as latency rather than as fewer requests. Standard library only."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sys
+import threading
+import time
+
+
+def _client(spec: dict, index: int, start_at: float, out: list) -> None:
+    host, port = spec["host"], spec["port"]
+    token = spec["tokens"][index % len(spec["tokens"])]
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    body = json.dumps({"phone_number": spec["phone_number"], "amount": spec["amount"]})
+    clients, rate, seconds = spec["clients"], spec["rate"], spec["seconds"]
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    interval = clients / rate if rate else 0.0
+    n = 0
+    while True:
+        due = start_at + (index / clients + n) * interval if rate else time.time()
+        if due - start_at >= seconds:
+            break
+        if rate:
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        sent = time.time()
+        t0 = time.perf_counter()
+        try:
+            conn.request("POST", "/api/v1/charges/", body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            status = response.status
+            if response.getheader("Connection", "").lower() == "close":
+                conn.close()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            status, payload = 0, b""
+        latency = time.perf_counter() - t0
+        if rate:
+            latency += max(0.0, sent - due)
+        charge_id = None
+        if status == 202:
+            try:
+                charge_id = json.loads(payload)["id"]
+            except (ValueError, KeyError):
+                charge_id = None
+        out.append((min(sent, due) if rate else sent, latency, status, charge_id))
+        n += 1
+    conn.close()
+
+
+def main(spec_path: str, out_path: str) -> int:
+    with open(spec_path) as fh:
+        spec = json.load(fh)
+    start_at = time.time() + 0.2
+    results: list[list] = [[] for _ in range(spec["clients"])]
+    threads = [threading.Thread(target=_client, args=(spec, i, start_at, results[i]), daemon=True)
+               for i in range(spec["clients"])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(spec["seconds"] + 120)
+    ended = time.time()
+    rows = [row for per_client in results for row in per_client]
+    with open(out_path, "w") as fh:
+        json.dump({"started": start_at, "ended": ended, "requests": rows}, fh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,77 @@
+"""`make bench BENCH_ARGS=--smoke` still works: it brings up its own database, workers and web
+server, runs every scenario at tiny sizes, audits the ledger after each, and writes a JSON, a
+Markdown summary and charts whose fields make sense. The numbers themselves are not judged."""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from bench.scenarios import Sizes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench_database_url() -> str:
+    # Beside the test database, never the developer's: `<configured name>_bench_smoke`.
+    db = connection.settings_dict
+    name = settings.DATABASES["default"]["NAME"].removeprefix("test_")
+    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{name}_bench_smoke"
+
+
+@pytest.mark.slow
+@pytest.mark.workers
+def test_make_bench_smoke_writes_sane_results(tmp_path):
+    prefix = f"benchsmoke-{uuid.uuid4().hex[:8]}:"  # the suite's own workers share this Redis database
+    args = f"--smoke --out {tmp_path} --redis-key-prefix {prefix}"
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "bench", f"BENCH_ARGS={args}",
+         f"BENCH_DATABASE_URL={_bench_database_url()}", f"BENCH_REDIS_URL={settings.REDIS_URL}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+    [json_path] = [p for p in tmp_path.glob("*.json") if p.name != "latest.json"]
+    results = json.loads(json_path.read_text())
+    markdown = json_path.with_suffix(".md").read_text()
+    sizes = Sizes.smoke()
+    scenarios = results["scenarios"]
+
+    assert results["meta"]["smoke"] is True
+    assert results["meta"]["total_seconds"] < 120
+    hot, many, http = scenarios["hot_seller"], scenarios["many_sellers"], scenarios["http"]
+    assert [s["status"] for s in (hot, many, http)] == ["ok", "ok", "ok"], json.dumps(scenarios, indent=1)[:4000]
+    assert scenarios["batch_import"]["status"] in ("ok", "not available yet")
+
+    assert hot["charges"] == sizes.hot_charges and hot["audit"] == "ok"
+    assert many["charges"] == sizes.many_sellers * sizes.many_per_seller and many["audit"] == "ok"
+    for s in (hot, many):
+        assert 0 < s["charges_per_s"] < 10_000_000
+        assert s["seconds"] > 0
+        assert set(s["worker_peak_rss_mb"]) == {"shards0", "shards1"}
+        assert all(20 < mb < 2000 for mb in s["worker_peak_rss_mb"].values())
+
+    first = http[f"c{sizes.http_clients[0]}"]
+    assert first["accepted"] > 0 and first["errors"] == {}
+    lat = first["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
+    settle = http["settle"]
+    assert settle["accepted"] > 0 and 0 < settle["latency_ms"]["p50"] <= settle["latency_ms"]["p99"]
+
+    if shutil.which("pgbench"):
+        assert hot["limits"] and all(limit["rows_per_s"] > 0 for limit in hot["limits"])
+        assert 0 < hot["ratio_to_limit"] < 100
+        assert many["limits"] and http["limits"]
+
+    assert "| hot seller |" in markdown and "## Targets" in markdown
+    assert "smoke (not comparable)" in markdown  # tiny sizes are never judged against the targets
+    if importlib.util.find_spec("matplotlib"):
+        charts = [tmp_path / name for name in results["charts"]]
+        assert len(charts) == 3
+        assert all(chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for chart in charts)
