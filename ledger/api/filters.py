@@ -26,9 +26,12 @@ class IdFilter(django_filters.Filter):
 class BoundedIsoDateTimeField(django_filters.fields.IsoDateTimeField):
     def clean(self, value):
         value = super().clean(value)
-        if value is not None and not (_EARLIEST <= value <= _LATEST):
+        if value is None:
+            return None
+        if not (_EARLIEST <= value <= _LATEST):
             raise forms.ValidationError("Must be between 1970 and 9000.")
-        return value
+        # In UTC: Python accepts offsets up to 24 h, PostgreSQL refuses those past 15:59.
+        return value.astimezone(timezone.utc)
 
 
 class DateTimeFilter(django_filters.IsoDateTimeFilter):

@@ -40,12 +40,20 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.process.start()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # never leave a server behind a failed start
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{self.url}/api/v1/health/", timeout=2).status_code == 200:
-                    return self
-            except requests.ConnectionError:
+                if requests.get(f"{self.url}/api/v1/health/", timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:  # not listening yet, or still loading the app
                 pass
             if not self.process.alive:
                 raise RuntimeError(f"gunicorn exited:\n{self.process.log_path.read_text()[-3000:]}")

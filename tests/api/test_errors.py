@@ -66,3 +66,10 @@ def test_bad_idempotency_keys_are_400(seller_client, key):
                                   HTTP_IDEMPOTENCY_KEY=key)
     assert_error(response, 400, "invalid")
     assert not Charge.objects.exists()
+
+
+def test_dates_with_offsets_postgresql_refuses_still_filter(seller_client):
+    # Found by the schema fuzzer: +20:55 is a valid offset to Python, not to PostgreSQL.
+    response = seller_client.get("/api/v1/charges/?created_after=2026-09-19T14%3A58%3A37%2B20%3A55")
+    assert response.status_code == 200 and response.json()["results"] == []
+
