@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import BinaryIO
 
+import phonenumbers
 from django.conf import settings
+from phonenumbers import PhoneMetadata, PhoneNumber, PhoneNumberType
 
 from ledger.fields import AmountField, PhoneNumberField, normalize_phone
 
@@ -172,7 +176,7 @@ def _validated(line: int, raw: dict[str, str]) -> Row:
     if not phone:
         errors.append(RowError(line, "phone_number", _BLANK))
     else:
-        row.phone_number = normalize_phone(phone)
+        row.phone_number = phone_e164(phone)
         if row.phone_number is None:
             errors.append(RowError(line, "phone_number", _PHONE_MESSAGE))
 
@@ -206,3 +210,51 @@ def _amount_error(text: str) -> str | None:
     if int(text) <= 0:
         return _AMOUNT_MESSAGES["min_value"]
     return None
+
+
+# --- Phone numbers at file speed ---------------------------------------------------------------
+# `normalize_phone` is the rule. Its general parser costs about 20 us a row, most of a 100,000-row
+# import's budget; the two forms lists are written in (+<country code><number> and
+# <national prefix><number> of the default region) are recognised here directly and handed to the
+# same library's verdict (`number_type`). Anything else, and anything this shortcut does not
+# accept, goes through `normalize_phone`, so the shortcut can only ever agree with it
+# (tests/batches/test_csv_import.py compares both on thousands of generated inputs).
+
+_MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
+_CLEAN = str.maketrans(
+    {**{chr(0x06F0 + d): str(d) for d in range(10)}, **{chr(0x0660 + d): str(d) for d in range(10)},
+     " ": None, "-": None, "(": None, ")": None, ".": None}
+)
+
+
+@lru_cache(maxsize=8)
+def _shortcut(region: str):
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is None:
+        return None
+    code = str(metadata.country_code)
+    prefixes = []
+    # The parser reads the shortest known country code after "+": ours must be the first match.
+    if all(int(code[:i]) not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE for i in range(1, len(code))):
+        prefixes.append("+" + code)
+    national = metadata.national_prefix
+    if national and metadata.national_prefix_for_parsing == national and metadata.national_prefix_transform_rule is None:
+        prefixes.append(national)
+    if not prefixes:
+        return None
+    pattern = re.compile("(?:%s)([1-9][0-9]{5,14})" % "|".join(re.escape(p) for p in prefixes))
+    strip = re.compile(metadata.national_prefix_for_parsing) if metadata.national_prefix_for_parsing else None
+    return pattern, strip, metadata.country_code
+
+
+def phone_e164(raw: str) -> str | None:
+    """`normalize_phone(raw)`, faster for the common forms."""
+    shortcut = _shortcut(settings.PHONE_DEFAULT_REGION)
+    if shortcut is not None and len(raw) <= 64:
+        pattern, strip, code = shortcut
+        match = pattern.fullmatch(raw.strip().translate(_CLEAN))
+        if match is not None and not (strip and strip.match(match[1])):
+            number = PhoneNumber(country_code=code, national_number=int(match[1]))
+            if phonenumbers.number_type(number) in _MOBILE_TYPES:
+                return f"+{code}{match[1]}"
+    return normalize_phone(raw)

@@ -107,3 +107,34 @@ def test_a_row_with_extra_values_is_invalid_but_trailing_empty_cells_are_not():
 ])
 def test_unusable_files_are_refused_as_a_whole(content, message):
     assert message in refusal(content)
+
+
+@pytest.mark.parametrize("region", ["IR", "US", "GB", "DE"])
+def test_fast_phone_path_agrees_with_normalize_phone(region, settings):
+    import random
+
+    from ledger.csv_import import phone_e164
+    from ledger.fields import normalize_phone
+
+    settings.PHONE_DEFAULT_REGION = region
+    rng = random.Random(region)
+    persian = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+    prefixes = ["", "0", "+98", "0098", "98", "+1", "1", "+44", "+49", "00", "+", "+980", "+9"]
+    heads = ["912", "935", "990", "901", "21", "201", "7700", "7911", "151", "415", "0", "1", "9"]
+    agreed_valid = 0
+    for _ in range(3000):
+        head = rng.choice(heads)
+        # Half of them the length of a real national number, so many are valid mobiles.
+        length = 10 - len(head) if rng.random() < 0.5 else rng.randint(4, 9)
+        digits = head + "".join(rng.choice("0123456789") for _ in range(length))
+        written = rng.choice(prefixes) + digits
+        if rng.random() < 0.3:
+            written = " ".join(written[i:i + 3] for i in range(0, len(written), 3))
+        if rng.random() < 0.2:
+            written = written.replace(" ", "-")
+        if rng.random() < 0.2:
+            written = written.translate(persian)
+        expected = normalize_phone(written)
+        assert phone_e164(written) == expected, written
+        agreed_valid += expected is not None
+    assert agreed_valid > 150  # the comparison covers accepted numbers, not only refusals
