@@ -30,8 +30,17 @@ STALE_AFTER = 12.0
 _state: dict = {}
 
 
+_clients: dict[str, redis.Redis] = {}
+
+
 def broker_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
+    """One client (and connection pool) per broker URL and process: the settle hook runs per task.
+    redis-py's pool notices a fork and reconnects in the child."""
+    url = settings.CELERY_BROKER_URL
+    client = _clients.get(url)
+    if client is None:
+        client = _clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return client
 
 
 def _announce(client: redis.Redis, hostname: str, queues: list[str]) -> None:

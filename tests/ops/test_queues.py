@@ -2,6 +2,7 @@
 its depth and shows no consumer, in the API and in the Prometheus metrics."""
 
 import re
+import time
 
 import pytest
 from django.conf import settings
@@ -81,3 +82,26 @@ def test_ops_endpoints_are_for_admins_and_the_metrics_token_only(monkeypatch):
     assert "ledger_queue_depth" in ok.content.decode()
     wrong = anonymous.get("/api/v1/ops/metrics/", HTTP_AUTHORIZATION="Bearer not-the-token")
     assert wrong.status_code == 401
+
+
+def test_metrics_report_the_last_periodic_audit(workers):
+    from django_celery_results.models import TaskResult
+
+    from workers.tasks import audit_task
+
+    admin, seller = make_admin(), make_seller()
+    request_and_approve(seller, 5_000, admin)
+    wait_settled(seller.pk, timeout=30)
+    result = audit_task.apply_async()  # what beat sends, to the default queue a real worker consumes
+    deadline = time.monotonic() + 30
+    while not TaskResult.objects.filter(task_id=result.id, status="SUCCESS").exists():
+        assert time.monotonic() < deadline, "the audit task never stored its result"
+        time.sleep(0.2)
+
+    text = client_for(admin).get("/api/v1/ops/metrics/").content.decode()
+    assert re.search(r"^ledger_audit_ok 1\.0$", text, re.M), text
+    assert re.search(r"^ledger_audit_breaches 0\.0$", text, re.M), text
+    assert re.search(r"^ledger_audit_last_run_timestamp_seconds \d", text, re.M), text
+    assert re.search(r'^ledger_deposits\{status="approved"\} [1-9]', text, re.M), text
+    settled = re.search(r"^ledger_settled_intents_total (\S+)$", text, re.M)
+    assert settled and float(settled.group(1)) >= 1, text
