@@ -183,6 +183,8 @@ class MemorySampler:
         self.include_children = include_children
         self.interval = interval
         self.peaks: dict[str, int] = {}
+        self.cpu_start: dict[int, float] = {}
+        self.cpu_end: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -208,11 +210,19 @@ class MemorySampler:
                 if self.include_children:
                     targets += [(f"{name}.{child.pid}", child) for child in proc.children()]
                 for label, target in targets:
+                    times = target.cpu_times()
+                    self.cpu_start.setdefault(target.pid, times.user + times.system)
+                    self.cpu_end[target.pid] = times.user + times.system
                     rss = target.memory_info().rss
                     if rss > self.peaks.get(label, 0):
                         self.peaks[label] = rss
             except psutil.Error:
                 continue
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the sampled processes used while the block ran: unlike wall
+        time, it barely moves when other work shares the machine."""
+        return round(sum(self.cpu_end[pid] - start for pid, start in self.cpu_start.items()), 3)
 
     def peaks_mb(self) -> dict[str, float]:
         return {name: round(rss / 2**20, 1) for name, rss in sorted(self.peaks.items())}

@@ -55,6 +55,18 @@ def _load(ctx: Context, seller_ids: list[int], *, clients: int, seconds: float, 
     return json.loads(out_path.read_text())
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds used so far by gunicorn's master and workers."""
+    import psutil
+
+    total = 0.0
+    proc = psutil.Process(pid)
+    for p in [proc, *proc.children()]:
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
+
+
 def _summary(raw: dict) -> dict:
     rows = raw["requests"]
     accepted = [r for r in rows if r[2] == 202]
@@ -101,12 +113,16 @@ def run(ctx: Context) -> dict:
                     profile = Profile(ctx.stack.web_pid(), ctx.out_dir / "profiles" / "http_web.raw.txt",
                                       subprocesses=True)
                     profile.__enter__()
+                cpu_before = _cpu(ctx.stack.web_pid())
                 raw = _load(ctx, seller_ids, clients=clients, seconds=sizes.http_seconds, name=f"c{clients}")
+                cpu = _cpu(ctx.stack.web_pid()) - cpu_before
                 if profile:
                     profile.__exit__(None, None, None)
                     if profile.summary():
                         result["profile"] = profile.summary()
                 result[f"c{clients}"] = _summary(raw)
+                accepted = result[f"c{clients}"]["accepted"]
+                result[f"c{clients}"]["web_cpu_ms_per_request"] = round(cpu / accepted * 1000, 2) if accepted else None
             base = result[f"c{sizes.http_clients[0]}"]["accepted_per_s"]
             rate = max(1.0, base / 2)
             raw = _load(ctx, seller_ids, clients=sizes.http_clients[0], seconds=sizes.http_seconds, rate=rate,

@@ -58,6 +58,8 @@ def run(ctx: Context) -> dict:
         "worker_processes": processes,
         "copy_seconds": round(copy_seconds, 2),
         "worker_peak_rss_mb": memory.peaks_mb(),
+        "worker_cpu_seconds": memory.cpu_seconds(),
+        "worker_cpu_us_per_charge": round(memory.cpu_seconds() / n * 1e6, 1),
         "limits": [limit.as_dict() for limit in limits],
         "audit": "ok",
     }
