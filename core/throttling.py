@@ -36,14 +36,26 @@ def _client() -> redis.Redis:
     )
 
 
+# INCR and set the window's expiry on its first event, in one round trip and one command.
+_HIT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {count, redis.call('TTL', KEYS[1])}
+"""
+
+
+@cache
+def _hit_script():
+    return _client().register_script(_HIT_SCRIPT)
+
+
 def _hit(key: str, window: int) -> tuple[int, int]:
     """Count one more event in the current window of `key`; returns (count, seconds left)."""
-    pipe = _client().pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, window, nx=True)
-    pipe.ttl(key)
-    count, _, ttl = pipe.execute()
-    return count, max(int(ttl), 1)
+    count, ttl = _hit_script()(keys=[key], args=[window])
+    if ttl < 0:  # a key left without expiry (should not happen): give it one now
+        _client().expire(key, window)
+        ttl = window
+    return int(count), max(int(ttl), 1)
 
 
 def _peek(*keys: str) -> list[tuple[int, int]]:

@@ -32,6 +32,7 @@ from ledger.api.serializers import (
     ReconcileOutput,
     SellerCreateInput,
     SellerOutput,
+    charge_output,
     idempotency_key_from,
 )
 from ledger.models import Account, Entry
@@ -192,7 +193,7 @@ class ChargeListCreateApi(_Ordered, _SellerScopedMixin, ListAPIView):
         data.is_valid(raise_exception=True)
         charge, created = charge_submit(seller=seller_of(request.user), idempotency_key=key, **data.validated_data)
         return Response(
-            ChargeOutput(charge).data,
+            charge_output(charge),
             status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
             headers={"Location": f"/api/v1/charges/{charge.pk}/"},
         )
