@@ -97,8 +97,11 @@ class Charge(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     failure_code = models.CharField(max_length=32, choices=FailureCode.choices, null=True, blank=True)
     balance_after = models.BigIntegerField(null=True, blank=True)
+    # Indexed by charge_batch_line_unique (batch, batch_line); a second index would only slow the
+    # bulk inserts of imports and every settlement's status update.
     batch = models.ForeignKey(
-        "ledger.ChargeBatch", on_delete=models.PROTECT, null=True, blank=True, related_name="charges"
+        "ledger.ChargeBatch", on_delete=models.PROTECT, null=True, blank=True, related_name="charges",
+        db_index=False,
     )
     batch_line = models.IntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -30,6 +32,8 @@ from ledger.csv_import import ChargeListReader, FileRefusedError, RowError
 from ledger.errors import SellerInactiveError
 from ledger.models import ChargeBatch
 from ledger.services.idempotency import create_once
+
+logger = logging.getLogger(__name__)
 
 CHUNK_ROWS = 10_000
 MAX_REPORTED_ERRORS = 100
@@ -90,6 +94,7 @@ def batch_import(
         raise BatchFileTooLargeError(f"The file is {size} bytes; the limit is {batch_max_bytes()} bytes.")
     # The content hash is the request's fingerprint: a retried upload of the same bytes under the
     # same key is recognised before any row is parsed again.
+    started = time.monotonic()
     fingerprint = _sha256(file)
 
     with transaction.atomic():
@@ -115,6 +120,12 @@ def batch_import(
         except FileRefusedError as exc:
             raise BatchFileRefusedError(exc.message) from exc
         events.intents_recorded(seller_id=seller.pk)
+        loaded = time.monotonic()
+    logger.info(
+        "charge batch %s imported: %s rows (%s invalid) in %.2fs, commit %.2fs",
+        batch.pk, batch.total_rows, batch.invalid_rows, loaded - started, time.monotonic() - loaded,
+        extra={"event": "batch.imported", "batch_id": batch.pk, "seller_id": seller.pk, "rows": batch.total_rows},
+    )
     return batch, True
 
 
