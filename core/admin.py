@@ -3,8 +3,10 @@ API (`seller_create` makes the user, profile and account together) and balances 
 the ledger's posting code."""
 
 from django.contrib import admin
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
 
-from core.models import Seller
+from core.models import Seller, SellerAPIKey
 
 
 @admin.register(Seller)
@@ -42,3 +44,18 @@ class SellerAdmin(admin.ModelAdmin):
     def last_seq(self, obj: Seller) -> int | None:
         account = getattr(obj, "account", None)
         return None if account is None else account.last_seq
+
+
+@admin.register(SellerAPIKey)
+class SellerAPIKeyAdmin(APIKeyModelAdmin):
+    """Issue and revoke sellers' API keys in the admin site too; the full key is shown once, in
+    the message after saving, as in the API."""
+
+    list_display = ("prefix", "name", "seller", "created", "expiry_date", "_has_expired", "revoked")
+    list_select_related = ("seller",)
+    search_fields = ("name", "prefix", "seller__name")
+    raw_id_fields = ("seller",)
+
+
+# The library's own key model is not used: every key belongs to a seller.
+admin.site.unregister(APIKey)

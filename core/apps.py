@@ -24,8 +24,8 @@ def _ensure_role_groups(sender, using="default", **kwargs) -> None:
     from django.apps import apps
     from django.contrib.auth.models import Group, Permission
 
-    # post_migrate is sent once per app; only after the last one do all permissions exist.
-    if sender is not list(apps.get_app_configs())[-1]:
+    # post_migrate is sent once per app with models; only after the last one do all permissions exist.
+    if sender is not [config for config in apps.get_app_configs() if config.models_module is not None][-1]:
         return
 
     readable = Permission.objects.using(using).filter(codename__startswith="view_")
