@@ -1,0 +1,260 @@
+"""Single-charge submission over HTTP: accepted charges/s and latency p50/p99 at N concurrent
+clients, against gunicorn (production settings) with the shard workers settling at the same time.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/ledger_http_bench REDIS_URL=redis://127.0.0.1:6379/11 \\
+        .venv/bin/python -m bench.http_submit --clients 32 --seconds 20
+
+Self-contained: creates and migrates the database if needed, starts its own gunicorn and shard
+workers on a free port (8100-8199 unless --port), funds fresh sellers, runs a closed loop (each
+client sends its next POST when the previous one answered), waits until every accepted charge is
+settled, runs the ledger audit for those sellers, stops everything. The load generator is a
+separate process so its threads never share a GIL with this one. Standard library HTTP only."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+PHONE = "+989121234567"
+AMOUNT = 1_000
+
+
+def _free_port() -> int:
+    for port in range(8100, 8200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 8100-8199")
+
+
+def _environment(args) -> dict:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DATABASE_URL=args.database_url,
+        REDIS_URL=args.redis_url,
+        SECRET_KEY=os.environ.get("BENCH_SECRET_KEY") or secrets.token_urlsafe(48),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="0",
+        LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _create_database(url: str) -> None:
+    import psycopg2
+    from psycopg2 import sql
+
+    parts = urlparse(url)
+    conn = psycopg2.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username,
+                            password=parts.password, dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [parts.path.lstrip("/")])
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parts.path.lstrip("/"))))
+    conn.close()
+
+
+# --- load generator (runs in its own process) ------------------------------------------------
+
+def _client(host: str, port: int, token: str, deadline: float, out: list, start: threading.Barrier) -> None:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    body = json.dumps({"phone_number": PHONE, "amount": AMOUNT})
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    start.wait()
+    while time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        try:
+            conn.request("POST", "/api/v1/charges/", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            status = 0
+        out.append((time.perf_counter() - t0, status))
+    conn.close()
+
+
+def _load(host: str, port: int, tokens: list[str], clients: int, seconds: float, queue) -> None:
+    start = threading.Barrier(clients + 1)
+    results: list[list] = [[] for _ in range(clients)]
+    deadline = time.monotonic() + seconds + 1.0  # barrier release happens within that extra second
+    threads = [threading.Thread(target=_client, args=(host, port, tokens[i % len(tokens)], deadline, results[i], start))
+               for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.monotonic()
+    for thread in threads:
+        thread.join()
+    queue.put({"elapsed": time.monotonic() - began, "requests": [r for per in results for r in per]})
+
+
+def _percentile(ordered: list[float], p: float) -> float:
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+# --- orchestration ---------------------------------------------------------------------------
+
+def _wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection(url, timeout=5)
+            conn.request("GET", "/api/v1/health/")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError("gunicorn did not answer")
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    import signal
+
+    for proc in processes:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in processes:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run(args) -> dict:
+    env = _environment(args)
+    os.environ.update({k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "SECRET_KEY",
+                                           "ALLOWED_HOSTS", "SECURE_SSL_REDIRECT", "LOG_LEVEL")})
+    _create_database(args.database_url)
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from ledger.models import Account, Charge, Deposit
+    from ledger.services.deposits import deposit_approve, deposit_request
+    from ledger.services.sellers import seller_create
+    from workers.stack import shard_assignment, web_argv, worker_argv
+
+    call_command("migrate", "--noinput", verbosity=0)
+    port = args.port or _free_port()
+    log_dir = Path(args.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    processes: list[subprocess.Popen] = []
+
+    def spawn(name: str, argv: list[str]) -> None:
+        with open(log_dir / f"{name}.log", "ab") as log:
+            processes.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                              start_new_session=True))
+
+    try:
+        web = web_argv(host="127.0.0.1", port=port, workers=args.web_workers)
+        web = [arg for arg in web if arg not in ("--access-logfile", "-")]  # a log line per request skews it
+        spawn("gunicorn", web + args.gunicorn_arg)
+        for index, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, args.worker_processes)):
+            spawn(f"shards{index}", worker_argv(shards, name=f"bench-http{index}-{port}", with_default_queue=index == 0))
+        _wait_http(f"127.0.0.1:{port}")
+
+        run_id = secrets.token_hex(3)
+        admin = None
+        sellers = [seller_create(username=f"bench-http-{run_id}-{n}", password=secrets.token_urlsafe(16),
+                                 name=f"bench {n}") for n in range(args.sellers)]
+        for seller in sellers:
+            deposit, _ = deposit_request(seller=seller, amount=10**12)
+            deposit_approve(deposit_id=deposit.pk, approved_by=admin)
+        ids = [s.pk for s in sellers]
+        _wait_settled(ids, Charge, Deposit, timeout=60)
+        tokens = [str(AccessToken.for_user(seller.user)) for seller in sellers]
+
+        queue = multiprocessing.get_context("spawn").Queue()
+        loader = multiprocessing.get_context("spawn").Process(
+            target=_load, args=("127.0.0.1", port, tokens, args.clients, args.seconds, queue))
+        loader.start()
+        outcome = queue.get(timeout=args.seconds + 300)
+        loader.join()
+        settle_started = time.monotonic()
+        _wait_settled(ids, Charge, Deposit, timeout=600)
+        settle_tail = time.monotonic() - settle_started
+
+        latencies = sorted(latency for latency, _ in outcome["requests"])
+        statuses: dict[int, int] = {}
+        for _, status in outcome["requests"]:
+            statuses[status] = statuses.get(status, 0) + 1
+        accepted = statuses.get(202, 0)
+        succeeded = Charge.objects.filter(seller_id__in=ids, status="succeeded").count()
+        balance = sum(Account.objects.filter(seller_id__in=ids).values_list("balance", flat=True))
+        for seller_id in ids:
+            call_command("ledger_audit", "--seller", str(seller_id), verbosity=0)
+        return {
+            "clients": args.clients,
+            "web_workers": args.web_workers,
+            "seconds": round(outcome["elapsed"], 2),
+            "requests": len(latencies),
+            "statuses": statuses,
+            "accepted_per_s": round(accepted / outcome["elapsed"], 1),
+            "p50_ms": round(_percentile(latencies, 50), 1),
+            "p99_ms": round(_percentile(latencies, 99), 1),
+            "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
+            "settle_tail_s": round(settle_tail, 2),
+            "succeeded": succeeded,
+            "balance_ok": balance == len(ids) * 10**12 - succeeded * AMOUNT and succeeded == accepted,
+        }
+    finally:
+        _stop(processes)
+
+
+def _wait_settled(seller_ids, Charge, Deposit, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (Charge.objects.filter(seller_id__in=seller_ids, status="queued").exists()
+           or Deposit.objects.filter(seller_id__in=seller_ids, status="approving").exists()):
+        if time.monotonic() > deadline:
+            raise TimeoutError("charges still queued")
+        time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--sellers", type=int, default=4, help="charges are spread over this many sellers")
+    parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "4")))
+    parser.add_argument("--worker-processes", type=int, default=2)
+    parser.add_argument("--gunicorn-arg", action="append", default=[], help="extra gunicorn argument (repeatable)")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL",
+                                                                 "postgres://postgres@127.0.0.1:5432/ledger_http_bench"))
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/11"))
+    parser.add_argument("--log-dir", default="/tmp/ledger-http-bench")
+    args = parser.parse_args(argv)
+    result = run(args)
+    print(json.dumps(result))
+    print(f"{result['accepted_per_s']} accepted charges/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
+          f"at {args.clients} clients ({result['requests']} requests, statuses {result['statuses']}, "
+          f"settled {result['settle_tail_s']} s after the load, balances {'exact' if result['balance_ok'] else 'WRONG'})")
+    return 0 if result["balance_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
