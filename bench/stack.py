@@ -90,6 +90,21 @@ def clear_broker(redis_url: str, key_prefix: str) -> None:
             client.delete(*keys)
 
 
+def broker_backlog(redis_url: str, key_prefix: str) -> int:
+    """Wake-ups not yet finished: waiting in a shard queue, or delivered and not yet acknowledged
+    (`acks_late`: a message is acknowledged after its task ran)."""
+    import redis
+
+    from workers.routing import all_shard_queues
+
+    client = redis.Redis.from_url(redis_url)
+    pipe = client.pipeline()
+    for queue in all_shard_queues():
+        pipe.llen(f"{key_prefix}{queue}")
+    pipe.hlen(f"{key_prefix}unacked")
+    return sum(pipe.execute())
+
+
 def free_port(first: int = 8400, last: int = 8499) -> int:
     for port in range(first, last + 1):
         with socket.socket() as sock:

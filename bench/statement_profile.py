@@ -72,6 +72,18 @@ def main(argv: list[str] | None = None) -> int:
             times[key] += last_end[0] - t0
             counts[key] += 1
 
+    import psutil
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = psutil.Process(cur.fetchone()[0])
+    me = psutil.Process()
+
+    def cpu(proc) -> float:
+        t = proc.cpu_times()
+        return t.user + t.system
+
+    backend_cpu, python_cpu = cpu(backend), cpu(me)
     batches = 0
     started = time.perf_counter()
     with connection.execute_wrapper(wrapper):
@@ -88,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
             if not outcome.more_pending:
                 break
     total = time.perf_counter() - started
+    backend_cpu, python_cpu = cpu(backend) - backend_cpu, cpu(me) - python_cpu
     print(f"{args.charges} charges in {batches} batches of {args.batch}: {total:.2f} s, {args.charges / total:,.0f}/s")
+    # CPU time is the cost; wall time also holds the machine's other load and the commit's fsync.
+    print(f"CPU: postgres backend {backend_cpu:.2f} s ({backend_cpu / args.charges * 1e6:.1f} us/charge), "
+          f"python {python_cpu:.2f} s ({python_cpu / args.charges * 1e6:.1f} us/charge); "
+          f"CPU-bound ceiling {args.charges / (backend_cpu + python_cpu):,.0f} charges/s")
     whole = times.pop("(whole batch incl. commit)")
     sql_total = sum(times.values())
     print(f"{'statement':<40} {'calls':>6} {'seconds':>8} {'share':>6}")

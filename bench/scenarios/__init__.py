@@ -29,7 +29,7 @@ class Sizes:
     @classmethod
     def smoke(cls) -> Sizes:
         return cls(hot_charges=2_000, many_sellers=20, many_per_seller=20, http_clients=(4, 8), http_seconds=1.5,
-                   http_sellers=4, import_rows=1_000, import_memory_rows=5_000, limit_single_txns=200,
+                   http_sellers=4, import_rows=1_000, import_memory_rows=2_000, limit_single_txns=200,
                    settle_timeout=60.0)
 
 

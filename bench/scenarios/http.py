@@ -91,7 +91,7 @@ def run(ctx: Context) -> dict:
     if ctx.limits is not None:
         web_workers = int(__import__("os").environ.get("WEB_WORKERS", "4"))
         limits = [ctx.limits.submits(name=f"one queued-charge insert per transaction, {web_workers} connections",
-                                     clients=web_workers, transactions=max(200, int(sizes.http_seconds * 800)))]
+                                     clients=web_workers, transactions=200 if ctx.smoke else 8000)]
 
     reset_ledger()
     seller_ids = seed.make_sellers(sizes.http_sellers, prefix="http")
@@ -102,36 +102,34 @@ def run(ctx: Context) -> dict:
     result: dict = {"sellers": len(seller_ids), "web_workers": ctx.stack.web_workers}
     from bench.stack import MemorySampler
 
-    try:
-        with MemorySampler({"web": ctx.stack.web_pid()}, include_children=True) as memory:
-            # Not recorded: every gunicorn worker loads its views, serializers and connections lazily.
-            _load(ctx, seller_ids, clients=sizes.http_clients[0], seconds=min(2.0, sizes.http_seconds / 2),
-                  name="warmup")
-            for clients in sizes.http_clients:
-                profile = None
-                if ctx.profile and clients == sizes.http_clients[0]:
-                    profile = Profile(ctx.stack.web_pid(), ctx.out_dir / "profiles" / "http_web.raw.txt",
-                                      subprocesses=True)
-                    profile.__enter__()
-                cpu_before = _cpu(ctx.stack.web_pid())
-                raw = _load(ctx, seller_ids, clients=clients, seconds=sizes.http_seconds, name=f"c{clients}")
-                cpu = _cpu(ctx.stack.web_pid()) - cpu_before
-                if profile:
-                    profile.__exit__(None, None, None)
-                    if profile.summary():
-                        result["profile"] = profile.summary()
-                result[f"c{clients}"] = _summary(raw)
-                accepted = result[f"c{clients}"]["accepted"]
-                result[f"c{clients}"]["web_cpu_ms_per_request"] = round(cpu / accepted * 1000, 2) if accepted else None
-            base = result[f"c{sizes.http_clients[0]}"]["accepted_per_s"]
-            rate = max(1.0, base / 2)
-            raw = _load(ctx, seller_ids, clients=sizes.http_clients[0], seconds=sizes.http_seconds, rate=rate,
-                        name="settle")
-            sent = {r[3]: r[0] for r in raw["requests"] if r[2] == 202 and r[3] is not None}
-            seed.wait_until_settled(lambda: seed.pending(seller_ids) > 0, timeout=sizes.settle_timeout, interval=0.1)
-        result["web_peak_rss_mb"] = memory.peaks_mb()
-    finally:
-        ctx.stack.stop_web()
+    # The web server stays up for the batch import; the run stops it at the end.
+    with MemorySampler({"web": ctx.stack.web_pid()}, include_children=True) as memory:
+        # Not recorded: every gunicorn worker loads its views, serializers and connections lazily.
+        _load(ctx, seller_ids, clients=sizes.http_clients[0], seconds=min(2.0, sizes.http_seconds / 2),
+              name="warmup")
+        for clients in sizes.http_clients:
+            profile = None
+            if ctx.profile and clients == sizes.http_clients[0]:
+                profile = Profile(ctx.stack.web_pid(), ctx.out_dir / "profiles" / "http_web.raw.txt",
+                                  subprocesses=True)
+                profile.__enter__()
+            cpu_before = _cpu(ctx.stack.web_pid())
+            raw = _load(ctx, seller_ids, clients=clients, seconds=sizes.http_seconds, name=f"c{clients}")
+            cpu = _cpu(ctx.stack.web_pid()) - cpu_before
+            if profile:
+                profile.__exit__(None, None, None)
+                if profile.summary():
+                    result["profile"] = profile.summary()
+            result[f"c{clients}"] = _summary(raw)
+            accepted = result[f"c{clients}"]["accepted"]
+            result[f"c{clients}"]["web_cpu_ms_per_request"] = round(cpu / accepted * 1000, 2) if accepted else None
+        base = result[f"c{sizes.http_clients[0]}"]["accepted_per_s"]
+        rate = max(1.0, base / 2)
+        raw = _load(ctx, seller_ids, clients=sizes.http_clients[0], seconds=sizes.http_seconds, rate=rate,
+                    name="settle")
+        sent = {r[3]: r[0] for r in raw["requests"] if r[2] == 202 and r[3] is not None}
+        seed.wait_until_settled(lambda: seed.pending(seller_ids) > 0, timeout=sizes.settle_timeout, interval=0.1)
+    result["web_peak_rss_mb"] = memory.peaks_mb()
 
     from ledger.models import Charge
 

@@ -48,6 +48,7 @@ def run(ctx: Context) -> dict:
     seconds = finished - started
 
     _check(seller_ids, n, per_seller, funding)
+    empty = _empty_tasks(ctx, count=sellers)
     rate = n / seconds
     result = {
         "sellers": sellers,
@@ -60,12 +61,35 @@ def run(ctx: Context) -> dict:
         "worker_peak_rss_mb": memory.peaks_mb(),
         "worker_cpu_seconds": memory.cpu_seconds(),
         "worker_cpu_us_per_charge": round(memory.cpu_seconds() / n * 1e6, 1),
+        "empty_tasks": empty,
         "limits": [limit.as_dict() for limit in limits],
         "audit": "ok",
     }
     if limits:
         result["ratio_to_limit"] = round(rate / limits[0].rows_per_s, 3)
     return result
+
+
+def _empty_tasks(ctx: Context, *, count: int) -> dict:
+    """The same number of wake-ups for sellers that do not exist: each task takes its lock query
+    and finds nothing. What is left is Celery's and Django's cost per task, the floor under
+    scenario 2's time whatever the posting code does."""
+    import os
+
+    from bench.stack import broker_backlog
+    from workers.dispatch import wake_seller
+
+    redis_url, prefix = os.environ["REDIS_URL"], os.environ.get("BENCH_REDIS_KEY_PREFIX", "")
+    first = 10_000_000
+    with MemorySampler(ctx.stack.worker_pids()) as usage:
+        started = time.time()
+        for seller_id in range(first, first + count):
+            wake_seller(seller_id)
+        finished = seed.wait_until_settled(lambda: broker_backlog(redis_url, prefix) > 0,
+                                           timeout=ctx.sizes.settle_timeout, interval=0.05)
+    seconds = finished - started
+    return {"tasks": count, "seconds": round(seconds, 3), "tasks_per_s": round(count / seconds),
+            "worker_cpu_ms_per_task": round(usage.cpu_seconds() / count * 1000, 2)}
 
 
 def _check(seller_ids: list[int], n: int, per_seller: int, funding: int) -> None:
