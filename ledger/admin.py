@@ -84,7 +84,7 @@ class ChargeAdmin(ReadOnlyAdmin):
     list_display = ("id", "seller", "phone_number", "amount", "status", "failure_code", "balance_after", "batch",
                     "created_at", "settled_at")
     list_filter = ("status", "failure_code")
-    list_select_related = ("seller",)
+    list_select_related = ("seller", "batch")
     search_fields = ("=id", "=seller__id", "=phone_number", "reference")
 
 
@@ -102,5 +102,5 @@ class EntryAdmin(ReadOnlyAdmin):
     list_display = ("id", "seller", "seq", "kind", "amount", "balance_before", "balance_after", "charge", "deposit",
                     "created_at")
     list_filter = ("kind",)
-    list_select_related = ("seller",)
+    list_select_related = ("seller", "charge", "deposit")
     search_fields = ("=seller__id", "=charge__id", "=deposit__id")

@@ -42,5 +42,5 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = False
 
 # One JSON object per log line, for the log pipeline; Celery logs through the same handler.
-LOGGING["handlers"]["console"]["formatter"] = env("LOG_FORMAT", "json")
+LOGGING["handlers"]["console"]["formatter"] = env("LOG_FORMAT") or "json"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -177,6 +177,7 @@ def browser(tmp_path):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    driver.implicitly_wait(5)  # find_element waits for the element instead of racing the page load
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
@@ -184,7 +185,7 @@ def browser(tmp_path):
 
 def test_admin_approves_a_deposit_and_flower_shows_the_shard_workers(stack, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     admin, seller = make_admin(), make_seller(name="Browser Test Seller")
     deposit, _ = deposit_request(seller=seller, amount=50_000)
@@ -193,7 +194,8 @@ def test_admin_approves_a_deposit_and_flower_shows_the_shard_workers(stack, brow
     browser.find_element(By.ID, "id_username").send_keys(admin.username)
     browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit], button[type=submit]").click()
-    assert "/admin/login/" not in browser.current_url, browser.page_source[:2000]
+    WebDriverWait(browser, 20).until(lambda driver: "/admin/login/" not in driver.current_url,
+                                     "the admin login did not go through")
 
     def balance_cell():
         browser.get(f"{stack.url}/admin/core/seller/?q={seller.pk}")
@@ -207,7 +209,9 @@ def test_admin_approves_a_deposit_and_flower_shows_the_shard_workers(stack, brow
     browser.find_element(By.CSS_SELECTOR, f'input[name="_selected_action"][value="{deposit.pk}"]').click()
     Select(browser.find_element(By.NAME, "action")).select_by_value("approve_deposits")
     browser.find_element(By.CSS_SELECTOR, 'button[name="index"]').click()
-    success = browser.find_element(By.CSS_SELECTOR, ".messagelist .success").text
+    success = WebDriverWait(browser, 20).until(
+        lambda driver: driver.find_elements(By.CSS_SELECTOR, ".messagelist .success"), "no success message"
+    )[0].text
     assert f"#{deposit.pk}" in success, success
     browser.save_screenshot(str(ARTIFACTS / "2-admin-approve-action.png"))
 
