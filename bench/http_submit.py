@@ -176,6 +176,7 @@ def run(args) -> dict:
         for index, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, args.worker_processes)):
             spawn(f"shards{index}", worker_argv(shards, name=f"bench-http{index}-{port}", with_default_queue=index == 0))
         _wait_http(f"127.0.0.1:{port}")
+        groups = {"web": processes[:1], "workers": processes[1:]}
 
         run_id = secrets.token_hex(3)
         admin = None
@@ -188,6 +189,7 @@ def run(args) -> dict:
         _wait_settled(ids, Charge, Deposit, timeout=60)
         tokens = [str(AccessToken.for_user(seller.user)) for seller in sellers]
 
+        cpu_before = {name: _cpu(procs) for name, procs in groups.items()}
         queue = multiprocessing.get_context("spawn").Queue()
         loader = multiprocessing.get_context("spawn").Process(
             target=_load, args=("127.0.0.1", port, tokens, args.clients, args.seconds, queue))
@@ -197,6 +199,7 @@ def run(args) -> dict:
         settle_started = time.monotonic()
         _wait_settled(ids, Charge, Deposit, timeout=600)
         settle_tail = time.monotonic() - settle_started
+        cpu = {name: _cpu(procs) - cpu_before[name] for name, procs in groups.items()}
 
         latencies = sorted(latency for latency, _ in outcome["requests"])
         statuses: dict[int, int] = {}
@@ -218,11 +221,30 @@ def run(args) -> dict:
             "p99_ms": round(_percentile(latencies, 99), 1),
             "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
             "settle_tail_s": round(settle_tail, 2),
+            # CPU per accepted charge barely moves with the machine's load, unlike wall time.
+            "web_cpu_ms_per_charge": round(cpu["web"] / max(accepted, 1) * 1000, 2),
+            "worker_cpu_ms_per_charge": round(cpu["workers"] / max(accepted, 1) * 1000, 2),
             "succeeded": succeeded,
             "balance_ok": balance == len(ids) * 10**12 - succeeded * AMOUNT and succeeded == accepted,
         }
     finally:
         _stop(processes)
+
+
+def _cpu(processes: list[subprocess.Popen]) -> float:
+    """CPU seconds used so far by these processes and their children (gunicorn's workers)."""
+    import psutil
+
+    total = 0.0
+    for proc in processes:
+        try:
+            parent = psutil.Process(proc.pid)
+            for member in [parent, *parent.children(recursive=True)]:
+                times = member.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
 
 
 def _wait_settled(seller_ids, Charge, Deposit, *, timeout: float) -> None:
@@ -252,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result))
     print(f"{result['accepted_per_s']} accepted charges/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
           f"at {args.clients} clients ({result['requests']} requests, statuses {result['statuses']}, "
-          f"settled {result['settle_tail_s']} s after the load, balances {'exact' if result['balance_ok'] else 'WRONG'})")
+          f"settled {result['settle_tail_s']} s after the load, balances {'exact' if result['balance_ok'] else 'WRONG'}; "
+          f"CPU per charge: web {result['web_cpu_ms_per_charge']} ms, workers {result['worker_cpu_ms_per_charge']} ms)")
     return 0 if result["balance_ok"] else 1
 
 
