@@ -58,14 +58,17 @@ class ChargeBatchOutput(serializers.ModelSerializer):
 
 
 class _BatchScopedMixin:
-    """A seller sees only its own batches (another seller's is a 404); staff see all."""
-
+    # A seller sees only its own batches (another seller's is a 404); staff see all.
     def get_queryset(self):
-        seller_filter = self.request.query_params.get("seller")
-        return selectors.batch_list(
+        params = self.request.query_params
+        seller_filter = params.get("seller", "")
+        queryset = selectors.batch_list(
             seller=seller_of(self.request.user),
-            seller_filter=int(seller_filter) if seller_filter and seller_filter.isdecimal() else None,
+            seller_filter=int(seller_filter) if seller_filter.isdecimal() and len(seller_filter) < 19 else None,
         )
+        if params.get("status") in ChargeBatch.Status.values:
+            queryset = queryset.filter(status=params["status"])
+        return queryset
 
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -75,11 +78,20 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 
 class ChargeBatchListCreateApi(_BatchScopedMixin, ListAPIView):
+    """Upload a charge list (CSV: phone_number, amount[, reference]); list batches, newest first."""
+
     serializer_class = ChargeBatchOutput
     parser_classes = [MultiPartParser]
 
     def get_permissions(self):
         return [IsSeller()] if self.request.method == "POST" else [IsSellerOrStaffReader()]
+
+    @extend_schema(parameters=[
+        OpenApiParameter("seller", int, description="staff only: one seller's batches"),
+        OpenApiParameter("status", str, enum=[ChargeBatch.Status.QUEUED, ChargeBatch.Status.COMPLETED]),
+    ])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())
@@ -123,6 +135,8 @@ class ChargeBatchListCreateApi(_BatchScopedMixin, ListAPIView):
 
 
 class ChargeBatchDetailApi(_BatchScopedMixin, GenericAPIView):
+    """A batch with its validation errors and live progress; `completed` once all rows settled."""
+
     permission_classes = [IsSellerOrStaffReader]
     serializer_class = ChargeBatchOutput
 
@@ -133,6 +147,9 @@ class ChargeBatchDetailApi(_BatchScopedMixin, GenericAPIView):
 
 
 class ChargeBatchResultsApi(_BatchScopedMixin, GenericAPIView):
+    """CSV, streamed: the input columns, then charge_id, status, failure_code, balance_after, line
+    and error; one row per input row in file order (rejected rows with status `invalid`)."""
+
     permission_classes = [IsSellerOrStaffReader]
     serializer_class = ChargeBatchOutput  # for the schema's path parameter only
 

@@ -130,6 +130,8 @@ def test_sellers_see_only_their_batches_and_staff_see_all():
     listed = client_for(owner.user).get("/api/v1/charge-batches/").json()
     assert [b["id"] for b in listed["results"]] == [batch_id]
     assert listed["results"][0]["queued"] == 1
+    assert client_for(owner.user).get("/api/v1/charge-batches/?status=completed").json()["results"] == []
+    assert len(client_for(owner.user).get("/api/v1/charge-batches/?status=queued").json()["results"]) == 1
     staff_list = client_for(make_staff("auditor")).get(f"/api/v1/charge-batches/?seller={stranger.pk}").json()
     assert staff_list["results"] == []
     # Only sellers upload.
