@@ -22,7 +22,8 @@ RUN groupadd --system --gid 10001 ledger \
     && chown ledger:ledger /data
 COPY --from=build /venv /venv
 WORKDIR /app
-COPY --chown=ledger:ledger . .
+# Code owned by root: the app user can read it, not change it.
+COPY . .
 # collectstatic needs settings but no database; the key below exists only during this build step.
 RUN SECRET_KEY=collectstatic-only-build-time-key-0123456789abcdef ALLOWED_HOSTS=build \
     python manage.py collectstatic --noinput --verbosity 0

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 
 from ledger.models import Account, Charge
 from tests.factories import client_for, make_admin, make_seller, make_staff, request_and_approve
@@ -38,7 +39,11 @@ def test_stopped_shard_worker_shows_depth_and_no_consumer(workers, monkeypatch):
     assert all(row["consumers"] >= 1 for row in before["queues"]), before
 
     stopped = workers.worker_for_seller(seller.pk)
+    stopped_name = next(host for host, queues in live_workers().items() if queue in queues)
+    call_command("workerhealth", name=stopped_name)  # the container health check: alive
     stopped.stop()  # warm shutdown: the worker withdraws its heartbeat at once
+    with pytest.raises(CommandError, match="has not announced itself"):
+        call_command("workerhealth", name=stopped_name)
     try:
         response = client_for(seller.user).post("/api/v1/charges/", {"phone_number": "09121234567", "amount": 30_000},
                                            format="json")

@@ -255,3 +255,56 @@ def test_ctrl_c_stops_every_process_of_the_stack(stack):
     assert "SIGINT received" in stack.tail()
     if shutil.which("pgrep"):
         assert subprocess.run(["pgrep", "-s", str(stack.process.pid)], capture_output=True).stdout == b""
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis server of this test's own, so the fresh stack's workers cannot take wake-ups meant
+    for the test database's sellers (they would find no such seller and drop them)."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed")
+    port = _free_port(5600, 5700)
+    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_runstack_creates_and_migrates_a_missing_database(private_redis, tmp_path):
+    import psycopg2
+    from django.db import connection
+
+    db = connection.settings_dict
+    name = f"ledger_ops_fresh_{os.getpid()}"
+    admin_dsn = dict(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"] or None,
+                     dbname="postgres")
+    url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{name}"
+    port, flower_port = _free_port(8300, 8400), _free_port(5600, 5700)
+    env = subprocess_env({
+        "DATABASE_URL": url, "REDIS_URL": private_redis, "PORT": str(port), "FLOWER_PORT": str(flower_port),
+        "WEB_WORKERS": "1", "LEDGER_WORKER_PROCESSES": "1", "BEAT_SCHEDULE_DIR": str(tmp_path),
+        "FLOWER_BASIC_AUTH": f"ops:{secrets.token_urlsafe(16)}",
+    })
+    log = tmp_path / "runstack.log"
+    process = None
+    try:
+        with open(log, "wb") as out:
+            process = subprocess.Popen([sys.executable, "manage.py", "runstack"], cwd=ROOT, env=env, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        fresh = Stack(process, f"http://127.0.0.1:{port}", "", ("", ""), "", log)
+        _wait(lambda: _ready(fresh), 120, "ready never answered 200", fresh)
+        text = log.read_text()
+        assert f"created database {name}" in text and "Applying ledger.0001_initial... OK" in text
+        assert text.index("Applying ledger.0001_initial") < text.index("web started")
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        conn = psycopg2.connect(**admin_dsn)
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()

@@ -38,9 +38,6 @@ class Command(BaseCommand):
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
 
-        if not no_migrate:
-            self._prepare_database()
-
         env = dict(os.environ)
         auth = env.get("FLOWER_BASIC_AUTH")
         problem = flower_credentials_problem(auth)
@@ -52,6 +49,9 @@ class Command(BaseCommand):
             raise CommandError(f"{problem}; Flower never runs without authentication outside development")
         else:
             flower_login = f"user {env['FLOWER_BASIC_AUTH'].split(':', 1)[0]} (FLOWER_BASIC_AUTH)"
+
+        if not no_migrate:
+            self._prepare_database()
 
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.stdout.write(f"API:    http://{shown}:{port}/api/v1/   admin site: http://{shown}:{port}/admin/")
