@@ -40,10 +40,13 @@ def evaluate(results: dict) -> list[dict]:
         scenario = results["scenarios"].get(name)
         if scenario is None:
             continue
-        value = lookup(scenario, metric) if scenario.get("status") == "ok" else None
+        # A failed scenario may still carry what it measured before failing (reported, and judged).
+        value = lookup(scenario, metric) if scenario.get("status") in ("ok", "failed") else None
         row = {"scenario": name, "metric": metric, "target": bound, "sense": sense, "value": value}
         if value is None:
             row["verdict"] = scenario.get("status", "n/a") if scenario.get("status") != "ok" else "n/a"
+            if scenario.get("status") == "failed":
+                row["verdict"] = "failed"
         elif results["meta"]["smoke"]:
             row["verdict"] = "smoke (not comparable)"
         else:
@@ -130,7 +133,9 @@ def markdown(results: dict) -> str:
 
 def _scenario_row(name: str, s: dict) -> str:
     status = s.get("status")
-    if status != "ok":
+    if status == "failed" and name == "batch_import" and s.get("accepted_seconds") is not None:
+        s = {**s, "audit": "FAILED (see below)"}
+    elif status != "ok":
         return f"| {name} | {status} | – | – | {'–' if status == 'not available yet' else 'FAILED'} |"
     limits = s.get("limits") or []
     if name == "hot_seller":
@@ -157,8 +162,9 @@ def _scenario_row(name: str, s: dict) -> str:
         return f"| HTTP submission | {'; '.join(parts)} | {limit} | {s.get('ratio_to_limit', '–')} | {s['audit']} |"
     if name == "batch_import":
         result = (f"{_fmt(s.get('rows'))} rows accepted in {s.get('accepted_seconds')} s, settled in "
-                  f"{s.get('settled_seconds')} s; {_fmt(s.get('import_memory_rows'))}-row import peak "
-                  f"{s.get('import_memory_peak_mb')} MB")
+                  f"{s.get('settled_seconds')} s; {_fmt(s.get('import_memory_rows'))}-row import: web peak "
+                  f"{s.get('import_memory_peak_mb')} MB"
+                  + (" (upload failed)" if s.get("import_memory_error") else ""))
         limit = f"{_fmt(limits[0]['rows_per_s'])} debits/s" if limits else "–"
         return f"| batch import | {result} | {limit} | {s.get('ratio_to_limit', '–')} | {s.get('audit', '–')} |"
     return f"| {name} | {json.dumps({k: v for k, v in s.items() if not isinstance(v, (dict, list))})} | – | – | – |"
@@ -222,7 +228,7 @@ def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
         for proc, mb in (scen.get(name, {}).get("worker_peak_rss_mb") or {}).items():
             memory.append((f"{proc}\n{name}", mb))
     bi = scen.get("batch_import", {})
-    if bi.get("status") == "ok" and bi.get("import_memory_peak_mb") is not None:
+    if bi.get("status") in ("ok", "failed") and bi.get("import_memory_peak_mb") is not None:
         memory.append(("web\n1M-row import", bi["import_memory_peak_mb"]))
     if memory:
         fig, ax = plt.subplots(figsize=(8, 4))

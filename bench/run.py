@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 outcome.setdefault("status", "ok")
             except ScenarioFailed as exc:
                 failed = True
-                outcome = {"status": "failed", "error": str(exc)}
+                outcome = {**exc.partial, "status": "failed", "error": str(exc)}
             except Exception as exc:  # a crashed scenario is reported, and the others still run
                 failed = True
                 outcome = {"status": "error", "error": f"{type(exc).__name__}: {exc}",

@@ -9,7 +9,11 @@ from pathlib import Path
 
 
 class ScenarioFailed(Exception):
-    pass
+    """`partial`: what was measured before the failure, still reported."""
+
+    def __init__(self, message: str, *, partial: dict | None = None):
+        super().__init__(message)
+        self.partial = partial or {}
 
 
 @dataclass
