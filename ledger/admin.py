@@ -35,8 +35,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Deposit)
 class DepositAdmin(ReadOnlyAdmin):
-    list_display = ("id", "seller", "amount", "status", "reference", "created_at", "decided_by", "decided_at",
-                    "balance_after")
+    list_display = (
+        "id",
+        "seller",
+        "amount",
+        "status",
+        "reference",
+        "created_at",
+        "decided_by",
+        "decided_at",
+        "balance_after",
+    )
     list_filter = ("status",)
     list_select_related = ("seller", "decided_by")
     search_fields = ("=id", "=seller__id", "reference")
@@ -61,28 +70,47 @@ class DepositAdmin(ReadOnlyAdmin):
                 if verb == "approve":
                     deposit = deposit_approve(deposit_id=deposit_id, approved_by=request.user)
                 else:
-                    deposit = deposit_reject(deposit_id=deposit_id, rejected_by=request.user, reason="rejected in admin")
+                    deposit = deposit_reject(
+                        deposit_id=deposit_id, rejected_by=request.user, reason="rejected in admin"
+                    )
             except DomainError as exc:
                 refused.append(f"#{deposit_id}: {exc.detail}")
                 continue
             done.append(deposit_id)
             logger.info(
-                "deposit %s in admin", "approved" if verb == "approve" else "rejected",
-                extra={"deposit_id": deposit_id, "seller_id": deposit.seller_id, "amount": deposit.amount,
-                       "user_id": request.user.pk, "event": f"deposit.{verb}"},
+                "deposit %s in admin",
+                "approved" if verb == "approve" else "rejected",
+                extra={
+                    "deposit_id": deposit_id,
+                    "seller_id": deposit.seller_id,
+                    "amount": deposit.amount,
+                    "user_id": request.user.pk,
+                    "event": f"deposit.{verb}",
+                },
             )
         if done:
             what = "approved (the seller's worker credits them shortly)" if verb == "approve" else "rejected"
-            self.message_user(request, f"{len(done)} deposit(s) {what}: {', '.join(f'#{i}' for i in done)}",
-                              messages.SUCCESS)
+            self.message_user(
+                request, f"{len(done)} deposit(s) {what}: {', '.join(f'#{i}' for i in done)}", messages.SUCCESS
+            )
         if refused:
             self.message_user(request, "Not changed: " + "; ".join(refused), messages.WARNING)
 
 
 @admin.register(Charge)
 class ChargeAdmin(ReadOnlyAdmin):
-    list_display = ("id", "seller", "phone_number", "amount", "status", "failure_code", "balance_after", "batch",
-                    "created_at", "settled_at")
+    list_display = (
+        "id",
+        "seller",
+        "phone_number",
+        "amount",
+        "status",
+        "failure_code",
+        "balance_after",
+        "batch",
+        "created_at",
+        "settled_at",
+    )
     list_filter = ("status", "failure_code")
     list_select_related = ("seller", "batch")
     search_fields = ("=id", "=seller__id", "=phone_number", "reference")
@@ -90,8 +118,17 @@ class ChargeAdmin(ReadOnlyAdmin):
 
 @admin.register(ChargeBatch)
 class ChargeBatchAdmin(ReadOnlyAdmin):
-    list_display = ("id", "seller", "filename", "status", "total_rows", "valid_rows", "invalid_rows", "created_at",
-                    "completed_at")
+    list_display = (
+        "id",
+        "seller",
+        "filename",
+        "status",
+        "total_rows",
+        "valid_rows",
+        "invalid_rows",
+        "created_at",
+        "completed_at",
+    )
     list_filter = ("status",)
     list_select_related = ("seller",)
     search_fields = ("=id", "=seller__id", "filename")
@@ -99,8 +136,18 @@ class ChargeBatchAdmin(ReadOnlyAdmin):
 
 @admin.register(Entry)
 class EntryAdmin(ReadOnlyAdmin):
-    list_display = ("id", "seller", "seq", "kind", "amount", "balance_before", "balance_after", "charge", "deposit",
-                    "created_at")
+    list_display = (
+        "id",
+        "seller",
+        "seq",
+        "kind",
+        "amount",
+        "balance_before",
+        "balance_after",
+        "charge",
+        "deposit",
+        "created_at",
+    )
     list_filter = ("kind",)
     list_select_related = ("seller", "charge", "deposit")
     search_fields = ("=seller__id", "=charge__id", "=deposit__id")

@@ -20,26 +20,36 @@ from core.permissions import IsAdmin
 from workers import metrics
 from workers.ops import queue_report
 
-_QUEUE = inline_serializer("OpsQueue", {
-    "queue": serializers.CharField(),
-    "shard": serializers.IntegerField(required=False),
-    "depth": serializers.IntegerField(allow_null=True, help_text="messages waiting in the broker"),
-    "consumers": serializers.IntegerField(allow_null=True, help_text="live worker processes consuming it"),
-    "workers": serializers.ListField(child=serializers.CharField()),
-})
-_QUEUES = inline_serializer("OpsQueues", {
-    "broker": serializers.CharField(help_text='"ok", or why the broker did not answer (depths are then null)'),
-    "queues": _QUEUE.__class__(many=True, help_text="every shard queue, consumed or not"),
-    "other_queues": _QUEUE.__class__(many=True),
-    "oldest_waiting": inline_serializer("OpsOldestWaiting", {
-        "seller": serializers.IntegerField(),
-        "name": serializers.CharField(),
+_QUEUE = inline_serializer(
+    "OpsQueue",
+    {
         "queue": serializers.CharField(),
-        "waiting": serializers.IntegerField(help_text="queued charges plus approving deposits"),
-        "oldest_queued_at": serializers.DateTimeField(),
-        "age_seconds": serializers.FloatField(),
-    }, many=True),
-})
+        "shard": serializers.IntegerField(required=False),
+        "depth": serializers.IntegerField(allow_null=True, help_text="messages waiting in the broker"),
+        "consumers": serializers.IntegerField(allow_null=True, help_text="live worker processes consuming it"),
+        "workers": serializers.ListField(child=serializers.CharField()),
+    },
+)
+_QUEUES = inline_serializer(
+    "OpsQueues",
+    {
+        "broker": serializers.CharField(help_text='"ok", or why the broker did not answer (depths are then null)'),
+        "queues": _QUEUE.__class__(many=True, help_text="every shard queue, consumed or not"),
+        "other_queues": _QUEUE.__class__(many=True),
+        "oldest_waiting": inline_serializer(
+            "OpsOldestWaiting",
+            {
+                "seller": serializers.IntegerField(),
+                "name": serializers.CharField(),
+                "queue": serializers.CharField(),
+                "waiting": serializers.IntegerField(help_text="queued charges plus approving deposits"),
+                "oldest_queued_at": serializers.DateTimeField(),
+                "age_seconds": serializers.FloatField(),
+            },
+            many=True,
+        ),
+    },
+)
 
 
 class OpsQueuesApi(APIView):
@@ -78,8 +88,11 @@ class MetricsApi(APIView):
     """Prometheus text exposition: queue depths and consumers, charges and deposits by status,
     settle throughput (a counter), the last audit. For admins, or with `METRICS_TOKEN`."""
 
-    authentication_classes = [MetricsTokenAuthentication, *api_settings.DEFAULT_AUTHENTICATION_CLASSES,
-                              SessionAuthentication]
+    authentication_classes = [
+        MetricsTokenAuthentication,
+        *api_settings.DEFAULT_AUTHENTICATION_CLASSES,
+        SessionAuthentication,
+    ]
     permission_classes = [IsAdminOrMetricsToken]
 
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})

@@ -5,10 +5,10 @@ class WorkersConfig(AppConfig):
     name = "workers"
 
     def ready(self) -> None:
-        # Connects the worker_ready/worker_shutdown receivers that announce consumed queues.
-        from workers import ops_heartbeat  # noqa: F401
-
         # Every process that runs Django (gunicorn, tests, management commands) must publish through
         # the configured app: without this import shared_task falls back to Celery's default app,
         # whose broker is amqp://localhost, and wake-ups never reach Redis (only the sweeper's do).
         import celery_app  # noqa: F401
+
+        # Connects the worker_ready/worker_shutdown receivers that announce consumed queues.
+        from workers import ops_heartbeat  # noqa: F401

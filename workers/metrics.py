@@ -46,8 +46,12 @@ def last_audit() -> dict | None:
     """The newest result of the periodic `ledger.audit` task (stored by django-celery-results)."""
     from django_celery_results.models import TaskResult
 
-    result = (TaskResult.objects.filter(task_name="ledger.audit", status="SUCCESS")
-              .order_by("-date_done").only("result", "date_done").first())
+    result = (
+        TaskResult.objects.filter(task_name="ledger.audit", status="SUCCESS")
+        .order_by("-date_done")
+        .only("result", "date_done")
+        .first()
+    )
     if result is None:
         return None
     try:
@@ -64,8 +68,9 @@ class LedgerCollector:
         yield GaugeMetricFamily("ledger_broker_up", "1 if the Redis broker answered this scrape", value=int(broker_up))
 
         depth = GaugeMetricFamily("ledger_queue_depth", "Messages waiting in the queue", labels=["queue"])
-        consumers = GaugeMetricFamily("ledger_queue_consumers", "Live worker processes consuming the queue",
-                                      labels=["queue"])
+        consumers = GaugeMetricFamily(
+            "ledger_queue_consumers", "Live worker processes consuming the queue", labels=["queue"]
+        )
         for row in [*report["queues"], *report["other_queues"]]:
             if broker_up:
                 depth.add_metric([row["queue"]], row["depth"])
@@ -74,9 +79,11 @@ class LedgerCollector:
         yield consumers
 
         oldest = report["oldest_waiting"]
-        yield GaugeMetricFamily("ledger_oldest_waiting_intent_age_seconds",
-                                "Age of the oldest queued charge or approving deposit (0 when none waits)",
-                                value=oldest[0]["age_seconds"] if oldest else 0.0)
+        yield GaugeMetricFamily(
+            "ledger_oldest_waiting_intent_age_seconds",
+            "Age of the oldest queued charge or approving deposit (0 when none waits)",
+            value=oldest[0]["age_seconds"] if oldest else 0.0,
+        )
 
         charges = GaugeMetricFamily("ledger_charges", "Charges by status", labels=["status"])
         counts = _status_counts("ledger_charge")
@@ -95,19 +102,26 @@ class LedgerCollector:
             except redis.RedisError:
                 intents = runs = None
             if intents is not None or runs is not None:
-                yield CounterMetricFamily("ledger_settled_intents", "Intents (charges and deposits) settled by "
-                                          "the shard workers", value=int(intents or 0))
-                yield CounterMetricFamily("ledger_settle_runs", "settle_seller task runs that applied intents",
-                                          value=int(runs or 0))
+                yield CounterMetricFamily(
+                    "ledger_settled_intents",
+                    "Intents (charges and deposits) settled by the shard workers",
+                    value=int(intents or 0),
+                )
+                yield CounterMetricFamily(
+                    "ledger_settle_runs", "settle_seller task runs that applied intents", value=int(runs or 0)
+                )
 
         audit = last_audit()
         if audit is not None:
-            yield GaugeMetricFamily("ledger_audit_ok", "1 if the last periodic ledger audit found no breach",
-                                    value=int(audit["ok"]))
-            yield GaugeMetricFamily("ledger_audit_breaches", "Breaches the last periodic ledger audit reported",
-                                    value=audit["breaches"])
-            yield GaugeMetricFamily("ledger_audit_last_run_timestamp_seconds", "When the last audit finished",
-                                    value=audit["at"].timestamp())
+            yield GaugeMetricFamily(
+                "ledger_audit_ok", "1 if the last periodic ledger audit found no breach", value=int(audit["ok"])
+            )
+            yield GaugeMetricFamily(
+                "ledger_audit_breaches", "Breaches the last periodic ledger audit reported", value=audit["breaches"]
+            )
+            yield GaugeMetricFamily(
+                "ledger_audit_last_run_timestamp_seconds", "When the last audit finished", value=audit["at"].timestamp()
+            )
 
 
 def render() -> bytes:

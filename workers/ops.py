@@ -29,7 +29,7 @@ def queue_depths(queues: list[str], client: redis.Redis) -> dict[str, int]:
                 pipe.llen(key)
         sizes = pipe.execute()
     steps = len(sizes) // len(queues) if queues else 0
-    return {queue: sum(sizes[i * steps:(i + 1) * steps]) for i, queue in enumerate(queues)}
+    return {queue: sum(sizes[i * steps : (i + 1) * steps]) for i, queue in enumerate(queues)}
 
 
 def queue_report(*, oldest_limit: int = 10) -> dict:

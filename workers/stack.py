@@ -99,16 +99,42 @@ def worker_groups() -> list[list[int]]:
 def worker_argv(shards: list[int], *, name: str, with_default_queue: bool, python: str = sys.executable) -> list[str]:
     queues = [f"{SHARD_QUEUE_PREFIX}{k}" for k in shards] + ([DEFAULT_QUEUE] if with_default_queue else [])
     return [
-        python, "-m", "celery", "-A", "celery_app", "worker",
-        "-Q", ",".join(queues), "--pool", "solo", "--prefetch-multiplier", "1",
-        "-n", f"{name}@%h", "-E", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+        python,
+        "-m",
+        "celery",
+        "-A",
+        "celery_app",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "--pool",
+        "solo",
+        "--prefetch-multiplier",
+        "1",
+        "-n",
+        f"{name}@%h",
+        "-E",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
     ]
 
 
 def web_argv(*, host: str, port: int, workers: int, python: str = sys.executable) -> list[str]:
     return [
-        python, "-m", "gunicorn", "config.wsgi:application", "--bind", f"{host}:{port}",
-        "--workers", str(workers), "--access-logfile", "-", "--graceful-timeout", "5",
+        python,
+        "-m",
+        "gunicorn",
+        "config.wsgi:application",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--access-logfile",
+        "-",
+        "--graceful-timeout",
+        "5",
         # gunicorn's control socket defaults to one path per user: two stacks on a machine would share it.
         "--no-control-socket",
     ]
@@ -123,17 +149,22 @@ def flower_argv(*, host: str, port: int, python: str = sys.executable) -> list[s
     return [python, str(ROOT / "manage.py"), "runflower", f"--port={port}", f"--address={host}"]
 
 
-def stack_processes(*, port: int, flower_port: int, host: str = "127.0.0.1",
-                    python: str = sys.executable) -> list[ProcessSpec]:
+def stack_processes(
+    *, port: int, flower_port: int, host: str = "127.0.0.1", python: str = sys.executable
+) -> list[ProcessSpec]:
     web_workers = int(os.environ.get("WEB_WORKERS", "4"))
     specs = [ProcessSpec("web", web_argv(host=host, port=port, workers=web_workers, python=python))]
     for index, shards in enumerate(worker_groups()):
-        specs.append(ProcessSpec(
-            f"shards{index}", worker_argv(shards, name=f"shards{index}", with_default_queue=index == 0, python=python)
-        ))
+        specs.append(
+            ProcessSpec(
+                f"shards{index}",
+                worker_argv(shards, name=f"shards{index}", with_default_queue=index == 0, python=python),
+            )
+        )
     schedule_dir = os.environ.get("BEAT_SCHEDULE_DIR", "/tmp")
-    specs.append(ProcessSpec("beat", beat_argv(schedule=os.path.join(schedule_dir, f"ledger-beat-{port}"),
-                                               python=python)))
+    specs.append(
+        ProcessSpec("beat", beat_argv(schedule=os.path.join(schedule_dir, f"ledger-beat-{port}"), python=python))
+    )
     specs.append(ProcessSpec("flower", flower_argv(host=host, port=flower_port, python=python)))
     return specs
 

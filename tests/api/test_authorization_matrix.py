@@ -3,18 +3,22 @@
 The seller owns every object in the paths; "other" is a second seller, who must get 404 for
 those objects (never 403, never the data)."""
 
+import io
 from dataclasses import dataclass
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from core.services import api_key_issue
 from ledger.models import Charge
+from ledger.services.batches import batch_import
 from ledger.services.charges import charge_submit
 from ledger.services.deposits import deposit_request
 from tests.api.helpers import assert_error, bearer
 from tests.factories import make_admin, make_seller, make_staff
 
+_CHARGE_LIST = b"phone_number,amount\n09121234567,100\n"
 ROLES = ["anonymous", "seller", "other", "approver", "auditor", "admin"]
 
 
@@ -23,7 +27,7 @@ class Case:
     method: str
     path: str
     expected: tuple[int, int, int, int, int, int]  # in the order of ROLES
-    body: dict | None = None
+    body: dict | str | None = None  # "multipart": a one-row charge list upload
 
 
 def _charge_body():
@@ -51,8 +55,14 @@ CASES = [
     Case("get", "/api/v1/charges/", (401, 200, 200, 200, 200, 200)),
     Case("post", "/api/v1/charges/", (401, 202, 202, 403, 403, 403), _charge_body()),
     Case("get", "/api/v1/charges/{charge}/", (401, 200, 404, 200, 200, 200)),
+    Case("get", "/api/v1/charge-batches/", (401, 200, 200, 200, 200, 200)),
+    Case("post", "/api/v1/charge-batches/", (401, 202, 202, 403, 403, 403), "multipart"),
+    Case("get", "/api/v1/charge-batches/{batch}/", (401, 200, 404, 200, 200, 200)),
+    Case("get", "/api/v1/charge-batches/{batch}/results/", (401, 200, 404, 200, 200, 200)),
     Case("get", "/api/v1/transactions/", (401, 200, 200, 200, 200, 200)),
     Case("get", "/api/v1/transactions/export/", (401, 200, 200, 200, 200, 200)),
+    Case("get", "/api/v1/ops/queues/", (401, 403, 403, 403, 403, 200)),
+    Case("get", "/api/v1/ops/metrics/", (401, 403, 403, 403, 403, 200)),
     Case("get", "/api/v1/health/", (200, 200, 200, 200, 200, 200)),
     Case("get", "/api/v1/schema/", (200, 200, 200, 200, 200, 200)),
 ]
@@ -66,6 +76,7 @@ def world(db):
     deposit, _ = deposit_request(seller=seller, amount=10_000)
     charge, _ = charge_submit(seller=seller, phone_number="+989121234567", amount=100)
     api_key, _ = api_key_issue(seller=seller, name="erp")
+    batch, _ = batch_import(seller=seller, file=io.BytesIO(_CHARGE_LIST), filename="list.csv")
     users = {
         "seller": seller.user,
         "other": other.user,
@@ -73,7 +84,7 @@ def world(db):
         "auditor": make_staff("auditor"),
         "admin": make_admin(),
     }
-    ids = {"seller": seller.pk, "deposit": deposit.pk, "charge": charge.pk, "key": api_key.pk,
+    ids = {"seller": seller.pk, "deposit": deposit.pk, "charge": charge.pk, "key": api_key.pk, "batch": batch.pk,
            "staff": make_staff("auditor").pk}
     return users, ids
 
@@ -83,7 +94,12 @@ def world(db):
 def test_authorization_matrix(world, case: Case, role: str):
     users, ids = world
     client = APIClient() if role == "anonymous" else bearer(users[role])
-    response = getattr(client, case.method)(case.path.format(**ids), case.body, format="json")
+    path = case.path.format(**ids)
+    if case.body == "multipart":
+        upload = SimpleUploadedFile("list.csv", _CHARGE_LIST, content_type="text/csv")
+        response = client.post(path, {"file": upload}, format="multipart")
+    else:
+        response = getattr(client, case.method)(path, case.body, format="json")
     expected = case.expected[ROLES.index(role)]
     if expected in _CODES:
         assert_error(response, expected, _CODES[expected])
@@ -95,9 +111,11 @@ def test_seller_lists_show_only_its_own_rows(world):
     users, ids = world
     own = bearer(users["seller"]).get("/api/v1/charges/").json()["results"]
     theirs = bearer(users["other"]).get("/api/v1/charges/").json()["results"]
-    assert [row["id"] for row in own] == [ids["charge"]]
+    assert {row["seller"] for row in own} == {ids["seller"]}
+    assert sorted(row["id"] for row in own) == sorted(Charge.objects.values_list("id", flat=True))
+    assert ids["charge"] in {row["id"] for row in own}
     assert theirs == []
     # Asking for another seller by filter does not widen a seller's scope.
     sneaky = bearer(users["other"]).get(f"/api/v1/charges/?seller={ids['seller']}").json()["results"]
     assert sneaky == []
-    assert Charge.objects.count() == 1
+    assert Charge.objects.count() == 2  # the single charge and the batch's one row

@@ -21,8 +21,12 @@ def test_no_admin_screen_can_add_change_or_delete_money(client):
     entry = Entry.objects.get(seller=seller)
     client.force_login(admin)
 
-    for path, pk in [("core/seller", seller.pk), ("ledger/entry", entry.pk), ("ledger/deposit", deposit_id),
-                     ("ledger/charge", charge.pk)]:
+    for path, pk in [
+        ("core/seller", seller.pk),
+        ("ledger/entry", entry.pk),
+        ("ledger/deposit", deposit_id),
+        ("ledger/charge", charge.pk),
+    ]:
         page = client.get(f"/admin/{path}/{pk}/change/")
         assert page.status_code == 200, path
         assert b'name="_save"' not in page.content, f"{path} has a save button"
@@ -46,9 +50,15 @@ def test_approve_action_goes_through_the_service_and_enqueues_after_commit(clien
     client.force_login(admin)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = client.post("/admin/ledger/deposit/", {
-            "action": "approve_deposits", "_selected_action": [pending.pk, already.pk], "index": 0,
-        }, follow=True)
+        response = client.post(
+            "/admin/ledger/deposit/",
+            {
+                "action": "approve_deposits",
+                "_selected_action": [pending.pk, already.pk],
+                "index": 0,
+            },
+            follow=True,
+        )
     assert response.status_code == 200
     text = response.content.decode()
     assert "1 deposit(s) approved" in text and f"#{already.pk}" in text and "Not changed" in text
@@ -64,8 +74,9 @@ def test_reject_action_moves_no_money(client, django_capture_on_commit_callbacks
     pending, _ = deposit_request(seller=seller, amount=500)
     client.force_login(admin)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        client.post("/admin/ledger/deposit/", {"action": "reject_deposits", "_selected_action": [pending.pk],
-                                               "index": 0})
+        client.post(
+            "/admin/ledger/deposit/", {"action": "reject_deposits", "_selected_action": [pending.pk], "index": 0}
+        )
     assert Deposit.objects.get(pk=pending.pk).status == Deposit.Status.REJECTED
     assert callbacks == []
 

@@ -19,13 +19,16 @@ def test_explicit_shard_groups_are_parsed_with_ranges():
     assert parse_shard_groups(" 3 ; 0-2 ", 4) == [[3], [0, 1, 2]]
 
 
-@pytest.mark.parametrize("spec,message", [
-    ("0,1;1,2,3", "shard 1 to processes 0 and 1"),
-    ("0,1;2", "leaves shards [3]"),
-    ("0-4", "names shard 4"),
-    ("0,1;;2,3", "empty process group"),
-    ("0,x;1,2,3", "not a shard number"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("0,1;1,2,3", "shard 1 to processes 0 and 1"),
+        ("0,1;2", "leaves shards [3]"),
+        ("0-4", "names shard 4"),
+        ("0,1;;2,3", "empty process group"),
+        ("0,x;1,2,3", "not a shard number"),
+    ],
+)
 def test_shard_groups_that_do_not_cover_every_shard_once_are_refused(spec, message):
     with pytest.raises(ImproperlyConfigured, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_shard_groups(spec, 4)
@@ -47,12 +50,16 @@ def test_flower_credentials_must_be_user_and_a_real_password():
 def _manage(*args, env_extra=None, cwd=ROOT):
     env = {k: v for k, v in os.environ.items() if k not in ("FLOWER_BASIC_AUTH", "LEDGER_WORKER_SHARDS")}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
-PRODUCTION = {"DJANGO_SETTINGS_MODULE": "config.settings.production", "ALLOWED_HOSTS": "ledger.example",
-              "SECRET_KEY": secrets.token_urlsafe(50)}
+PRODUCTION = {
+    "DJANGO_SETTINGS_MODULE": "config.settings.production",
+    "ALLOWED_HOSTS": "ledger.example",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+}
 
 
 def test_production_refuses_to_start_flower_without_credentials():
@@ -84,7 +91,10 @@ def test_init_env_writes_fresh_secrets_and_never_overwrites(tmp_path):
     assert first.returncode == 0, first.stderr
     values = dict(line.split("=", 1) for line in target.read_text().splitlines() if "=" in line and line[0] != "#")
     assert len(values["SECRET_KEY"]) >= 50
-    assert values["FLOWER_BASIC_AUTH"].startswith("admin:") and flower_credentials_problem(values["FLOWER_BASIC_AUTH"]) is None
+    assert (
+        values["FLOWER_BASIC_AUTH"].startswith("admin:")
+        and flower_credentials_problem(values["FLOWER_BASIC_AUTH"]) is None
+    )
     assert values["METRICS_TOKEN"] and values["POSTGRES_PASSWORD"] and values["REDIS_PASSWORD"]
     assert values["DATABASE_URL"]  # the rest is copied from .env.example
     assert oct(target.stat().st_mode & 0o777) == "0o600"
@@ -94,6 +104,12 @@ def test_init_env_writes_fresh_secrets_and_never_overwrites(tmp_path):
     assert second.returncode == 0 and "left unchanged" in second.stdout
     assert target.read_text() == "SECRET_KEY=mine\n"
 
-    other = _manage("init_env", "--path", str(tmp_path / ".env2"))
-    assert dict(line.split("=", 1) for line in (tmp_path / ".env2").read_text().splitlines()
-                if line.startswith("SECRET_KEY="))["SECRET_KEY"] != values["SECRET_KEY"]
+    assert _manage("init_env", "--path", str(tmp_path / ".env2")).returncode == 0
+    assert (
+        dict(
+            line.split("=", 1)
+            for line in (tmp_path / ".env2").read_text().splitlines()
+            if line.startswith("SECRET_KEY=")
+        )["SECRET_KEY"]
+        != values["SECRET_KEY"]
+    )

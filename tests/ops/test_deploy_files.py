@@ -29,14 +29,16 @@ def _tool(name: str) -> str:
 
 
 def test_compose_file_matches_the_compose_specification():
-    result = subprocess.run([_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
-                             str(ROOT / "docker-compose.yml")], capture_output=True, text=True)
+    result = subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.yml")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dockerfile_passes_hadolint():
-    result = subprocess.run([_tool("hadolint"), "--no-color", str(ROOT / "Dockerfile")],
-                            capture_output=True, text=True)
+    result = subprocess.run([_tool("hadolint"), "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -116,8 +118,11 @@ def test_compose_shard_workers_cover_every_shard_exactly_once():
     printed = []
     for index in indexes:
         result = subprocess.run(
-            [sys.executable, "manage.py", "shardworker", str(index), "--print"], cwd=ROOT, capture_output=True,
-            text=True, env={**os.environ, "LEDGER_SHARDS": shards, "LEDGER_WORKER_SHARDS": groups_spec},
+            [sys.executable, "manage.py", "shardworker", str(index), "--print"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "LEDGER_SHARDS": shards, "LEDGER_WORKER_SHARDS": groups_spec},
         )
         assert result.returncode == 0, result.stderr
         printed.append(result.stdout)

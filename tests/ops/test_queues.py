@@ -45,8 +45,9 @@ def test_stopped_shard_worker_shows_depth_and_no_consumer(workers, monkeypatch):
     with pytest.raises(CommandError, match="has not announced itself"):
         call_command("workerhealth", name=stopped_name)
     try:
-        response = client_for(seller.user).post("/api/v1/charges/", {"phone_number": "09121234567", "amount": 30_000},
-                                           format="json")
+        response = client_for(seller.user).post(
+            "/api/v1/charges/", {"phone_number": "09121234567", "amount": 30_000}, format="json"
+        )
         assert response.status_code == 202, response.content
 
         report = admin_api.get("/api/v1/ops/queues/").json()
@@ -55,8 +56,9 @@ def test_stopped_shard_worker_shows_depth_and_no_consumer(workers, monkeypatch):
         live_shards = [k for k in range(settings.LEDGER_SHARDS) if workers.workers[k % len(workers.workers)].alive]
         assert live_shards and all(_shard(report, k)["consumers"] >= 1 for k in live_shards), report
         assert report["broker"] == "ok"
-        assert any(s["seller"] == seller.pk and s["queue"] == queue and s["waiting"] == 1
-                   for s in report["oldest_waiting"]), report["oldest_waiting"]
+        assert any(
+            s["seller"] == seller.pk and s["queue"] == queue and s["waiting"] == 1 for s in report["oldest_waiting"]
+        ), report["oldest_waiting"]
 
         text = admin_api.get("/api/v1/ops/metrics/").content.decode()
         assert _metric(text, "ledger_queue_depth", queue) >= 1

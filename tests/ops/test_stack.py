@@ -65,20 +65,39 @@ def stack(django_db_setup, broker, tmp_path_factory):
     port, flower_port = _free_port(8300, 8400), _free_port(5600, 5700)
     user, password = "ops", secrets.token_urlsafe(16)
     token = secrets.token_urlsafe(24)
-    env = subprocess_env({
-        "PORT": str(port), "FLOWER_PORT": str(flower_port), "WEB_WORKERS": "1", "LEDGER_WORKER_PROCESSES": "2",
-        "FLOWER_BASIC_AUTH": f"{user}:{password}", "METRICS_TOKEN": token, "BEAT_SCHEDULE_DIR": str(tmp),
-    })
+    env = subprocess_env(
+        {
+            "PORT": str(port),
+            "FLOWER_PORT": str(flower_port),
+            "WEB_WORKERS": "1",
+            "LEDGER_WORKER_PROCESSES": "2",
+            "FLOWER_BASIC_AUTH": f"{user}:{password}",
+            "METRICS_TOKEN": token,
+            "BEAT_SCHEDULE_DIR": str(tmp),
+        }
+    )
     env.pop("LEDGER_WORKER_SHARDS", None)
     log = tmp / "runstack.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "manage.py", "runstack"], cwd=ROOT, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    running = Stack(process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{flower_port}", (user, password), token, log)
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runstack"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    running = Stack(
+        process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{flower_port}", (user, password), token, log
+    )
     try:
         _wait(lambda: _ready(running), 90, "ready never answered 200", running)
-        _wait(lambda: {f"shards0@{HOST}", f"shards1@{HOST}"} <= set(live_workers()), 60,
-              "the shard workers never announced themselves", running)
+        _wait(
+            lambda: {f"shards0@{HOST}", f"shards1@{HOST}"} <= set(live_workers()),
+            60,
+            "the shard workers never announced themselves",
+            running,
+        )
         yield running
     finally:
         if process.poll() is None:
@@ -111,8 +130,9 @@ def _wait(condition, timeout: float, message: str, stack: Stack | None = None) -
 
 
 def _token(stack: Stack, username: str) -> dict:
-    response = requests.post(f"{stack.url}/api/v1/auth/token/", json={"username": username, "password": PASSWORD},
-                             timeout=10)
+    response = requests.post(
+        f"{stack.url}/api/v1/auth/token/", json={"username": username, "password": PASSWORD}, timeout=10
+    )
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access']}"}
 
@@ -139,8 +159,12 @@ def test_stack_serves_a_charge_end_to_end_over_http(stack):
     approved = _poll(f"{api}/deposits/{deposit.json()['id']}/", as_admin, "status", "approved")
     assert approved["status"] == "approved" and approved["balance_after"] == 100_000
 
-    charge = requests.post(f"{api}/charges/", json={"phone_number": "+989121234567", "amount": 30_000},
-                           headers={**as_seller, "Idempotency-Key": "ops-e2e-1"}, timeout=10)
+    charge = requests.post(
+        f"{api}/charges/",
+        json={"phone_number": "+989121234567", "amount": 30_000},
+        headers={**as_seller, "Idempotency-Key": "ops-e2e-1"},
+        timeout=10,
+    )
     assert charge.status_code == 202, charge.text
     settled = _poll(f"{stack.url}{charge.headers['Location']}", as_seller, "status", "succeeded")
     assert settled["status"] == "succeeded" and settled["balance_after"] == 70_000, settled
@@ -151,8 +175,9 @@ def test_stack_serves_a_charge_end_to_end_over_http(stack):
     for row in queues.json()["queues"]:
         assert f"shards{row['shard'] % 2}@{HOST}" in row["workers"], row
 
-    metrics = requests.get(f"{api}/ops/metrics/", headers={"Authorization": f"Bearer {stack.metrics_token}"},
-                           timeout=10)
+    metrics = requests.get(
+        f"{api}/ops/metrics/", headers={"Authorization": f"Bearer {stack.metrics_token}"}, timeout=10
+    )
     assert metrics.status_code == 200, metrics.text
     settled_total = re.search(r"^ledger_settled_intents_total (\S+)$", metrics.text, re.M)
     assert settled_total and float(settled_total.group(1)) >= 2, metrics.text
@@ -163,17 +188,29 @@ def test_stack_serves_a_charge_end_to_end_over_http(stack):
 @pytest.fixture
 def browser(tmp_path):
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.skip(f"headless browser test needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
-                    "apt-get install chromium chromium-driver (.ci/run installs them)")
+        pytest.skip(
+            f"headless browser test needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
+            "apt-get install chromium chromium-driver (.ci/run installs them)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
     options = Options()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -194,8 +231,9 @@ def test_admin_approves_a_deposit_and_flower_shows_the_shard_workers(stack, brow
     browser.find_element(By.ID, "id_username").send_keys(admin.username)
     browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit], button[type=submit]").click()
-    WebDriverWait(browser, 20).until(lambda driver: "/admin/login/" not in driver.current_url,
-                                     "the admin login did not go through")
+    WebDriverWait(browser, 20).until(
+        lambda driver: "/admin/login/" not in driver.current_url, "the admin login did not go through"
+    )
 
     def balance_cell():
         browser.get(f"{stack.url}/admin/core/seller/?q={seller.pk}")
@@ -209,9 +247,11 @@ def test_admin_approves_a_deposit_and_flower_shows_the_shard_workers(stack, brow
     browser.find_element(By.CSS_SELECTOR, f'input[name="_selected_action"][value="{deposit.pk}"]').click()
     Select(browser.find_element(By.NAME, "action")).select_by_value("approve_deposits")
     browser.find_element(By.CSS_SELECTOR, 'button[name="index"]').click()
-    success = WebDriverWait(browser, 20).until(
-        lambda driver: driver.find_elements(By.CSS_SELECTOR, ".messagelist .success"), "no success message"
-    )[0].text
+    success = (
+        WebDriverWait(browser, 20)
+        .until(lambda driver: driver.find_elements(By.CSS_SELECTOR, ".messagelist .success"), "no success message")[0]
+        .text
+    )
     assert f"#{deposit.pk}" in success, success
     browser.save_screenshot(str(ARTIFACTS / "2-admin-approve-action.png"))
 
@@ -265,8 +305,23 @@ def private_redis(tmp_path):
     if server is None:
         pytest.skip("redis-server is not installed")
     port = _free_port(5600, 5700)
-    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(timeout=10)
@@ -278,21 +333,35 @@ def test_runstack_creates_and_migrates_a_missing_database(private_redis, tmp_pat
 
     db = connection.settings_dict
     name = f"ledger_ops_fresh_{os.getpid()}"
-    admin_dsn = dict(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"] or None,
-                     dbname="postgres")
+    admin_dsn = dict(
+        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"] or None, dbname="postgres"
+    )
     url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{name}"
     port, flower_port = _free_port(8300, 8400), _free_port(5600, 5700)
-    env = subprocess_env({
-        "DATABASE_URL": url, "REDIS_URL": private_redis, "PORT": str(port), "FLOWER_PORT": str(flower_port),
-        "WEB_WORKERS": "1", "LEDGER_WORKER_PROCESSES": "1", "BEAT_SCHEDULE_DIR": str(tmp_path),
-        "FLOWER_BASIC_AUTH": f"ops:{secrets.token_urlsafe(16)}",
-    })
+    env = subprocess_env(
+        {
+            "DATABASE_URL": url,
+            "REDIS_URL": private_redis,
+            "PORT": str(port),
+            "FLOWER_PORT": str(flower_port),
+            "WEB_WORKERS": "1",
+            "LEDGER_WORKER_PROCESSES": "1",
+            "BEAT_SCHEDULE_DIR": str(tmp_path),
+            "FLOWER_BASIC_AUTH": f"ops:{secrets.token_urlsafe(16)}",
+        }
+    )
     log = tmp_path / "runstack.log"
     process = None
     try:
         with open(log, "wb") as out:
-            process = subprocess.Popen([sys.executable, "manage.py", "runstack"], cwd=ROOT, env=env, stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                [sys.executable, "manage.py", "runstack"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         fresh = Stack(process, f"http://127.0.0.1:{port}", "", ("", ""), "", log)
         _wait(lambda: _ready(fresh), 120, "ready never answered 200", fresh)
         text = log.read_text()

@@ -32,7 +32,16 @@ class Command(BaseCommand):
             raise CommandError(f"{problem}; Flower never runs without authentication in production")
         elif problem:
             self.stderr.write(f"warning: {problem} (accepted only because DEBUG is on)")
-        argv = [sys.executable, "-m", "celery", "-A", "celery_app", "flower", f"--port={port}",
-                f"--address={address}", *flower_args]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "celery_app",
+            "flower",
+            f"--port={port}",
+            f"--address={address}",
+            *flower_args,
+        ]
         os.chdir(ROOT)
         os.execve(sys.executable, argv, env)

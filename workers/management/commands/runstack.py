@@ -27,8 +27,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--no-migrate", action="store_true", help="skip creating and migrating the database")
-        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"),
-                            help="address web and Flower listen on (default HOST or 127.0.0.1)")
+        parser.add_argument(
+            "--host",
+            default=os.environ.get("HOST", "127.0.0.1"),
+            help="address web and Flower listen on (default HOST or 127.0.0.1)",
+        )
 
     def handle(self, *args, no_migrate: bool, host: str, **options):
         port = int(os.environ.get("PORT", "8000"))
@@ -56,15 +59,19 @@ class Command(BaseCommand):
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.stdout.write(f"API:    http://{shown}:{port}/api/v1/   admin site: http://{shown}:{port}/admin/")
         self.stdout.write(f"Flower: http://{shown}:{flower_port}/   {flower_login}")
-        self.stdout.write("Shards: " + "; ".join(f"shards{i} -> {','.join(map(str, g))}" for i, g in enumerate(groups))
-                          + f" (LEDGER_SHARDS={settings.LEDGER_SHARDS})")
+        self.stdout.write(
+            "Shards: "
+            + "; ".join(f"shards{i} -> {','.join(map(str, g))}" for i, g in enumerate(groups))
+            + f" (LEDGER_SHARDS={settings.LEDGER_SHARDS})"
+        )
         self.stdout.flush()
 
         manager = Manager()
         for spec in stack_processes(port=port, flower_port=flower_port, host=host):
             manager.add_process(spec.name, spec.command, env=env, cwd=str(ROOT))
-        threading.Thread(target=_announce_ready, args=(manager, f"http://{shown}:{port}/api/v1/ready/"),
-                         daemon=True).start()
+        threading.Thread(
+            target=_announce_ready, args=(manager, f"http://{shown}:{port}/api/v1/ready/"), daemon=True
+        ).start()
         manager.loop()
         sys.exit(manager.returncode)
 
