@@ -1,5 +1,7 @@
 """Every failure answers the contract's one error shape, and no input reaches a 5xx."""
 
+import json
+
 import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
@@ -73,3 +75,16 @@ def test_dates_with_offsets_postgresql_refuses_still_filter(seller_client):
     response = seller_client.get("/api/v1/charges/?created_after=2026-09-19T14%3A58%3A37%2B20%3A55")
     assert response.status_code == 200 and response.json()["results"] == []
 
+
+
+def test_django_level_errors_under_api_are_json_and_elsewhere_html(rf):
+    from core.api import handlers
+
+    for handler, status, code in [(handlers.server_error, 500, "server_error"),
+                                  (handlers.bad_request, 400, "bad_request"),
+                                  (handlers.permission_denied, 403, "permission_denied")]:
+        args = () if handler is handlers.server_error else (None,)
+        response = handler(rf.get("/api/v1/charges/"), *args)
+        assert response.status_code == status and response["Content-Type"] == "application/json"
+        assert json.loads(response.content)["code"] == code
+    assert handlers.server_error(rf.get("/admin/"))["Content-Type"].startswith("text/html")
