@@ -231,6 +231,8 @@ def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
     if http.get("status") == "ok" and levels:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
         ax1.bar([f"{k[1:]} clients" for k in levels], [http[k]["accepted_per_s"] for k in levels])
+        ax1.axhline(800, color="red", linestyle="--", linewidth=1, label="target at 32 clients")
+        ax1.legend(fontsize=8)
         ax1.set_ylabel("accepted charges/s")
         ax1.set_title("HTTP submission throughput")
         for pct in ("p50", "p99", "p99.9"):
@@ -241,7 +243,9 @@ def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
                     continue
                 ax2.axhline(http["settle"]["latency_ms"][pct], linestyle="--", linewidth=1,
                             label=f"submit→settled {pct} (half load)", color="grey" if pct == "p50" else "black")
-        ax2.set_ylabel("ms")
+        ax2.axhline(100, color="red", linestyle=":", linewidth=1, label="p99 target (32 clients)")
+        ax2.set_yscale("log")
+        ax2.set_ylabel("ms (log scale)")
         ax2.set_title("Latency")
         ax2.legend(fontsize=8)
         charts.append(_save(fig, out_dir / f"{stamp}-http.png", plt))

@@ -3,9 +3,11 @@ workers. Measured from the first publish to the moment no charge is queued."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from bench import seed
+from bench.profiling import Profile
 from bench.scenarios import Context, ScenarioFailed, check_audit
 from bench.stack import MemorySampler, reset_ledger
 
@@ -39,7 +41,9 @@ def run(ctx: Context) -> dict:
 
     from workers.dispatch import wake_seller
 
-    with MemorySampler(ctx.stack.worker_pids()) as memory:
+    profile = (Profile(ctx.stack.workers[0].popen.pid, ctx.out_dir / "profiles" / "many_sellers.raw.txt")
+               if ctx.profile else None)
+    with MemorySampler(ctx.stack.worker_pids()) as memory, (profile or contextlib.nullcontext()):
         started = time.time()
         for seller_id in seller_ids:
             wake_seller(seller_id)
@@ -62,6 +66,7 @@ def run(ctx: Context) -> dict:
         "worker_cpu_seconds": memory.cpu_seconds(),
         "worker_cpu_us_per_charge": round(memory.cpu_seconds() / n * 1e6, 1),
         "empty_tasks": empty,
+        **({"profile": profile.summary()} if profile and profile.summary() else {}),
         "limits": [limit.as_dict() for limit in limits],
         "audit": "ok",
     }
