@@ -62,8 +62,9 @@ def _create_database(url: str) -> None:
     from psycopg2 import sql
 
     parts = urlparse(url)
-    conn = psycopg2.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username,
-                            password=parts.password, dbname="postgres")
+    conn = psycopg2.connect(
+        host=parts.hostname, port=parts.port or 5432, user=parts.username, password=parts.password, dbname="postgres"
+    )
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [parts.path.lstrip("/")])
@@ -73,6 +74,7 @@ def _create_database(url: str) -> None:
 
 
 # --- load generator (runs in its own process) ------------------------------------------------
+
 
 def _client(host: str, port: int, token: str, deadline: float, out: list, start: threading.Barrier) -> None:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -97,8 +99,10 @@ def _load(host: str, port: int, tokens: list[str], clients: int, seconds: float,
     start = threading.Barrier(clients + 1)
     results: list[list] = [[] for _ in range(clients)]
     deadline = time.monotonic() + seconds + 1.0  # barrier release happens within that extra second
-    threads = [threading.Thread(target=_client, args=(host, port, tokens[i % len(tokens)], deadline, results[i], start))
-               for i in range(clients)]
+    threads = [
+        threading.Thread(target=_client, args=(host, port, tokens[i % len(tokens)], deadline, results[i], start))
+        for i in range(clients)
+    ]
     for thread in threads:
         thread.start()
     start.wait()
@@ -113,6 +117,7 @@ def _percentile(ordered: list[float], p: float) -> float:
 
 
 # --- orchestration ---------------------------------------------------------------------------
+
 
 def _wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
@@ -143,8 +148,20 @@ def _stop(processes: list[subprocess.Popen]) -> None:
 
 def run(args) -> dict:
     env = _environment(args)
-    os.environ.update({k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "SECRET_KEY",
-                                           "ALLOWED_HOSTS", "SECURE_SSL_REDIRECT", "LOG_LEVEL")})
+    os.environ.update(
+        {
+            k: env[k]
+            for k in (
+                "DJANGO_SETTINGS_MODULE",
+                "DATABASE_URL",
+                "REDIS_URL",
+                "SECRET_KEY",
+                "ALLOWED_HOSTS",
+                "SECURE_SSL_REDIRECT",
+                "LOG_LEVEL",
+            )
+        }
+    )
     _create_database(args.database_url)
     import django
 
@@ -166,22 +183,27 @@ def run(args) -> dict:
 
     def spawn(name: str, argv: list[str]) -> None:
         with open(log_dir / f"{name}.log", "ab") as log:
-            processes.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                              start_new_session=True))
+            processes.append(
+                subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            )
 
     try:
         web = web_argv(host="127.0.0.1", port=port, workers=args.web_workers)
         web = [arg for arg in web if arg not in ("--access-logfile", "-")]  # a log line per request skews it
         spawn("gunicorn", web + args.gunicorn_arg)
         for index, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, args.worker_processes)):
-            spawn(f"shards{index}", worker_argv(shards, name=f"bench-http{index}-{port}", with_default_queue=index == 0))
+            spawn(
+                f"shards{index}", worker_argv(shards, name=f"bench-http{index}-{port}", with_default_queue=index == 0)
+            )
         _wait_http(f"127.0.0.1:{port}")
         groups = {"web": processes[:1], "workers": processes[1:]}
 
         run_id = secrets.token_hex(3)
         admin = None
-        sellers = [seller_create(username=f"bench-http-{run_id}-{n}", password=secrets.token_urlsafe(16),
-                                 name=f"bench {n}") for n in range(args.sellers)]
+        sellers = [
+            seller_create(username=f"bench-http-{run_id}-{n}", password=secrets.token_urlsafe(16), name=f"bench {n}")
+            for n in range(args.sellers)
+        ]
         for seller in sellers:
             deposit, _ = deposit_request(seller=seller, amount=10**12)
             deposit_approve(deposit_id=deposit.pk, approved_by=admin)
@@ -192,7 +214,8 @@ def run(args) -> dict:
         cpu_before = {name: _cpu(procs) for name, procs in groups.items()}
         queue = multiprocessing.get_context("spawn").Queue()
         loader = multiprocessing.get_context("spawn").Process(
-            target=_load, args=("127.0.0.1", port, tokens, args.clients, args.seconds, queue))
+            target=_load, args=("127.0.0.1", port, tokens, args.clients, args.seconds, queue)
+        )
         loader.start()
         outcome = queue.get(timeout=args.seconds + 300)
         loader.join()
@@ -249,8 +272,10 @@ def _cpu(processes: list[subprocess.Popen]) -> float:
 
 def _wait_settled(seller_ids, Charge, Deposit, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while (Charge.objects.filter(seller_id__in=seller_ids, status="queued").exists()
-           or Deposit.objects.filter(seller_id__in=seller_ids, status="approving").exists()):
+    while (
+        Charge.objects.filter(seller_id__in=seller_ids, status="queued").exists()
+        or Deposit.objects.filter(seller_id__in=seller_ids, status="approving").exists()
+    ):
         if time.monotonic() > deadline:
             raise TimeoutError("charges still queued")
         time.sleep(0.2)
@@ -265,17 +290,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-processes", type=int, default=2)
     parser.add_argument("--gunicorn-arg", action="append", default=[], help="extra gunicorn argument (repeatable)")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL",
-                                                                 "postgres://postgres@127.0.0.1:5432/ledger_http_bench"))
+    parser.add_argument(
+        "--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_http_bench")
+    )
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/11"))
     parser.add_argument("--log-dir", default="/tmp/ledger-http-bench")
     args = parser.parse_args(argv)
     result = run(args)
     print(json.dumps(result))
-    print(f"{result['accepted_per_s']} accepted charges/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
-          f"at {args.clients} clients ({result['requests']} requests, statuses {result['statuses']}, "
-          f"settled {result['settle_tail_s']} s after the load, balances {'exact' if result['balance_ok'] else 'WRONG'}; "
-          f"CPU per charge: web {result['web_cpu_ms_per_charge']} ms, workers {result['worker_cpu_ms_per_charge']} ms)")
+    print(
+        f"{result['accepted_per_s']} accepted charges/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
+        f"at {args.clients} clients ({result['requests']} requests, statuses {result['statuses']}, "
+        f"settled {result['settle_tail_s']} s after the load, balances {'exact' if result['balance_ok'] else 'WRONG'}; "
+        f"CPU per charge: web {result['web_cpu_ms_per_charge']} ms, workers {result['worker_cpu_ms_per_charge']} ms)"
+    )
     return 0 if result["balance_ok"] else 1
 
 

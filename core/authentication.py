@@ -83,8 +83,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         prefix, _dot, _secret = key.partition(".")
         api_key = (
-            SellerAPIKey.objects.filter(prefix=prefix, revoked=False).only("id", "prefix", "hashed_key", "expiry_date",
-                                                                           "revoked", "seller_id").first()
+            SellerAPIKey.objects.filter(prefix=prefix, revoked=False)
+            .only("id", "prefix", "hashed_key", "expiry_date", "revoked", "seller_id")
+            .first()
             if prefix and len(prefix) <= 8
             else None
         )

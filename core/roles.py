@@ -47,4 +47,3 @@ def role_of(user) -> Role | None:
 def seller_of(user):
     """The Seller the user acts as, or None for staff."""
     return getattr(user, "seller", None) if role_of(user) == Role.SELLER else None
-

@@ -37,8 +37,9 @@ class JWTScheme(OpenApiAuthenticationExtension):
     name = "jwtAuth"
 
     def get_security_definition(self, auto_schema):
-        return build_bearer_security_scheme_object(header_name="HTTP_AUTHORIZATION", token_prefix="Bearer",
-                                                   bearer_format="JWT")
+        return build_bearer_security_scheme_object(
+            header_name="HTTP_AUTHORIZATION", token_prefix="Bearer", bearer_format="JWT"
+        )
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

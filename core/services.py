@@ -51,7 +51,9 @@ def role_of_any(user) -> Role | None:
     but still shows in the staff list with the role it would have)."""
     if user.is_superuser:
         return Role.ADMIN
-    names = set(user.groups.values_list("name", flat=True)) if not hasattr(user, "group_names") else set(user.group_names)
+    names = (
+        set(user.groups.values_list("name", flat=True)) if not hasattr(user, "group_names") else set(user.group_names)
+    )
     return next((role for role in STAFF_ROLES if role.value in names), None)
 
 
@@ -67,4 +69,3 @@ def api_key_revoke(*, seller: Seller, key_id: int) -> None:
     if not api_key.revoked:
         api_key.revoked = True
         api_key.save(update_fields=["revoked"])
-

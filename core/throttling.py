@@ -22,7 +22,7 @@ _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
-    """"100/s", "6000/min", "10/15m" -> (limit, window seconds)."""
+    """ "100/s", "6000/min", "10/15m" -> (limit, window seconds)."""
     count, _, period = rate.partition("/")
     digits = "".join(ch for ch in period if ch.isdigit()) or "1"
     unit = period.lstrip("0123456789")[:1]
@@ -32,7 +32,10 @@ def parse_rate(rate: str) -> tuple[int, int]:
 @cache
 def _client() -> redis.Redis:
     return redis.Redis.from_url(
-        settings.THROTTLE_REDIS_URL or settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
+        settings.THROTTLE_REDIS_URL or settings.REDIS_URL,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        health_check_interval=30,
     )
 
 
@@ -95,8 +98,10 @@ def _login_keys(username: str, address: str) -> list[tuple[str, str]]:
 
 def client_address(request) -> str:
     """The client's address, honoring `NUM_PROXIES` as DRF's throttles do."""
-    return BaseThrottle().get_ident(request) if api_settings.NUM_PROXIES is not None else request.META.get(
-        "REMOTE_ADDR", ""
+    return (
+        BaseThrottle().get_ident(request)
+        if api_settings.NUM_PROXIES is not None
+        else request.META.get("REMOTE_ADDR", "")
     )
 
 

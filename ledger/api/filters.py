@@ -1,7 +1,7 @@
 """List filters of the contract. Every number is bounded to a bigint and every date to a sane
 range, so no query string can reach the database as an out-of-range value (a 500)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import django_filters
 from django import forms
@@ -10,8 +10,8 @@ from ledger.fields import normalize_phone
 from ledger.models import Charge, Deposit, Entry
 
 BIGINT_MAX = 2**63 - 1
-_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class IdFilter(django_filters.Filter):
@@ -31,7 +31,7 @@ class BoundedIsoDateTimeField(django_filters.fields.IsoDateTimeField):
         if not (_EARLIEST <= value <= _LATEST):
             raise forms.ValidationError("Must be between 1970 and 9000.")
         # In UTC: Python accepts offsets up to 24 h, PostgreSQL refuses those past 15:59.
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
 
 class DateTimeFilter(django_filters.IsoDateTimeFilter):

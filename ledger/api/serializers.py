@@ -60,8 +60,17 @@ class DepositOutput(serializers.ModelSerializer):
     class Meta:
         model = Deposit
         fields = [
-            "id", "seller", "amount", "reference", "status", "created_at", "decided_at",
-            "decided_by", "reason", "applied_at", "balance_after",
+            "id",
+            "seller",
+            "amount",
+            "reference",
+            "status",
+            "created_at",
+            "decided_at",
+            "decided_by",
+            "reason",
+            "applied_at",
+            "balance_after",
         ]
 
 
@@ -75,8 +84,17 @@ class ChargeOutput(serializers.ModelSerializer):
     class Meta:
         model = Charge
         fields = [
-            "id", "seller", "phone_number", "amount", "reference", "status", "failure_code",
-            "balance_after", "batch", "created_at", "settled_at",
+            "id",
+            "seller",
+            "phone_number",
+            "amount",
+            "reference",
+            "status",
+            "failure_code",
+            "balance_after",
+            "batch",
+            "created_at",
+            "settled_at",
         ]
 
 
@@ -111,8 +129,16 @@ class EntryOutput(serializers.ModelSerializer):
     class Meta:
         model = Entry
         fields = [
-            "id", "seller", "seq", "kind", "amount", "balance_before", "balance_after", "charge",
-            "deposit", "created_at",
+            "id",
+            "seller",
+            "seq",
+            "kind",
+            "amount",
+            "balance_before",
+            "balance_after",
+            "charge",
+            "deposit",
+            "created_at",
         ]
 
 
@@ -124,5 +150,3 @@ def idempotency_key_from(request) -> str | None:
     if not (1 <= len(key) <= 255) or not all(" " <= ch <= "~" for ch in key):
         raise serializers.ValidationError({"Idempotency-Key": ["Must be 1-255 printable characters."]})
     return key
-
-

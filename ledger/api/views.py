@@ -2,9 +2,9 @@
 None of them changes a balance."""
 
 from django.db import transaction
-from django.http import StreamingHttpResponse
 from django.db.models import Count, F, Max, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
+from django.http import StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -20,7 +20,6 @@ from core.permissions import CanDecideDeposits, IsAdmin, IsSeller, IsSellerOrSta
 from core.roles import role_of, seller_of
 from ledger import selectors
 from ledger.api import filters
-from ledger.csv_export import csv_lines
 from ledger.api.serializers import (
     ChargeCreateInput,
     ChargeOutput,
@@ -35,13 +34,17 @@ from ledger.api.serializers import (
     charge_output,
     idempotency_key_from,
 )
+from ledger.csv_export import csv_lines
 from ledger.models import Account, Entry
 from ledger.services.charges import charge_submit
 from ledger.services.deposits import deposit_approve, deposit_reject, deposit_request
 from ledger.services.sellers import seller_create
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
     description="1-255 printable characters; the same key and body return the original object.",
 )
 
@@ -57,7 +60,11 @@ class MeApi(APIView):
             "seller": None,
         }
         if seller is not None:
-            data["seller"] = {"id": seller.pk, "name": seller.name, "balance": Account.objects.get(seller=seller).balance}
+            data["seller"] = {
+                "id": seller.pk,
+                "name": seller.name,
+                "balance": Account.objects.get(seller=seller).balance,
+            }
         return Response(MeOutput(data).data)
 
 
@@ -141,7 +148,9 @@ class DepositListCreateApi(_Ordered, _SellerScopedMixin, ListAPIView):
     def get_permissions(self):
         return [IsSeller()] if self.request.method == "POST" else super().get_permissions()
 
-    @extend_schema(request=DepositCreateInput, responses={201: DepositOutput, 200: DepositOutput}, parameters=[IDEMPOTENCY_HEADER])
+    @extend_schema(
+        request=DepositCreateInput, responses={201: DepositOutput, 200: DepositOutput}, parameters=[IDEMPOTENCY_HEADER]
+    )
     def post(self, request):
         key = idempotency_key_from(request)
         data = DepositCreateInput(data=request.data)
@@ -186,7 +195,9 @@ class ChargeListCreateApi(_Ordered, _SellerScopedMixin, ListAPIView):
     def get_permissions(self):
         return [IsSeller()] if self.request.method == "POST" else super().get_permissions()
 
-    @extend_schema(request=ChargeCreateInput, responses={202: ChargeOutput, 200: ChargeOutput}, parameters=[IDEMPOTENCY_HEADER])
+    @extend_schema(
+        request=ChargeCreateInput, responses={202: ChargeOutput, 200: ChargeOutput}, parameters=[IDEMPOTENCY_HEADER]
+    )
     def post(self, request):
         key = idempotency_key_from(request)
         data = ChargeCreateInput(data=request.data)

@@ -19,7 +19,8 @@ def live_server_url(django_db_setup, tmp_path_factory):
     from tests.api.live import LiveServer
 
     # Login limits stay on but high: every test logs in from 127.0.0.1.
-    server = LiveServer(tmp_path_factory.mktemp("gunicorn"), processes=4,
-                        env={"LOGIN_THROTTLE_ADDRESS_RATE": "100000/15m"}).start()
+    server = LiveServer(
+        tmp_path_factory.mktemp("gunicorn"), processes=4, env={"LOGIN_THROTTLE_ADDRESS_RATE": "100000/15m"}
+    ).start()
     yield server.url
     server.stop()

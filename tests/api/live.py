@@ -75,8 +75,9 @@ class Api:
 
     @classmethod
     def login(cls, base_url: str, username: str, password: str) -> Api:
-        response = requests.post(f"{base_url}/api/v1/auth/token/", json={"username": username, "password": password},
-                                 timeout=30)
+        response = requests.post(
+            f"{base_url}/api/v1/auth/token/", json={"username": username, "password": password}, timeout=30
+        )
         assert response.status_code == 200, response.text
         return cls(base_url, response.json()["access"])
 

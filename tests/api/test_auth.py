@@ -38,9 +38,14 @@ def test_login_and_refresh_give_tokens_that_authenticate():
 def test_wrong_password_and_garbage_tokens_answer_401():
     seller = make_seller()
     client = _client_from(_address())
-    assert_error(client.post("/api/v1/auth/token/", {"username": seller.user.username, "password": "nope"}, format="json"),
-                 401, "not_authenticated")
-    assert_error(client.post("/api/v1/auth/token/refresh/", {"refresh": "garbage"}, format="json"), 401, "not_authenticated")
+    assert_error(
+        client.post("/api/v1/auth/token/", {"username": seller.user.username, "password": "nope"}, format="json"),
+        401,
+        "not_authenticated",
+    )
+    assert_error(
+        client.post("/api/v1/auth/token/refresh/", {"refresh": "garbage"}, format="json"), 401, "not_authenticated"
+    )
     client.credentials(HTTP_AUTHORIZATION="Bearer not.a.jwt")
     assert_error(client.get("/api/v1/me/"), 401, "not_authenticated")
     client.credentials(HTTP_AUTHORIZATION="Api-Key nope.nope")
@@ -53,7 +58,12 @@ def test_failed_logins_are_throttled_per_username_even_with_the_right_password_a
     seller = make_seller()
     client = _client_from(_address())
     for _ in range(3):
-        assert client.post("/api/v1/auth/token/", {"username": seller.user.username, "password": "x"}, format="json").status_code == 401
+        assert (
+            client.post(
+                "/api/v1/auth/token/", {"username": seller.user.username, "password": "x"}, format="json"
+            ).status_code
+            == 401
+        )
     # From another address too: the limit is on the username.
     response = _client_from(_address()).post(
         "/api/v1/auth/token/", {"username": seller.user.username, "password": PASSWORD}, format="json"
@@ -68,12 +78,19 @@ def test_failed_logins_are_throttled_per_client_address():
     seller = make_seller()
     client = _client_from(_address())
     for n in range(4):
-        assert client.post("/api/v1/auth/token/", {"username": f"ghost{n}", "password": "x"}, format="json").status_code == 401
-    assert_error(client.post("/api/v1/auth/token/", {"username": seller.user.username, "password": PASSWORD},
-                             format="json"), 429, "throttled")
+        assert (
+            client.post("/api/v1/auth/token/", {"username": f"ghost{n}", "password": "x"}, format="json").status_code
+            == 401
+        )
+    assert_error(
+        client.post("/api/v1/auth/token/", {"username": seller.user.username, "password": PASSWORD}, format="json"),
+        429,
+        "throttled",
+    )
     # Another address still logs in.
-    ok = _client_from(_address()).post("/api/v1/auth/token/", {"username": seller.user.username, "password": PASSWORD},
-                                       format="json")
+    ok = _client_from(_address()).post(
+        "/api/v1/auth/token/", {"username": seller.user.username, "password": PASSWORD}, format="json"
+    )
     assert ok.status_code == 200
 
 

@@ -37,14 +37,24 @@ def _charge_body():
 CASES = [
     Case("get", "/api/v1/me/", (401, 200, 200, 200, 200, 200)),
     Case("get", "/api/v1/sellers/", (401, 403, 403, 200, 200, 200)),
-    Case("post", "/api/v1/sellers/", (401, 403, 403, 403, 403, 201), {"username": "new-seller", "password": "long-enough-1", "name": "N"}),
+    Case(
+        "post",
+        "/api/v1/sellers/",
+        (401, 403, 403, 403, 403, 201),
+        {"username": "new-seller", "password": "long-enough-1", "name": "N"},
+    ),
     Case("get", "/api/v1/sellers/{seller}/", (401, 403, 403, 200, 200, 200)),
     Case("get", "/api/v1/sellers/{seller}/reconcile/", (401, 403, 403, 200, 200, 200)),
     Case("get", "/api/v1/sellers/{seller}/api-keys/", (401, 403, 403, 403, 403, 200)),
     Case("post", "/api/v1/sellers/{seller}/api-keys/", (401, 403, 403, 403, 403, 201), {"name": "erp"}),
     Case("delete", "/api/v1/sellers/{seller}/api-keys/{key}/", (401, 403, 403, 403, 403, 204)),
     Case("get", "/api/v1/staff/", (401, 403, 403, 403, 403, 200)),
-    Case("post", "/api/v1/staff/", (401, 403, 403, 403, 403, 201), {"username": "new-staff", "password": "long-enough-1", "role": "auditor"}),
+    Case(
+        "post",
+        "/api/v1/staff/",
+        (401, 403, 403, 403, 403, 201),
+        {"username": "new-staff", "password": "long-enough-1", "role": "auditor"},
+    ),
     Case("get", "/api/v1/staff/{staff}/", (401, 403, 403, 403, 403, 200)),
     Case("patch", "/api/v1/staff/{staff}/", (401, 403, 403, 403, 403, 200), {"role": "approver"}),
     Case("get", "/api/v1/deposits/", (401, 200, 200, 200, 200, 200)),
@@ -84,8 +94,14 @@ def world(db):
         "auditor": make_staff("auditor"),
         "admin": make_admin(),
     }
-    ids = {"seller": seller.pk, "deposit": deposit.pk, "charge": charge.pk, "key": api_key.pk, "batch": batch.pk,
-           "staff": make_staff("auditor").pk}
+    ids = {
+        "seller": seller.pk,
+        "deposit": deposit.pk,
+        "charge": charge.pk,
+        "key": api_key.pk,
+        "batch": batch.pk,
+        "staff": make_staff("auditor").pk,
+    }
     return users, ids
 
 

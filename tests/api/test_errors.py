@@ -34,16 +34,25 @@ def test_wrong_method_is_405(seller_client):
 
 @override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
 def test_oversized_body_is_413(seller_client):
-    response = seller_client.post("/api/v1/charges/", {"phone_number": "09121234567", "amount": 1, "reference": "x" * 5000},
-                                  format="json")
+    response = seller_client.post(
+        "/api/v1/charges/", {"phone_number": "09121234567", "amount": 1, "reference": "x" * 5000}, format="json"
+    )
     assert_error(response, 413, "request_too_large")
     assert not Charge.objects.exists()
 
 
 @pytest.mark.parametrize(
     "query",
-    ["seller=99999999999999999999999", "seller=abc", "created_after=not-a-date", "created_after=0001-01-01T00:00:00Z",
-     "seq_after=-1", "kind=bogus", "status=bogus", "batch=1e400"],
+    [
+        "seller=99999999999999999999999",
+        "seller=abc",
+        "created_after=not-a-date",
+        "created_after=0001-01-01T00:00:00Z",
+        "seq_after=-1",
+        "kind=bogus",
+        "status=bogus",
+        "batch=1e400",
+    ],
 )
 def test_bad_filters_are_400(seller_client, query):
     path = "/api/v1/transactions/" if "seq" in query or "kind" in query else "/api/v1/charges/"
@@ -64,8 +73,9 @@ def test_malformed_json_and_wrong_media_type(seller_client):
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there"])
 def test_bad_idempotency_keys_are_400(seller_client, key):
-    response = seller_client.post("/api/v1/charges/", {"phone_number": "09121234567", "amount": 10}, format="json",
-                                  HTTP_IDEMPOTENCY_KEY=key)
+    response = seller_client.post(
+        "/api/v1/charges/", {"phone_number": "09121234567", "amount": 10}, format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
     assert_error(response, 400, "invalid")
     assert not Charge.objects.exists()
 
@@ -76,13 +86,14 @@ def test_dates_with_offsets_postgresql_refuses_still_filter(seller_client):
     assert response.status_code == 200 and response.json()["results"] == []
 
 
-
 def test_django_level_errors_under_api_are_json_and_elsewhere_html(rf):
     from core.api import handlers
 
-    for handler, status, code in [(handlers.server_error, 500, "server_error"),
-                                  (handlers.bad_request, 400, "bad_request"),
-                                  (handlers.permission_denied, 403, "permission_denied")]:
+    for handler, status, code in [
+        (handlers.server_error, 500, "server_error"),
+        (handlers.bad_request, 400, "bad_request"),
+        (handlers.permission_denied, 403, "permission_denied"),
+    ]:
         args = () if handler is handlers.server_error else (None,)
         response = handler(rf.get("/api/v1/charges/"), *args)
         assert response.status_code == status and response["Content-Type"] == "application/json"

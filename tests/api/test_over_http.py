@@ -30,7 +30,9 @@ def _charge_all(api: Api, plan: list[tuple[str, int]]) -> list[int]:
     for phone, amount in plan:
         response = api.post("/api/v1/charges/", {"phone_number": phone, "amount": amount})
         codes.append(response.status_code)
-        assert response.status_code != 202 or response.headers["Location"] == f"/api/v1/charges/{response.json()['id']}/"
+        assert (
+            response.status_code != 202 or response.headers["Location"] == f"/api/v1/charges/{response.json()['id']}/"
+        )
     return codes
 
 
@@ -48,7 +50,7 @@ def test_baseline_two_sellers_deposits_and_500_charges_each(live_server_url, wor
     # from 4 clients per seller.
     plan = [(PHONES[n % 20], 5_000) for n in range(500)]
     clients = [api.clone() for api in apis for _ in range(4)]
-    codes = concurrently(clients, lambda i, c: _charge_all(c, plan[i % 4::4]))
+    codes = concurrently(clients, lambda i, c: _charge_all(c, plan[i % 4 :: 4]))
     assert codes.count(202) == 1000
 
     wait_settled(*(s.pk for s in sellers))
@@ -89,7 +91,9 @@ def test_overdraft_race_exactly_five_of_twenty_succeed(live_server_url, workers)
     wait_settled(seller.pk)
 
     clients = [api.clone() for _ in range(20)]
-    answers = concurrently(clients, lambda i, c: [c.post("/api/v1/charges/", {"phone_number": PHONES[i], "amount": 10_000})])
+    answers = concurrently(
+        clients, lambda i, c: [c.post("/api/v1/charges/", {"phone_number": PHONES[i], "amount": 10_000})]
+    )
     assert [a.status_code for a in answers] == [202] * 20
     wait_settled(seller.pk)
 
@@ -140,13 +144,17 @@ def test_one_idempotency_key_sent_ten_times_concurrently_makes_one_charge(live_s
 
     body = {"phone_number": PHONES[0], "amount": 4_000, "reference": "order-77"}
     clients = [api.clone() for _ in range(10)]
-    answers = concurrently(clients, lambda i, c: [c.post("/api/v1/charges/", body, headers={"Idempotency-Key": "k-77"})])
+    answers = concurrently(
+        clients, lambda i, c: [c.post("/api/v1/charges/", body, headers={"Idempotency-Key": "k-77"})]
+    )
     assert sorted(a.status_code for a in answers) == [200] * 9 + [202]
     assert len({a.json()["id"] for a in answers}) == 1
 
     wait_settled(seller.pk)
     retry = api.post("/api/v1/charges/", body, headers={"Idempotency-Key": "k-77"})
-    assert retry.status_code == 200 and retry.json()["status"] == "succeeded" and retry.json()["balance_after"] == 96_000
+    assert (
+        retry.status_code == 200 and retry.json()["status"] == "succeeded" and retry.json()["balance_after"] == 96_000
+    )
     reused = api.post("/api/v1/charges/", {**body, "amount": 4_001}, headers={"Idempotency-Key": "k-77"})
     assert reused.status_code == 409 and reused.json()["code"] == "idempotency_key_reused"
 
@@ -173,10 +181,10 @@ def test_api_key_and_error_shapes_over_http(live_server_url):
         response = anonymous.request(method, path)
         assert (response.status_code, response.json()["code"]) == (status, code)
     assert integrator.request("PUT", "/api/v1/charges/").json()["code"] == "method_not_allowed"
-    too_big = integrator.post("/api/v1/charges/", {"phone_number": PHONES[0], "amount": 1, "reference": "x" * 3_000_000})
+    too_big = integrator.post(
+        "/api/v1/charges/", {"phone_number": PHONES[0], "amount": 1, "reference": "x" * 3_000_000}
+    )
     assert (too_big.status_code, too_big.json()["code"]) == (413, "request_too_large")
     for page in ("/api/v1/docs/", "/api/v1/redoc/"):
         assert anonymous.get(page).status_code == 200
     assert not Charge.objects.exists()
-
-

@@ -22,7 +22,7 @@ def ledger_world(db):
     admin, seller, other = make_admin(), make_seller(), make_seller()
     request_and_approve(seller, 100_000, admin)
     request_and_approve(other, 50_000, admin)
-    for n, reference in enumerate(["=HYPERLINK(\"http://x\")", "@SUM(A1)", "plain", "+cmd|' /C calc'!A0"]):
+    for n, reference in enumerate(['=HYPERLINK("http://x")', "@SUM(A1)", "plain", "+cmd|' /C calc'!A0"]):
         charge_submit(seller=seller, phone_number="+989121234567", amount=1_000 * (n + 1), reference=reference)
     settle_seller(seller_id=seller.pk)
     settle_seller(seller_id=other.pk)
@@ -36,7 +36,7 @@ def test_export_streams_the_sellers_rows_newest_first_with_formulas_neutralized(
     assert {r["seller"] for r in rows} == {str(seller.pk)}
     assert [r["amount"] for r in rows] == ["-4000", "-3000", "-2000", "-1000", "100000"]
     references = [r["reference"] for r in rows[:4]]
-    assert references == ["'+cmd|' /C calc'!A0", "plain", "'@SUM(A1)", "'=HYPERLINK(\"http://x\")"]
+    assert references == ["'+cmd|' /C calc'!A0", "plain", "'@SUM(A1)", '\'=HYPERLINK("http://x")']
     assert rows[0]["phone_number"] == "+989121234567" and rows[0]["balance_after"] == "90000"
     assert rows[0]["created_at"].endswith("+00:00")
     # The JSON list and the export agree on ids and order.
@@ -73,7 +73,14 @@ def test_transactions_use_cursor_pagination_newest_first(ledger_world):
 def test_reconcile_reports_balance_and_ledger_sum(ledger_world):
     admin, seller, _ = ledger_world
     body = bearer(admin).get(f"/api/v1/sellers/{seller.pk}/reconcile/").json()
-    assert body == {"seller": seller.pk, "balance": 90_000, "ledger_sum": 90_000, "entries": 5, "last_seq": 5, "ok": True}
+    assert body == {
+        "seller": seller.pk,
+        "balance": 90_000,
+        "ledger_sum": 90_000,
+        "entries": 5,
+        "last_seq": 5,
+        "ok": True,
+    }
     assert_ledger_audit()
 
 
@@ -99,22 +106,33 @@ def test_idempotency_key_same_body_returns_original_and_different_body_is_409():
     client = bearer(seller.user)
     body = {"phone_number": "09121234567", "amount": 500}
     first = client.post("/api/v1/charges/", body, format="json", HTTP_IDEMPOTENCY_KEY="order-1")
-    again = client.post("/api/v1/charges/", {**body, "phone_number": "+989121234567"}, format="json",
-                        HTTP_IDEMPOTENCY_KEY="order-1")
+    again = client.post(
+        "/api/v1/charges/", {**body, "phone_number": "+989121234567"}, format="json", HTTP_IDEMPOTENCY_KEY="order-1"
+    )
     assert (first.status_code, again.status_code) == (202, 200) and first.json()["id"] == again.json()["id"]
-    assert_error(client.post("/api/v1/charges/", {**body, "amount": 501}, format="json", HTTP_IDEMPOTENCY_KEY="order-1"),
-                 409, "idempotency_key_reused")
+    assert_error(
+        client.post("/api/v1/charges/", {**body, "amount": 501}, format="json", HTTP_IDEMPOTENCY_KEY="order-1"),
+        409,
+        "idempotency_key_reused",
+    )
     # Keys are per seller, and charges without a key are never deduplicated.
-    assert bearer(make_seller().user).post("/api/v1/charges/", body, format="json",
-                                           HTTP_IDEMPOTENCY_KEY="order-1").status_code == 202
+    assert (
+        bearer(make_seller().user)
+        .post("/api/v1/charges/", body, format="json", HTTP_IDEMPOTENCY_KEY="order-1")
+        .status_code
+        == 202
+    )
     assert [client.post("/api/v1/charges/", body, format="json").status_code for _ in range(2)] == [202, 202]
     assert Charge.objects.filter(seller=seller).count() == 3
 
     deposit = client.post("/api/v1/deposits/", {"amount": 9}, format="json", HTTP_IDEMPOTENCY_KEY="dep-1")
     deposit_again = client.post("/api/v1/deposits/", {"amount": 9}, format="json", HTTP_IDEMPOTENCY_KEY="dep-1")
     assert (deposit.status_code, deposit_again.status_code) == (201, 200)
-    assert_error(client.post("/api/v1/deposits/", {"amount": 10}, format="json", HTTP_IDEMPOTENCY_KEY="dep-1"),
-                 409, "idempotency_key_reused")
+    assert_error(
+        client.post("/api/v1/deposits/", {"amount": 10}, format="json", HTTP_IDEMPOTENCY_KEY="dep-1"),
+        409,
+        "idempotency_key_reused",
+    )
     assert Deposit.objects.filter(seller=seller).count() == 1
 
 

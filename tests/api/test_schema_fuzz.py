@@ -57,8 +57,13 @@ def fuzz_tokens(live_server_url, workers):
 
 def _fuzz(operation, *, base_url: str, authorization: str, statuses: list) -> None:
     @given(case=operation.as_strategy())
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
-              derandomize=True, database=None)
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
     def run(case):
         # Valid credentials always (what schemathesis would put in Authorization is random).
         response = case.call(base_url=base_url, headers={"Authorization": authorization})
@@ -88,9 +93,13 @@ def test_fuzzing_is_not_vacuous(live_server_url):
     loaded = schemathesis.openapi.from_url(f"{live_server_url}/api/v1/schema/")
     operations = {f"{op.method.upper()} {op.path}" for op in (r.ok() for r in loaded.get_all_operations())}
     for expected in [
-        "POST /api/v1/auth/token/", "POST /api/v1/charges/", "GET /api/v1/transactions/export/",
-        "DELETE /api/v1/sellers/{id}/api-keys/{key_id}/", "PATCH /api/v1/staff/{id}/",
-        "POST /api/v1/deposits/{id}/approve/", "GET /api/v1/sellers/{id}/reconcile/",
+        "POST /api/v1/auth/token/",
+        "POST /api/v1/charges/",
+        "GET /api/v1/transactions/export/",
+        "DELETE /api/v1/sellers/{id}/api-keys/{key_id}/",
+        "PATCH /api/v1/staff/{id}/",
+        "POST /api/v1/deposits/{id}/approve/",
+        "GET /api/v1/sellers/{id}/reconcile/",
     ]:
         assert expected in operations
     assert not Charge.objects.exists()

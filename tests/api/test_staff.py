@@ -10,7 +10,11 @@ def test_admin_creates_staff_whose_role_decides_what_they_may_do():
     created = admin.post("/api/v1/staff/", {"username": "ann", "password": PASSWORD, "role": "auditor"}, format="json")
     assert created.status_code == 201
     body = created.json()
-    assert {k: body[k] for k in ("username", "role", "is_active")} == {"username": "ann", "role": "auditor", "is_active": True}
+    assert {k: body[k] for k in ("username", "role", "is_active")} == {
+        "username": "ann",
+        "role": "auditor",
+        "is_active": True,
+    }
 
     from django.contrib.auth import get_user_model
 
@@ -33,11 +37,17 @@ def test_admin_creates_staff_whose_role_decides_what_they_may_do():
 def test_staff_api_refuses_bad_input_sellers_and_self_lockout():
     user = make_admin()
     admin = bearer(user)
-    assert_error(admin.post("/api/v1/staff/", {"username": "bob", "password": PASSWORD, "role": "seller"}, format="json"),
-                 400, "invalid")
+    assert_error(
+        admin.post("/api/v1/staff/", {"username": "bob", "password": PASSWORD, "role": "seller"}, format="json"),
+        400,
+        "invalid",
+    )
     admin.post("/api/v1/staff/", {"username": "bob", "password": PASSWORD, "role": "auditor"}, format="json")
-    assert_error(admin.post("/api/v1/staff/", {"username": "bob", "password": PASSWORD, "role": "auditor"}, format="json"),
-                 400, "invalid")
+    assert_error(
+        admin.post("/api/v1/staff/", {"username": "bob", "password": PASSWORD, "role": "auditor"}, format="json"),
+        400,
+        "invalid",
+    )
     # A seller's user is not staff.
     assert_error(admin.get(f"/api/v1/staff/{make_seller().user.pk}/"), 404, "not_found")
     assert_error(admin.patch(f"/api/v1/staff/{user.pk}/", {"is_active": False}, format="json"), 409, "invalid_state")
