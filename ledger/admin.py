@@ -133,6 +133,17 @@ class ChargeBatchAdmin(ReadOnlyAdmin):
     list_select_related = ("seller",)
     search_fields = ("=id", "=seller__id", "filename")
 
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "progress"]
+
+    @admin.display(description="progress")
+    def progress(self, obj) -> str:
+        # Counted from the charges, as over the API (and frozen on the batch once completed).
+        from ledger.services.batches import batch_progress
+
+        batch_progress(batches=[obj])
+        return f"{obj.queued} queued, {obj.succeeded} succeeded ({obj.succeeded_amount} charged), {obj.failed} failed"
+
 
 @admin.register(Entry)
 class EntryAdmin(ReadOnlyAdmin):
