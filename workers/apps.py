@@ -10,5 +10,6 @@ class WorkersConfig(AppConfig):
         # whose broker is amqp://localhost, and wake-ups never reach Redis (only the sweeper's do).
         import celery_app  # noqa: F401
 
-        # Connects the worker_ready/worker_shutdown receivers that announce consumed queues.
-        from workers import ops_heartbeat  # noqa: F401
+        # Connects the worker_ready/worker_shutdown receivers that announce consumed queues, and
+        # registers the system check of the shard assignment.
+        from workers import ops_checks, ops_heartbeat  # noqa: F401

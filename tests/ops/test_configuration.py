@@ -113,3 +113,10 @@ def test_init_env_writes_fresh_secrets_and_never_overwrites(tmp_path):
         )["SECRET_KEY"]
         != values["SECRET_KEY"]
     )
+
+
+def test_manage_check_refuses_a_shard_assignment_with_a_shard_consumed_twice():
+    result = _manage("check", env_extra={"LEDGER_SHARDS": "4", "LEDGER_WORKER_SHARDS": "0,1;1,2,3"})
+    assert result.returncode != 0
+    assert "ledger.E001" in result.stderr and "gives shard 1 to processes 0 and 1" in result.stderr
+    assert _manage("check", env_extra={"LEDGER_SHARDS": "4", "LEDGER_WORKER_SHARDS": "0,3;1-2"}).returncode == 0
