@@ -39,6 +39,7 @@ _PHONE_FORMS = ("0912{:07d}", "+98912{:07d}", "0912 {:03d}", "۰۹۱۲{:07d}")
 
 # --- The file and the upload ------------------------------------------------------------------
 
+
 def generate(path: Path, rows: int, *, seed: int = 4) -> int:
     """Write a charge list of `rows` data rows (phones in mixed national/international/Persian
     forms, a reference per row, a few invalid rows). Returns the number of valid rows."""
@@ -68,7 +69,7 @@ def upload(port: int, token: str, path: Path, *, key: str | None = None, timeout
     """POST the file as multipart/form-data, streamed from disk, and return (status, body)."""
     boundary = uuid.uuid4().hex
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
         "Content-Type: text/csv\r\n\r\n"
     ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
@@ -132,6 +133,7 @@ class PeakRss:
 
 
 # --- Measuring (needs Django set up) ---------------------------------------------------------
+
 
 def _seller_and_token(funding: int) -> tuple[int, str]:
     from django.contrib.auth import get_user_model
@@ -220,13 +222,19 @@ def measure(*, port: int, web_pid: int, rows: int, memory_rows: int, settle_time
 
 # --- Entry points ----------------------------------------------------------------------------
 
+
 def run(ctx) -> dict:
     """Scenario for `python -m bench`: its web server and shard workers, its sizes."""
     stack = ctx.stack
     if not stack.web.alive:
         stack.start_web()
-    return measure(port=stack.port, web_pid=stack.web_pid(), rows=ctx.sizes.import_rows,
-                   memory_rows=ctx.sizes.import_memory_rows, settle_timeout=ctx.sizes.settle_timeout)
+    return measure(
+        port=stack.port,
+        web_pid=stack.web_pid(),
+        rows=ctx.sizes.import_rows,
+        memory_rows=ctx.sizes.import_memory_rows,
+        settle_timeout=ctx.sizes.settle_timeout,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,8 +270,18 @@ def main(argv: list[str] | None = None) -> int:
         for i, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, 2))
     ]
     # A long --timeout: a million-row import is one long request.
-    web = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{args.port}",
-           "--workers", str(args.web_workers), "--timeout", "900"]
+    web = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{args.port}",
+        "--workers",
+        str(args.web_workers),
+        "--timeout",
+        "900",
+    ]
     processes = [_spawn(argv, logs / f"p{i}.log") for i, argv in enumerate([*commands, web])]
     try:
         _wait_http(args.port, processes[-1])
@@ -290,8 +308,13 @@ def _create_database(url: str) -> None:
     from psycopg2 import sql
 
     parsed = urlparse(url)
-    conn = psycopg2.connect(host=parsed.hostname, port=parsed.port or 5432, user=parsed.username,
-                            password=parsed.password, dbname="postgres")
+    conn = psycopg2.connect(
+        host=parsed.hostname,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        dbname="postgres",
+    )
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [parsed.path.lstrip("/")])

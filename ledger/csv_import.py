@@ -90,8 +90,7 @@ class ChargeListReader:
             yield from self._rows(records)
         except UnicodeDecodeError as exc:
             raise FileRefusedError(
-                f"The file is not UTF-8 text (undecodable bytes near line {self._line + 1}). "
-                "Save it as 'CSV UTF-8'."
+                f"The file is not UTF-8 text (undecodable bytes near line {self._line + 1}). Save it as 'CSV UTF-8'."
             ) from exc
         except csv.Error as exc:
             raise FileRefusedError(f"Line {self._line}: malformed CSV ({exc}).") from exc
@@ -161,7 +160,9 @@ def _header(record: list[str]) -> list[str]:
         raise FileRefusedError(f"Duplicate columns in the header: {', '.join(duplicated)}.")
     unknown = [name for name in names if name not in KNOWN_COLUMNS]
     if unknown:
-        raise FileRefusedError(f"Unknown columns in the header: {', '.join(unknown)}. Allowed: {', '.join(KNOWN_COLUMNS)}.")
+        raise FileRefusedError(
+            f"Unknown columns in the header: {', '.join(unknown)}. Allowed: {', '.join(KNOWN_COLUMNS)}."
+        )
     missing = [name for name in REQUIRED_COLUMNS if name not in names]
     if missing:
         raise FileRefusedError(f"Missing required columns in the header: {', '.join(missing)}.")
@@ -188,7 +189,9 @@ def _validated(line: int, raw: dict[str, str]) -> Row:
 
     reference = raw.get("reference", "").strip()
     if len(reference) > REFERENCE_MAX_LENGTH:
-        errors.append(RowError(line, "reference", f"Ensure this field has no more than {REFERENCE_MAX_LENGTH} characters."))
+        errors.append(
+            RowError(line, "reference", f"Ensure this field has no more than {REFERENCE_MAX_LENGTH} characters.")
+        )
     row.reference = reference
 
     row.errors = errors or None
@@ -222,8 +225,15 @@ def _amount_error(text: str) -> str | None:
 
 _MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 _CLEAN = str.maketrans(
-    {**{chr(0x06F0 + d): str(d) for d in range(10)}, **{chr(0x0660 + d): str(d) for d in range(10)},
-     " ": None, "-": None, "(": None, ")": None, ".": None}
+    {
+        **{chr(0x06F0 + d): str(d) for d in range(10)},
+        **{chr(0x0660 + d): str(d) for d in range(10)},
+        " ": None,
+        "-": None,
+        "(": None,
+        ")": None,
+        ".": None,
+    }
 )
 
 
@@ -238,11 +248,16 @@ def _shortcut(region: str):
     if all(int(code[:i]) not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE for i in range(1, len(code))):
         prefixes.append("+" + code)
     national = metadata.national_prefix
-    if national and metadata.national_prefix_for_parsing == national and metadata.national_prefix_transform_rule is None:
+    if (
+        national
+        and metadata.national_prefix_for_parsing == national
+        and metadata.national_prefix_transform_rule is None
+    ):
         prefixes.append(national)
     if not prefixes:
         return None
-    pattern = re.compile("(?:%s)([1-9][0-9]{5,14})" % "|".join(re.escape(p) for p in prefixes))
+    alternatives = "|".join(re.escape(p) for p in prefixes)
+    pattern = re.compile(f"(?:{alternatives})([1-9][0-9]{{5,14}})")
     strip = re.compile(metadata.national_prefix_for_parsing) if metadata.national_prefix_for_parsing else None
     return pattern, strip, metadata.country_code
 

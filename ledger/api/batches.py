@@ -52,8 +52,20 @@ class ChargeBatchOutput(serializers.ModelSerializer):
     class Meta:
         model = ChargeBatch
         fields = [
-            "id", "seller", "filename", "status", "total_rows", "valid_rows", "invalid_rows", "queued",
-            "succeeded", "failed", "succeeded_amount", "errors", "created_at", "completed_at",
+            "id",
+            "seller",
+            "filename",
+            "status",
+            "total_rows",
+            "valid_rows",
+            "invalid_rows",
+            "queued",
+            "succeeded",
+            "failed",
+            "succeeded_amount",
+            "errors",
+            "created_at",
+            "completed_at",
         ]
 
 
@@ -72,7 +84,10 @@ class _BatchScopedMixin:
 
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
     description="1-255 printable characters; the same key and the same file return the original batch.",
 )
 
@@ -86,10 +101,12 @@ class ChargeBatchListCreateApi(_BatchScopedMixin, ListAPIView):
     def get_permissions(self):
         return [IsSeller()] if self.request.method == "POST" else [IsSellerOrStaffReader()]
 
-    @extend_schema(parameters=[
-        OpenApiParameter("seller", int, description="staff only: one seller's batches"),
-        OpenApiParameter("status", str, enum=[ChargeBatch.Status.QUEUED, ChargeBatch.Status.COMPLETED]),
-    ])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("seller", int, description="staff only: one seller's batches"),
+            OpenApiParameter("status", str, enum=[ChargeBatch.Status.QUEUED, ChargeBatch.Status.COMPLETED]),
+        ]
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -118,7 +135,10 @@ class ChargeBatchListCreateApi(_BatchScopedMixin, ListAPIView):
         upload = data.validated_data["file"]
         try:
             batch, created = batch_import(
-                seller=seller_of(request.user), file=upload, filename=upload.name or "", idempotency_key=key,
+                seller=seller_of(request.user),
+                file=upload,
+                filename=upload.name or "",
+                idempotency_key=key,
                 created_by=request.user,
             )
         except BatchFileRefusedError as exc:

@@ -125,7 +125,11 @@ def batch_import(
         loaded = time.monotonic()
     logger.info(
         "charge batch %s imported: %s rows (%s invalid) in %.2fs, commit %.2fs",
-        batch.pk, batch.total_rows, batch.invalid_rows, loaded - started, time.monotonic() - loaded,
+        batch.pk,
+        batch.total_rows,
+        batch.invalid_rows,
+        loaded - started,
+        time.monotonic() - loaded,
         extra={"event": "batch.imported", "batch_id": batch.pk, "seller_id": seller.pk, "rows": batch.total_rows},
     )
     return batch, True
@@ -147,16 +151,31 @@ def _load_rows(batch: ChargeBatch, file: BinaryIO, on_progress: ProgressCallback
                 if len(errors) < MAX_REPORTED_ERRORS:
                     errors.extend(row.errors[: MAX_REPORTED_ERRORS - len(errors)])
                 raw = row.raw
-                rejected_out.writerow((
-                    batch.pk, row.line, raw.get("phone_number", ""), raw.get("amount", ""), raw.get("reference", ""),
-                    "; ".join(f"{e.field}: {e.message}" for e in row.errors),
-                ))
+                rejected_out.writerow(
+                    (
+                        batch.pk,
+                        row.line,
+                        raw.get("phone_number", ""),
+                        raw.get("amount", ""),
+                        raw.get("reference", ""),
+                        "; ".join(f"{e.field}: {e.message}" for e in row.errors),
+                    )
+                )
             else:
                 valid += 1
-                charge_out.writerow((
-                    batch.seller_id, row.phone_number, row.amount, row.reference, "queued", batch.pk, row.line, "",
-                    created_at,
-                ))
+                charge_out.writerow(
+                    (
+                        batch.seller_id,
+                        row.phone_number,
+                        row.amount,
+                        row.reference,
+                        "queued",
+                        batch.pk,
+                        row.line,
+                        "",
+                        created_at,
+                    )
+                )
             if (valid + invalid) % CHUNK_ROWS == 0:
                 _flush(cursor, charges, _COPY_CHARGES)
                 _flush(cursor, rejected, _COPY_REJECTED)
@@ -214,6 +233,7 @@ def _sha256(file: BinaryIO) -> str:
 
 
 # --- Progress and results -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class BatchCounts:

@@ -40,30 +40,36 @@ def test_bom_crlf_quotes_and_blank_lines_are_read_with_physical_line_numbers():
     ]
 
 
-@pytest.mark.parametrize("written", [
-    "۰۹۱۲۰۰۰۰۰۰۱",         # Persian digits
-    "٠٩١٢٠٠٠٠٠٠١",          # Arabic-Indic digits
-    "0912 000 0001",
-    "0912-000-0001",
-    "+98 912 000 0001",
-    "(0912) 000-0001",
-])
+@pytest.mark.parametrize(
+    "written",
+    [
+        "۰۹۱۲۰۰۰۰۰۰۱",  # Persian digits
+        "٠٩١٢٠٠٠٠٠٠١",  # Arabic-Indic digits
+        "0912 000 0001",
+        "0912-000-0001",
+        "+98 912 000 0001",
+        "(0912) 000-0001",
+    ],
+)
 def test_phone_numbers_in_local_scripts_and_with_separators_are_normalized(written):
     _, rows = read(csv_bytes("phone_number,amount", f'"{written}",1000'))
     assert rows[0].errors is None
     assert rows[0].phone_number == e164(1)
 
 
-@pytest.mark.parametrize(("amount", "message"), [
-    ("-5000", "Must be greater than zero."),
-    ("0", "Must be greater than zero."),
-    ("5000.0", "Must be an integer number of the smallest currency unit."),
-    ("5e3", "Must be an integer number of the smallest currency unit."),
-    ("5,000", "Must be an integer number of the smallest currency unit."),
-    ("", "This field may not be blank."),
-    ("1000000000001", "Must be at most 1000000000000."),
-    ("9" * 5000, "Must be at most 1000000000000."),  # past int()'s digit limit: no crash
-])
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("-5000", "Must be greater than zero."),
+        ("0", "Must be greater than zero."),
+        ("5000.0", "Must be an integer number of the smallest currency unit."),
+        ("5e3", "Must be an integer number of the smallest currency unit."),
+        ("5,000", "Must be an integer number of the smallest currency unit."),
+        ("", "This field may not be blank."),
+        ("1000000000001", "Must be at most 1000000000000."),
+        ("9" * 5000, "Must be at most 1000000000000."),  # past int()'s digit limit: no crash
+    ],
+)
 def test_amounts_follow_the_single_charge_rules(amount, message):
     _, rows = read(csv_bytes("phone_number,amount", f'{phone(1)},"{amount}"'))
     assert [(e.line, e.field, e.message) for e in rows[0].errors] == [(2, "amount", message)]
@@ -88,23 +94,26 @@ def test_a_row_with_extra_values_is_invalid_but_trailing_empty_cells_are_not():
     assert rows[1].errors is None
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"", "The file is empty"),
-    (b"\n\r\n\n", "The file is empty"),
-    (csv_bytes("phone,amount"), "Unknown columns in the header: phone."),
-    (csv_bytes("phone_number,amount,note"), "Unknown columns in the header: note."),
-    (csv_bytes("phone_number,reference"), "Missing required columns in the header: amount."),
-    (csv_bytes("amount"), "Missing required columns in the header: phone_number."),
-    (csv_bytes("phone_number,amount,amount"), "Duplicate columns in the header: amount."),
-    (csv_bytes("phone_number,,amount"), "Column 2 of the header has no name."),
-    (csv_bytes("phone_number;amount"), "Columns must be separated by commas"),
-    (csv_bytes(f"{phone(1)},5000"), "it holds data"),
-    (b"phone_number,amount\n\xff\xfe0912,5\n", "not UTF-8"),
-    ("phone_number,amount\n".encode("utf-16"), "UTF-16 text, not UTF-8"),
-    (b"PK\x03\x04" + bytes(range(256)) * 4, "binary file"),  # a zipped workbook
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file"),
-    (b"phone_number,amount\n" + b"a" * (MAX_LINE_CHARS + 10), "longer than"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "The file is empty"),
+        (b"\n\r\n\n", "The file is empty"),
+        (csv_bytes("phone,amount"), "Unknown columns in the header: phone."),
+        (csv_bytes("phone_number,amount,note"), "Unknown columns in the header: note."),
+        (csv_bytes("phone_number,reference"), "Missing required columns in the header: amount."),
+        (csv_bytes("amount"), "Missing required columns in the header: phone_number."),
+        (csv_bytes("phone_number,amount,amount"), "Duplicate columns in the header: amount."),
+        (csv_bytes("phone_number,,amount"), "Column 2 of the header has no name."),
+        (csv_bytes("phone_number;amount"), "Columns must be separated by commas"),
+        (csv_bytes(f"{phone(1)},5000"), "it holds data"),
+        (b"phone_number,amount\n\xff\xfe0912,5\n", "not UTF-8"),
+        ("phone_number,amount\n".encode("utf-16"), "UTF-16 text, not UTF-8"),
+        (b"PK\x03\x04" + bytes(range(256)) * 4, "binary file"),  # a zipped workbook
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file"),
+        (b"phone_number,amount\n" + b"a" * (MAX_LINE_CHARS + 10), "longer than"),
+    ],
+)
 def test_unusable_files_are_refused_as_a_whole(content, message):
     assert message in refusal(content)
 
@@ -129,7 +138,7 @@ def test_fast_phone_path_agrees_with_normalize_phone(region, settings):
         digits = head + "".join(rng.choice("0123456789") for _ in range(length))
         written = rng.choice(prefixes) + digits
         if rng.random() < 0.3:
-            written = " ".join(written[i:i + 3] for i in range(0, len(written), 3))
+            written = " ".join(written[i : i + 3] for i in range(0, len(written), 3))
         if rng.random() < 0.2:
             written = written.replace(" ", "-")
         if rng.random() < 0.2:

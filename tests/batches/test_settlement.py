@@ -25,15 +25,15 @@ def test_batch_that_partly_overdraws_settles_in_file_order(workers):
     seller = funded_seller(10_000)
     lines = [
         "phone_number,amount,reference",
-        f"{phone(1)},3000,a",      # 7000 left
-        f"{phone(2)},4000,b",      # 3000 left
-        f"{phone(3)},5000,c",      # insufficient
-        "0912,100,d",              # invalid phone
-        f"{phone(4)},2000,e",      # 1000 left
+        f"{phone(1)},3000,a",  # 7000 left
+        f"{phone(2)},4000,b",  # 3000 left
+        f"{phone(3)},5000,c",  # insufficient
+        "0912,100,d",  # invalid phone
+        f"{phone(4)},2000,e",  # 1000 left
         "",
-        f"{phone(5)},1500,f",      # insufficient
-        f"{phone(6)},1000,g",      # 0 left
-        f"{phone(7)},1,h",         # insufficient
+        f"{phone(5)},1500,f",  # insufficient
+        f"{phone(6)},1000,g",  # 0 left
+        f"{phone(7)},1,h",  # insufficient
     ]
     client = client_for(seller.user)
     response = upload(client, csv_bytes(*lines))
@@ -41,8 +41,11 @@ def test_batch_that_partly_overdraws_settles_in_file_order(workers):
     batch_id = response.json()["id"]
     wait_settled(seller.pk, timeout=60)
 
-    outcome = list(Charge.objects.filter(batch_id=batch_id).order_by("id").values_list(
-        "batch_line", "amount", "status", "failure_code", "balance_after"))
+    outcome = list(
+        Charge.objects.filter(batch_id=batch_id)
+        .order_by("id")
+        .values_list("batch_line", "amount", "status", "failure_code", "balance_after")
+    )
     assert outcome == [
         (2, 3000, "succeeded", None, 7000),
         (3, 4000, "succeeded", None, 3000),
@@ -91,8 +94,18 @@ def test_import_command_queues_waits_for_settlement_and_writes_results(workers, 
     source.write_bytes(csv_bytes("phone_number,amount", *rows, newline="\r\n", bom=True))
     results = tmp_path / "results.csv"
     out, err = io.StringIO(), io.StringIO()
-    call_command("import_charges", str(source), "--seller", seller.user.username, "--results", str(results),
-                 "--timeout", "60", stdout=out, stderr=err)
+    call_command(
+        "import_charges",
+        str(source),
+        "--seller",
+        seller.user.username,
+        "--results",
+        str(results),
+        "--timeout",
+        "60",
+        stdout=out,
+        stderr=err,
+    )
     assert "2501 rows, 2500 valid, 1 invalid" in out.getvalue()
     spent = sum(100 + i for i in range(2500))
     assert f"completed: 2500 succeeded ({spent} charged), 0 failed" in out.getvalue()
@@ -103,11 +116,29 @@ def test_import_command_queues_waits_for_settlement_and_writes_results(workers, 
     assert written[-1][:4] == ["bad", "1", "", "invalid"]
     assert Account.objects.get(seller=seller).balance == 10_000_000 - spent
     # The same key and file again imports nothing twice.
-    call_command("import_charges", str(source), "--seller", str(seller.pk), "--idempotency-key", "k1",
-                 "--no-wait", stdout=io.StringIO(), stderr=io.StringIO())
+    call_command(
+        "import_charges",
+        str(source),
+        "--seller",
+        str(seller.pk),
+        "--idempotency-key",
+        "k1",
+        "--no-wait",
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
     again = io.StringIO()
-    call_command("import_charges", str(source), "--seller", str(seller.pk), "--idempotency-key", "k1",
-                 "--no-wait", stdout=again, stderr=io.StringIO())
+    call_command(
+        "import_charges",
+        str(source),
+        "--seller",
+        str(seller.pk),
+        "--idempotency-key",
+        "k1",
+        "--no-wait",
+        stdout=again,
+        stderr=io.StringIO(),
+    )
     assert "already imported as" in again.getvalue()
     wait_settled(seller.pk, timeout=60)
     assert Charge.objects.filter(seller=seller).count() == 5000
@@ -119,8 +150,9 @@ def test_import_command_exits_non_zero_when_the_file_is_refused(tmp_path):
     source = tmp_path / "list.csv"
     source.write_bytes(csv_bytes("phone,amount", f"{phone(1)},100"))
     with pytest.raises(CommandError, match="Unknown columns in the header: phone") as exc:
-        call_command("import_charges", str(source), "--seller", str(seller.pk), stdout=io.StringIO(),
-                     stderr=io.StringIO())
+        call_command(
+            "import_charges", str(source), "--seller", str(seller.pk), stdout=io.StringIO(), stderr=io.StringIO()
+        )
     assert exc.value.returncode == 1
     with pytest.raises(CommandError, match="no seller"):
         call_command("import_charges", str(source), "--seller", "nobody-by-that-name")

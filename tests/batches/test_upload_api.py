@@ -28,13 +28,25 @@ def test_upload_queues_valid_rows_in_file_order_and_reports_invalid_ones(django_
         {"line": 3, "field": "phone_number", "message": "Enter a valid mobile phone number."},
         {"line": 4, "field": "amount", "message": "Must be greater than zero."},
     ]
-    charges = list(Charge.objects.filter(batch_id=body["id"]).order_by("id").values_list(
-        "phone_number", "amount", "reference", "batch_line", "status"))
+    charges = list(
+        Charge.objects.filter(batch_id=body["id"])
+        .order_by("id")
+        .values_list("phone_number", "amount", "reference", "batch_line", "status")
+    )
     assert charges == [(e164(1), 5000, "first", 2, "queued"), (e164(3), 7000, "", 5, "queued")]
     assert len(callbacks) == 1  # one wake-up for the whole batch
     rows = results_rows(client_for(seller.user), body["id"])
-    assert rows[0] == ["phone_number", "amount", "reference", "charge_id", "status", "failure_code",
-                       "balance_after", "line", "error"]
+    assert rows[0] == [
+        "phone_number",
+        "amount",
+        "reference",
+        "charge_id",
+        "status",
+        "failure_code",
+        "balance_after",
+        "line",
+        "error",
+    ]
     assert [r[4] for r in rows[1:]] == ["queued", "invalid", "invalid", "queued"]
     assert rows[2][:3] == ["not-a-phone", "5000", "bad phone"]
     assert rows[3][-1] == "amount: Must be greater than zero."
@@ -44,16 +56,21 @@ def _nothing_stored():
     return not ChargeBatch.objects.exists() and not Charge.objects.exists()
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"", "The file is empty"),
-    (csv_bytes("phone_number,amount"), "no data rows"),
-    (csv_bytes("phone,amount", f"{phone(1)},5000"), "Unknown columns in the header: phone."),
-    (csv_bytes("amount,reference", "5000,x"), "Missing required columns in the header: phone_number."),
-    (b"phone_number,amount\n09120000001,5000\n\xc3\x28,5000\n", "not UTF-8"),
-    (b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00", "binary file"),
-    (csv_bytes("phone_number,amount", f"{phone(1)},-5", "123,5000", f"{phone(2)},99999999999999999999999"),
-     "None of the 3 rows is valid"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "The file is empty"),
+        (csv_bytes("phone_number,amount"), "no data rows"),
+        (csv_bytes("phone,amount", f"{phone(1)},5000"), "Unknown columns in the header: phone."),
+        (csv_bytes("amount,reference", "5000,x"), "Missing required columns in the header: phone_number."),
+        (b"phone_number,amount\n09120000001,5000\n\xc3\x28,5000\n", "not UTF-8"),
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00", "binary file"),
+        (
+            csv_bytes("phone_number,amount", f"{phone(1)},-5", "123,5000", f"{phone(2)},99999999999999999999999"),
+            "None of the 3 rows is valid",
+        ),
+    ],
+)
 def test_unusable_file_is_refused_with_400_and_nothing_is_queued(content, message, django_capture_on_commit_callbacks):
     seller = make_seller()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -82,8 +99,10 @@ def test_oversize_file_is_refused_with_413(settings):
     content = csv_bytes("phone_number,amount", *[f"{phone(i)},1000" for i in range(10)])
     response = upload(client_for(seller.user), content)
     assert response.status_code == 413
-    assert response.json() == {"detail": f"The file is {len(content)} bytes; the limit is 100 bytes.",
-                               "code": "file_too_large"}
+    assert response.json() == {
+        "detail": f"The file is {len(content)} bytes; the limit is 100 bytes.",
+        "code": "file_too_large",
+    }
     assert _nothing_stored()
 
 
@@ -151,7 +170,7 @@ def test_upload_requires_a_file_and_authentication():
 
 def test_formula_like_cells_are_kept_as_given_but_neutralized_in_the_results_file():
     seller = make_seller()
-    references = ["=HYPERLINK(\"http://x\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "plain"]
+    references = ['=HYPERLINK("http://x")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "plain"]
     content = csv_bytes(
         "phone_number,amount,reference",
         *[f'{phone(i)},1000,"{ref.replace(chr(34), chr(34) * 2)}"' for i, ref in enumerate(references)],

@@ -33,16 +33,23 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
         show = options["verbosity"] > 0
-        with path.open("rb") as file, tqdm(
-            total=path.stat().st_size, unit="B", unit_scale=True, desc="read", disable=not show, file=self.stderr
-        ) as bar:
+        with (
+            path.open("rb") as file,
+            tqdm(
+                total=path.stat().st_size, unit="B", unit_scale=True, desc="read", disable=not show, file=self.stderr
+            ) as bar,
+        ):
+
             def progress(rows: int, bytes_read: int) -> None:
                 bar.set_postfix(rows=rows, refresh=False)
                 bar.update(max(0, bytes_read - bar.n))
 
             try:
                 batch, created = batch_import(
-                    seller=seller, file=file, filename=path.name, idempotency_key=options["idempotency_key"],
+                    seller=seller,
+                    file=file,
+                    filename=path.name,
+                    idempotency_key=options["idempotency_key"],
                     on_progress=progress,
                 )
             except BatchFileRefusedError as exc:
@@ -55,8 +62,7 @@ class Command(BaseCommand):
 
         verb = "queued" if created else "already imported as"
         self.stdout.write(
-            f"batch {batch.pk} {verb}: {batch.total_rows} rows, {batch.valid_rows} valid, "
-            f"{batch.invalid_rows} invalid"
+            f"batch {batch.pk} {verb}: {batch.total_rows} rows, {batch.valid_rows} valid, {batch.invalid_rows} invalid"
         )
         for error in batch.errors[:20]:
             self.stdout.write(f"  line {error['line']} {error['field']}: {error['message']}")
