@@ -1,3 +1,7 @@
+from contextlib import contextmanager
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError
 from rest_framework import serializers
 
 from core.models import SellerAPIKey
@@ -43,3 +47,18 @@ class ApiKeyCreatedOutput(ApiKeyOutput):
 
     class Meta(ApiKeyOutput.Meta):
         fields = ["id", "name", "prefix", "key", "revoked", "created_at"]
+
+
+@contextmanager
+def new_username(username: str):
+    """Refuse a taken username with the contract's 400, also when two requests race for it (the
+    unique index decides; without this the loser would be a 500)."""
+    taken = serializers.ValidationError({"username": ["A user with that username already exists."]})
+    if get_user_model().objects.filter(username=username).exists():
+        raise taken
+    try:
+        yield
+    except IntegrityError:
+        if get_user_model().objects.filter(username=username).exists():
+            raise taken from None
+        raise

@@ -1,14 +1,12 @@
 """Staff users and their roles (admin only)."""
 
-from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView, ListAPIView
 from rest_framework.response import Response
 
 from core import selectors, services
-from core.api.serializers import StaffCreateInput, StaffOutput, StaffUpdateInput
+from core.api.serializers import StaffCreateInput, StaffOutput, StaffUpdateInput, new_username
 from core.permissions import IsAdmin
 from core.roles import Role
 
@@ -32,9 +30,8 @@ class StaffListCreateApi(ListAPIView):
     def post(self, request):
         data = StaffCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        if get_user_model().objects.filter(username=data.validated_data["username"]).exists():
-            raise ValidationError({"username": ["A user with that username already exists."]})
-        user = services.staff_create(**{**data.validated_data, "role": Role(data.validated_data["role"])})
+        with new_username(data.validated_data["username"]):
+            user = services.staff_create(**{**data.validated_data, "role": Role(data.validated_data["role"])})
         return Response(_output(user), status=status.HTTP_201_CREATED)
 
 

@@ -14,6 +14,7 @@ from rest_framework.generics import GenericAPIView, ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.serializers import new_username
 from core.models import Seller
 from core.pagination import CursorPagination
 from core.permissions import CanDecideDeposits, IsAdmin, IsSeller, IsSellerOrStaffReader, IsStaffReader
@@ -100,13 +101,8 @@ class SellerListCreateApi(ListAPIView):
     def post(self, request):
         data = SellerCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        from django.contrib.auth import get_user_model
-
-        if get_user_model().objects.filter(username=data.validated_data["username"]).exists():
-            from rest_framework.exceptions import ValidationError
-
-            raise ValidationError({"username": ["A user with that username already exists."]})
-        seller = seller_create(**data.validated_data)
+        with new_username(data.validated_data["username"]):
+            seller = seller_create(**data.validated_data)
         return Response(SellerOutput(seller).data, status=status.HTTP_201_CREATED)
 
 

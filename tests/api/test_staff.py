@@ -52,3 +52,25 @@ def test_staff_api_refuses_bad_input_sellers_and_self_lockout():
     assert_error(admin.get(f"/api/v1/staff/{make_seller().user.pk}/"), 404, "not_found")
     assert_error(admin.patch(f"/api/v1/staff/{user.pk}/", {"is_active": False}, format="json"), 409, "invalid_state")
     assert_error(admin.patch(f"/api/v1/staff/{user.pk}/", {"role": "auditor"}, format="json"), 409, "invalid_state")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_requests_racing_for_one_username_get_201_and_400_never_500():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    admin = make_admin()
+
+    def create(path_and_body):
+        path, body = path_and_body
+        try:
+            return bearer(admin).post(path, body, format="json").status_code
+        finally:
+            connection.close()
+
+    for path, extra in [("/api/v1/staff/", {"role": "auditor"}), ("/api/v1/sellers/", {"name": "Twin"})]:
+        body = {"username": f"twin-{path.strip('/').split('/')[-1]}", "password": PASSWORD, **extra}
+        with ThreadPoolExecutor(8) as pool:
+            codes = sorted(pool.map(create, [(path, body)] * 8))
+        assert codes == [201] + [400] * 7, (path, codes)
