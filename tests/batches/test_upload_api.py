@@ -3,6 +3,7 @@ import pytest
 from ledger.models import Charge, ChargeBatch
 from tests.batches.helpers import csv_bytes, e164, phone, results_rows, upload
 from tests.factories import client_for, make_seller
+from tests.support import assert_ledger_audit
 
 pytestmark = pytest.mark.django_db
 
@@ -50,6 +51,7 @@ def test_upload_queues_valid_rows_in_file_order_and_reports_invalid_ones(django_
     assert [r[4] for r in rows[1:]] == ["queued", "invalid", "invalid", "queued"]
     assert rows[2][:3] == ["not-a-phone", "5000", "bad phone"]
     assert rows[3][-1] == "amount: Must be greater than zero."
+    assert_ledger_audit()  # queued batch charges are ordinary queued charges to the audit
 
 
 def _nothing_stored():
@@ -134,6 +136,7 @@ def test_same_key_and_file_returns_the_original_batch_and_another_file_is_refuse
     assert upload(client_for(other_seller.user), content, key="march-payroll").status_code == 202
     assert upload(client, content).status_code == 202
     assert Charge.objects.count() == 6
+    assert_ledger_audit()
 
 
 def test_sellers_see_only_their_batches_and_staff_see_all():
