@@ -9,3 +9,10 @@ from config.settings.production import CELERY_BROKER_TRANSPORT_OPTIONS, env
 _prefix = env("BENCH_REDIS_KEY_PREFIX", "")
 if _prefix:
     CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": _prefix}
+
+# Experiments only (unset in every recorded run): Celery's Django fixup closes the worker's
+# database connection before and after every task unless CELERY_DB_REUSE_MAX is set, so each
+# wake-up pays a new PostgreSQL connection. Set BENCH_CELERY_DB_REUSE_MAX to measure the change.
+_reuse = env("BENCH_CELERY_DB_REUSE_MAX", "")
+if _reuse:
+    CELERY_DB_REUSE_MAX = int(_reuse)
