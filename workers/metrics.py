@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from workers.ops import queue_report
-from workers.ops_heartbeat import broker_client
+from workers.ops_heartbeat import broker_client, ops_key
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ def settled(*, seller_id: int, intents: int) -> None:
     moved (and committed) when this runs, a missed increment only costs a metric."""
     try:
         with broker_client().pipeline(transaction=False) as pipe:
-            pipe.incrby(SETTLED_INTENTS_KEY, intents)
-            pipe.incr(SETTLE_RUNS_KEY)
+            pipe.incrby(ops_key(SETTLED_INTENTS_KEY), intents)
+            pipe.incr(ops_key(SETTLE_RUNS_KEY))
             pipe.execute()
     except redis.RedisError as exc:
         logger.warning("settle metrics not recorded: %s", exc, extra={"seller_id": seller_id})
@@ -98,7 +98,7 @@ class LedgerCollector:
 
         if broker_up:
             try:
-                intents, runs = broker_client().mget(SETTLED_INTENTS_KEY, SETTLE_RUNS_KEY)
+                intents, runs = broker_client().mget(ops_key(SETTLED_INTENTS_KEY), ops_key(SETTLE_RUNS_KEY))
             except redis.RedisError:
                 intents = runs = None
             if intents is not None or runs is not None:

@@ -43,9 +43,15 @@ def broker_client() -> redis.Redis:
     return client
 
 
+def ops_key(name: str) -> str:
+    """Under the broker's global key prefix, like kombu's own keys, so that stacks sharing one Redis
+    database (the benchmark beside the test suite) never count each other's workers."""
+    return settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "") + name
+
+
 def _announce(client: redis.Redis, hostname: str, queues: list[str]) -> None:
     now = client.time()[0]
-    client.hset(WORKERS_KEY, hostname, json.dumps({"queues": queues, "pid": os.getpid(), "seen": now}))
+    client.hset(ops_key(WORKERS_KEY), hostname, json.dumps({"queues": queues, "pid": os.getpid(), "seen": now}))
 
 
 def _beat(hostname: str, queues: list[str], stop: threading.Event) -> None:
@@ -77,7 +83,7 @@ def stop_heartbeat(sender=None, **kwargs) -> None:
     stop.set()
     _state["thread"].join(timeout=3)
     try:
-        broker_client().hdel(WORKERS_KEY, _state["hostname"])
+        broker_client().hdel(ops_key(WORKERS_KEY), _state["hostname"])
     except redis.RedisError as exc:
         logger.warning("could not remove worker heartbeat: %s", exc)
 
@@ -87,7 +93,7 @@ def live_workers(client: redis.Redis | None = None) -> dict[str, list[str]]:
     client = client or broker_client()
     now = client.time()[0]
     live = {}
-    for hostname, raw in client.hgetall(WORKERS_KEY).items():
+    for hostname, raw in client.hgetall(ops_key(WORKERS_KEY)).items():
         try:
             entry = json.loads(raw)
         except ValueError:

@@ -120,3 +120,18 @@ def test_manage_check_refuses_a_shard_assignment_with_a_shard_consumed_twice():
     assert result.returncode != 0
     assert "ledger.E001" in result.stderr and "gives shard 1 to processes 0 and 1" in result.stderr
     assert _manage("check", env_extra={"LEDGER_SHARDS": "4", "LEDGER_WORKER_SHARDS": "0,3;1-2"}).returncode == 0
+
+
+def test_stacks_with_different_broker_key_prefixes_do_not_count_each_others_workers(settings):
+    from workers import ops_heartbeat
+
+    client = ops_heartbeat.broker_client()
+    plain = dict(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {**plain, "global_keyprefix": "other-stack:"}
+    try:
+        ops_heartbeat._announce(client, "ghost@elsewhere", ["ledger.shard.0"])
+        assert ops_heartbeat.live_workers(client)["ghost@elsewhere"] == ["ledger.shard.0"]
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS = plain
+        assert "ghost@elsewhere" not in ops_heartbeat.live_workers(client)
+    finally:
+        client.delete("other-stack:ledger:ops:workers")
