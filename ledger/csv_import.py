@@ -148,6 +148,8 @@ def _sniff(binary: BinaryIO) -> None:
 
 def _header(record: list[str]) -> list[str]:
     names = [cell.strip().lower() for cell in record]
+    while names and not names[-1]:
+        names.pop()  # spreadsheets pad rows with empty cells; data rows may carry them too
     expected = "phone_number, amount and optionally reference"
     if any(normalize_phone(cell) or cell.strip().isdecimal() for cell in record):
         raise FileRefusedError(f"The first row must be a header naming the columns {expected}; it holds data.")

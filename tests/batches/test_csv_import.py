@@ -88,6 +88,13 @@ def test_every_bad_field_of_a_row_is_reported_and_raw_values_kept():
     assert rows[0].raw == {"phone_number": "12345", "amount": "abc", "reference": "x" * 256}
 
 
+def test_trailing_empty_header_cells_are_ignored():
+    reader, rows = read(csv_bytes("phone_number,amount,,", f"{phone(1)},100,,", f"{phone(2)},200,x,"))
+    assert reader.columns == ["phone_number", "amount"]
+    assert rows[0].errors is None
+    assert rows[1].errors[0].message == "Expected 2 columns, found 4."
+
+
 def test_a_row_with_extra_values_is_invalid_but_trailing_empty_cells_are_not():
     _, rows = read(csv_bytes("phone_number,amount", f"{phone(1)},100,oops", f"{phone(2)},200,,"))
     assert rows[0].errors[0].field == "row"
