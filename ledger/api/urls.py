@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ledger.api import batches, views
+from ledger.api import batches, export, views
 
 urlpatterns = [
     path("me/", views.MeApi.as_view(), name="me"),
@@ -17,5 +17,5 @@ urlpatterns = [
     path("charge-batches/<id:pk>/", batches.ChargeBatchDetailApi.as_view(), name="charge-batch-detail"),
     path("charge-batches/<id:pk>/results/", batches.ChargeBatchResultsApi.as_view(), name="charge-batch-results"),
     path("transactions/", views.TransactionListApi.as_view(), name="transaction-list"),
-    path("transactions/export/", views.TransactionExportApi.as_view(), name="transaction-export"),
+    path("transactions/export/", export.TransactionExportApi.as_view(), name="transaction-export"),
 ]

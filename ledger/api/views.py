@@ -1,13 +1,9 @@
 """Thin views: validate with a small serializer, call one service or selector, serialize.
 None of them changes a balance."""
 
-from django.db import transaction
-from django.db.models import Count, F, Max, Sum, Value
-from django.db.models.functions import Coalesce, NullIf
-from django.http import StreamingHttpResponse
+from django.db.models import Count, Max, Sum
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.filters import OrderingFilter
 from rest_framework.generics import GenericAPIView, ListAPIView
@@ -35,7 +31,6 @@ from ledger.api.serializers import (
     charge_output,
     idempotency_key_from,
 )
-from ledger.csv_export import csv_lines
 from ledger.models import Account, Entry
 from ledger.services.charges import charge_submit
 from ledger.services.deposits import deposit_approve, deposit_reject, deposit_request
@@ -77,7 +72,7 @@ class _Ordered:
     ordering = ["-id"]
 
 
-class _SellerScopedMixin:
+class SellerScopedMixin:
     """A seller sees only its own rows; staff see all, optionally `?seller=`. Another seller's
     object is simply not in the queryset, so it answers 404."""
 
@@ -136,7 +131,7 @@ class SellerReconcileApi(GenericAPIView):
         return Response(ReconcileOutput(data).data)
 
 
-class DepositListCreateApi(_Ordered, _SellerScopedMixin, ListAPIView):
+class DepositListCreateApi(_Ordered, SellerScopedMixin, ListAPIView):
     serializer_class = DepositOutput
     filterset_class = filters.DepositFilter
     selector = staticmethod(selectors.deposit_list)
@@ -155,7 +150,7 @@ class DepositListCreateApi(_Ordered, _SellerScopedMixin, ListAPIView):
         return Response(DepositOutput(deposit).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class DepositDetailApi(_SellerScopedMixin, GenericAPIView):
+class DepositDetailApi(SellerScopedMixin, GenericAPIView):
     serializer_class = DepositOutput
     selector = staticmethod(selectors.deposit_list)
 
@@ -183,7 +178,7 @@ class DepositRejectApi(APIView):
         return Response(DepositOutput(deposit).data)
 
 
-class ChargeListCreateApi(_Ordered, _SellerScopedMixin, ListAPIView):
+class ChargeListCreateApi(_Ordered, SellerScopedMixin, ListAPIView):
     serializer_class = ChargeOutput
     filterset_class = filters.ChargeFilter
     selector = staticmethod(selectors.charge_list)
@@ -206,7 +201,7 @@ class ChargeListCreateApi(_Ordered, _SellerScopedMixin, ListAPIView):
         )
 
 
-class ChargeDetailApi(_SellerScopedMixin, GenericAPIView):
+class ChargeDetailApi(SellerScopedMixin, GenericAPIView):
     serializer_class = ChargeOutput
     selector = staticmethod(selectors.charge_list)
 
@@ -214,58 +209,8 @@ class ChargeDetailApi(_SellerScopedMixin, GenericAPIView):
         return Response(ChargeOutput(self.get_object()).data)
 
 
-class TransactionListApi(_SellerScopedMixin, ListAPIView):
+class TransactionListApi(SellerScopedMixin, ListAPIView):
     serializer_class = EntryOutput
     filterset_class = filters.EntryFilter
     pagination_class = CursorPagination
     selector = staticmethod(selectors.entry_list)
-
-
-_EXPORT_COLUMNS = {
-    "id": F("id"),
-    "seller": F("seller_id"),
-    "seq": F("seq"),
-    "kind": F("kind"),
-    "amount": F("amount"),
-    "balance_before": F("balance_before"),
-    "balance_after": F("balance_after"),
-    "charge": F("charge_id"),
-    "deposit": F("deposit_id"),
-    "created_at": F("created_at"),
-    # Not in the JSON rows, but what a person reading the export looks for first.
-    "phone_number": F("charge__phone_number"),
-    "reference": Coalesce(NullIf("charge__reference", Value("")), NullIf("deposit__reference", Value(""))),
-}
-
-
-class TransactionExportApi(_SellerScopedMixin, GenericAPIView):
-    """The rows of `GET /transactions/` (same scoping and filters, newest first) as CSV, streamed."""
-
-    filterset_class = filters.EntryFilter
-    selector = staticmethod(selectors.entry_list)
-    pagination_class = None
-
-    def perform_content_negotiation(self, request, force=False):
-        # The success answer is CSV whatever `Accept` says; errors keep the JSON error shape.
-        return super().perform_content_negotiation(request, force=True)
-
-    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV, streamed.")})
-    def get(self, request):
-        queryset = self.filter_queryset(self.get_queryset()).order_by("-id")
-        rows = queryset.values_list(*_EXPORT_COLUMNS.values())
-        response = StreamingHttpResponse(csv_lines(list(_EXPORT_COLUMNS), _in_snapshot(rows)), content_type="text/csv")
-        response["Content-Disposition"] = 'attachment; filename="transactions.csv"'
-        return response
-
-
-_CREATED_AT = list(_EXPORT_COLUMNS).index("created_at")
-
-
-def _in_snapshot(rows):
-    # One transaction for the whole download: a consistent snapshot, and a server-side cursor
-    # that fetches chunk by chunk instead of the whole result at once.
-    with transaction.atomic():
-        for row in rows.iterator(chunk_size=2000):
-            row = list(row)
-            row[_CREATED_AT] = row[_CREATED_AT].isoformat()
-            yield row
