@@ -49,13 +49,13 @@ class Profile:
         except subprocess.TimeoutExpired:
             self.proc.kill()
 
-    def summary(self, top: int = 15) -> dict | None:
+    def summary(self, top: int = 30) -> dict | None:
         if self.proc is None or not self.out.exists():
             return None
         return summarize(self.out, top=top)
 
 
-def summarize(path: Path, top: int = 15) -> dict:
+def summarize(path: Path, top: int = 30) -> dict:
     """Inclusive and own sample shares per function from py-spy's collapsed stacks."""
     inclusive: collections.Counter = collections.Counter()
     own: collections.Counter = collections.Counter()

@@ -186,8 +186,8 @@ def _scenario_row(name: str, s: dict) -> str:
     if name == "batch_import":
         result = (f"{_fmt(s.get('rows'))} rows accepted in {s.get('accepted_seconds')} s, settled in "
                   f"{s.get('settled_seconds')} s; {_fmt(s.get('import_memory_rows'))}-row import: web peak "
-                  f"{s.get('import_memory_peak_mb')} MB"
-                  + (" (upload failed)" if s.get("import_memory_error") else ""))
+                  + (f"{s.get('import_memory_peak_mb')} MB" if not s.get("import_memory_error") else
+                     f"{s.get('import_memory_peak_mb_until_failure')} MB until the upload failed"))
         limit = f"{_fmt(limits[0]['rows_per_s'])} debits/s" if limits else "–"
         return f"| batch import | {result} | {limit} | {s.get('ratio_to_limit', '–')} | {s.get('audit', '–')} |"
     return f"| {name} | {json.dumps({k: v for k, v in s.items() if not isinstance(v, (dict, list))})} | – | – | – |"
@@ -256,7 +256,7 @@ def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
             memory.append((f"{proc}\n{name}", mb))
     bi = scen.get("batch_import", {})
     if bi.get("status") in ("ok", "failed") and bi.get("import_memory_peak_mb") is not None:
-        memory.append(("web\n1M-row import", bi["import_memory_peak_mb"]))
+        memory.append((f"web\n{bi.get('import_memory_rows', 0):,}-row import", bi["import_memory_peak_mb"]))
     if memory:
         fig, ax = plt.subplots(figsize=(8, 4))
         ax.bar([m[0] for m in memory], [m[1] for m in memory])

@@ -16,3 +16,7 @@ if _prefix:
 _reuse = env("BENCH_CELERY_DB_REUSE_MAX", "")
 if _reuse:
     CELERY_DB_REUSE_MAX = int(_reuse)
+
+# Experiments only: the "task-sent" event costs the web an extra publish per wake-up.
+if env("BENCH_TASK_SEND_SENT_EVENT", "") == "0":
+    CELERY_TASK_SEND_SENT_EVENT = False
