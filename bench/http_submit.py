@@ -45,7 +45,7 @@ def _free_port() -> int:
 def _environment(args) -> dict:
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SETTINGS_MODULE=args.settings,
         DATABASE_URL=args.database_url,
         REDIS_URL=args.redis_url,
         SECRET_KEY=os.environ.get("BENCH_SECRET_KEY") or secrets.token_urlsafe(48),
@@ -212,6 +212,7 @@ def run(args) -> dict:
         tokens = [str(AccessToken.for_user(seller.user)) for seller in sellers]
 
         cpu_before = {name: _cpu(procs) for name, procs in groups.items()}
+        pg_before = _postgres_cpu(args.database_url)
         queue = multiprocessing.get_context("spawn").Queue()
         loader = multiprocessing.get_context("spawn").Process(
             target=_load, args=("127.0.0.1", port, tokens, args.clients, args.seconds, queue)
@@ -223,6 +224,8 @@ def run(args) -> dict:
         _wait_settled(ids, Charge, Deposit, timeout=600)
         settle_tail = time.monotonic() - settle_started
         cpu = {name: _cpu(procs) - cpu_before[name] for name, procs in groups.items()}
+        pg_after = _postgres_cpu(args.database_url)
+        cpu["postgres"] = sum(pg_after[pid] - pg_before.get(pid, 0.0) for pid in pg_after)
 
         latencies = sorted(latency for latency, _ in outcome["requests"])
         statuses: dict[int, int] = {}
@@ -247,6 +250,9 @@ def run(args) -> dict:
             # CPU per accepted charge barely moves with the machine's load, unlike wall time.
             "web_cpu_ms_per_charge": round(cpu["web"] / max(accepted, 1) * 1000, 2),
             "worker_cpu_ms_per_charge": round(cpu["workers"] / max(accepted, 1) * 1000, 2),
+            "postgres_cpu_ms_per_charge": round(cpu["postgres"] / max(accepted, 1) * 1000, 2),
+            # What the machine's cores could accept if this were all they ran.
+            "cpu_bound_capacity_per_s": round((os.cpu_count() or 1) / max(sum(cpu.values()) / max(accepted, 1), 1e-9)),
             "succeeded": succeeded,
             "balance_ok": balance == len(ids) * 10**12 - succeeded * AMOUNT and succeeded == accepted,
         }
@@ -270,6 +276,23 @@ def _cpu(processes: list[subprocess.Popen]) -> float:
     return total
 
 
+def _postgres_cpu(database_url: str) -> dict[int, float]:
+    """CPU seconds of the PostgreSQL backends serving this database, by pid."""
+    import psutil
+
+    name = urlparse(database_url).path.lstrip("/")
+    found = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if cmdline.startswith("postgres:") and f" {name} " in f"{cmdline} ":
+            try:
+                times = proc.cpu_times()
+                found[proc.pid] = times.user + times.system
+            except psutil.NoSuchProcess:
+                continue
+    return found
+
+
 def _wait_settled(seller_ids, Charge, Deposit, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while (
@@ -290,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-processes", type=int, default=2)
     parser.add_argument("--gunicorn-arg", action="append", default=[], help="extra gunicorn argument (repeatable)")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--settings", default="config.settings.production", help="to compare a settings variant")
     parser.add_argument(
         "--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_http_bench")
     )
@@ -302,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['accepted_per_s']} accepted charges/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
         f"at {args.clients} clients ({result['requests']} requests, statuses {result['statuses']}, "
         f"settled {result['settle_tail_s']} s after the load, balances {'exact' if result['balance_ok'] else 'WRONG'}; "
-        f"CPU per charge: web {result['web_cpu_ms_per_charge']} ms, workers {result['worker_cpu_ms_per_charge']} ms)"
+        f"CPU per charge: web {result['web_cpu_ms_per_charge']} ms, workers {result['worker_cpu_ms_per_charge']} ms, "
+        f"postgres {result['postgres_cpu_ms_per_charge']} ms, i.e. at most {result['cpu_bound_capacity_per_s']}/s "
+        f"on {os.cpu_count()} otherwise idle cores)"
     )
     return 0 if result["balance_ok"] else 1
 
