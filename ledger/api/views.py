@@ -45,6 +45,15 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
+CHARGE_LOCATION_HEADER = OpenApiParameter(
+    "Location",
+    str,
+    OpenApiParameter.HEADER,
+    response=[202, 200],
+    description="Where to poll the charge: `/api/v1/charges/{id}/`.",
+)
+
+
 class MeApi(APIView):
     @extend_schema(responses=MeOutput)
     def get(self, request):
@@ -187,7 +196,9 @@ class ChargeListCreateApi(_Ordered, SellerScopedMixin, ListAPIView):
         return [IsSeller()] if self.request.method == "POST" else super().get_permissions()
 
     @extend_schema(
-        request=ChargeCreateInput, responses={202: ChargeOutput, 200: ChargeOutput}, parameters=[IDEMPOTENCY_HEADER]
+        request=ChargeCreateInput,
+        responses={202: ChargeOutput, 200: ChargeOutput},
+        parameters=[IDEMPOTENCY_HEADER, CHARGE_LOCATION_HEADER],
     )
     def post(self, request):
         key = idempotency_key_from(request)

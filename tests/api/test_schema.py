@@ -10,6 +10,7 @@ def test_schema_generates_without_warnings_and_validates(tmp_path):
     charges = schema["paths"]["/api/v1/charges/"]["post"]
     assert {"202", "200", "400", "401", "403", "409", "413", "429"} <= set(charges["responses"])
     assert charges["responses"]["429"]["headers"]["Retry-After"]
+    assert charges["responses"]["202"]["headers"]["Location"]
     amount = schema["components"]["schemas"]["ChargeCreateInput"]["properties"]["amount"]
     assert amount["type"] == "integer" and amount["minimum"] == 1
     assert {"jwtAuth", "apiKeyAuth"} <= set(schema["components"]["securitySchemes"])
