@@ -27,7 +27,18 @@ logger = logging.getLogger(__name__)
 def settle_seller_task(seller_id: int) -> None:
     outcome = settle_seller(seller_id=seller_id)
     if outcome.intents:
-        logger.info("settled seller=%s intents=%s batches=%s", seller_id, outcome.intents, outcome.batches)
+        logger.info(
+            "settled seller=%s intents=%s batches=%s",
+            seller_id,
+            outcome.intents,
+            outcome.batches,
+            extra={
+                "event": "ledger.seller_settled",
+                "seller_id": seller_id,
+                "intents": outcome.intents,
+                "batches": outcome.batches,
+            },
+        )
         metrics.settled(seller_id=seller_id, intents=outcome.intents)
     if outcome.more_pending:
         dispatch.wake_seller(seller_id)
@@ -41,7 +52,11 @@ def sweep_stale_sellers_task() -> int:
     for seller_id in seller_ids:
         dispatch.wake_seller(seller_id)
     if seller_ids:
-        logger.warning("sweeper woke %s sellers with stale intents", len(seller_ids))
+        logger.warning(
+            "sweeper woke %s sellers with stale intents",
+            len(seller_ids),
+            extra={"event": "ledger.sweep", "seller_ids": seller_ids[:100]},
+        )
     return len(seller_ids)
 
 
@@ -49,5 +64,14 @@ def sweep_stale_sellers_task() -> int:
 def audit_task() -> dict:
     breaches = audit_ledger()
     for breach in breaches:
-        logger.error("ledger audit breach: %s", breach)
+        logger.error(
+            "ledger audit breach: %s",
+            breach,
+            extra={
+                "event": "ledger.audit_breach",
+                "seller_id": breach.seller_id,
+                "entry_id": breach.entry_id,
+                "invariant": breach.invariant,
+            },
+        )
     return {"ok": not breaches, "breaches": [str(b) for b in breaches[:100]]}

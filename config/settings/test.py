@@ -3,7 +3,7 @@
 from .base import *  # noqa: F401,F403
 from .base import env
 
-SECRET_KEY = env("SECRET_KEY") or "test-only-not-a-secret"
+SECRET_KEY = env("SECRET_KEY") or "test-only-not-a-secret-long-enough-for-hs256-signing"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # The suite uses its own Redis database so that flushing it (the broker-loss test) touches

@@ -1,3 +1,5 @@
+import logging
+
 from django.db import transaction
 
 from core.models import Seller
@@ -5,6 +7,8 @@ from ledger import events
 from ledger.errors import SellerInactiveError
 from ledger.models import Charge
 from ledger.services.idempotency import create_once, fingerprint
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -34,4 +38,8 @@ def charge_submit(
     )
     if created:
         events.intents_recorded(seller_id=seller.pk)
+        logger.info(
+            "charge queued",
+            extra={"event": "charge.queued", "seller_id": seller.pk, "charge_id": charge.pk, "amount": amount},
+        )
     return charge, created

@@ -1,3 +1,5 @@
+import logging
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -6,6 +8,8 @@ from ledger import events
 from ledger.errors import InvalidStateError, NotFoundError, SellerInactiveError
 from ledger.models import Deposit
 from ledger.services.idempotency import create_once, fingerprint
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -16,7 +20,7 @@ def deposit_request(
     if not seller.user.is_active:
         raise SellerInactiveError()
     fp = fingerprint({"amount": amount, "reference": reference})
-    return create_once(
+    deposit, created = create_once(
         model=Deposit,
         seller_id=seller.pk,
         key=idempotency_key,
@@ -24,6 +28,22 @@ def deposit_request(
         create=lambda: Deposit.objects.create(
             seller=seller, amount=amount, reference=reference, idempotency_key=idempotency_key, request_fingerprint=fp
         ),
+    )
+    if created:
+        _log("deposit requested", "deposit.requested", deposit)
+    return deposit, created
+
+
+def _log(message: str, event: str, deposit: Deposit, **extra) -> None:
+    logger.info(
+        message,
+        extra={
+            "event": event,
+            "seller_id": deposit.seller_id,
+            "deposit_id": deposit.pk,
+            "amount": deposit.amount,
+            **extra,
+        },
     )
 
 
@@ -45,9 +65,12 @@ def deposit_approve(*, deposit_id: int, approved_by) -> Deposit:
     """Flip pending -> approving and wake the seller's worker, which credits it in sequence."""
     deposit = _decide(deposit_id=deposit_id, to_status=Deposit.Status.APPROVING, decided_by=approved_by)
     events.intents_recorded(seller_id=deposit.seller_id)
+    _log("deposit approving", "deposit.approving", deposit, decided_by=getattr(approved_by, "pk", None))
     return deposit
 
 
 @transaction.atomic
 def deposit_reject(*, deposit_id: int, rejected_by, reason: str = "") -> Deposit:
-    return _decide(deposit_id=deposit_id, to_status=Deposit.Status.REJECTED, decided_by=rejected_by, reason=reason)
+    deposit = _decide(deposit_id=deposit_id, to_status=Deposit.Status.REJECTED, decided_by=rejected_by, reason=reason)
+    _log("deposit rejected", "deposit.rejected", deposit, decided_by=getattr(rejected_by, "pk", None))
+    return deposit
