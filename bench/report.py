@@ -110,6 +110,7 @@ def markdown(results: dict) -> str:
         f"{meta['settings']['worker_processes']} worker processes, {meta['settings']['web_workers']} gunicorn workers; "
         f"{meta['total_seconds']} s in all.",
         "",
+        *([f"**Experiment, not the code as committed: {meta['experiments']}**", ""] if meta.get("experiments") else []),
         "| scenario | result | database alone (pgbench) | ratio | audit |",
         "| --- | --- | --- | --- | --- |",
     ]

@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                 "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
             },
             "sizes": sizes.__dict__,
+            # Opt-in experiment knobs of bench/settings.py: a recorded run has none.
+            "experiments": {k: v for k, v in os.environ.items()
+                            if k in ("BENCH_EXPERIMENT", "BENCH_CELERY_DB_REUSE_MAX", "BENCH_TASK_SEND_SENT_EVENT") and v},
             "commands": {"workers": [w.argv for w in stack.workers], "web": stack.web.argv},
         },
         "scenarios": {},

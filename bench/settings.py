@@ -4,7 +4,7 @@ never be consumed by another stack's workers that listen on the same Redis datab
 queue names (the smoke test runs beside the test suite's own workers)."""
 
 from config.settings.production import *  # noqa: F401,F403
-from config.settings.production import CELERY_BROKER_TRANSPORT_OPTIONS, env
+from config.settings.production import CELERY_BROKER_TRANSPORT_OPTIONS, INSTALLED_APPS, env
 
 _prefix = env("BENCH_REDIS_KEY_PREFIX", "")
 if _prefix:
@@ -20,3 +20,7 @@ if _reuse:
 # Experiments only: the "task-sent" event costs the web an extra publish per wake-up.
 if env("BENCH_TASK_SEND_SENT_EVENT", "") == "0":
     CELERY_TASK_SEND_SENT_EVENT = False
+
+# Experiments only: the hot-path proposals of docs/performance.md, in the shard workers.
+if env("BENCH_EXPERIMENT", "") == "fast-posting":
+    INSTALLED_APPS = [*INSTALLED_APPS, "bench.experiments.FastPostingExperiment"]
