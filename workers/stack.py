@@ -135,6 +135,10 @@ def web_argv(*, host: str, port: int, workers: int, python: str = sys.executable
         "-",
         "--graceful-timeout",
         "5",
+        # Batch imports run in the request: a million-row file takes tens of seconds, and
+        # gunicorn's default 30 s timeout would kill the worker mid-import (nothing is kept then).
+        "--timeout",
+        os.environ.get("WEB_TIMEOUT", "300"),
         # gunicorn's control socket defaults to one path per user: two stacks on a machine would share it.
         "--no-control-socket",
     ]
