@@ -12,12 +12,18 @@ from django.db import connection
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework_api_key.permissions import KeyParser
+from rest_framework_simplejwt import settings as simplejwt_settings
 from rest_framework_simplejwt.authentication import JWTAuthentication as _JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
-from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from core.models import Seller, SellerAPIKey
 from core.roles import remember_groups
+
+
+def _jwt():
+    # Looked up each time: simplejwt replaces its settings object when SIMPLE_JWT changes.
+    return simplejwt_settings.api_settings
 
 
 @cache
@@ -60,7 +66,7 @@ def _load_user(where: str, param):
 class JWTAuthentication(_JWTAuthentication):
     def get_user(self, validated_token):
         try:
-            user_id = validated_token[jwt_settings.USER_ID_CLAIM]
+            user_id = validated_token[_jwt().USER_ID_CLAIM]
         except KeyError as exc:
             raise InvalidToken(_("Token contained no recognizable user identification")) from exc
         user = _load_user("u.id = %s", int(user_id)) if str(user_id).isdigit() else None
@@ -68,6 +74,10 @@ class JWTAuthentication(_JWTAuthentication):
             raise exceptions.AuthenticationFailed(_("User not found"), code="user_not_found")
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User is inactive"), code="user_inactive")
+        if _jwt().CHECK_REVOKE_TOKEN and validated_token.get(_jwt().REVOKE_TOKEN_CLAIM) != get_md5_hash_password(
+            user.password
+        ):
+            raise exceptions.AuthenticationFailed(_("The user's password has been changed."), code="password_changed")
         return user
 
 
