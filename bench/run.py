@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "4")))
     parser.add_argument("--profile", action="store_true", help="py-spy profiles of the worker (scenario 1) and web (3)")
     parser.add_argument("--no-limits", action="store_true", help="skip the pgbench limits")
+    parser.add_argument("--settle-rate", type=float, default=None,
+                        help="submit-to-settled phase at this many charges/s instead of half the 32-client rate "
+                             "(for A/B comparisons at equal load)")
     return parser.parse_args(argv)
 
 
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("pgbench not found (Debian: postgresql-client): no database limit, no ratios")
     stack = Stack(log_dir, free_port() if args.port is None else args.port)
     ctx = Context(smoke=args.smoke, sizes=sizes, stack=stack, limits=limits, out_dir=out_dir, profile=args.profile,
-                  notes=notes)
+                  notes=notes, settle_rate=args.settle_rate)
 
     results: dict = {
         "meta": {

@@ -46,6 +46,7 @@ class Context:
     out_dir: Path
     profile: bool = False
     notes: list[str] = field(default_factory=list)
+    settle_rate: float | None = None
 
 
 def check_audit(*, what: str) -> None:

@@ -124,7 +124,7 @@ def run(ctx: Context) -> dict:
             accepted = result[f"c{clients}"]["accepted"]
             result[f"c{clients}"]["web_cpu_ms_per_request"] = round(cpu / accepted * 1000, 2) if accepted else None
         base = result[f"c{sizes.http_clients[0]}"]["accepted_per_s"]
-        rate = max(1.0, base / 2)
+        rate = ctx.settle_rate or max(1.0, base / 2)
         raw = _load(ctx, seller_ids, clients=sizes.http_clients[0], seconds=sizes.http_seconds, rate=rate,
                     name="settle")
         sent = {r[3]: r[0] for r in raw["requests"] if r[2] == 202 and r[3] is not None}
