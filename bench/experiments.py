@@ -70,8 +70,19 @@ def settle_batch_fast(*, seller_id: int, limit: int, after_id: int = 0) -> tuple
 
         now = timezone.now()
         if seqs:
-            cursor.execute(posting._INSERT_ENTRIES, [seller_id, now, _array(seqs), _array(kinds), _array(amounts),
-                                                     _array(afters), _array(charge_ids), _array(deposit_ids)])
+            cursor.execute(
+                posting._INSERT_ENTRIES,
+                [
+                    seller_id,
+                    now,
+                    _array(seqs),
+                    _array(kinds),
+                    _array(amounts),
+                    _array(afters),
+                    _array(charge_ids),
+                    _array(deposit_ids),
+                ],
+            )
         if approved_ids:
             cursor.execute(posting._APPROVE_DEPOSITS, [now, _array(approved_ids), _array(approved_afters)])
             _expect(cursor.rowcount, len(approved_ids), "deposits")
@@ -85,8 +96,11 @@ def settle_batch_fast(*, seller_id: int, limit: int, after_id: int = 0) -> tuple
 
     last = charges[-1][0] if charges else after_id
     return BatchOutcome(
-        deposits_applied=len(approved_ids), charges_succeeded=len(succeeded_ids), charges_failed=len(failed_ids),
-        balance=balance, more_pending=len(deposits) + len(charges) >= limit,
+        deposits_applied=len(approved_ids),
+        charges_succeeded=len(succeeded_ids),
+        charges_failed=len(failed_ids),
+        balance=balance,
+        more_pending=len(deposits) + len(charges) >= limit,
     ), last
 
 

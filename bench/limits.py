@@ -159,25 +159,51 @@ class PgbenchLimits:
         finally:
             conn.close()
 
-    def debits(self, *, name: str, debits_per_txn: int, sellers: int, transactions: int, clients: int = 1) -> LimitResult:
+    def debits(
+        self, *, name: str, debits_per_txn: int, sellers: int, transactions: int, clients: int = 1
+    ) -> LimitResult:
         """Settle `transactions` batches of `debits_per_txn` queued charges, each of a different
         seller in turn (`sellers` of them), from `clients` connections."""
         per_seller = -(-debits_per_txn * transactions // sellers)
         self._execute(_RESET, {"sellers": sellers, "per_seller": per_seller})
         script = _SINGLE if debits_per_txn == 1 else _BATCH
-        result = self._run(name, script, clients=clients, transactions=transactions,
-                           variables={"sellers": sellers, "debits": debits_per_txn, "last_id": 0,
-                                      "keyset": 1 if sellers == 1 else 0})
+        result = self._run(
+            name,
+            script,
+            clients=clients,
+            transactions=transactions,
+            variables={"sellers": sellers, "debits": debits_per_txn, "last_id": 0, "keyset": 1 if sellers == 1 else 0},
+        )
         rows = self._count(f"SELECT count(*) FROM {SCHEMA}.entry")
-        return LimitResult(name, "debits", debits_per_txn, clients, sellers, result["transactions"], result["seconds"],
-                           result["tps"], rows / result["seconds"], result["latency_ms"])
+        return LimitResult(
+            name,
+            "debits",
+            debits_per_txn,
+            clients,
+            sellers,
+            result["transactions"],
+            result["seconds"],
+            result["tps"],
+            rows / result["seconds"],
+            result["latency_ms"],
+        )
 
     def submits(self, *, name: str, clients: int, transactions: int, sellers: int = 32) -> LimitResult:
         self._execute(_RESET, {"sellers": sellers, "per_seller": 0})
         result = self._run(name, _SUBMIT, clients=clients, transactions=transactions, variables={"sellers": sellers})
         rows = self._count(f"SELECT count(*) FROM {SCHEMA}.charge")
-        return LimitResult(name, "submit", 1, clients, sellers, result["transactions"], result["seconds"],
-                           result["tps"], rows / result["seconds"], result["latency_ms"])
+        return LimitResult(
+            name,
+            "submit",
+            1,
+            clients,
+            sellers,
+            result["transactions"],
+            result["seconds"],
+            result["tps"],
+            rows / result["seconds"],
+            result["latency_ms"],
+        )
 
     def _run(self, name: str, script: str, *, clients: int, transactions: int, variables: dict) -> dict:
         url = urlparse(self.database_url)
@@ -185,9 +211,26 @@ class PgbenchLimits:
         with tempfile.NamedTemporaryFile("w", suffix=".sql", dir=self.work_dir, delete=False) as fh:
             fh.write(script)
             path = fh.name
-        argv = [self.pgbench, "-n", "-M", "prepared", "-f", path, "-c", str(clients), "-j", str(min(clients, 2)),
-                "-t", str(per_client), "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432),
-                "-U", url.username or "postgres"]
+        argv = [
+            self.pgbench,
+            "-n",
+            "-M",
+            "prepared",
+            "-f",
+            path,
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-t",
+            str(per_client),
+            "-h",
+            url.hostname or "127.0.0.1",
+            "-p",
+            str(url.port or 5432),
+            "-U",
+            url.username or "postgres",
+        ]
         for key, value in variables.items():
             argv += ["-D", f"{key}={value}"]
         argv.append(url.path.lstrip("/"))
@@ -209,5 +252,9 @@ def _parse(output: str) -> dict:
     tps = float(re.search(r"^tps = ([\d.]+)", output, re.M).group(1))
     done = int(re.search(r"number of transactions actually processed: (\d+)", output).group(1))
     latency = re.search(r"latency average = ([\d.]+) ms", output)
-    return {"tps": tps, "transactions": done, "seconds": done / tps if tps else float("inf"),
-            "latency_ms": float(latency.group(1)) if latency else None}
+    return {
+        "tps": tps,
+        "transactions": done,
+        "seconds": done / tps if tps else float("inf"),
+        "latency_ms": float(latency.group(1)) if latency else None,
+    }

@@ -12,8 +12,9 @@ from pathlib import Path
 
 
 def py_spy() -> str | None:
-    return shutil.which("py-spy") or (str(Path(sys.executable).parent / "py-spy")
-                                      if (Path(sys.executable).parent / "py-spy").exists() else None)
+    return shutil.which("py-spy") or (
+        str(Path(sys.executable).parent / "py-spy") if (Path(sys.executable).parent / "py-spy").exists() else None
+    )
 
 
 class Profile:
@@ -25,8 +26,19 @@ class Profile:
         exe = py_spy()
         if exe is None:
             return
-        argv = [exe, "record", "--pid", str(pid), "--format", "raw", "--output", str(out), "--rate", str(rate),
-                "--nonblocking"]
+        argv = [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--rate",
+            str(rate),
+            "--nonblocking",
+        ]
         if subprocesses:
             argv.append("--subprocesses")
         if gil:

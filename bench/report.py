@@ -25,13 +25,11 @@ TARGETS = [
 # What bounds each number, as measured (docs/performance.md has the evidence), shown when missed.
 BOUNDS = {
     "hot_seller": "PostgreSQL executing each batch (entry insert, charge update, FK checks at commit); "
-                  "the worker's own CPU is ~6 µs/charge (performance.md §1)",
+    "the worker's own CPU is ~6 µs/charge (performance.md §1)",
     "many_sellers": "the cost per task (Celery, Django, one commit per seller): see the empty-task floor (§2)",
-    "http": "web CPU per request on 2 shared cores; sync workers wait on PostgreSQL, Redis and the "
-            "client's close (§3)",
+    "http": "web CPU per request on 2 shared cores; sync workers wait on PostgreSQL, Redis and the client's close (§3)",
     "http.settle": "shard-worker tasks per second against wake-ups per second, and the web's own load (§3)",
-    "batch_import": "the import runs inside the request (gunicorn --timeout); settlement is scenario 1's "
-                    "path (§4)",
+    "batch_import": "the import runs inside the request (gunicorn --timeout); settlement is scenario 1's path (§4)",
 }
 
 
@@ -116,25 +114,45 @@ def markdown(results: dict) -> str:
     ]
     for name, s in results["scenarios"].items():
         lines.append(_scenario_row(name, s))
-    lines += ["", "## Targets", "", "| scenario | metric | value | target | verdict | what bounds it |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| scenario | metric | value | target | verdict | what bounds it |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for row in results["targets"]:
         target = ("≥ " if row["sense"] == "min" else "≤ ") + _fmt(row["target"])
-        lines.append(f"| {row['scenario']} | {row['metric']} | {_fmt(row['value'])} | {target} | {row['verdict']} "
-                     f"| {row.get('bound', '')} |")
+        lines.append(
+            f"| {row['scenario']} | {row['metric']} | {_fmt(row['value'])} | {target} | {row['verdict']} "
+            f"| {row.get('bound', '')} |"
+        )
     limits = [lim for s in results["scenarios"].values() for lim in s.get("limits", [])]
     if limits:
-        lines += ["", "## The limit: pgbench on scratch copies of the ledger tables", "",
-                  "| run | clients | transactions | rows/s | latency ms |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "## The limit: pgbench on scratch copies of the ledger tables",
+            "",
+            "| run | clients | transactions | rows/s | latency ms |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for lim in limits:
-            lines.append(f"| {lim['name']} | {lim['clients']} | {_fmt(lim['transactions'])} | {_fmt(lim['rows_per_s'])} "
-                         f"| {_fmt(lim['latency_ms'])} |")
+            lines.append(
+                f"| {lim['name']} | {lim['clients']} | {_fmt(lim['transactions'])} | {_fmt(lim['rows_per_s'])} "
+                f"| {_fmt(lim['latency_ms'])} |"
+            )
     memory = {}
     for name in ("hot_seller", "many_sellers"):
         for proc, mb in (results["scenarios"].get(name, {}).get("worker_peak_rss_mb") or {}).items():
             memory.setdefault(proc, {})[name] = mb
     if memory:
-        lines += ["", "## Worker peak memory (RSS, MB)", "", "| process | hot seller | many sellers |", "| --- | --- | --- |"]
+        lines += [
+            "",
+            "## Worker peak memory (RSS, MB)",
+            "",
+            "| process | hot seller | many sellers |",
+            "| --- | --- | --- |",
+        ]
         for proc, by in sorted(memory.items()):
             lines.append(f"| {proc} | {_fmt(by.get('hot_seller'))} | {_fmt(by.get('many_sellers'))} |")
     for name, s in results["scenarios"].items():
@@ -157,18 +175,23 @@ def _scenario_row(name: str, s: dict) -> str:
         return f"| {name} | {status} | – | – | {'–' if status == 'not available yet' else 'FAILED'} |"
     limits = s.get("limits") or []
     if name == "hot_seller":
-        result = (f"{_fmt(s['charges_per_s'])} charges/s ({_fmt(s['charges'])} in {s['seconds']} s; worker CPU "
-                  f"{s.get('worker_cpu_us_per_charge')} µs/charge)")
+        result = (
+            f"{_fmt(s['charges_per_s'])} charges/s ({_fmt(s['charges'])} in {s['seconds']} s; worker CPU "
+            f"{s.get('worker_cpu_us_per_charge')} µs/charge)"
+        )
         limit = f"{_fmt(limits[-1]['rows_per_s'])} debits/s at {limits[-1]['debits_per_txn']}/txn" if limits else "–"
         extra = f"; {s['times_one_debit_per_txn']}× one-debit-per-commit" if "times_one_debit_per_txn" in s else ""
         return f"| hot seller | {result} | {limit} | {s.get('ratio_to_limit', '–')}{extra} | {s['audit']} |"
     if name == "many_sellers":
-        result = (f"{_fmt(s['charges_per_s'])} charges/s ({s['sellers']} sellers × {s['charges'] // s['sellers']}; "
-                  f"worker CPU {s.get('worker_cpu_us_per_charge')} µs/charge)")
+        result = (
+            f"{_fmt(s['charges_per_s'])} charges/s ({s['sellers']} sellers × {s['charges'] // s['sellers']}; "
+            f"worker CPU {s.get('worker_cpu_us_per_charge')} µs/charge)"
+        )
         empty = s.get("empty_tasks")
         if empty:
-            result += (f"; floor: {_fmt(empty['tasks_per_s'])} empty tasks/s, "
-                       f"{empty['worker_cpu_ms_per_task']} ms CPU each")
+            result += (
+                f"; floor: {_fmt(empty['tasks_per_s'])} empty tasks/s, {empty['worker_cpu_ms_per_task']} ms CPU each"
+            )
         limit = f"{_fmt(limits[0]['rows_per_s'])} debits/s" if limits else "–"
         return f"| many sellers | {result} | {limit} | {s.get('ratio_to_limit', '–')} | {s['audit']} |"
     if name == "http":
@@ -176,19 +199,28 @@ def _scenario_row(name: str, s: dict) -> str:
         for key in sorted(k for k in s if k.startswith("c") and k[1:].isdigit()):
             lvl = s[key]
             lat = lvl["latency_ms"]
-            parts.append(f"{key[1:]} clients: {_fmt(lvl['accepted_per_s'])}/s, p50 {lat['p50']} p99 {lat['p99']} "
-                         f"p99.9 {lat['p99.9']} ms, web CPU {lvl.get('web_cpu_ms_per_request')} ms/req")
+            parts.append(
+                f"{key[1:]} clients: {_fmt(lvl['accepted_per_s'])}/s, p50 {lat['p50']} p99 {lat['p99']} "
+                f"p99.9 {lat['p99.9']} ms, web CPU {lvl.get('web_cpu_ms_per_request')} ms/req"
+            )
         if "settle" in s:
             st = s["settle"]
-            parts.append(f"submit→settled at {_fmt(st['rate'])}/s: p50 {st['latency_ms']['p50']} "
-                         f"p99 {st['latency_ms']['p99']} ms")
+            parts.append(
+                f"submit→settled at {_fmt(st['rate'])}/s: p50 {st['latency_ms']['p50']} "
+                f"p99 {st['latency_ms']['p99']} ms"
+            )
         limit = f"{_fmt(limits[0]['rows_per_s'])} inserts/s ({limits[0]['clients']} conns)" if limits else "–"
         return f"| HTTP submission | {'; '.join(parts)} | {limit} | {s.get('ratio_to_limit', '–')} | {s['audit']} |"
     if name == "batch_import":
-        result = (f"{_fmt(s.get('rows'))} rows accepted in {s.get('accepted_seconds')} s, settled in "
-                  f"{s.get('settled_seconds')} s; {_fmt(s.get('import_memory_rows'))}-row import: web peak "
-                  + (f"{s.get('import_memory_peak_mb')} MB" if not s.get("import_memory_error") else
-                     f"{s.get('import_memory_peak_mb_until_failure')} MB until the upload failed"))
+        result = (
+            f"{_fmt(s.get('rows'))} rows accepted in {s.get('accepted_seconds')} s, settled in "
+            f"{s.get('settled_seconds')} s; {_fmt(s.get('import_memory_rows'))}-row import: web peak "
+            + (
+                f"{s.get('import_memory_peak_mb')} MB"
+                if not s.get("import_memory_error")
+                else f"{s.get('import_memory_peak_mb_until_failure')} MB until the upload failed"
+            )
+        )
         limit = f"{_fmt(limits[0]['rows_per_s'])} debits/s" if limits else "–"
         return f"| batch import | {result} | {limit} | {s.get('ratio_to_limit', '–')} | {s.get('audit', '–')} |"
     return f"| {name} | {json.dumps({k: v for k, v in s.items() if not isinstance(v, (dict, list))})} | – | – | – |"
@@ -204,7 +236,9 @@ def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
         logging.getLogger("matplotlib").setLevel(logging.WARNING)
         import matplotlib.pyplot as plt
     except ImportError:
-        results["meta"].setdefault("notes", []).append("charts skipped: matplotlib is not installed (make bench installs it)")
+        results["meta"].setdefault("notes", []).append(
+            "charts skipped: matplotlib is not installed (make bench installs it)"
+        )
         return []
     charts = []
     scen = results["scenarios"]
@@ -237,13 +271,23 @@ def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
         ax1.set_ylabel("accepted charges/s")
         ax1.set_title("HTTP submission throughput")
         for pct in ("p50", "p99", "p99.9"):
-            ax2.plot([f"{k[1:]} clients" for k in levels], [http[k]["latency_ms"][pct] for k in levels], marker="o", label=pct)
+            ax2.plot(
+                [f"{k[1:]} clients" for k in levels],
+                [http[k]["latency_ms"][pct] for k in levels],
+                marker="o",
+                label=pct,
+            )
         if "settle" in http:
             for pct in ("p50", "p99"):
                 if http["settle"]["latency_ms"][pct] is None:
                     continue
-                ax2.axhline(http["settle"]["latency_ms"][pct], linestyle="--", linewidth=1,
-                            label=f"submit→settled {pct} (half load)", color="grey" if pct == "p50" else "black")
+                ax2.axhline(
+                    http["settle"]["latency_ms"][pct],
+                    linestyle="--",
+                    linewidth=1,
+                    label=f"submit→settled {pct} (half load)",
+                    color="grey" if pct == "p50" else "black",
+                )
         ax2.axhline(100, color="red", linestyle=":", linewidth=1, label="p99 target (32 clients)")
         ax2.set_yscale("log")
         ax2.set_ylabel("ms (log scale)")

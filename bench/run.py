@@ -21,22 +21,35 @@ SCENARIOS = ["hot_seller", "many_sellers", "http", "batch_import"]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the benchmark works, measures nothing")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: checks that the benchmark works, measures nothing"
+    )
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="run only these scenarios")
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
-                                                                  "postgres://postgres@127.0.0.1:5432/ledger_bench"))
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_bench"),
+    )
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
-    parser.add_argument("--redis-key-prefix", default=os.environ.get("BENCH_REDIS_KEY_PREFIX", ""),
-                        help="prefix every broker key (isolates the run on a Redis database others use)")
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default bench/results, smoke: bench/results/smoke)")
+    parser.add_argument(
+        "--redis-key-prefix",
+        default=os.environ.get("BENCH_REDIS_KEY_PREFIX", ""),
+        help="prefix every broker key (isolates the run on a Redis database others use)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results folder (default bench/results, smoke: bench/results/smoke)"
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")) or None)
     parser.add_argument("--worker-processes", type=int, default=int(os.environ.get("LEDGER_WORKER_PROCESSES", "2")))
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "4")))
     parser.add_argument("--profile", action="store_true", help="py-spy profiles of the worker (scenario 1) and web (3)")
     parser.add_argument("--no-limits", action="store_true", help="skip the pgbench limits")
-    parser.add_argument("--settle-rate", type=float, default=None,
-                        help="submit-to-settled phase at this many charges/s instead of half the 32-client rate "
-                             "(for A/B comparisons at equal load)")
+    parser.add_argument(
+        "--settle-rate",
+        type=float,
+        default=None,
+        help="submit-to-settled phase at this many charges/s instead of half the 32-client rate "
+        "(for A/B comparisons at equal load)",
+    )
     return parser.parse_args(argv)
 
 
@@ -48,8 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         # The sweeper at the pace the test suite uses, so a lost wake-up costs seconds, not a minute.
         os.environ.setdefault("LEDGER_SWEEP_INTERVAL", "1")
         os.environ.setdefault("LEDGER_SWEEP_AFTER", "2")
-    configure_environment(database_url=args.database_url, redis_url=args.redis_url, key_prefix=args.redis_key_prefix,
-                          worker_processes=args.worker_processes, web_workers=args.web_workers)
+    configure_environment(
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        key_prefix=args.redis_key_prefix,
+        worker_processes=args.worker_processes,
+        web_workers=args.web_workers,
+    )
     out_dir = args.out or (ROOT / "bench" / "results" / ("smoke" if args.smoke else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -66,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.stack import migrate
 
     migrate()
-    import celery_app  # noqa: F401  (binds the tasks to the configured app before any publish)
     from django.conf import settings
 
+    import celery_app  # noqa: F401  (binds the tasks to the configured app before any publish)
     from bench import report
     from bench.limits import PgbenchLimits
     from bench.scenarios import Context, ScenarioFailed, Sizes
@@ -83,8 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         limits = None
         notes.append("pgbench not found (Debian: postgresql-client): no database limit, no ratios")
     stack = Stack(log_dir, free_port() if args.port is None else args.port)
-    ctx = Context(smoke=args.smoke, sizes=sizes, stack=stack, limits=limits, out_dir=out_dir, profile=args.profile,
-                  notes=notes, settle_rate=args.settle_rate)
+    ctx = Context(
+        smoke=args.smoke,
+        sizes=sizes,
+        stack=stack,
+        limits=limits,
+        out_dir=out_dir,
+        profile=args.profile,
+        notes=notes,
+        settle_rate=args.settle_rate,
+    )
 
     results: dict = {
         "meta": {
@@ -110,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             },
             "sizes": sizes.__dict__,
             # Opt-in experiment knobs of bench/settings.py: a recorded run has none.
-            "experiments": {k: v for k, v in os.environ.items()
-                            if k in ("BENCH_EXPERIMENT", "BENCH_CELERY_DB_REUSE_MAX", "BENCH_TASK_SEND_SENT_EVENT") and v},
+            "experiments": {
+                k: v
+                for k, v in os.environ.items()
+                if k in ("BENCH_EXPERIMENT", "BENCH_CELERY_DB_REUSE_MAX", "BENCH_TASK_SEND_SENT_EVENT") and v
+            },
             "commands": {"workers": [w.argv for w in stack.workers], "web": stack.web.argv},
         },
         "scenarios": {},
@@ -131,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = {**exc.partial, "status": "failed", "error": str(exc)}
             except Exception as exc:  # a crashed scenario is reported, and the others still run
                 failed = True
-                outcome = {"status": "error", "error": f"{type(exc).__name__}: {exc}",
-                           "traceback": traceback.format_exc()[-4000:]}
+                outcome = {
+                    "status": "error",
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc()[-4000:],
+                }
             outcome["wall_seconds"] = round(time.monotonic() - t0, 1)
             results["scenarios"][name] = outcome
             print(f"bench: scenario {name}: {outcome['status']} in {outcome['wall_seconds']} s", flush=True)

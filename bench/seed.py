@@ -89,7 +89,9 @@ def pending(seller_ids: list[int] | None = None) -> int:
 
 def any_queued(seller_id: int) -> bool:
     with connection.cursor() as cur:
-        cur.execute("SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE seller_id = %s AND status = 'queued')", [seller_id])
+        cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE seller_id = %s AND status = 'queued')", [seller_id]
+        )
         return cur.fetchone()[0]
 
 

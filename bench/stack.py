@@ -21,8 +21,9 @@ BENCH_SETTINGS = "bench.settings"
 ROOT_DIR = Path(__file__).resolve().parent.parent
 
 
-def configure_environment(*, database_url: str, redis_url: str, key_prefix: str, worker_processes: int,
-                          web_workers: int) -> None:
+def configure_environment(
+    *, database_url: str, redis_url: str, key_prefix: str, worker_processes: int, web_workers: int
+) -> None:
     """Environment for this process and every child: production settings against the bench's
     own database and Redis. Runs before Django is imported."""
     os.environ.update(
@@ -44,8 +45,14 @@ def configure_environment(*, database_url: str, redis_url: str, key_prefix: str,
 def create_database(database_url: str) -> bool:
     url = urlparse(database_url)
     name = url.path.lstrip("/")
-    conn = psycopg2.connect(host=url.hostname, port=url.port or 5432, user=url.username, password=url.password,
-                            dbname="postgres", connect_timeout=5)
+    conn = psycopg2.connect(
+        host=url.hostname,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname="postgres",
+        connect_timeout=5,
+    )
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
@@ -83,7 +90,9 @@ def clear_broker(redis_url: str, key_prefix: str) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    patterns = [f"{key_prefix}*"] if key_prefix else ["ledger.shard.*", "ledger.default*", "unacked*", "_kombu.binding.*"]
+    patterns = (
+        [f"{key_prefix}*"] if key_prefix else ["ledger.shard.*", "ledger.default*", "unacked*", "_kombu.binding.*"]
+    )
     for pattern in patterns:
         keys = list(client.scan_iter(match=pattern, count=1000))
         if keys:
@@ -128,7 +137,9 @@ class Stack:
         env = dict(os.environ)
         os.environ.setdefault("BEAT_SCHEDULE_DIR", str(log_dir))
         specs = {spec.name: spec for spec in stack_processes(port=port, flower_port=0)}
-        self.workers = [Process(name, spec.argv, env, log_dir) for name, spec in specs.items() if name.startswith("shards")]
+        self.workers = [
+            Process(name, spec.argv, env, log_dir) for name, spec in specs.items() if name.startswith("shards")
+        ]
         self.web = Process("web", specs["web"].argv, env, log_dir)
         # Beat runs as in production: its sweeper is what settles intents whose wake-up was lost.
         self.beat = Process("beat", specs["beat"].argv, env, log_dir)

@@ -23,16 +23,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--charges", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--explain", action="store_true")
-    parser.add_argument("--variant", action="append", default=[], choices=sorted(VARIANTS),
-                        help="try a change to the statements without editing ledger/posting.py (repeatable)")
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
-                                                                  "postgres://postgres@127.0.0.1:5432/ledger_bench"))
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        choices=sorted(VARIANTS),
+        help="try a change to the statements without editing ledger/posting.py (repeatable)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_bench"),
+    )
     args = parser.parse_args(argv)
 
     from bench.stack import configure_environment, create_database, migrate
 
-    configure_environment(database_url=args.database_url, redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
-                          key_prefix="", worker_processes=1, web_workers=1)
+    configure_environment(
+        database_url=args.database_url,
+        redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        key_prefix="",
+        worker_processes=1,
+        web_workers=1,
+    )
     create_database(args.database_url)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import django
@@ -103,15 +115,19 @@ def main(argv: list[str] | None = None) -> int:
     backend_cpu, python_cpu = cpu(backend) - backend_cpu, cpu(me) - python_cpu
     print(f"{args.charges} charges in {batches} batches of {args.batch}: {total:.2f} s, {args.charges / total:,.0f}/s")
     # CPU time is the cost; wall time also holds the machine's other load and the commit's fsync.
-    print(f"CPU: postgres backend {backend_cpu:.2f} s ({backend_cpu / args.charges * 1e6:.1f} us/charge), "
-          f"python {python_cpu:.2f} s ({python_cpu / args.charges * 1e6:.1f} us/charge); "
-          f"CPU-bound ceiling {args.charges / (backend_cpu + python_cpu):,.0f} charges/s")
+    print(
+        f"CPU: postgres backend {backend_cpu:.2f} s ({backend_cpu / args.charges * 1e6:.1f} us/charge), "
+        f"python {python_cpu:.2f} s ({python_cpu / args.charges * 1e6:.1f} us/charge); "
+        f"CPU-bound ceiling {args.charges / (backend_cpu + python_cpu):,.0f} charges/s"
+    )
     whole = times.pop("(whole batch incl. commit)")
     sql_total = sum(times.values())
     print(f"{'statement':<40} {'calls':>6} {'seconds':>8} {'share':>6}")
     for key, seconds in times.most_common():
         print(f"{key:<40} {counts[key]:>6} {seconds:>8.3f} {seconds / whole:>6.1%}")
-    print(f"{'python (building and adapting the arrays)':<40} {'':>6} {whole - sql_total:>8.3f} {(whole - sql_total) / whole:>6.1%}")
+    print(
+        f"{'python (building and adapting the arrays)':<40} {'':>6} {whole - sql_total:>8.3f} {(whole - sql_total) / whole:>6.1%}"
+    )
     breaches = audit_ledger(seller_id=seller_id)
     print("audit:", "ok" if not breaches else breaches[:5])
     return 1 if breaches else 0
@@ -163,8 +179,12 @@ def _keyset(sql: str, params):
     return sql, params
 
 
-VARIANTS = {"keyset": _keyset, "queued-index": _queued_index, "text-arrays": _text_arrays,
-            "async-commit": _async_commit}
+VARIANTS = {
+    "keyset": _keyset,
+    "queued-index": _queued_index,
+    "text-arrays": _text_arrays,
+    "async-commit": _async_commit,
+}
 
 
 def _label(sql: str) -> str:

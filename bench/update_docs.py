@@ -25,8 +25,9 @@ def latest_section(results: dict, results_dir: Path) -> str:
     md = re.sub(r"\nCharts: .*\n", "\n", md)
     rel = Path("..") / results_dir.relative_to(ROOT)
     charts = "\n".join(f"![{name}]({rel / name})" for name in results.get("charts", []))
-    command = "make bench" + (" BENCH_ARGS=--profile" if any(
-        s.get("profile") for s in results["scenarios"].values()) else "")
+    command = "make bench" + (
+        " BENCH_ARGS=--profile" if any(s.get("profile") for s in results["scenarios"].values()) else ""
+    )
     return f"{md.strip()}\n\n{charts}\n\nCommand: `{command}`."
 
 
@@ -41,8 +42,12 @@ def profiles_section(results: dict) -> str:
         profile = results["scenarios"].get(name, {}).get("profile")
         if not profile:
             continue
-        out += [f"**{title}** ({profile['samples']} samples holding the GIL, 100 Hz)", "",
-                "| inclusive | % | own | % |", "| --- | --- | --- | --- |"]
+        out += [
+            f"**{title}** ({profile['samples']} samples holding the GIL, 100 Hz)",
+            "",
+            "| inclusive | % | own | % |",
+            "| --- | --- | --- | --- |",
+        ]
         own = profile["own"] + [["", ""]] * len(profile["inclusive"])
         for (fi, pi), (fo, po) in zip(profile["inclusive"][:22], own, strict=False):
             out.append(f"| `{fi}` | {pi} | {f'`{fo}`' if fo else ''} | {po} |")

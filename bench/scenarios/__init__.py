@@ -32,9 +32,18 @@ class Sizes:
 
     @classmethod
     def smoke(cls) -> Sizes:
-        return cls(hot_charges=2_000, many_sellers=20, many_per_seller=20, http_clients=(4, 8), http_seconds=1.5,
-                   http_sellers=4, import_rows=1_000, import_memory_rows=2_000, limit_single_txns=200,
-                   settle_timeout=60.0)
+        return cls(
+            hot_charges=2_000,
+            many_sellers=20,
+            many_per_seller=20,
+            http_clients=(4, 8),
+            http_seconds=1.5,
+            http_sellers=4,
+            import_rows=1_000,
+            import_memory_rows=2_000,
+            limit_single_txns=200,
+            settle_timeout=60.0,
+        )
 
 
 @dataclass
@@ -54,4 +63,6 @@ def check_audit(*, what: str) -> None:
 
     breaches = audit_ledger(limit=20)
     if breaches:
-        raise ScenarioFailed(f"{what}: ledger audit found {len(breaches)}+ breaches: " + "; ".join(map(str, breaches[:5])))
+        raise ScenarioFailed(
+            f"{what}: ledger audit found {len(breaches)}+ breaches: " + "; ".join(map(str, breaches[:5]))
+        )

@@ -29,15 +29,26 @@ def run(ctx: Context) -> dict:
     rows = ctx.sizes.import_rows
     limits = []
     if ctx.limits is not None:
-        limits = [ctx.limits.debits(name=f"{batch} debits per transaction, one row (import)", debits_per_txn=batch,
-                                    sellers=1, transactions=max(2, rows // batch))]
+        limits = [
+            ctx.limits.debits(
+                name=f"{batch} debits per transaction, one row (import)",
+                debits_per_txn=batch,
+                sellers=1,
+                transactions=max(2, rows // batch),
+            )
+        ]
     reset_ledger()
     if not ctx.stack.web.alive:
         ctx.stack.start_web()
     try:
         try:
-            result = driver.measure(port=ctx.stack.port, web_pid=ctx.stack.web_pid(), rows=rows, memory_rows=0,
-                                    settle_timeout=ctx.sizes.settle_timeout)
+            result = driver.measure(
+                port=ctx.stack.port,
+                web_pid=ctx.stack.web_pid(),
+                rows=rows,
+                memory_rows=0,
+                settle_timeout=ctx.sizes.settle_timeout,
+            )
         except RuntimeError as exc:  # the driver's own correctness checks (counts, audit)
             raise ScenarioFailed(f"batch import of {rows} rows: {exc}") from exc
         result["limits"] = [limit.as_dict() for limit in limits]
@@ -49,9 +60,11 @@ def run(ctx: Context) -> dict:
     finally:
         ctx.stack.stop_web()
     if result.get("import_memory_error"):
-        raise ScenarioFailed(f"{result['import_memory_error']} (the {rows}-row numbers: "
-                             f"accepted in {result.get('accepted_seconds')} s, settled in {result.get('settled_seconds')} s)",
-                             partial=result)
+        raise ScenarioFailed(
+            f"{result['import_memory_error']} (the {rows}-row numbers: "
+            f"accepted in {result.get('accepted_seconds')} s, settled in {result.get('settled_seconds')} s)",
+            partial=result,
+        )
     return result
 
 
@@ -78,15 +91,18 @@ def _memory(ctx: Context, driver, rows: int) -> dict:
         if "WORKER TIMEOUT" in ctx.stack.web.log_path.read_text()[-200_000:]:
             cause = " (gunicorn killed the worker at its --timeout: the import runs inside the request)"
         answer = f"answered {status}" if status is not None else "got no usable answer"
-        out["import_memory_error"] = (f"the {rows:,}-row upload {answer} after "
-                                      f"{out['import_memory_seconds']} s{cause}: {str(body)[:300]}")
+        out["import_memory_error"] = (
+            f"the {rows:,}-row upload {answer} after {out['import_memory_seconds']} s{cause}: {str(body)[:300]}"
+        )
         return out
     # Not timed: let the workers drain it, so the audit covers it and the next run starts clean.
+    from bench import seed
     from ledger.models import Charge
 
-    from bench import seed
-
-    seed.wait_until_settled(lambda: Charge.objects.filter(batch_id=body["id"], status="queued").exists(),
-                            timeout=ctx.sizes.settle_timeout * 4, interval=0.5)
+    seed.wait_until_settled(
+        lambda: Charge.objects.filter(batch_id=body["id"], status="queued").exists(),
+        timeout=ctx.sizes.settle_timeout * 4,
+        interval=0.5,
+    )
     check_audit(what="batch import")
     return out

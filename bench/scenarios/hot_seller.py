@@ -22,12 +22,21 @@ def run(ctx: Context) -> dict:
     limits = []
     if ctx.limits is not None:
         limits = [
-            ctx.limits.debits(name="one debit per transaction, one row", debits_per_txn=1, sellers=1,
-                              transactions=ctx.sizes.limit_single_txns),
-            ctx.limits.debits(name="100 debits per transaction, one row", debits_per_txn=100, sellers=1,
-                              transactions=max(1, n // 100)),
-            ctx.limits.debits(name=f"{batch} debits per transaction, one row", debits_per_txn=batch, sellers=1,
-                              transactions=max(2, n // batch)),
+            ctx.limits.debits(
+                name="one debit per transaction, one row",
+                debits_per_txn=1,
+                sellers=1,
+                transactions=ctx.sizes.limit_single_txns,
+            ),
+            ctx.limits.debits(
+                name="100 debits per transaction, one row", debits_per_txn=100, sellers=1, transactions=max(1, n // 100)
+            ),
+            ctx.limits.debits(
+                name=f"{batch} debits per transaction, one row",
+                debits_per_txn=batch,
+                sellers=1,
+                transactions=max(2, n // batch),
+            ),
         ]
 
     reset_ledger()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 from bench import seed
 from bench.profiling import Profile
@@ -43,15 +42,26 @@ def _tokens(seller_ids: list[int]) -> list[str]:
     return [str(AccessToken.for_user(users[sid])) for sid in seller_ids]
 
 
-def _load(ctx: Context, seller_ids: list[int], *, clients: int, seconds: float, rate: float = 0.0,
-          name: str) -> dict:
-    spec = {"host": "127.0.0.1", "port": ctx.stack.port, "tokens": _tokens(seller_ids), "clients": clients,
-            "seconds": seconds, "rate": rate, "phone_number": seed.PHONE, "amount": AMOUNT}
+def _load(ctx: Context, seller_ids: list[int], *, clients: int, seconds: float, rate: float = 0.0, name: str) -> dict:
+    spec = {
+        "host": "127.0.0.1",
+        "port": ctx.stack.port,
+        "tokens": _tokens(seller_ids),
+        "clients": clients,
+        "seconds": seconds,
+        "rate": rate,
+        "phone_number": seed.PHONE,
+        "amount": AMOUNT,
+    }
     spec_path = ctx.stack.log_dir / f"http-{name}.spec.json"
     out_path = ctx.stack.log_dir / f"http-{name}.out.json"
     spec_path.write_text(json.dumps(spec))
-    subprocess.run([sys.executable, "-m", "bench.scenarios.http_load", str(spec_path), str(out_path)], cwd=ROOT_DIR,
-                   check=True, timeout=seconds + 300)
+    subprocess.run(
+        [sys.executable, "-m", "bench.scenarios.http_load", str(spec_path), str(out_path)],
+        cwd=ROOT_DIR,
+        check=True,
+        timeout=seconds + 300,
+    )
     return json.loads(out_path.read_text())
 
 
@@ -90,8 +100,13 @@ def run(ctx: Context) -> dict:
     limits = []
     if ctx.limits is not None:
         web_workers = int(__import__("os").environ.get("WEB_WORKERS", "4"))
-        limits = [ctx.limits.submits(name=f"one queued-charge insert per transaction, {web_workers} connections",
-                                     clients=web_workers, transactions=200 if ctx.smoke else 8000)]
+        limits = [
+            ctx.limits.submits(
+                name=f"one queued-charge insert per transaction, {web_workers} connections",
+                clients=web_workers,
+                transactions=200 if ctx.smoke else 8000,
+            )
+        ]
 
     reset_ledger()
     seller_ids = seed.make_sellers(sizes.http_sellers, prefix="http")
@@ -105,13 +120,11 @@ def run(ctx: Context) -> dict:
     # The web server stays up for the batch import; the run stops it at the end.
     with MemorySampler({"web": ctx.stack.web_pid()}, include_children=True) as memory:
         # Not recorded: every gunicorn worker loads its views, serializers and connections lazily.
-        _load(ctx, seller_ids, clients=sizes.http_clients[0], seconds=min(2.0, sizes.http_seconds / 2),
-              name="warmup")
+        _load(ctx, seller_ids, clients=sizes.http_clients[0], seconds=min(2.0, sizes.http_seconds / 2), name="warmup")
         for clients in sizes.http_clients:
             profile = None
             if ctx.profile and clients == sizes.http_clients[0]:
-                profile = Profile(ctx.stack.web_pid(), ctx.out_dir / "profiles" / "http_web.raw.txt",
-                                  subprocesses=True)
+                profile = Profile(ctx.stack.web_pid(), ctx.out_dir / "profiles" / "http_web.raw.txt", subprocesses=True)
                 profile.__enter__()
             cpu_before = _cpu(ctx.stack.web_pid())
             raw = _load(ctx, seller_ids, clients=clients, seconds=sizes.http_seconds, name=f"c{clients}")
@@ -125,8 +138,9 @@ def run(ctx: Context) -> dict:
             result[f"c{clients}"]["web_cpu_ms_per_request"] = round(cpu / accepted * 1000, 2) if accepted else None
         base = result[f"c{sizes.http_clients[0]}"]["accepted_per_s"]
         rate = ctx.settle_rate or max(1.0, base / 2)
-        raw = _load(ctx, seller_ids, clients=sizes.http_clients[0], seconds=sizes.http_seconds, rate=rate,
-                    name="settle")
+        raw = _load(
+            ctx, seller_ids, clients=sizes.http_clients[0], seconds=sizes.http_seconds, rate=rate, name="settle"
+        )
         sent = {r[3]: r[0] for r in raw["requests"] if r[2] == 202 and r[3] is not None}
         seed.wait_until_settled(lambda: seed.pending(seller_ids) > 0, timeout=sizes.settle_timeout, interval=0.1)
     result["web_peak_rss_mb"] = memory.peaks_mb()
@@ -136,12 +150,19 @@ def run(ctx: Context) -> dict:
     settled = dict(Charge.objects.filter(pk__in=list(sent)).values_list("pk", "settled_at"))
     latencies = [settled[cid].timestamp() - t for cid, t in sent.items() if settled.get(cid) is not None]
     summary = _summary(raw)
-    result["settle"] = {"rate": round(rate, 1), "accepted": summary["accepted"], "errors": summary["errors"],
-                        "submit_latency_ms": summary["latency_ms"], "latency_ms": percentiles(latencies)}
+    result["settle"] = {
+        "rate": round(rate, 1),
+        "accepted": summary["accepted"],
+        "errors": summary["errors"],
+        "submit_latency_ms": summary["latency_ms"],
+        "latency_ms": percentiles(latencies),
+    }
     _check(seller_ids, funding)
     result["limits"] = [limit.as_dict() for limit in limits]
     if limits:
-        result["ratio_to_limit"] = round(result[f"c{sizes.http_clients[0]}"]["accepted_per_s"] / limits[0].rows_per_s, 3)
+        result["ratio_to_limit"] = round(
+            result[f"c{sizes.http_clients[0]}"]["accepted_per_s"] / limits[0].rows_per_s, 3
+        )
     result["audit"] = "ok"
     return result
 

@@ -61,8 +61,10 @@ def _client(spec: dict, index: int, start_at: float, out: list) -> None:
 
 def _process(spec: dict, indexes: list[int], start_at: float) -> list:
     results: list[list] = [[] for _ in indexes]
-    threads = [threading.Thread(target=_client, args=(spec, i, start_at, results[n]), daemon=True)
-               for n, i in enumerate(indexes)]
+    threads = [
+        threading.Thread(target=_client, args=(spec, i, start_at, results[n]), daemon=True)
+        for n, i in enumerate(indexes)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -29,8 +29,13 @@ def run(ctx: Context) -> dict:
     limits = []
     if ctx.limits is not None:
         limits = [
-            ctx.limits.debits(name=f"{per_seller} debits per transaction, {sellers} rows, {processes} connections",
-                              debits_per_txn=per_seller, sellers=sellers, transactions=sellers, clients=processes),
+            ctx.limits.debits(
+                name=f"{per_seller} debits per transaction, {sellers} rows, {processes} connections",
+                debits_per_txn=per_seller,
+                sellers=sellers,
+                transactions=sellers,
+                clients=processes,
+            ),
         ]
 
     reset_ledger()
@@ -41,9 +46,12 @@ def run(ctx: Context) -> dict:
 
     from workers.dispatch import wake_seller
 
-    profile = (Profile(ctx.stack.workers[0].popen.pid, ctx.out_dir / "profiles" / "many_sellers.raw.txt")
-               if ctx.profile else None)
-    with MemorySampler(ctx.stack.worker_pids()) as memory, (profile or contextlib.nullcontext()):
+    profile = (
+        Profile(ctx.stack.workers[0].popen.pid, ctx.out_dir / "profiles" / "many_sellers.raw.txt")
+        if ctx.profile
+        else None
+    )
+    with MemorySampler(ctx.stack.worker_pids()) as memory, profile or contextlib.nullcontext():
         started = time.time()
         for seller_id in seller_ids:
             wake_seller(seller_id)
@@ -90,11 +98,16 @@ def _empty_tasks(ctx: Context, *, count: int) -> dict:
         started = time.time()
         for seller_id in range(first, first + count):
             wake_seller(seller_id)
-        finished = seed.wait_until_settled(lambda: broker_backlog(redis_url, prefix) > 0,
-                                           timeout=ctx.sizes.settle_timeout, interval=0.05)
+        finished = seed.wait_until_settled(
+            lambda: broker_backlog(redis_url, prefix) > 0, timeout=ctx.sizes.settle_timeout, interval=0.05
+        )
     seconds = finished - started
-    return {"tasks": count, "seconds": round(seconds, 3), "tasks_per_s": round(count / seconds),
-            "worker_cpu_ms_per_task": round(usage.cpu_seconds() / count * 1000, 2)}
+    return {
+        "tasks": count,
+        "seconds": round(seconds, 3),
+        "tasks_per_s": round(count / seconds),
+        "worker_cpu_ms_per_task": round(usage.cpu_seconds() / count * 1000, 2),
+    }
 
 
 def _check(seller_ids: list[int], n: int, per_seller: int, funding: int) -> None:
@@ -103,10 +116,10 @@ def _check(seller_ids: list[int], n: int, per_seller: int, funding: int) -> None
     from ledger.models import Account, Charge
 
     succeeded = Charge.objects.filter(status=Charge.Status.SUCCEEDED).count()
-    wrong = (
-        Account.objects.filter(seller_id__in=seller_ids).exclude(balance=funding - per_seller * AMOUNT).count()
-    )
+    wrong = Account.objects.filter(seller_id__in=seller_ids).exclude(balance=funding - per_seller * AMOUNT).count()
     statuses = dict(Charge.objects.values_list("status").annotate(n=Count("id")))
     if succeeded != n or wrong:
-        raise ScenarioFailed(f"many sellers: {statuses} (expected {n} succeeded), {wrong} accounts with a wrong balance")
+        raise ScenarioFailed(
+            f"many sellers: {statuses} (expected {n} succeeded), {wrong} accounts with a wrong balance"
+        )
     check_audit(what="many sellers")

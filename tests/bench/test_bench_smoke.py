@@ -31,9 +31,18 @@ def test_make_bench_smoke_writes_sane_results(tmp_path):
     prefix = f"benchsmoke-{uuid.uuid4().hex[:8]}:"  # the suite's own workers share this Redis database
     args = f"--smoke --out {tmp_path} --redis-key-prefix {prefix}"
     proc = subprocess.run(
-        ["make", "--no-print-directory", "bench", f"BENCH_ARGS={args}",
-         f"BENCH_DATABASE_URL={_bench_database_url()}", f"BENCH_REDIS_URL={settings.REDIS_URL}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            "make",
+            "--no-print-directory",
+            "bench",
+            f"BENCH_ARGS={args}",
+            f"BENCH_DATABASE_URL={_bench_database_url()}",
+            f"BENCH_REDIS_URL={settings.REDIS_URL}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
