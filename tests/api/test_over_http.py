@@ -158,8 +158,16 @@ def test_one_idempotency_key_sent_ten_times_concurrently_makes_one_charge(live_s
     reused = api.post("/api/v1/charges/", {**body, "amount": 4_001}, headers={"Idempotency-Key": "k-77"})
     assert reused.status_code == 409 and reused.json()["code"] == "idempotency_key_reused"
 
+    # Deposits honour the key the same way.
+    deposits = concurrently(
+        clients, lambda i, c: [c.post("/api/v1/deposits/", {"amount": 777}, headers={"Idempotency-Key": "d-77"})]
+    )
+    assert sorted(a.status_code for a in deposits) == [200] * 9 + [201]
+    assert len({a.json()["id"] for a in deposits}) == 1
+
     wait_settled(seller.pk)
     assert Charge.objects.filter(seller=seller).count() == 1
+    assert Deposit.objects.filter(seller=seller, idempotency_key="d-77").count() == 1
     assert Entry.objects.filter(seller=seller, kind="charge").count() == 1
     assert _balance(seller) == 96_000
     assert_ledger_audit()
