@@ -150,3 +150,21 @@ def test_hand_built_charge_output_matches_the_serializer():
         assert charge_output(charge) == ChargeOutput(charge).data
     assert Charge.objects.get(pk=failed.pk).failure_code == "insufficient_funds"
     assert_ledger_audit()
+
+
+@pytest.mark.django_db
+def test_a_failed_charge_stays_failed_for_its_key_even_after_funding():
+    seller, admin = make_seller(), make_admin()
+    client = bearer(seller.user)
+    body = {"phone_number": "09121234567", "amount": 5_000}
+    first = client.post("/api/v1/charges/", body, format="json", HTTP_IDEMPOTENCY_KEY="retry-me")
+    settle_seller(seller_id=seller.pk)
+    request_and_approve(seller, 10_000, admin)
+    settle_seller(seller_id=seller.pk)
+    retry = client.post("/api/v1/charges/", body, format="json", HTTP_IDEMPOTENCY_KEY="retry-me")
+    assert retry.status_code == 200 and retry.json()["id"] == first.json()["id"]
+    assert (retry.json()["status"], retry.json()["failure_code"]) == ("failed", "insufficient_funds")
+    settle_seller(seller_id=seller.pk)
+    assert Charge.objects.filter(seller=seller).count() == 1
+    assert Entry.objects.filter(seller=seller).count() == 1  # the deposit only
+    assert_ledger_audit()
