@@ -16,6 +16,23 @@ class CoreConfig(AppConfig):
         # `<id:pk>` in every API path: a number too long for a bigint is an unknown object (404),
         # never a database error.
         register_converter(IdConverter, "id")
+        _check_rates()
+
+
+def _check_rates() -> None:
+    """A malformed rate would otherwise fail on the first request, as a 500."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    from core.throttling import parse_rate
+
+    for name in ("SELLER_THROTTLE_RATE", "LOGIN_THROTTLE_USERNAME_RATE", "LOGIN_THROTTLE_ADDRESS_RATE"):
+        try:
+            limit, window = parse_rate(getattr(settings, name))
+        except (KeyError, ValueError, TypeError):
+            limit, window = 0, 0
+        if limit < 1 or window < 1:
+            raise ImproperlyConfigured(f'{name} must look like "100/s", "6000/m" or "10/15m"')
 
 
 # What each staff role may do in the admin site. The API checks roles itself (core.permissions);

@@ -169,3 +169,22 @@ def test_jwt_honours_simplejwt_revoke_on_password_change(settings):
         assert_error(client.get("/api/v1/me/"), 401, "not_authenticated")
     finally:
         settings.SIMPLE_JWT = {k: v for k, v in settings.SIMPLE_JWT.items() if k != "CHECK_REVOKE_TOKEN"}
+
+
+@pytest.mark.parametrize("rate", ["100/s", "6000/min", "10/15m", "5/2h", "1/d"])
+def test_rates_parse(rate):
+    from core.throttling import parse_rate
+
+    limit, window = parse_rate(rate)
+    assert limit >= 1 and window >= 1
+
+
+@pytest.mark.parametrize("rate", ["lots", "0/m", "10/", "10/fortnight", ""])
+def test_malformed_rates_stop_the_process_at_start(rate, settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from core.apps import _check_rates
+
+    settings.SELLER_THROTTLE_RATE = rate
+    with pytest.raises(ImproperlyConfigured):
+        _check_rates()
