@@ -188,3 +188,22 @@ def test_malformed_rates_stop_the_process_at_start(rate, settings):
     settings.SELLER_THROTTLE_RATE = rate
     with pytest.raises(ImproperlyConfigured):
         _check_rates()
+
+
+@pytest.mark.django_db
+def test_rate_limits_let_requests_through_when_their_store_is_down(settings):
+    from core import throttling
+
+    settings.THROTTLE_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    throttling._client.cache_clear()
+    throttling._hit_script.cache_clear()
+    try:
+        seller = make_seller()
+        assert bearer(seller.user).get("/api/v1/charges/").status_code == 200
+        wrong = {"username": seller.user.username, "password": "nope"}
+        assert_error(
+            _client_from(_address()).post("/api/v1/auth/token/", wrong, format="json"), 401, "not_authenticated"
+        )
+    finally:
+        throttling._client.cache_clear()
+        throttling._hit_script.cache_clear()
