@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             "experiments": {
                 k: v
                 for k, v in os.environ.items()
-                if k in ("BENCH_EXPERIMENT", "BENCH_CELERY_DB_REUSE_MAX", "BENCH_TASK_SEND_SENT_EVENT") and v
+                if k in ("BENCH_TASK_SEND_SENT_EVENT", "CELERY_DB_REUSE_MAX") and v
             },
             "commands": {"workers": [w.argv for w in stack.workers], "web": stack.web.argv},
         },

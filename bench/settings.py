@@ -4,23 +4,12 @@ never be consumed by another stack's workers that listen on the same Redis datab
 queue names (the smoke test runs beside the test suite's own workers)."""
 
 from config.settings.production import *  # noqa: F401,F403
-from config.settings.production import CELERY_BROKER_TRANSPORT_OPTIONS, INSTALLED_APPS, env
+from config.settings.production import CELERY_BROKER_TRANSPORT_OPTIONS, env
 
 _prefix = env("BENCH_REDIS_KEY_PREFIX", "")
 if _prefix:
     CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": _prefix}
 
-# Experiments only (unset in every recorded run): Celery's Django fixup closes the worker's
-# database connection before and after every task unless CELERY_DB_REUSE_MAX is set, so each
-# wake-up pays a new PostgreSQL connection. Set BENCH_CELERY_DB_REUSE_MAX to measure the change.
-_reuse = env("BENCH_CELERY_DB_REUSE_MAX", "")
-if _reuse:
-    CELERY_DB_REUSE_MAX = int(_reuse)
-
 # Experiments only: the "task-sent" event costs the web an extra publish per wake-up.
 if env("BENCH_TASK_SEND_SENT_EVENT", "") == "0":
     CELERY_TASK_SEND_SENT_EVENT = False
-
-# Experiments only: the hot-path proposals of docs/performance.md, in the shard workers.
-if env("BENCH_EXPERIMENT", "") == "fast-posting":
-    INSTALLED_APPS = [*INSTALLED_APPS, "bench.experiments.FastPostingExperiment"]

@@ -36,7 +36,7 @@ class Deposit(models.Model):
     amount = models.BigIntegerField()
     reference = models.CharField(max_length=255, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULL: no key / no failure; "" would collide in the unique index)
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
@@ -95,7 +95,7 @@ class Charge(models.Model):
     amount = models.BigIntegerField()
     reference = models.CharField(max_length=255, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    failure_code = models.CharField(max_length=32, choices=FailureCode.choices, null=True, blank=True)
+    failure_code = models.CharField(max_length=32, choices=FailureCode.choices, null=True, blank=True)  # noqa: DJ001 (the contract says null)
     balance_after = models.BigIntegerField(null=True, blank=True)
     # Indexed by charge_batch_line_unique (batch, batch_line); a second index would only slow the
     # bulk inserts of imports and every settlement's status update.
@@ -104,7 +104,7 @@ class Charge(models.Model):
         db_index=False,
     )
     batch_line = models.IntegerField(null=True, blank=True)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULL: no key / no failure; "" would collide in the unique index)
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     settled_at = models.DateTimeField(null=True, blank=True)
@@ -157,7 +157,7 @@ class ChargeBatch(models.Model):
     valid_rows = models.IntegerField(default=0)
     invalid_rows = models.IntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULL: no key / no failure; "" would collide in the unique index)
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -30,6 +30,8 @@ class BatchOutcome:
     charges_failed: int = 0
     balance: int | None = None
     more_pending: bool = False
+    # The last charge this batch took: the next batch of the same drain continues after it.
+    last_charge_id: int = 0
 
     @property
     def intents(self) -> int:
@@ -42,7 +44,7 @@ _SELECT_APPROVING_DEPOSITS = """
 """
 _SELECT_QUEUED_CHARGES = """
     SELECT id, amount FROM ledger_charge
-    WHERE seller_id = %s AND status = 'queued' ORDER BY id LIMIT %s
+    WHERE seller_id = %s AND status = 'queued' AND id > %s ORDER BY id LIMIT %s
 """
 _INSERT_ENTRIES = """
     INSERT INTO ledger_entry
@@ -71,18 +73,32 @@ _UPDATE_ACCOUNT = """
 """
 
 
-def settle_batch(*, seller_id: int, limit: int) -> BatchOutcome:
-    """Apply up to `limit` of the seller's queued intents in one transaction."""
+def _array(values: list) -> str:
+    """One PostgreSQL array literal (`{1,NULL,3}`), cast by the statement's `::bigint[]`/`::text[]`.
+
+    psycopg2 would send a list as an `ARRAY[...]` constructor that PostgreSQL parses element by
+    element: three times slower for the entry insert. Only ints, None and our own kind names go
+    through here, so no element needs quoting."""
+    return "{" + ",".join("NULL" if value is None else str(value) for value in values) + "}"
+
+
+def settle_batch(*, seller_id: int, limit: int, after_charge_id: int = 0) -> BatchOutcome:
+    """Apply up to `limit` of the seller's queued intents in one transaction.
+
+    `after_charge_id` lets a drain continue where its previous batch stopped instead of walking
+    again the index entries of every charge it just settled (dead until vacuum), which made a
+    drain quadratic in its backlog. A charge committed later with a smaller id is not lost: its
+    own wake-up starts a new drain from 0."""
     with transaction.atomic(), connection.cursor() as cursor:
         account = account_lock(cursor, seller_id=seller_id)
         if account is None:
             return BatchOutcome()
         cursor.execute(_SELECT_APPROVING_DEPOSITS, [seller_id, limit])
         deposits = cursor.fetchall()
-        cursor.execute(_SELECT_QUEUED_CHARGES, [seller_id, limit - len(deposits)])
+        cursor.execute(_SELECT_QUEUED_CHARGES, [seller_id, after_charge_id, limit - len(deposits)])
         charges = cursor.fetchall()
         if not deposits and not charges:
-            return BatchOutcome(balance=account.balance)
+            return BatchOutcome(balance=account.balance, last_charge_id=after_charge_id)
 
         balance, seq = account.balance, account.last_seq
         seqs, kinds, amounts, afters, charge_ids, deposit_ids = [], [], [], [], [], []
@@ -107,15 +123,16 @@ def settle_batch(*, seller_id: int, limit: int) -> BatchOutcome:
 
         now = timezone.now()
         if seqs:
-            cursor.execute(_INSERT_ENTRIES, [seller_id, now, seqs, kinds, amounts, afters, charge_ids, deposit_ids])
+            arrays = [_array(values) for values in (seqs, kinds, amounts, afters, charge_ids, deposit_ids)]
+            cursor.execute(_INSERT_ENTRIES, [seller_id, now, *arrays])
         if approved_ids:
-            cursor.execute(_APPROVE_DEPOSITS, [now, approved_ids, approved_afters])
+            cursor.execute(_APPROVE_DEPOSITS, [now, _array(approved_ids), _array(approved_afters)])
             _expect(cursor.rowcount, len(approved_ids), "deposits")
         if succeeded_ids:
-            cursor.execute(_SUCCEED_CHARGES, [now, succeeded_ids, succeeded_afters])
+            cursor.execute(_SUCCEED_CHARGES, [now, _array(succeeded_ids), _array(succeeded_afters)])
             _expect(cursor.rowcount, len(succeeded_ids), "succeeded charges")
         if failed_ids:
-            cursor.execute(_FAIL_CHARGES, [now, INSUFFICIENT_FUNDS, failed_ids])
+            cursor.execute(_FAIL_CHARGES, [now, INSUFFICIENT_FUNDS, _array(failed_ids)])
             _expect(cursor.rowcount, len(failed_ids), "failed charges")
         cursor.execute(_UPDATE_ACCOUNT, [balance, seq, now, seller_id])
 
@@ -143,6 +160,7 @@ def settle_batch(*, seller_id: int, limit: int) -> BatchOutcome:
         charges_failed=len(failed_ids),
         balance=balance,
         more_pending=len(deposits) + len(charges) >= limit,
+        last_charge_id=charges[-1][0] if charges else after_charge_id,
     )
 
 

@@ -4,8 +4,9 @@ the intent; only transient database errors retry."""
 import logging
 
 from celery import shared_task
+from celery.signals import task_prerun
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from ledger.audit import audit_ledger
 from ledger.selectors import sellers_with_stale_intents
@@ -13,6 +14,13 @@ from ledger.services.settlement import settle_seller
 from workers import dispatch, metrics
 
 logger = logging.getLogger(__name__)
+
+
+@task_prerun.connect
+def _drop_unusable_connection(**_) -> None:
+    """Connections are reused across tasks (CELERY_DB_REUSE_MAX); one left broken by a failed
+    task, or past CONN_MAX_AGE, is closed here so the next task opens a fresh one."""
+    close_old_connections()
 
 
 @shared_task(
