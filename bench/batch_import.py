@@ -22,7 +22,6 @@ import json
 import os
 import random
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
+
+from bench.processes import spawn, stop_all
 
 ROOT = Path(__file__).resolve().parent.parent
 AMOUNT = 1_000
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout",
         "900",
     ]
-    processes = [_spawn(argv, logs / f"p{i}.log") for i, argv in enumerate([*commands, web])]
+    processes = [spawn(argv, logs / f"p{i}.log") for i, argv in enumerate([*commands, web])]
     try:
         _wait_http(args.port, processes[-1])
         time.sleep(2)  # shard workers connect to the broker
@@ -290,14 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         result["load_average"] = [round(x, 2) for x in os.getloadavg()]
         print(json.dumps(result, indent=2))
     finally:
-        for proc in processes:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in processes:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_all(processes, timeout=15)
     return 0
 
 
@@ -321,11 +315,6 @@ def _create_database(url: str) -> None:
         if cur.fetchone() is None:
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parsed.path.lstrip("/"))))
     conn.close()
-
-
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen:
-    with log.open("ab") as out:
-        return subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _wait_http(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import processes as processes_
+
 PHONE = "+989121234567"
 AMOUNT = 1_000
 
@@ -133,19 +134,6 @@ def _wait_http(url: str, timeout: float = 60) -> None:
     raise TimeoutError("gunicorn did not answer")
 
 
-def _stop(processes: list[subprocess.Popen]) -> None:
-    import signal
-
-    for proc in processes:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in processes:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 def run(args) -> dict:
     env = _environment(args)
     os.environ.update(
@@ -182,10 +170,7 @@ def run(args) -> dict:
     processes: list[subprocess.Popen] = []
 
     def spawn(name: str, argv: list[str]) -> None:
-        with open(log_dir / f"{name}.log", "ab") as log:
-            processes.append(
-                subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            )
+        processes.append(processes_.spawn(argv, log_dir / f"{name}.log", env=env))
 
     try:
         web = web_argv(host="127.0.0.1", port=port, workers=args.web_workers)
@@ -257,7 +242,7 @@ def run(args) -> dict:
             "balance_ok": balance == len(ids) * 10**12 - succeeded * AMOUNT and succeeded == accepted,
         }
     finally:
-        _stop(processes)
+        processes_.stop_all(processes)
 
 
 def _cpu(processes: list[subprocess.Popen]) -> float:
