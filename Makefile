@@ -23,7 +23,7 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 up: migrate
-	$(PY) manage.py runstack
+	$(PY) manage.py runstack --no-migrate  # `migrate` above already created and migrated the database
 
 test: install
 	DATABASE_URL=$${TEST_DATABASE_URL:-$(DATABASE_URL)} REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} \
