@@ -147,3 +147,22 @@ def test_audit_reports_a_charge_marked_succeeded_without_an_entry():
     breaches = audit_ledger(seller_id=seller.pk)
     assert any(b.invariant == 5 and f"charge {other.pk} is succeeded but has no entry" in b.message for b in breaches)
     assert any(b.invariant == 6 for b in breaches)
+
+
+def test_a_drain_continues_after_its_last_charge_and_the_next_drain_starts_over():
+    admin, seller = make_admin(), make_seller()
+    request_and_approve(seller, 10_000, admin)
+    first, second = _charge(seller, 1_000), _charge(seller, 2_000)
+
+    # A drain that already passed `second` does not walk back to `first` (keyset continuation)...
+    batch = settle_batch(seller_id=seller.pk, limit=100, after_charge_id=second.pk)
+    assert (batch.deposits_applied, batch.charges_succeeded, batch.last_charge_id) == (1, 0, second.pk)
+    assert Charge.objects.get(pk=first.pk).status == "queued"
+
+    # ...and the next drain, which starts from the beginning, settles both in id order.
+    settle_seller(seller_id=seller.pk)
+    assert list(Charge.objects.filter(seller=seller).order_by("id").values_list("status", "balance_after")) == [
+        ("succeeded", 9_000),
+        ("succeeded", 7_000),
+    ]
+    assert_ledger_audit()
