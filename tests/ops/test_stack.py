@@ -59,6 +59,19 @@ class Stack:
         return self.log.read_text(errors="replace")[-4000:]
 
 
+
+def _start_runstack(env: dict, log: Path) -> subprocess.Popen:
+    """`manage.py runstack` in its own session (so Ctrl-C can be sent to its whole group)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "runstack"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
 @pytest.fixture(scope="module")
 def stack(django_db_setup, broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runstack")
@@ -78,15 +91,7 @@ def stack(django_db_setup, broker, tmp_path_factory):
     )
     env.pop("LEDGER_WORKER_SHARDS", None)
     log = tmp / "runstack.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "runstack"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = _start_runstack(env, log)
     running = Stack(
         process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{flower_port}", (user, password), token, log
     )
@@ -353,15 +358,7 @@ def test_runstack_creates_and_migrates_a_missing_database(private_redis, tmp_pat
     log = tmp_path / "runstack.log"
     process = None
     try:
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "manage.py", "runstack"],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = _start_runstack(env, log)
         fresh = Stack(process, f"http://127.0.0.1:{port}", "", ("", ""), "", log)
         _wait(lambda: _ready(fresh), 120, "ready never answered 200", fresh)
         text = log.read_text()
