@@ -103,6 +103,7 @@ def test_database_refuses_a_second_entry_for_one_charge():
                 " VALUES (%s, 3, 'charge', -1000, 4000, 3000, %s, now())",
                 [seller.pk, charge.pk],
             )
+    assert_ledger_audit()  # the refused write left the ledger whole
 
 
 @pytest.mark.parametrize("statement", ["UPDATE ledger_entry SET amount = amount", "DELETE FROM ledger_entry"])
@@ -113,6 +114,7 @@ def test_entries_are_append_only(statement):
     with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(statement)
+    assert_ledger_audit()
 
 
 def test_database_refuses_a_succeeded_charge_without_balance_after():

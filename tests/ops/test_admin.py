@@ -9,6 +9,7 @@ from ledger.services.charges import charge_submit
 from ledger.services.deposits import deposit_reject, deposit_request
 from ledger.services.settlement import settle_seller
 from tests.factories import make_admin, make_seller, make_staff, request_and_approve
+from tests.support import assert_ledger_audit
 
 pytestmark = pytest.mark.django_db
 
@@ -40,6 +41,7 @@ def test_no_admin_screen_can_add_change_or_delete_money(client):
     assert Account.objects.get(seller=seller).balance == 1_000
     assert Entry.objects.filter(seller=seller).count() == 1
     assert Charge.objects.get(pk=charge.pk).status == Charge.Status.QUEUED
+    assert_ledger_audit()
 
 
 def test_approve_action_goes_through_the_service_and_enqueues_after_commit(client, django_capture_on_commit_callbacks):
