@@ -10,14 +10,14 @@ api_v1 = [
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("health/", HealthApi.as_view(), name="health"),
     path("ready/", ReadyApi.as_view(), name="ready"),
-    path("ops/", include("workers.urls")),
+    path("", include("ledger.api.urls")),  # before the rest: it holds the charge POST, the hot path
     path("", include("core.api.urls")),
-    path("", include("ledger.api.urls")),
+    path("ops/", include("workers.urls")),
 ]
 
 urlpatterns = [
+    path("api/v1/", include(api_v1)),  # first: the API is what is resolved thousands of times a second
     path("admin/", admin.site.urls),
-    path("api/v1/", include(api_v1)),
 ]
 
 handler400 = "core.api.handlers.bad_request"

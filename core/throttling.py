@@ -70,6 +70,27 @@ def _peek(*keys: str) -> list[tuple[int, int]]:
     return [(int(values[i] or 0), max(int(values[i + 1]), 1)) for i in range(0, len(values), 2)]
 
 
+# Where a request's counted outcome is kept, so a request counted by the charge POST's fast path
+# and then handed to the full path is not counted twice.
+_COUNTED_ATTR = "_ledger_seller_throttle"
+
+
+def seller_request_allowed(http_request, seller_id: int) -> bool:
+    """Count one request of this seller (`SELLER_THROTTLE_RATE`); False when over the limit.
+    Counted once per request, however many times it is asked."""
+    counted = getattr(http_request, _COUNTED_ATTR, None)
+    if counted is None:
+        limit, window = parse_rate(settings.SELLER_THROTTLE_RATE)
+        try:
+            count, wait = _hit(f"throttle:seller:{seller_id}", window)
+            counted = (count <= limit, wait)
+        except redis.RedisError:
+            logger.warning("throttle store unavailable; letting the request through")
+            counted = (True, None)
+        setattr(http_request, _COUNTED_ATTR, counted)
+    return counted[0]
+
+
 class SellerRateThrottle(BaseThrottle):
     """Requests per seller, whichever key or token it uses (`SELLER_THROTTLE_RATE`)."""
 
@@ -77,13 +98,9 @@ class SellerRateThrottle(BaseThrottle):
         seller = seller_of(request.user)
         if seller is None:
             return True
-        limit, window = parse_rate(settings.SELLER_THROTTLE_RATE)
-        try:
-            count, self._wait = _hit(f"throttle:seller:{seller.pk}", window)
-        except redis.RedisError:
-            logger.warning("throttle store unavailable; letting the request through")
-            return True
-        return count <= limit
+        allowed = seller_request_allowed(request._request, seller.pk)
+        self._wait = getattr(request._request, _COUNTED_ATTR)[1]
+        return allowed
 
     def wait(self):
         return getattr(self, "_wait", None)

@@ -1,8 +1,10 @@
 import logging
+from functools import cache
 
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 
 from core.models import Seller
+from core.roles import STAFF_ROLES
 from ledger import events
 from ledger.errors import SellerInactiveError
 from ledger.models import Charge
@@ -21,25 +23,157 @@ def charge_submit(
     `phone_number` must already be normalized to E.164. Returns (charge, created)."""
     if not seller.user.is_active:
         raise SellerInactiveError()
-    fp = fingerprint({"phone_number": phone_number, "amount": amount, "reference": reference})
+    charge = _new_charge(seller.pk, phone_number, amount, reference, idempotency_key)
+
+    def create() -> Charge:
+        if not _insert(charge):
+            raise SellerInactiveError()  # deactivated since the check above
+        return charge
+
     charge, created = create_once(
-        model=Charge,
-        seller_id=seller.pk,
-        key=idempotency_key,
-        fingerprint_=fp,
-        create=lambda: Charge.objects.create(
-            seller=seller,
-            phone_number=phone_number,
-            amount=amount,
-            reference=reference,
-            idempotency_key=idempotency_key,
-            request_fingerprint=fp,
-        ),
+        model=Charge, seller_id=seller.pk, key=idempotency_key, fingerprint_=charge.request_fingerprint, create=create
     )
     if created:
-        events.intents_recorded(seller_id=seller.pk)
-        logger.info(
-            "charge queued",
-            extra={"event": "charge.queued", "seller_id": seller.pk, "charge_id": charge.pk, "amount": amount},
-        )
+        _recorded(charge)
     return charge, created
+
+
+def charge_record_if_new(
+    *,
+    user_id: int,
+    seller_id: int,
+    phone_number: str,
+    amount: int,
+    reference: str = "",
+    idempotency_key: str | None = None,
+) -> Charge | None:
+    """The charge POST's fast path (`ledger/api/charge_fast_path.py`): `charge_submit` for the
+    common case, in one autocommitted statement and no other round trip.
+
+    Records the charge only if `user_id` is the seller's user, is active and acts as the seller
+    (not as staff: `core.roles.role_of`), and `idempotency_key` (if any) names no charge yet. Returns None when it recorded nothing, without saying why: the caller then
+    takes `charge_submit`, which answers an existing key's original charge, a reused key's
+    conflict or an inactive seller. Must not run inside a transaction: the wake-up is sent as soon
+    as the statement returns, i.e. after its commit."""
+    if connection.in_atomic_block:
+        raise RuntimeError("charge_record_if_new autocommits; call charge_submit inside a transaction")
+    charge = _new_charge(seller_id, phone_number, amount, reference, idempotency_key)
+    if not _insert(charge, acting_user_id=user_id):
+        return None
+    _recorded(charge)
+    return charge
+
+
+def _new_charge(seller_id: int, phone_number: str, amount: int, reference: str, key: str | None) -> Charge:
+    fp = fingerprint({"phone_number": phone_number, "amount": amount, "reference": reference})
+    return Charge(
+        seller_id=seller_id,
+        phone_number=phone_number,
+        amount=amount,
+        reference=reference,
+        idempotency_key=key,
+        request_fingerprint=fp,
+    )
+
+
+@cache
+def _insert_fields() -> list:
+    return [f for f in Charge._meta.concrete_fields if not f.primary_key]
+
+
+def _insert_sql(*, as_user: bool, placeholders: list[str]) -> str:
+    """INSERT ... SELECT guarded by the seller's user being active, so the check and the insert
+    are one statement (no window in which a deactivation slips between them). `as_user` (the fast
+    path, which has not loaded the user) also checks that the given user is the seller's and acts
+    as a seller, and leaves an already used idempotency key alone instead of failing."""
+    quote = connection.ops.quote_name
+    fields = _insert_fields()
+    user_model = Seller.user.field.related_model
+    values, guard_params = placeholders[: len(fields)], placeholders[len(fields) :]
+    guard = f"s.id = {guard_params[0]} AND u.is_active"
+    if as_user:
+        groups = user_model.groups.through._meta.db_table
+        guard += (
+            f" AND u.id = {guard_params[1]} AND NOT u.is_superuser AND NOT EXISTS ("
+            f"SELECT 1 FROM {groups} ug JOIN auth_group g ON g.id = ug.group_id "
+            f"WHERE ug.user_id = u.id AND g.name = ANY({guard_params[2]}))"
+        )
+    on_conflict = " ON CONFLICT (seller_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    return (
+        f"INSERT INTO {Charge._meta.db_table} ({', '.join(quote(f.column) for f in fields)}) "
+        f"SELECT {', '.join(values)} WHERE EXISTS ("
+        f"SELECT 1 FROM {Seller._meta.db_table} s JOIN {user_model._meta.db_table} u ON u.id = s.user_id "
+        f"WHERE {guard}){on_conflict if as_user else ''} RETURNING id"
+    )
+
+
+@cache
+def _submit_insert_sql() -> str:
+    return _insert_sql(as_user=False, placeholders=["%s"] * (len(_insert_fields()) + 1))
+
+
+# The fast path's statement is prepared once per database connection: planning the guarded
+# INSERT ... SELECT cost PostgreSQL more than running it (0.41 vs 0.18 ms of CPU per charge).
+FAST_INSERT = "ledger_charge_fast_insert"
+
+
+@cache
+def _fast_insert_prepare() -> str:
+    user_model = Seller.user.field.related_model
+    types = [f.db_type(connection) for f in _insert_fields()]
+    types += [Seller._meta.pk.rel_db_type(connection), user_model._meta.pk.rel_db_type(connection), "varchar[]"]
+    sql = _insert_sql(as_user=True, placeholders=[f"${n}" for n in range(1, len(types) + 1)])
+    return f"PREPARE {FAST_INSERT} ({', '.join(types)}) AS {sql}"
+
+
+@cache
+def _fast_insert_execute() -> str:
+    return f"EXECUTE {FAST_INSERT} ({', '.join(['%s'] * (len(_insert_fields()) + 3))})"
+
+
+def _execute_fast_insert(cursor, params: list) -> None:
+    raw = connection.connection
+    if getattr(connection, "_ledger_fast_insert_prepared_on", None) is not raw:
+        cursor.execute(_fast_insert_prepare())
+        connection._ledger_fast_insert_prepared_on = raw
+    try:
+        cursor.execute(_fast_insert_execute(), params)
+    except DatabaseError as exc:
+        # 26000: the session lost its prepared statements (a pooler's DISCARD ALL). Nothing ran.
+        if getattr(exc.__cause__, "pgcode", None) != "26000":
+            raise
+        cursor.execute(_fast_insert_prepare())
+        cursor.execute(_fast_insert_execute(), params)
+
+
+def _insert(charge: Charge, *, acting_user_id: int | None = None) -> bool:
+    """Insert `charge` as the ORM would (each field's pre_save and database preparation) and set
+    its id. False when nothing was inserted."""
+    fields = _insert_fields()
+    values = [f.get_db_prep_save(f.pre_save(charge, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        if acting_user_id is None:
+            cursor.execute(_submit_insert_sql(), [*values, charge.seller_id])
+        else:
+            roles = [role.value for role in STAFF_ROLES]
+            _execute_fast_insert(cursor, [*values, charge.seller_id, acting_user_id, roles])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    charge.pk = row[0]
+    charge._state.adding = False
+    charge._state.db = connection.alias
+    return True
+
+
+def _recorded(charge: Charge) -> None:
+    events.intents_recorded(seller_id=charge.seller_id)
+    logger.info(
+        "charge queued",
+        extra={
+            "event": "charge.queued",
+            "seller_id": charge.seller_id,
+            "charge_id": charge.pk,
+            "amount": charge.amount,
+        },
+    )
