@@ -18,11 +18,14 @@ logger = logging.getLogger(__name__)
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.2}
 
 
-def wake_seller(seller_id: int) -> None:
+def wake_seller(seller_id: int, *, countdown: float | None = None) -> None:
     from workers.tasks import settle_seller_task
 
     settle_seller_task.apply_async(
-        kwargs={"seller_id": seller_id}, queue=queue_for(seller_id), retry_policy=PUBLISH_RETRY_POLICY
+        kwargs={"seller_id": seller_id},
+        queue=queue_for(seller_id),
+        countdown=countdown,
+        retry_policy=PUBLISH_RETRY_POLICY,
     )
 
 
@@ -51,7 +54,25 @@ def wake_seller_on_commit(seller_id: int) -> None:
 # intent was committed before it looked, the flag was deleted after that, and the settle drains
 # only after the delete, so it sees the intent. The sweeper and the task's own re-enqueue use
 # `wake_seller` and always publish; a flag whose wake-up was lost expires after WAKE_FLAG_TTL.
+#
+# Cooldown: the worker also marks when a seller's settle started, for `LEDGER_WAKE_COOLDOWN`
+# seconds. A wake-up published inside that window is delayed (Celery countdown) to its end, so
+# a seller submitting hundreds of charges a second is settled in a few batches a second instead
+# of a task per charge or two; the flag stays set meanwhile, so the window's commits publish
+# nothing. A seller not settled within the window is woken at once: the latency is only added
+# under load, and is at most the cooldown.
 WAKE_FLAG_TTL = 30
+
+# One round trip: set the flag if no wake-up is pending, and then say how long the cooldown has
+# left (0: none). -1: a wake-up is pending already.
+_CLAIM_WAKE_UP = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  local left = redis.call('PTTL', KEYS[2])
+  if left < 0 then return 0 end
+  return left
+end
+return -1
+"""
 
 
 @cache
@@ -59,21 +80,34 @@ def _broker_redis() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=1, socket_connect_timeout=1)
 
 
-def _wake_flag(seller_id: int) -> str:
+@cache
+def _claim_script():
+    return _broker_redis().register_script(_CLAIM_WAKE_UP)
+
+
+def _key_prefix() -> str:
     # Under the broker's key prefix, so stacks sharing a Redis database never silence each other.
-    prefix = (getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}).get("global_keyprefix", "")
-    return f"{prefix}ledger:wake-pending:{int(seller_id)}"
+    return (getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}).get("global_keyprefix", "")
+
+
+def _wake_flag(seller_id: int) -> str:
+    return f"{_key_prefix()}ledger:wake-pending:{int(seller_id)}"
+
+
+def _cooldown_key(seller_id: int) -> str:
+    return f"{_key_prefix()}ledger:settle-started:{int(seller_id)}"
 
 
 def wake_seller_coalesced(seller_id: int) -> None:
     flag = _wake_flag(seller_id)
     try:
-        if not _broker_redis().set(flag, 1, nx=True, ex=WAKE_FLAG_TTL):
-            return
+        left_ms = _claim_script()(keys=[flag, _cooldown_key(seller_id)], args=[WAKE_FLAG_TTL])
     except redis.RedisError:
-        pass  # cannot tell whether one is pending: publish (which fails too if Redis is away)
+        left_ms = 0  # cannot tell whether one is pending: publish (which fails too if Redis is away)
+    if left_ms < 0:
+        return
     try:
-        wake_seller(seller_id)
+        wake_seller(seller_id, countdown=left_ms / 1000 if left_ms else None)
     except Exception:
         # Not published: the flag must not silence the next commits' wake-ups.
         try:
@@ -91,7 +125,12 @@ def _clear_wake_flag(sender=None, task=None, args=None, kwargs=None, **_):
     if seller_id is None:
         return
     try:
-        _broker_redis().delete(_wake_flag(seller_id))
+        pipe = _broker_redis().pipeline(transaction=False)
+        pipe.delete(_wake_flag(seller_id))
+        cooldown_ms = int(settings.LEDGER_WAKE_COOLDOWN * 1000)
+        if cooldown_ms > 0:
+            pipe.set(_cooldown_key(seller_id), 1, px=cooldown_ms)
+        pipe.execute()
     except redis.RedisError:
         # The flag expires by itself; until then this seller's commits rely on the task's own
         # re-enqueue and the sweeper.
