@@ -67,3 +67,42 @@ def test_commits_publish_one_wake_up_until_the_worker_starts_it(workers, publish
     wait_settled(seller.pk, timeout=30)
     assert Account.objects.get(seller=seller).balance == 46_000
     assert_ledger_audit()
+
+
+def test_a_wake_up_within_the_cooldown_is_delayed_to_its_end_and_still_settles(workers):
+    admin, seller = make_admin(), make_seller()
+    request_and_approve(seller, 50_000, admin)
+    wait_settled(seller.pk)
+    _wait_flag_cleared(seller.pk)
+    etas: list = []
+
+    def record(sender=None, headers=None, **_):
+        if sender == "ledger.settle_seller":
+            etas.append((headers or {}).get("eta"))
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        # As if a settle of this seller had just started (the worker sets this at task_prerun).
+        dispatch._broker_redis().set(dispatch._cooldown_key(seller.pk), 1, px=1500)
+        started = time.monotonic()
+        charge_submit(seller=seller, phone_number="+989121234567", amount=1_000)
+        charge_submit(seller=seller, phone_number="+989121234567", amount=1_000)  # coalesced
+        assert len(etas) == 1 and etas[0] is not None  # one wake-up, published with a countdown
+        wait_settled(seller.pk, timeout=30)
+        assert time.monotonic() - started >= 1.0  # not before the cooldown's end
+    finally:
+        before_task_publish.disconnect(record)
+
+    # Outside a cooldown the wake-up is immediate.
+    dispatch._broker_redis().delete(dispatch._cooldown_key(seller.pk))
+    _wait_flag_cleared(seller.pk)
+    etas.clear()
+    before_task_publish.connect(record, weak=False)
+    try:
+        charge_submit(seller=seller, phone_number="+989121234567", amount=1_000)
+    finally:
+        before_task_publish.disconnect(record)
+    assert etas == [None]
+    wait_settled(seller.pk, timeout=30)
+    assert Account.objects.get(seller=seller).balance == 47_000
+    assert_ledger_audit()
