@@ -15,6 +15,8 @@ import time
 import traceback
 from pathlib import Path
 
+from bench import wrk
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ["hot_seller", "many_sellers", "http", "batch_import"]
 
@@ -41,6 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")) or None)
     parser.add_argument("--worker-processes", type=int, default=int(os.environ.get("LEDGER_WORKER_PROCESSES", "2")))
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "4")))
+    parser.add_argument(
+        "--load-generator",
+        choices=["wrk", "python"],
+        default="wrk" if wrk.available() else "python",
+        help="of the HTTP closed loops: wrk (Debian's package; the default where installed) or Python threads",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy profiles of the worker (scenario 1) and web (3)")
     parser.add_argument("--no-limits", action="store_true", help="skip the pgbench limits")
     parser.add_argument(
@@ -110,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile,
         notes=notes,
         settle_rate=args.settle_rate,
+        load_generator=args.load_generator,
     )
 
     results: dict = {
@@ -139,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             "experiments": {
                 k: v
                 for k, v in os.environ.items()
-                if k in ("BENCH_TASK_SEND_SENT_EVENT", "CELERY_DB_REUSE_MAX") and v
+                if k in ("BENCH_TASK_SEND_SENT_EVENT", "CELERY_DB_REUSE_MAX", "LEDGER_WAKE_COOLDOWN") and v
             },
             "commands": {"workers": [w.argv for w in stack.workers], "web": stack.web.argv},
         },

@@ -56,6 +56,7 @@ class Context:
     profile: bool = False
     notes: list[str] = field(default_factory=list)
     settle_rate: float | None = None
+    load_generator: str = "python"  # of the closed loops: "wrk" (bench/wrk.py) or "python"
 
 
 def check_audit(*, what: str) -> None:

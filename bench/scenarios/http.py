@@ -2,7 +2,7 @@
 processes), JWT-authenticated, with the shard workers settling at the same time.
 
 1. Closed loop from 32 and from 128 concurrent clients: accepted charges/s and latency
-   p50/p99/p99.9 of every request.
+   p50/p99/p99.9 of every request (wrk where installed: bench/wrk.py).
 2. Open loop at half the 32-client throughput: submit-to-settled latency p50/p99, from the
    client's send time to the charge's `settled_at` (stamped inside the settling transaction,
    just before its commit)."""
@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 
-from bench import seed
+from bench import seed, wrk
 from bench.profiling import Profile
 from bench.scenarios import Context, ScenarioFailed, check_audit
 from bench.stack import ROOT_DIR, reset_ledger
@@ -63,6 +63,29 @@ def _load(ctx: Context, seller_ids: list[int], *, clients: int, seconds: float, 
         timeout=seconds + 300,
     )
     return json.loads(out_path.read_text())
+
+
+def _closed_loop(ctx: Context, seller_ids: list[int], *, clients: int, seconds: float, name: str) -> dict:
+    """A closed loop's summary (see `_summary`), from wrk or from the Python generator."""
+    if ctx.load_generator != "wrk":
+        return _summary(_load(ctx, seller_ids, clients=clients, seconds=seconds, name=name))
+    loaded = wrk.closed_loop(
+        port=ctx.stack.port,
+        tokens=_tokens(seller_ids),
+        clients=clients,
+        seconds=seconds,
+        body={"phone_number": seed.PHONE, "amount": AMOUNT},
+    )
+    accepted = loaded["statuses"].get(202, 0)
+    return {
+        "requests": loaded["requests"],
+        "accepted": accepted,
+        "errors": {str(status): n for status, n in loaded["statuses"].items() if status != 202},
+        "seconds": round(loaded["elapsed"], 2),
+        "accepted_per_s": round(accepted / loaded["elapsed"], 1),
+        "latency_ms": loaded["latency_ms"],
+        "load_generator": "wrk",
+    }
 
 
 def _cpu(pid: int) -> float:
@@ -120,20 +143,22 @@ def run(ctx: Context) -> dict:
     # The web server stays up for the batch import; the run stops it at the end.
     with MemorySampler({"web": ctx.stack.web_pid()}, include_children=True) as memory:
         # Not recorded: every gunicorn worker loads its views, serializers and connections lazily.
-        _load(ctx, seller_ids, clients=sizes.http_clients[0], seconds=min(2.0, sizes.http_seconds / 2), name="warmup")
+        _closed_loop(
+            ctx, seller_ids, clients=sizes.http_clients[0], seconds=min(2.0, sizes.http_seconds / 2), name="warmup"
+        )
         for clients in sizes.http_clients:
             profile = None
             if ctx.profile and clients == sizes.http_clients[0]:
                 profile = Profile(ctx.stack.web_pid(), ctx.out_dir / "profiles" / "http_web.raw.txt", subprocesses=True)
                 profile.__enter__()
             cpu_before = _cpu(ctx.stack.web_pid())
-            raw = _load(ctx, seller_ids, clients=clients, seconds=sizes.http_seconds, name=f"c{clients}")
+            summary = _closed_loop(ctx, seller_ids, clients=clients, seconds=sizes.http_seconds, name=f"c{clients}")
             cpu = _cpu(ctx.stack.web_pid()) - cpu_before
             if profile:
                 profile.__exit__(None, None, None)
                 if profile.summary():
                     result["profile"] = profile.summary()
-            result[f"c{clients}"] = _summary(raw)
+            result[f"c{clients}"] = summary
             accepted = result[f"c{clients}"]["accepted"]
             result[f"c{clients}"]["web_cpu_ms_per_request"] = round(cpu / accepted * 1000, 2) if accepted else None
         base = result[f"c{sizes.http_clients[0]}"]["accepted_per_s"]
