@@ -95,9 +95,9 @@ TEMPLATES = [
 DATABASE_URL = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger")
 DATABASES = {
     "default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True, engine="core.db"
     )
-}
+}  # core/db: PostgreSQL, health-checking only connections idle for more than a second
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
