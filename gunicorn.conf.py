@@ -7,10 +7,17 @@ requests (the sync worker serves one request per process and closes every connec
 with `python -m bench.http_submit --clients 32` on the shared 2-core machine, same minutes,
 load average 5-12: sync x4 about 150 accepted charges/s, p50 205 ms; gthread 4x8 425/s, p50 45
 ms; 3x8 490/s, p50 41 ms. Each thread that serves a request holds its own database connection
-(CONN_MAX_AGE), so processes x threads must stay below PostgreSQL's max_connections."""
+(CONN_MAX_AGE), so processes x threads must stay below PostgreSQL's max_connections.
+
+reuse_port: each worker process listens on its own SO_REUSEPORT socket, so the kernel spreads new
+connections over the processes. With one shared socket the first process to wake took most of
+them, and kept them (keep-alive): 28 of 32 benchmark connections on one of two processes, whose
+GIL then bounded the throughput while the other idled (p99 143-192 ms at 32 clients; 85-106 ms
+with reuse_port, bench/http_submit.py, same minutes)."""
 
 import os
 
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1") != "0"
