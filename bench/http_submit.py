@@ -32,6 +32,7 @@ from bench import wrk
 
 PHONE = "+989121234567"
 AMOUNT = 1_000
+_BODY = {"phone_number": PHONE, "amount": AMOUNT}
 
 
 def _free_port() -> int:
@@ -198,6 +199,12 @@ def run(args) -> dict:
         _wait_settled(ids, Charge, Deposit, timeout=60)
         tokens = [str(AccessToken.for_user(seller.user)) for seller in sellers]
 
+        # Not recorded: every gunicorn worker thread opens its connections, prepares its statement
+        # and fills its caches on its first requests (the first half second's latencies are 2-5x).
+        warmup_accepted = 0
+        if args.load_generator == "wrk":
+            warmup = wrk.closed_loop(port=port, tokens=tokens, clients=args.clients, seconds=2, body=_BODY)
+            warmup_accepted = warmup["statuses"].get(202, 0)
         cpu_before = {name: _cpu(procs) for name, procs in groups.items()}
         pg_before = _postgres_cpu(args.database_url)
         loader_cpu_before = _children_cpu()
@@ -207,7 +214,7 @@ def run(args) -> dict:
                 tokens=tokens,
                 clients=args.clients,
                 seconds=args.seconds,
-                body={"phone_number": PHONE, "amount": AMOUNT},
+                body=_BODY,
             )
             print("wrk latency ms:", loaded["latency_ms"], file=sys.stderr)
             outcome = {
@@ -274,7 +281,7 @@ def run(args) -> dict:
             # wrk stops at its deadline without counting the answers still in flight (at most one
             # per client), which the API did accept and the workers did settle.
             "balance_ok": balance == len(ids) * 10**12 - succeeded * AMOUNT
-            and accepted <= succeeded <= accepted + args.clients,
+            and accepted + warmup_accepted <= succeeded <= accepted + warmup_accepted + 2 * args.clients,
         }
     finally:
         processes_.stop_all(processes)
