@@ -17,6 +17,9 @@ with reuse_port, bench/http_submit.py, same minutes)."""
 
 import os
 
+# One process per core unless WEB_WORKERS says otherwise (workers.stack.default_web_workers, which
+# also passes --workers explicitly for `make up` and the benchmarks).
+workers = int(os.environ.get("WEB_WORKERS") or os.cpu_count() or 2)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))

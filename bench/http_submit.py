@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 from bench import processes as processes_
 from bench import wrk
+from workers.stack import default_web_workers
 
 PHONE = "+989121234567"
 AMOUNT = 1_000
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--sellers", type=int, default=4, help="charges are spread over this many sellers")
-    parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "4")))
+    parser.add_argument("--web-workers", type=int, default=default_web_workers())
     parser.add_argument("--worker-processes", type=int, default=2)
     parser.add_argument("--gunicorn-arg", action="append", default=[], help="extra gunicorn argument (repeatable)")
     parser.add_argument(

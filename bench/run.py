@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 from bench import wrk
+from workers.stack import default_web_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ["hot_seller", "many_sellers", "http", "batch_import"]
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")) or None)
     parser.add_argument("--worker-processes", type=int, default=int(os.environ.get("LEDGER_WORKER_PROCESSES", "2")))
-    parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "4")))
+    parser.add_argument("--web-workers", type=int, default=default_web_workers())
     parser.add_argument(
         "--load-generator",
         choices=["wrk", "python"],

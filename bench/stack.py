@@ -17,6 +17,8 @@ import psutil
 import psycopg2
 from psycopg2 import sql
 
+from workers.stack import default_web_workers
+
 BENCH_SETTINGS = "bench.settings"
 ROOT_DIR = Path(__file__).resolve().parent.parent
 
@@ -143,7 +145,7 @@ class Stack:
         self.web = Process("web", specs["web"].argv, env, log_dir)
         # Beat runs as in production: its sweeper is what settles intents whose wake-up was lost.
         self.beat = Process("beat", specs["beat"].argv, env, log_dir)
-        self.web_workers = int(os.environ.get("WEB_WORKERS", "4"))
+        self.web_workers = default_web_workers()
 
     def start_workers(self) -> None:
         for worker in self.workers:
@@ -169,7 +171,7 @@ class Stack:
                 raise TimeoutError(f"web not answering on {url}")
             time.sleep(0.2)
         # gunicorn answers as soon as one of its workers is up; give the rest time to boot.
-        self._wait_web_workers(int(os.environ.get("WEB_WORKERS", "4")))
+        self._wait_web_workers(default_web_workers())
 
     def _wait_web_workers(self, count: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -17,6 +17,7 @@ from bench import seed, wrk
 from bench.profiling import Profile
 from bench.scenarios import Context, ScenarioFailed, check_audit
 from bench.stack import ROOT_DIR, reset_ledger
+from workers.stack import default_web_workers
 
 AMOUNT = 1_000
 
@@ -122,7 +123,7 @@ def run(ctx: Context) -> dict:
     sizes = ctx.sizes
     limits = []
     if ctx.limits is not None:
-        web_workers = int(__import__("os").environ.get("WEB_WORKERS", "4"))
+        web_workers = default_web_workers()
         limits = [
             ctx.limits.submits(
                 name=f"one queued-charge insert per transaction, {web_workers} connections",
