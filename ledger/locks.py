@@ -9,12 +9,21 @@ from dataclasses import dataclass
 
 from django.db import connection
 
+from ledger.prepared import PreparedStatement
+
 
 @dataclass(frozen=True)
 class LockedAccount:
     seller_id: int
     balance: int
     last_seq: int
+
+
+_LOCK_ACCOUNT = PreparedStatement(
+    "ledger_lock_account",
+    "SELECT balance, last_seq FROM ledger_account WHERE seller_id = $1 FOR NO KEY UPDATE",
+    ["bigint"],
+)
 
 
 def account_lock(cursor, *, seller_id: int) -> LockedAccount | None:
@@ -24,9 +33,6 @@ def account_lock(cursor, *, seller_id: int) -> LockedAccount | None:
     that reference the seller are not blocked."""
     if not connection.in_atomic_block:
         raise RuntimeError("account_lock must be called inside transaction.atomic()")
-    cursor.execute(
-        "SELECT balance, last_seq FROM ledger_account WHERE seller_id = %s FOR NO KEY UPDATE",
-        [seller_id],
-    )
+    _LOCK_ACCOUNT.execute(cursor, [seller_id])
     row = cursor.fetchone()
     return None if row is None else LockedAccount(seller_id, row[0], row[1])

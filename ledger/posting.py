@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ledger.locks import account_lock
+from ledger.prepared import PreparedStatement
 
 INSUFFICIENT_FUNDS = "insufficient_funds"
 
@@ -38,43 +39,58 @@ class BatchOutcome:
         return self.deposits_applied + self.charges_succeeded + self.charges_failed
 
 
-_SELECT_APPROVING_DEPOSITS = """
-    SELECT id, amount FROM ledger_deposit
-    WHERE seller_id = %s AND status = 'approving' ORDER BY id LIMIT %s
-"""
-_SELECT_QUEUED_CHARGES = """
-    SELECT id, amount FROM ledger_charge
-    WHERE seller_id = %s AND status = 'queued' AND id > %s ORDER BY id LIMIT %s
-"""
-_INSERT_ENTRIES = """
-    INSERT INTO ledger_entry
+# Prepared once per database session (ledger/prepared.py): planning these cost PostgreSQL more
+# than running them for the small batches of a busy API.
+_SELECT_APPROVING_DEPOSITS = PreparedStatement(
+    "ledger_settle_select_deposits",
+    """SELECT id, amount FROM ledger_deposit
+    WHERE seller_id = $1 AND status = 'approving' ORDER BY id LIMIT $2""",
+    ["bigint", "bigint"],
+)
+_SELECT_QUEUED_CHARGES = PreparedStatement(
+    "ledger_settle_select_charges",
+    """SELECT id, amount FROM ledger_charge
+    WHERE seller_id = $1 AND status = 'queued' AND id > $2 ORDER BY id LIMIT $3""",
+    ["bigint", "bigint", "bigint"],
+)
+_INSERT_ENTRIES = PreparedStatement(
+    "ledger_settle_insert_entries",
+    """INSERT INTO ledger_entry
         (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, deposit_id, created_at)
-    SELECT %s, e.seq, e.kind, e.amount, e.balance_after - e.amount, e.balance_after, e.charge_id,
-           e.deposit_id, %s
-    FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])
-        AS e(seq, kind, amount, balance_after, charge_id, deposit_id)
-"""
-_APPROVE_DEPOSITS = """
-    UPDATE ledger_deposit AS d SET status = 'approved', applied_at = %s, balance_after = u.balance_after
-    FROM unnest(%s::bigint[], %s::bigint[]) AS u(id, balance_after)
-    WHERE d.id = u.id AND d.status = 'approving'
-"""
-_SUCCEED_CHARGES = """
-    UPDATE ledger_charge AS c SET status = 'succeeded', settled_at = %s, balance_after = u.balance_after
-    FROM unnest(%s::bigint[], %s::bigint[]) AS u(id, balance_after)
-    WHERE c.id = u.id AND c.status = 'queued'
-"""
-_FAIL_CHARGES = """
-    UPDATE ledger_charge SET status = 'failed', settled_at = %s, failure_code = %s
-    WHERE id = ANY(%s::bigint[]) AND status = 'queued'
-"""
-_UPDATE_ACCOUNT = """
-    UPDATE ledger_account SET balance = %s, last_seq = %s, updated_at = %s WHERE seller_id = %s
-"""
+    SELECT $1, e.seq, e.kind, e.amount, e.balance_after - e.amount, e.balance_after, e.charge_id,
+           e.deposit_id, $2
+    FROM unnest($3, $4, $5, $6, $7, $8) AS e(seq, kind, amount, balance_after, charge_id, deposit_id)""",
+    ["bigint", "timestamptz", "bigint[]", "text[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]"],
+)
+_APPROVE_DEPOSITS = PreparedStatement(
+    "ledger_settle_approve_deposits",
+    """UPDATE ledger_deposit AS d SET status = 'approved', applied_at = $1, balance_after = u.balance_after
+    FROM unnest($2, $3) AS u(id, balance_after)
+    WHERE d.id = u.id AND d.status = 'approving'""",
+    ["timestamptz", "bigint[]", "bigint[]"],
+)
+_SUCCEED_CHARGES = PreparedStatement(
+    "ledger_settle_succeed_charges",
+    """UPDATE ledger_charge AS c SET status = 'succeeded', settled_at = $1, balance_after = u.balance_after
+    FROM unnest($2, $3) AS u(id, balance_after)
+    WHERE c.id = u.id AND c.status = 'queued'""",
+    ["timestamptz", "bigint[]", "bigint[]"],
+)
+_FAIL_CHARGES = PreparedStatement(
+    "ledger_settle_fail_charges",
+    """UPDATE ledger_charge SET status = 'failed', settled_at = $1, failure_code = $2
+    WHERE id = ANY($3) AND status = 'queued'""",
+    ["timestamptz", "text", "bigint[]"],
+)
+_UPDATE_ACCOUNT = PreparedStatement(
+    "ledger_settle_update_account",
+    "UPDATE ledger_account SET balance = $1, last_seq = $2, updated_at = $3 WHERE seller_id = $4",
+    ["bigint", "bigint", "timestamptz", "bigint"],
+)
 
 
 def _array(values: list) -> str:
-    """One PostgreSQL array literal (`{1,NULL,3}`), cast by the statement's `::bigint[]`/`::text[]`.
+    """One PostgreSQL array literal (`{1,NULL,3}`), read as the prepared parameter's array type.
 
     psycopg2 would send a list as an `ARRAY[...]` constructor that PostgreSQL parses element by
     element: three times slower for the entry insert. Only ints, None and our own kind names go
@@ -93,9 +109,9 @@ def settle_batch(*, seller_id: int, limit: int, after_charge_id: int = 0) -> Bat
         account = account_lock(cursor, seller_id=seller_id)
         if account is None:
             return BatchOutcome()
-        cursor.execute(_SELECT_APPROVING_DEPOSITS, [seller_id, limit])
+        _SELECT_APPROVING_DEPOSITS.execute(cursor, [seller_id, limit])
         deposits = cursor.fetchall()
-        cursor.execute(_SELECT_QUEUED_CHARGES, [seller_id, after_charge_id, limit - len(deposits)])
+        _SELECT_QUEUED_CHARGES.execute(cursor, [seller_id, after_charge_id, limit - len(deposits)])
         charges = cursor.fetchall()
         if not deposits and not charges:
             return BatchOutcome(balance=account.balance, last_charge_id=after_charge_id)
@@ -124,17 +140,17 @@ def settle_batch(*, seller_id: int, limit: int, after_charge_id: int = 0) -> Bat
         now = timezone.now()
         if seqs:
             arrays = [_array(values) for values in (seqs, kinds, amounts, afters, charge_ids, deposit_ids)]
-            cursor.execute(_INSERT_ENTRIES, [seller_id, now, *arrays])
+            _INSERT_ENTRIES.execute(cursor, [seller_id, now, *arrays])
         if approved_ids:
-            cursor.execute(_APPROVE_DEPOSITS, [now, _array(approved_ids), _array(approved_afters)])
+            _APPROVE_DEPOSITS.execute(cursor, [now, _array(approved_ids), _array(approved_afters)])
             _expect(cursor.rowcount, len(approved_ids), "deposits")
         if succeeded_ids:
-            cursor.execute(_SUCCEED_CHARGES, [now, _array(succeeded_ids), _array(succeeded_afters)])
+            _SUCCEED_CHARGES.execute(cursor, [now, _array(succeeded_ids), _array(succeeded_afters)])
             _expect(cursor.rowcount, len(succeeded_ids), "succeeded charges")
         if failed_ids:
-            cursor.execute(_FAIL_CHARGES, [now, INSUFFICIENT_FUNDS, _array(failed_ids)])
+            _FAIL_CHARGES.execute(cursor, [now, INSUFFICIENT_FUNDS, _array(failed_ids)])
             _expect(cursor.rowcount, len(failed_ids), "failed charges")
-        cursor.execute(_UPDATE_ACCOUNT, [balance, seq, now, seller_id])
+        _UPDATE_ACCOUNT.execute(cursor, [balance, seq, now, seller_id])
 
     # One line per batch, not per intent: at 20,000 charges/s a line each would cost more than
     # the posting. The batch settled every queued charge of the seller from first to last id.

@@ -18,13 +18,13 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from core.throttling import _client as throttle_redis
 from ledger.models import Charge
-from ledger.services.charges import FAST_INSERT
 from tests.api.helpers import api_key_client, assert_error, bearer
 from tests.factories import make_seller, make_staff
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 URL = "/api/v1/charges/"
+FAST_INSERT = "ledger_charge_fast_insert"
 PHONE = "+989121234567"
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 from django.core.management import CommandError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 
 from ledger.models import Account, Charge, Deposit, Entry
 from ledger.posting import settle_batch
@@ -167,4 +167,22 @@ def test_a_drain_continues_after_its_last_charge_and_the_next_drain_starts_over(
         ("succeeded", 9_000),
         ("succeeded", 7_000),
     ]
+    assert_ledger_audit()
+
+
+def test_a_session_that_lost_its_prepared_statements_fails_one_settle_and_the_retry_prepares_them():
+    """A pooler's DISCARD ALL between transactions: the settle in flight fails before changing
+    anything (its transaction is aborted), and the task's retry prepares the statements again."""
+    seller = make_seller()
+    request_and_approve(seller, 5_000, make_admin())
+    settle_batch(seller_id=seller.pk, limit=100)
+    charge_submit(seller=seller, phone_number="+989121234567", amount=1_000)
+
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    with pytest.raises(OperationalError):
+        settle_batch(seller_id=seller.pk, limit=100)
+    assert Account.objects.get(seller=seller).balance == 5_000
+    outcome = settle_batch(seller_id=seller.pk, limit=100)
+    assert outcome.charges_succeeded == 1 and outcome.balance == 4_000
     assert_ledger_audit()

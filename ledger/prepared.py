@@ -1,0 +1,55 @@
+"""Server-side prepared statements for the ledger's hot statements.
+
+PostgreSQL plans every statement psycopg2 sends, and for the settle's set-based statements and
+the charge POST's guarded insert planning cost more than running them: the guarded insert took
+0.41 ms of PostgreSQL CPU unprepared and 0.18 ms prepared. A statement here is prepared once per
+database session (the first time the session runs it) and executed by name after that.
+
+Prepared statements are session state and survive a rollback. A session can still lose them (a
+pooler's `DISCARD ALL`): then the execution fails with 26000 before doing anything; outside a
+transaction it is prepared again and retried, inside one the error propagates (the transaction
+is aborted) and the session's statements are forgotten, so the caller's retry prepares them."""
+
+from __future__ import annotations
+
+from django.db import DatabaseError
+
+_INVALID_STATEMENT_NAME = "26000"
+
+
+class PreparedStatement:
+    def __init__(self, name: str, sql: str, types: list[str]):
+        """`sql` uses $1..$n for the parameters, whose PostgreSQL types `types` lists."""
+        self.name = name
+        self.types = types
+        self._prepare = f"PREPARE {name} ({', '.join(types)}) AS {sql}"
+        self._execute = f"EXECUTE {name} ({', '.join(['%s'] * len(types))})" if types else f"EXECUTE {name}"
+
+    def execute(self, cursor, params: list) -> None:
+        """Run on a Django cursor; fetch the results from the cursor as usual."""
+        db = cursor.db
+        if self.name not in _prepared_in(db):
+            cursor.execute(self._prepare)
+            _prepared_in(db).add(self.name)
+        try:
+            cursor.execute(self._execute, params)
+        except DatabaseError as exc:
+            if getattr(exc.__cause__, "pgcode", None) != _INVALID_STATEMENT_NAME:
+                raise
+            _prepared_in(db).clear()  # the session lost all of them
+            if db.in_atomic_block:
+                raise
+            cursor.execute(self._prepare)
+            _prepared_in(db).add(self.name)
+            cursor.execute(self._execute, params)
+
+
+def _prepared_in(db) -> set[str]:
+    """Names prepared in the current session of this Django connection (a reconnect is a new
+    session: the set goes with the psycopg2 connection object it was made for)."""
+    raw = db.connection
+    held = getattr(db, "_ledger_prepared", None)
+    if held is None or held[0] is not raw:
+        held = (raw, set())
+        db._ledger_prepared = held
+    return held[1]
