@@ -5,11 +5,10 @@ import logging
 from functools import cache, partial
 
 import redis
-from celery.signals import task_prerun
 from django.conf import settings
 from django.db import transaction
 
-from workers.routing import queue_for
+from workers.routing import queue_for, shard_for, shard_queue
 
 logger = logging.getLogger(__name__)
 
@@ -45,33 +44,49 @@ def wake_seller_on_commit(seller_id: int) -> None:
     transaction.on_commit(send, robust=True)
 
 
-# --- Coalescing wake-ups from commits --------------------------------------------------------
-# Under load a seller records many intents while one settle is still queued; one pending wake-up
-# is enough, and each extra one cost the web a publish and the shard worker an empty settle (2-3
-# ms of CPU per charge on each side). A flag per seller marks "a wake-up is queued and has not
-# started": set (NX) before publishing from a commit, deleted by the worker just before the task
-# body runs (task_prerun). A commit that finds the flag set needs no wake-up of its own: its
-# intent was committed before it looked, the flag was deleted after that, and the settle drains
-# only after the delete, so it sees the intent. The sweeper and the task's own re-enqueue use
-# `wake_seller` and always publish; a flag whose wake-up was lost expires after WAKE_FLAG_TTL.
+# --- Coalescing wake-ups from commits, per shard -----------------------------------------------
+# Under load many commits arrive while one settle is still queued; one pending wake-up per shard
+# is enough. A commit adds its seller to the shard's "dirty" set and, in the same Redis script,
+# claims the shard's flag ("a settle_shard task is queued and has not started"); only the commit
+# that sets the flag publishes. The task, before it settles anything, deletes the flag and takes
+# the dirty set in one script, then settles every seller it took. A commit whose claim found the
+# flag set ran its script before that take (scripts are atomic), so its seller is in what the
+# task takes and its intent, committed before the claim, is seen by the settle. A claim after
+# the take sets the flag again and publishes the next task.
 #
-# Cooldown: the worker also marks when a seller's settle started, for `LEDGER_WAKE_COOLDOWN`
-# seconds. A wake-up published inside that window is delayed (Celery countdown) to its end, so
-# a seller submitting hundreds of charges a second is settled in a few batches a second instead
-# of a task per charge or two; the flag stays set meanwhile, so the window's commits publish
-# nothing. A seller not settled within the window is woken at once: the latency is only added
-# under load, and is at most the cooldown.
+# Per shard rather than per seller: a task costs the worker ~3 ms of Celery overhead (message,
+# events, acknowledgement) besides the settle itself, and with a task per seller 32 active
+# sellers cost 320 tasks a second; per shard it is at most LEDGER_SHARDS tasks per cooldown.
+#
+# Cooldown: taking a shard's set also marks, for `LEDGER_WAKE_COOLDOWN` seconds, that its settle
+# started; a wake-up claimed inside that window is published with a countdown to its end, so under
+# load each shard is settled in a few batches a second, and the flag stays set meanwhile, so the
+# window's commits publish nothing. A shard not settled within the window is woken at once.
+#
+# Losing a wake-up costs latency, never money: a flag whose task was lost expires after
+# WAKE_FLAG_TTL, and the sweeper (beat) wakes every seller whose intents waited too long, with
+# `wake_seller`, which always publishes a settle_seller task for that one seller.
 WAKE_FLAG_TTL = 30
 
-# One round trip: set the flag if no wake-up is pending, and then say how long the cooldown has
-# left (0: none). -1: a wake-up is pending already.
+# KEYS: flag, cooldown, dirty set; ARGV: seller id, flag TTL. Returns -1 if a task is pending
+# already, else the milliseconds left of the cooldown (0: none).
 _CLAIM_WAKE_UP = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+redis.call('SADD', KEYS[3], ARGV[1])
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
   local left = redis.call('PTTL', KEYS[2])
   if left < 0 then return 0 end
   return left
 end
 return -1
+"""
+
+# KEYS: flag, cooldown, dirty set; ARGV: cooldown in ms. Returns the sellers to settle.
+_TAKE_DIRTY = """
+redis.call('DEL', KEYS[1])
+if tonumber(ARGV[1]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[1]) end
+local sellers = redis.call('SMEMBERS', KEYS[3])
+redis.call('DEL', KEYS[3])
+return sellers
 """
 
 
@@ -81,57 +96,54 @@ def _broker_redis() -> redis.Redis:
 
 
 @cache
-def _claim_script():
-    return _broker_redis().register_script(_CLAIM_WAKE_UP)
+def _scripts():
+    client = _broker_redis()
+    return client.register_script(_CLAIM_WAKE_UP), client.register_script(_TAKE_DIRTY)
 
 
-def _key_prefix() -> str:
+def _shard_keys(shard: int) -> list[str]:
     # Under the broker's key prefix, so stacks sharing a Redis database never silence each other.
-    return (getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}).get("global_keyprefix", "")
+    prefix = (getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}).get("global_keyprefix", "")
+    return [f"{prefix}ledger:{name}:{int(shard)}" for name in ("wake-pending", "settle-started", "dirty")]
 
 
-def _wake_flag(seller_id: int) -> str:
-    return f"{_key_prefix()}ledger:wake-pending:{int(seller_id)}"
+def wake_shard(shard: int, *, countdown: float | None = None) -> None:
+    from workers.tasks import settle_shard_task
 
-
-def _cooldown_key(seller_id: int) -> str:
-    return f"{_key_prefix()}ledger:settle-started:{int(seller_id)}"
+    settle_shard_task.apply_async(
+        kwargs={"shard": shard},
+        queue=shard_queue(shard),
+        countdown=countdown,
+        retry_policy=PUBLISH_RETRY_POLICY,
+    )
 
 
 def wake_seller_coalesced(seller_id: int) -> None:
-    flag = _wake_flag(seller_id)
+    shard = shard_for(seller_id)
+    keys = _shard_keys(shard)
     try:
-        left_ms = _claim_script()(keys=[flag, _cooldown_key(seller_id)], args=[WAKE_FLAG_TTL])
+        left_ms = _scripts()[0](keys=keys, args=[int(seller_id), WAKE_FLAG_TTL])
     except redis.RedisError:
-        left_ms = 0  # cannot tell whether one is pending: publish (which fails too if Redis is away)
+        # Cannot tell whether one is pending: wake the seller itself (which fails too if Redis is
+        # away; the intent is committed and the sweeper wakes it later).
+        wake_seller(seller_id)
+        return
     if left_ms < 0:
         return
     try:
-        wake_seller(seller_id, countdown=left_ms / 1000 if left_ms else None)
+        wake_shard(shard, countdown=left_ms / 1000 if left_ms else None)
     except Exception:
         # Not published: the flag must not silence the next commits' wake-ups.
         try:
-            _broker_redis().delete(flag)
+            _broker_redis().delete(keys[0])
         except redis.RedisError:
-            logger.warning("could not clear the wake-up flag of seller %s", seller_id)
+            logger.warning("could not clear the wake-up flag of shard %s", shard)
         raise
 
 
-@task_prerun.connect
-def _clear_wake_flag(sender=None, task=None, args=None, kwargs=None, **_):
-    if getattr(task, "name", None) != "ledger.settle_seller":
-        return
-    seller_id = (kwargs or {}).get("seller_id", args[0] if args else None)
-    if seller_id is None:
-        return
-    try:
-        pipe = _broker_redis().pipeline(transaction=False)
-        pipe.delete(_wake_flag(seller_id))
-        cooldown_ms = int(settings.LEDGER_WAKE_COOLDOWN * 1000)
-        if cooldown_ms > 0:
-            pipe.set(_cooldown_key(seller_id), 1, px=cooldown_ms)
-        pipe.execute()
-    except redis.RedisError:
-        # The flag expires by itself; until then this seller's commits rely on the task's own
-        # re-enqueue and the sweeper.
-        logger.warning("could not clear the wake-up flag of seller %s", seller_id)
+def take_dirty_sellers(shard: int) -> list[int]:
+    """Reopen the shard's flag, start its cooldown, and take the sellers whose commits asked for
+    a settle since the last take. Called by the shard's task before it settles them."""
+    cooldown_ms = int(settings.LEDGER_WAKE_COOLDOWN * 1000)
+    sellers = _scripts()[1](keys=_shard_keys(shard), args=[cooldown_ms])
+    return sorted(int(seller_id) for seller_id in sellers)

@@ -1,4 +1,5 @@
-"""Which queue a seller's wake-up goes to: `ledger.shard.{seller_id % LEDGER_SHARDS}`.
+"""Which queue a seller's wake-up goes to: `ledger.shard.{seller_id % LEDGER_SHARDS}` (and a
+shard's wake-up to `ledger.shard.{shard}`).
 
 A stable function of the id (never Python's salted `hash()`), so every web process and every
 restart agree, and one shard worker serializes all of a seller's settlements."""
@@ -13,8 +14,12 @@ def shard_for(seller_id: int) -> int:
     return int(seller_id) % settings.LEDGER_SHARDS
 
 
+def shard_queue(shard: int) -> str:
+    return f"{SHARD_QUEUE_PREFIX}{int(shard)}"
+
+
 def queue_for(seller_id: int) -> str:
-    return f"{SHARD_QUEUE_PREFIX}{shard_for(seller_id)}"
+    return shard_queue(shard_for(seller_id))
 
 
 def all_shard_queues() -> list[str]:
@@ -22,10 +27,11 @@ def all_shard_queues() -> list[str]:
 
 
 def route_task(name, args, kwargs, options, task=None, **kw):
-    """Celery router: a settle_seller sent any way at all still lands on its seller's shard."""
-    if name == "ledger.settle_seller":
-        seller_id = kwargs.get("seller_id") if kwargs else None
-        if seller_id is None and args:
-            seller_id = args[0]
-        return {"queue": queue_for(seller_id)}
+    """Celery router: a settle_seller or settle_shard sent any way at all still lands on its shard."""
+    if name in ("ledger.settle_seller", "ledger.settle_shard"):
+        key = "seller_id" if name == "ledger.settle_seller" else "shard"
+        value = kwargs.get(key) if kwargs else None
+        if value is None and args:
+            value = args[0]
+        return {"queue": queue_for(value) if key == "seller_id" else shard_queue(value)}
     return {"queue": DEFAULT_QUEUE}

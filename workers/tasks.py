@@ -3,6 +3,7 @@ the intent; only transient database errors retry."""
 
 import logging
 
+import redis
 from celery import shared_task
 from celery.signals import task_prerun
 from django.conf import settings
@@ -33,6 +34,34 @@ def _drop_unusable_connection(**_) -> None:
     max_retries=None,
 )
 def settle_seller_task(seller_id: int) -> None:
+    """One seller: the sweeper's wake-ups, a drain that ran out of time, and a seller whose
+    settle inside a shard task hit a transient database error (this task retries it)."""
+    _settle(seller_id)
+
+
+@shared_task(
+    name="ledger.settle_shard",
+    ignore_result=True,
+    acks_late=True,
+    autoretry_for=(redis.RedisError,),
+    retry_backoff=0.5,
+    retry_backoff_max=10,
+    max_retries=None,
+)
+def settle_shard_task(shard: int) -> None:
+    """Every seller of the shard whose commits asked for a settle (workers/dispatch.py), one
+    after another, each in its own transactions."""
+    for seller_id in dispatch.take_dirty_sellers(shard):
+        try:
+            _settle(seller_id)
+        except (OperationalError, InterfaceError):
+            # Taken from the set already: hand it to its own task, which retries with backoff.
+            logger.warning("settling seller %s failed; retrying in its own task", seller_id, exc_info=True)
+            close_old_connections()
+            dispatch.wake_seller(seller_id)
+
+
+def _settle(seller_id: int) -> None:
     outcome = settle_seller(seller_id=seller_id)
     if outcome.intents:
         logger.info(
