@@ -1,9 +1,9 @@
 """Every row lock the ledger takes lives here.
 
-Lock order (the only one, so no deadlock is possible): a seller's account row first, then the
-intents (deposits, charges) of that same seller. A transaction never locks two accounts. The
-HTTP layer takes no account lock at all: approving a deposit is a conditional UPDATE on the
-deposit row alone."""
+Lock order (the only one, so no deadlock is possible): account rows first, several of them only
+in ascending seller id, then the intents (deposits, charges) of those same sellers. The HTTP
+layer takes no account lock at all: approving a deposit is a conditional UPDATE on the deposit
+row alone."""
 
 from dataclasses import dataclass
 
@@ -36,3 +36,24 @@ def account_lock(cursor, *, seller_id: int) -> LockedAccount | None:
     _LOCK_ACCOUNT.execute(cursor, [seller_id])
     row = cursor.fetchone()
     return None if row is None else LockedAccount(seller_id, row[0], row[1])
+
+
+_LOCK_ACCOUNTS = PreparedStatement(
+    "ledger_lock_accounts",
+    """SELECT seller_id, balance, last_seq FROM ledger_account WHERE seller_id = ANY($1)
+    ORDER BY seller_id FOR NO KEY UPDATE""",
+    ["bigint[]"],
+)
+
+
+def accounts_lock(cursor, *, seller_ids: list[int]) -> dict[int, LockedAccount]:
+    """Lock several sellers' accounts, in ascending seller id (rows are locked as the sorted scan
+    returns them), until the end of the current transaction. Sellers without an account are
+    left out of the answer."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("accounts_lock must be called inside transaction.atomic()")
+    if len(seller_ids) == 1:
+        account = account_lock(cursor, seller_id=seller_ids[0])
+        return {} if account is None else {account.seller_id: account}
+    _LOCK_ACCOUNTS.execute(cursor, ["{" + ",".join(str(int(s)) for s in sorted(set(seller_ids))) + "}"])
+    return {row[0]: LockedAccount(row[0], row[1], row[2]) for row in cursor.fetchall()}

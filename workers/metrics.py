@@ -24,16 +24,17 @@ SETTLED_INTENTS_KEY = "ledger:ops:settled_intents"
 SETTLE_RUNS_KEY = "ledger:ops:settle_runs"
 
 
-def settled(*, seller_id: int, intents: int) -> None:
-    """Count one settle run and the intents it applied. Never fails the task: the money has already
-    moved (and committed) when this runs, a missed increment only costs a metric."""
+def settled(*, intents: int, runs: int = 1) -> None:
+    """Count settle runs (one per seller settled) and the intents they applied. Never fails the
+    task: the money has already moved (and committed) when this runs, a missed increment only
+    costs a metric."""
     try:
         with broker_client().pipeline(transaction=False) as pipe:
             pipe.incrby(ops_key(SETTLED_INTENTS_KEY), intents)
-            pipe.incr(ops_key(SETTLE_RUNS_KEY))
+            pipe.incrby(ops_key(SETTLE_RUNS_KEY), runs)
             pipe.execute()
     except redis.RedisError as exc:
-        logger.warning("settle metrics not recorded: %s", exc, extra={"seller_id": seller_id})
+        logger.warning("settle metrics not recorded: %s", exc)
 
 
 def _status_counts(table: str) -> dict[str, int]:

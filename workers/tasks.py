@@ -11,7 +11,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 
 from ledger.audit import audit_ledger
 from ledger.selectors import sellers_with_stale_intents
-from ledger.services.settlement import settle_seller
+from ledger.services.settlement import settle_seller, settle_sellers
 from workers import dispatch, metrics
 
 logger = logging.getLogger(__name__)
@@ -49,15 +49,32 @@ def settle_seller_task(seller_id: int) -> None:
     max_retries=None,
 )
 def settle_shard_task(shard: int) -> None:
-    """Every seller of the shard whose commits asked for a settle (workers/dispatch.py), one
-    after another, each in its own transactions."""
-    for seller_id in dispatch.take_dirty_sellers(shard):
-        try:
-            _settle(seller_id)
-        except (OperationalError, InterfaceError):
-            # Taken from the set already: hand it to its own task, which retries with backoff.
-            logger.warning("settling seller %s failed; retrying in its own task", seller_id, exc_info=True)
-            close_old_connections()
+    """Every seller of the shard whose commits asked for a settle (workers/dispatch.py), in one
+    transaction while their backlogs are small (ledger.services.settlement.settle_sellers)."""
+    seller_ids = dispatch.take_dirty_sellers(shard)
+    if not seller_ids:
+        return
+    try:
+        outcomes = settle_sellers(seller_ids=seller_ids)
+    except (OperationalError, InterfaceError):
+        # Taken from the set already: hand each seller to its own task, which retries with backoff.
+        logger.warning("settling shard %s failed; retrying its sellers one by one", shard, exc_info=True)
+        close_old_connections()
+        for seller_id in seller_ids:
+            dispatch.wake_seller(seller_id)
+        return
+    settled = {sid: o for sid, o in outcomes.items() if o.intents}
+    if settled:
+        logger.info(
+            "settled shard=%s sellers=%s intents=%s",
+            shard,
+            len(settled),
+            sum(o.intents for o in settled.values()),
+            extra={"event": "ledger.shard_settled", "shard": shard, "seller_ids": sorted(settled)[:100]},
+        )
+        metrics.settled(runs=len(settled), intents=sum(o.intents for o in settled.values()))
+    for seller_id, outcome in outcomes.items():
+        if outcome.more_pending:
             dispatch.wake_seller(seller_id)
 
 
@@ -76,7 +93,7 @@ def _settle(seller_id: int) -> None:
                 "batches": outcome.batches,
             },
         )
-        metrics.settled(seller_id=seller_id, intents=outcome.intents)
+        metrics.settled(intents=outcome.intents)
     if outcome.more_pending:
         dispatch.wake_seller(seller_id)
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from ledger.posting import settle_batch
+from ledger.posting import settle_batch, settle_sellers_batch
 
 
 @dataclass
@@ -34,3 +34,22 @@ def settle_seller(*, seller_id: int, time_budget: float | None = None, batch_siz
         if time.monotonic() >= deadline:
             outcome.more_pending = True
             return outcome
+
+
+def settle_sellers(*, seller_ids: list[int], batch_size: int | None = None) -> dict[int, SettleOutcome]:
+    """Several sellers (a shard task's): one transaction for all of them while their backlogs are
+    small, which is the common case under a busy API; if that batch is full, each of them is then
+    drained on its own by `settle_seller`. Sellers without an account are left out."""
+    ids = sorted(set(seller_ids))
+    if len(ids) == 1:
+        return {ids[0]: settle_seller(seller_id=ids[0], batch_size=batch_size)}
+    limit = batch_size or settings.LEDGER_SETTLE_BATCH_SIZE
+    batch = settle_sellers_batch(seller_ids=ids, limit=limit)
+    outcomes = {sid: SettleOutcome(batches=1, intents=o.intents) for sid, o in batch.items()}
+    if any(o.more_pending for o in batch.values()):
+        for sid, outcome in outcomes.items():
+            rest = settle_seller(seller_id=sid, batch_size=batch_size)
+            outcome.batches += rest.batches
+            outcome.intents += rest.intents
+            outcome.more_pending = rest.more_pending
+    return outcomes

@@ -5,9 +5,9 @@ from django.core.management import CommandError
 from django.db import IntegrityError, OperationalError, connection, transaction
 
 from ledger.models import Account, Charge, Deposit, Entry
-from ledger.posting import settle_batch
+from ledger.posting import settle_batch, settle_sellers_batch
 from ledger.services.charges import charge_submit
-from ledger.services.settlement import settle_seller
+from ledger.services.settlement import settle_seller, settle_sellers
 from tests.factories import make_admin, make_seller, request_and_approve
 from tests.support import assert_ledger_audit
 
@@ -185,4 +185,85 @@ def test_a_session_that_lost_its_prepared_statements_fails_one_settle_and_the_re
     assert Account.objects.get(seller=seller).balance == 5_000
     outcome = settle_batch(seller_id=seller.pk, limit=100)
     assert outcome.charges_succeeded == 1 and outcome.balance == 4_000
+    assert_ledger_audit()
+
+
+def test_several_sellers_settled_in_one_batch_each_as_alone():
+    """settle_sellers_batch (a shard task's sellers): each seller's intents in its own order and
+    sequence, deposits first, a charge the balance does not cover failed and the next tried."""
+    admin = make_admin()
+    rich, poor, idle = make_seller(), make_seller(), make_seller()
+    request_and_approve(rich, 10_000, admin)
+    request_and_approve(poor, 1_000, admin)
+    rich_charges = [_charge(rich, amount) for amount in (3_000, 9_000, 2_000)]
+    poor_charges = [_charge(poor, amount) for amount in (1_500, 1_000)]
+
+    outcomes = settle_sellers_batch(seller_ids=[poor.pk, idle.pk, rich.pk, 10**9], limit=100)
+
+    assert set(outcomes) == {rich.pk, poor.pk, idle.pk}  # no account, no outcome
+    assert (outcomes[rich.pk].charges_succeeded, outcomes[rich.pk].charges_failed) == (2, 1)
+    assert (outcomes[poor.pk].deposits_applied, outcomes[poor.pk].charges_failed) == (1, 1)
+    assert outcomes[idle.pk].intents == 0 and not outcomes[rich.pk].more_pending
+    assert [Charge.objects.get(pk=c.pk).status for c in rich_charges] == ["succeeded", "failed", "succeeded"]
+    assert [Charge.objects.get(pk=c.pk).balance_after for c in poor_charges] == [None, 0]
+    assert list(Entry.objects.filter(seller=rich).order_by("seq").values_list("seq", "amount", "balance_after")) == [
+        (1, 10_000, 10_000),
+        (2, -3_000, 7_000),
+        (3, -2_000, 5_000),
+    ]
+    assert (Account.objects.get(seller=poor).balance, Account.objects.get(seller=poor).last_seq) == (0, 2)
+    assert_ledger_audit()
+
+
+def test_a_full_multi_seller_batch_drains_the_rest_seller_by_seller():
+    admin, sellers = make_admin(), [make_seller() for _ in range(3)]
+    for seller in sellers:
+        request_and_approve(seller, 100_000, admin)
+        for _ in range(4):
+            _charge(seller, 1_000)
+
+    assert all(o.more_pending for o in settle_sellers_batch(seller_ids=[s.pk for s in sellers], limit=5).values())
+    outcomes = settle_sellers(seller_ids=[s.pk for s in sellers], batch_size=5)
+
+    assert not Charge.objects.filter(status="queued").exists()
+    assert sum(o.intents for o in outcomes.values()) == 15 - 5
+    assert [Account.objects.get(seller=s).balance for s in sellers] == [96_000] * 3
+    assert_ledger_audit()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_overlapping_multi_seller_and_single_seller_batches_never_deadlock():
+    """Accounts are locked in ascending seller id whatever order the caller gives: batches over
+    overlapping sets of sellers, from several connections at once, all finish, exactly once."""
+    import threading
+
+    from django.db import connection as thread_connection
+
+    admin, sellers = make_admin(), [make_seller() for _ in range(4)]
+    for seller in sellers:
+        request_and_approve(seller, 1_000_000, admin)
+        for _ in range(30):
+            _charge(seller, 1_000)
+    ids = [s.pk for s in sellers]
+    orders = [ids, ids[::-1], ids[1:], [ids[3], ids[0]], [ids[2]], ids[::2]]
+    errors: list[BaseException] = []
+
+    def run(order):
+        try:
+            for _ in range(5):
+                settle_sellers_batch(seller_ids=order, limit=7)
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+        finally:
+            thread_connection.close()
+
+    threads = [threading.Thread(target=run, args=(order,)) for order in orders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    settle_sellers(seller_ids=ids)
+    assert [Account.objects.get(seller=s).balance for s in sellers] == [970_000] * 4
+    assert Entry.objects.filter(seller_id__in=ids, kind="charge").count() == 120
     assert_ledger_audit()
