@@ -164,6 +164,8 @@ def run(ctx: Context) -> dict:
             result[f"c{clients}"]["web_cpu_ms_per_request"] = round(cpu / accepted * 1000, 2) if accepted else None
         base = result[f"c{sizes.http_clients[0]}"]["accepted_per_s"]
         rate = ctx.settle_rate or max(1.0, base / 2)
+        # Submit -> settled at half load, not behind the backlog the 128-client phase may leave.
+        seed.wait_until_settled(lambda: seed.pending(seller_ids) > 0, timeout=sizes.settle_timeout, interval=0.1)
         raw = _load(
             ctx, seller_ids, clients=sizes.http_clients[0], seconds=sizes.http_seconds, rate=rate, name="settle"
         )
