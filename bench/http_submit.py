@@ -178,7 +178,6 @@ def run(args) -> dict:
 
     try:
         web = web_argv(host="127.0.0.1", port=port, workers=args.web_workers)
-        web = [arg for arg in web if arg not in ("--access-logfile", "-")]  # a log line per request skews it
         spawn("gunicorn", web + args.gunicorn_arg)
         for index, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, args.worker_processes)):
             spawn(

@@ -27,8 +27,8 @@ BOUNDS = {
     "hot_seller": "PostgreSQL executing each batch (entry insert, charge update, FK checks at commit); "
     "the worker's own CPU is ~6 µs/charge (performance.md §1)",
     "many_sellers": "the cost per task (Celery, Django, one commit per seller): see the empty-task floor (§2)",
-    "http": "web CPU per request on 2 shared cores; each request also waits on PostgreSQL and Redis (§3)",
-    "http.settle": "shard-worker tasks per second against wake-ups per second, and the web's own load (§3)",
+    "http": "CPU per request on 2 cores shared by gunicorn, PostgreSQL, Redis, the shard workers and the load generator (§3)",
+    "http.settle": "the wake-up cooldown (LEDGER_WAKE_COOLDOWN) plus the shard task's batch, and the web's own load (§3)",
     "batch_import": "the import runs inside the request (gunicorn --timeout); settlement is scenario 1's path (§4)",
 }
 

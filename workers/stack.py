@@ -139,8 +139,6 @@ def web_argv(*, host: str, port: int, workers: int, python: str = sys.executable
         f"{host}:{port}",
         "--workers",
         str(workers),
-        "--access-logfile",
-        "-",
         "--graceful-timeout",
         "5",
         # Batch imports run in the request: a million-row file takes tens of seconds, and
