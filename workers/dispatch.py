@@ -17,14 +17,11 @@ logger = logging.getLogger(__name__)
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.2}
 
 
-def wake_seller(seller_id: int, *, countdown: float | None = None) -> None:
+def wake_seller(seller_id: int) -> None:
     from workers.tasks import settle_seller_task
 
     settle_seller_task.apply_async(
-        kwargs={"seller_id": seller_id},
-        queue=queue_for(seller_id),
-        countdown=countdown,
-        retry_policy=PUBLISH_RETRY_POLICY,
+        kwargs={"seller_id": seller_id}, queue=queue_for(seller_id), retry_policy=PUBLISH_RETRY_POLICY
     )
 
 

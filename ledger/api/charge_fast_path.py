@@ -27,15 +27,14 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from core.authentication import JWTAuthentication
 from core.models import Seller
 from core.throttling import seller_request_allowed
-from ledger.api.serializers import charge_output
+from ledger.api.serializers import ChargeCreateInput, charge_output, is_valid_idempotency_key
 from ledger.fields import normalize_phone
 from ledger.services.charges import charge_record_if_new
 
 # The longest body the fast path reads: a valid charge is a few hundred bytes; anything larger
 # (up to the limits that answer 413) is the full path's to judge.
 MAX_BODY = 2048
-REFERENCE_MAX_LENGTH = 255
-IDEMPOTENCY_KEY_MAX_LENGTH = 255
+REFERENCE_MAX_LENGTH = ChargeCreateInput._declared_fields["reference"].max_length
 
 
 def with_fast_post(drf_view):
@@ -172,7 +171,7 @@ def _valid_input(request) -> dict | None:
     if phone_number is None:
         return None
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not (1 <= len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH and all(" " <= ch <= "~" for ch in key)):
+    if key is not None and not is_valid_idempotency_key(key):
         return None
     return {"phone_number": phone_number, "amount": amount, "reference": reference, "idempotency_key": key}
 

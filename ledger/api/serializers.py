@@ -142,11 +142,16 @@ class EntryOutput(serializers.ModelSerializer):
         ]
 
 
+def is_valid_idempotency_key(key: str) -> bool:
+    """1-255 printable ASCII characters."""
+    return 1 <= len(key) <= 255 and all(" " <= ch <= "~" for ch in key)
+
+
 def idempotency_key_from(request) -> str | None:
     """The `Idempotency-Key` header: 1-255 printable ASCII characters, or absent."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not (1 <= len(key) <= 255) or not all(" " <= ch <= "~" for ch in key):
+    if not is_valid_idempotency_key(key):
         raise serializers.ValidationError({"Idempotency-Key": ["Must be 1-255 printable characters."]})
     return key

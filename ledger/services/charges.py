@@ -49,13 +49,14 @@ def charge_record_if_new(
     idempotency_key: str | None = None,
 ) -> Charge | None:
     """The charge POST's fast path (`ledger/api/charge_fast_path.py`): `charge_submit` for the
-    common case, in one autocommitted statement and no other round trip.
+    common case, in one autocommitted statement and no other database round trip.
 
     Records the charge only if `user_id` is the seller's user, is active and acts as the seller
-    (not as staff: `core.roles.role_of`), and `idempotency_key` (if any) names no charge yet. Returns None when it recorded nothing, without saying why: the caller then
-    takes `charge_submit`, which answers an existing key's original charge, a reused key's
-    conflict or an inactive seller. Must not run inside a transaction: the wake-up is sent as soon
-    as the statement returns, i.e. after its commit."""
+    (not as staff: `core.roles.role_of`), and `idempotency_key` (if any) names no charge yet.
+    Returns None when it recorded nothing, without saying why: the caller then takes
+    `charge_submit`, which answers an existing key's original charge, a reused key's conflict or
+    an inactive seller. Must not run inside a transaction: the wake-up is sent as soon as the
+    statement returns, i.e. after its commit."""
     if connection.in_atomic_block:
         raise RuntimeError("charge_record_if_new autocommits; call charge_submit inside a transaction")
     charge = _new_charge(seller_id, phone_number, amount, reference, idempotency_key)
