@@ -20,12 +20,21 @@ from core.throttling import _client as throttle_redis
 from ledger.models import Charge
 from tests.api.helpers import api_key_client, assert_error, bearer
 from tests.factories import make_seller, make_staff
+from tests.support import assert_ledger_audit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 URL = "/api/v1/charges/"
 FAST_INSERT = "ledger_charge_fast_insert"
 PHONE = "+989121234567"
+
+
+@pytest.fixture(autouse=True)
+def audited():
+    """Every test here records charges: each ends with the ledger audit (invariant 7 covers the
+    idempotency keys and fingerprints the fast path writes)."""
+    yield
+    assert_ledger_audit()
 
 
 def _post(client, body, **headers):
