@@ -1,25 +1,45 @@
--- wrk script for bench/wrk.py: POST one charge per request, each wrk thread as one seller
--- (tokens from WRK_TOKENS, comma-separated), counting statuses per thread and printing one JSON
--- line of totals and latency percentiles (microseconds) at the end.
+-- wrk script for bench/wrk.py: POST one charge per request, the sellers' tokens (WRK_TOKENS,
+-- comma-separated) shared out over the WRK_THREADS threads, counting statuses per thread and
+-- printing one JSON line of totals and latency percentiles (microseconds) at the end.
 local tokens = {}
 for token in string.gmatch(os.getenv("WRK_TOKENS") or "", "[^,]+") do
   table.insert(tokens, token)
 end
 local threads = {}
 local counter = 0
+local nthreads = tonumber(os.getenv("WRK_THREADS") or "1")
 
+-- Thread k takes every nthreads-th token from k: the sellers are spread over the threads, and
+-- each thread's requests go round its own sellers.
 function setup(thread)
   counter = counter + 1
-  thread:set("token", tokens[(counter - 1) % #tokens + 1])
+  local mine = {}
+  for i = counter, #tokens, nthreads do
+    table.insert(mine, tokens[i])
+  end
+  if #mine == 0 then
+    mine = { tokens[(counter - 1) % #tokens + 1] }
+  end
+  thread:set("my_tokens", table.concat(mine, ","))
   table.insert(threads, thread)
 end
 
 function init(args)
   statuses = {}
+  own = {}
+  for token in string.gmatch(my_tokens, "[^,]+") do
+    table.insert(own, "Bearer " .. token)
+  end
+  turn = 0
   wrk.method = "POST"
   wrk.body = os.getenv("WRK_BODY")
   wrk.headers["Content-Type"] = "application/json"
-  wrk.headers["Authorization"] = "Bearer " .. token
+end
+
+function request()
+  turn = turn % #own + 1
+  wrk.headers["Authorization"] = own[turn]
+  return wrk.format()
 end
 
 function response(status, headers, body)
