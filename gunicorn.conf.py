@@ -21,7 +21,11 @@ import os
 # also passes --workers explicitly for `make up` and the benchmarks).
 workers = int(os.environ.get("WEB_WORKERS") or os.cpu_count() or 2)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# 4 threads: enough to overlap each request's waits on PostgreSQL and Redis; more only contend for
+# the process's GIL, and the convoy shows in the tail. Pairs of `make bench --only http` runs
+# minutes apart (32 sellers, 32 clients), 4 vs 8 threads: 675 vs 558/s with p99 101 vs 133 ms,
+# 684 vs 626/s with p99 92 vs 108 ms; bench/http_submit.py --sellers 32: p99 62-88 vs 88-118 ms.
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1") != "0"
 # Access lines only when asked (WEB_ACCESS_LOG=1): gunicorn builds every request's full set of log
