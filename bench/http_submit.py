@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import resource
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -29,22 +28,12 @@ from urllib.parse import urlparse
 
 from bench import processes as processes_
 from bench import wrk
+from bench.stack import create_database, free_port
 from workers.stack import default_web_workers
 
 PHONE = "+989121234567"
 AMOUNT = 1_000
 _BODY = {"phone_number": PHONE, "amount": AMOUNT}
-
-
-def _free_port() -> int:
-    for port in range(8100, 8200):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 8100-8199")
 
 
 def _environment(args) -> dict:
@@ -60,22 +49,6 @@ def _environment(args) -> dict:
         PYTHONUNBUFFERED="1",
     )
     return env
-
-
-def _create_database(url: str) -> None:
-    import psycopg2
-    from psycopg2 import sql
-
-    parts = urlparse(url)
-    conn = psycopg2.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username, password=parts.password, dbname="postgres"
-    )
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [parts.path.lstrip("/")])
-        if cur.fetchone() is None:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parts.path.lstrip("/"))))
-    conn.close()
 
 
 # --- load generator (runs in its own process) ------------------------------------------------
@@ -154,7 +127,7 @@ def run(args) -> dict:
             )
         }
     )
-    _create_database(args.database_url)
+    create_database(args.database_url)
     import django
 
     django.setup()
@@ -168,7 +141,7 @@ def run(args) -> dict:
     from workers.stack import shard_assignment, web_argv, worker_argv
 
     call_command("migrate", "--noinput", verbosity=0)
-    port = args.port or _free_port()
+    port = args.port or free_port(8100, 8199)
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen] = []
