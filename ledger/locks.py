@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from ledger.prepared import PreparedStatement
+from ledger.prepared import PreparedStatement, array_literal
 
 
 @dataclass(frozen=True)
@@ -55,5 +55,5 @@ def accounts_lock(cursor, *, seller_ids: list[int]) -> dict[int, LockedAccount]:
     if len(seller_ids) == 1:
         account = account_lock(cursor, seller_id=seller_ids[0])
         return {} if account is None else {account.seller_id: account}
-    _LOCK_ACCOUNTS.execute(cursor, ["{" + ",".join(str(int(s)) for s in sorted(set(seller_ids))) + "}"])
+    _LOCK_ACCOUNTS.execute(cursor, [array_literal(sorted({int(s) for s in seller_ids}))])
     return {row[0]: LockedAccount(row[0], row[1], row[2]) for row in cursor.fetchall()}

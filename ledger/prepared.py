@@ -53,3 +53,12 @@ def _prepared_in(db) -> set[str]:
         held = (raw, set())
         db._ledger_prepared = held
     return held[1]
+
+
+def array_literal(values) -> str:
+    """One PostgreSQL array literal (`{1,NULL,3}`), read as the prepared parameter's array type.
+
+    psycopg2 would send a list as an `ARRAY[...]` constructor that PostgreSQL parses element by
+    element: three times slower for the settle's entry insert. Only ints, None and the ledger's
+    own kind names go through here, so no element needs quoting."""
+    return "{" + ",".join("NULL" if value is None else str(value) for value in values) + "}"
