@@ -71,14 +71,15 @@ def _peek(*keys: str) -> list[tuple[int, int]]:
 
 
 # Where a request's counted outcome is kept, so a request counted by the charge POST's fast path
-# and then handed to the full path is not counted twice.
-_COUNTED_ATTR = "_ledger_seller_throttle"
+# and then handed to the full path is not counted twice. In the request's WSGI environ (META),
+# which the full path's request object shares when the WSGI-level fast path hands it on.
+_COUNTED_KEY = "ledger.seller_throttle"
 
 
 def seller_request_allowed(http_request, seller_id: int) -> bool:
     """Count one request of this seller (`SELLER_THROTTLE_RATE`); False when over the limit.
     Counted once per request, however many times it is asked."""
-    counted = getattr(http_request, _COUNTED_ATTR, None)
+    counted = http_request.META.get(_COUNTED_KEY)
     if counted is None:
         limit, window = parse_rate(settings.SELLER_THROTTLE_RATE)
         try:
@@ -87,7 +88,7 @@ def seller_request_allowed(http_request, seller_id: int) -> bool:
         except redis.RedisError:
             logger.warning("throttle store unavailable; letting the request through")
             counted = (True, None)
-        setattr(http_request, _COUNTED_ATTR, counted)
+        http_request.META[_COUNTED_KEY] = counted
     return counted[0]
 
 
@@ -99,7 +100,7 @@ class SellerRateThrottle(BaseThrottle):
         if seller is None:
             return True
         allowed = seller_request_allowed(request._request, seller.pk)
-        self._wait = getattr(request._request, _COUNTED_ATTR)[1]
+        self._wait = request._request.META[_COUNTED_KEY][1]
         return allowed
 
     def wait(self):
