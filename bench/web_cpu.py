@@ -8,6 +8,12 @@ changes by (`docs/performance.md` §3). It counts the application's CPU only: gu
 handling, PostgreSQL and Redis are outside it (bench/http_submit.py measures all of them).
 
     .venv/bin/python -m bench.web_cpu [--requests 5000] [--repeat 3]
+    .venv/bin/python -m bench.web_cpu --instructions [--requests 1000]
+
+CPU time on the shared machine still moves by ±15 % between runs. `--instructions` counts
+instructions instead (valgrind's callgrind, the same count whatever else runs): the process runs
+twice, with `--requests` more requests the second time, and the difference is divided by them,
+so start-up and warm-up cancel out. About 30 times slower than a plain run.
 """
 
 from __future__ import annotations
@@ -17,8 +23,12 @@ import contextlib
 import io
 import json
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 from bench.stack import configure_environment, create_database
@@ -85,10 +95,29 @@ def _measure(application, token: str, requests: int) -> tuple[float, dict]:
     return (time.process_time() - started) / requests * 1e6, statuses
 
 
+def _instructions(argv: list[str], requests: int) -> float:
+    """Instructions per request, by callgrind, of this module run with `argv`."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian's package)")
+    totals = []
+    for measured in (100, 100 + requests):
+        with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
+            subprocess.run(
+                ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", f"--log-file={log.name}"]
+                + [sys.executable, "-m", "bench.web_cpu", *argv]
+                + ["--warmup", "100", "--requests", str(measured), "--repeat", "1"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            totals.append(int(re.search(r"Collected : (\d+)", log.read()).group(1)))
+    return (totals[1] - totals[0]) / requests
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.web_cpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=500, help="requests before measuring")
     parser.add_argument(
         "--django-handler",
         action="store_true",
@@ -98,7 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         "--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_web_cpu")
     )
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/12"))
+    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
     args = parser.parse_args(argv)
+    if args.instructions:
+        variant = ["--django-handler"] if args.django_handler else []
+        variant += ["--database-url", args.database_url, "--redis-url", args.redis_url]
+        per_request = _instructions(variant, args.requests)
+        print(json.dumps({"requests": args.requests, "instructions_per_charge": round(per_request)}))
+        return 0
 
     configure_environment(
         database_url=args.database_url, redis_url=args.redis_url, key_prefix="", worker_processes=1, web_workers=1
@@ -123,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = []
     try:
         with _quiet():
-            _measure(application, token, min(500, args.requests))  # connections, prepared statements, caches
+            _measure(application, token, args.warmup)  # connections, prepared statements, caches
             for _ in range(args.repeat):
                 micros, statuses = _measure(application, token, args.requests)
                 samples.append(micros)

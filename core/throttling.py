@@ -14,6 +14,7 @@ from django.conf import settings
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from core.redis_script import ThreadScript
 from core.roles import seller_of
 
 logger = logging.getLogger(__name__)
@@ -47,14 +48,18 @@ return {count, redis.call('TTL', KEYS[1])}
 """
 
 
-@cache
-def _hit_script():
-    return _client().register_script(_HIT_SCRIPT)
+# On every request: over a bare connection per thread (core/redis_script.py), not the client.
+_hit_script = ThreadScript(
+    _HIT_SCRIPT,
+    lambda: settings.THROTTLE_REDIS_URL or settings.REDIS_URL,
+    socket_timeout=0.5,
+    socket_connect_timeout=0.5,
+)
 
 
 def _hit(key: str, window: int) -> tuple[int, int]:
     """Count one more event in the current window of `key`; returns (count, seconds left)."""
-    count, ttl = _hit_script()(keys=[key], args=[window])
+    count, ttl = _hit_script(keys=[key], args=[window])
     if ttl < 0:  # a key left without expiry (should not happen): give it one now
         _client().expire(key, window)
         ttl = window

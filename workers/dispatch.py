@@ -8,6 +8,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from core.redis_script import ThreadScript
 from workers.routing import queue_for, shard_for, shard_queue
 
 logger = logging.getLogger(__name__)
@@ -92,10 +93,15 @@ def _broker_redis() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=1, socket_connect_timeout=1)
 
 
+# Every commit's claim: over a bare connection per thread (core/redis_script.py), not the client.
+_claim_wake_up = ThreadScript(
+    _CLAIM_WAKE_UP, lambda: settings.CELERY_BROKER_URL, socket_timeout=1, socket_connect_timeout=1
+)
+
+
 @cache
-def _scripts():
-    client = _broker_redis()
-    return client.register_script(_CLAIM_WAKE_UP), client.register_script(_TAKE_DIRTY)
+def _take_dirty():
+    return _broker_redis().register_script(_TAKE_DIRTY)
 
 
 def _shard_keys(shard: int) -> list[str]:
@@ -119,7 +125,7 @@ def wake_seller_coalesced(seller_id: int) -> None:
     shard = shard_for(seller_id)
     keys = _shard_keys(shard)
     try:
-        left_ms = _scripts()[0](keys=keys, args=[int(seller_id), WAKE_FLAG_TTL])
+        left_ms = _claim_wake_up(keys=keys, args=[int(seller_id), WAKE_FLAG_TTL])
     except redis.RedisError:
         # Cannot tell whether one is pending: wake the seller itself (which fails too if Redis is
         # away; the intent is committed and the sweeper wakes it later).
@@ -142,5 +148,5 @@ def take_dirty_sellers(shard: int) -> list[int]:
     """Reopen the shard's flag, start its cooldown, and take the sellers whose commits asked for
     a settle since the last take. Called by the shard's task before it settles them."""
     cooldown_ms = int(settings.LEDGER_WAKE_COOLDOWN * 1000)
-    sellers = _scripts()[1](keys=_shard_keys(shard), args=[cooldown_ms])
+    sellers = _take_dirty()(keys=_shard_keys(shard), args=[cooldown_ms])
     return sorted(int(seller_id) for seller_id in sellers)
