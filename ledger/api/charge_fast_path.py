@@ -173,7 +173,7 @@ def _valid_input(request) -> dict | None:
     phone_number = _normalized_phone(phone, settings.PHONE_DEFAULT_REGION)
     if phone_number is None:
         return None
-    key = request.headers.get("Idempotency-Key")
+    key = request.META.get("HTTP_IDEMPOTENCY_KEY")  # (request.headers would parse every header)
     if key is not None and not is_valid_idempotency_key(key):
         return None
     return {"phone_number": phone_number, "amount": amount, "reference": reference, "idempotency_key": key}
