@@ -2,7 +2,7 @@ import logging
 from functools import cache
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
 from core.models import Seller
@@ -59,7 +59,8 @@ def charge_record_if_new(
     `charge_submit`, which answers an existing key's original charge, a reused key's conflict or
     an inactive seller. Must not run inside a transaction: the wake-up is sent as soon as the
     statement returns, i.e. after its commit."""
-    if connection.in_atomic_block:
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the `connection` proxy costs a lookup
+    if db.in_atomic_block:
         raise RuntimeError("charge_record_if_new autocommits; call charge_submit inside a transaction")
     given = {
         "seller_id": seller_id,
@@ -70,14 +71,14 @@ def charge_record_if_new(
         "request_fingerprint": _fingerprint(phone_number, amount, reference),
     }
     values = _fast_row(given)
-    prepared = [f.get_db_prep_save(v, connection) if f.attname in _PER_CHARGE else v for f, v in values]
-    with connection.cursor() as cursor:
+    prepared = [f.get_db_prep_save(v, db) if f.attname in _PER_CHARGE else v for f, v in values]
+    with db.cursor() as cursor:
         roles = [role.value for role in STAFF_ROLES]
         _fast_insert().execute(cursor, [*prepared, seller_id, user_id, roles])
         row = cursor.fetchone()
     if row is None:
         return None
-    charge = Charge.from_db(connection.alias, _FIELD_NAMES, [row[0], *(value for _, value in values)])
+    charge = Charge.from_db(db.alias, _FIELD_NAMES, [row[0], *(value for _, value in values)])
     _recorded(charge)
     return charge
 
