@@ -45,7 +45,7 @@ def _environment(args) -> dict:
         SECRET_KEY=os.environ.get("BENCH_SECRET_KEY") or secrets.token_urlsafe(48),
         ALLOWED_HOSTS="127.0.0.1,localhost",
         SECURE_SSL_REDIRECT="0",
-        LOG_LEVEL="WARNING",
+        # LOG_LEVEL stays production's (INFO): each charge's JSON log line is part of its cost.
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -123,7 +123,6 @@ def run(args) -> dict:
                 "SECRET_KEY",
                 "ALLOWED_HOSTS",
                 "SECURE_SSL_REDIRECT",
-                "LOG_LEVEL",
             )
         }
     )
