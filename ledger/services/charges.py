@@ -125,7 +125,7 @@ def _fast_row(given: dict) -> list[tuple]:
 
 
 def _new_charge(seller_id: int, phone_number: str, amount: int, reference: str, key: str | None) -> Charge:
-    fp = fingerprint({"phone_number": phone_number, "amount": amount, "reference": reference})
+    fp = _fingerprint(phone_number, amount, reference)
     return Charge(
         seller_id=seller_id,
         phone_number=phone_number,
