@@ -76,25 +76,32 @@ _INSERT_ENTRIES = PreparedStatement(
         AS e(seller_id, seq, kind, amount, balance_after, charge_id, deposit_id)""",
     ["timestamptz", "bigint[]", "bigint[]", "text[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]"],
 )
+# The three updates below name each row by seller and id, though the id alone would do, so that
+# every index the planner may pick is an exact lookup. With the id alone it may take the partial
+# index of pending rows, `(seller_id, id) WHERE status = ...`, whenever its statistics say that
+# index is tiny (pending rows are settled within a second, so at any ANALYZE it is), and walk all
+# of it once per row; between vacuums that index also holds every row settled since the last
+# one, so each settle would read more than the one before.
 _APPROVE_DEPOSITS = PreparedStatement(
-    "ledger_settle_approve_deposits",
+    "ledger_settle_approve_deposits_by_seller",
     """UPDATE ledger_deposit AS d SET status = 'approved', applied_at = $1, balance_after = u.balance_after
-    FROM unnest($2, $3) AS u(id, balance_after)
-    WHERE d.id = u.id AND d.status = 'approving'""",
-    ["timestamptz", "bigint[]", "bigint[]"],
+    FROM unnest($2, $3, $4) AS u(seller_id, id, balance_after)
+    WHERE d.seller_id = u.seller_id AND d.id = u.id AND d.status = 'approving'""",
+    ["timestamptz", "bigint[]", "bigint[]", "bigint[]"],
 )
 _SUCCEED_CHARGES = PreparedStatement(
-    "ledger_settle_succeed_charges",
+    "ledger_settle_succeed_charges_by_seller",
     """UPDATE ledger_charge AS c SET status = 'succeeded', settled_at = $1, balance_after = u.balance_after
-    FROM unnest($2, $3) AS u(id, balance_after)
-    WHERE c.id = u.id AND c.status = 'queued'""",
-    ["timestamptz", "bigint[]", "bigint[]"],
+    FROM unnest($2, $3, $4) AS u(seller_id, id, balance_after)
+    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.status = 'queued'""",
+    ["timestamptz", "bigint[]", "bigint[]", "bigint[]"],
 )
 _FAIL_CHARGES = PreparedStatement(
-    "ledger_settle_fail_charges",
-    """UPDATE ledger_charge SET status = 'failed', settled_at = $1, failure_code = $2
-    WHERE id = ANY($3) AND status = 'queued'""",
-    ["timestamptz", "text", "bigint[]"],
+    "ledger_settle_fail_charges_by_seller",
+    """UPDATE ledger_charge AS c SET status = 'failed', settled_at = $1, failure_code = $2
+    FROM unnest($3, $4) AS u(seller_id, id)
+    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.status = 'queued'""",
+    ["timestamptz", "text", "bigint[]", "bigint[]"],
 )
 _UPDATE_ACCOUNTS = PreparedStatement(
     "ledger_settle_update_accounts",
@@ -150,41 +157,26 @@ def _settle(seller_ids: list[int], *, limit: int, after_charge_id: int) -> dict[
         for seller_id, charge_id, amount in charges:  # then charges, by id within each seller
             walks[seller_id].charge(charge_id, amount)
         changed = [walks[sid] for sid in ids if walks[sid].entries]
-        failed_ids = [charge_id for walk in walks.values() for charge_id in walk.failed_ids]
+        failed = [(walk.seller_id, charge_id) for walk in walks.values() for charge_id in walk.failed_ids]
 
         now = timezone.now()
         if changed:
-            columns = [[], [], [], [], [], [], []]  # seller, seq, kind, amount, balance_after, charge, deposit
-            for walk in changed:
-                for entry in walk.entries:
-                    for column, value in zip(columns, entry, strict=True):
-                        column.append(value)
-            _INSERT_ENTRIES.execute(cursor, [now, *(array_literal(column) for column in columns)])
-        approved = [(d, after) for walk in changed for d, after in walk.approved]
+            # seller, seq, kind, amount, balance_after, charge, deposit
+            entries = [entry for walk in changed for entry in walk.entries]
+            _INSERT_ENTRIES.execute(cursor, [now, *_columns(entries)])
+        approved = [(walk.seller_id, d, after) for walk in changed for d, after in walk.approved]
         if approved:
-            _APPROVE_DEPOSITS.execute(
-                cursor, [now, array_literal([d for d, _ in approved]), array_literal([a for _, a in approved])]
-            )
+            _APPROVE_DEPOSITS.execute(cursor, [now, *_columns(approved)])
             _expect(cursor.rowcount, len(approved), "deposits")
-        succeeded = [(c, after) for walk in changed for c, after in walk.succeeded]
+        succeeded = [(walk.seller_id, c, after) for walk in changed for c, after in walk.succeeded]
         if succeeded:
-            _SUCCEED_CHARGES.execute(
-                cursor, [now, array_literal([c for c, _ in succeeded]), array_literal([a for _, a in succeeded])]
-            )
+            _SUCCEED_CHARGES.execute(cursor, [now, *_columns(succeeded)])
             _expect(cursor.rowcount, len(succeeded), "succeeded charges")
-        if failed_ids:
-            _FAIL_CHARGES.execute(cursor, [now, INSUFFICIENT_FUNDS, array_literal(failed_ids)])
-            _expect(cursor.rowcount, len(failed_ids), "failed charges")
+        if failed:
+            _FAIL_CHARGES.execute(cursor, [now, INSUFFICIENT_FUNDS, *_columns(failed)])
+            _expect(cursor.rowcount, len(failed), "failed charges")
         if changed:
-            _UPDATE_ACCOUNTS.execute(
-                cursor,
-                [
-                    now,
-                    array_literal([w.seller_id for w in changed]),
-                    array_literal([w.balance for w in changed]),
-                    array_literal([w.seq for w in changed]),
-                ],
-            )
+            _UPDATE_ACCOUNTS.execute(cursor, [now, *_columns([(w.seller_id, w.balance, w.seq) for w in changed])])
             _expect(cursor.rowcount, len(changed), "accounts")
 
     outcomes = {}
@@ -250,6 +242,11 @@ class _Walk:
 
 class PostingConflictError(RuntimeError):
     """An intent changed under the account lock: something bypassed the lock order."""
+
+
+def _columns(rows: list[tuple]) -> list[str]:
+    """One array literal per column of `rows`, for the statements' `unnest(...)`."""
+    return [array_literal(column) for column in zip(*rows, strict=True)]
 
 
 def _expect(updated: int, expected: int, what: str) -> None:
