@@ -75,7 +75,14 @@ def migrate() -> None:
 
 def reset_ledger() -> None:
     """Empty every table the scenarios write (TRUNCATE is not a row operation, so the entries'
-    append-only trigger does not apply) and refresh planner statistics."""
+    append-only trigger does not apply).
+
+    The emptied tables are left without statistics, as a new deployment's are, and not analyzed
+    while empty: statistics that say "empty" make the planner scan tables whole, and the plans
+    the processes cache in their first seconds (the foreign-key checks run at every settle's
+    commit among them) then read every row inserted since, each settle slower than the one
+    before, until autovacuum analyzes the table (docs/performance.md §3). Scenarios analyze what
+    they seed (`seed.queue_charges`)."""
     from django.db import connection
 
     with connection.cursor() as cur:
@@ -83,7 +90,6 @@ def reset_ledger() -> None:
             "TRUNCATE ledger_entry, ledger_charge, ledger_chargebatch, ledger_deposit, ledger_account, core_seller, "
             "auth_user, django_celery_results_taskresult RESTART IDENTITY CASCADE"
         )
-        cur.execute("ANALYZE")
 
 
 def clear_broker(redis_url: str, key_prefix: str) -> None:
