@@ -5,13 +5,19 @@ processes), JWT-authenticated, with the shard workers settling at the same time.
    p50/p99/p99.9 of every request (wrk where installed: bench/wrk.py).
 2. Open loop at half the 32-client throughput: submit-to-settled latency p50/p99, from the
    client's send time to the charge's `settled_at` (stamped inside the settling transaction,
-   just before its commit)."""
+   just before its commit).
+3. The shard tasks' run time in the first and the last seconds of the closed loops (both at full
+   load), from the workers' logs: if each settle gets slower than the one before, their ratio
+   shows it (`shard_task_ms`)."""
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
+import time
+from datetime import datetime
 
 from bench import seed, wrk
 from bench.profiling import Profile
@@ -147,6 +153,7 @@ def run(ctx: Context) -> dict:
         _closed_loop(
             ctx, seller_ids, clients=sizes.http_clients[0], seconds=min(2.0, sizes.http_seconds / 2), name="warmup"
         )
+        measured_from = time.time()
         for clients in sizes.http_clients:
             profile = None
             if ctx.profile and clients == sizes.http_clients[0]:
@@ -162,6 +169,7 @@ def run(ctx: Context) -> dict:
             result[f"c{clients}"] = summary
             accepted = result[f"c{clients}"]["accepted"]
             result[f"c{clients}"]["web_cpu_ms_per_request"] = round(cpu / accepted * 1000, 2) if accepted else None
+        closed_loops_ended = time.time()
         base = result[f"c{sizes.http_clients[0]}"]["accepted_per_s"]
         rate = ctx.settle_rate or max(1.0, base / 2)
         # Submit -> settled at half load, not behind the backlog the 128-client phase may leave.
@@ -172,6 +180,7 @@ def run(ctx: Context) -> dict:
         sent = {r[3]: r[0] for r in raw["requests"] if r[2] == 202 and r[3] is not None}
         seed.wait_until_settled(lambda: seed.pending(seller_ids) > 0, timeout=sizes.settle_timeout, interval=0.1)
     result["web_peak_rss_mb"] = memory.peaks_mb()
+    result["shard_task_ms"] = _shard_task_growth(ctx.stack.workers, measured_from, closed_loops_ended)
 
     from ledger.models import Charge
 
@@ -192,6 +201,38 @@ def run(ctx: Context) -> dict:
             result[f"c{sizes.http_clients[0]}"]["accepted_per_s"] / limits[0].rows_per_s, 3
         )
     result["audit"] = "ok"
+    return result
+
+
+def _shard_task_growth(workers, start: float, end: float, window: float = 5.0) -> dict:
+    """Median run time of the `ledger.settle_shard` tasks that started in the first and in the
+    last `window` seconds of [start, end], from Celery's JSON log line for each ("succeeded in",
+    with its run time). Around 1-2 when settling keeps its pace; far more when each settle reads
+    more than the one before, as when plans cached while the tables looked empty made every
+    settle read every charge inserted so far (docs/performance.md §3), which the
+    submit-to-settled percentiles showed in only some runs."""
+    first, last = [], []
+    for worker in workers:
+        for line in worker.log_path.read_text(errors="replace").splitlines():
+            if '"ledger.settle_shard"' not in line or "succeeded in" not in line:
+                continue
+            try:
+                record = json.loads(line)
+                runtime = float(record["data"]["runtime"])
+                finished = datetime.strptime(record["time"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            except (ValueError, KeyError, TypeError):
+                continue
+            started = finished - runtime
+            if start <= started < start + window:
+                first.append(runtime * 1000)
+            elif end - window <= started < end:
+                last.append(runtime * 1000)
+    result = {
+        "first_p50": round(statistics.median(first), 1) if first else None,
+        "last_p50": round(statistics.median(last), 1) if last else None,
+        "tasks": [len(first), len(last)],
+    }
+    result["growth"] = round(result["last_p50"] / result["first_p50"], 2) if first and last else None
     return result
 
 
