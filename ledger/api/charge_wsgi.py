@@ -34,7 +34,7 @@ from ledger.api.charge_fast_path import accept_charge
 
 logger = logging.getLogger(__name__)
 
-# Called here, as Django calls them: requests in this order, responses in the reverse one.
+# Called here, as Django calls them: in `MIDDLEWARE`'s order for requests, the reverse for responses.
 APPLIED_MIDDLEWARE = (
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -61,7 +61,11 @@ def with_charge_fast_path(django_app: WSGIHandler):
         return django_app
     path = reverse("charge-list")
     allow = resolve(path).func.fast_post_allow
-    middleware = [import_string(m)(_unreachable) for m in APPLIED_MIDDLEWARE if m in settings.MIDDLEWARE]
+    middleware = [import_string(m)(_unreachable) for m in settings.MIDDLEWARE if m in APPLIED_MIDDLEWARE]
+    hooks = (
+        [layer.process_request for layer in middleware if hasattr(layer, "process_request")],
+        [layer.process_response for layer in reversed(middleware)],
+    )
     handler_class = type(django_app)
 
     def application(environ, start_response):
@@ -70,7 +74,7 @@ def with_charge_fast_path(django_app: WSGIHandler):
             and environ.get("REQUEST_METHOD") == "POST"
             and settings.LEDGER_CHARGE_FAST_PATH
         ):
-            response = _answer(environ, middleware, allow, handler_class)
+            response = _answer(environ, hooks, allow, handler_class)
             if response is not None:
                 return _start(response, start_response)
         return django_app(environ, start_response)
@@ -83,13 +87,13 @@ def _unreachable(request):
     raise AssertionError("the fast path calls each middleware's hooks, never the next layer")
 
 
-def _answer(environ: dict, middleware: list, allow: str, handler_class):
+def _answer(environ: dict, hooks: tuple[list, list], allow: str, handler_class):
     """The response to send, or None to hand the request (environ and body intact) to Django."""
     signals.request_started.send(sender=handler_class, environ=environ)
     request = WSGIRequest(environ)
     try:
-        for layer in middleware:
-            if hasattr(layer, "process_request") and layer.process_request(request) is not None:
+        for process_request in hooks[0]:
+            if process_request(request) is not None:
                 return _hand_on(request)  # a redirect: the full cycle answers it
     except (DisallowedHost, PermissionDenied):
         return _hand_on(request)  # the full cycle words the refusal
@@ -99,8 +103,8 @@ def _answer(environ: dict, middleware: list, allow: str, handler_class):
         response = response_for_exception(request, exc)
     if response is None:
         return _hand_on(request)
-    for layer in reversed(middleware):
-        response = layer.process_response(request, response)
+    for process_response in hooks[1]:
+        response = process_response(request, response)
     response._handler_class = handler_class  # close() sends request_finished, as Django's does
     return response
 
