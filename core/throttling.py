@@ -14,8 +14,8 @@ from django.conf import settings
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from core.authentication import acting_seller_id
 from core.redis_script import ThreadScript
-from core.roles import seller_of
 
 logger = logging.getLogger(__name__)
 
@@ -75,37 +75,25 @@ def _peek(*keys: str) -> list[tuple[int, int]]:
     return [(int(values[i] or 0), max(int(values[i + 1]), 1)) for i in range(0, len(values), 2)]
 
 
-# Where a request's counted outcome is kept, so a request counted by the charge POST's fast path
-# and then handed to the full path is not counted twice. In the request's WSGI environ (META),
-# which the full path's request object shares when the WSGI-level fast path hands it on.
-_COUNTED_KEY = "ledger.seller_throttle"
-
-
-def seller_request_allowed(http_request, seller_id: int) -> bool:
-    """Count one request of this seller (`SELLER_THROTTLE_RATE`); False when over the limit.
-    Counted once per request, however many times it is asked."""
-    counted = http_request.META.get(_COUNTED_KEY)
-    if counted is None:
-        limit, window = parse_rate(settings.SELLER_THROTTLE_RATE)
-        try:
-            count, wait = _hit(f"throttle:seller:{seller_id}", window)
-            counted = (count <= limit, wait)
-        except redis.RedisError:
-            logger.warning("throttle store unavailable; letting the request through")
-            counted = (True, None)
-        http_request.META[_COUNTED_KEY] = counted
-    return counted[0]
+def seller_request_allowed(seller_id: int) -> tuple[bool, int | None]:
+    """Count one request of this seller (`SELLER_THROTTLE_RATE`): (allowed, seconds to wait)."""
+    limit, window = parse_rate(settings.SELLER_THROTTLE_RATE)
+    try:
+        count, wait = _hit(f"throttle:seller:{seller_id}", window)
+    except redis.RedisError:
+        logger.warning("throttle store unavailable; letting the request through")
+        return True, None
+    return count <= limit, wait
 
 
 class SellerRateThrottle(BaseThrottle):
     """Requests per seller, whichever key or token it uses (`SELLER_THROTTLE_RATE`)."""
 
     def allow_request(self, request, view) -> bool:
-        seller = seller_of(request.user)
-        if seller is None:
+        seller_id = acting_seller_id(request.user)
+        if seller_id is None:
             return True
-        allowed = seller_request_allowed(request._request, seller.pk)
-        self._wait = request._request.META[_COUNTED_KEY][1]
+        allowed, self._wait = seller_request_allowed(seller_id)
         return allowed
 
     def wait(self):

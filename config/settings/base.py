@@ -160,8 +160,6 @@ THROTTLE_REDIS_URL = env("THROTTLE_REDIS_URL")  # default: REDIS_URL
 # --- Ledger ---------------------------------------------------------------------------------
 # Money is an integer count of the smallest currency unit everywhere.
 LEDGER_SHARDS = env_int("LEDGER_SHARDS", 4)
-# The charge POST's fast path (ledger/api/charge_fast_path.py); off only to compare or to rule it out.
-LEDGER_CHARGE_FAST_PATH = env_bool("LEDGER_CHARGE_FAST_PATH", True)
 LEDGER_MAX_AMOUNT = env_int("LEDGER_MAX_AMOUNT", 1_000_000_000_000)
 LEDGER_SETTLE_BATCH_SIZE = env_int("LEDGER_SETTLE_BATCH_SIZE", 5000)
 # How long one settle_seller task keeps draining a seller before it re-enqueues itself, so one hot

@@ -1,5 +1,3 @@
-from datetime import UTC
-
 from rest_framework import serializers
 
 from core.api.serializers import ALL_ROLE_CHOICES
@@ -96,33 +94,6 @@ class ChargeOutput(serializers.ModelSerializer):
             "created_at",
             "settled_at",
         ]
-
-
-def _iso(value) -> str | None:
-    # What DRF's DateTimeField renders for an aware UTC datetime.
-    if value is None:
-        return None
-    text = value.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-def charge_output(charge: Charge) -> dict:
-    """`ChargeOutput(charge).data`, built by hand for the charge POST (the hot path): DRF builds
-    a ModelSerializer's fields anew for every instance, which cost as much CPU as the request's
-    database work. `tests/api/test_reading.py` checks that both render the same."""
-    return {
-        "id": charge.pk,
-        "seller": charge.seller_id,
-        "phone_number": charge.phone_number,
-        "amount": charge.amount,
-        "reference": charge.reference,
-        "status": charge.status,
-        "failure_code": charge.failure_code,
-        "balance_after": charge.balance_after,
-        "batch": charge.batch_id,
-        "created_at": _iso(charge.created_at),
-        "settled_at": _iso(charge.settled_at),
-    }
 
 
 class EntryOutput(serializers.ModelSerializer):

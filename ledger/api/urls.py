@@ -1,7 +1,6 @@
 from django.urls import path
 
 from ledger.api import batches, export, views
-from ledger.api.charge_fast_path import with_fast_post
 
 urlpatterns = [
     path("me/", views.MeApi.as_view(), name="me"),
@@ -12,7 +11,7 @@ urlpatterns = [
     path("deposits/<id:pk>/", views.DepositDetailApi.as_view(), name="deposit-detail"),
     path("deposits/<id:pk>/approve/", views.DepositApproveApi.as_view(), name="deposit-approve"),
     path("deposits/<id:pk>/reject/", views.DepositRejectApi.as_view(), name="deposit-reject"),
-    path("charges/", with_fast_post(views.ChargeListCreateApi.as_view()), name="charge-list"),
+    path("charges/", views.ChargeListCreateApi.as_view(), name="charge-list"),
     path("charges/<id:pk>/", views.ChargeDetailApi.as_view(), name="charge-detail"),
     path("charge-batches/", batches.ChargeBatchListCreateApi.as_view(), name="charge-batch-list"),
     path("charge-batches/<id:pk>/", batches.ChargeBatchDetailApi.as_view(), name="charge-batch-detail"),

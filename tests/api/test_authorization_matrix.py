@@ -84,7 +84,7 @@ _CODES = {401: "not_authenticated", 403: "permission_denied", 404: "not_found"}
 def world(db):
     seller, other = make_seller(), make_seller()
     deposit, _ = deposit_request(seller=seller, amount=10_000)
-    charge, _ = charge_submit(seller=seller, phone_number="+989121234567", amount=100)
+    charge, _ = charge_submit(seller_id=seller.pk, phone_number="+989121234567", amount=100)
     api_key, _ = api_key_issue(seller=seller, name="erp")
     batch, _ = batch_import(seller=seller, file=io.BytesIO(_CHARGE_LIST), filename="list.csv")
     users = {

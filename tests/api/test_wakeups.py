@@ -72,7 +72,7 @@ def test_commits_of_a_shard_publish_one_wake_up_until_its_task_takes_them(worker
     # sellers only add them to the shard's set.
     redis.set(flag, 1, ex=dispatch.WAKE_FLAG_TTL)
     for seller in (first, second, first):
-        charge_submit(seller=seller, phone_number=PHONE, amount=1_000)
+        charge_submit(seller_id=seller.pk, phone_number=PHONE, amount=1_000)
     assert published == []
     assert {int(s) for s in redis.smembers(dirty)} == {first.pk, second.pk}
 
@@ -87,7 +87,7 @@ def test_commits_of_a_shard_publish_one_wake_up_until_its_task_takes_them(worker
     # With no task pending (and the cooldown over), the next commit publishes at once, once.
     redis.delete(_keys(first)[1])
     published.clear()
-    charge_submit(seller=second, phone_number=PHONE, amount=1_000)
+    charge_submit(seller_id=second.pk, phone_number=PHONE, amount=1_000)
     assert published == [("ledger.settle_shard", {"shard": shard_for(second.pk)}, None)]
     wait_settled(second.pk, timeout=30)
     assert Account.objects.get(seller=second).balance == 48_000
@@ -102,8 +102,8 @@ def test_a_wake_up_within_the_cooldown_is_delayed_to_its_end_and_still_settles(w
     # As if a settle of this shard had just started (its task sets this when it takes the set).
     redis.set(_keys(seller)[1], 1, px=1500)
     started = time.monotonic()
-    charge_submit(seller=seller, phone_number=PHONE, amount=1_000)
-    charge_submit(seller=seller, phone_number=PHONE, amount=1_000)  # coalesced
+    charge_submit(seller_id=seller.pk, phone_number=PHONE, amount=1_000)
+    charge_submit(seller_id=seller.pk, phone_number=PHONE, amount=1_000)  # coalesced
     assert len(published) == 1 and published[0][2] is not None  # one wake-up, with a countdown
     wait_settled(seller.pk, timeout=30)
     assert time.monotonic() - started >= 1.0  # not before the cooldown's end
@@ -117,7 +117,7 @@ def test_the_sweepers_wake_up_settles_one_seller_whatever_the_shard_flag_says(wo
     redis = dispatch._broker_redis()
     # A shard task was published and lost (a flushed broker): the flag says pending.
     redis.set(flag, 1, ex=dispatch.WAKE_FLAG_TTL)
-    charge_submit(seller=seller, phone_number=PHONE, amount=1_000)
+    charge_submit(seller_id=seller.pk, phone_number=PHONE, amount=1_000)
     dispatch.wake_seller(seller.pk)  # what the sweeper sends for a seller with stale intents
     wait_settled(seller.pk, timeout=30)
     assert Account.objects.get(seller=seller).balance == 49_000

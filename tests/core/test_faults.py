@@ -63,7 +63,7 @@ def test_flushed_broker_loses_no_charge(workers, broker):
     worker.stop()  # the wake-ups now wait in Redis...
 
     for _ in range(50):
-        charge_submit(seller=seller, phone_number="+989121234567", amount=1_000)
+        charge_submit(seller_id=seller.pk, phone_number="+989121234567", amount=1_000)
     broker.flushdb()  # ...and are lost with it
     assert Charge.objects.filter(seller=seller, status="queued").count() == 50
 

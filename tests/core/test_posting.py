@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _charge(seller, amount):
-    return charge_submit(seller=seller, phone_number=PHONE, amount=amount)[0]
+    return charge_submit(seller_id=seller.pk, phone_number=PHONE, amount=amount)[0]
 
 
 def test_settle_credits_deposits_then_debits_charges_in_order():
@@ -176,7 +176,7 @@ def test_a_session_that_lost_its_prepared_statements_fails_one_settle_and_the_re
     seller = make_seller()
     request_and_approve(seller, 5_000, make_admin())
     settle_batch(seller_id=seller.pk, limit=100)
-    charge_submit(seller=seller, phone_number="+989121234567", amount=1_000)
+    charge_submit(seller_id=seller.pk, phone_number="+989121234567", amount=1_000)
 
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")

@@ -18,7 +18,7 @@ def test_no_admin_screen_can_add_change_or_delete_money(client):
     admin, seller = make_admin(), make_seller()
     deposit_id = request_and_approve(seller, 1_000, admin)
     settle_seller(seller_id=seller.pk)
-    charge, _ = charge_submit(seller=seller, phone_number="+989121234567", amount=100)
+    charge, _ = charge_submit(seller_id=seller.pk, phone_number="+989121234567", amount=100)
     entry = Entry.objects.get(seller=seller)
     client.force_login(admin)
 
