@@ -78,22 +78,20 @@ class ChargeCreateInput(serializers.Serializer):
     reference = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
 
 
-class ChargeOutput(serializers.ModelSerializer):
-    class Meta:
-        model = Charge
-        fields = [
-            "id",
-            "seller",
-            "phone_number",
-            "amount",
-            "reference",
-            "status",
-            "failure_code",
-            "balance_after",
-            "batch",
-            "created_at",
-            "settled_at",
-        ]
+class ChargeOutput(serializers.Serializer):
+    # Declared rather than a ModelSerializer: it renders every charge POST's answer, and a
+    # ModelSerializer derives its fields from the model anew for each instance it renders.
+    id = serializers.IntegerField()
+    seller = serializers.IntegerField(source="seller_id")
+    phone_number = serializers.CharField()
+    amount = serializers.IntegerField()
+    reference = serializers.CharField()
+    status = serializers.ChoiceField(choices=Charge.Status.choices)
+    failure_code = serializers.ChoiceField(choices=Charge.FailureCode.choices, allow_null=True)
+    balance_after = serializers.IntegerField(allow_null=True)
+    batch = serializers.IntegerField(source="batch_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+    settled_at = serializers.DateTimeField(allow_null=True)
 
 
 class EntryOutput(serializers.ModelSerializer):
