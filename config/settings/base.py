@@ -63,6 +63,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: under /api/, Django's own HTML error pages (debug pages included) become JSON.
+    "core.api.handlers.ApiErrorPagesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn itself (no separate web server needed).
     "whitenoise.middleware.WhiteNoiseMiddleware",
