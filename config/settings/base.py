@@ -2,6 +2,7 @@
 environment; see `.env.example` for the full list."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -136,6 +137,12 @@ REST_FRAMEWORK = {
 
 SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
+    # simplejwt's defaults, stated because docs/api.md promises them to clients.
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
+    # Tokens carry a digest of the password hash; a password change revokes every token issued
+    # before it (core.authentication, and core.api.auth for refresh tokens).
+    "CHECK_REVOKE_TOKEN": True,
 }
 
 SPECTACULAR_SETTINGS = {
