@@ -133,6 +133,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Proxies in front of gunicorn that append to X-Forwarded-For: the client's address is the one
+    # the outermost of them saw. 1 behind the project's nginx (runstack and Compose set it), 2 with
+    # a TLS proxy in front of that nginx; 0 when clients reach gunicorn directly. Too high a number
+    # lets clients pick their address; too low makes every client share the proxy's.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
 
 SIMPLE_JWT = {
@@ -161,9 +166,12 @@ SPECTACULAR_SETTINGS = {
 # Per seller, whichever token or API key it uses. High by default: it guards against a runaway
 # integrator, not against the legitimate load.
 SELLER_THROTTLE_RATE = env("SELLER_THROTTLE_RATE", "200000/m")
-# Failed logins, per username and per client address (NUM_PROXIES says which address to trust).
-LOGIN_THROTTLE_USERNAME_RATE = env("LOGIN_THROTTLE_USERNAME_RATE", "10/15m")
+# Failed logins, API and admin site alike (the rule: core/throttling.py). Refused per (username,
+# client address) and per client address; slowed, never refused, per username.
+LOGIN_THROTTLE_RATE = env("LOGIN_THROTTLE_RATE", "10/15m")
 LOGIN_THROTTLE_ADDRESS_RATE = env("LOGIN_THROTTLE_ADDRESS_RATE", "100/15m")
+LOGIN_THROTTLE_USERNAME_RATE = env("LOGIN_THROTTLE_USERNAME_RATE", "10/15m")
+LOGIN_THROTTLE_DELAY = env_float("LOGIN_THROTTLE_DELAY", 30.0)
 THROTTLE_REDIS_URL = env("THROTTLE_REDIS_URL")  # default: REDIS_URL
 
 # --- Ledger ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Login and refresh: simplejwt's views, plus throttling of failed logins (core/throttling.py),
+"""Login and refresh: simplejwt's views, plus throttling of failed logins (the rule is in
+core/throttling.py, shared with the admin site's login),
 and a refresh that answers 401 (not 500) for a user deleted since, and refuses a refresh token
 issued before the user's last password change (simplejwt checks that only for access tokens)."""
 
@@ -10,7 +11,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.utils import get_md5_hash_password
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from core.throttling import client_address, login_failed, login_wait
+from core.throttling import client_address, login_failed, login_succeeded, login_wait
 
 
 class LoginApi(TokenObtainPairView):
@@ -22,10 +23,12 @@ class LoginApi(TokenObtainPairView):
         if wait is not None:
             raise exceptions.Throttled(wait=wait, detail="Too many failed logins; try again later.")
         try:
-            return super().post(request, *args, **kwargs)
+            response = super().post(request, *args, **kwargs)
         except exceptions.AuthenticationFailed:
             login_failed(username=username, address=address)
             raise
+        login_succeeded(username=username, address=address)
+        return response
 
 
 class RefreshInput(TokenRefreshSerializer):
