@@ -28,7 +28,7 @@ _MAIN = """worker_processes 1;
 pid {run_dir}/nginx.pid;
 error_log stderr warn;
 events {{
-    worker_connections 4096;
+    worker_connections 1024;
 }}
 http {{
     access_log off;
