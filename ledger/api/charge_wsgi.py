@@ -43,6 +43,7 @@ APPLIED_MIDDLEWARE = (
 # Leave a charge POST's answer as it is.
 INERT_MIDDLEWARE = frozenset(
     {
+        "core.api.handlers.ApiErrorPagesMiddleware",  # rewrites HTML error pages only; these answers are JSON
         "whitenoise.middleware.WhiteNoiseMiddleware",  # serves STATIC_URL only
         "django.contrib.sessions.middleware.SessionMiddleware",  # session never read or written
         "django.middleware.csrf.CsrfViewMiddleware",  # the DRF view is csrf_exempt
