@@ -59,10 +59,6 @@ class ApiErrorPagesMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if (
-            response.status_code >= 400
-            and _api(request)
-            and response.get("Content-Type", "").startswith("text/html")
-        ):
+        if response.status_code >= 400 and _api(request) and response.get("Content-Type", "").startswith("text/html"):
             return api_error_response(response.status_code)
         return response

@@ -25,9 +25,7 @@ def _login(username: str, password: str, address: str, **headers):
 
 
 def _admin_login(username: str, password: str, address: str):
-    return Client(REMOTE_ADDR=address).post(
-        "/admin/login/?next=/admin/", {"username": username, "password": password}
-    )
+    return Client(REMOTE_ADDR=address).post("/admin/login/?next=/admin/", {"username": username, "password": password})
 
 
 @pytest.mark.django_db
@@ -130,7 +128,12 @@ def test_the_proxy_count_comes_from_the_environment():
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "NUM_PROXIES": "2"}
     out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=Path(__file__).parents[2], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe],
+        cwd=Path(__file__).parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == "2"
 

@@ -53,7 +53,10 @@ def proxied(django_db_setup, tmp_path_factory):
     )
     web = Process("web", web_argv(host="127.0.0.1", port=backend, workers=2), env, logs)
     proxy = front_proxy(
-        nginx=nginx_binary(), listen=f"127.0.0.1:{front}", upstream=f"127.0.0.1:{backend}", run_dir=run_dir,
+        nginx=nginx_binary(),
+        listen=f"127.0.0.1:{front}",
+        upstream=f"127.0.0.1:{backend}",
+        run_dir=run_dir,
         batch_max_bytes=BATCH_MAX_BYTES,
     )
     nginx = Process("nginx", proxy.argv, env, logs)
@@ -137,8 +140,10 @@ def test_make_up_puts_nginx_in_front_of_gunicorn(tmp_path):
     from workers.stack import stack_processes
 
     proxy = front_proxy(nginx=nginx_binary(), listen="127.0.0.1:8000", upstream="127.0.0.1:9000", run_dir=tmp_path)
-    specs = {spec.name: spec.argv for spec in stack_processes(port=8000, flower_port=5555, proxy_argv=proxy.argv,
-                                                               web_port=9000)}
+    specs = {
+        spec.name: spec.argv
+        for spec in stack_processes(port=8000, flower_port=5555, proxy_argv=proxy.argv, web_port=9000)
+    }
     assert specs["proxy"] == proxy.argv
     assert specs["web"][specs["web"].index("--bind") + 1] == "127.0.0.1:9000"
     checked = subprocess.run([*proxy.argv[:-2], "-t"], capture_output=True, text=True)

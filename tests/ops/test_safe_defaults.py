@@ -71,7 +71,12 @@ def test_test_settings_key_is_random_per_run():
     keys = {
         subprocess.run(
             [sys.executable, "-c", "import django; django.setup(); " + probe],
-            cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
         ).stdout.strip()
         for _ in range(2)
     }
