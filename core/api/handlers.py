@@ -50,6 +50,11 @@ def server_error(request):
     return api_error_response(500) if _api(request) else defaults.server_error(request)
 
 
+# Django's pages: HTML, or plain text for a client that does not accept HTML (its debug 500 page,
+# traceback and settings included). The API's own errors are JSON, whatever the client accepts.
+_DJANGO_PAGE_TYPES = ("text/html", "text/plain")
+
+
 class ApiErrorPagesMiddleware:
     """First in MIDDLEWARE, so it also sees the pages for errors raised inside other middleware
     (a refused Host is raised by CommonMiddleware)."""
@@ -59,6 +64,10 @@ class ApiErrorPagesMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if response.status_code >= 400 and _api(request) and response.get("Content-Type", "").startswith("text/html"):
+        if (
+            response.status_code >= 400
+            and _api(request)
+            and response.get("Content-Type", "").startswith(_DJANGO_PAGE_TYPES)
+        ):
             return api_error_response(response.status_code)
         return response

@@ -23,13 +23,17 @@ def test_unknown_api_url_is_a_json_404(db, debug):
     assert_error(_json(Client().get("/api/v1/no-such-thing/")), 404, "not_found")
 
 
-def test_refused_host_is_a_json_400(db, debug):
-    assert_error(_json(Client().get("/api/v1/health/", HTTP_HOST="evil.example")), 400, "bad_request")
+@pytest.mark.parametrize("accept", ["text/html", "application/json"])
+def test_refused_host_is_a_json_400(db, debug, accept):
+    response = Client().get("/api/v1/health/", HTTP_HOST="evil.example", HTTP_ACCEPT=accept)
+    assert_error(_json(response), 400, "bad_request")
 
 
 @override_settings(ROOT_URLCONF="tests.api.urls_failing")
-def test_uncaught_exception_is_a_json_500_without_settings(db, debug):
-    response = Client(raise_request_exception=False).get("/api/v1/test-failure/")
+@pytest.mark.parametrize("accept", ["text/html", "application/json", "*/*"])
+def test_uncaught_exception_is_a_json_500_without_settings(db, debug, accept):
+    # With DEBUG on, Django's page is HTML for clients that accept it and plain text otherwise.
+    response = Client(raise_request_exception=False).get("/api/v1/test-failure/", HTTP_ACCEPT=accept)
     assert_error(_json(response), 500, "server_error")
     assert b"DATABASE_URL" not in response.content and b"a bug" not in response.content
 
