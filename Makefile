@@ -22,6 +22,8 @@ migrate: install
 	$(PY) scripts/check_services.py --create-db
 	$(PY) manage.py migrate --noinput
 
+# The first `make up` writes .env with a fresh SECRET_KEY and Flower and metrics credentials
+# (config/settings/local.py, through config/env_file.py); later runs keep it.
 up: migrate
 	$(PY) manage.py runstack --no-migrate  # `migrate` above already created and migrated the database
 
@@ -44,7 +46,7 @@ bench: $(BENCH_STAMP)
 	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) $(PY) scripts/check_services.py --create-db
 	$(PY) -m bench --database-url $(BENCH_DATABASE_URL) --redis-url $(BENCH_REDIS_URL) $(BENCH_ARGS)
 
-env:
+env: install
 	$(PY) manage.py init_env
 
 lint: install

@@ -3,10 +3,40 @@ API (`seller_create` makes the user, profile and account together) and balances 
 the ledger's posting code."""
 
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import ValidationError
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
 from core.models import Seller, SellerAPIKey
+from core.throttling import client_address, login_failed, login_succeeded, login_wait
+
+
+class ThrottledAdminLoginForm(AdminAuthenticationForm):
+    """The admin site's login, throttled by the API login's rule and counters (core/throttling.py):
+    otherwise it would be the way around the API's limits."""
+
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "throttled": "Too many failed logins; try again in %(wait)d seconds.",
+    }
+
+    def clean(self):
+        username, address = self.cleaned_data.get("username") or "", client_address(self.request)
+        wait = login_wait(username=username, address=address)
+        if wait is not None:
+            raise ValidationError(self.error_messages["throttled"], code="throttled", params={"wait": wait})
+        try:
+            cleaned = super().clean()
+        except ValidationError:
+            login_failed(username=username, address=address)
+            raise
+        if self.get_user() is not None:  # not when a field was left empty: nothing was checked
+            login_succeeded(username=username, address=address)
+        return cleaned
+
+
+admin.site.login_form = ThrottledAdminLoginForm
 
 
 @admin.register(Seller)

@@ -26,7 +26,12 @@ def _check_rates() -> None:
 
     from core.throttling import parse_rate
 
-    for name in ("SELLER_THROTTLE_RATE", "LOGIN_THROTTLE_USERNAME_RATE", "LOGIN_THROTTLE_ADDRESS_RATE"):
+    for name in (
+        "SELLER_THROTTLE_RATE",
+        "LOGIN_THROTTLE_RATE",
+        "LOGIN_THROTTLE_USERNAME_RATE",
+        "LOGIN_THROTTLE_ADDRESS_RATE",
+    ):
         try:
             limit, window = parse_rate(getattr(settings, name))
         except (KeyError, ValueError, TypeError):

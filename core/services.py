@@ -31,6 +31,9 @@ def staff_update(*, user, acting_user, role: Role | None = None, is_active: bool
         raise InvalidStateError("You cannot deactivate or demote yourself.")
     if role is not None and user.is_superuser and role != Role.ADMIN:
         raise InvalidStateError("Superusers are always admins; change them in the admin site.")
+    if is_active is not None and user.is_superuser and not acting_user.is_superuser:
+        # Otherwise an admin by role could lock the superusers out and keep the system to itself.
+        raise InvalidStateError("Only a superuser can deactivate or reactivate a superuser.")
     if role is not None:
         _role_assign(user=user, role=role)
     if is_active is not None and user.is_active != is_active:

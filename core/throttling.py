@@ -1,5 +1,5 @@
-"""Rate limits kept in Redis, shared by every web process: per-seller request rates and failed
-logins per username and per client address.
+"""Rate limits kept in Redis, shared by every web process: per-seller request rates, and failed
+logins (the rule is below, above `login_wait`).
 
 Fixed windows counted with one INCR (+ EXPIRE NX) round trip. DRF's own throttles keep a list of
 every request's timestamp in the cache, which at the thousands of requests a minute a seller may
@@ -7,6 +7,7 @@ legitimately send costs more than the request itself. If Redis does not answer, 
 through: a rate limit is protection, not correctness, and must not take the API down."""
 
 import logging
+from dataclasses import dataclass
 from functools import cache
 
 import redis
@@ -100,15 +101,43 @@ class SellerRateThrottle(BaseThrottle):
         return getattr(self, "_wait", None)
 
 
-def _login_keys(username: str, address: str) -> list[tuple[str, str]]:
-    return [
-        (f"throttle:login:user:{username.lower()[:150]}", settings.LOGIN_THROTTLE_USERNAME_RATE),
-        (f"throttle:login:addr:{address}", settings.LOGIN_THROTTLE_ADDRESS_RATE),
-    ]
+# Failed logins, the same rule for the API's login and the admin site's (core/admin.py), on the
+# same counters, so neither is a way around the other:
+# - per (username, client address), LOGIN_THROTTLE_RATE failures: that address is refused for that
+#   username until the window ends. Only an address's own failures count, so no one can lock
+#   anyone else out;
+# - per client address, LOGIN_THROTTLE_ADDRESS_RATE failures over all usernames: that address is
+#   refused (one address trying many accounts);
+# - per username, LOGIN_THROTTLE_USERNAME_RATE failures from all addresses: guessing is slowed,
+#   never refused. From then on each failure makes its own address wait before trying that
+#   username again, LOGIN_THROTTLE_DELAY seconds doubling with each of that address's failures.
+#   An address that has not just failed is never made to wait, so the right password from
+#   the user's own address still logs in while the username is under attack.
+# A successful login clears its address's count and wait for that username.
+
+
+@dataclass(frozen=True)
+class _LoginKeys:
+    pair: str
+    address: str
+    username: str
+    delay: str
+
+
+def _login_keys(username: str, address: str) -> _LoginKeys:
+    # The address first: it never holds "|", so no (username, address) pair can name another's key.
+    user = username.lower()[:150]
+    return _LoginKeys(
+        pair=f"throttle:login:pair:{address}|{user}",
+        address=f"throttle:login:addr:{address}",
+        username=f"throttle:login:user:{user}",
+        delay=f"throttle:login:delay:{address}|{user}",
+    )
 
 
 def client_address(request) -> str:
-    """The client's address, honoring `NUM_PROXIES` as DRF's throttles do."""
+    """The client's address, honoring `NUM_PROXIES` as DRF's throttles do: the address the
+    nearest of that many trusted proxies saw (0: the connection's own address)."""
     return (
         BaseThrottle().get_ident(request)
         if api_settings.NUM_PROXIES is not None
@@ -117,19 +146,40 @@ def client_address(request) -> str:
 
 
 def login_wait(*, username: str, address: str) -> int | None:
-    """Seconds to wait before another login attempt is allowed, or None."""
+    """Seconds this address must wait before trying this username again, or None."""
     keys = _login_keys(username, address)
     try:
-        counts = _peek(*(key for key, _ in keys))
+        (pair, pair_ttl), (by_address, address_ttl), (delay, delay_ttl) = _peek(keys.pair, keys.address, keys.delay)
     except redis.RedisError:
         return None
-    waits = [ttl for (count, ttl), (_, rate) in zip(counts, keys, strict=True) if count >= parse_rate(rate)[0]]
+    waits = []
+    if pair >= parse_rate(settings.LOGIN_THROTTLE_RATE)[0]:
+        waits.append(pair_ttl)
+    if by_address >= parse_rate(settings.LOGIN_THROTTLE_ADDRESS_RATE)[0]:
+        waits.append(address_ttl)
+    if delay:
+        waits.append(delay_ttl)
     return max(waits) if waits else None
 
 
 def login_failed(*, username: str, address: str) -> None:
+    keys = _login_keys(username, address)
+    pair_limit, pair_window = parse_rate(settings.LOGIN_THROTTLE_RATE)
+    user_limit, user_window = parse_rate(settings.LOGIN_THROTTLE_USERNAME_RATE)
     try:
-        for key, rate in _login_keys(username, address):
-            _hit(key, parse_rate(rate)[1])
+        pair_failures, _ = _hit(keys.pair, pair_window)
+        _hit(keys.address, parse_rate(settings.LOGIN_THROTTLE_ADDRESS_RATE)[1])
+        username_failures, _ = _hit(keys.username, user_window)
+        if username_failures >= user_limit:
+            delay = min(settings.LOGIN_THROTTLE_DELAY * 2 ** (pair_failures - 1), pair_window)
+            _client().set(keys.delay, 1, ex=max(int(delay), 1))
     except redis.RedisError:
         logger.warning("throttle store unavailable; a failed login was not counted")
+
+
+def login_succeeded(*, username: str, address: str) -> None:
+    keys = _login_keys(username, address)
+    try:
+        _client().delete(keys.pair, keys.delay)
+    except redis.RedisError:
+        logger.warning("throttle store unavailable; a login's failure count was not cleared")

@@ -160,10 +160,22 @@ def flower_argv(*, host: str, port: int, python: str = sys.executable) -> list[s
 
 
 def stack_processes(
-    *, port: int, flower_port: int, host: str = "127.0.0.1", python: str = sys.executable
+    *,
+    port: int,
+    flower_port: int,
+    host: str = "127.0.0.1",
+    python: str = sys.executable,
+    proxy_argv: list[str] | None = None,
+    web_port: int | None = None,
 ) -> list[ProcessSpec]:
+    """With `proxy_argv` (nginx, workers/front_proxy.py) the proxy serves `host:port` and
+    gunicorn listens on 127.0.0.1:`web_port` behind it; without, gunicorn serves `host:port`."""
     web_workers = default_web_workers()
-    specs = [ProcessSpec("web", web_argv(host=host, port=port, workers=web_workers, python=python))]
+    if proxy_argv:
+        web = web_argv(host="127.0.0.1", port=web_port, workers=web_workers, python=python)
+        specs = [ProcessSpec("web", web), ProcessSpec("proxy", proxy_argv)]
+    else:
+        specs = [ProcessSpec("web", web_argv(host=host, port=port, workers=web_workers, python=python))]
     for index, shards in enumerate(worker_groups()):
         specs.append(
             ProcessSpec(

@@ -2,6 +2,7 @@
 environment; see `.env.example` for the full list."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -63,6 +64,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: under /api/, Django's own HTML error pages (debug pages included) become JSON.
+    "core.api.handlers.ApiErrorPagesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn itself (no separate web server needed).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -130,10 +133,21 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Proxies in front of gunicorn that append to X-Forwarded-For: the client's address is the one
+    # the outermost of them saw. 1 behind the project's nginx (runstack and Compose set it), 2 with
+    # a TLS proxy in front of that nginx; 0 when clients reach gunicorn directly. Too high a number
+    # lets clients pick their address; too low makes every client share the proxy's.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
 
 SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
+    # simplejwt's defaults, stated because docs/api.md promises them to clients.
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
+    # Tokens carry a digest of the password hash; a password change revokes every token issued
+    # before it (core.authentication, and core.api.auth for refresh tokens).
+    "CHECK_REVOKE_TOKEN": True,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -152,9 +166,12 @@ SPECTACULAR_SETTINGS = {
 # Per seller, whichever token or API key it uses. High by default: it guards against a runaway
 # integrator, not against the legitimate load.
 SELLER_THROTTLE_RATE = env("SELLER_THROTTLE_RATE", "200000/m")
-# Failed logins, per username and per client address (NUM_PROXIES says which address to trust).
-LOGIN_THROTTLE_USERNAME_RATE = env("LOGIN_THROTTLE_USERNAME_RATE", "10/15m")
+# Failed logins, API and admin site alike (the rule: core/throttling.py). Refused per (username,
+# client address) and per client address; slowed, never refused, per username.
+LOGIN_THROTTLE_RATE = env("LOGIN_THROTTLE_RATE", "10/15m")
 LOGIN_THROTTLE_ADDRESS_RATE = env("LOGIN_THROTTLE_ADDRESS_RATE", "100/15m")
+LOGIN_THROTTLE_USERNAME_RATE = env("LOGIN_THROTTLE_USERNAME_RATE", "10/15m")
+LOGIN_THROTTLE_DELAY = env_float("LOGIN_THROTTLE_DELAY", 30.0)
 THROTTLE_REDIS_URL = env("THROTTLE_REDIS_URL")  # default: REDIS_URL
 
 # --- Ledger ---------------------------------------------------------------------------------

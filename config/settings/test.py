@@ -1,9 +1,14 @@
 """The test suite: real PostgreSQL and Redis, fast password hashing."""
 
+import os
+import secrets
+
 from .base import *  # noqa: F401,F403
 from .base import env
 
-SECRET_KEY = env("SECRET_KEY") or "test-only-not-a-secret-long-enough-for-hs256-signing"
+# A fresh key per run unless one is given, put into the environment so that the processes the
+# tests start (gunicorn, workers, runstack) verify the tokens the tests sign.
+SECRET_KEY = os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # The suite uses its own Redis database so that flushing it (the broker-loss test) touches

@@ -1,11 +1,17 @@
-"""Login and refresh: simplejwt's views, plus throttling of failed logins per username and per
-client address, and a refresh that answers 401 (not 500) for a user deleted since."""
+"""Login and refresh: simplejwt's views, plus throttling of failed logins (the rule is in
+core/throttling.py, shared with the admin site's login),
+and a refresh that answers 401 (not 500) for a user deleted since, and refuses a refresh token
+issued before the user's last password change (simplejwt checks that only for access tokens)."""
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import exceptions
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.utils import get_md5_hash_password
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from core.throttling import client_address, login_failed, login_wait
+from core.throttling import client_address, login_failed, login_succeeded, login_wait
 
 
 class LoginApi(TokenObtainPairView):
@@ -17,13 +23,30 @@ class LoginApi(TokenObtainPairView):
         if wait is not None:
             raise exceptions.Throttled(wait=wait, detail="Too many failed logins; try again later.")
         try:
-            return super().post(request, *args, **kwargs)
+            response = super().post(request, *args, **kwargs)
         except exceptions.AuthenticationFailed:
             login_failed(username=username, address=address)
             raise
+        login_succeeded(username=username, address=address)
+        return response
+
+
+class RefreshInput(TokenRefreshSerializer):
+    def validate(self, attrs):
+        refresh = self.token_class(attrs["refresh"])
+        if jwt_settings.CHECK_REVOKE_TOKEN:
+            user_id = refresh.payload.get(jwt_settings.USER_ID_CLAIM)
+            user = get_user_model().objects.filter(**{jwt_settings.USER_ID_FIELD: user_id}).first()
+            if user is not None and refresh.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(
+                user.password
+            ):
+                raise exceptions.AuthenticationFailed("The user's password has been changed.", "password_changed")
+        return super().validate(attrs)
 
 
 class RefreshApi(TokenRefreshView):
+    serializer_class = RefreshInput
+
     def post(self, request, *args, **kwargs):
         try:
             return super().post(request, *args, **kwargs)

@@ -74,3 +74,23 @@ def test_two_requests_racing_for_one_username_get_201_and_400_never_500():
         with ThreadPoolExecutor(8) as pool:
             codes = sorted(pool.map(create, [(path, body)] * 8))
         assert codes == [201] + [400] * 7, (path, codes)
+
+
+@pytest.mark.django_db
+def test_an_admin_by_role_cannot_deactivate_a_superuser():
+    from tests.factories import make_staff
+
+    superuser, admin_by_role = make_admin(), make_staff("admin")
+    assert_error(
+        bearer(admin_by_role).patch(f"/api/v1/staff/{superuser.pk}/", {"is_active": False}, format="json"),
+        409,
+        "invalid_state",
+    )
+    superuser.refresh_from_db()
+    assert superuser.is_active
+    login = {"username": superuser.username, "password": PASSWORD}
+    assert bearer(superuser).post("/api/v1/auth/token/", login, format="json").status_code == 200
+    # Another superuser may (and the admin by role may still deactivate other staff).
+    assert bearer(make_admin()).patch(f"/api/v1/staff/{superuser.pk}/", {"is_active": False}, format="json").status_code == 200
+    other = make_staff("auditor")
+    assert bearer(admin_by_role).patch(f"/api/v1/staff/{other.pk}/", {"is_active": False}, format="json").status_code == 200

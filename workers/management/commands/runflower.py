@@ -35,7 +35,7 @@ class Command(BaseCommand):
         argv = [
             sys.executable,
             "-m",
-            "celery",
+            "workers.flower_main",  # Flower with /metrics behind its authentication too
             "-A",
             "celery_app",
             "flower",

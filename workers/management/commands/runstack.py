@@ -1,12 +1,15 @@
 import os
 import secrets
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -15,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from honcho.manager import Manager
 from honcho.printer import Message
 
+from workers.front_proxy import FrontProxy, front_proxy, nginx_binary
 from workers.stack import ROOT, flower_credentials_problem, stack_processes, worker_groups
 
 
@@ -66,14 +70,42 @@ class Command(BaseCommand):
         )
         self.stdout.flush()
 
-        manager = Manager()
-        for spec in stack_processes(port=port, flower_port=flower_port, host=host):
-            manager.add_process(spec.name, spec.command, env=env, cwd=str(ROOT))
-        threading.Thread(
-            target=_announce_ready, args=(manager, f"http://{shown}:{port}/api/v1/ready/"), daemon=True
-        ).start()
-        manager.loop()
+        with tempfile.TemporaryDirectory(prefix="ledger-nginx-") as run_dir:
+            proxy, web_port = self._front_proxy(env, host=host, port=port, run_dir=Path(run_dir))
+            manager = Manager()
+            for spec in stack_processes(
+                port=port,
+                flower_port=flower_port,
+                host=host,
+                proxy_argv=proxy.argv if proxy else None,
+                web_port=web_port,
+            ):
+                manager.add_process(spec.name, spec.command, env=env, cwd=str(ROOT))
+            threading.Thread(
+                target=_announce_ready, args=(manager, f"http://{shown}:{port}/api/v1/ready/"), daemon=True
+            ).start()
+            manager.loop()
         sys.exit(manager.returncode)
+
+    def _front_proxy(self, env: dict, *, host: str, port: int, run_dir: Path) -> tuple[FrontProxy | None, int | None]:
+        """nginx in front of gunicorn where nginx is installed (workers/front_proxy.py)."""
+        nginx = nginx_binary()
+        if nginx is None:
+            self.stdout.write(
+                "Front:  none: gunicorn faces clients itself (slow clients can hold all its threads); "
+                "install nginx (apt-get install nginx-light) to put it in front"
+            )
+            self.stdout.flush()
+            return None, None
+        with socket.socket() as sock:  # a free port for gunicorn behind nginx
+            sock.bind(("127.0.0.1", 0))
+            web_port = sock.getsockname()[1]
+        # The login limits count the address nginx saw, not nginx's own (core/throttling.py).
+        env["NUM_PROXIES"] = env.get("NUM_PROXIES") or "1"
+        proxy = front_proxy(nginx=nginx, listen=f"{host}:{port}", upstream=f"127.0.0.1:{web_port}", run_dir=run_dir)
+        self.stdout.write(f"Front:  nginx on {host}:{port}, gunicorn behind it on 127.0.0.1:{web_port}")
+        self.stdout.flush()
+        return proxy, web_port
 
     def _prepare_database(self) -> None:
         """What `make up` does before starting, so that `manage.py runstack` works on its own."""
