@@ -31,6 +31,7 @@ from ledger.api.serializers import (
     ReconcileOutput,
     SellerCreateInput,
     SellerOutput,
+    charge_representation,
     idempotency_key_from,
 )
 from ledger.models import Account, Entry
@@ -233,7 +234,7 @@ class ChargeListCreateApi(_Ordered, SellerScopedMixin, ListAPIView):
             explain_refusal(request)
             raise
         return Response(
-            ChargeOutput(charge).data,
+            charge_representation(charge),
             status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
             headers={"Location": f"/api/v1/charges/{charge.pk}/"},
         )

@@ -137,6 +137,23 @@ def test_idempotency_key_same_body_returns_original_and_different_body_is_409():
 
 
 @pytest.mark.django_db
+def test_the_charge_posts_shared_representation_is_the_serializers():
+    from ledger.api.serializers import ChargeOutput, charge_representation
+
+    seller = make_seller()
+    queued, _ = charge_submit(seller_id=seller.pk, phone_number="+989121234567", amount=5, reference="r")
+    request_and_approve(seller, 10, make_admin())
+    settle_seller(seller_id=seller.pk)
+    failed, _ = charge_submit(seller_id=seller.pk, phone_number="+989121234567", amount=50)
+    settle_seller(seller_id=seller.pk)
+    charges = (queued, Charge.objects.get(pk=queued.pk), Charge.objects.get(pk=failed.pk))
+    assert [c.status for c in charges] == ["queued", "succeeded", "failed"]
+    for charge in charges:
+        assert charge_representation(charge) == ChargeOutput(charge).data
+    assert_ledger_audit()
+
+
+@pytest.mark.django_db
 def test_a_failed_charge_stays_failed_for_its_key_even_after_funding():
     seller, admin = make_seller(), make_admin()
     client = bearer(seller.user)
