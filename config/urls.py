@@ -7,7 +7,7 @@ from core.api.views import HealthApi, ReadyApi
 api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="redoc"),
     path("health/", HealthApi.as_view(), name="health"),
     path("ready/", ReadyApi.as_view(), name="ready"),
     path("", include("ledger.api.urls")),  # before the rest: it holds the charge POST, the hot path
