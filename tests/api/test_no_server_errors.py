@@ -14,12 +14,10 @@ import re
 from urllib.parse import urlencode
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from django.test.client import encode_multipart
 from django.urls import URLResolver, get_resolver
 from drf_spectacular.generators import SchemaGenerator
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -32,7 +30,7 @@ from tests.support import assert_ledger_audit
 
 # Deeper than the interpreter's recursion limit (1,000): `json.load` gives up with RecursionError.
 NESTED = b"[" * 1200
-MAX_EXAMPLES = int(os.environ.get("NO_5XX_EXAMPLES", "600"))
+MAX_EXAMPLES = int(os.environ.get("NO_5XX_EXAMPLES", "400"))
 
 
 def _bearer(user) -> str:
@@ -54,23 +52,24 @@ def world(db):
         "admin": _bearer(admin),
         "seller": _bearer(seller.user),
         "other": _bearer(other.user),
-        "refresh_as_access": f"Bearer {RefreshToken.for_user(seller.user)}",
         "api_key": f"Api-Key {key}",
     }
-    return {"ids": objects, "credentials": credentials, "refresh": str(RefreshToken.for_user(seller.user))}
+    refresh = str(RefreshToken.for_user(seller.user))
+    return {"ids": objects, "credentials": credentials, "refresh": refresh, "username": seller.user.get_username()}
 
 
-def _api_routes() -> list[str]:
-    """Every URL pattern under /api/v1/, as route strings (`api/v1/deposits/<id:pk>/approve/`)."""
+def _api_views() -> list[tuple[str, object]]:
+    """Every URL pattern under /api/v1/ with its view: (`api/v1/deposits/<id:pk>/approve/`, view)."""
 
     def walk(patterns, prefix):
         for pattern in patterns:
             if isinstance(pattern, URLResolver):
                 yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
             else:
-                yield prefix + str(pattern.pattern)
+                yield prefix + str(pattern.pattern), pattern.callback
 
-    return sorted({route for route in walk(get_resolver().url_patterns, "") if route.startswith("api/v1/")})
+    return sorted((item for item in walk(get_resolver().url_patterns, "") if item[0].startswith("api/v1/")),
+                  key=lambda item: item[0])
 
 
 _PLACEHOLDER = re.compile(r"<(?:\w+:)?\w+>")
@@ -140,21 +139,19 @@ def _cursor(querystring: str) -> str:
 # --- the property: no input answers 5xx ---------------------------------------------------------
 
 _HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40)
-_FIELDS = ["username", "password", "refresh", "name", "role", "is_active", "amount", "phone_number", "reference",
-           "reason", "file", "access"]
 _QUERY_KEYS = ["page", "page_size", "cursor", "seller", "status", "kind", "created_after", "created_before",
-               "seq_after", "ordering", "phone_number", "batch", "format", "search"]
-_HUGE_NUMBERS = ["1" * 5000, "1" * 4000, "-" + "9" * 30, "1e400", "-0", str(2**63), str(2**64), "1.0", "1e5"]
+               "seq_after", "ordering", "phone_number", "batch", "format"]
+_HUGE_NUMBERS = st.sampled_from(["1e400", "-0", str(2**63), str(2**64), "1.0", "1e5", "-1"]) | st.builds(
+    lambda sign, digits: sign + "9" * digits, st.sampled_from(["", "-"]), st.integers(18, 5000)
+)  # past 4,300 digits Python refuses to convert a number
 _CONTENT_TYPES = [
     "application/json",
-    "application/json; charset=utf-8",
     "application/json; charset=latin-1",
     "application/json; charset=utf-16",
     "application/json; charset=bogus",
     "multipart/form-data",
     "application/x-www-form-urlencoded",
     "text/plain",
-    "text/csv",
     "",
 ]
 _BOUNDARY = "fuzzboundary"
@@ -171,71 +168,145 @@ def _nested(depth: int, kind: str) -> bytes:
     return (opening * depth + "1" + closing * depth).encode()
 
 
-_json_bodies = st.one_of(
-    _json_values.map(lambda value: json.dumps(value).encode()),
-    st.dictionaries(st.sampled_from(_FIELDS), _json_values, max_size=4).map(lambda d: json.dumps(d).encode()),
-    st.builds(lambda k, n: f'{{"{k}": {n}}}'.encode(), st.sampled_from(_FIELDS), st.sampled_from(_HUGE_NUMBERS)),
-    st.builds(_nested, st.integers(500, 3000), st.sampled_from(["list", "object", "open"])),
-)
-_payloads = st.one_of(
-    st.tuples(st.sampled_from(_CONTENT_TYPES) | _HEADER_TEXT, st.binary(max_size=200) | _json_bodies),
-    st.tuples(st.just("application/json"), _json_bodies),
-    st.builds(
-        lambda name, content, extra: (
-            f"multipart/form-data; boundary={_BOUNDARY}",
-            encode_multipart(_BOUNDARY, {"file": SimpleUploadedFile(name, content), **extra}),
-        ),
-        st.text(max_size=20).filter(lambda n: "\x00" not in n) | st.just("charges.csv"),
-        st.binary(max_size=200) | st.just(b"phone_number,amount\n09121234567,100\n"),
-        st.dictionaries(st.sampled_from(_FIELDS), st.text(max_size=10), max_size=2),
-    ),
-)
-_crafted_cursors = st.builds(
-    lambda parts: _cursor(urlencode(parts)),
-    st.dictionaries(st.sampled_from(["o", "r", "p"]), st.sampled_from(["abc", "x", "1e5", "-1", "0", "1", "", "9" * 25])
-                    | st.text(max_size=6), max_size=3),
-)
+def _multipart(filename: str, content: bytes, fields: dict) -> bytes:
+    """Built by hand: a client may send any file name (empty, `..`, quotes), as no helper would."""
+    parts = [f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items()]
+    head = f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n\r\n'
+    return "".join(parts).encode() + head.encode() + content + f"\r\n--{_BOUNDARY}--\r\n".encode()
+
+
+def _plausible(world) -> dict:
+    """Values a view would accept, for the fields of the request bodies."""
+    return {
+        "phone_number": st.sampled_from(["09121234567", "+989121234567", "0912 123 4567", "۰۹۱۲۱۲۳۴۵۶۷"]),
+        "amount": st.integers(1, 10**6),
+        "username": st.sampled_from([world["username"]]) | st.from_regex(r"[a-z]{4,12}", fullmatch=True),
+        "password": st.just(PASSWORD),
+        "refresh": st.just(world["refresh"]),
+        "role": st.sampled_from(["admin", "approver", "auditor", "seller"]),
+        "is_active": st.booleans(),
+    }
+
+
+def _payloads(world, fields: list[str]):
+    """(Content-Type, body): mostly a JSON object of the fields the schema says the operation
+    reads, each value plausible or not; sometimes any JSON, any bytes, any media type."""
+    plausible = _plausible(world)
+    objects = st.fixed_dictionaries({name: plausible.get(name, st.text(max_size=12)) | _json_values for name in fields})
+    odd_json = st.one_of(
+        st.builds(lambda k, n: f'{{"{k}": {n}}}'.encode(), st.sampled_from(fields or ["amount"]), _HUGE_NUMBERS),
+        st.builds(_nested, st.integers(500, 3000), st.sampled_from(["list", "object", "open"])),
+        _json_values.map(lambda value: json.dumps(value).encode()),
+    )
+    json_bodies = _mostly(objects.map(lambda body: json.dumps(body).encode()), odd_json, rare_one_in=3)
+    odd_bodies = st.tuples(st.sampled_from(_CONTENT_TYPES) | _HEADER_TEXT, st.binary(max_size=200) | json_bodies)
+    return _mostly(st.tuples(st.just("application/json"), json_bodies), odd_bodies, rare_one_in=4)
+
+
+def _uploads(world):
+    """A charge list upload (the one multipart operation), plausible or not, or any other body."""
+    uploads = st.builds(
+        lambda name, content, extra: (f"multipart/form-data; boundary={_BOUNDARY}", _multipart(name, content, extra)),
+        st.just("charges.csv") | _HEADER_TEXT,
+        st.just(b"phone_number,amount\n09121234567,100\n") | st.binary(max_size=200),
+        st.dictionaries(st.sampled_from(["file", "name", "amount"]), st.text(max_size=10), max_size=2),
+    )
+    return _mostly(uploads, _payloads(world, ["file"]), rare_one_in=3)
+
+
+def _cursor_strategy():
+    values = st.sampled_from(["abc", "x", "1e5", "-1", "0", "1", "", "9" * 25]) | st.text(max_size=6)
+    return st.dictionaries(st.sampled_from(["o", "r", "p"]), values, max_size=3).map(lambda p: _cursor(urlencode(p)))
+
+
 _queries = st.one_of(
     st.just(""),
-    st.dictionaries(st.sampled_from(_QUERY_KEYS), _HEADER_TEXT | st.sampled_from(_HUGE_NUMBERS), max_size=4).map(
-        urlencode
-    ),
-    _crafted_cursors.map(lambda cursor: f"cursor={cursor}"),
-    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40),  # raw, unencoded
+    st.dictionaries(st.sampled_from(_QUERY_KEYS), _HEADER_TEXT | _HUGE_NUMBERS, max_size=3).map(urlencode),
+    _cursor_strategy().map(lambda cursor: f"cursor={cursor}"),
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40),  # raw, not encoded
 )
+
+
+def _mostly(common, rare, *, rare_one_in: int):
+    """`common`'s values, and `rare`'s about once in `rare_one_in` draws (hypothesis draws a
+    `sampled_from`'s first choice most and shrinks towards it: the common case goes first)."""
+    return st.sampled_from([True] * (rare_one_in - 1) + [False]).flatmap(lambda usual: common if usual else rare)
+
+
+def _sometimes(strategy, *, one_in: int):
+    """A header sent about once in `one_in` requests (None: not sent)."""
+    return _mostly(st.none(), strategy, rare_one_in=one_in)
+
+
+def _headers(world):
+    valid = st.sampled_from(sorted(world["credentials"].values()))
+    odd = st.one_of(
+        st.sampled_from(
+            ["Bearer", "Bearer ", "Bearer a b", "Bearer a", "Api-Key", "Api-Key ", "Api-Key a b", "Api-Key a.b",
+             "Basic Zm9vOmJhcg==", "Token abc", "bearer", f"Bearer {world['refresh']}", f"Bearer {world['refresh']} x"]
+        ),
+        valid.map(lambda value: f"{value} {value.split()[-1]}"),  # two tokens
+        st.builds(lambda scheme, text: scheme + text, st.sampled_from(["Bearer ", "Api-Key ", ""]), _HEADER_TEXT),
+    )
+    return st.fixed_dictionaries(
+        {
+            "Authorization": _mostly(valid, odd | st.none(), rare_one_in=4),
+            "Idempotency-Key": _sometimes(_HEADER_TEXT, one_in=4),
+            "Accept": _sometimes(
+                st.sampled_from(["application/json", "text/csv", "text/html", "*/*", "application/xml"]) | _HEADER_TEXT,
+                one_in=8,
+            ),
+            "X-Forwarded-For": _sometimes(_HEADER_TEXT, one_in=8),
+            "Cookie": _sometimes(_HEADER_TEXT, one_in=8),
+            "Host": _sometimes(st.sampled_from(["evil.example", "localhost:99999"]) | _HEADER_TEXT, one_in=20),
+        }
+    ).map(lambda headers: {name: value for name, value in headers.items() if value is not None})
+
+
+def _operations() -> list[tuple[str, str, list[str]]]:
+    """(route, method, body fields) for each method the view of each API URL pattern answers;
+    the fields are those of the operation's request body in the schema."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    components = schema["components"]["schemas"]
+    operations = []
+    for route, view in _api_views():
+        names = view.view_initkwargs.get("http_method_names", view.view_class.http_method_names)
+        methods = [name for name in names if hasattr(view.view_class, name)]
+        item = schema["paths"].get(_schema_path(route), {})
+        for method in methods + (["head"] if "get" in methods else []):
+            body = next(iter(item.get(method, {}).get("requestBody", {}).get("content", {}).values()), {})
+            component = components.get(body.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1], {})
+            operations.append((route, method.upper(), sorted(component.get("properties", {}))))
+    return operations
+
+
+def _schema_path(route: str) -> str:
+    """`api/v1/sellers/<id:pk>/api-keys/<id:key_id>/` -> `/api/v1/sellers/{id}/api-keys/{key_id}/`"""
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{id}" if m[1] == "pk" else f"{{{m[1]}}}", route)
 
 
 def _requests(world):
-    credentials = world["credentials"]
-    authorization = st.one_of(
-        st.sampled_from(
-            ["Bearer", "Bearer ", "Bearer a b", "Bearer a", "Api-Key", "Api-Key ", "Api-Key a b", "Api-Key a.b",
-             "Basic Zm9vOmJhcg==", "Token abc", "bearer", f"Bearer {world['refresh']} x"]
-        ),
-        st.sampled_from(sorted(credentials.values())),
-        st.sampled_from(sorted(credentials.values())).map(lambda value: f"{value} {value.split()[-1]}"),  # two tokens
-        st.builds(lambda scheme, text: scheme + text, st.sampled_from(["Bearer ", "Api-Key ", ""]), _HEADER_TEXT),
+    """Mostly a method the view answers, with credentials it knows and the body it reads: a
+    request refused at the door tests little. Sometimes any method at all."""
+    ids = st.lists(st.sampled_from([*world["ids"].values(), 1, 999_999_999_999_999_999]), min_size=2, max_size=2)
+    any_method = st.sampled_from(["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS", "HEAD", "TRACE", "FOO"])
+    routes = st.sampled_from([route for route, _ in _api_views()])
+    operations = _mostly(
+        st.sampled_from(_operations()), st.tuples(routes, any_method, st.just([])), rare_one_in=8
     )
-    headers = st.fixed_dictionaries(
-        {},
-        optional={
-            "Authorization": authorization,
-            "Idempotency-Key": _HEADER_TEXT,
-            "Accept": st.sampled_from(["application/json", "text/csv", "text/html", "*/*", "application/xml"])
-            | _HEADER_TEXT,
-            "X-Forwarded-For": _HEADER_TEXT,
-            "Cookie": _HEADER_TEXT,
-            "Host": st.sampled_from(["testserver", "evil.example", "localhost:99999"]) | _HEADER_TEXT,
-        },
-    )
-    ids = st.sampled_from([*world["ids"].values(), 1, 999_999_999_999_999_999])
-    paths = st.builds(
-        lambda route, chosen: _concrete(route, iter(chosen)),
-        st.sampled_from(_api_routes()),
-        st.lists(ids, min_size=2, max_size=2),
-    )
-    methods = st.sampled_from(["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS", "HEAD"])
-    return st.tuples(methods, paths, _queries, headers, _payloads)
+    uploads = _uploads(world)
+
+    def request(operation):
+        route, method, fields = operation
+        return st.tuples(
+            st.just(method),
+            ids.map(lambda chosen: _concrete(route, iter(chosen))),
+            _queries,
+            _headers(world),
+            uploads if route == "api/v1/charge-batches/" else _payloads(world, fields),
+        )
+
+    return operations.flatmap(request)
 
 
 @pytest.mark.slow
@@ -243,7 +314,16 @@ def _requests(world):
 def test_no_request_answers_a_server_error(world):
     statuses: list[int] = []
 
+    charge = ("application/json", b'{"phone_number": "09121234567", "amount": 100}')
+    seller = world["credentials"]["seller"]
+
     @given(request=_requests(world))
+    # What issue 12 found answering 500, always among the requests.
+    @example(request=("POST", "/api/v1/charges/", "", {"Authorization": "Bearer"}, charge))
+    @example(request=("POST", "/api/v1/charges/", "", {"Authorization": "Bearer a b"}, charge))
+    @example(request=("POST", "/api/v1/charges/", "", {"Authorization": f"{seller} {seller.split()[1]}"}, charge))
+    @example(request=("POST", "/api/v1/auth/token/refresh/", "", {}, ("application/json", NESTED)))
+    @example(request=("GET", "/api/v1/transactions/", f"cursor={_cursor('r=1&p=x')}", {"Authorization": seller}, ("", b"")))
     @settings(
         max_examples=MAX_EXAMPLES,
         deadline=None,
@@ -253,18 +333,20 @@ def test_no_request_answers_a_server_error(world):
     )
     def no_server_error(request):
         method, path, query, headers, (content_type, body) = request
-        # The test client raises whatever the view raised, so a failure shows its traceback.
-        response = Client().generic(
-            method, path, body, content_type=content_type, headers=headers, QUERY_STRING=query
-        )
-        if response.streaming:
-            b"".join(response.streaming_content)  # a CSV export fails, if at all, while it streams
+        request_text = f"{method} {path}?{query} {headers} {content_type!r} {body[:300]!r}"
+        try:  # the test client raises what the view raised: a 500 shows its traceback, and the request
+            response = Client().generic(
+                method, path, body, content_type=content_type, headers=headers, QUERY_STRING=query
+            )
+            if response.streaming:
+                b"".join(response.streaming_content)  # a CSV export fails, if at all, while it streams
+        except Exception as exc:
+            raise AssertionError(f"{request_text} raised {exc!r}") from exc
         statuses.append(response.status_code)
-        assert response.status_code < 500, (method, path, query, headers, body[:200], response.content[:500])
+        assert response.status_code < 500, f"{request_text} answered {response.status_code} {response.content[:300]!r}"
 
     no_server_error()
-    # Not vacuous: the requests reached views and their validation, not only the authentication.
+    # Not vacuous: the requests reached the views, their validation and their services.
     print("statuses: " + ", ".join(f"{code}x{statuses.count(code)}" for code in sorted(set(statuses))))
-    assert {200, 400, 401, 403, 404, 405, 415} <= set(statuses), sorted(set(statuses))
-    assert {201, 202} & set(statuses)
+    assert {200, 400, 401, 403, 404, 405} <= set(statuses) and {201, 202} & set(statuses), sorted(set(statuses))
     assert_ledger_audit()
