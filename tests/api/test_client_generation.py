@@ -106,7 +106,9 @@ def test_a_sellers_day_through_the_generated_client(client_package, live_server_
         client=anonymous, body=models.TokenRefreshRequest(refresh=tokens.refresh)
     )
     assert isinstance(renewed, models.TokenRefresh) and renewed.access
-    seller = generated.AuthenticatedClient(base_url=live_server_url, token=renewed.access, raise_on_unexpected_status=True)
+    seller = generated.AuthenticatedClient(
+        base_url=live_server_url, token=renewed.access, raise_on_unexpected_status=True
+    )
     admin = generated.AuthenticatedClient(
         base_url=live_server_url, token=login(admin_user.get_username()).access, raise_on_unexpected_status=True
     )
@@ -129,11 +131,15 @@ def test_a_sellers_day_through_the_generated_client(client_package, live_server_
 
     # A charge with an idempotency key; its replay answers 200 with the same charge.
     charge_body = models.ChargeCreateInputRequest(phone_number="09121234567", amount=30_000, reference="day-1")
-    accepted = ops["charges.charges_create"].sync_detailed(client=seller, body=charge_body, idempotency_key="day-charge-1")
+    accepted = ops["charges.charges_create"].sync_detailed(
+        client=seller, body=charge_body, idempotency_key="day-charge-1"
+    )
     assert accepted.status_code == 202, accepted.content
     charge_id = accepted.parsed.id
     assert accepted.headers["Location"] == f"/api/v1/charges/{charge_id}/"
-    replay = ops["charges.charges_create"].sync_detailed(client=seller, body=charge_body, idempotency_key="day-charge-1")
+    replay = ops["charges.charges_create"].sync_detailed(
+        client=seller, body=charge_body, idempotency_key="day-charge-1"
+    )
     assert replay.status_code == 200 and replay.parsed.id == charge_id
     settled = _poll(
         lambda: ops["charges.charges_retrieve"].sync(charge_id, client=seller),
@@ -165,7 +171,9 @@ def test_a_sellers_day_through_the_generated_client(client_package, live_server_
     # The ledger, followed page by page with the cursors the API hands out.
     entries, cursor = [], None
     for _ in range(10):
-        page = ops["transactions.transactions_list"].sync(client=seller, page_size=2, **({"cursor": cursor} if cursor else {}))
+        page = ops["transactions.transactions_list"].sync(
+            client=seller, page_size=2, **({"cursor": cursor} if cursor else {})
+        )
         entries += page.results
         if not page.next_:
             break
