@@ -4,10 +4,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from core.api.views import HealthApi, ReadyApi
 
+# The docs pages render only HTML templates: an OPTIONS answer (DRF's metadata) has no template
+# to render with and was a 500, so they answer GET and HEAD only.
+_PAGE = {"url_name": "schema", "http_method_names": ["get", "head"]}
+
 api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("docs/", SpectacularSwaggerView.as_view(**_PAGE), name="swagger-ui"),
+    path("redoc/", SpectacularRedocView.as_view(**_PAGE, template_name="api/redoc.html"), name="redoc"),
     path("health/", HealthApi.as_view(), name="health"),
     path("ready/", ReadyApi.as_view(), name="ready"),
     path("", include("ledger.api.urls")),  # before the rest: it holds the charge POST, the hot path

@@ -1,4 +1,8 @@
 from rest_framework import pagination
+from rest_framework.exceptions import NotFound
+
+# The largest id PostgreSQL's bigint holds: a cursor position past it cannot name a row.
+_MAX_ID = 2**63 - 1
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
@@ -23,3 +27,16 @@ class CursorPagination(pagination.CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
     ordering = "-id"
+
+    def decode_cursor(self, request):
+        """DRF checks the cursor's offset and direction but passes its position, a string the
+        client can craft, straight into `id < position`; anything but an id there is an invalid
+        cursor (404, as DRF answers every other invalid cursor), not a database error."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None and not _is_id(cursor.position):
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
+
+
+def _is_id(position: str) -> bool:
+    return position.isascii() and position.isdecimal() and int(position) <= _MAX_ID

@@ -1,6 +1,7 @@
 """`manage.py runstack`, the local stack command, as a user runs it: every process on free ports,
-`ready` turns 200, a charge goes end to end over HTTP, the admin site and Flower work in a real
-(headless Chromium) browser, and Ctrl-C leaves no process behind."""
+`ready` turns 200, a charge goes end to end over HTTP, the admin site, Flower and the API docs
+pages work in a real (headless Chromium) browser that cannot reach any other host, and Ctrl-C
+leaves no process behind."""
 
 from __future__ import annotations
 
@@ -214,9 +215,12 @@ def browser(tmp_path):
         "--disable-component-update",
         "--disable-sync",
         "--window-size=1400,1000",
+        # No network beyond this machine: every name but 127.0.0.1 fails to resolve, as offline.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         f"--user-data-dir={tmp_path / 'chromium'}",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the pages make
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     driver.implicitly_wait(5)  # find_element waits for the element instead of racing the page load
@@ -283,6 +287,44 @@ def test_admin_approves_a_deposit_and_flower_shows_the_shard_workers(stack, brow
     browser.save_screenshot(str(ARTIFACTS / "5-flower-workers.png"))
     assert f"shards0@{HOST}" in page and f"shards1@{HOST}" in page, page[:3000]
     assert_ledger_audit()
+
+
+def _requested_urls(browser) -> list[str]:
+    """The URLs the browser asked for since the last call (Chrome's performance log)."""
+    import json
+
+    messages = (json.loads(entry["message"])["message"] for entry in browser.get_log("performance"))
+    return [m["params"]["request"]["url"] for m in messages if m["method"] == "Network.requestWillBeSent"]
+
+
+def test_api_docs_pages_render_the_operations_offline(stack, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{stack.url}/api/v1/docs/")
+    WebDriverWait(browser, 30).until(
+        lambda driver: len(driver.find_elements(By.CSS_SELECTOR, ".opblock")) >= 25, "Swagger UI rendered no operations"
+    )
+    paths = {element.text for element in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/api/v1/charges/", "/api/v1/auth/token/", "/api/v1/charge-batches/"} <= paths, paths
+    browser.save_screenshot(str(ARTIFACTS / "6-swagger-ui.png"))
+    swagger_requests = _requested_urls(browser)
+
+    browser.get(f"{stack.url}/api/v1/redoc/")
+    WebDriverWait(browser, 30).until(
+        lambda driver: len(driver.find_elements(By.CSS_SELECTOR, '[data-section-id^="operation/"]')) >= 25,
+        "ReDoc rendered no operations",
+    )
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-section-id="operation/charges_create"]')
+    browser.save_screenshot(str(ARTIFACTS / "7-redoc.png"))
+
+    requested = swagger_requests + _requested_urls(browser)
+    assert f"{stack.url}/api/v1/schema/" in requested and any("/static/drf_spectacular_sidecar/" in u for u in requested)
+    elsewhere = [url for url in requested if url.startswith(("http:", "https:")) and not url.startswith(stack.url)]
+    # Except ReDoc's "API docs by Redocly" logo, which its bundle always asks its CDN for (an
+    # image that hides itself when it fails, as it did here): nothing the page needs.
+    elsewhere = [url for url in elsewhere if url != "https://cdn.redoc.ly/redoc/logo-mini.svg"]
+    assert not elsewhere, f"the docs pages asked another host for {elsewhere}"
 
 
 def test_ctrl_c_stops_every_process_of_the_stack(stack):
