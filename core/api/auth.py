@@ -5,7 +5,7 @@ issued before the user's last password change (simplejwt checks that only for ac
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist
-from rest_framework import exceptions
+from rest_framework import exceptions, serializers
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.utils import get_md5_hash_password
@@ -32,6 +32,10 @@ class LoginApi(TokenObtainPairView):
 
 
 class RefreshInput(TokenRefreshSerializer):
+    # Write-only, as simplejwt's schema extension declares it for its own serializer: the answer
+    # holds the new access token only (no rotation), and generated clients must not expect more.
+    refresh = serializers.CharField(write_only=True)
+
     def validate(self, attrs):
         refresh = self.token_class(attrs["refresh"])
         if jwt_settings.CHECK_REVOKE_TOKEN:

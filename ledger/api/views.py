@@ -7,7 +7,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.filters import OrderingFilter
 from rest_framework.generics import GenericAPIView, ListAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,6 +15,7 @@ from core.api.serializers import new_username
 from core.authentication import ApiKeyAuthentication, JWTAuthentication, acting_seller, explain_refusal
 from core.models import Seller
 from core.pagination import CursorPagination
+from core.parsers import JSONParser
 from core.permissions import CanDecideDeposits, IsAdmin, IsSeller, IsSellerOrStaffReader, IsStaffReader
 from core.roles import role_of, seller_of
 from ledger import selectors

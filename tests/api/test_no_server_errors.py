@@ -45,7 +45,7 @@ def world(db):
     objects = {"admin": admin.pk, "staff": staff.pk, "seller": seller.pk, "other": other.pk}
     for name, owner in (("", seller), ("other_", other)):
         objects[f"{name}deposit"] = deposit_request(seller=owner, amount=1_000)[0].pk
-        objects[f"{name}charge"] = charge_submit(seller=owner, phone_number="+989121234567", amount=100)[0].pk
+        objects[f"{name}charge"] = charge_submit(seller_id=owner.pk, phone_number="+989121234567", amount=100)[0].pk
     api_key, key = api_key_issue(seller=seller, name="fuzz")
     objects["api_key"] = api_key.pk
     credentials = {
