@@ -140,7 +140,7 @@ class ChargeBatchAdmin(ReadOnlyAdmin):
     def progress(self, obj) -> str:
         # As over the API: read from the batch row, which the import and the settles keep current.
         if obj.status == ChargeBatch.Status.VALIDATING:
-            return f"validating: {obj.rows_read} rows read"
+            return f"validating: {obj.rows_read_so_far} rows read"
         return f"{obj.queued} queued, {obj.succeeded} succeeded ({obj.succeeded_amount} charged), {obj.failed} failed"
 
 

@@ -143,7 +143,7 @@ class Charge(models.Model):
 
 class ChargeBatch(models.Model):
     """An import of a charge list. `validating` while the import worker reads the stored file
-    (`rows_read` so far), then `queued` (its valid rows are charges) and `completed` once the
+    (`rows_read_so_far`), then `queued` (its valid rows are charges) and `completed` once the
     seller's settle has settled the last of them; or `rejected`, final, when the file turned out
     to hold no valid row or to be unreadable past its first bytes (nothing queued, `errors` says why)."""
 
@@ -171,10 +171,8 @@ class ChargeBatch(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    # While validating: data rows read so far, and the import's last sign of life (the resume
-    # sweeper restarts an import whose worker went silent).
+    # Data rows read by the import, once it is over (while validating: `ChargeBatchImport`).
     rows_read = models.IntegerField(default=0)
-    progress_at = models.DateTimeField(null=True, blank=True)
     # Outcome of the batch's charges so far, added to by the settle that settles them (in its
     # transaction, under the seller's account lock: the only writers of a batch's charges), which
     # also marks the batch completed when the last one settles.
@@ -200,13 +198,18 @@ class ChargeBatch(models.Model):
                 name="batch_outcomes_within_valid_rows",
             ),
         ]
-        indexes = [
-            # The resume sweeper's question: which imports went silent?
-            models.Index(fields=["progress_at"], condition=Q(status="validating"), name="batch_validating_idx"),
-        ]
 
     def __str__(self) -> str:
         return f"batch #{self.pk} {self.filename} ({self.status})"
+
+    @property
+    def rows_read_so_far(self) -> int:
+        """Data rows the import has read: while validating, from its progress row (select it
+        with `select_related("running_import")`)."""
+        if self.status == self.Status.VALIDATING:
+            running = getattr(self, "running_import", None)
+            return running.rows_read if running else 0
+        return self.rows_read
 
     @property
     def queued(self) -> int:
@@ -214,6 +217,23 @@ class ChargeBatch(models.Model):
         if self.status in (self.Status.QUEUED, self.Status.COMPLETED):
             return self.valid_rows - self.succeeded - self.failed
         return 0
+
+
+class ChargeBatchImport(models.Model):
+    """The running import of a `validating` batch: rows read so far and its last sign of life (the
+    resume sweeper restarts an import whose worker went silent). Written by the import over a
+    connection of its own while its long transaction is open; a row apart from the batch's, because
+    every charge the import inserts references the batch row, and each foreign-key check at commit
+    would walk every version of that row the progress updates had left. Deleted with the import."""
+
+    batch = models.OneToOneField(
+        "ledger.ChargeBatch", on_delete=models.CASCADE, primary_key=True, related_name="running_import"
+    )
+    rows_read = models.IntegerField(default=0)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"import of batch #{self.batch_id}: {self.rows_read} rows read"
 
 
 class ChargeBatchFileChunk(models.Model):

@@ -44,6 +44,8 @@ class BatchErrorOutput(serializers.Serializer):
 class ChargeBatchOutput(serializers.ModelSerializer):
     # Charges not settled yet (valid rows less the outcomes the settles counted so far).
     queued = serializers.IntegerField(read_only=True)
+    # While validating: rows the import worker has read so far.
+    rows_read = serializers.IntegerField(source="rows_read_so_far", read_only=True)
     errors = BatchErrorOutput(many=True)
 
     class Meta:
@@ -75,7 +77,7 @@ class _BatchScopedMixin:
         queryset = selectors.batch_list(
             seller=seller_of(self.request.user),
             seller_filter=int(seller_filter) if seller_filter.isdecimal() and len(seller_filter) < 19 else None,
-        )
+        ).select_related("running_import")
         if params.get("status") in ChargeBatch.Status.values:
             queryset = queryset.filter(status=params["status"])
         return queryset

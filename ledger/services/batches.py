@@ -9,8 +9,9 @@ the batch to `queued` (or `rejected` when nothing of it can be queued); the sell
 woken after that commit. A run killed half way leaves nothing, and a run finding the batch no
 longer `validating` does nothing: re-running after a crash queues every valid row exactly once.
 
-Progress while validating (`rows_read`) is written by the import over a second, autocommitted
-connection; outcomes afterwards are counted by the settle (`ledger.posting`). Reads only read."""
+Progress while validating (`ChargeBatchImport`) is written by the import over a second,
+autocommitted connection; outcomes afterwards are counted by the settle (`ledger.posting`).
+Reads only read."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from ledger import events
 from ledger.batch_files import batch_file_delete, batch_file_open, batch_file_store
 from ledger.csv_import import NO_DATA_ROWS, ChargeListReader, FileRefusedError, RowError, check_head
 from ledger.errors import SellerInactiveError
-from ledger.models import Charge, ChargeBatch, ChargeBatchRejectedRow
+from ledger.models import Charge, ChargeBatch, ChargeBatchImport, ChargeBatchRejectedRow
 from ledger.services.idempotency import create_once
 
 logger = logging.getLogger(__name__)
@@ -114,11 +115,11 @@ def batch_upload(
                 request_fingerprint=fingerprint,
                 file_size=size,
                 created_by=created_by,
-                progress_at=timezone.now(),
             ),
         )
         if not created:
             return batch, False
+        ChargeBatchImport.objects.create(batch=batch, seen_at=timezone.now())
         batch_file_store(batch_id=batch.pk, file=file)
         if start_import:
             events.batch_uploaded(batch_id=batch.pk)
@@ -136,12 +137,11 @@ def batch_imports_stalled(*, older_than_seconds: float) -> list[int]:
     """Batches still `validating` whose import showed no sign of life for that long (its worker
     was killed, or its task was never published): marked as just seen, so that each is handed
     out once per period, and returned for the caller to start again."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {ChargeBatch._meta.db_table} SET progress_at = %s"
-            " WHERE status = %s AND progress_at < %s RETURNING id",
-            [timezone.now(), ChargeBatch.Status.VALIDATING, cutoff],
+            f"UPDATE {ChargeBatchImport._meta.db_table} SET seen_at = %s WHERE seen_at < %s RETURNING batch_id",
+            [now, now - timedelta(seconds=older_than_seconds)],
         )
         return sorted(row[0] for row in cursor.fetchall())
 
@@ -209,6 +209,7 @@ def batch_import_run(*, batch_id: int, on_progress: ProgressCallback | None = No
             else:
                 _finish(batch, reader.columns, *counts)
             batch_file_delete(batch_id=batch.pk)
+            ChargeBatchImport.objects.filter(batch_id=batch.pk).delete()
             loaded = time.monotonic()
     finally:
         progress.close()
@@ -313,9 +314,9 @@ def batch_rejection_reason(batch: ChargeBatch) -> str:
 
 
 class _ProgressWriter:
-    """`rows_read` and the import's sign of life, written over a connection of its own in
-    autocommit, so a GET sees them while the import's transaction is still open. Never touches a
-    batch past `validating`: the import's own transaction updates that row only at its end."""
+    """Rows read and the import's sign of life (`ChargeBatchImport`), written over a connection of
+    its own in autocommit, so a GET sees them while the import's transaction is still open. The
+    import's own transaction deletes that row only at its end, after the last of these."""
 
     EVERY_SECONDS = 0.5
 
@@ -335,9 +336,8 @@ class _ProgressWriter:
             self._connection = connections.create_connection(DEFAULT_DB_ALIAS)
         with self._connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {ChargeBatch._meta.db_table} SET rows_read = %s, progress_at = %s"
-                " WHERE id = %s AND status = %s",
-                [rows, timezone.now(), self._batch_id, ChargeBatch.Status.VALIDATING],
+                f"UPDATE {ChargeBatchImport._meta.db_table} SET rows_read = %s, seen_at = %s WHERE batch_id = %s",
+                [rows, timezone.now(), self._batch_id],
             )
 
     def close(self) -> None:

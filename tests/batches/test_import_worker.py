@@ -8,7 +8,7 @@ import pytest
 from django.db import close_old_connections
 from django.db.models import Count
 
-from ledger.models import Account, Charge, ChargeBatch, ChargeBatchFileChunk
+from ledger.models import Account, Charge, ChargeBatch, ChargeBatchFileChunk, ChargeBatchImport
 from tests.batches.helpers import csv_bytes, phone, upload, wait_batch_status
 from tests.factories import client_for, make_admin, make_seller, request_and_approve
 from tests.support import assert_ledger_audit, wait_settled
@@ -41,8 +41,8 @@ def test_import_worker_killed_mid_import_restarts_and_queues_every_valid_row_onc
         time.sleep(0.05)
     workers.imports.kill(signal.SIGKILL)
     close_old_connections()
-    killed_at = ChargeBatch.objects.get(pk=batch_id)
-    assert killed_at.status == "validating" and 0 < killed_at.rows_read < ROWS
+    killed_at = ChargeBatch.objects.select_related("running_import").get(pk=batch_id)
+    assert killed_at.status == "validating" and 0 < killed_at.rows_read_so_far < ROWS
     assert not Charge.objects.filter(batch_id=batch_id).exists()  # the killed run's rows were never committed
     assert ChargeBatchFileChunk.objects.filter(batch_id=batch_id).exists()  # the file is still there to re-read
 
@@ -60,6 +60,7 @@ def test_import_worker_killed_mid_import_restarts_and_queues_every_valid_row_onc
     assert set(charges.values_list("batch_line", flat=True)) == {i + 2 for i in range(ROWS) if i % INVALID_EVERY}
     assert Account.objects.get(seller=seller).balance == ROWS * 10 - valid * 10
     assert not ChargeBatchFileChunk.objects.filter(batch_id=batch_id).exists()
+    assert not ChargeBatchImport.objects.filter(batch_id=batch_id).exists()
     assert_ledger_audit()
 
 
