@@ -151,8 +151,8 @@ def batch_imports_stalled(*, older_than_seconds: float) -> list[int]:
 
 def _copy_statement(model: type[models.Model], field_names: tuple[str, ...]) -> str:
     """`COPY table (columns) FROM STDIN` with the columns the model names for these fields, in
-    this order. Refuses (at import time) to leave out a field the database would need a value for,
-    so a field added to the model cannot make the COPY fail only in production."""
+    this order. Refuses to leave out a field the database would need a value for, so a NOT NULL
+    field added to the model fails the first import (and its tests) with a message naming it."""
     fields = [model._meta.get_field(name) for name in field_names]
     needed = [
         f.name
@@ -195,7 +195,7 @@ def batch_import_run(*, batch_id: int, on_progress: ProgressCallback | None = No
                 cursor.execute("SELECT pg_try_advisory_xact_lock(hashtextextended('ledger.import_batch', %s))", [batch_id])
                 if not cursor.fetchone()[0]:
                     return None
-            batch = ChargeBatch.objects.select_related("seller").get(pk=batch_id)
+            batch = ChargeBatch.objects.get(pk=batch_id)
             if batch.status != ChargeBatch.Status.VALIDATING:
                 return batch
             progress.update(0, 0)
