@@ -2,7 +2,7 @@
 
 Thin as the other views: the upload and the results rows come from `ledger.services.batches`;
 this module only speaks HTTP. The import itself runs on the import worker, never in a request, and
-every GET only reads (progress is kept on the batch row by the import and by the settle)."""
+every GET only reads (progress is written by the import and by the settle)."""
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
