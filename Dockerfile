@@ -30,4 +30,4 @@ RUN SECRET_KEY=collectstatic-only-build-time-key-0123456789abcdef ALLOWED_HOSTS=
 USER 10001:10001
 EXPOSE 8000 5555
 # Health checks are per service in docker-compose.yml: web, workers and Flower differ.
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--no-control-socket", "--graceful-timeout", "30", "--timeout", "300"]
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--no-control-socket", "--graceful-timeout", "30", "--timeout", "30"]

@@ -154,17 +154,21 @@ def _seller_and_token(funding: int) -> tuple[int, str]:
 
 
 def _wait_completed(batch_id: int, timeout: float) -> float:
+    """Until the settle of the batch's last charge marks it completed (the import worker queues
+    its rows first)."""
     from django.db import close_old_connections
 
-    from ledger.models import Charge
+    from ledger.models import ChargeBatch
 
     deadline = time.monotonic() + timeout
-    while Charge.objects.filter(batch_id=batch_id, status=Charge.Status.QUEUED).exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"batch {batch_id} not settled after {timeout}s")
-        time.sleep(0.05)
+    while True:
         close_old_connections()
-    return time.monotonic()
+        status = ChargeBatch.objects.values_list("status", flat=True).get(pk=batch_id)
+        if status == ChargeBatch.Status.COMPLETED:
+            return time.monotonic()
+        if status == ChargeBatch.Status.REJECTED or time.monotonic() > deadline:
+            raise TimeoutError(f"batch {batch_id} is {status}, not completed, after {timeout}s")
+        time.sleep(0.05)
 
 
 def _check(batch_id: int, valid: int) -> None:
@@ -262,15 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import call_command
 
     import celery_app  # noqa: F401  (binds the tasks to the configured app before any publish)
-    from workers.stack import shard_assignment, worker_argv
+    from workers.stack import import_worker_argv, shard_assignment, worker_argv
 
     call_command("migrate", "--noinput", verbosity=0)
     logs = Path(tempfile.mkdtemp(prefix="batch-bench-logs-"))
     commands = [
         worker_argv(shards, name=f"batch-bench{i}", with_default_queue=i == 0)
         for i, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, 2))
-    ]
-    # A long --timeout: a million-row import is one long request.
+    ] + [import_worker_argv(name="batch-bench-imports")]
     web = [
         sys.executable,
         "-m",
@@ -280,8 +283,6 @@ def main(argv: list[str] | None = None) -> int:
         f"127.0.0.1:{args.port}",
         "--workers",
         str(args.web_workers),
-        "--timeout",
-        "900",
     ]
     processes = [spawn(argv, logs / f"p{i}.log") for i, argv in enumerate([*commands, web])]
     try:
@@ -293,6 +294,124 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_all(processes, timeout=15)
     return 0
+
+
+# --- Issue 11's targets for imports as Celery jobs ---------------------------------------------
+
+
+def import_job_targets_main(argv: list[str] | None = None) -> int:
+    """`python -m bench.batch_import --import-job-targets [--rows N] [--large-rows N]`: the targets of
+    imports run by the import worker, measured once against the production commands (gunicorn with
+    its ordinary 30 s timeout, two shard workers, the import worker; DATABASE_URL, REDIS_URL,
+    BENCH_BATCH_PORT as for `main`):
+    - a `--large-rows` upload (1,000,000) answered in <= 5 s, with web peak RSS <= 150 MB;
+    - `--rows` (100,000) settled <= 15 s after the upload began;
+    - import worker peak RSS <= 200 MB while it imports the large file.
+    Prints JSON."""
+    parser = argparse.ArgumentParser(prog="python -m bench.batch_import --import-job-targets")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--large-rows", type=int, default=1_000_000)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_BATCH_PORT", "8250")))
+    args = parser.parse_args(argv)
+    _configure_standalone()
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    import celery_app  # noqa: F401  (binds the tasks to the configured app before any publish)
+    from ledger.models import ChargeBatch
+    from workers.stack import import_worker_argv, shard_assignment, web_argv, worker_argv
+
+    call_command("migrate", "--noinput", verbosity=0)
+    logs = Path(tempfile.mkdtemp(prefix="import-job-bench-logs-"))
+    shard_workers = [
+        worker_argv(shards, name=f"import-job-bench{i}", with_default_queue=i == 0)
+        for i, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, 2))
+    ]
+    importer = spawn(import_worker_argv(name="import-job-bench-imports"), logs / "imports.log")
+    web = spawn(web_argv(host="127.0.0.1", port=args.port, workers=2), logs / "web.log")
+    processes = [spawn(argv, logs / f"shards{i}.log") for i, argv in enumerate(shard_workers)] + [importer, web]
+    result: dict = {"rows": args.rows, "large_rows": args.large_rows}
+    try:
+        _wait_http(args.port, web)
+        time.sleep(3)  # workers connect to the broker
+        with tempfile.TemporaryDirectory(prefix="import-job-bench-") as tmp:
+            path = Path(tmp) / "small.csv"
+            valid = generate(path, args.rows)
+            _, token = _seller_and_token(funding=valid * AMOUNT)
+            started = time.monotonic()
+            status, body = upload(args.port, token, path)
+            accepted = time.monotonic()
+            if status != 202:
+                raise RuntimeError(f"upload answered {status}: {body}")
+            settled = _wait_completed(body["id"], 300)
+            _check(body["id"], valid)
+            result.update(accepted_seconds=round(accepted - started, 2), settled_seconds=round(settled - started, 2))
+
+            path = Path(tmp) / "large.csv"
+            valid = generate(path, args.large_rows, seed=5)
+            _, token = _seller_and_token(funding=valid * AMOUNT)
+            result["large_file_mb"] = round(path.stat().st_size / 2**20, 1)
+            with PeakRss(importer.pid) as worker_rss:
+                with PeakRss(web.pid) as web_rss:
+                    started = time.monotonic()
+                    status, body = upload(args.port, token, path)
+                    accepted = time.monotonic()
+                if status != 202:
+                    raise RuntimeError(f"upload of {args.large_rows} rows answered {status}: {body}")
+                batch = _wait_status(body["id"], ChargeBatch.Status.QUEUED, ChargeBatch.Status.COMPLETED)
+                queued = time.monotonic()
+            result.update(
+                large_accepted_seconds=round(accepted - started, 2),
+                large_web_peak_rss_mb=web_rss.mb,
+                large_queued_seconds=round(queued - started, 2),
+                large_worker_peak_rss_mb=worker_rss.mb,
+                large_valid_rows=batch.valid_rows,
+            )
+            result["large_settled_seconds"] = round(_wait_completed(body["id"], 1200) - started, 2)
+            _check(body["id"], valid)
+        result["targets"] = {
+            "large_accepted_seconds": 5.0,
+            "large_web_peak_rss_mb": 150,
+            "settled_seconds": 15.0,
+            "large_worker_peak_rss_mb": 200,
+        }
+        result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        result["audit"] = "ok"
+        print(json.dumps(result, indent=2))
+    finally:
+        stop_all(processes, timeout=15)
+    return 0
+
+
+def _configure_standalone() -> None:
+    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_batch_bench")
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/12")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
+    os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")  # plain http on 127.0.0.1
+    sys.path.insert(0, str(ROOT))
+    _create_database(os.environ["DATABASE_URL"])
+
+
+def _wait_status(batch_id: int, *statuses: str, timeout: float = 600):
+    from django.db import close_old_connections
+
+    from ledger.models import ChargeBatch
+
+    deadline = time.monotonic() + timeout
+    while True:
+        close_old_connections()
+        batch = ChargeBatch.objects.get(pk=batch_id)
+        if batch.status in statuses:
+            return batch
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"batch {batch_id} is {batch.status} after {timeout}s")
+        time.sleep(0.05)
 
 
 def _create_database(url: str) -> None:
@@ -333,4 +452,6 @@ def _wait_http(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--import-job-targets"]:
+        sys.exit(import_job_targets_main(sys.argv[2:]))
     sys.exit(main())

@@ -99,7 +99,7 @@ def clear_broker(redis_url: str, key_prefix: str) -> None:
 
     client = redis.Redis.from_url(redis_url)
     patterns = (
-        [f"{key_prefix}*"] if key_prefix else ["ledger.shard.*", "ledger.default*", "unacked*", "_kombu.binding.*"]
+        [f"{key_prefix}*"] if key_prefix else ["ledger.shard.*", "ledger.default*", "ledger.imports*", "unacked*", "_kombu.binding.*"]
     )
     for pattern in patterns:
         keys = list(client.scan_iter(match=pattern, count=1000))
@@ -148,15 +148,16 @@ class Stack:
         self.workers = [
             Process(name, spec.argv, env, log_dir) for name, spec in specs.items() if name.startswith("shards")
         ]
+        self.imports = Process("imports", specs["imports"].argv, env, log_dir)
         self.web = Process("web", specs["web"].argv, env, log_dir)
         # Beat runs as in production: its sweeper is what settles intents whose wake-up was lost.
         self.beat = Process("beat", specs["beat"].argv, env, log_dir)
         self.web_workers = default_web_workers()
 
     def start_workers(self) -> None:
-        for worker in self.workers:
+        for worker in [*self.workers, self.imports]:
             worker.start()
-        for worker in self.workers:
+        for worker in [*self.workers, self.imports]:
             worker.wait_for_log(" ready.", timeout=60)
         self.beat.start(ready_marker="beat: Starting", timeout=60)
 
@@ -204,7 +205,7 @@ class Stack:
         self.web.stop()
 
     def stop(self) -> None:
-        for process in [self.web, self.beat, *self.workers]:
+        for process in [self.web, self.beat, *self.workers, self.imports]:
             process.stop()
 
 

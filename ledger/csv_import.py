@@ -2,36 +2,29 @@
 
 The file is never held whole: bytes are decoded incrementally (UTF-8, a BOM tolerated), each
 physical line is bounded, and rows are yielded as they are read, so memory stays flat from ten
-rows to millions. A row is validated with the rules of a single charge (`ledger.fields`)."""
+rows to millions. A row is validated with the rules of a single charge (`ledger.charge_rules`)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import BinaryIO
 
-import phonenumbers
-from django.conf import settings
-from phonenumbers import PhoneMetadata, PhoneNumber, PhoneNumberType
-
-from ledger.fields import AmountField, PhoneNumberField, normalize_phone
+from ledger import charge_rules
+from ledger.charge_rules import normalize_phone
 
 REQUIRED_COLUMNS = ("phone_number", "amount")
 OPTIONAL_COLUMNS = ("reference",)
 KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
-REFERENCE_MAX_LENGTH = 255  # Charge.reference
 # A real row is well under 1 KB; the bound keeps one newline-free blob from filling memory.
 MAX_LINE_CHARS = 64 * 1024
-# Longer digit strings are above any configurable maximum; this also keeps int() cheap.
-_MAX_AMOUNT_DIGITS = 30
-
-_AMOUNT_MESSAGES = AmountField.default_error_messages
-_PHONE_MESSAGE = PhoneNumberField.default_error_messages["invalid_phone"]
-_BLANK = "This field may not be blank."
+# What the upload itself checks (`check_head`): enough for the header, the encoding and a few
+# hundred rows, never the whole file (that is the import worker's).
+HEAD_BYTES = 256 * 1024
+HEAD_ROWS = 500
+NO_DATA_ROWS = "The file has a header but no data rows."
 
 
 class FileRefusedError(Exception):
@@ -74,6 +67,11 @@ class ChargeListReader:
         self._binary = binary
         self.columns: list[str] = []
         self._line = 0  # physical lines consumed so far (1-based numbering for messages)
+
+    @property
+    def line(self) -> int:
+        """The physical line read last (the header being line 1)."""
+        return self._line
 
     def bytes_read(self) -> int:
         try:
@@ -135,6 +133,25 @@ class ChargeListReader:
             )
 
 
+def check_head(binary: BinaryIO, *, size: int) -> None:
+    """Refuse, from its first bytes alone, a file that cannot be a charge list: not text, not
+    UTF-8, no usable header, not CSV, or (when the head is the whole file) no data rows. Raises
+    FileRefusedError; leaves the file at its start. Row errors are not looked at here."""
+    head = binary.read(HEAD_BYTES)
+    binary.seek(0)
+    whole = len(head) >= size
+    if not whole and b"\n" in head:
+        head = head[: head.rindex(b"\n") + 1]  # whole lines only (a cut UTF-8 character would look undecodable)
+    reader = ChargeListReader(io.BytesIO(head))
+    rows = 0
+    for _ in reader:
+        rows += 1
+        if rows >= HEAD_ROWS:
+            return
+    if whole and rows == 0:
+        raise FileRefusedError(NO_DATA_ROWS)
+
+
 def _sniff(binary: BinaryIO) -> None:
     """Name the two common wrong uploads before decoding: a spreadsheet saved as UTF-16 text, and
     a file that is not text at all."""
@@ -177,101 +194,20 @@ def _validated(line: int, raw: dict[str, str]) -> Row:
 
     phone = raw.get("phone_number", "").strip()
     if not phone:
-        errors.append(RowError(line, "phone_number", _BLANK))
+        errors.append(RowError(line, "phone_number", charge_rules.BLANK))
     else:
-        row.phone_number = phone_e164(phone)
+        row.phone_number = normalize_phone(phone)
         if row.phone_number is None:
-            errors.append(RowError(line, "phone_number", _PHONE_MESSAGE))
+            errors.append(RowError(line, "phone_number", charge_rules.PHONE_INVALID))
 
-    amount_error = _amount_error(raw.get("amount", "").strip())
+    row.amount, amount_error = charge_rules.amount_from_text(raw.get("amount", ""))
     if amount_error:
         errors.append(RowError(line, "amount", amount_error))
-    else:
-        row.amount = int(raw["amount"].strip())
 
-    reference = raw.get("reference", "").strip()
-    if len(reference) > REFERENCE_MAX_LENGTH:
-        errors.append(
-            RowError(line, "reference", f"Ensure this field has no more than {REFERENCE_MAX_LENGTH} characters.")
-        )
-    row.reference = reference
+    row.reference = raw.get("reference", "").strip()
+    reference_error = charge_rules.reference_problem(row.reference)
+    if reference_error:
+        errors.append(RowError(line, "reference", reference_error))
 
     row.errors = errors or None
     return row
-
-
-def _amount_error(text: str) -> str | None:
-    """The single-charge amount rules on a CSV cell: an integer (ASCII, Persian or Arabic digits),
-    above zero, at most LEDGER_MAX_AMOUNT. Decimals, exponents and separators are refused."""
-    if not text:
-        return _BLANK
-    if text[0] == "-" and text[1:].isdecimal():
-        return _AMOUNT_MESSAGES["min_value"]
-    if not text.isdecimal():
-        return _AMOUNT_MESSAGES["invalid"]
-    maximum = settings.LEDGER_MAX_AMOUNT
-    if len(text) > _MAX_AMOUNT_DIGITS or int(text) > maximum:
-        return _AMOUNT_MESSAGES["max_value"].format(max_value=maximum)
-    if int(text) <= 0:
-        return _AMOUNT_MESSAGES["min_value"]
-    return None
-
-
-# --- Phone numbers at file speed ---------------------------------------------------------------
-# `normalize_phone` is the rule. Its general parser costs about 20 us a row, most of a 100,000-row
-# import's budget; the two forms lists are written in (+<country code><number> and
-# <national prefix><number> of the default region) are recognised here directly and handed to the
-# same library's verdict (`number_type`). Anything else, and anything this shortcut does not
-# accept, goes through `normalize_phone`, so the shortcut can only ever agree with it
-# (tests/batches/test_csv_import.py compares both on thousands of generated inputs).
-
-_MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
-_CLEAN = str.maketrans(
-    {
-        **{chr(0x06F0 + d): str(d) for d in range(10)},
-        **{chr(0x0660 + d): str(d) for d in range(10)},
-        " ": None,
-        "-": None,
-        "(": None,
-        ")": None,
-        ".": None,
-    }
-)
-
-
-@lru_cache(maxsize=8)
-def _shortcut(region: str):
-    metadata = PhoneMetadata.metadata_for_region(region)
-    if metadata is None:
-        return None
-    code = str(metadata.country_code)
-    prefixes = []
-    # The parser reads the shortest known country code after "+": ours must be the first match.
-    if all(int(code[:i]) not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE for i in range(1, len(code))):
-        prefixes.append("+" + code)
-    national = metadata.national_prefix
-    if (
-        national
-        and metadata.national_prefix_for_parsing == national
-        and metadata.national_prefix_transform_rule is None
-    ):
-        prefixes.append(national)
-    if not prefixes:
-        return None
-    alternatives = "|".join(re.escape(p) for p in prefixes)
-    pattern = re.compile(f"(?:{alternatives})([1-9][0-9]{{5,14}})")
-    strip = re.compile(metadata.national_prefix_for_parsing) if metadata.national_prefix_for_parsing else None
-    return pattern, strip, metadata.country_code
-
-
-def phone_e164(raw: str) -> str | None:
-    """`normalize_phone(raw)`, faster for the common forms."""
-    shortcut = _shortcut(settings.PHONE_DEFAULT_REGION)
-    if shortcut is not None and len(raw) <= 64:
-        pattern, strip, code = shortcut
-        match = pattern.fullmatch(raw.strip().translate(_CLEAN))
-        if match is not None and not (strip and strip.match(match[1])):
-            number = PhoneNumber(country_code=code, national_number=int(match[1]))
-            if phonenumbers.number_type(number) in _MOBILE_TYPES:
-                return f"+{code}{match[1]}"
-    return normalize_phone(raw)

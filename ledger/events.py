@@ -1,7 +1,8 @@
 """How the ledger asks for a seller's intents to be settled without importing Celery.
 
 `settings.LEDGER_WAKE_UP` names a callable (by default `workers.dispatch.wake_seller_on_commit`)
-that schedules the wake-up for after the current transaction commits."""
+that schedules the wake-up for after the current transaction commits; likewise
+`settings.LEDGER_IMPORT_START` (`workers.tasks.import_batch_on_commit`) for a stored charge list."""
 
 from functools import cache
 
@@ -10,9 +11,14 @@ from django.utils.module_loading import import_string
 
 
 @cache
-def _wake_up():
-    return import_string(settings.LEDGER_WAKE_UP)
+def _hook(setting: str):
+    return import_string(getattr(settings, setting))
 
 
 def intents_recorded(*, seller_id: int) -> None:
-    _wake_up()(seller_id)
+    _hook("LEDGER_WAKE_UP")(seller_id)
+
+
+def batch_uploaded(*, batch_id: int) -> None:
+    """A charge list is stored: `settings.LEDGER_IMPORT_START` starts its import after commit."""
+    _hook("LEDGER_IMPORT_START")(batch_id)

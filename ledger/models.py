@@ -142,13 +142,16 @@ class Charge(models.Model):
 
 
 class ChargeBatch(models.Model):
-    """An import of a charge list. Filled in by the batch import issue; the table exists now so
-    charges can point at their batch from the start."""
+    """An import of a charge list. `validating` while the import worker reads the stored file
+    (`rows_read_so_far`), then `queued` (its valid rows are charges) and `completed` once the
+    seller's settle has settled the last of them; or `rejected`, final, when the file turned out
+    to hold no valid row or to be unreadable past its first bytes (nothing queued, `errors` says why)."""
 
     class Status(models.TextChoices):
         VALIDATING = "validating"
         QUEUED = "queued"
         COMPLETED = "completed"
+        REJECTED = "rejected"
 
     seller = models.ForeignKey("core.Seller", on_delete=models.PROTECT, related_name="charge_batches")
     filename = models.CharField(max_length=255, blank=True, default="")
@@ -160,6 +163,7 @@ class ChargeBatch(models.Model):
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULL: no key / no failure; "" would collide in the unique index)
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the batch reached its final state: its last charge settled, or the file was rejected.
     completed_at = models.DateTimeField(null=True, blank=True)
     # The input's column names in the input's order, so the results file echoes the same layout.
     columns = models.JSONField(default=list, blank=True)
@@ -167,11 +171,14 @@ class ChargeBatch(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    # Final outcome, frozen when the batch is marked completed; until then progress is counted
-    # from the charges (no counter row for the workers to contend on).
-    succeeded = models.IntegerField(null=True, blank=True)
-    failed = models.IntegerField(null=True, blank=True)
-    succeeded_amount = models.BigIntegerField(null=True, blank=True)
+    # Data rows read by the import, once it is over (while validating: `ChargeBatchImport`).
+    rows_read = models.IntegerField(default=0)
+    # Outcome of the batch's charges so far, added to by the settle that settles them (in its
+    # transaction, under the seller's account lock: the only writers of a batch's charges), which
+    # also marks the batch completed when the last one settles.
+    succeeded = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    succeeded_amount = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-id"]
@@ -182,10 +189,68 @@ class ChargeBatch(models.Model):
                 condition=Q(idempotency_key__isnull=False),
                 name="batch_idempotency_key_unique_per_seller",
             ),
+            models.CheckConstraint(
+                condition=Q(status__in=["validating", "queued", "completed", "rejected"]),
+                name="batch_status_known",
+            ),
+            models.CheckConstraint(
+                condition=Q(succeeded__gte=0, failed__gte=0) & Q(succeeded__lte=F("valid_rows") - F("failed")),
+                name="batch_outcomes_within_valid_rows",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"batch #{self.pk} {self.filename} ({self.status})"
+
+    @property
+    def rows_read_so_far(self) -> int:
+        """Data rows the import has read: while validating, from its progress row (select it
+        with `select_related("running_import")`)."""
+        if self.status == self.Status.VALIDATING:
+            running = getattr(self, "running_import", None)
+            return running.rows_read if running else 0
+        return self.rows_read
+
+    @property
+    def queued(self) -> int:
+        """Charges of the batch not settled yet."""
+        if self.status in (self.Status.QUEUED, self.Status.COMPLETED):
+            return self.valid_rows - self.succeeded - self.failed
+        return 0
+
+
+class ChargeBatchImport(models.Model):
+    """The running import of a `validating` batch: rows read so far and its last sign of life (the
+    resume sweeper restarts an import whose worker went silent). Written by the import over a
+    connection of its own while its long transaction is open; a row apart from the batch's, because
+    every charge the import inserts references the batch row, and each foreign-key check at commit
+    would walk every version of that row the progress updates had left. Deleted with the import."""
+
+    batch = models.OneToOneField(
+        "ledger.ChargeBatch", on_delete=models.CASCADE, primary_key=True, related_name="running_import"
+    )
+    rows_read = models.IntegerField(default=0)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"import of batch #{self.batch_id}: {self.rows_read} rows read"
+
+
+class ChargeBatchFileChunk(models.Model):
+    """The uploaded file of a batch, stored in PostgreSQL in fixed-size pieces so any worker host
+    can read it and nobody holds it whole. Deleted when the import reaches queued or rejected."""
+
+    batch = models.ForeignKey("ledger.ChargeBatch", on_delete=models.CASCADE, related_name="+", db_index=False)
+    index = models.IntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "index"], name="batch_file_chunk_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch #{self.batch_id} chunk {self.index}"
 
 
 class ChargeBatchRejectedRow(models.Model):

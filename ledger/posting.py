@@ -50,7 +50,7 @@ _SELECT_APPROVING_DEPOSITS = PreparedStatement(
 )
 _SELECT_QUEUED_CHARGES = PreparedStatement(
     "ledger_settle_select_charges",
-    """SELECT seller_id, id, amount FROM ledger_charge
+    """SELECT seller_id, id, amount, batch_id FROM ledger_charge
     WHERE seller_id = $1 AND status = 'queued' AND id > $2 ORDER BY id LIMIT $3""",
     ["bigint", "bigint", "bigint"],
 )
@@ -62,7 +62,7 @@ _SELECT_APPROVING_DEPOSITS_OF_SELLERS = PreparedStatement(
 )
 _SELECT_QUEUED_CHARGES_OF_SELLERS = PreparedStatement(
     "ledger_settle_select_charges_of_sellers",
-    """SELECT seller_id, id, amount FROM ledger_charge
+    """SELECT seller_id, id, amount, batch_id FROM ledger_charge
     WHERE seller_id = ANY($1) AND status = 'queued' ORDER BY seller_id, id LIMIT $2""",
     ["bigint[]", "bigint"],
 )
@@ -102,6 +102,22 @@ _FAIL_CHARGES = PreparedStatement(
     FROM unnest($3, $4) AS u(seller_id, id)
     WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.status = 'queued'""",
     ["timestamptz", "text", "bigint[]", "bigint[]"],
+)
+# The outcomes of a charge batch's charges are counted here, by the settle that settles them: it
+# holds the seller's account lock, which every writer of the batch's charges holds, so the counts
+# stay exact and nothing else contends for the row. The settle of the last one completes the batch.
+_COUNT_BATCH_OUTCOMES = PreparedStatement(
+    "ledger_settle_count_batch_outcomes",
+    """UPDATE ledger_chargebatch AS b SET
+        succeeded = b.succeeded + u.succeeded, failed = b.failed + u.failed,
+        succeeded_amount = b.succeeded_amount + u.amount,
+        status = CASE WHEN b.succeeded + b.failed + u.succeeded + u.failed = b.valid_rows
+                      THEN 'completed' ELSE b.status END,
+        completed_at = CASE WHEN b.succeeded + b.failed + u.succeeded + u.failed = b.valid_rows
+                            THEN $1 END
+    FROM unnest($2, $3, $4, $5) AS u(id, succeeded, failed, amount)
+    WHERE b.id = u.id AND b.status = 'queued'""",
+    ["timestamptz", "bigint[]", "bigint[]", "bigint[]", "bigint[]"],
 )
 _UPDATE_ACCOUNTS = PreparedStatement(
     "ledger_settle_update_accounts",
@@ -154,8 +170,8 @@ def _settle(seller_ids: list[int], *, limit: int, after_charge_id: int) -> dict[
         walks = {sid: _Walk(accounts[sid]) for sid in ids}
         for seller_id, deposit_id, amount in deposits:  # deposits first: they can only help
             walks[seller_id].deposit(deposit_id, amount)
-        for seller_id, charge_id, amount in charges:  # then charges, by id within each seller
-            walks[seller_id].charge(charge_id, amount)
+        for seller_id, charge_id, amount, batch_id in charges:  # then charges, by id within each seller
+            walks[seller_id].charge(charge_id, amount, batch_id)
         changed = [walks[sid] for sid in ids if walks[sid].entries]
         failed = [(walk.seller_id, charge_id) for walk in walks.values() for charge_id in walk.failed_ids]
 
@@ -175,6 +191,10 @@ def _settle(seller_ids: list[int], *, limit: int, after_charge_id: int) -> dict[
         if failed:
             _FAIL_CHARGES.execute(cursor, [now, INSUFFICIENT_FUNDS, *_columns(failed)])
             _expect(cursor.rowcount, len(failed), "failed charges")
+        batches = [(b, *outcome) for walk in walks.values() for b, outcome in walk.batch_outcomes.items()]
+        if batches:
+            _COUNT_BATCH_OUTCOMES.execute(cursor, [now, *_columns(batches)])
+            _expect(cursor.rowcount, len(batches), "charge batches")
         if changed:
             _UPDATE_ACCOUNTS.execute(cursor, [now, *_columns([(w.seller_id, w.balance, w.seq) for w in changed])])
             _expect(cursor.rowcount, len(changed), "accounts")
@@ -222,6 +242,7 @@ class _Walk:
         self.succeeded: list[tuple[int, int]] = []  # (charge id, balance after)
         self.failed_ids: list[int] = []
         self.taken_charge_ids: list[int] = []
+        self.batch_outcomes: dict[int, list[int]] = {}  # batch id -> [succeeded, failed, amount]
 
     def deposit(self, deposit_id: int, amount: int) -> None:
         self.balance += amount
@@ -229,11 +250,17 @@ class _Walk:
         self.entries.append((self.seller_id, self.seq, "deposit", amount, self.balance, None, deposit_id))
         self.approved.append((deposit_id, self.balance))
 
-    def charge(self, charge_id: int, amount: int) -> None:
+    def charge(self, charge_id: int, amount: int, batch_id: int | None = None) -> None:
         self.taken_charge_ids.append(charge_id)
+        outcome = None if batch_id is None else self.batch_outcomes.setdefault(batch_id, [0, 0, 0])
         if amount > self.balance:
             self.failed_ids.append(charge_id)  # insufficient_funds; the next charge is still tried
+            if outcome is not None:
+                outcome[1] += 1
             return
+        if outcome is not None:
+            outcome[0] += 1
+            outcome[2] += amount
         self.balance -= amount
         self.seq += 1
         self.entries.append((self.seller_id, self.seq, "charge", -amount, self.balance, charge_id, None))

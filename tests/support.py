@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.db import close_old_connections
 
 from ledger.models import Charge, Deposit
-from workers.stack import shard_assignment, worker_argv
+from workers.stack import import_worker_argv, shard_assignment, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +33,7 @@ def subprocess_env(extra: dict | None = None) -> dict:
         LEDGER_SHARDS=str(settings.LEDGER_SHARDS),
         LEDGER_SWEEP_INTERVAL="1",
         LEDGER_SWEEP_AFTER="2",
+        LEDGER_IMPORT_RESUME_AFTER="3",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra or {})
@@ -93,6 +94,7 @@ class WorkerStack:
         for index, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, processes)):
             argv = worker_argv(shards, name=f"test-shards{index}", with_default_queue=index == 0)
             self.workers.append(Process(f"shards{index}", argv, self.env, log_dir))
+        self.imports = Process("imports", import_worker_argv(name="test-imports"), self.env, log_dir)
         self.beat = None
         if beat:
             argv = [sys.executable, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "INFO",
@@ -100,7 +102,7 @@ class WorkerStack:
             self.beat = Process("beat", argv, self.env, log_dir)
 
     def start(self) -> WorkerStack:
-        for worker in self.workers:
+        for worker in [*self.workers, self.imports]:
             worker.start(ready_marker=" ready.")
         if self.beat:
             self.beat.start(ready_marker="beat: Starting")
@@ -111,12 +113,12 @@ class WorkerStack:
         return self.workers[shard % len(self.workers)]
 
     def ensure_running(self) -> None:
-        for process in [*self.workers, self.beat]:
+        for process in [*self.workers, self.imports, self.beat]:
             if process is not None and not process.alive:
-                process.start(ready_marker=" ready." if process in self.workers else "beat: Starting")
+                process.start(ready_marker="beat: Starting" if process is self.beat else " ready.")
 
     def stop(self) -> None:
-        for process in [*self.workers, self.beat]:
+        for process in [*self.workers, self.imports, self.beat]:
             if process is not None:
                 process.stop()
 

@@ -8,6 +8,8 @@ from django.conf import settings
 
 SHARD_QUEUE_PREFIX = "ledger.shard."
 DEFAULT_QUEUE = "ledger.default"
+# Charge list imports: long tasks on a queue and worker of their own.
+IMPORTS_QUEUE = "ledger.imports"
 
 
 def shard_for(seller_id: int) -> int:
@@ -34,4 +36,6 @@ def route_task(name, args, kwargs, options, task=None, **kw):
         if value is None and args:
             value = args[0]
         return {"queue": queue_for(value) if key == "seller_id" else shard_queue(value)}
+    if name == "ledger.import_batch":
+        return {"queue": IMPORTS_QUEUE}
     return {"queue": DEFAULT_QUEUE}

@@ -7,8 +7,8 @@ Which shards each worker process consumes is configuration:
   k % N).
 Either way every shard has exactly one consuming process: two consumers of one shard would settle
 one seller concurrently (safe, the lock serializes them, but wasteful), and an unconsumed shard
-would leave its sellers waiting for ever. Process 0 also takes the default queue (sweeper, audit,
-imports)."""
+would leave its sellers waiting for ever. Process 0 also takes the default queue (sweeper, audit).
+Charge list imports have a worker process of their own on `ledger.imports`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from workers.routing import DEFAULT_QUEUE, SHARD_QUEUE_PREFIX
+from workers.routing import DEFAULT_QUEUE, IMPORTS_QUEUE, SHARD_QUEUE_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,6 +98,15 @@ def worker_groups() -> list[list[int]]:
 
 def worker_argv(shards: list[int], *, name: str, with_default_queue: bool, python: str = sys.executable) -> list[str]:
     queues = [f"{SHARD_QUEUE_PREFIX}{k}" for k in shards] + ([DEFAULT_QUEUE] if with_default_queue else [])
+    return celery_worker_argv(queues, name=name, python=python)
+
+
+def import_worker_argv(*, name: str = "imports", python: str = sys.executable) -> list[str]:
+    """The import worker: one import at a time, on its own queue, so a long one never delays a shard."""
+    return celery_worker_argv([IMPORTS_QUEUE], name=name, python=python)
+
+
+def celery_worker_argv(queues: list[str], *, name: str, python: str = sys.executable) -> list[str]:
     return [
         python,
         "-m",
@@ -141,10 +150,8 @@ def web_argv(*, host: str, port: int, workers: int, python: str = sys.executable
         str(workers),
         "--graceful-timeout",
         "5",
-        # Batch imports run in the request: a million-row file takes tens of seconds, and
-        # gunicorn's default 30 s timeout would kill the worker mid-import (nothing is kept then).
         "--timeout",
-        os.environ.get("WEB_TIMEOUT", "300"),
+        os.environ.get("WEB_TIMEOUT", "30"),
         # gunicorn's control socket defaults to one path per user: two stacks on a machine would share it.
         "--no-control-socket",
     ]
@@ -183,6 +190,7 @@ def stack_processes(
                 worker_argv(shards, name=f"shards{index}", with_default_queue=index == 0, python=python),
             )
         )
+    specs.append(ProcessSpec("imports", import_worker_argv(python=python)))
     schedule_dir = os.environ.get("BEAT_SCHEDULE_DIR", "/tmp")
     specs.append(
         ProcessSpec("beat", beat_argv(schedule=os.path.join(schedule_dir, f"ledger-beat-{port}"), python=python))

@@ -129,3 +129,57 @@ def audit_task() -> dict:
             },
         )
     return {"ok": not breaches, "breaches": [str(b) for b in breaches[:100]]}
+
+
+# --- Charge list imports (ledger.imports, a queue of their own) --------------------------------
+# Long (a million rows is tens of seconds), so never on a shard or the default queue where they
+# would delay settling or the sweeper. Idempotent: the import commits all of its rows or none, and
+# a run that finds its batch no longer `validating` does nothing, so a redelivery or the resume
+# sweeper's restart after a killed worker queues every valid row exactly once.
+
+
+@shared_task(
+    name="ledger.import_batch",
+    ignore_result=True,
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=None,
+    # Longer than the settle's limits (a 100 MiB file), still below the broker's visibility timeout.
+    soft_time_limit=480,
+    time_limit=540,
+)
+def import_batch_task(batch_id: int) -> None:
+    from ledger.services.batches import batch_import_run
+
+    batch_import_run(batch_id=batch_id)
+
+
+def import_batch_on_commit(batch_id: int) -> None:
+    """`settings.LEDGER_IMPORT_START`: publish the import once the stored file is committed.
+    robust: a broker outage must not fail the upload; the resume sweeper starts it later."""
+    from django.db import transaction
+
+    transaction.on_commit(
+        lambda: import_batch_task.apply_async(kwargs={"batch_id": batch_id}, retry_policy=dispatch.PUBLISH_RETRY_POLICY),
+        robust=True,
+    )
+
+
+@shared_task(name="ledger.resume_stalled_imports", ignore_result=True)
+def resume_stalled_imports_task() -> int:
+    """Start again every import whose worker went silent (killed mid-import: its transaction was
+    rolled back, and its message waits for the broker's visibility timeout)."""
+    from ledger.services.batches import batch_imports_stalled
+
+    batch_ids = batch_imports_stalled(older_than_seconds=settings.LEDGER_IMPORT_RESUME_AFTER)
+    for batch_id in batch_ids:
+        import_batch_task.apply_async(kwargs={"batch_id": batch_id}, retry_policy=dispatch.PUBLISH_RETRY_POLICY)
+    if batch_ids:
+        logger.warning(
+            "restarted %s stalled imports",
+            len(batch_ids),
+            extra={"event": "batch.import_restarted", "batch_ids": batch_ids[:100]},
+        )
+    return len(batch_ids)

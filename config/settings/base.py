@@ -199,10 +199,15 @@ LEDGER_SWEEP_AFTER = env_float("LEDGER_SWEEP_AFTER", 15.0)
 LEDGER_AUDIT_INTERVAL = env_float("LEDGER_AUDIT_INTERVAL", 3600.0)
 # Called with a seller id when intents are recorded; the ledger app never imports Celery itself.
 LEDGER_WAKE_UP = "workers.dispatch.wake_seller_on_commit"
+# Called with a batch id when a charge list is stored; starts its import on `ledger.imports`.
+LEDGER_IMPORT_START = "workers.tasks.import_batch_on_commit"
+# An import that showed no progress for this long (its worker was killed) is started again.
+LEDGER_IMPORT_RESUME_AFTER = env_float("LEDGER_IMPORT_RESUME_AFTER", 60.0)
 PHONE_DEFAULT_REGION = env("PHONE_DEFAULT_REGION", "IR")
 # Charge list imports: uploads above this many bytes are refused with 413 (100 MiB is about
 # three million rows). Uploads above FILE_UPLOAD_MAX_MEMORY_SIZE are spooled to a temporary file
-# by Django, so a large import never sits in the web process's memory.
+# by Django and copied from there into PostgreSQL, so a large upload never sits in the web
+# process's memory.
 LEDGER_BATCH_MAX_BYTES = env_int("LEDGER_BATCH_MAX_BYTES", 100 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
 
@@ -248,6 +253,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": LEDGER_SWEEP_INTERVAL},
     },
     "ledger.audit": {"task": "ledger.audit", "schedule": LEDGER_AUDIT_INTERVAL},
+    "ledger.resume_stalled_imports": {
+        "task": "ledger.resume_stalled_imports",
+        "schedule": LEDGER_SWEEP_INTERVAL,
+        "options": {"expires": LEDGER_SWEEP_INTERVAL},
+    },
 }
 
 LOGGING = {

@@ -1,7 +1,8 @@
 """Charge batch endpoints: upload a charge list, follow its progress, download its results.
 
-Thin as the other views: the import, the progress and the results rows come from
-`ledger.services.batches`; this module only speaks HTTP."""
+Thin as the other views: the upload and the results rows come from `ledger.services.batches`;
+this module only speaks HTTP. The import itself runs on the import worker, never in a request, and
+every GET only reads (progress is written by the import and by the settle)."""
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -20,10 +21,9 @@ from ledger.models import ChargeBatch
 from ledger.services.batches import (
     BatchFileRefusedError,
     BatchFileTooLargeError,
-    batch_import,
     batch_max_bytes,
-    batch_progress,
     batch_results,
+    batch_upload,
 )
 
 # Multipart framing around the file: boundaries, part headers, the file name.
@@ -42,11 +42,10 @@ class BatchErrorOutput(serializers.Serializer):
 
 
 class ChargeBatchOutput(serializers.ModelSerializer):
-    # Counted from the charges by `batch_progress`, frozen once the batch is completed.
-    queued = serializers.IntegerField(default=0)
-    succeeded = serializers.IntegerField(default=0)
-    failed = serializers.IntegerField(default=0)
-    succeeded_amount = serializers.IntegerField(default=0)
+    # Charges not settled yet (valid rows less the outcomes the settles counted so far).
+    queued = serializers.IntegerField(read_only=True)
+    # While validating: rows the import worker has read so far.
+    rows_read = serializers.IntegerField(source="rows_read_so_far", read_only=True)
     errors = BatchErrorOutput(many=True)
 
     class Meta:
@@ -56,6 +55,7 @@ class ChargeBatchOutput(serializers.ModelSerializer):
             "seller",
             "filename",
             "status",
+            "rows_read",
             "total_rows",
             "valid_rows",
             "invalid_rows",
@@ -77,7 +77,7 @@ class _BatchScopedMixin:
         queryset = selectors.batch_list(
             seller=seller_of(self.request.user),
             seller_filter=int(seller_filter) if seller_filter.isdecimal() and len(seller_filter) < 19 else None,
-        )
+        ).select_related("running_import")
         if params.get("status") in ChargeBatch.Status.values:
             queryset = queryset.filter(status=params["status"])
         return queryset
@@ -104,16 +104,11 @@ class ChargeBatchListCreateApi(_BatchScopedMixin, ListAPIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("seller", int, description="staff only: one seller's batches"),
-            OpenApiParameter("status", str, enum=[ChargeBatch.Status.QUEUED, ChargeBatch.Status.COMPLETED]),
+            OpenApiParameter("status", str, enum=ChargeBatch.Status.values),
         ]
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
-
-    def list(self, request, *args, **kwargs):
-        page = self.paginate_queryset(self.get_queryset())
-        batch_progress(batches=page)
-        return self.get_paginated_response(ChargeBatchOutput(page, many=True).data)
 
     @extend_schema(
         request={"multipart/form-data": ChargeBatchUploadInput},
@@ -134,7 +129,7 @@ class ChargeBatchListCreateApi(_BatchScopedMixin, ListAPIView):
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
         try:
-            batch, created = batch_import(
+            batch, created = batch_upload(
                 seller=seller_of(request.user),
                 file=upload,
                 filename=upload.name or "",
@@ -143,10 +138,7 @@ class ChargeBatchListCreateApi(_BatchScopedMixin, ListAPIView):
             )
         except BatchFileRefusedError as exc:
             body = {"detail": exc.detail, "code": exc.code, "errors": {"file": [exc.detail]}}
-            if exc.row_errors:
-                body["row_errors"] = exc.row_errors
             return Response(body, status=exc.http_status)
-        batch_progress(batches=[batch])
         return Response(
             ChargeBatchOutput(batch).data,
             status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
@@ -155,15 +147,14 @@ class ChargeBatchListCreateApi(_BatchScopedMixin, ListAPIView):
 
 
 class ChargeBatchDetailApi(_BatchScopedMixin, GenericAPIView):
-    """A batch with its validation errors and live progress; `completed` once all rows settled."""
+    """A batch with its validation errors and live progress; `completed` once all rows settled,
+    `rejected` when none could be queued."""
 
     permission_classes = [IsSellerOrStaffReader]
     serializer_class = ChargeBatchOutput
 
     def get(self, request, pk):
-        batch = self.get_object()
-        batch_progress(batches=[batch])
-        return Response(ChargeBatchOutput(batch).data)
+        return Response(ChargeBatchOutput(self.get_object()).data)
 
 
 class ChargeBatchResultsApi(_BatchScopedMixin, GenericAPIView):

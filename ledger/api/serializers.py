@@ -5,6 +5,10 @@ from rest_framework import serializers
 from core.api.serializers import ALL_ROLE_CHOICES
 from core.models import Seller
 from ledger.api import schema as _schema  # noqa: F401  (registers the OpenAPI extensions)
+from ledger.charge_rules import (
+    REFERENCE_MAX_LENGTH,
+    is_valid_idempotency_key,  # noqa: F401  (imported from here by the charge POST)
+)
 from ledger.fields import AmountField, PhoneNumberField
 from ledger.models import Charge, Deposit, Entry
 
@@ -77,7 +81,7 @@ class DepositOutput(serializers.ModelSerializer):
 class ChargeCreateInput(serializers.Serializer):
     phone_number = PhoneNumberField()
     amount = AmountField()
-    reference = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    reference = serializers.CharField(max_length=REFERENCE_MAX_LENGTH, required=False, allow_blank=True, default="")
 
 
 class ChargeOutput(serializers.Serializer):
@@ -123,11 +127,6 @@ class EntryOutput(serializers.ModelSerializer):
             "deposit",
             "created_at",
         ]
-
-
-def is_valid_idempotency_key(key: str) -> bool:
-    """1-255 printable ASCII characters."""
-    return 1 <= len(key) <= 255 and all(" " <= ch <= "~" for ch in key)
 
 
 def idempotency_key_from(request) -> str | None:

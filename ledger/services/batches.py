@@ -1,12 +1,17 @@
 """Charge batch imports: a charge list in, its valid rows queued as ordinary charges in file order.
 
-The import is one transaction: the batch row, every queued charge and every rejected row become
-visible together at commit (a failed or refused upload leaves nothing behind), and the seller's
-worker is woken once, after commit. Rows reach PostgreSQL with COPY, a chunk at a time, so a
-large file costs a few statements, not one per row, and memory stays flat.
+Two steps, two processes. `batch_upload` (the web request, or the CLI) checks what the file's
+first bytes show, stores the file in PostgreSQL and records the batch as `validating`; it never
+parses the whole file. `batch_import_run` (the `ledger.import_batch` task on the import worker's
+own queue, or the CLI in-process) reads the stored file, validates every row and, in one
+transaction, COPYs the valid rows into charges and the invalid ones into rejected rows and flips
+the batch to `queued` (or `rejected` when nothing of it can be queued); the seller's worker is
+woken after that commit. A run killed half way leaves nothing, and a run finding the batch no
+longer `validating` does nothing: re-running after a crash queues every valid row exactly once.
 
-Progress is counted from the charges themselves (index on batch, status): the workers settle
-batch charges like any other and never touch the batch row, so nothing serializes them."""
+Progress while validating (`ChargeBatchImport`) is written by the import over a second,
+autocommitted connection; outcomes afterwards are counted by the settle (`ledger.posting`).
+Reads only read."""
 
 from __future__ import annotations
 
@@ -18,21 +23,25 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
 from operator import itemgetter
 from typing import BinaryIO
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
+from django.db.models import NOT_PROVIDED
 from django.utils import timezone
 from rest_framework import status
 
 from core.errors import DomainError
 from core.models import Seller
 from ledger import events
-from ledger.csv_import import ChargeListReader, FileRefusedError, RowError
+from ledger.batch_files import batch_file_delete, batch_file_open, batch_file_store
+from ledger.csv_import import NO_DATA_ROWS, ChargeListReader, FileRefusedError, RowError, check_head
 from ledger.errors import SellerInactiveError
-from ledger.models import ChargeBatch
+from ledger.models import Charge, ChargeBatch, ChargeBatchImport, ChargeBatchRejectedRow
 from ledger.services.idempotency import create_once
 
 logger = logging.getLogger(__name__)
@@ -40,27 +49,13 @@ logger = logging.getLogger(__name__)
 CHUNK_ROWS = 10_000
 MAX_REPORTED_ERRORS = 100
 
-_COPY_CHARGES = """
-    COPY ledger_charge
-        (seller_id, phone_number, amount, reference, status, batch_id, batch_line, request_fingerprint, created_at)
-    FROM STDIN WITH (FORMAT csv)
-"""
-_COPY_REJECTED = """
-    COPY ledger_chargebatchrejectedrow (batch_id, line, phone_number, amount, reference, error)
-    FROM STDIN WITH (FORMAT csv)
-"""
-
 
 class BatchFileRefusedError(DomainError):
-    """Nothing of the file was queued: it is unreadable, or none of its rows is valid."""
+    """Nothing of the file was stored: its first bytes show it cannot be a charge list."""
 
     code = "invalid"
     http_status = status.HTTP_400_BAD_REQUEST
     default_detail = "The file cannot be imported."
-
-    def __init__(self, detail: str | None = None, *, row_errors: list[dict] | None = None):
-        super().__init__(detail)
-        self.row_errors = row_errors or []
 
 
 class BatchFileTooLargeError(DomainError):
@@ -76,28 +71,35 @@ def batch_max_bytes() -> int:
     return settings.LEDGER_BATCH_MAX_BYTES
 
 
-def batch_import(
+# --- Upload ----------------------------------------------------------------------------------
+
+
+def batch_upload(
     *,
     seller: Seller,
     file: BinaryIO,
     filename: str = "",
     idempotency_key: str | None = None,
     created_by=None,
-    on_progress: ProgressCallback | None = None,
+    start_import: bool = True,
 ) -> tuple[ChargeBatch, bool]:
-    """Validate every row of a charge list and queue the valid ones. Returns (batch, created).
-
-    The same key with the same file returns the original batch; with another file it is refused.
-    Raises BatchFileTooLargeError, BatchFileRefusedError, IdempotencyKeyReusedError."""
+    """Store a charge list as a `validating` batch and (after commit) start its import. Returns
+    (batch, created): the same key with the same bytes returns the original batch; with other
+    bytes it is refused. `start_import=False` leaves the import to the caller (the CLI runs it
+    in-process). Raises BatchFileTooLargeError, BatchFileRefusedError, IdempotencyKeyReusedError."""
     if not seller.user.is_active:
         raise SellerInactiveError()
     size = _size_of(file)
     if size > batch_max_bytes():
         raise BatchFileTooLargeError(f"The file is {size} bytes; the limit is {batch_max_bytes()} bytes.")
-    # The content hash is the request's fingerprint: a retried upload of the same bytes under the
-    # same key is recognised before any row is parsed again.
     started = time.monotonic()
+    # The content hash is the request's fingerprint: a retried upload of the same bytes under the
+    # same key is recognised without storing or parsing it again.
     fingerprint = _sha256(file)
+    try:
+        check_head(file, size=size)
+    except FileRefusedError as exc:
+        raise BatchFileRefusedError(exc.message) from exc
 
     with transaction.atomic():
         batch, created = create_once(
@@ -117,30 +119,125 @@ def batch_import(
         )
         if not created:
             return batch, False
-        try:
-            _load_rows(batch, file, on_progress)
-        except FileRefusedError as exc:
-            raise BatchFileRefusedError(exc.message) from exc
-        events.intents_recorded(seller_id=seller.pk)
-        loaded = time.monotonic()
+        ChargeBatchImport.objects.create(batch=batch, seen_at=timezone.now())
+        batch_file_store(batch_id=batch.pk, file=file)
+        if start_import:
+            events.batch_uploaded(batch_id=batch.pk)
     logger.info(
-        "charge batch %s imported: %s rows (%s invalid) in %.2fs, commit %.2fs",
+        "charge batch %s stored: %s bytes in %.2fs",
+        batch.pk,
+        size,
+        time.monotonic() - started,
+        extra={"event": "batch.stored", "batch_id": batch.pk, "seller_id": seller.pk, "bytes": size},
+    )
+    return batch, True
+
+
+def batch_imports_stalled(*, older_than_seconds: float) -> list[int]:
+    """Batches still `validating` whose import showed no sign of life for that long (its worker
+    was killed, or its task was never published): marked as just seen, so that each is handed
+    out once per period, and returned for the caller to start again."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {ChargeBatchImport._meta.db_table} SET seen_at = %s WHERE seen_at < %s RETURNING batch_id",
+            [now, now - timedelta(seconds=older_than_seconds)],
+        )
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+# --- Import ----------------------------------------------------------------------------------
+
+
+def _copy_statement(model: type[models.Model], field_names: tuple[str, ...]) -> str:
+    """`COPY table (columns) FROM STDIN` with the columns the model names for these fields, in
+    this order. Refuses to leave out a field the database would need a value for, so a NOT NULL
+    field added to the model fails the first import (and its tests) with a message naming it."""
+    fields = [model._meta.get_field(name) for name in field_names]
+    needed = [
+        f.name
+        for f in model._meta.concrete_fields
+        if f not in fields and not f.primary_key and not f.null and f.db_default is NOT_PROVIDED
+    ]
+    if needed:
+        raise ImproperlyConfigured(f"the import's COPY into {model.__name__} sets no value for {needed}")
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    return f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN WITH (FORMAT csv)"
+
+
+# Each charge row is its values from the file, then the batch's constants, in these fields' order.
+_CHARGE_ROW_FIELDS = ("batch_line", "phone_number", "amount", "reference")
+_CHARGE_BATCH_FIELDS = ("seller", "batch", "status", "request_fingerprint", "created_at")
+_REJECTED_ROW_FIELDS = ("batch", "line", "phone_number", "amount", "reference", "error")
+
+
+@cache
+def _copy_statements() -> tuple[str, str]:
+    return (
+        _copy_statement(Charge, _CHARGE_ROW_FIELDS + _CHARGE_BATCH_FIELDS),
+        _copy_statement(ChargeBatchRejectedRow, _REJECTED_ROW_FIELDS),
+    )
+
+
+def batch_import_run(*, batch_id: int, on_progress: ProgressCallback | None = None) -> ChargeBatch | None:
+    """Validate the stored file of a `validating` batch and queue its valid rows, or reject it.
+
+    Idempotent: a batch no longer `validating` is returned as it is, and a batch another run is
+    importing right now is skipped (None). Everything the run writes but its progress commits at
+    once, at the end, or not at all."""
+    progress = _ProgressWriter(batch_id, on_progress)
+    started = time.monotonic()
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                # Two runs of one batch (a redelivered task, the sweeper's restart): one does it.
+                cursor.execute("SELECT pg_try_advisory_xact_lock(hashtextextended('ledger.import_batch', %s))", [batch_id])
+                if not cursor.fetchone()[0]:
+                    return None
+            batch = ChargeBatch.objects.get(pk=batch_id)
+            if batch.status != ChargeBatch.Status.VALIDATING:
+                return batch
+            progress.update(0, 0)
+            file = batch_file_open(batch_id=batch.pk, size=batch.file_size)
+            reader = ChargeListReader(file)
+            try:
+                with transaction.atomic():  # a file refused half way keeps none of its rows
+                    counts = _load_rows(batch, reader, progress)
+            except FileRefusedError as exc:
+                _reject(batch, [RowError(reader.line, "file", exc.message)], columns=reader.columns)
+            else:
+                _finish(batch, reader.columns, *counts)
+            batch_file_delete(batch_id=batch.pk)
+            ChargeBatchImport.objects.filter(batch_id=batch.pk).delete()
+            loaded = time.monotonic()
+    finally:
+        progress.close()
+    logger.info(
+        "charge batch %s imported: %s rows (%s invalid) in %.2fs, commit %.2fs: %s",
         batch.pk,
         batch.total_rows,
         batch.invalid_rows,
         loaded - started,
         time.monotonic() - loaded,
-        extra={"event": "batch.imported", "batch_id": batch.pk, "seller_id": seller.pk, "rows": batch.total_rows},
+        batch.status,
+        extra={
+            "event": "batch.imported",
+            "batch_id": batch.pk,
+            "seller_id": batch.seller_id,
+            "rows": batch.total_rows,
+            "status": batch.status,
+        },
     )
-    return batch, True
+    return batch
 
 
-def _load_rows(batch: ChargeBatch, file: BinaryIO, on_progress: ProgressCallback | None) -> None:
-    reader = ChargeListReader(file)
-    created_at = timezone.now().isoformat()
+def _load_rows(batch: ChargeBatch, reader: ChargeListReader, progress: _ProgressWriter):
+    constants = (batch.seller_id, batch.pk, Charge.Status.QUEUED, "", timezone.now().isoformat())
     charges, rejected = io.StringIO(), io.StringIO()
     charge_out = csv.writer(charges, quoting=csv.QUOTE_NONNUMERIC)
     rejected_out = csv.writer(rejected, quoting=csv.QUOTE_NONNUMERIC)
+    copy_charges, copy_rejected = _copy_statements()
     valid = invalid = 0
     errors: list[RowError] = []
 
@@ -163,43 +260,89 @@ def _load_rows(batch: ChargeBatch, file: BinaryIO, on_progress: ProgressCallback
                 )
             else:
                 valid += 1
-                charge_out.writerow(
-                    (
-                        batch.seller_id,
-                        row.phone_number,
-                        row.amount,
-                        row.reference,
-                        "queued",
-                        batch.pk,
-                        row.line,
-                        "",
-                        created_at,
-                    )
-                )
+                charge_out.writerow((row.line, row.phone_number, row.amount, row.reference, *constants))
             if (valid + invalid) % CHUNK_ROWS == 0:
-                _flush(cursor, charges, _COPY_CHARGES)
-                _flush(cursor, rejected, _COPY_REJECTED)
-                if on_progress:
-                    on_progress(valid + invalid, reader.bytes_read())
-        _flush(cursor, charges, _COPY_CHARGES)
-        _flush(cursor, rejected, _COPY_REJECTED)
-    if on_progress:
-        on_progress(valid + invalid, reader.bytes_read())
-
-    reported = [error.as_dict() for error in errors]
+                _flush(cursor, charges, copy_charges)
+                _flush(cursor, rejected, copy_rejected)
+                progress.update(valid + invalid, reader.bytes_read())
+        _flush(cursor, charges, copy_charges)
+        _flush(cursor, rejected, copy_rejected)
+    progress.update(valid + invalid, reader.bytes_read())
     if valid + invalid == 0:
-        raise BatchFileRefusedError("The file has a header but no data rows.")
+        raise FileRefusedError(NO_DATA_ROWS)
+    return valid, invalid, errors
+
+
+def _finish(batch: ChargeBatch, columns: list[str], valid: int, invalid: int, errors: list[RowError]) -> None:
+    batch.columns = columns
+    batch.total_rows = batch.rows_read = valid + invalid
+    batch.valid_rows, batch.invalid_rows = valid, invalid
+    batch.errors = [error.as_dict() for error in errors]
     if valid == 0:
-        raise BatchFileRefusedError(
-            f"None of the {invalid} rows is valid; nothing was queued. First error: line {errors[0].line}, "
-            f"{errors[0].field}: {errors[0].message}",
-            row_errors=reported,
-        )
-    batch.status = ChargeBatch.Status.QUEUED
-    batch.columns = reader.columns
-    batch.total_rows, batch.valid_rows, batch.invalid_rows = valid + invalid, valid, invalid
-    batch.errors = reported
-    batch.save(update_fields=["status", "columns", "total_rows", "valid_rows", "invalid_rows", "errors"])
+        # Final: nothing to settle. The rejected rows stay, so the results file answers for each.
+        batch.status, batch.completed_at = ChargeBatch.Status.REJECTED, timezone.now()
+    else:
+        batch.status = ChargeBatch.Status.QUEUED
+        events.intents_recorded(seller_id=batch.seller_id)
+    batch.save(
+        update_fields=[
+            "status", "columns", "total_rows", "rows_read", "valid_rows", "invalid_rows", "errors", "completed_at"
+        ]
+    )
+
+
+def _reject(batch: ChargeBatch, errors: list[RowError], *, columns: list[str]) -> None:
+    """The file is unusable as a whole (found past its first bytes): nothing of it is kept."""
+    batch.status, batch.completed_at = ChargeBatch.Status.REJECTED, timezone.now()
+    batch.columns = columns
+    batch.total_rows = batch.valid_rows = batch.invalid_rows = 0
+    batch.errors = [error.as_dict() for error in errors]
+    batch.save(
+        update_fields=["status", "columns", "total_rows", "valid_rows", "invalid_rows", "errors", "completed_at"]
+    )
+
+
+def batch_rejection_reason(batch: ChargeBatch) -> str:
+    """One sentence for a `rejected` batch: why nothing of it was queued."""
+    first = batch.errors[0] if batch.errors else None
+    if first is None or first["field"] == "file":
+        return first["message"] if first else "The file cannot be imported."
+    return (
+        f"None of the {batch.invalid_rows} rows is valid; nothing was queued. First error: line {first['line']}, "
+        f"{first['field']}: {first['message']}"
+    )
+
+
+class _ProgressWriter:
+    """Rows read and the import's sign of life (`ChargeBatchImport`), written over a connection of
+    its own in autocommit, so a GET sees them while the import's transaction is still open. The
+    import's own transaction deletes that row only at its end, after the last of these."""
+
+    EVERY_SECONDS = 0.5
+
+    def __init__(self, batch_id: int, callback: ProgressCallback | None):
+        self._batch_id, self._callback = batch_id, callback
+        self._connection = None
+        self._last = 0.0
+
+    def update(self, rows: int, bytes_read: int) -> None:
+        if self._callback:
+            self._callback(rows, bytes_read)
+        now = time.monotonic()
+        if rows and now - self._last < self.EVERY_SECONDS:
+            return
+        self._last = now
+        if self._connection is None:
+            self._connection = connections.create_connection(DEFAULT_DB_ALIAS)
+        with self._connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {ChargeBatchImport._meta.db_table} SET rows_read = %s, seen_at = %s WHERE batch_id = %s",
+                [rows, timezone.now(), self._batch_id],
+            )
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
 
 
 def _flush(cursor, buffer: io.StringIO, sql: str) -> None:
@@ -232,55 +375,7 @@ def _sha256(file: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-# --- Progress and results -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BatchCounts:
-    queued: int
-    succeeded: int
-    failed: int
-    succeeded_amount: int
-
-
-_COUNTS = """
-    SELECT batch_id,
-           count(*) FILTER (WHERE status = 'queued'),
-           count(*) FILTER (WHERE status = 'succeeded'),
-           count(*) FILTER (WHERE status = 'failed'),
-           coalesce(sum(amount) FILTER (WHERE status = 'succeeded'), 0),
-           max(settled_at)
-      FROM ledger_charge WHERE batch_id = ANY(%s) GROUP BY batch_id
-"""
-# Once a batch has no queued charge its counts can no longer change: freeze them, once.
-_COMPLETE = """
-    UPDATE ledger_chargebatch SET status = 'completed', completed_at = %s, succeeded = %s, failed = %s,
-           succeeded_amount = %s
-     WHERE id = %s AND status = 'queued'
-"""
-
-
-def batch_progress(*, batches: list[ChargeBatch]) -> list[ChargeBatch]:
-    """Fill in queued/succeeded/failed/succeeded_amount on each batch (one query for all that are
-    still running) and mark the fully settled ones completed."""
-    running = [b for b in batches if b.status == ChargeBatch.Status.QUEUED]
-    for batch in batches:
-        if batch.status == ChargeBatch.Status.COMPLETED:
-            batch.queued = 0
-    if not running:
-        return batches
-    with connection.cursor() as cursor:
-        cursor.execute(_COUNTS, [[b.pk for b in running]])
-        counts = {row[0]: row[1:] for row in cursor.fetchall()}
-        for batch in running:
-            queued, succeeded, failed, amount, last_settled = counts.get(batch.pk, (0, 0, 0, 0, None))
-            batch.queued, batch.succeeded, batch.failed, batch.succeeded_amount = queued, succeeded, failed, amount
-            if queued == 0:
-                # The batch's completion time is when its last charge settled, not when someone looked.
-                completed_at = last_settled or timezone.now()
-                cursor.execute(_COMPLETE, [completed_at, succeeded, failed, amount, batch.pk])
-                batch.status, batch.completed_at = ChargeBatch.Status.COMPLETED, completed_at
-    return batches
+# --- Results ---------------------------------------------------------------------------------
 
 
 RESULT_COLUMNS = ["charge_id", "status", "failure_code", "balance_after", "line", "error"]

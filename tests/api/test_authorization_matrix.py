@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from core.services import api_key_issue
 from ledger.models import Charge
-from ledger.services.batches import batch_import
+from ledger.services.batches import batch_import_run, batch_upload
 from ledger.services.charges import charge_submit
 from ledger.services.deposits import deposit_request
 from tests.api.helpers import assert_error, bearer
@@ -86,7 +86,8 @@ def world(db):
     deposit, _ = deposit_request(seller=seller, amount=10_000)
     charge, _ = charge_submit(seller_id=seller.pk, phone_number="+989121234567", amount=100)
     api_key, _ = api_key_issue(seller=seller, name="erp")
-    batch, _ = batch_import(seller=seller, file=io.BytesIO(_CHARGE_LIST), filename="list.csv")
+    batch, _ = batch_upload(seller=seller, file=io.BytesIO(_CHARGE_LIST), filename="list.csv")
+    batch_import_run(batch_id=batch.pk)
     users = {
         "seller": seller.user,
         "other": other.user,

@@ -5,7 +5,7 @@ import io
 import pytest
 from django.test import override_settings
 
-from ledger.csv_import import MAX_LINE_CHARS, ChargeListReader, FileRefusedError
+from ledger.csv_import import HEAD_BYTES, MAX_LINE_CHARS, ChargeListReader, FileRefusedError, check_head
 from tests.batches.helpers import csv_bytes, e164, phone
 
 
@@ -126,11 +126,10 @@ def test_unusable_files_are_refused_as_a_whole(content, message):
 
 
 @pytest.mark.parametrize("region", ["IR", "US", "GB", "DE"])
-def test_fast_phone_path_agrees_with_normalize_phone(region, settings):
+def test_fast_phone_path_agrees_with_the_general_parser(region, settings):
     import random
 
-    from ledger.csv_import import phone_e164
-    from ledger.fields import normalize_phone
+    from ledger.charge_rules import normalize_phone, normalize_phone_by_parser
 
     settings.PHONE_DEFAULT_REGION = region
     rng = random.Random(region)
@@ -150,7 +149,76 @@ def test_fast_phone_path_agrees_with_normalize_phone(region, settings):
             written = written.replace(" ", "-")
         if rng.random() < 0.2:
             written = written.translate(persian)
-        expected = normalize_phone(written)
-        assert phone_e164(written) == expected, written
+        expected = normalize_phone_by_parser(written)
+        assert normalize_phone(written) == expected, written
         agreed_valid += expected is not None
     assert agreed_valid > 150  # the comparison covers accepted numbers, not only refusals
+
+
+def test_the_api_and_the_csv_parser_judge_a_charge_alike():
+    """One definition of a valid charge: the charge POST's serializer and a CSV row accept and
+    refuse the same values with the same messages."""
+    from ledger.api.serializers import ChargeCreateInput
+
+    cases = [
+        (phone(1), "5000", "ok"),
+        ("not-a-phone", "5000", ""),
+        (phone(1), "0", ""),
+        (phone(1), "-3", ""),
+        (phone(1), "1000000000001", ""),
+        (phone(1), "100", "x" * 256),
+        ("۰۹۱۲۰۰۰۰۰۰۱", "100", ""),
+    ]
+    for number, amount, reference in cases:
+        _, rows = read(csv_bytes("phone_number,amount,reference", f"{number},{amount},{reference}"))
+        api = ChargeCreateInput(data={"phone_number": number, "amount": int(amount), "reference": reference})
+        assert api.is_valid() == (rows[0].errors is None), (number, amount, reference)
+        if rows[0].errors:
+            assert {e.field: [e.message] for e in rows[0].errors} == api.errors
+        else:
+            assert (rows[0].phone_number, rows[0].amount, rows[0].reference) == (
+                api.validated_data["phone_number"],
+                api.validated_data["amount"],
+                api.validated_data["reference"],
+            )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "The file is empty"),
+        (csv_bytes("phone_number,amount"), "no data rows"),
+        (csv_bytes("phone,amount", f"{phone(1)},1"), "Unknown columns"),
+        ("phone_number,amount\n".encode("utf-16"), "UTF-16"),
+        (b"phone_number,amount\n" + b"a" * (MAX_LINE_CHARS + 10), "longer than"),
+    ],
+)
+def test_check_head_refuses_what_the_first_bytes_show(content, message):
+    with pytest.raises(FileRefusedError, match=message):
+        check_head(io.BytesIO(content), size=len(content))
+
+
+def test_check_head_reads_only_the_head_and_ignores_row_errors():
+    rows = [f"{phone(i)},100" for i in range(30_000)]
+    # Bad bytes and a header-less tail past the head: the import worker's to find, not the upload's.
+    content = csv_bytes("phone_number,amount", "x,y", *rows) + b"\xc3\x28\n"
+    assert len(content) > HEAD_BYTES
+    file = io.BytesIO(content)
+    check_head(file, size=len(content))
+    assert file.tell() == 0
+    # A head cut inside a quoted field spanning lines is still read as whole lines.
+    quoted = csv_bytes("phone_number,amount,reference", *[f'{phone(i)},1,"a\nb"' for i in range(40_000)])
+    check_head(io.BytesIO(quoted), size=len(quoted))
+
+
+def test_the_import_copy_names_its_columns_from_the_model_and_refuses_to_miss_one():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from ledger.models import Charge
+    from ledger.services.batches import _copy_statement
+
+    sql = _copy_statement(Charge, ("seller", "phone_number", "amount", "reference", "status", "batch", "created_at",
+                                   "request_fingerprint", "batch_line"))
+    assert '"seller_id"' in sql and '"batch_id"' in sql and sql.startswith('COPY "ledger_charge" (')
+    with pytest.raises(ImproperlyConfigured, match="created_at"):
+        _copy_statement(Charge, ("seller", "phone_number", "amount", "reference", "status", "request_fingerprint"))

@@ -1,13 +1,16 @@
-"""Batches settled by the real shard workers: order, overdraft, progress, results, the CLI."""
+"""Batches imported by the real import worker and settled by the real shard workers: the async
+flow (upload -> 202 validating -> queued -> settled -> completed by the settle), order, overdraft,
+results, the CLI."""
 
 import csv
 import io
 
 import pytest
 from django.core.management import CommandError, call_command
+from rest_framework.fields import DateTimeField
 
-from ledger.models import Account, Charge
-from tests.batches.helpers import csv_bytes, e164, phone, results_rows, upload
+from ledger.models import Account, Charge, ChargeBatch
+from tests.batches.helpers import csv_bytes, e164, phone, results_rows, upload, wait_batch_status
 from tests.factories import client_for, make_admin, make_seller, request_and_approve
 from tests.support import assert_ledger_audit, wait_settled
 
@@ -21,7 +24,7 @@ def funded_seller(amount: int):
     return seller
 
 
-def test_batch_that_partly_overdraws_settles_in_file_order(workers):
+def test_batch_that_partly_overdraws_is_imported_by_the_worker_and_settles_in_file_order(workers):
     seller = funded_seller(10_000)
     lines = [
         "phone_number,amount,reference",
@@ -38,7 +41,9 @@ def test_batch_that_partly_overdraws_settles_in_file_order(workers):
     client = client_for(seller.user)
     response = upload(client, csv_bytes(*lines))
     assert response.status_code == 202
+    assert response.json()["status"] == "validating"
     batch_id = response.json()["id"]
+    wait_batch_status(batch_id, "completed")
     wait_settled(seller.pk, timeout=60)
 
     outcome = list(
@@ -59,7 +64,9 @@ def test_batch_that_partly_overdraws_settles_in_file_order(workers):
 
     batch = client.get(f"/api/v1/charge-batches/{batch_id}/").json()
     assert batch["status"] == "completed"
-    assert batch["completed_at"] is not None
+    # Recorded by the settle of the last charge, in its transaction: the same moment.
+    last_settled = Charge.objects.filter(batch_id=batch_id).order_by("-settled_at")[0].settled_at
+    assert batch["completed_at"] == DateTimeField().to_representation(last_settled)
     assert (batch["total_rows"], batch["valid_rows"], batch["invalid_rows"]) == (8, 7, 1)
     assert (batch["queued"], batch["succeeded"], batch["failed"], batch["succeeded_amount"]) == (0, 4, 3, 10_000)
     # Read again: the frozen counts give the same answer.
@@ -156,4 +163,12 @@ def test_import_command_exits_non_zero_when_the_file_is_refused(tmp_path):
     assert exc.value.returncode == 1
     with pytest.raises(CommandError, match="no seller"):
         call_command("import_charges", str(source), "--seller", "nobody-by-that-name")
+    # A file none of whose rows is valid: refused, its errors printed, the batch rejected.
+    source.write_bytes(csv_bytes("phone_number,amount", f"{phone(1)},-5", "123,5000"))
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="None of the 2 rows is valid; nothing was queued") as exc:
+        call_command("import_charges", str(source), "--seller", str(seller.pk), stdout=io.StringIO(), stderr=err)
+    assert exc.value.returncode == 1
+    assert "line 3 phone_number: Enter a valid mobile phone number." in err.getvalue()
+    assert ChargeBatch.objects.get().status == "rejected"
     assert not Charge.objects.exists()

@@ -1,6 +1,7 @@
 """`manage.py import_charges --seller <username or id> FILE`: the admin's way to import a charge
-list. Same service as the API; shows rows read and queued, then settled, and ends with a summary.
-Exits 1 when the file is refused, 2 when settlement did not finish within --timeout."""
+list. Same services as the API (the file is stored, then imported), but the import runs here, in
+this process, with a progress bar; then it follows settlement and ends with a summary.
+Exits 1 when the file is refused or rejected, 2 when settlement did not finish within --timeout."""
 
 import time
 from pathlib import Path
@@ -13,7 +14,13 @@ from core.errors import DomainError
 from core.models import Seller
 from ledger.csv_export import csv_lines
 from ledger.models import ChargeBatch
-from ledger.services.batches import BatchFileRefusedError, batch_import, batch_progress, batch_results
+from ledger.services.batches import (
+    BatchFileRefusedError,
+    batch_import_run,
+    batch_rejection_reason,
+    batch_results,
+    batch_upload,
+)
 
 
 class Command(BaseCommand):
@@ -33,33 +40,26 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
         show = options["verbosity"] > 0
-        with (
-            path.open("rb") as file,
-            tqdm(
-                total=path.stat().st_size, unit="B", unit_scale=True, desc="read", disable=not show, file=self.stderr
-            ) as bar,
-        ):
-
-            def progress(rows: int, bytes_read: int) -> None:
-                bar.set_postfix(rows=rows, refresh=False)
-                bar.update(max(0, bytes_read - bar.n))
-
+        with path.open("rb") as file:
             try:
-                batch, created = batch_import(
+                batch, created = batch_upload(
                     seller=seller,
                     file=file,
                     filename=path.name,
                     idempotency_key=options["idempotency_key"],
-                    on_progress=progress,
+                    start_import=False,
                 )
             except BatchFileRefusedError as exc:
-                for error in exc.row_errors[:20]:
-                    self.stderr.write(f"  line {error['line']} {error['field']}: {error['message']}")
                 raise CommandError(f"refused: {exc.detail}") from exc
             except DomainError as exc:
                 raise CommandError(f"refused ({exc.code}): {exc.detail}") from exc
-            bar.update(bar.total - bar.n)
+        if batch.status == ChargeBatch.Status.VALIDATING:
+            batch = self._import(batch, size=path.stat().st_size, show=show)
 
+        if batch.status == ChargeBatch.Status.REJECTED:
+            for error in batch.errors[:20]:
+                self.stderr.write(f"  line {error['line']} {error['field']}: {error['message']}")
+            raise CommandError(f"refused: {batch_rejection_reason(batch)}")
         verb = "queued" if created else "already imported as"
         self.stdout.write(
             f"batch {batch.pk} {verb}: {batch.total_rows} rows, {batch.valid_rows} valid, {batch.invalid_rows} invalid"
@@ -95,11 +95,27 @@ class Command(BaseCommand):
             raise CommandError(f"no seller with id or username {ident!r}")
         return seller
 
+    def _import(self, batch: ChargeBatch, *, size: int, show: bool) -> ChargeBatch:
+        """Run the import here (the same service the import worker runs); if another run holds
+        the batch (a worker resuming it), wait for that one."""
+        with tqdm(total=size, unit="B", unit_scale=True, desc="read", disable=not show, file=self.stderr) as bar:
+
+            def progress(rows: int, bytes_read: int) -> None:
+                bar.set_postfix(rows=rows, refresh=False)
+                bar.update(max(0, bytes_read - bar.n))
+
+            imported = batch_import_run(batch_id=batch.pk, on_progress=progress)
+            bar.update(bar.total - bar.n)
+        while imported is None or imported.status == ChargeBatch.Status.VALIDATING:
+            time.sleep(0.5)
+            imported = ChargeBatch.objects.get(pk=batch.pk)
+        return imported
+
     def _wait(self, batch: ChargeBatch, *, timeout: float, show: bool) -> bool:
         deadline = time.monotonic() + timeout
         with tqdm(total=batch.valid_rows, unit="row", desc="settled", disable=not show, file=self.stderr) as bar:
             while True:
-                batch_progress(batches=[batch])
+                batch.refresh_from_db()
                 bar.update(batch.succeeded + batch.failed - bar.n)
                 if batch.status == ChargeBatch.Status.COMPLETED:
                     return True
