@@ -5,6 +5,7 @@ issued before the user's last password change (simplejwt checks that only for ac
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import exceptions, serializers
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
@@ -31,6 +32,7 @@ class LoginApi(TokenObtainPairView):
         return response
 
 
+@extend_schema_serializer(component_name="TokenRefresh")  # simplejwt's name, which clients already use
 class RefreshInput(TokenRefreshSerializer):
     # Write-only, as simplejwt's schema extension declares it for its own serializer: the answer
     # holds the new access token only (no rotation), and generated clients must not expect more.

@@ -38,7 +38,7 @@ def test_each_settle_counts_its_batch_charges_and_the_last_one_completes_the_bat
     seller = funded(1_000)
     client = client_for(seller.user)
     first = imported(client, csv_bytes("phone_number,amount", *[f"{phone(i)},100" for i in range(7)]))
-    charge_submit(seller=seller, phone_number=phone(99), amount=50)  # not in a batch
+    charge_submit(seller_id=seller.pk, phone_number=phone(99), amount=50)  # not in a batch
     second = imported(client, csv_bytes("phone_number,amount", f"{phone(1)},300", f"{phone(2)},300"))
 
     seen = []
