@@ -225,6 +225,7 @@ def acting_seller(request) -> ActingSeller:
     `ApiKeyAuthentication`; PermissionDenied when the user has no seller to act as."""
     seller_id = acting_seller_id(request.user)
     if seller_id is None:
+        explain_refusal(request)  # a token of a user that is gone is 401, as everywhere
         raise exceptions.PermissionDenied()
     password_hash = None
     if isinstance(request.user, TokenUser) and _jwt().CHECK_REVOKE_TOKEN:

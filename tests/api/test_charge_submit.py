@@ -146,6 +146,13 @@ def test_a_seller_deactivated_or_made_staff_after_its_token_was_accepted_records
     assert Charge.objects.filter(seller=seller).count() == 1
 
 
+def test_a_token_of_a_deleted_user_answers_401():
+    user = make_staff("auditor")
+    client = bearer(user)
+    user.delete()
+    assert_error(_post(client, {"phone_number": PHONE, "amount": 1_000}), 401, "not_authenticated")
+
+
 def test_a_token_issued_before_a_password_change_records_nothing(settings):
     settings.SIMPLE_JWT = {**settings.SIMPLE_JWT, "CHECK_REVOKE_TOKEN": True}
     seller = make_seller()
