@@ -218,8 +218,8 @@ def _amount_error(text: str) -> str | None:
 
 
 # --- Phone numbers at file speed ---------------------------------------------------------------
-# `normalize_phone` is the rule. Its general parser costs about 20 us a row, most of a 100,000-row
-# import's budget; the two forms lists are written in (+<country code><number> and
+# `normalize_phone` is the rule. Its general parser is most of a large import's parsing time;
+# the two forms lists are written in (+<country code><number> and
 # <national prefix><number> of the default region) are recognised here directly and handed to the
 # same library's verdict (`number_type`). Anything else, and anything this shortcut does not
 # accept, goes through `normalize_phone`, so the shortcut can only ever agree with it
