@@ -10,7 +10,7 @@ of `python -m bench` measures all of them together).
 The default prints CPU microseconds per request, which move with the machine's other load.
 `--instructions` counts instructions with valgrind's callgrind instead, the same count whatever
 else runs: two child processes under callgrind serve `--warmup` and `--warmup + --requests`
-requests with everything else identical (database, seller and token prepared beforehand by this
+requests with everything else identical (database and seller prepared beforehand by this
 process), and the difference in their totals is divided by `--requests`, so start-up, imports and
 warm-up cancel out. Takes minutes: callgrind runs the interpreter many times slower.
 
@@ -45,7 +45,7 @@ VIEWS = {
     "plain": ("/plain/", "bench.reference_views", "200 OK"),
     "drf": ("/drf/", "bench.reference_views", "200 OK"),
 }
-TOKEN_VARIABLE = "BENCH_WEB_CPU_TOKEN"
+SELLER_VARIABLE = "BENCH_WEB_CPU_SELLER"
 
 
 def _environ(path: str, token: str) -> dict:
@@ -107,23 +107,30 @@ def _serve(application, path: str, token: str, requests: int, statuses: dict) ->
     return time.process_time() - started
 
 
-def _prepare(args) -> tuple[str, int]:
-    """The database migrated, one funded-enough seller, and an access token for it."""
+def _prepare(args) -> int:
+    """The database migrated and a seller of its own: its id."""
     import django
 
     from bench.stack import create_database
 
     create_database(args.database_url)
     django.setup()
-    from rest_framework_simplejwt.tokens import AccessToken
-
     from bench import seed
     from bench.stack import migrate
-    from core.models import Seller
 
     migrate()
     [seller_id] = seed.make_sellers(1, prefix=f"web-cpu-{os.getpid()}-{time.time_ns()}")
-    return str(AccessToken.for_user(Seller.objects.get(pk=seller_id).user)), seller_id
+    return seller_id
+
+
+def _token() -> str:
+    """A fresh access token for the prepared seller: minted where it is used, since one outlives
+    no callgrind run (5 minutes)."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from core.models import Seller
+
+    return str(AccessToken.for_user(Seller.objects.get(pk=os.environ[SELLER_VARIABLE]).user))
 
 
 def _clean_up(args, seller_id: int) -> None:
@@ -146,7 +153,7 @@ def _child(args) -> int:
     application = get_wsgi_application()
     statuses: dict = {}
     with override_settings(ROOT_URLCONF=urlconf) if urlconf else contextlib.nullcontext(), _quiet():
-        _serve(application, path, os.environ[TOKEN_VARIABLE], args.requests, statuses)
+        _serve(application, path, _token(), args.requests, statuses)
     print(json.dumps(statuses))
     return 0 if set(statuses) <= {expected} else 1
 
@@ -185,7 +192,7 @@ def _cpu(args) -> dict:
 
     path, urlconf, expected = VIEWS[args.view]
     application = get_wsgi_application()
-    token = os.environ[TOKEN_VARIABLE]
+    token = _token()
     statuses: dict = {}
     samples = []
     with override_settings(ROOT_URLCONF=urlconf) if urlconf else contextlib.nullcontext(), _quiet():
@@ -226,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         worker_processes=1,
         web_workers=1,
     )
-    token, seller_id = _prepare(args)
-    os.environ[TOKEN_VARIABLE] = token
+    seller_id = _prepare(args)
+    os.environ[SELLER_VARIABLE] = str(seller_id)
     try:
         result = _instructions(args) if args.instructions else _cpu(args)
     finally:
