@@ -5,7 +5,7 @@ generator: gunicorn's HTTP parsing, PostgreSQL and Redis are outside the number 
 of `python -m bench` measures all of them together).
 
     .venv/bin/python -m bench.web_cpu [--view charge|plain|drf] [--requests 5000] [--repeat 3]
-    .venv/bin/python -m bench.web_cpu --instructions [--view charge|plain|drf] [--requests 1000]
+    .venv/bin/python -m bench.web_cpu --instructions [--view charge|plain|drf] [--requests 500]
 
 The default prints CPU microseconds per request, which move with the machine's other load.
 `--instructions` counts instructions with valgrind's callgrind instead, the same count whatever
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import io
 import json
 import os
@@ -124,13 +125,15 @@ def _prepare(args) -> int:
 
 
 def _token() -> str:
-    """A fresh access token for the prepared seller: minted where it is used, since one outlives
-    no callgrind run (5 minutes)."""
+    """An access token for the prepared seller, valid for a day: a callgrind run outlasts the
+    configured lifetime."""
     from rest_framework_simplejwt.tokens import AccessToken
 
     from core.models import Seller
 
-    return str(AccessToken.for_user(Seller.objects.get(pk=os.environ[SELLER_VARIABLE]).user))
+    token = AccessToken.for_user(Seller.objects.get(pk=os.environ[SELLER_VARIABLE]).user)
+    token.set_exp(lifetime=dt.timedelta(days=1))
+    return str(token)
 
 
 def _clean_up(args, seller_id: int) -> None:
@@ -212,9 +215,9 @@ def _cpu(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.web_cpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--view", choices=sorted(VIEWS), default="charge")
-    parser.add_argument("--requests", type=int, default=None, help="measured requests (default 5000, 1000 counted)")
+    parser.add_argument("--requests", type=int, default=None, help="measured requests (default 5000, 500 counted)")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=200, help="requests served before measuring")
+    parser.add_argument("--warmup", type=int, default=100, help="requests served before measuring")
     # Its own database beside the benchmark's: `python -m bench` empties its tables between scenarios.
     parser.add_argument("--database-url", default=default_database_url() + "_web_cpu")
     parser.add_argument("--redis-url", default=default_redis_url())
@@ -224,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return _child(args)
     if args.requests is None:
-        args.requests = 1000 if args.instructions else 5000
+        args.requests = 500 if args.instructions else 5000
 
     configure_environment(
         database_url=args.database_url,
