@@ -1,5 +1,5 @@
-"""Scenario 3: single-charge POSTs over real HTTP to gunicorn (the production command, 4 worker
-processes), JWT-authenticated, with the shard workers settling at the same time.
+"""Scenario 3: single-charge POSTs over real HTTP to gunicorn (the production command, one
+process per core), JWT-authenticated, with the shard workers settling at the same time.
 
 1. Closed loop from 32 and from 128 concurrent clients: accepted charges/s and latency
    p50/p99/p99.9 of every request (wrk where installed: bench/wrk.py).
