@@ -49,6 +49,7 @@ bench: $(BENCH_STAMP)
 env: install
 	$(PY) manage.py init_env
 
+# Checks only, never rewrites a file: `ruff check --fix .` and `ruff format .` do that by hand.
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 

@@ -57,7 +57,7 @@ INSERT INTO {SCHEMA}.charge (seller_id, phone_number, amount, reference, status,
 # Each client remembers the last charge it settled (`last_id`, pgbench variables live as long as
 # the client) and, on a single hot row (`keyset` = 1), starts its next lookup after it: the
 # database's best plan for a drain. Without it the lookup re-reads every charge already settled
-# (docs/performance.md, scenario 1), and the limit would carry the flaw it is there to expose.
+# (docs/performance.md, hot seller), and the limit would carry the flaw it is there to expose.
 # With several rows each transaction takes a new seller, so the lookup starts from 0.
 
 # One debit per transaction: the statements of `ledger.posting` for a batch of one.

@@ -1,30 +1,80 @@
-"""Starting and stopping the processes a standalone benchmark tool runs (gunicorn, shard workers).
+"""A child process of a stack (gunicorn, a shard worker, beat) as the benchmark and the test suite
+start it: its own session, so stopping its process group also stops what it forked (gunicorn's
+workers), and its output appended to `<log_dir>/<name>.log`, where readiness is read from.
 
-Each runs in its own session, so stopping its process group also stops what it forked
-(gunicorn's workers)."""
+Plain standard library, no Django: `tests/` imports it from here, never the other way round."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def spawn(argv: list[str], log: Path, *, env: dict | None = None) -> subprocess.Popen:
-    with log.open("ab") as out:
-        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+class Process:
+    def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path):
+        self.name, self.argv, self.env = name, argv, env
+        self.log_path = log_dir / f"{name}.log"
+        self.log_offset = 0
+        self.popen: subprocess.Popen | None = None
+
+    def start(self, ready_marker: str | None = None, timeout: float = 30.0) -> None:
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        if ready_marker:
+            self.wait_for_log(ready_marker, timeout)
+
+    def wait_for_log(self, marker: str, timeout: float) -> None:
+        """Until `marker` appears in what this run of the process logged."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self.log_offset)
+                if marker.encode() in fh.read():
+                    return
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.alive:
+            os.killpg(self.popen.pid, sig)
+            self.popen.wait(timeout=30)
+
+    def stop(self) -> None:
+        """SIGTERM to the group (a graceful stop), SIGKILL if it is still there after 15 s."""
+        if self.alive:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
 
-def stop_all(processes: list[subprocess.Popen], *, timeout: float = 20) -> None:
-    """SIGTERM every group, then SIGKILL the ones still there after `timeout`."""
-    for proc in processes:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in processes:
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+def free_port(first: int = 8400, last: int = 8499) -> int:
+    """A port in [first, last] nothing listens on now (another stack may take it before we do;
+    ranges per user keep that rare)."""
+    for port in range(first, last + 1):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{last}")

@@ -16,6 +16,8 @@ import traceback
 from pathlib import Path
 
 from bench import wrk
+from bench.processes import free_port
+from bench.stack import default_database_url, default_redis_url
 from workers.stack import default_web_workers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,11 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--smoke", action="store_true", help="tiny sizes: checks that the benchmark works, measures nothing"
     )
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="run only these scenarios")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_bench"),
-    )
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
+    parser.add_argument("--database-url", default=default_database_url())
+    parser.add_argument("--redis-url", default=default_redis_url())
     parser.add_argument(
         "--redis-key-prefix",
         default=os.environ.get("BENCH_REDIS_KEY_PREFIX", ""),
@@ -52,19 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", action="store_true", help="py-spy profiles of the worker (scenario 1) and web (3)")
     parser.add_argument("--no-limits", action="store_true", help="skip the pgbench limits")
-    parser.add_argument(
-        "--settle-rate",
-        type=float,
-        default=None,
-        help="submit-to-settled phase at this many charges/s instead of half the 32-client rate "
-        "(for A/B comparisons at equal load)",
-    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bench.stack import clear_broker, configure_environment, create_database, free_port
+    from bench.stack import clear_broker, configure_environment, create_database
 
     if args.smoke:
         # The sweeper at the pace the test suite uses, so a lost wake-up costs seconds, not a minute.
@@ -118,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
         out_dir=out_dir,
         profile=args.profile,
         notes=notes,
-        settle_rate=args.settle_rate,
         load_generator=args.load_generator,
     )
 
@@ -145,12 +136,6 @@ def main(argv: list[str] | None = None) -> int:
                 "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
             },
             "sizes": sizes.__dict__,
-            # Opt-in experiment knobs of bench/settings.py: a recorded run has none.
-            "experiments": {
-                k: v
-                for k, v in os.environ.items()
-                if k in ("BENCH_TASK_SEND_SENT_EVENT", "CELERY_DB_REUSE_MAX", "LEDGER_WAKE_COOLDOWN") and v
-            },
             "commands": {"workers": [w.argv for w in stack.workers], "web": stack.web.argv},
         },
         "scenarios": {},

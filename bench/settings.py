@@ -9,8 +9,3 @@ from config.settings.production import CELERY_BROKER_TRANSPORT_OPTIONS, env
 _prefix = env("BENCH_REDIS_KEY_PREFIX", "")
 if _prefix:
     CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": _prefix}
-
-# Experiments only: the "task-sent" event (off in production since it cost the web an extra
-# publish per wake-up), to measure what it costs.
-if env("BENCH_TASK_SEND_SENT_EVENT", "") == "1":
-    CELERY_TASK_SEND_SENT_EVENT = True

@@ -1,12 +1,12 @@
-"""What the benchmark brings up: its own database (created, migrated, emptied between scenarios),
-its own Redis database or key prefix, and the production processes of `workers/stack.py` (shard
-workers, gunicorn), with their peak memory sampled while they run."""
+"""What the benchmark brings up, for every scenario and tool of `bench/`: its own database
+(created, migrated, emptied between scenarios), its own Redis database or key prefix, and the
+production processes with the commands of `workers/stack.py` (shard workers, beat, gunicorn),
+with their peak memory and CPU sampled while they run."""
 
 from __future__ import annotations
 
 import os
 import secrets
-import socket
 import threading
 import time
 import urllib.request
@@ -17,10 +17,19 @@ import psutil
 import psycopg2
 from psycopg2 import sql
 
+from bench.processes import Process
 from workers.stack import default_web_workers
 
 BENCH_SETTINGS = "bench.settings"
 ROOT_DIR = Path(__file__).resolve().parent.parent
+
+
+def default_database_url() -> str:
+    return os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_bench")
+
+
+def default_redis_url() -> str:
+    return os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 def configure_environment(
@@ -81,7 +90,7 @@ def reset_ledger() -> None:
     while empty: statistics that say "empty" make the planner scan tables whole, and the plans
     the processes cache in their first seconds (the foreign-key checks run at every settle's
     commit among them) then read every row inserted since, each settle slower than the one
-    before, until autovacuum analyzes the table (docs/performance.md §3). Scenarios analyze what
+    before, until autovacuum analyzes the table (docs/performance.md). Scenarios analyze what
     they seed (`seed.queue_charges`)."""
     from django.db import connection
 
@@ -122,22 +131,10 @@ def broker_backlog(redis_url: str, key_prefix: str) -> int:
     return sum(pipe.execute())
 
 
-def free_port(first: int = 8400, last: int = 8499) -> int:
-    for port in range(first, last + 1):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {first}-{last}")
-
-
 class Stack:
     """The production processes, started with the commands of `workers.stack.stack_processes`."""
 
     def __init__(self, log_dir: Path, port: int):
-        from tests.support import Process
         from workers.stack import stack_processes
 
         self.log_dir = log_dir
@@ -173,7 +170,7 @@ class Stack:
             except OSError:
                 pass
             if not self.web.alive:
-                raise RuntimeError(f"web exited:\n{self.web.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"web exited:\n{self.web.log_tail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"web not answering on {url}")
             time.sleep(0.2)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import re
 import sys
 import time
 from pathlib import Path
+
+from bench.stack import default_database_url, default_redis_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,24 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--charges", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--explain", action="store_true")
-    parser.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        choices=sorted(VARIANTS),
-        help="try a change to the statements without editing ledger/posting.py (repeatable)",
-    )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_bench"),
-    )
+    parser.add_argument("--database-url", default=default_database_url())
     args = parser.parse_args(argv)
 
     from bench.stack import configure_environment, create_database, migrate
 
     configure_environment(
         database_url=args.database_url,
-        redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        redis_url=default_redis_url(),
         key_prefix="",
         worker_processes=1,
         web_workers=1,
@@ -64,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     seed.queue_charges([seller_id], per_seller=args.charges, amount=1000)
     if args.explain:
         _explain(connection, seller_id, args.batch, "first batch")
-    variants = [VARIANTS[name] for name in VARIANTS if name in args.variant]
 
     times: collections.Counter = collections.Counter()
     counts: collections.Counter = collections.Counter()
@@ -72,8 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     last_end = [0.0]
 
     def wrapper(execute, sql, params, many, context):
-        for variant in variants:
-            sql, params = variant(sql, params)
         t0 = time.perf_counter()
         try:
             return execute(sql, params, many, context)
@@ -130,29 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     breaches = audit_ledger(seller_id=seller_id)
     print("audit:", "ok" if not breaches else breaches[:5])
     return 1 if breaches else 0
-
-
-def _queued_index(sql: str, params):
-    """Make the queued-charge lookup use the partial index `charge_queued_idx` whatever the
-    statistics say: order by (seller_id, id), the index's own order."""
-    if "FROM ledger_charge" in sql and "status = 'queued' ORDER BY id" in " ".join(sql.split()):
-        sql = " ".join(sql.split()).replace("ORDER BY id", "ORDER BY seller_id, id")
-    return sql, params
-
-
-def _async_commit(sql: str, params):
-    """synchronous_commit off for the settling transaction: a crash may lose the last few
-    hundred milliseconds of commits (never half of one); the intents stay queued and settle again."""
-    if "FOR NO KEY UPDATE" in sql:
-        sql = "SET LOCAL synchronous_commit = off; " + sql
-    return sql, params
-
-
-# "text-arrays" and "keyset", measured here first, are now how ledger/posting.py works (a2bf7d0).
-VARIANTS = {
-    "queued-index": _queued_index,
-    "async-commit": _async_commit,
-}
 
 
 def _label(sql: str) -> str:

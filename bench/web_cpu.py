@@ -1,25 +1,31 @@
-"""The web's own CPU per charge POST, measured in one process without a server or a load
-generator: the WSGI application called in a loop with one valid request, against the bench's
-real PostgreSQL and Redis, under the production settings.
+"""The web's own cost per charge POST, in one process: Django's WSGI handler (with the project's
+middleware and URLconf, as gunicorn serves it) called in a loop with one valid request, against
+the benchmark's real PostgreSQL and Redis, under the production settings. No server, no load
+generator: gunicorn's HTTP parsing, PostgreSQL and Redis are outside the number (the HTTP scenario
+of `python -m bench` measures all of them together).
 
-The HTTP benchmark's throughput on 2 shared cores moves by a third from one run to the next with
-what the machine's other tenants do; this number barely moves, so it is the one to compare code
-changes by (`docs/performance.md` §3). It counts the application's CPU only: gunicorn's HTTP
-handling, PostgreSQL and Redis are outside it (bench/http_submit.py measures all of them).
+    .venv/bin/python -m bench.web_cpu [--view charge|plain|drf] [--requests 5000] [--repeat 3]
+    .venv/bin/python -m bench.web_cpu --instructions [--view charge|plain|drf] [--requests 500]
 
-    .venv/bin/python -m bench.web_cpu [--requests 5000] [--repeat 3]
-    .venv/bin/python -m bench.web_cpu --instructions [--requests 1000]
+The default prints CPU microseconds per request, which move with the machine's other load.
+`--instructions` counts instructions with valgrind's callgrind instead, the same count whatever
+else runs: two child processes under callgrind serve `--warmup` and `--warmup + --requests`
+requests with everything else identical (database and seller prepared beforehand by this
+process), and the difference in their totals is divided by `--requests`, so start-up, imports and
+warm-up cancel out. Takes minutes: callgrind runs the interpreter many times slower.
 
-CPU time on the shared machine still moves by ±15 % between runs. `--instructions` counts
-instructions instead (valgrind's callgrind, the same count whatever else runs): the process runs
-twice, with `--requests` more requests the second time, and the difference is divided by them,
-so start-up and warm-up cancel out. About 30 times slower than a plain run.
-"""
+`--view plain` and `--view drf` POST the same body to the trivial views of
+`bench/reference_views.py` through the same handler and middleware, for scale.
+
+Uses the database of `BENCH_DATABASE_URL` with `_web_cpu` appended (created and migrated if
+needed) and the Redis database of `BENCH_REDIS_URL`; its wake-ups go under a key prefix of their
+own, deleted at the end, and so are its charges."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import io
 import json
 import os
@@ -31,19 +37,26 @@ import sys
 import tempfile
 import time
 
-from bench.stack import configure_environment, create_database
+from bench.stack import configure_environment, default_database_url, default_redis_url
 
-_BODY = json.dumps({"phone_number": "+989121234567", "amount": 1_000}).encode()
+BODY = json.dumps({"phone_number": "+989121234567", "amount": 1_000}).encode()
+VIEWS = {
+    # view: (path, URLconf or None for the project's own, the answer expected)
+    "charge": ("/api/v1/charges/", None, "202 Accepted"),
+    "plain": ("/plain/", "bench.reference_views", "200 OK"),
+    "drf": ("/drf/", "bench.reference_views", "200 OK"),
+}
+SELLER_VARIABLE = "BENCH_WEB_CPU_SELLER"
 
 
-def _environ(token: str) -> dict:
+def _environ(path: str, token: str) -> dict:
     return {
         "REQUEST_METHOD": "POST",
         "SCRIPT_NAME": "",
-        "PATH_INFO": "/api/v1/charges/",
+        "PATH_INFO": path,
         "QUERY_STRING": "",
         "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(_BODY)),
+        "CONTENT_LENGTH": str(len(BODY)),
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8000",
         "SERVER_PROTOCOL": "HTTP/1.1",
@@ -52,7 +65,7 @@ def _environ(token: str) -> dict:
         "HTTP_AUTHORIZATION": f"Bearer {token}",
         "HTTP_USER_AGENT": "bench.web_cpu",
         "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(_BODY),
+        "wsgi.input": io.BytesIO(BODY),
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,
         "wsgi.multiprocess": True,
@@ -62,7 +75,7 @@ def _environ(token: str) -> dict:
 
 @contextlib.contextmanager
 def _quiet():
-    """The application's log lines still get formatted and written, to /dev/null: as in
+    """The application's log lines are still formatted and written, to /dev/null: as in
     production, where they go to a pipe, minus what the pipe's reader costs."""
     saved = [os.dup(1), os.dup(2)]
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -81,100 +94,156 @@ def _quiet():
             os.close(fd)
 
 
-def _measure(application, token: str, requests: int) -> tuple[float, dict]:
-    statuses: dict[str, int] = {}
+def _serve(application, path: str, token: str, requests: int, statuses: dict) -> float:
+    """Seconds of CPU this process spent serving `requests` POSTs; answers counted in `statuses`."""
 
     def start_response(status, headers, exc_info=None):
         statuses[status] = statuses.get(status, 0) + 1
 
     started = time.process_time()
     for _ in range(requests):
-        response = application(_environ(token), start_response)
+        response = application(_environ(path, token), start_response)
         b"".join(response)
         response.close()
-    return (time.process_time() - started) / requests * 1e6, statuses
+    return time.process_time() - started
 
 
-def _instructions(argv: list[str], requests: int) -> float:
-    """Instructions per request, by callgrind, of this module run with `argv`."""
+def _prepare(args) -> int:
+    """The database migrated and a seller of its own: its id."""
+    import django
+
+    from bench.stack import create_database
+
+    create_database(args.database_url)
+    django.setup()
+    from bench import seed
+    from bench.stack import migrate
+
+    migrate()
+    [seller_id] = seed.make_sellers(1, prefix=f"web-cpu-{os.getpid()}-{time.time_ns()}")
+    return seller_id
+
+
+def _token() -> str:
+    """An access token for the prepared seller, valid for a day: a callgrind run outlasts the
+    configured lifetime."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from core.models import Seller
+
+    token = AccessToken.for_user(Seller.objects.get(pk=os.environ[SELLER_VARIABLE]).user)
+    token.set_exp(lifetime=dt.timedelta(days=1))
+    return str(token)
+
+
+def _clean_up(args, seller_id: int) -> None:
+    from bench.stack import clear_broker
+    from ledger.models import Charge
+
+    Charge.objects.filter(seller_id=seller_id).delete()
+    clear_broker(args.redis_url, os.environ["BENCH_REDIS_KEY_PREFIX"])
+
+
+def _child(args) -> int:
+    """Serve `--requests` POSTs with the token the parent prepared: what callgrind counts."""
+    import django
+
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+    from django.test.utils import override_settings
+
+    path, urlconf, expected = VIEWS[args.view]
+    application = get_wsgi_application()
+    statuses: dict = {}
+    with override_settings(ROOT_URLCONF=urlconf) if urlconf else contextlib.nullcontext(), _quiet():
+        _serve(application, path, _token(), args.requests, statuses)
+    print(json.dumps(statuses))
+    return 0 if set(statuses) <= {expected} else 1
+
+
+def _callgrind_total(args, requests: int) -> int:
+    with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", f"--log-file={log.name}"]
+            + [sys.executable, "-m", "bench.web_cpu", "--child", "--view", args.view, "--requests", str(requests)],
+            env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts in both children
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(
+                f"the measured child failed ({done.returncode}): {done.stdout[-500:]}{done.stderr[-2000:]}"
+            )
+        return int(re.search(r"Collected : (\d+)", log.read()).group(1))
+
+
+def _instructions(args) -> dict:
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind (Debian's package)")
-    totals = []
-    for measured in (100, 100 + requests):
-        with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
-            subprocess.run(
-                ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", f"--log-file={log.name}"]
-                + [sys.executable, "-m", "bench.web_cpu", *argv]
-                + ["--warmup", "100", "--requests", str(measured), "--repeat", "1"],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
-            totals.append(int(re.search(r"Collected : (\d+)", log.read()).group(1)))
-    return (totals[1] - totals[0]) / requests
+    warm = _callgrind_total(args, args.warmup)
+    measured = _callgrind_total(args, args.warmup + args.requests)
+    return {
+        "view": args.view,
+        "requests": args.requests,
+        "instructions_per_request": round((measured - warm) / args.requests),
+    }
+
+
+def _cpu(args) -> dict:
+    from django.core.wsgi import get_wsgi_application
+    from django.test.utils import override_settings
+
+    path, urlconf, expected = VIEWS[args.view]
+    application = get_wsgi_application()
+    token = _token()
+    statuses: dict = {}
+    samples = []
+    with override_settings(ROOT_URLCONF=urlconf) if urlconf else contextlib.nullcontext(), _quiet():
+        _serve(application, path, token, args.warmup, {})  # connections, prepared statements, caches
+        for _ in range(args.repeat):
+            samples.append(_serve(application, path, token, args.requests, statuses) / args.requests * 1e6)
+    if set(statuses) != {expected}:
+        raise SystemExit(f"expected only {expected}, got {statuses}")
+    return {
+        "view": args.view,
+        "requests": args.requests,
+        "cpu_us_per_request": [round(s, 1) for s in samples],
+        "median_us": round(statistics.median(samples), 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.web_cpu", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--view", choices=sorted(VIEWS), default="charge")
+    parser.add_argument("--requests", type=int, default=None, help="measured requests (default 5000, 500 counted)")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=500, help="requests before measuring")
-    parser.add_argument(
-        "--django-handler",
-        action="store_true",
-        help="call Django's handler directly, without the WSGI-level fast path in front of it",
-    )
-    parser.add_argument(
-        "--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_web_cpu")
-    )
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/12"))
+    parser.add_argument("--warmup", type=int, default=100, help="requests served before measuring")
+    # Its own database beside the benchmark's: `python -m bench` empties its tables between scenarios.
+    parser.add_argument("--database-url", default=default_database_url() + "_web_cpu")
+    parser.add_argument("--redis-url", default=default_redis_url())
     parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.instructions:
-        variant = ["--django-handler"] if args.django_handler else []
-        variant += ["--database-url", args.database_url, "--redis-url", args.redis_url]
-        per_request = _instructions(variant, args.requests)
-        print(json.dumps({"requests": args.requests, "instructions_per_charge": round(per_request)}))
-        return 0
+    if args.child:
+        return _child(args)
+    if args.requests is None:
+        args.requests = 500 if args.instructions else 5000
 
     configure_environment(
-        database_url=args.database_url, redis_url=args.redis_url, key_prefix="", worker_processes=1, web_workers=1
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        key_prefix=f"bench-web-cpu-{os.getpid()}:",
+        worker_processes=1,
+        web_workers=1,
     )
-    create_database(args.database_url)
-    import django
-
-    django.setup()
-    import redis
-    from rest_framework_simplejwt.tokens import AccessToken
-
-    from bench.stack import migrate
-    from config.wsgi import application
-    from ledger.models import Charge
-    from ledger.services.sellers import seller_create
-
-    migrate()
-    if args.django_handler:
-        application = getattr(application, "django_app", application)
-    seller = seller_create(username=f"bench-web-cpu-{os.getpid()}-{time.time_ns()}", password="x" * 16, name="bench")
-    token = str(AccessToken.for_user(seller.user))
-    samples = []
+    seller_id = _prepare(args)
+    os.environ[SELLER_VARIABLE] = str(seller_id)
     try:
-        with _quiet():
-            _measure(application, token, args.warmup)  # connections, prepared statements, caches
-            for _ in range(args.repeat):
-                micros, statuses = _measure(application, token, args.requests)
-                samples.append(micros)
+        result = _instructions(args) if args.instructions else _cpu(args)
     finally:
-        Charge.objects.filter(seller=seller).delete()
-        redis.Redis.from_url(args.redis_url).flushdb()  # the wake-ups nobody consumed
-    result = {
-        "requests": args.requests,
-        "repeat": args.repeat,
-        "statuses": statuses,
-        "web_cpu_us_per_charge": [round(s, 1) for s in samples],
-        "median_us": round(statistics.median(samples), 1),
-    }
+        _clean_up(args, seller_id)
     print(json.dumps(result))
-    return 0 if set(statuses) == {"202 Accepted"} else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Closed-loop single-charge POSTs driven by wrk (Debian's `wrk`: C and LuaJIT), for the HTTP
-benchmarks. On 2 shared cores the load generator competes with the server: the standard-library
-generator cost ~0.3 ms of CPU per request, wrk ~0.06 ms, so more of the cores serve the API.
+benchmarks. On 2 shared cores the load generator competes with the server, and wrk costs a
+fraction of the standard-library generator's CPU per request, so more of the cores serve the API.
 
 Up to 4 wrk threads, each with its share of the connections and of the sellers' tokens, which its
 requests take in turn (`bench/wrk_charge.lua`).

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
+from core.admin_mixins import ReadOnlyAdminMixin
 from core.models import Seller, SellerAPIKey
 from core.throttling import client_address, login_failed, login_succeeded, login_wait
 
@@ -40,22 +41,13 @@ admin.site.login_form = ThrottledAdminLoginForm
 
 
 @admin.register(Seller)
-class SellerAdmin(admin.ModelAdmin):
+class SellerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "name", "username", "is_active", "balance", "last_seq", "created_at")
     list_select_related = ("user", "account")
     search_fields = ("=id", "name", "user__username")
     readonly_fields = ("id", "name", "user", "created_at", "balance", "last_seq")
     fields = readonly_fields
     show_full_result_count = False
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(ordering="user__username")
     def username(self, obj: Seller) -> str:

@@ -1,11 +1,10 @@
 """Lua scripts called on the request path over one plain Redis connection per thread.
 
 redis-py's client runs every call through its command layer, its retry wrapper and its
-connection pool: an EVALSHA cost 70-80 µs of CPU through `Redis.register_script`, and 38-43 µs
-as the same command on a bare `redis.Connection` (loopback, one thread). The charge POST makes
-two such calls, the throttle and the wake-up claim, and they were ~15 % of the web's CPU. This
-keeps redis-py for what is hard (the connection, the protocol, its parser and its errors) and
-skips only the layers in between. Each thread of a process has its own connection, so no pool
+connection pool, which cost about as much CPU as the command itself on a bare
+`redis.Connection`; the charge POST makes two such calls, the throttle and the wake-up claim
+(docs/performance.md). This keeps redis-py for what is hard (the connection, the protocol, its
+parser and its errors) and skips only the layers in between. Each thread of a process has its own connection, so no pool
 and no lock are needed; a forked child opens its own.
 
 Errors are redis-py's own (`redis.RedisError` and subclasses), so callers handle them as before.

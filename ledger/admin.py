@@ -6,6 +6,7 @@ import logging
 
 from django.contrib import admin, messages
 
+from core.admin_mixins import ReadOnlyAdminMixin
 from core.errors import DomainError
 from core.roles import Role, role_of
 from ledger.models import Charge, ChargeBatch, Deposit, Entry
@@ -14,20 +15,11 @@ from ledger.services.deposits import deposit_approve, deposit_reject
 logger = logging.getLogger(__name__)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """View only. Large tables: no full count on every page, no cross-table select by default."""
 
     show_full_result_count = False
     list_per_page = 50
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]

@@ -203,8 +203,8 @@ def _settle(seller_ids: list[int], *, limit: int, after_charge_id: int) -> dict[
     for sid in ids:
         walk = walks[sid]
         if walk.taken_charge_ids or walk.approved:
-            # One line per seller and batch, not per intent: at 20,000 charges/s a line each
-            # would cost more than the posting. The batch settled every queued charge of the
+            # One line per seller and batch, not per intent: a line each would cost more than
+            # the posting. The batch settled every queued charge of the
             # seller from first to last id.
             logger.info(
                 "settled batch",

@@ -4,8 +4,6 @@ settlement, and the ledger audit every money test ends with."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,10 +12,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import close_old_connections
 
+from bench.processes import Process
 from ledger.models import Charge, Deposit
 from workers.stack import import_worker_argv, shard_assignment, worker_argv
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def subprocess_env(extra: dict | None = None) -> dict:
@@ -38,51 +35,6 @@ def subprocess_env(extra: dict | None = None) -> dict:
     )
     env.update(extra or {})
     return env
-
-
-class Process:
-    def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path):
-        self.name, self.argv, self.env = name, argv, env
-        self.log_path = log_dir / f"{name}.log"
-        self.popen: subprocess.Popen | None = None
-
-    def start(self, ready_marker: str | None = None, timeout: float = 30.0) -> None:
-        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
-        log.close()
-        if ready_marker:
-            self.wait_for_log(ready_marker, timeout)
-
-    def wait_for_log(self, marker: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(self.log_offset)
-                if marker.encode() in fh.read():
-                    return
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}")
-
-    @property
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.alive:
-            os.killpg(self.popen.pid, sig)
-            self.popen.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.alive:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 class WorkerStack:

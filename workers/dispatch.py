@@ -52,9 +52,9 @@ def wake_seller_on_commit(seller_id: int) -> None:
 # task takes and its intent, committed before the claim, is seen by the settle. A claim after
 # the take sets the flag again and publishes the next task.
 #
-# Per shard rather than per seller: a task costs the worker ~3 ms of Celery overhead (message,
-# events, acknowledgement) besides the settle itself, and with a task per seller 32 active
-# sellers cost 320 tasks a second; per shard it is at most LEDGER_SHARDS tasks per cooldown.
+# Per shard rather than per seller: a task costs the worker Celery's overhead (message, events,
+# acknowledgement) besides the settle itself, and with a task per seller every active seller
+# costs tasks of its own; per shard it is at most LEDGER_SHARDS tasks per cooldown.
 #
 # Cooldown: taking a shard's set also marks, for `LEDGER_WAKE_COOLDOWN` seconds, that its settle
 # started; a wake-up claimed inside that window is published with a countdown to its end, so under

@@ -132,9 +132,8 @@ def celery_worker_argv(queues: list[str], *, name: str, python: str = sys.execut
 
 def default_web_workers() -> int:
     """`WEB_WORKERS`, else one gunicorn process per core: each process runs Python on one core at
-    a time (its GIL) and overlaps its waits with threads (gunicorn.conf.py). On the 2-core machine
-    2 processes accepted 785 charges/s at 32 clients with p99 100 ms, 3 and 4 processes 710/s with
-    p99 114-124 ms (bench/http_submit.py, same minutes)."""
+    a time (its GIL) and overlaps its waits with threads (gunicorn.conf.py); more processes than
+    cores only contend (docs/performance.md)."""
     return int(os.environ.get("WEB_WORKERS") or os.cpu_count() or 2)
 
 

@@ -26,7 +26,7 @@ class Sizes:
     http_sellers: int = 32
     import_rows: int = 100_000
     import_memory_rows: int = 1_000_000
-    # pgbench transactions for the one-debit limit (it runs near 1,500/s on one hot row).
+    # pgbench transactions for the one-debit limit (a few seconds of it on one hot row).
     limit_single_txns: int = 3_000
     settle_timeout: float = 300.0
 
@@ -55,7 +55,6 @@ class Context:
     out_dir: Path
     profile: bool = False
     notes: list[str] = field(default_factory=list)
-    settle_rate: float | None = None
     load_generator: str = "python"  # of the closed loops: "wrk" (bench/wrk.py) or "python"
 
 

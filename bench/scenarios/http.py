@@ -1,5 +1,5 @@
-"""Scenario 3: single-charge POSTs over real HTTP to gunicorn (the production command, 4 worker
-processes), JWT-authenticated, with the shard workers settling at the same time.
+"""Scenario 3: single-charge POSTs over real HTTP to gunicorn (the production command, one
+process per core), JWT-authenticated, with the shard workers settling at the same time.
 
 1. Closed loop from 32 and from 128 concurrent clients: accepted charges/s and latency
    p50/p99/p99.9 of every request (wrk where installed: bench/wrk.py).
@@ -171,7 +171,7 @@ def run(ctx: Context) -> dict:
             result[f"c{clients}"]["web_cpu_ms_per_request"] = round(cpu / accepted * 1000, 2) if accepted else None
         closed_loops_ended = time.time()
         base = result[f"c{sizes.http_clients[0]}"]["accepted_per_s"]
-        rate = ctx.settle_rate or max(1.0, base / 2)
+        rate = max(1.0, base / 2)
         # Submit -> settled at half load, not behind the backlog the 128-client phase may leave.
         seed.wait_until_settled(lambda: seed.pending(seller_ids) > 0, timeout=sizes.settle_timeout, interval=0.1)
         raw = _load(
@@ -209,8 +209,7 @@ def _shard_task_growth(workers, start: float, end: float, window: float = 5.0) -
     last `window` seconds of [start, end], from Celery's JSON log line for each ("succeeded in",
     with its run time). Around 1-2 when settling keeps its pace; far more when each settle reads
     more than the one before, as when plans cached while the tables looked empty made every
-    settle read every charge inserted so far (docs/performance.md §3), which the
-    submit-to-settled percentiles showed in only some runs."""
+    settle read every charge inserted so far (docs/performance.md)."""
     first, last = [], []
     for worker in workers:
         for line in worker.log_path.read_text(errors="replace").splitlines():

@@ -243,7 +243,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 CELERY_TASK_ROUTES = ("workers.routing.route_task",)
 # Celery's Django fixup closes the database connection around every task unless this is set, so
-# each wake-up paid a new PostgreSQL session (measured: many-sellers settlement +80% with reuse).
+# each wake-up paid a new PostgreSQL session (what reuse gains: docs/performance.md).
 # workers/tasks.py still drops a broken or expired connection before each task.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_BEAT_SCHEDULE = {

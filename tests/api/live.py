@@ -5,7 +5,6 @@ these tests cross real sockets, real process boundaries and real connection pool
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -14,26 +13,14 @@ from pathlib import Path
 
 import requests
 
-from tests.support import Process, subprocess_env
+from bench.processes import Process, free_port
+from tests.support import subprocess_env
 from workers.stack import web_argv
-
-PORTS = range(8100, 8200)
-
-
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 8100-8199")
 
 
 class LiveServer:
     def __init__(self, log_dir: Path, *, processes: int = 4, env: dict | None = None):
-        self.port = free_port()
+        self.port = free_port(8100, 8199)
         self.url = f"http://127.0.0.1:{self.port}"
         argv = web_argv(host="127.0.0.1", port=self.port, workers=processes)
         self.process = Process("gunicorn", argv, subprocess_env(env), log_dir)

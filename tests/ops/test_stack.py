@@ -22,6 +22,7 @@ import psutil
 import pytest
 import requests
 
+from bench.processes import free_port
 from ledger.models import Deposit
 from ledger.services.deposits import deposit_request
 from tests.factories import PASSWORD, make_admin, make_seller
@@ -34,17 +35,6 @@ HOST = socket.gethostname()
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers, pytest.mark.slow]
-
-
-def _free_port(low: int, high: int) -> int:
-    for port in range(low, high):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 @dataclass
@@ -76,7 +66,7 @@ def _start_runstack(env: dict, log: Path) -> subprocess.Popen:
 @pytest.fixture(scope="module")
 def stack(django_db_setup, broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runstack")
-    port, flower_port = _free_port(8300, 8400), _free_port(5600, 5700)
+    port, flower_port = free_port(8300, 8399), free_port(5600, 5699)
     user, password = "ops", secrets.token_urlsafe(16)
     token = secrets.token_urlsafe(24)
     env = subprocess_env(
@@ -351,7 +341,7 @@ def private_redis(tmp_path):
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server is not installed")
-    port = _free_port(5600, 5700)
+    port = free_port(5600, 5699)
     process = subprocess.Popen(
         [
             server,
@@ -384,7 +374,7 @@ def test_runstack_creates_and_migrates_a_missing_database(private_redis, tmp_pat
         host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"] or None, dbname="postgres"
     )
     url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{name}"
-    port, flower_port = _free_port(8300, 8400), _free_port(5600, 5700)
+    port, flower_port = free_port(8300, 8399), free_port(5600, 5699)
     env = subprocess_env(
         {
             "DATABASE_URL": url,
