@@ -79,3 +79,36 @@ def sellers_with_oldest_intents(*, limit: int = 10) -> list[dict]:
              "age_seconds": float(age)}
             for seller_id, name, oldest, waiting, age in cursor.fetchall()
         ]
+
+
+def seller_waiting_ages() -> dict[int, float]:
+    """Seconds that each seller's oldest queued charge or approving deposit has waited, for every
+    seller with one (shard recovery, the per-shard stall metrics). A loose index scan over the
+    partial indexes that hold only waiting intents: one short index descent per waiting seller,
+    however long its backlog, so it stays cheap under a million-row import. A seller's smallest
+    waiting id is taken as its oldest (ids grow with time)."""
+    from django.db import connection
+
+    def first_per_seller(table: str, status: str) -> str:
+        step = f"SELECT seller_id, id FROM {table} WHERE status = '{status}'"
+        return f"""
+            (({step} ORDER BY seller_id, id LIMIT 1)
+             UNION ALL
+             SELECT next.seller_id, next.id FROM {table}_waiting AS prev, LATERAL (
+                 {step} AND seller_id > prev.seller_id ORDER BY seller_id, id LIMIT 1) AS next)"""
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH RECURSIVE ledger_charge_waiting AS {first_per_seller("ledger_charge", "queued")},
+                 ledger_deposit_waiting AS {first_per_seller("ledger_deposit", "approving")},
+                 since AS (
+                     SELECT w.seller_id, c.created_at AS at
+                       FROM ledger_charge_waiting w JOIN ledger_charge c ON c.id = w.id
+                     UNION ALL
+                     SELECT w.seller_id, d.decided_at
+                       FROM ledger_deposit_waiting w JOIN ledger_deposit d ON d.id = w.id)
+            SELECT seller_id, extract(epoch FROM now() - min(at)) FROM since GROUP BY seller_id
+            """
+        )
+        return {seller_id: max(float(age), 0.0) for seller_id, age in cursor.fetchall()}
