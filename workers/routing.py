@@ -8,6 +8,9 @@ from django.conf import settings
 
 SHARD_QUEUE_PREFIX = "ledger.shard."
 DEFAULT_QUEUE = "ledger.default"
+# Consumed by every shard worker process, so sweeping survives the loss of any one of them.
+SWEEP_QUEUE = "ledger.sweep"
+SWEEP_TASK = "ledger.sweep_stale_sellers"
 
 
 def shard_for(seller_id: int) -> int:
@@ -34,4 +37,6 @@ def route_task(name, args, kwargs, options, task=None, **kw):
         if value is None and args:
             value = args[0]
         return {"queue": queue_for(value) if key == "seller_id" else shard_queue(value)}
+    if name == SWEEP_TASK:
+        return {"queue": SWEEP_QUEUE}
     return {"queue": DEFAULT_QUEUE}
