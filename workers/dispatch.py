@@ -98,8 +98,10 @@ def wake_seller_on_commit(seller_id: int) -> None:
 # until it expires. A short TTL bounds that; a legitimately pending task older than it only costs
 # one more, harmless, wake-up. A shard worker that starts, or reconnects to the broker, settles
 # every waiting seller of its shards (`recover_shard`, from PostgreSQL): that covers the sellers a
-# killed task had taken and a Redis that came back empty. The sweeper (beat) still wakes every
-# seller whose intents waited too long, with `wake_seller`, whatever the flag says.
+# killed task had taken and a Redis that came back empty. And each shard worker checks its shards
+# every second (`wake_orphaned_shard`): sellers waiting in the set with no flag (it expired with
+# its publisher) get their task then, even if no commit follows. The sweeper (beat) still wakes
+# every seller whose intents waited too long, with `wake_seller`, whatever the flag says.
 WAKE_FLAG_TTL = 3
 
 # KEYS: flag, cooldown, dirty set; ARGV: seller id, flag TTL. Returns -1 if a task is pending
@@ -121,6 +123,13 @@ if tonumber(ARGV[1]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[1]) end
 local sellers = redis.call('SMEMBERS', KEYS[3])
 redis.call('DEL', KEYS[3])
 return sellers
+"""
+
+
+# KEYS: flag, dirty set; ARGV: flag TTL. Claims the flag for sellers left in the set without one.
+_CLAIM_ORPHANED = """
+if redis.call('SCARD', KEYS[2]) > 0 and redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 1 end
+return 0
 """
 
 
@@ -181,6 +190,25 @@ def wake_seller_coalesced(seller_id: int) -> None:
         except redis.RedisError:
             pass  # it expires within WAKE_FLAG_TTL
         raise
+
+
+@cache
+def _claim_orphaned():
+    return _broker_redis().register_script(_CLAIM_ORPHANED)
+
+
+def wake_orphaned_shard(shard: int) -> bool:
+    """Publish the shard's task if sellers wait in its set and no task is pending (the flag's
+    publisher died and the flag expired). Called every second by each shard worker."""
+    shard_keys = _shard_keys(shard)
+    if not _claim_orphaned()(keys=[shard_keys[0], shard_keys[2]], args=[WAKE_FLAG_TTL]):
+        return False
+    try:
+        wake_shard(shard)
+    except BROKER_ERRORS:
+        _broker_redis().delete(shard_keys[0])
+        raise
+    return True
 
 
 def take_dirty_sellers(shard: int) -> list[int]:

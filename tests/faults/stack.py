@@ -87,6 +87,26 @@ class FaultStack:
         self.start_web()
         return self
 
+    def ensure_running(self) -> None:
+        """Restart whatever an earlier test left killed."""
+        if not self.redis.process.alive:
+            self.redis.start()
+        for worker in self.workers:
+            if not worker.alive:
+                worker.start(ready_marker=WORKER_READY)
+        if not self.beat.alive:
+            self.beat.start(ready_marker="beat: Starting")
+        if not self.web.alive:
+            self.start_web()
+
+    def worker_for_shard(self, shard: int) -> Process:
+        return self.workers[shard % len(self.workers)]
+
+    def broker(self):
+        import redis
+
+        return redis.Redis.from_url(self.redis.url)
+
     def start_web(self) -> None:
         self.web.start()
         self.wait_web()
@@ -122,9 +142,7 @@ class FaultStack:
         return time.time()
 
     def broker_depth(self) -> int:
-        import redis
-
-        client = redis.Redis.from_url(self.redis.url)
+        client = self.broker()
         return sum(client.llen(key) for key in client.scan_iter("ledger.*") if client.type(key) == b"list")
 
     def stop(self) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.stack import FaultStack, PrivateRedis
 from tests.faults.suite import ALL_FAULTS, SINGLE_FAULTS, Scenario, report
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers, pytest.mark.slow]
@@ -25,20 +24,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "faults"
 # docs/operations.md are measured against the target itself (FAULT_RECOVERY_LIMIT=5).
 RECOVERY_LIMIT = float(os.environ.get("FAULT_RECOVERY_LIMIT", "8"))
 FULL_SEEDS = int(os.environ.get("FAULT_SEEDS", "0"))
-
-
-@pytest.fixture(scope="module")
-def fault_stack(django_db_setup, django_db_blocker, tmp_path_factory):
-    log_dir = tmp_path_factory.mktemp("faults")
-    with django_db_blocker.unblock():
-        stack = FaultStack(log_dir, PrivateRedis(log_dir))
-        try:
-            stack.start()
-        except BaseException:
-            stack.stop()
-            raise
-    yield stack
-    stack.stop()
 
 
 def _assert_targets(runs) -> None:
@@ -61,9 +46,9 @@ def _write(runs, name: str) -> None:
     print("\n" + text)
 
 
-def test_every_fault_once_loses_nothing_and_recovers_within_seconds(fault_stack):
+def test_every_fault_once_loses_nothing_and_recovers_within_seconds(stack):
     seed = int(os.environ.get("FAULT_SEED", "1"))
-    scenario = Scenario(fault_stack, seed)
+    scenario = Scenario(stack, seed)
     run = scenario.run(ALL_FAULTS)
     scenario.check()
     _write([run], "quick")
@@ -71,11 +56,11 @@ def test_every_fault_once_loses_nothing_and_recovers_within_seconds(fault_stack)
 
 
 @pytest.mark.skipif(not FULL_SEEDS, reason="full mode: FAULT_SEEDS=N runs N seeds")
-def test_full_fault_suite_over_many_seeds(fault_stack):
+def test_full_fault_suite_over_many_seeds(stack):
     first = int(os.environ.get("FAULT_SEED", "1"))
     runs = []
     for seed in range(first, first + FULL_SEEDS):
-        scenario = Scenario(fault_stack, seed)
+        scenario = Scenario(stack, seed)
         runs.append(scenario.run(ALL_FAULTS))
         scenario.check()
     _write(runs, "report")
