@@ -38,38 +38,32 @@ def wake_seller(seller_id: int) -> None:
     )
 
 
-class _WakeUp:
-    """The on-commit callback of one seller's wake-up. A named callable rather than a
-    `functools.partial`: Django's robust on_commit logs a failure with the callback's
-    `__qualname__`, which a partial lacks (the log call itself raised, after the commit)."""
-
-    __qualname__ = "wake_seller_coalesced"
-
-    def __init__(self, seller_id: int):
-        self.ledger_seller_id = seller_id
-
-    def __call__(self) -> None:
-        try:
-            wake_seller_coalesced(self.ledger_seller_id)
-        except BROKER_ERRORS as exc:
-            # The intent is committed: this request succeeded. Its seller is woken by the
-            # sweeper, or by its shard worker's recovery when it reconnects to the broker.
-            logger.warning(
-                "wake-up of seller %s not published (%s); the sweeper will wake it",
-                self.ledger_seller_id,
-                exc.__class__.__name__,
-                extra={"event": "ledger.wake_up_lost", "seller_id": self.ledger_seller_id},
-            )
-
-
 def wake_seller_on_commit(seller_id: int) -> None:
     """Wake the seller's worker once the current transaction commits (at once outside one).
     Django drops the callbacks of rolled-back (save)points, so a rolled-back intent enqueues
-    nothing. A broker outage never turns a recorded intent into an error (`_WakeUp` logs it), and
-    `robust=True` keeps anything else failing after the commit out of the response too. Several
-    intents of one seller in one transaction register several callbacks: the first claims the
-    shard's wake-up, the others find it claimed and publish nothing."""
-    transaction.on_commit(_WakeUp(seller_id), robust=True)
+    nothing. A broker outage never turns a recorded intent into an error: the callback logs it, and
+    `robust=True` keeps anything else failing after the commit out of the response too. (The
+    callback is a function, not a `functools.partial`: Django's robust handler logs a failure
+    with the callback's `__qualname__`, and a partial has none, so that log call itself raised.)
+    Several intents of one seller in one transaction register several callbacks: the first claims
+    the shard's wake-up, the others find it claimed and publish nothing."""
+
+    def wake_seller_after_commit() -> None:
+        try:
+            wake_seller_coalesced(seller_id)
+        except BROKER_ERRORS as exc:
+            # The intent is committed: this request succeeded. Its seller is settled by its shard
+            # worker's recovery when it reconnects to the broker, or woken by the sweeper.
+            logger.warning(
+                "wake-up of seller %s not published (%s): its shard worker settles it on reconnecting, "
+                "or the sweeper wakes it",
+                seller_id,
+                exc.__class__.__name__,
+                extra={"event": "ledger.wake_up_lost", "seller_id": seller_id},
+            )
+
+    wake_seller_after_commit.ledger_seller_id = seller_id  # type: ignore[attr-defined]  (tests look for it)
+    transaction.on_commit(wake_seller_after_commit, robust=True)
 
 
 # --- Coalescing wake-ups from commits, per shard -----------------------------------------------
