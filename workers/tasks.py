@@ -44,7 +44,9 @@ def settle_seller_task(seller_id: int) -> None:
     name="ledger.settle_shard",
     ignore_result=True,
     acks_late=True,
-    autoretry_for=(redis.RedisError,),
+    # Redis (the take) or, for a recovery, the database read of who waits; a retried recovery
+    # reads PostgreSQL again, so the sellers it had taken from Redis are not lost.
+    autoretry_for=(redis.RedisError, OperationalError, InterfaceError),
     retry_backoff=0.5,
     retry_backoff_max=10,
     max_retries=None,
