@@ -75,9 +75,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 self._uncommitted_write = True
 
     def commit(self):
-        if self._uncommitted_write:
-            self.may_have_written = True  # before: a commit that fails may still have happened
-            self._uncommitted_write = False
+        # Counted before the COMMIT is sent: one that fails may still have happened. Unless the
+        # backend is gone already (its socket has news): then the transaction died with it.
+        if self._uncommitted_write and not self._socket_has_news():
+            self.may_have_written = True
+        self._uncommitted_write = False
         super().commit()
 
     def rollback(self):

@@ -131,3 +131,13 @@ def test_a_write_sent_to_a_backend_already_gone_does_not_count_as_written():
             cursor.execute("UPDATE core_seller SET name = name WHERE false")
     assert not connection.may_have_written  # the backend had said goodbye before it was sent
     connection.close_if_unusable_or_obsolete()
+
+
+def test_a_commit_sent_to_a_backend_already_gone_does_not_count_as_written():
+    connection.close_if_unusable_or_obsolete()
+    with pytest.raises(OperationalError), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE core_seller SET name = name WHERE false")
+        _terminate(connection.connection.info.backend_pid)  # while the transaction is open
+    assert not connection.may_have_written  # the transaction died with its backend
+    connection.close_if_unusable_or_obsolete()
