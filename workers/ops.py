@@ -13,7 +13,7 @@ import redis
 from django.conf import settings
 from kombu.transport.redis import Channel
 
-from ledger.selectors import seller_waiting_ages, sellers_with_oldest_intents
+from ledger.selectors import Waiting, sellers_waiting, sellers_with_oldest_intents
 from workers.ops_heartbeat import broker_client, live_workers, ops_key
 from workers.routing import DEFAULT_QUEUE, SHARD_QUEUE_PREFIX, SWEEP_QUEUE, all_shard_queues, shard_for
 
@@ -53,12 +53,12 @@ def seconds_since_shard_progress(client: redis.Redis) -> dict[int, float]:
     return {int(shard): max(now - int(at), 0) for shard, at in client.hgetall(ops_key(SHARD_PROGRESS_KEY)).items()}
 
 
-def shard_waiting(ages: dict[int, float]) -> dict[int, dict]:
+def shard_waiting(waiting: dict[int, Waiting]) -> dict[int, dict]:
     """Per shard: the age of its oldest waiting intent and how many of its sellers wait."""
     shards: dict[int, dict] = {}
-    for seller_id, age in ages.items():
+    for seller_id, seller in waiting.items():
         row = shards.setdefault(shard_for(seller_id), {"oldest": 0.0, "sellers": 0})
-        row["oldest"] = max(row["oldest"], age)
+        row["oldest"] = max(row["oldest"], seller.age)
         row["sellers"] += 1
     return shards
 
@@ -96,7 +96,7 @@ def queue_report(*, oldest_limit: int = 10) -> dict:
             "workers": consumers,
         }
 
-    waiting = shard_waiting(seller_waiting_ages())
+    waiting = shard_waiting(sellers_waiting())
     shards = []
     for queue in shard_queues:
         shard = int(queue.removeprefix(SHARD_QUEUE_PREFIX))

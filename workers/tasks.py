@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from ledger.audit import audit_ledger
-from ledger.selectors import seller_waiting_ages, sellers_with_stale_intents
+from ledger.selectors import sellers_waiting, sellers_with_stale_intents
 from ledger.services.settlement import settle_seller, settle_sellers
 from workers import dispatch, metrics
 from workers.routing import shard_for
@@ -58,7 +58,7 @@ def settle_shard_task(shard: int, recover: bool = False) -> None:
     the shard with waiting intents in PostgreSQL, whatever Redis lost."""
     seller_ids = dispatch.take_dirty_sellers(shard)
     if recover:
-        waiting = [seller_id for seller_id in seller_waiting_ages() if shard_for(seller_id) == shard]
+        waiting = [seller_id for seller_id in sellers_waiting() if shard_for(seller_id) == shard]
         seller_ids = sorted({*seller_ids, *waiting})
         logger.info(
             "recovering shard=%s: %s sellers waiting",

@@ -164,5 +164,3 @@ def terminate_database_backends() -> int:
         (count,) = cursor.fetchone()
     admin.close()
     return count
-
-

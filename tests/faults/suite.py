@@ -64,7 +64,9 @@ def _with_production_hash(user):
 
 
 def _login(base_url: str, username: str) -> str:
-    response = requests.post(f"{base_url}/api/v1/auth/token/", json={"username": username, "password": PASSWORD}, timeout=30)
+    response = requests.post(
+        f"{base_url}/api/v1/auth/token/", json={"username": username, "password": PASSWORD}, timeout=30
+    )
     assert response.status_code == 200, response.text
     return response.json()["access"]
 
@@ -226,9 +228,7 @@ class Scenario:
         for client in self.clients:
             log = client.log
             assert log.mismatched == [], f"replayed keys answered another charge: {log.mismatched[:5]}"
-            rows = dict(
-                Charge.objects.filter(seller_id=log.seller_id).values_list("idempotency_key", "id")
-            )
+            rows = dict(Charge.objects.filter(seller_id=log.seller_id).values_list("idempotency_key", "id"))
             assert set(rows) <= set(log.amounts), "a charge under a key no client sent"
             for key, charge_id in log.accepted.items():
                 assert rows.get(key) == charge_id, f"{key}: answered {charge_id}, recorded {rows.get(key)}"

@@ -27,7 +27,9 @@ class Seller:
         self.keys = dispatch._shard_keys(self.shard)  # flag, cooldown, dirty set
 
     def deposit(self, amount: int) -> int:
-        response = requests.post(f"{self.stack.url}/api/v1/deposits/", json={"amount": amount}, headers=self.headers, timeout=10)
+        response = requests.post(
+            f"{self.stack.url}/api/v1/deposits/", json={"amount": amount}, headers=self.headers, timeout=10
+        )
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
@@ -101,7 +103,9 @@ def test_charges_and_approvals_accepted_while_the_broker_is_down_settle_once_it_
     stack.redis.kill()
     try:
         answers = [seller.charge().status_code for _ in range(5)]
-        approval = requests.post(f"{stack.url}/api/v1/deposits/{deposit_id}/approve/", headers=admin_headers, timeout=10)
+        approval = requests.post(
+            f"{stack.url}/api/v1/deposits/{deposit_id}/approve/", headers=admin_headers, timeout=10
+        )
     finally:
         stack.redis.start()  # empty: every wake-up published meanwhile is gone
     assert answers == [202] * 5
@@ -110,3 +114,13 @@ def test_charges_and_approvals_accepted_while_the_broker_is_down_settle_once_it_
     # The workers reconnect (kombu's back-off: 2 s, then 4 s more...) and recover their shards.
     assert _settled_within(seller, 10) <= 10
     assert Deposit.objects.get(pk=deposit_id).status == Deposit.Status.APPROVED
+
+
+def test_a_charge_committed_by_a_web_process_killed_before_its_wake_up_is_settled_within_seconds(stack, admin_headers):
+    seller = _funded(stack, admin_headers)
+    # Committed and never announced to Redis: what a process SIGKILLed between its commit and its
+    # claim leaves (the client's replay of the key answers the original and wakes nobody).
+    Charge.objects.create(seller=seller.seller, phone_number="+989121234567", amount=100)
+    # The shard worker's watch wakes a seller whose first waiting intent is old and not moving
+    # (STUCK_AFTER 2 s, checked every second); the sweeper would take LEDGER_SWEEP_AFTER=15 s.
+    assert _settled_within(seller, 6) <= 6

@@ -35,7 +35,7 @@ def test_a_shard_whose_worker_was_killed_is_reported_stalled_until_it_settles_ag
     worker.kill()  # SIGKILL: its heartbeat lingers, so it still counts as a consumer for seconds
     try:
         charge_submit(seller=seller, phone_number="+989121234567", amount=1_000)
-        time.sleep(1.5)
+        time.sleep(2.5)  # past LEDGER_STALL_AFTER, in whole seconds of the Redis clock
         report = queue_report()
         row = _row(report, queue)
         assert row["stalled"], row
@@ -44,7 +44,9 @@ def test_a_shard_whose_worker_was_killed_is_reported_stalled_until_it_settles_ag
 
         text = metrics.render().decode()
         assert re.search(rf'^ledger_shard_stalled\{{queue="{re.escape(queue)}"\}} 1\.0$', text, re.M), text
-        age = re.search(rf'^ledger_shard_oldest_waiting_intent_age_seconds\{{queue="{re.escape(queue)}"\}} (\S+)$', text, re.M)
+        age = re.search(
+            rf'^ledger_shard_oldest_waiting_intent_age_seconds\{{queue="{re.escape(queue)}"\}} (\S+)$', text, re.M
+        )
         assert age and float(age.group(1)) >= 1.0
         answered = client_for(admin).get("/api/v1/ops/queues/").json()
         assert _row(answered, queue)["stalled"] is True
