@@ -92,9 +92,10 @@ def wake_seller_on_commit(seller_id: int) -> None:
 # until it expires. A short TTL bounds that; a legitimately pending task older than it only costs
 # one more, harmless, wake-up. A shard worker that starts, or reconnects to the broker, settles
 # every waiting seller of its shards (`recover_shard`, from PostgreSQL): that covers the sellers a
-# killed task had taken and a Redis that came back empty. And each shard worker checks its shards
-# every second (`wake_orphaned_shard`): sellers waiting in the set with no flag (it expired with
-# its publisher) get their task then, even if no commit follows. The sweeper (beat) still wakes
+# killed task had taken and a Redis that came back empty. And each shard worker watches its shards
+# every second (workers/recovery.py): sellers waiting in the set with no flag (it expired with its
+# publisher) get their task (`wake_orphaned_shard`), even if no commit follows, and sellers whose
+# intents wait without progress are woken again. The sweeper (beat) still wakes
 # every seller whose intents waited too long, with `wake_seller`, whatever the flag says.
 WAKE_FLAG_TTL = 3
 

@@ -124,3 +124,15 @@ def test_a_charge_committed_by_a_web_process_killed_before_its_wake_up_is_settle
     # The shard worker's watch wakes a seller whose first waiting intent is old and not moving
     # (STUCK_AFTER 2 s, checked every second); the sweeper would take LEDGER_SWEEP_AFTER=15 s.
     assert _settled_within(seller, 6) <= 6
+
+
+def test_every_shard_worker_process_consumes_the_sweepers_queue():
+    """Sweeps went to ledger.default, consumed by process 0 alone: with it down nothing was swept."""
+    from workers.routing import SWEEP_QUEUE, route_task
+    from workers.stack import shard_assignment, worker_argv
+
+    assert route_task("ledger.sweep_stale_sellers", (), {}, {}) == {"queue": SWEEP_QUEUE}
+    for index, shards in enumerate(shard_assignment(8, 3)):
+        argv = worker_argv(shards, name=f"w{index}", with_default_queue=index == 0)
+        queues = argv[argv.index("-Q") + 1].split(",")
+        assert SWEEP_QUEUE in queues
