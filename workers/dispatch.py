@@ -9,10 +9,10 @@ from functools import cache
 
 import kombu.exceptions
 import redis
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
+from celery_app import app
 from core.redis_script import ThreadScript
 from workers.routing import queue_for, shard_for, shard_queue
 
@@ -29,7 +29,7 @@ BROKER_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError, OSError)
 
 
 def wake_seller(seller_id: int) -> None:
-    current_app.send_task(
+    app.send_task(
         SETTLE_SELLER,
         kwargs={"seller_id": seller_id},
         queue=queue_for(seller_id),
@@ -152,7 +152,7 @@ def _shard_keys(shard: int) -> list[str]:
 
 def wake_shard(shard: int, *, countdown: float | None = None, recover: bool = False) -> None:
     kwargs = {"shard": shard, "recover": True} if recover else {"shard": shard}
-    current_app.send_task(
+    app.send_task(
         SETTLE_SHARD,
         kwargs=kwargs,
         queue=shard_queue(shard),

@@ -94,7 +94,8 @@ class Scenario:
             ChargeClient(stack.url, self.tokens[s.pk], s.pk, f"seed{seed}-s{s.pk}", pause, self.stop)
             for s in self.sellers
         ]
-        self.broker = Celery(broker=stack.redis.url)
+        # Not the current app: the test process's own wake-ups must keep going to its own broker.
+        self.broker = Celery(broker=stack.redis.url, set_as_current=False)
 
     def _deposit(self, seller, amount: int) -> int:
         response = requests.post(
