@@ -97,7 +97,9 @@ def worker_groups() -> list[list[int]]:
 
 
 def worker_argv(shards: list[int], *, name: str, with_default_queue: bool, python: str = sys.executable) -> list[str]:
-    queues = [f"{SHARD_QUEUE_PREFIX}{k}" for k in shards] + [SWEEP_QUEUE] + ([DEFAULT_QUEUE] if with_default_queue else [])
+    queues = (
+        [f"{SHARD_QUEUE_PREFIX}{k}" for k in shards] + [SWEEP_QUEUE] + ([DEFAULT_QUEUE] if with_default_queue else [])
+    )
     return [
         python,
         "-m",
