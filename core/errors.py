@@ -3,10 +3,11 @@
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError, connection
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 
 class DomainError(Exception):
@@ -41,6 +42,20 @@ class IdempotencyKeyReusedError(DomainError):
     code = "idempotency_key_reused"
     http_status = status.HTTP_409_CONFLICT
     default_detail = "This Idempotency-Key was already used with a different request body."
+
+
+class DatabaseUnavailableError(DomainError):
+    code = "service_unavailable"
+    http_status = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is unavailable; nothing was recorded. Retry shortly."
+    retry_after = 1  # seconds: a failover or a restarted PostgreSQL takes about that to accept again
+
+
+def nothing_recorded_before(exc: Exception) -> bool:
+    """A connection-level database error in a request that has sent nothing that can write
+    (core/db/base.py): answering "retry" is then honest. After a possible write the outcome is
+    unknown, and the error stays a 500 for the client to retry with its Idempotency-Key."""
+    return isinstance(exc, (OperationalError, InterfaceError)) and not getattr(connection, "may_have_written", True)
 
 
 _CODES = {
@@ -80,6 +95,15 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, SuspiciousOperation):
         # Too many fields or files, a malformed multipart body: the client's fault, never a 500.
         exc = exceptions.ParseError("The request body could not be parsed.")
+    elif nothing_recorded_before(exc):
+        exc = DatabaseUnavailableError()
+    if isinstance(exc, DatabaseUnavailableError):
+        set_rollback()
+        return Response(
+            {"detail": exc.detail, "code": exc.code},
+            status=exc.http_status,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, DomainError):
         return Response({"detail": exc.detail, "code": exc.code}, status=exc.http_status)
     if isinstance(exc, Http404):

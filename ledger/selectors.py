@@ -1,5 +1,7 @@
 """Reads. Every query a seller can reach is scoped by its seller."""
 
+from typing import NamedTuple
+
 from django.db.models import QuerySet
 
 from core.models import Seller
@@ -79,3 +81,43 @@ def sellers_with_oldest_intents(*, limit: int = 10) -> list[dict]:
              "age_seconds": float(age)}
             for seller_id, name, oldest, waiting, age in cursor.fetchall()
         ]
+
+
+class Waiting(NamedTuple):
+    age: float  # seconds the seller's oldest waiting intent has waited
+    first: tuple  # the seller's first waiting charge and deposit ids: unchanged means no progress
+
+
+def sellers_waiting() -> dict[int, Waiting]:
+    """Every seller with a queued charge or an approving deposit (shard recovery, the stuck-seller
+    watch and the per-shard stall metrics). A loose index scan over the partial indexes that hold
+    only waiting intents: one short index descent per waiting seller, however long its backlog, so
+    it stays cheap under a million-row import. A seller's smallest waiting id is taken as its
+    oldest (ids grow with time)."""
+    from django.db import connection
+
+    def first_per_seller(table: str, status: str) -> str:
+        step = f"SELECT seller_id, id FROM {table} WHERE status = '{status}'"
+        return f"""
+            (({step} ORDER BY seller_id, id LIMIT 1)
+             UNION ALL
+             SELECT next.seller_id, next.id FROM {table}_waiting AS prev, LATERAL (
+                 {step} AND seller_id > prev.seller_id ORDER BY seller_id, id LIMIT 1) AS next)"""
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH RECURSIVE ledger_charge_waiting AS {first_per_seller("ledger_charge", "queued")},
+                 ledger_deposit_waiting AS {first_per_seller("ledger_deposit", "approving")}
+            SELECT w.seller_id, 'charge', w.id, extract(epoch FROM now() - c.created_at)
+              FROM ledger_charge_waiting w JOIN ledger_charge c ON c.id = w.id
+            UNION ALL
+            SELECT w.seller_id, 'deposit', w.id, extract(epoch FROM now() - d.decided_at)
+              FROM ledger_deposit_waiting w JOIN ledger_deposit d ON d.id = w.id
+            """
+        )
+        waiting: dict[int, Waiting] = {}
+        for seller_id, kind, first_id, age in cursor.fetchall():
+            known = waiting.get(seller_id, Waiting(0.0, ()))
+            waiting[seller_id] = Waiting(max(known.age, float(age), 0.0), (*known.first, (kind, first_id)))
+        return waiting

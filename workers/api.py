@@ -28,6 +28,17 @@ _QUEUE = inline_serializer(
         "depth": serializers.IntegerField(allow_null=True, help_text="messages waiting in the broker"),
         "consumers": serializers.IntegerField(allow_null=True, help_text="live worker processes consuming it"),
         "workers": serializers.ListField(child=serializers.CharField()),
+        "oldest_waiting_age_seconds": serializers.FloatField(
+            required=False, help_text="shards: age of the oldest queued charge or approving deposit (0: none)"
+        ),
+        "waiting_sellers": serializers.IntegerField(required=False, help_text="shards: sellers with waiting intents"),
+        "seconds_since_settle": serializers.IntegerField(
+            required=False, allow_null=True, help_text="shards: since the shard last settled intents (null: unknown)"
+        ),
+        "stalled": serializers.BooleanField(
+            required=False,
+            help_text="shards: work older than LEDGER_STALL_AFTER and nothing settled for as long",
+        ),
     },
 )
 _QUEUES = inline_serializer(
@@ -53,7 +64,8 @@ _QUEUES = inline_serializer(
 
 
 class OpsQueuesApi(APIView):
-    """Depth and consumers of every shard queue, and the sellers whose intents have waited longest."""
+    """Depth, consumers and stall verdict of every shard queue, and the sellers whose intents have
+    waited longest."""
 
     authentication_classes = [*api_settings.DEFAULT_AUTHENTICATION_CLASSES, SessionAuthentication]
     permission_classes = [IsAdmin]

@@ -1,45 +1,69 @@
 """The only places that enqueue. Always after commit: a worker must never wake up before the
-intent it should settle is visible, and a rolled-back request must enqueue nothing."""
+intent it should settle is visible, and a rolled-back request must enqueue nothing.
+
+Tasks are published by name (`SETTLE_SELLER`, `SETTLE_SHARD`), so this module never imports
+`workers.tasks`, which imports it."""
 
 import logging
-from functools import cache, partial
+from functools import cache
 
+import kombu.exceptions
 import redis
 from django.conf import settings
 from django.db import transaction
 
+from celery_app import app
 from core.redis_script import ThreadScript
 from workers.routing import queue_for, shard_for, shard_queue
 
 logger = logging.getLogger(__name__)
 
+SETTLE_SELLER = "ledger.settle_seller"
+SETTLE_SHARD = "ledger.settle_shard"
+
 # Fail fast when Redis is away: a wake-up is only a hint, the sweeper re-sends it, and a request
 # must not hang on the broker.
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.2}
+# What a publish raises when the broker cannot be reached (kombu wraps the transport's errors).
+BROKER_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError, OSError)
 
 
 def wake_seller(seller_id: int) -> None:
-    from workers.tasks import settle_seller_task
-
-    settle_seller_task.apply_async(
-        kwargs={"seller_id": seller_id}, queue=queue_for(seller_id), retry_policy=PUBLISH_RETRY_POLICY
+    app.send_task(
+        SETTLE_SELLER,
+        kwargs={"seller_id": seller_id},
+        queue=queue_for(seller_id),
+        retry_policy=PUBLISH_RETRY_POLICY,
+        ignore_result=True,
     )
 
 
 def wake_seller_on_commit(seller_id: int) -> None:
-    """Wake the seller's worker once the current transaction commits; one wake-up per seller per
-    transaction is enough, however many intents it recorded. Django drops callbacks of rolled-back
-    (save)points, so a rolled-back intent enqueues nothing."""
-    connection = transaction.get_connection()
-    if connection.in_atomic_block and any(
-        getattr(callback, "ledger_seller_id", None) == seller_id for _, callback, *_ in connection.run_on_commit
-    ):
-        return
-    send = partial(wake_seller_coalesced, seller_id)
-    send.ledger_seller_id = seller_id  # type: ignore[attr-defined]
-    # robust: once the intent is committed, a broker outage must not turn the request into an
-    # error. The intent stays queued and the sweeper wakes its seller later.
-    transaction.on_commit(send, robust=True)
+    """Wake the seller's worker once the current transaction commits (at once outside one).
+    Django drops the callbacks of rolled-back (save)points, so a rolled-back intent enqueues
+    nothing. A broker outage never turns a recorded intent into an error: the callback logs it, and
+    `robust=True` keeps anything else failing after the commit out of the response too. (The
+    callback is a function, not a `functools.partial`: Django's robust handler logs a failure
+    with the callback's `__qualname__`, and a partial has none, so that log call itself raised.)
+    Several intents of one seller in one transaction register several callbacks: the first claims
+    the shard's wake-up, the others find it claimed and publish nothing."""
+
+    def wake_seller_after_commit() -> None:
+        try:
+            wake_seller_coalesced(seller_id)
+        except BROKER_ERRORS as exc:
+            # The intent is committed: this request succeeded. Its seller is settled by its shard
+            # worker's recovery when it reconnects to the broker, or woken by the sweeper.
+            logger.warning(
+                "wake-up of seller %s not published (%s): its shard worker settles it on reconnecting, "
+                "or the sweeper wakes it",
+                seller_id,
+                exc.__class__.__name__,
+                extra={"event": "ledger.wake_up_lost", "seller_id": seller_id},
+            )
+
+    wake_seller_after_commit.ledger_seller_id = seller_id  # type: ignore[attr-defined]  (tests look for it)
+    transaction.on_commit(wake_seller_after_commit, robust=True)
 
 
 # --- Coalescing wake-ups from commits, per shard -----------------------------------------------
@@ -61,10 +85,19 @@ def wake_seller_on_commit(seller_id: int) -> None:
 # load each shard is settled in a few batches a second, and the flag stays set meanwhile, so the
 # window's commits publish nothing. A shard not settled within the window is woken at once.
 #
-# Losing a wake-up costs latency, never money: a flag whose task was lost expires after
-# WAKE_FLAG_TTL, and the sweeper (beat) wakes every seller whose intents waited too long, with
-# `wake_seller`, which always publishes a settle_seller task for that one seller.
-WAKE_FLAG_TTL = 30
+# Losing a wake-up costs latency, never money, and for seconds at most. The flag lives
+# WAKE_FLAG_TTL: a web process killed between its claim and its publish, or a worker killed while
+# holding a countdown task (unacknowledged, so invisible to others until the broker's visibility
+# timeout), leaves a flag that nobody clears, and every commit of the shard would publish nothing
+# until it expires. A short TTL bounds that; a legitimately pending task older than it only costs
+# one more, harmless, wake-up. A shard worker that starts, or reconnects to the broker, settles
+# every waiting seller of its shards (`recover_shard`, from PostgreSQL): that covers the sellers a
+# killed task had taken and a Redis that came back empty. And each shard worker watches its shards
+# every second (workers/recovery.py): sellers waiting in the set with no flag (it expired with its
+# publisher) get their task (`wake_orphaned_shard`), even if no commit follows, and sellers whose
+# intents wait without progress are woken again. The sweeper (beat) still wakes
+# every seller whose intents waited too long, with `wake_seller`, whatever the flag says.
+WAKE_FLAG_TTL = 3
 
 # KEYS: flag, cooldown, dirty set; ARGV: seller id, flag TTL. Returns -1 if a task is pending
 # already, else the milliseconds left of the cooldown (0: none).
@@ -85,6 +118,13 @@ if tonumber(ARGV[1]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[1]) end
 local sellers = redis.call('SMEMBERS', KEYS[3])
 redis.call('DEL', KEYS[3])
 return sellers
+"""
+
+
+# KEYS: flag, dirty set; ARGV: flag TTL. Claims the flag for sellers left in the set without one.
+_CLAIM_ORPHANED = """
+if redis.call('SCARD', KEYS[2]) > 0 and redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 1 end
+return 0
 """
 
 
@@ -110,38 +150,60 @@ def _shard_keys(shard: int) -> list[str]:
     return [f"{prefix}ledger:{name}:{int(shard)}" for name in ("wake-pending", "settle-started", "dirty")]
 
 
-def wake_shard(shard: int, *, countdown: float | None = None) -> None:
-    from workers.tasks import settle_shard_task
-
-    settle_shard_task.apply_async(
-        kwargs={"shard": shard},
+def wake_shard(shard: int, *, countdown: float | None = None, recover: bool = False) -> None:
+    kwargs = {"shard": shard, "recover": True} if recover else {"shard": shard}
+    app.send_task(
+        SETTLE_SHARD,
+        kwargs=kwargs,
         queue=shard_queue(shard),
         countdown=countdown,
         retry_policy=PUBLISH_RETRY_POLICY,
+        ignore_result=True,
     )
 
 
+def recover_shard(shard: int) -> None:
+    """A settle of every seller of the shard with waiting intents, whatever Redis remembers: sent
+    by a shard worker when it starts or reconnects to the broker (workers/recovery.py)."""
+    wake_shard(shard, recover=True)
+
+
 def wake_seller_coalesced(seller_id: int) -> None:
+    """Claim the shard's wake-up and publish it if this commit set the flag. A Redis error
+    propagates: the broker is that same Redis, so a publish would fail too."""
     shard = shard_for(seller_id)
     keys = _shard_keys(shard)
-    try:
-        left_ms = _claim_wake_up(keys=keys, args=[int(seller_id), WAKE_FLAG_TTL])
-    except redis.RedisError:
-        # Cannot tell whether one is pending: wake the seller itself (which fails too if Redis is
-        # away; the intent is committed and the sweeper wakes it later).
-        wake_seller(seller_id)
-        return
+    left_ms = _claim_wake_up(keys=keys, args=[int(seller_id), WAKE_FLAG_TTL])
     if left_ms < 0:
         return
     try:
         wake_shard(shard, countdown=left_ms / 1000 if left_ms else None)
-    except Exception:
+    except BROKER_ERRORS:
         # Not published: the flag must not silence the next commits' wake-ups.
         try:
             _broker_redis().delete(keys[0])
         except redis.RedisError:
-            logger.warning("could not clear the wake-up flag of shard %s", shard)
+            pass  # it expires within WAKE_FLAG_TTL
         raise
+
+
+@cache
+def _claim_orphaned():
+    return _broker_redis().register_script(_CLAIM_ORPHANED)
+
+
+def wake_orphaned_shard(shard: int) -> bool:
+    """Publish the shard's task if sellers wait in its set and no task is pending (the flag's
+    publisher died and the flag expired). Called every second by each shard worker."""
+    shard_keys = _shard_keys(shard)
+    if not _claim_orphaned()(keys=[shard_keys[0], shard_keys[2]], args=[WAKE_FLAG_TTL]):
+        return False
+    try:
+        wake_shard(shard)
+    except BROKER_ERRORS:
+        _broker_redis().delete(shard_keys[0])
+        raise
+    return True
 
 
 def take_dirty_sellers(shard: int) -> list[int]:

@@ -15,7 +15,7 @@ from django.db import connection
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from workers.ops import queue_report
+from workers.ops import queue_report, record_shard_progress
 from workers.ops_heartbeat import broker_client, ops_key
 
 logger = logging.getLogger(__name__)
@@ -24,15 +24,17 @@ SETTLED_INTENTS_KEY = "ledger:ops:settled_intents"
 SETTLE_RUNS_KEY = "ledger:ops:settle_runs"
 
 
-def settled(*, intents: int, runs: int = 1) -> None:
-    """Count settle runs (one per seller settled) and the intents they applied. Never fails the
-    task: the money has already moved (and committed) when this runs, a missed increment only
-    costs a metric."""
+def settled(*, shard: int, intents: int, runs: int = 1) -> None:
+    """Count settle runs (one per seller settled) and the intents they applied, and note that the
+    shard made progress (the stall verdict, workers/ops.py). Never fails the task: the money has
+    already moved (and committed) when this runs, a missed increment only costs a metric."""
+    client = broker_client()
     try:
-        with broker_client().pipeline(transaction=False) as pipe:
+        with client.pipeline(transaction=False) as pipe:
             pipe.incrby(ops_key(SETTLED_INTENTS_KEY), intents)
             pipe.incrby(ops_key(SETTLE_RUNS_KEY), runs)
             pipe.execute()
+        record_shard_progress(shard, client)
     except redis.RedisError as exc:
         logger.warning("settle metrics not recorded: %s", exc)
 
@@ -64,7 +66,7 @@ def last_audit() -> dict | None:
 
 class LedgerCollector:
     def collect(self):
-        report = queue_report(oldest_limit=1)
+        report = queue_report(oldest_limit=0)
         broker_up = report["broker"] == "ok"
         yield GaugeMetricFamily("ledger_broker_up", "1 if the Redis broker answered this scrape", value=int(broker_up))
 
@@ -79,11 +81,39 @@ class LedgerCollector:
         yield depth
         yield consumers
 
-        oldest = report["oldest_waiting"]
+        shard_metrics = {
+            "oldest": GaugeMetricFamily(
+                "ledger_shard_oldest_waiting_intent_age_seconds",
+                "Age of the shard's oldest queued charge or approving deposit (0 when none waits)",
+                labels=["queue"],
+            ),
+            "sellers": GaugeMetricFamily(
+                "ledger_shard_waiting_sellers", "Sellers of the shard with waiting intents", labels=["queue"]
+            ),
+            "since": GaugeMetricFamily(
+                "ledger_shard_seconds_since_settle",
+                "Seconds since the shard last settled intents (absent when unknown)",
+                labels=["queue"],
+            ),
+            "stalled": GaugeMetricFamily(
+                "ledger_shard_stalled",
+                "1 if the shard's oldest waiting intent is older than LEDGER_STALL_AFTER and the shard "
+                "settled nothing for as long",
+                labels=["queue"],
+            ),
+        }
+        for row in report["queues"]:
+            labels = [row["queue"]]
+            shard_metrics["oldest"].add_metric(labels, row["oldest_waiting_age_seconds"])
+            shard_metrics["sellers"].add_metric(labels, row["waiting_sellers"])
+            if row["seconds_since_settle"] is not None:
+                shard_metrics["since"].add_metric(labels, row["seconds_since_settle"])
+            shard_metrics["stalled"].add_metric(labels, int(row["stalled"]))
+        yield from shard_metrics.values()
         yield GaugeMetricFamily(
             "ledger_oldest_waiting_intent_age_seconds",
             "Age of the oldest queued charge or approving deposit (0 when none waits)",
-            value=oldest[0]["age_seconds"] if oldest else 0.0,
+            value=max((row["oldest_waiting_age_seconds"] for row in report["queues"]), default=0.0),
         )
 
         charges = GaugeMetricFamily("ledger_charges", "Charges by status", labels=["status"])

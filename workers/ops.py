@@ -1,6 +1,11 @@
 """What the on-call engineer asks first: how deep is each shard queue, does anything consume it,
-and whose intents have waited longest. Flower lists only queues a live worker consumes, so a shard
-whose worker died is invisible there; this reads the broker directly, for every shard."""
+is it settling, and whose intents have waited longest. Flower lists only queues a live worker
+consumes, so a shard whose worker died is invisible there; this reads the broker directly, for
+every shard, and PostgreSQL for what waits.
+
+A shard is *stalled* when its oldest waiting intent is older than `LEDGER_STALL_AFTER` and the
+shard has settled nothing for as long: queue depth and consumers can look healthy meanwhile (a
+lost wake-up leaves depth 0; a SIGKILLed worker counts as a consumer for a few seconds more)."""
 
 from __future__ import annotations
 
@@ -8,9 +13,12 @@ import redis
 from django.conf import settings
 from kombu.transport.redis import Channel
 
-from ledger.selectors import sellers_with_oldest_intents
-from workers.ops_heartbeat import broker_client, live_workers
-from workers.routing import DEFAULT_QUEUE, SHARD_QUEUE_PREFIX, all_shard_queues
+from ledger.selectors import Waiting, sellers_waiting, sellers_with_oldest_intents
+from workers.ops_heartbeat import broker_client, live_workers, ops_key
+from workers.routing import DEFAULT_QUEUE, SHARD_QUEUE_PREFIX, SWEEP_QUEUE, all_shard_queues, shard_for
+
+# Hash shard -> Redis server time (seconds) of the shard's last settle that applied intents.
+SHARD_PROGRESS_KEY = "ledger:ops:shard_settled_at"
 
 
 def _list_keys(queue: str) -> list[str]:
@@ -32,20 +40,52 @@ def queue_depths(queues: list[str], client: redis.Redis) -> dict[str, int]:
     return {queue: sum(sizes[i * steps : (i + 1) * steps]) for i, queue in enumerate(queues)}
 
 
+_RECORD_PROGRESS = "redis.call('HSET', KEYS[1], ARGV[1], redis.call('TIME')[1])"
+
+
+def record_shard_progress(shard: int, client: redis.Redis) -> None:
+    """Called by the settle tasks after a commit that applied intents (workers/metrics.py)."""
+    client.eval(_RECORD_PROGRESS, 1, ops_key(SHARD_PROGRESS_KEY), int(shard))
+
+
+def seconds_since_shard_progress(client: redis.Redis) -> dict[int, float]:
+    now = client.time()[0]
+    return {int(shard): max(now - int(at), 0) for shard, at in client.hgetall(ops_key(SHARD_PROGRESS_KEY)).items()}
+
+
+def shard_waiting(waiting: dict[int, Waiting]) -> dict[int, dict]:
+    """Per shard: the age of its oldest waiting intent and how many of its sellers wait."""
+    shards: dict[int, dict] = {}
+    for seller_id, seller in waiting.items():
+        row = shards.setdefault(shard_for(seller_id), {"oldest": 0.0, "sellers": 0})
+        row["oldest"] = max(row["oldest"], seller.age)
+        row["sellers"] += 1
+    return shards
+
+
+def is_stalled(oldest_age: float, since_progress: float | None) -> bool:
+    """Work older than the threshold and no settle on the shard for as long (or none known: Redis
+    forgot, or the shard never settled)."""
+    threshold = settings.LEDGER_STALL_AFTER
+    return oldest_age > threshold and (since_progress is None or since_progress > threshold)
+
+
 def queue_report(*, oldest_limit: int = 10) -> dict:
-    """Depth and live consumers of every shard queue (and the default queue), plus the sellers
-    with the oldest waiting intents. If the broker does not answer, depths and consumers are null
-    and `broker` says why: the database half is still worth reading then."""
+    """Depth and live consumers of every shard queue (and the other queues), each shard's oldest
+    waiting intent and stall verdict, plus the sellers with the oldest waiting intents. If the
+    broker does not answer, depths and consumers are null and `broker` says why: the database half
+    (and the verdict, which then cannot see progress) is still worth reading."""
     shard_queues = all_shard_queues()
-    queues = [*shard_queues, DEFAULT_QUEUE]
+    other_queues = [SWEEP_QUEUE, DEFAULT_QUEUE]
     broker = "ok"
     try:
         client = broker_client()
-        depths = queue_depths(queues, client)
+        depths = queue_depths([*shard_queues, *other_queues], client)
         workers = live_workers(client)
+        progress = seconds_since_shard_progress(client)
     except redis.RedisError as exc:
         broker = f"error: {exc.__class__.__name__}"
-        depths, workers = {}, {}
+        depths, workers, progress = {}, {}, {}
 
     def row(queue: str) -> dict:
         consumers = sorted(host for host, consumed in workers.items() if queue in consumed)
@@ -56,10 +96,27 @@ def queue_report(*, oldest_limit: int = 10) -> dict:
             "workers": consumers,
         }
 
+    waiting = shard_waiting(sellers_waiting())
     shards = []
     for queue in shard_queues:
-        shards.append({**row(queue), "shard": int(queue.removeprefix(SHARD_QUEUE_PREFIX))})
-    oldest = sellers_with_oldest_intents(limit=oldest_limit)
-    for seller in oldest:
-        seller["queue"] = f"{SHARD_QUEUE_PREFIX}{seller['seller'] % settings.LEDGER_SHARDS}"
-    return {"broker": broker, "queues": shards, "other_queues": [row(DEFAULT_QUEUE)], "oldest_waiting": oldest}
+        shard = int(queue.removeprefix(SHARD_QUEUE_PREFIX))
+        oldest = waiting.get(shard, {}).get("oldest", 0.0)
+        shards.append(
+            {
+                **row(queue),
+                "shard": shard,
+                "oldest_waiting_age_seconds": round(oldest, 3),
+                "waiting_sellers": waiting.get(shard, {}).get("sellers", 0),
+                "seconds_since_settle": progress.get(shard),
+                "stalled": is_stalled(oldest, progress.get(shard)),
+            }
+        )
+    oldest_sellers = sellers_with_oldest_intents(limit=oldest_limit) if oldest_limit else []
+    for seller in oldest_sellers:
+        seller["queue"] = f"{SHARD_QUEUE_PREFIX}{shard_for(seller['seller'])}"
+    return {
+        "broker": broker,
+        "queues": shards,
+        "other_queues": [row(queue) for queue in other_queues],
+        "oldest_waiting": oldest_sellers,
+    }

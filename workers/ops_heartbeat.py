@@ -24,8 +24,9 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 WORKERS_KEY = "ledger:ops:workers"
-INTERVAL = 3.0
-STALE_AFTER = 12.0
+# A SIGKILLed worker stops counting as a consumer within STALE_AFTER seconds.
+INTERVAL = 1.0
+STALE_AFTER = 5.0
 
 _state: dict = {}
 

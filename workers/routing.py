@@ -10,6 +10,9 @@ SHARD_QUEUE_PREFIX = "ledger.shard."
 DEFAULT_QUEUE = "ledger.default"
 # Charge list imports: long tasks on a queue and worker of their own.
 IMPORTS_QUEUE = "ledger.imports"
+# Consumed by every shard worker process, so sweeping survives the loss of any one of them.
+SWEEP_QUEUE = "ledger.sweep"
+SWEEP_TASK = "ledger.sweep_stale_sellers"
 
 
 def shard_for(seller_id: int) -> int:
@@ -38,4 +41,6 @@ def route_task(name, args, kwargs, options, task=None, **kw):
         return {"queue": queue_for(value) if key == "seller_id" else shard_queue(value)}
     if name == "ledger.import_batch":
         return {"queue": IMPORTS_QUEUE}
+    if name == SWEEP_TASK:
+        return {"queue": SWEEP_QUEUE}
     return {"queue": DEFAULT_QUEUE}

@@ -7,8 +7,9 @@ Which shards each worker process consumes is configuration:
   k % N).
 Either way every shard has exactly one consuming process: two consumers of one shard would settle
 one seller concurrently (safe, the lock serializes them, but wasteful), and an unconsumed shard
-would leave its sellers waiting for ever. Process 0 also takes the default queue (sweeper, audit).
-Charge list imports have a worker process of their own on `ledger.imports`."""
+would leave its sellers waiting for ever. Every process also takes the sweeper's queue (so sweeping
+survives the loss of any one), and process 0 the default queue (audit). Charge list imports have a
+worker process of their own on `ledger.imports`."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from workers.routing import DEFAULT_QUEUE, IMPORTS_QUEUE, SHARD_QUEUE_PREFIX
+from workers.routing import DEFAULT_QUEUE, IMPORTS_QUEUE, SHARD_QUEUE_PREFIX, SWEEP_QUEUE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,7 +98,9 @@ def worker_groups() -> list[list[int]]:
 
 
 def worker_argv(shards: list[int], *, name: str, with_default_queue: bool, python: str = sys.executable) -> list[str]:
-    queues = [f"{SHARD_QUEUE_PREFIX}{k}" for k in shards] + ([DEFAULT_QUEUE] if with_default_queue else [])
+    queues = (
+        [f"{SHARD_QUEUE_PREFIX}{k}" for k in shards] + [SWEEP_QUEUE] + ([DEFAULT_QUEUE] if with_default_queue else [])
+    )
     return celery_worker_argv(queues, name=name, python=python)
 
 

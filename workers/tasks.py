@@ -10,9 +10,10 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from ledger.audit import audit_ledger
-from ledger.selectors import sellers_with_stale_intents
+from ledger.selectors import sellers_waiting, sellers_with_stale_intents
 from ledger.services.settlement import settle_seller, settle_sellers
 from workers import dispatch, metrics
+from workers.routing import shard_for
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +44,28 @@ def settle_seller_task(seller_id: int) -> None:
     name="ledger.settle_shard",
     ignore_result=True,
     acks_late=True,
-    autoretry_for=(redis.RedisError,),
+    # Redis (the take) or, for a recovery, the database read of who waits; a retried recovery
+    # reads PostgreSQL again, so the sellers it had taken from Redis are not lost.
+    autoretry_for=(redis.RedisError, OperationalError, InterfaceError),
     retry_backoff=0.5,
     retry_backoff_max=10,
     max_retries=None,
 )
-def settle_shard_task(shard: int) -> None:
+def settle_shard_task(shard: int, recover: bool = False) -> None:
     """Every seller of the shard whose commits asked for a settle (workers/dispatch.py), in one
-    transaction while their backlogs are small (ledger.services.settlement.settle_sellers)."""
+    transaction while their backlogs are small (ledger.services.settlement.settle_sellers).
+    `recover` (a worker that started or reconnected, workers/recovery.py) adds every seller of
+    the shard with waiting intents in PostgreSQL, whatever Redis lost."""
     seller_ids = dispatch.take_dirty_sellers(shard)
+    if recover:
+        waiting = [seller_id for seller_id in sellers_waiting() if shard_for(seller_id) == shard]
+        seller_ids = sorted({*seller_ids, *waiting})
+        logger.info(
+            "recovering shard=%s: %s sellers waiting",
+            shard,
+            len(seller_ids),
+            extra={"event": "ledger.shard_recovered", "shard": shard, "seller_ids": seller_ids[:100]},
+        )
     if not seller_ids:
         return
     try:
@@ -72,7 +86,7 @@ def settle_shard_task(shard: int) -> None:
             sum(o.intents for o in settled.values()),
             extra={"event": "ledger.shard_settled", "shard": shard, "seller_ids": sorted(settled)[:100]},
         )
-        metrics.settled(runs=len(settled), intents=sum(o.intents for o in settled.values()))
+        metrics.settled(shard=shard, runs=len(settled), intents=sum(o.intents for o in settled.values()))
     for seller_id, outcome in outcomes.items():
         if outcome.more_pending:
             dispatch.wake_seller(seller_id)
@@ -93,7 +107,7 @@ def _settle(seller_id: int) -> None:
                 "batches": outcome.batches,
             },
         )
-        metrics.settled(intents=outcome.intents)
+        metrics.settled(shard=shard_for(seller_id), intents=outcome.intents)
     if outcome.more_pending:
         dispatch.wake_seller(seller_id)
 

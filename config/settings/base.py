@@ -196,6 +196,9 @@ LEDGER_SETTLE_TIME_BUDGET = env_float("LEDGER_SETTLE_TIME_BUDGET", 2.0)
 LEDGER_WAKE_COOLDOWN = env_float("LEDGER_WAKE_COOLDOWN", 0.1)
 LEDGER_SWEEP_INTERVAL = env_float("LEDGER_SWEEP_INTERVAL", 10.0)
 LEDGER_SWEEP_AFTER = env_float("LEDGER_SWEEP_AFTER", 15.0)
+# ops/queues and the metrics call a shard stalled when its oldest waiting intent is older than this
+# and the shard has settled nothing for as long (workers/ops.py).
+LEDGER_STALL_AFTER = env_float("LEDGER_STALL_AFTER", 10.0)
 LEDGER_AUDIT_INTERVAL = env_float("LEDGER_AUDIT_INTERVAL", 3600.0)
 # Called with a seller id when intents are recorded; the ledger app never imports Celery itself.
 LEDGER_WAKE_UP = "workers.dispatch.wake_seller_on_commit"

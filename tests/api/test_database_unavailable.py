@@ -1,0 +1,39 @@
+"""A request that finds the database gone before it wrote anything answers 503 with Retry-After
+(nothing was recorded, so retrying is safe); one that may have written does not pretend so."""
+
+import pytest
+from django.db import OperationalError, connection
+
+from core.errors import nothing_recorded_before
+from tests.core.test_db_backend import _terminate
+from tests.factories import client_for, make_seller
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_request_whose_connection_died_unseen_answers_503_with_retry_after(monkeypatch):
+    seller = make_seller()
+    api = client_for(seller.user)
+    assert api.get("/api/v1/deposits/").status_code == 200
+    _terminate(connection.connection.info.backend_pid)
+    # The race the socket check cannot close: the backend dies once the request has started.
+    monkeypatch.setattr(connection, "_socket_has_news", lambda: False)
+
+    connection.close_if_unusable_or_obsolete()  # request_started, which Django's test client skips
+    response = api.get("/api/v1/deposits/")
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"] == "1"
+    assert response.json()["code"] == "service_unavailable"
+    monkeypatch.undo()
+    connection.close_if_unusable_or_obsolete()  # request_finished: the broken connection is dropped
+    assert api.get("/api/v1/deposits/").status_code == 200  # a fresh connection next time
+
+
+def test_an_error_after_a_possible_write_is_not_called_safe_to_retry():
+    connection.close_if_unusable_or_obsolete()
+    error = OperationalError("server closed the connection unexpectedly")
+    assert nothing_recorded_before(error)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE core_seller SET name = name WHERE false")
+    assert not nothing_recorded_before(error)
+    assert not nothing_recorded_before(ValueError("not a database error"))

@@ -1,0 +1,166 @@
+"""The stack the fault suite breaks: a private redis-server it can kill, gunicorn, the shard workers
+and beat, each started with the production command (`workers.stack`) and production settings,
+against the test database."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import time
+from pathlib import Path
+
+import psutil
+import psycopg2
+import requests
+from django.conf import settings
+from django.db import connection
+
+from tests.support import Process, subprocess_env
+from workers.stack import beat_argv, shard_assignment, web_argv, worker_argv
+
+WORKER_READY = " ready."
+# Settings of a production deployment behind TLS, served over plain http on loopback.
+PRODUCTION_ENV = {
+    "DJANGO_SETTINGS_MODULE": "config.settings.production",
+    "SECRET_KEY": secrets.token_urlsafe(48),
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "SECURE_SSL_REDIRECT": "false",
+    "SESSION_COOKIE_SECURE": "false",
+    "CSRF_COOKIE_SECURE": "false",
+    "LOG_FORMAT": "plain",
+    "WEB_ACCESS_LOG": "0",
+    # The charge POST through its DRF view, as it will be once the fast path is gone. Harmless
+    # when the setting no longer exists.
+    "LEDGER_CHARGE_FAST_PATH": "false",
+}
+
+
+def free_port(ports: range) -> int:
+    for port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports}")
+
+
+class PrivateRedis:
+    """A redis-server of the suite's own, without persistence: killed, it comes back empty."""
+
+    def __init__(self, log_dir: Path):
+        self.port = free_port(range(6400, 6500))
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = Process("redis", argv, dict(os.environ), log_dir)
+
+    def start(self) -> None:
+        self.process.start(ready_marker="Ready to accept connections")
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
+class FaultStack:
+    def __init__(self, log_dir: Path, redis: PrivateRedis, *, worker_processes: int = 2, web_workers: int = 2):
+        self.redis = redis
+        self.env = subprocess_env({**PRODUCTION_ENV, "REDIS_URL": redis.url})
+        for name in ("LEDGER_SWEEP_INTERVAL", "LEDGER_SWEEP_AFTER"):
+            self.env.pop(name)  # the production defaults: recovery must not lean on a fast sweeper
+        self.port = free_port(range(8200, 8300))
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.web = Process("web", web_argv(host="127.0.0.1", port=self.port, workers=web_workers), self.env, log_dir)
+        self.workers = [
+            Process(f"shards{i}", worker_argv(shards, name=f"faults{i}", with_default_queue=i == 0), self.env, log_dir)
+            for i, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, worker_processes))
+        ]
+        self.beat = Process("beat", beat_argv(schedule=str(log_dir / "beat-schedule")), self.env, log_dir)
+
+    def start(self) -> FaultStack:
+        self.redis.start()
+        for worker in self.workers:
+            worker.start(ready_marker=WORKER_READY)
+        self.beat.start(ready_marker="beat: Starting")
+        self.start_web()
+        return self
+
+    def ensure_running(self) -> None:
+        """Restart whatever an earlier test left killed."""
+        if not self.redis.process.alive:
+            self.redis.start()
+        for worker in self.workers:
+            if not worker.alive:
+                worker.start(ready_marker=WORKER_READY)
+        if not self.beat.alive:
+            self.beat.start(ready_marker="beat: Starting")
+        if not self.web.alive:
+            self.start_web()
+
+    def worker_for_shard(self, shard: int) -> Process:
+        return self.workers[shard % len(self.workers)]
+
+    def broker(self):
+        import redis
+
+        return redis.Redis.from_url(self.redis.url)
+
+    def start_web(self) -> None:
+        self.web.start()
+        self.wait_web()
+
+    def wait_web(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/api/v1/health/", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if not self.web.alive:
+                raise RuntimeError(f"gunicorn exited:\n{self.web.log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError("gunicorn not ready")
+
+    def web_children(self) -> list[psutil.Process]:
+        return psutil.Process(self.web.popen.pid).children()
+
+    def kill_web_worker(self, index: int) -> float:
+        """SIGKILL one gunicorn worker; the master forks a new one. Returns when it is serving."""
+        children = self.web_children()
+        victim = children[index % len(children)]
+        victim.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            alive = [c for c in self.web_children() if c.pid != victim.pid and c.is_running()]
+            if len(alive) >= len(children):
+                break
+            time.sleep(0.05)
+        self.wait_web()
+        return time.time()
+
+    def broker_depth(self) -> int:
+        client = self.broker()
+        return sum(client.llen(key) for key in client.scan_iter("ledger.*") if client.type(key) == b"list")
+
+    def stop(self) -> None:
+        for process in [self.web, *self.workers, self.beat]:
+            process.stop()
+        self.redis.process.stop()
+
+
+def terminate_database_backends() -> int:
+    """pg_terminate_backend for every other session of the test database, as a failover does."""
+    admin = psycopg2.connect(**connection.get_connection_params())
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND pid <> %s",
+            [connection.connection.info.backend_pid if connection.connection else 0],
+        )
+        (count,) = cursor.fetchone()
+    admin.close()
+    return count

@@ -1,0 +1,273 @@
+"""One seeded run of the fault suite: load from retrying clients, a sequence of faults drawn from
+the seed, then the checks and the measurements (5xx and recovery time per fault)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import requests
+from celery import Celery
+from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.db import close_old_connections
+from django.db.models import Sum
+
+from ledger.models import Account, Charge, Deposit, Entry
+from tests.factories import PASSWORD, make_admin, make_seller
+from tests.faults.load import ChargeClient
+from tests.faults.stack import WORKER_READY, FaultStack, terminate_database_backends
+from tests.support import assert_ledger_audit, wait_settled
+
+FUNDS = 10_000_000
+SINGLE_FAULTS = (
+    "shard_worker_sigkill",
+    "redis_restart_empty",
+    "database_backends_terminated",
+    "gunicorn_worker_sigkill",
+    "gunicorn_master_sigkill",
+    "beat_sigkill",
+    "duplicate_and_reordered_wakeups",
+)
+ALL_FAULTS = (*SINGLE_FAULTS, "everything_at_once")
+
+
+@dataclass
+class Fault:
+    kind: str
+    started: float  # wall clock
+    back: float  # when every killed process was back (or the fault's end)
+    notes: dict = field(default_factory=dict)
+    server_errors: int = 0  # 5xx other than 503
+    unavailable: int = 0  # 503, each with Retry-After
+    no_answer: int = 0  # connection refused or reset
+    recovery: float | None = None  # seconds after `back` until every charge accepted meanwhile settled
+
+
+@dataclass
+class Run:
+    seed: int
+    faults: list[Fault]
+    charges: int
+    approvals: list[int]
+
+
+def _with_production_hash(user):
+    """The suite's settings hash with MD5 for speed, which production does not accept."""
+    hasher = PBKDF2PasswordHasher()
+    user.password = hasher.encode(PASSWORD, hasher.salt())
+    user.save(update_fields=["password"])
+    return user
+
+
+def _login(base_url: str, username: str) -> str:
+    response = requests.post(
+        f"{base_url}/api/v1/auth/token/", json={"username": username, "password": PASSWORD}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["access"]
+
+
+class Scenario:
+    def __init__(self, stack: FaultStack, seed: int, *, sellers: int = 4, pause: float = 0.02):
+        self.stack, self.seed, self.rng = stack, seed, random.Random(seed)
+        self.admin = _with_production_hash(make_admin())
+        self.admin_token = _login(stack.url, self.admin.username)
+        self.sellers = [make_seller() for _ in range(sellers)]
+        for seller in self.sellers:
+            _with_production_hash(seller.user)
+        self.tokens = {s.pk: _login(stack.url, s.user.username) for s in self.sellers}
+        self.approvals: list[int] = []
+        self.pending: list[int] = []  # deposits filed to be approved during a broker outage
+        for seller in self.sellers:
+            self.pending.append(self._deposit(seller, FUNDS))
+        for _ in self.sellers:
+            self.approve_one()
+        wait_settled(*(s.pk for s in self.sellers), timeout=60)
+        for seller in self.sellers:
+            self.pending.append(self._deposit(seller, 1_000))
+        self.stop = threading.Event()
+        self.clients = [
+            ChargeClient(stack.url, self.tokens[s.pk], s.pk, f"seed{seed}-s{s.pk}", pause, self.stop)
+            for s in self.sellers
+        ]
+        # Not the current app: the test process's own wake-ups must keep going to its own broker.
+        self.broker = Celery(broker=stack.redis.url, set_as_current=False)
+
+    def _deposit(self, seller, amount: int) -> int:
+        response = requests.post(
+            f"{self.stack.url}/api/v1/deposits/",
+            json={"amount": amount},
+            headers={"Authorization": f"Bearer {self.tokens[seller.pk]}"},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def approve_one(self) -> None:
+        deposit_id = self.pending.pop(0)
+        response = requests.post(
+            f"{self.stack.url}/api/v1/deposits/{deposit_id}/approve/",
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=30,
+        )
+        self.approvals.append(response.status_code)
+
+    # --- faults ---------------------------------------------------------------------------
+    def shard_worker_sigkill(self, fault: Fault) -> None:
+        victim = self.rng.choice(self.stack.workers)
+        fault.notes["process"] = victim.name
+        victim.kill()
+        time.sleep(self.rng.uniform(0.3, 2.0))
+        victim.start(ready_marker=WORKER_READY)
+
+    def redis_restart_empty(self, fault: Fault) -> None:
+        self.stack.redis.kill()
+        outage = self.rng.uniform(1.0, 3.0)
+        time.sleep(outage / 2)
+        self.approve_one()  # an admin's approval while the broker is away
+        time.sleep(outage / 2)
+        self.stack.redis.start()
+        fault.notes["outage_s"] = round(outage, 2)
+
+    def database_backends_terminated(self, fault: Fault) -> None:
+        fault.notes["terminated"] = terminate_database_backends()
+        time.sleep(self.rng.uniform(0.1, 0.5))
+        fault.notes["terminated"] += terminate_database_backends()
+
+    def gunicorn_worker_sigkill(self, fault: Fault) -> None:
+        self.stack.kill_web_worker(self.rng.randrange(8))
+
+    def gunicorn_master_sigkill(self, fault: Fault) -> None:
+        self.stack.web.kill()
+        time.sleep(self.rng.uniform(0.2, 1.0))
+        self.stack.start_web()
+
+    def beat_sigkill(self, fault: Fault) -> None:
+        self.stack.beat.kill()
+        time.sleep(self.rng.uniform(0.3, 1.0))
+        self.stack.beat.start(ready_marker="beat: Starting")
+
+    def duplicate_and_reordered_wakeups(self, fault: Fault) -> None:
+        tasks = []
+        for seller in self.sellers:
+            tasks += [("ledger.settle_seller", {"seller_id": seller.pk})] * 40
+        tasks += [("ledger.settle_shard", {"shard": k}) for k in range(settings.LEDGER_SHARDS)] * 20
+        self.rng.shuffle(tasks)
+        for name, kwargs in tasks:
+            queue = f"ledger.shard.{kwargs.get('shard', kwargs.get('seller_id', 0)) % settings.LEDGER_SHARDS}"
+            self.broker.send_task(name, kwargs=kwargs, queue=queue, ignore_result=True)
+        fault.notes["published"] = len(tasks)
+
+    def everything_at_once(self, fault: Fault) -> None:
+        worker = self.rng.choice(self.stack.workers)
+        worker.kill()
+        self.stack.redis.kill()
+        terminate_database_backends()
+        self.stack.kill_web_worker(self.rng.randrange(8))
+        time.sleep(self.rng.uniform(0.5, 1.5))
+        self.stack.redis.start()
+        worker.start(ready_marker=WORKER_READY)
+
+    # --- the run --------------------------------------------------------------------------
+    def run(self, kinds: tuple[str, ...], *, quiet: tuple[float, float] = (2.0, 3.5)) -> Run:
+        order = list(kinds)
+        self.rng.shuffle(order)
+        for client in self.clients:
+            client.start()
+        faults = []
+        try:
+            time.sleep(self.rng.uniform(*quiet))
+            for kind in order:
+                fault = Fault(kind, time.time(), 0.0)
+                getattr(self, kind)(fault)
+                fault.back = time.time()
+                faults.append(fault)
+                time.sleep(self.rng.uniform(*quiet))
+        finally:
+            self.stop.set()
+            for client in self.clients:
+                client.join(timeout=90)
+        close_old_connections()
+        seller_ids = [s.pk for s in self.sellers]
+        wait_settled(*seller_ids, timeout=120)
+        self._measure(faults)
+        return Run(self.seed, faults, sum(len(c.log.accepted) for c in self.clients), self.approvals)
+
+    def _measure(self, faults: list[Fault]) -> None:
+        outcomes = [o for client in self.clients for o in client.log.outcomes]
+        ends = [f.started for f in faults[1:]] + [float("inf")]
+        charges = [
+            (created.timestamp(), settled.timestamp(), charge_id)
+            for created, settled, charge_id in Charge.objects.filter(seller__in=self.sellers).values_list(
+                "created_at", "settled_at", "id"
+            )
+        ]
+        for fault, next_start in zip(faults, ends, strict=True):
+            window = [o for o in outcomes if fault.started <= o.at < min(next_start, fault.back + 5)]
+            fault.server_errors = sum(1 for o in window if o.status is not None and o.status >= 500 and o.status != 503)
+            fault.unavailable = sum(1 for o in window if o.status == 503)
+            fault.no_answer = sum(1 for o in window if o.status is None)
+            # How long after the later of its acceptance and the fault's end each charge settled,
+            # for the charges this fault was the last to start before their settlement.
+            late = [
+                (settled - max(created, fault.back), charge_id)
+                for created, settled, charge_id in charges
+                if fault.started <= settled < next_start
+            ]
+            worst = max(late, default=(0.0, None))
+            fault.recovery = round(worst[0], 2)
+            fault.notes["latest_charge"] = worst[1]
+
+    # --- the checks -----------------------------------------------------------------------
+    def check(self) -> None:
+        """Every accepted key is exactly one charge (the one it answered), balances and entries
+        exact, chains gapless and the audit clean (ledger_audit), nothing left waiting."""
+        for client in self.clients:
+            log = client.log
+            assert log.mismatched == [], f"replayed keys answered another charge: {log.mismatched[:5]}"
+            rows = dict(Charge.objects.filter(seller_id=log.seller_id).values_list("idempotency_key", "id"))
+            assert set(rows) <= set(log.amounts), "a charge under a key no client sent"
+            for key, charge_id in log.accepted.items():
+                assert rows.get(key) == charge_id, f"{key}: answered {charge_id}, recorded {rows.get(key)}"
+        for seller in self.sellers:
+            deposits = Deposit.objects.filter(seller=seller, status="approved").aggregate(s=Sum("amount"))["s"] or 0
+            succeeded = Charge.objects.filter(seller=seller, status="succeeded")
+            spent = succeeded.aggregate(s=Sum("amount"))["s"] or 0
+            assert Account.objects.get(seller=seller).balance == deposits - spent
+            assert Entry.objects.filter(seller=seller, kind="charge").count() == succeeded.count()
+        assert not Charge.objects.filter(seller__in=self.sellers, status="queued").exists()
+        assert not Deposit.objects.filter(seller__in=self.sellers, status="approving").exists()
+        assert all(status in (200, 202) for status in self.approvals), self.approvals
+        deadline = time.monotonic() + 60
+        while self.stack.broker_depth():  # duplicate wake-ups drain: each finds nothing to do
+            assert time.monotonic() < deadline, f"{self.stack.broker_depth()} messages still queued"
+            time.sleep(0.5)
+        assert_ledger_audit()
+
+
+def report(runs: list[Run]) -> str:
+    """Markdown table, per fault kind over every run: 5xx, 503s, unanswered requests, recovery."""
+    kinds: dict[str, list[Fault]] = {}
+    for run in runs:
+        for fault in run.faults:
+            kinds.setdefault(fault.kind, []).append(fault)
+    lines = [
+        f"{len(runs)} seeded runs, {sum(r.charges for r in runs)} charges accepted, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        "| fault | runs | 5xx (not 503) | 503 + Retry-After | no answer | recovery max (s) | recovery median (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for kind in ALL_FAULTS:
+        faults = kinds.get(kind, [])
+        if not faults:
+            continue
+        recoveries = sorted(f.recovery for f in faults)
+        lines.append(
+            f"| {kind} | {len(faults)} | {sum(f.server_errors for f in faults)} | {sum(f.unavailable for f in faults)} "
+            f"| {sum(f.no_answer for f in faults)} | {recoveries[-1]:.2f} | {recoveries[len(recoveries) // 2]:.2f} |"
+        )
+    return "\n".join(lines)
