@@ -31,9 +31,6 @@ PRODUCTION_ENV = {
     "CSRF_COOKIE_SECURE": "false",
     "LOG_FORMAT": "plain",
     "WEB_ACCESS_LOG": "0",
-    # The charge POST through its DRF view, as it will be once the fast path is gone. Harmless
-    # when the setting no longer exists.
-    "LEDGER_CHARGE_FAST_PATH": "false",
 }
 
 
