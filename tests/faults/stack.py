@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
+from bench.processes import free_port
 from tests.support import Process, subprocess_env
 from workers.stack import beat_argv, shard_assignment, web_argv, worker_argv
 
@@ -34,22 +34,11 @@ PRODUCTION_ENV = {
 }
 
 
-def free_port(ports: range) -> int:
-    for port in ports:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {ports}")
-
-
 class PrivateRedis:
     """A redis-server of the suite's own, without persistence: killed, it comes back empty."""
 
     def __init__(self, log_dir: Path):
-        self.port = free_port(range(6400, 6500))
+        self.port = free_port(6400, 6499)
         self.url = f"redis://127.0.0.1:{self.port}/0"
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         self.process = Process("redis", argv, dict(os.environ), log_dir)
@@ -67,7 +56,7 @@ class FaultStack:
         self.env = subprocess_env({**PRODUCTION_ENV, "REDIS_URL": redis.url})
         for name in ("LEDGER_SWEEP_INTERVAL", "LEDGER_SWEEP_AFTER"):
             self.env.pop(name)  # the production defaults: recovery must not lean on a fast sweeper
-        self.port = free_port(range(8200, 8300))
+        self.port = free_port(8200, 8299)
         self.url = f"http://127.0.0.1:{self.port}"
         self.web = Process("web", web_argv(host="127.0.0.1", port=self.port, workers=web_workers), self.env, log_dir)
         self.workers = [
