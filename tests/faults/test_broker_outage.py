@@ -8,7 +8,8 @@ import sys
 import pytest
 from django.db import transaction
 
-from tests.support import ROOT, subprocess_env
+from bench.processes import ROOT
+from tests.support import subprocess_env
 from workers import dispatch
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,7 +11,8 @@ import time
 import pytest
 import requests
 
-from tests.support import ROOT, subprocess_env
+from bench.processes import ROOT
+from tests.support import subprocess_env
 
 
 def _free_port() -> int:
