@@ -51,6 +51,25 @@ class DatabaseUnavailableError(DomainError):
     retry_after = 1  # seconds: a failover or a restarted PostgreSQL takes about that to accept again
 
 
+class OutcomeUnknownError(DomainError):
+    """The connection to the database was lost after the request may have written: nobody can
+    tell whether it committed. Not a "retry freely" 503: the client retries with the same
+    Idempotency-Key, which answers the original if it was recorded."""
+
+    code = "outcome_unknown"
+    http_status = status.HTTP_500_INTERNAL_SERVER_ERROR
+    default_detail = (
+        "The database connection was lost while recording; the request may have been applied. "
+        "Retry it with the same Idempotency-Key."
+    )
+
+
+def connection_lost(exc: Exception) -> bool:
+    """A database error of the connection itself (no SQLSTATE from the server): a terminated
+    backend, a reset socket. Errors the server reports (deadlocks, constraints) carry a code."""
+    return isinstance(exc, (OperationalError, InterfaceError)) and getattr(exc.__cause__, "pgcode", None) is None
+
+
 def nothing_recorded_before(exc: Exception) -> bool:
     """A connection-level database error in a request that has sent nothing that can write
     (core/db/base.py): answering "retry" is then honest. After a possible write the outcome is
@@ -97,6 +116,10 @@ def api_exception_handler(exc, context):
         exc = exceptions.ParseError("The request body could not be parsed.")
     elif nothing_recorded_before(exc):
         exc = DatabaseUnavailableError()
+    elif connection_lost(exc):
+        exc = OutcomeUnknownError()
+    if isinstance(exc, OutcomeUnknownError):
+        set_rollback()
     if isinstance(exc, DatabaseUnavailableError):
         set_rollback()
         return Response(

@@ -53,6 +53,9 @@ class Migration(migrations.Migration):
                        completed_at = (SELECT max(settled_at) FROM ledger_charge WHERE batch_id = b.id)
                  WHERE b.status = 'queued' AND b.succeeded + b.failed = b.valid_rows;
                 UPDATE ledger_chargebatch SET rows_read = total_rows;
+                -- The charges' deferred foreign-key checks on the rows just updated run now: the
+                -- ALTER TABLEs below refuse a table with pending trigger events.
+                SET CONSTRAINTS ALL IMMEDIATE;
             """,
             reverse_sql=migrations.RunSQL.noop,
         ),

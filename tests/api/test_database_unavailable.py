@@ -37,3 +37,14 @@ def test_an_error_after_a_possible_write_is_not_called_safe_to_retry():
         cursor.execute("UPDATE core_seller SET name = name WHERE false")
     assert not nothing_recorded_before(error)
     assert not nothing_recorded_before(ValueError("not a database error"))
+
+
+def test_a_connection_lost_after_a_possible_write_answers_outcome_unknown():
+    from core.errors import api_exception_handler
+
+    connection.close_if_unusable_or_obsolete()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE core_seller SET name = name WHERE false")
+    lost = api_exception_handler(OperationalError("server closed the connection unexpectedly"), {})
+    assert lost.status_code == 500 and lost.data["code"] == "outcome_unknown"
+    assert "Idempotency-Key" in lost.data["detail"] and "Retry-After" not in lost

@@ -18,6 +18,7 @@ class Outcome:
     at: float  # wall clock, when the answer came
     status: int | None  # None: no HTTP answer (connection refused or reset)
     retry_after: str | None = None
+    code: str | None = None  # the error body's code, for a 5xx
 
 
 @dataclass
@@ -62,7 +63,10 @@ class ChargeClient(threading.Thread):
                 self.session.close()  # a fresh connection, as a client library would after a reset
                 time.sleep(0.1)
                 continue
-            self.log.outcomes.append(Outcome(time.time(), response.status_code, response.headers.get("Retry-After")))
+            code = _error_code(response) if response.status_code >= 500 else None
+            self.log.outcomes.append(
+                Outcome(time.time(), response.status_code, response.headers.get("Retry-After"), code)
+            )
             if response.status_code in (200, 201, 202):
                 charge_id = response.json()["id"]
                 if self.log.accepted.setdefault(key, charge_id) != charge_id:
@@ -74,3 +78,10 @@ class ChargeClient(threading.Thread):
                 time.sleep(0.1)
             else:
                 raise AssertionError(f"{key}: {response.status_code} {response.text}")
+
+
+def _error_code(response) -> str | None:
+    try:
+        return response.json().get("code")
+    except ValueError:
+        return None

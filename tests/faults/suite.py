@@ -41,7 +41,8 @@ class Fault:
     started: float  # wall clock
     back: float  # when every killed process was back (or the fault's end)
     notes: dict = field(default_factory=dict)
-    server_errors: int = 0  # 5xx other than 503
+    server_errors: int = 0  # 5xx other than 503 and outcome_unknown
+    outcome_unknown: int = 0  # 500 `outcome_unknown`: the connection died mid-write; the keyed retry resolves it
     unavailable: int = 0  # 503, each with Retry-After
     no_answer: int = 0  # connection refused or reset
     recovery: float | None = None  # seconds after `back` until every charge accepted meanwhile settled
@@ -208,7 +209,9 @@ class Scenario:
         ]
         for fault, next_start in zip(faults, ends, strict=True):
             window = [o for o in outcomes if fault.started <= o.at < min(next_start, fault.back + 5)]
-            fault.server_errors = sum(1 for o in window if o.status is not None and o.status >= 500 and o.status != 503)
+            errors = [o for o in window if o.status is not None and o.status >= 500 and o.status != 503]
+            fault.outcome_unknown = sum(1 for o in errors if o.code == "outcome_unknown")
+            fault.server_errors = len(errors) - fault.outcome_unknown
             fault.unavailable = sum(1 for o in window if o.status == 503)
             fault.no_answer = sum(1 for o in window if o.status is None)
             # How long after the later of its acceptance and the fault's end each charge settled,
@@ -258,8 +261,8 @@ def report(runs: list[Run]) -> str:
     lines = [
         f"{len(runs)} seeded runs, {sum(r.charges for r in runs)} charges accepted, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
-        "| fault | runs | 5xx (not 503) | 503 + Retry-After | no answer | recovery max (s) | recovery median (s) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| fault | runs | 5xx (not 503) | 500 outcome_unknown | 503 + Retry-After | no answer | recovery max (s) | recovery median (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for kind in ALL_FAULTS:
         faults = kinds.get(kind, [])
@@ -267,7 +270,8 @@ def report(runs: list[Run]) -> str:
             continue
         recoveries = sorted(f.recovery for f in faults)
         lines.append(
-            f"| {kind} | {len(faults)} | {sum(f.server_errors for f in faults)} | {sum(f.unavailable for f in faults)} "
+            f"| {kind} | {len(faults)} | {sum(f.server_errors for f in faults)} "
+            f"| {sum(f.outcome_unknown for f in faults)} | {sum(f.unavailable for f in faults)} "
             f"| {sum(f.no_answer for f in faults)} | {recoveries[-1]:.2f} | {recoveries[len(recoveries) // 2]:.2f} |"
         )
     return "\n".join(lines)

@@ -34,7 +34,7 @@ def test_a_shard_whose_worker_was_killed_is_reported_stalled_until_it_settles_ag
     worker = workers.worker_for_seller(seller.pk)
     worker.kill()  # SIGKILL: its heartbeat lingers, so it still counts as a consumer for seconds
     try:
-        charge_submit(seller=seller, phone_number="+989121234567", amount=1_000)
+        charge_submit(seller_id=seller.pk, phone_number="+989121234567", amount=1_000)
         time.sleep(2.5)  # past LEDGER_STALL_AFTER, in whole seconds of the Redis clock
         report = queue_report()
         row = _row(report, queue)
