@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from ledger.locks import accounts_lock
 from ledger.prepared import PreparedStatement, array_literal
+from notifications.outbox import settled_events_insert
 
 INSUFFICIENT_FUNDS = "insufficient_funds"
 
@@ -178,6 +179,13 @@ def _settle(seller_ids: list[int], *, limit: int, after_charge_id: int) -> dict[
         if changed:
             _UPDATE_ACCOUNTS.execute(cursor, [now, *_columns([(w.seller_id, w.balance, w.seq) for w in changed])])
             _expect(cursor.rowcount, len(changed), "accounts")
+        # The batch's events (charge.succeeded/failed, deposit.approved, balance.low) commit with it.
+        settled_events_insert(
+            cursor,
+            now=now,
+            intents=[event for walk in walks.values() for event in walk.events],
+            balances=[(w.seller_id, w.balance_before, w.balance) for w in changed],
+        )
 
     outcomes = {}
     for sid in ids:
@@ -217,27 +225,33 @@ class _Walk:
 
     def __init__(self, account):
         self.seller_id, self.balance, self.seq = account.seller_id, account.balance, account.last_seq
+        self.balance_before = account.balance
         self.entries: list[tuple] = []  # (seller, seq, kind, amount, balance_after, charge, deposit)
         self.approved: list[tuple[int, int]] = []  # (deposit id, balance after)
         self.succeeded: list[tuple[int, int]] = []  # (charge id, balance after)
         self.failed_ids: list[int] = []
         self.taken_charge_ids: list[int] = []
+        # (seller, event type, charge, deposit, amount, balance after, failure code), in order.
+        self.events: list[tuple] = []
 
     def deposit(self, deposit_id: int, amount: int) -> None:
         self.balance += amount
         self.seq += 1
         self.entries.append((self.seller_id, self.seq, "deposit", amount, self.balance, None, deposit_id))
         self.approved.append((deposit_id, self.balance))
+        self.events.append((self.seller_id, "deposit.approved", None, deposit_id, amount, self.balance, None))
 
     def charge(self, charge_id: int, amount: int) -> None:
         self.taken_charge_ids.append(charge_id)
         if amount > self.balance:
             self.failed_ids.append(charge_id)  # insufficient_funds; the next charge is still tried
+            self.events.append((self.seller_id, "charge.failed", charge_id, None, amount, None, INSUFFICIENT_FUNDS))
             return
         self.balance -= amount
         self.seq += 1
         self.entries.append((self.seller_id, self.seq, "charge", -amount, self.balance, charge_id, None))
         self.succeeded.append((charge_id, self.balance))
+        self.events.append((self.seller_id, "charge.succeeded", charge_id, None, amount, self.balance, None))
 
 
 class PostingConflictError(RuntimeError):

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.db import close_old_connections
 
 from ledger.models import Charge, Deposit
-from workers.stack import shard_assignment, worker_argv
+from workers.stack import shard_assignment, webhook_worker_argv, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,6 +93,8 @@ class WorkerStack:
         for index, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, processes)):
             argv = worker_argv(shards, name=f"test-shards{index}", with_default_queue=index == 0)
             self.workers.append(Process(f"shards{index}", argv, self.env, log_dir))
+        # The webhook worker (queue ledger.webhooks), as `make up` runs it.
+        self.webhooks = Process("webhooks", webhook_worker_argv(name="test-webhooks"), self.env, log_dir)
         self.beat = None
         if beat:
             argv = [sys.executable, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "INFO",
@@ -100,7 +102,7 @@ class WorkerStack:
             self.beat = Process("beat", argv, self.env, log_dir)
 
     def start(self) -> WorkerStack:
-        for worker in self.workers:
+        for worker in [*self.workers, self.webhooks]:
             worker.start(ready_marker=" ready.")
         if self.beat:
             self.beat.start(ready_marker="beat: Starting")
@@ -111,12 +113,12 @@ class WorkerStack:
         return self.workers[shard % len(self.workers)]
 
     def ensure_running(self) -> None:
-        for process in [*self.workers, self.beat]:
+        for process in [*self.workers, self.webhooks, self.beat]:
             if process is not None and not process.alive:
-                process.start(ready_marker=" ready." if process in self.workers else "beat: Starting")
+                process.start(ready_marker="beat: Starting" if process is self.beat else " ready.")
 
     def stop(self) -> None:
-        for process in [*self.workers, self.beat]:
+        for process in [*self.workers, self.webhooks, self.beat]:
             if process is not None:
                 process.stop()
 

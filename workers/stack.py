@@ -150,6 +150,34 @@ def web_argv(*, host: str, port: int, workers: int, python: str = sys.executable
     ]
 
 
+def webhook_worker_argv(*, name: str = "webhooks", python: str = sys.executable) -> list[str]:
+    """The webhook worker: its own queue, threads (deliveries wait on the network, not the CPU),
+    so one slow endpoint holds one thread and delays no other endpoint and no settlement."""
+    return [
+        python,
+        "-m",
+        "celery",
+        "-A",
+        "celery_app",
+        "worker",
+        "-Q",
+        "ledger.webhooks",
+        "--pool",
+        "threads",
+        "--concurrency",
+        os.environ.get("WEBHOOK_WORKER_THREADS", "16"),
+        "--prefetch-multiplier",
+        "1",
+        "-n",
+        f"{name}@%h",
+        "-E",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
+
+
 def beat_argv(*, schedule: str, python: str = sys.executable) -> list[str]:
     return [python, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "INFO", "--schedule", schedule]
 
@@ -171,6 +199,7 @@ def stack_processes(
                 worker_argv(shards, name=f"shards{index}", with_default_queue=index == 0, python=python),
             )
         )
+    specs.append(ProcessSpec("webhooks", webhook_worker_argv(python=python)))
     schedule_dir = os.environ.get("BEAT_SCHEDULE_DIR", "/tmp")
     specs.append(
         ProcessSpec("beat", beat_argv(schedule=os.path.join(schedule_dir, f"ledger-beat-{port}"), python=python))

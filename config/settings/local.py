@@ -5,3 +5,5 @@ from .base import env, env_bool
 
 DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = env("SECRET_KEY") or "local-development-only-not-a-secret"
+# A developer's webhook receiver usually runs on their own machine (refused in production).
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", True)
