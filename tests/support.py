@@ -18,6 +18,7 @@ from ledger.models import Charge, Deposit
 from workers.stack import shard_assignment, webhook_worker_argv, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
+WEBHOOK_TEST_SCHEDULE = "0,1,1,2,2,2,2,2,2,2,2,2,2,2,2"
 
 
 def subprocess_env(extra: dict | None = None) -> dict:
@@ -33,6 +34,11 @@ def subprocess_env(extra: dict | None = None) -> dict:
         LEDGER_SHARDS=str(settings.LEDGER_SHARDS),
         LEDGER_SWEEP_INTERVAL="1",
         LEDGER_SWEEP_AFTER="2",
+        # Webhooks on a short clock: retries seconds apart, a lost claim due again in seconds.
+        NOTIFICATIONS_SWEEP_INTERVAL="1",
+        WEBHOOK_RETRY_SCHEDULE=WEBHOOK_TEST_SCHEDULE,
+        WEBHOOK_LEASE="6",
+        WEBHOOK_TIMEOUT="2",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra or {})
