@@ -178,6 +178,15 @@ def webhook_worker_argv(*, name: str = "webhooks", python: str = sys.executable)
     ]
 
 
+def stream_argv(*, host: str, port: int, python: str = sys.executable) -> list[str]:
+    """The event stream's ASGI process (notifications/stream.py): idle streams cost a coroutine
+    each, not a gunicorn thread. The front proxy routes /api/v1/events/stream/ to it."""
+    return [
+        python, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
+        "--lifespan", "off", "--no-access-log", "--timeout-graceful-shutdown", "5",
+    ]
+
+
 def beat_argv(*, schedule: str, python: str = sys.executable) -> list[str]:
     return [python, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "INFO", "--schedule", schedule]
 
@@ -200,6 +209,8 @@ def stack_processes(
             )
         )
     specs.append(ProcessSpec("webhooks", webhook_worker_argv(python=python)))
+    stream_port = int(os.environ.get("STREAM_PORT", "8001"))
+    specs.append(ProcessSpec("stream", stream_argv(host=host, port=stream_port, python=python)))
     schedule_dir = os.environ.get("BEAT_SCHEDULE_DIR", "/tmp")
     specs.append(
         ProcessSpec("beat", beat_argv(schedule=os.path.join(schedule_dir, f"ledger-beat-{port}"), python=python))

@@ -180,6 +180,8 @@ NOTIFICATIONS_EVENTS = env_bool("NOTIFICATIONS_EVENTS", True)
 NOTIFICATIONS_EVENTS_RECORDED = "notifications.tasks.fan_out_on_commit"
 NOTIFICATIONS_EVENT_RETENTION_DAYS = env_int("NOTIFICATIONS_EVENT_RETENTION_DAYS", 30)
 NOTIFICATIONS_SWEEP_INTERVAL = env_float("NOTIFICATIONS_SWEEP_INTERVAL", 10.0)
+# How often an open event stream looks for the seller's new events.
+NOTIFICATIONS_STREAM_POLL = env_float("NOTIFICATIONS_STREAM_POLL", 0.5)
 # Seconds before each attempt: the first at once, then Svix's schedule (each delay +-10 % jitter).
 WEBHOOK_RETRY_SCHEDULE = [
     float(s) for s in env("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000").split(",")

@@ -1,9 +1,11 @@
 from django.urls import path
 
+from notifications import stream
 from notifications.api import views
 
 urlpatterns = [
     path("events/", views.EventListApi.as_view(), name="event-list"),
+    path("events/stream/", stream.event_stream, name="event-stream"),
     path("events/<id:pk>/", views.EventDetailApi.as_view(), name="event-detail"),
     path("webhook-endpoints/", views.EndpointListCreateApi.as_view(), name="webhook-endpoint-list"),
     path("webhook-endpoints/<id:pk>/", views.EndpointDetailApi.as_view(), name="webhook-endpoint-detail"),
