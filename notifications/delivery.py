@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from notifications.models import Event, WebhookDelivery, WebhookEndpoint
 from notifications.outbox import event_record
+from notifications.payload import COLUMNS, event_text
 from notifications.signing import signed_headers
 from notifications.urlsafety import url_problem
 
@@ -61,8 +62,10 @@ WHERE d.id IN (
     WHERE endpoint_id = %s AND status = 'pending' AND next_attempt_at <= now()
     ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED
 ) AND event.id = d.event_id
-RETURNING d.id, d.attempts, event.id, event.seller_id, event.seq, event.type, event.created_at, event.data::text
+RETURNING d.id, d.attempts, {event_columns}
 """
+
+_CLAIM = _CLAIM.format(event_columns=", ".join(f"event.{column}" for column in COLUMNS))
 
 _RECORD = """
 UPDATE notifications_webhookdelivery AS d
@@ -112,7 +115,7 @@ def retry_delay(*, attempts: int, retry_after: float | None) -> float | None:
     return delay
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def retry_after_seconds(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -141,12 +144,8 @@ def _claim(endpoint_id: int) -> list[Claimed]:
         cursor.execute(_CLAIM, [settings.WEBHOOK_LEASE, endpoint_id, CLAIM_LIMIT])
         rows = cursor.fetchall()
     claimed = []
-    for delivery_id, attempts, event_id, seller_id, seq, type_, created_at, data in rows:
-        body = (
-            f'{{"id":{event_id},"type":"{type_}","timestamp":"{created_at.isoformat()}",'
-            f'"seller":{seller_id},"seq":{seq},"data":{data}}}'
-        )
-        claimed.append(Claimed(delivery_id, attempts, body, f"evt_{event_id}"))
+    for delivery_id, attempts, *event in rows:
+        claimed.append(Claimed(delivery_id, attempts, event_text(*event), f"evt_{event[0]}"))
     return claimed
 
 
@@ -166,7 +165,7 @@ def _attempt(endpoint: WebhookEndpoint, secrets_: list[str], item: Claimed, refu
                 allow_redirects=False,
             )
             status_code = response.status_code
-            retry_after = _retry_after(response)
+            retry_after = retry_after_seconds(response)
             response.close()
         except requests.RequestException as exc:
             error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
@@ -206,7 +205,7 @@ def endpoint_deliver(*, endpoint_id: int, time_budget: float) -> float | None:
                                         None, None, ""))
                 continue
             outcomes.append(_attempt(endpoint, secrets_, item, refusal))
-        _record(endpoint, outcomes)
+        outcomes_record(endpoint, outcomes)
     nxt = (
         WebhookDelivery.objects.filter(endpoint_id=endpoint_id, status=WebhookDelivery.Status.PENDING)
         .order_by("next_attempt_at")
@@ -216,7 +215,9 @@ def endpoint_deliver(*, endpoint_id: int, time_budget: float) -> float | None:
     return None if nxt is None else max(0.0, (nxt - timezone.now()).total_seconds())
 
 
-def _record(endpoint: WebhookEndpoint, outcomes: list[Outcome]) -> None:
+def outcomes_record(endpoint: WebhookEndpoint, outcomes: list[Outcome]) -> None:
+    """Record a claim's outcomes in one statement, then the endpoint's health: 410 or failing
+    for WEBHOOK_DISABLE_AFTER disables it; any success clears `failing_since`."""
     tried = [o for o in outcomes if not o.undo]
     columns = [list(column) for column in zip(
         *[(o.delivery_id, o.status, o.next_attempt_at, o.undo, o.status_code, o.duration_ms, o.error)

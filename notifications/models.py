@@ -50,8 +50,15 @@ class Event(models.Model):
     seq = models.BigIntegerField()
     type = models.CharField(max_length=40, choices=Type.choices)
     created_at = models.DateTimeField()
-    # Thin: ids, amounts, status, balance after. Clients fetch the object for anything more.
-    data = models.JSONField(default=dict)
+    # Thin: ids, amounts, status, balance after; clients fetch the object for anything more. The
+    # settle's events (one per charge) fill the typed columns, the cheapest row to write; other
+    # events put their fields in `data`. `notifications.payload` shows both as one `data`.
+    charge_id = models.BigIntegerField(null=True, blank=True)
+    deposit_id = models.BigIntegerField(null=True, blank=True)
+    amount = models.BigIntegerField(null=True, blank=True)
+    balance_after = models.BigIntegerField(null=True, blank=True)
+    failure_code = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001 (NULL: none, as on Charge)
+    data = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -21,41 +21,33 @@ from django.utils.module_loading import import_string
 from ledger.prepared import PreparedStatement, array_literal
 from notifications.models import Event
 
-# $1 time; $2-$8 one row per applied intent, in the settle's order: seller, type, charge, deposit,
-# amount, balance after, failure code; $9-$11 one row per changed seller: seller, balance before
-# and after the batch (for `balance.low`, written when the batch crosses the seller's threshold).
+# The settle's sellers' feed rows, created if missing, locked (held to commit) and read.
+_LOCK_FEEDS = PreparedStatement(
+    "notifications_lock_feeds",
+    """INSERT INTO notifications_sellerfeed AS f (seller_id, last_seq)
+    SELECT seller_id, 0 FROM unnest($1::bigint[]) AS seller_id ORDER BY seller_id
+    ON CONFLICT (seller_id) DO UPDATE SET last_seq = f.last_seq
+    RETURNING f.seller_id, f.last_seq, f.low_balance_threshold""",
+    ["bigint[]"],
+)
+# $1 time; $2-$9 one row per event (seller, seq, type, charge, deposit, amount, balance after,
+# failure code); $10-$11 each seller's new last seq. Plain columns, no JSON: the cheapest rows.
 _INSERT_SETTLED_EVENTS = PreparedStatement(
     "notifications_insert_settled_events",
-    """WITH candidate AS (
-        SELECT u.ord, u.seller_id, u.type, jsonb_strip_nulls(jsonb_build_object(
-            'charge_id', u.charge_id, 'deposit_id', u.deposit_id, 'amount', u.amount,
-            'status', CASE u.type WHEN 'deposit.approved' THEN 'approved'
-                                  WHEN 'charge.succeeded' THEN 'succeeded' ELSE 'failed' END,
-            'balance_after', u.balance_after, 'failure_code', u.failure_code)) AS data
-        FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])
-            WITH ORDINALITY AS u(seller_id, type, charge_id, deposit_id, amount, balance_after, failure_code, ord)
-        UNION ALL
-        SELECT 9223372036854775807, b.seller_id, 'balance.low',
-            jsonb_build_object('balance', b.balance_after, 'threshold', f.low_balance_threshold)
-        FROM unnest($9::bigint[], $10::bigint[], $11::bigint[]) AS b(seller_id, balance_before, balance_after)
-        JOIN notifications_sellerfeed f ON f.seller_id = b.seller_id
-        WHERE b.balance_after < f.low_balance_threshold AND b.balance_before >= f.low_balance_threshold
-    ), counted AS (
-        SELECT seller_id, count(*) AS n FROM candidate GROUP BY seller_id ORDER BY seller_id
-    ), bumped AS (
-        INSERT INTO notifications_sellerfeed AS f (seller_id, last_seq)
-        SELECT seller_id, n FROM counted
-        ON CONFLICT (seller_id) DO UPDATE SET last_seq = f.last_seq + EXCLUDED.last_seq
-        RETURNING f.seller_id, f.last_seq
+    """WITH inserted AS (
+        INSERT INTO notifications_event
+            (seller_id, seq, type, created_at, charge_id, deposit_id, amount, balance_after, failure_code)
+        SELECT e.seller_id, e.seq, e.type, $1, e.charge_id, e.deposit_id, e.amount, e.balance_after, e.failure_code
+        FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
+                    $9::text[]) AS e(seller_id, seq, type, charge_id, deposit_id, amount, balance_after, failure_code)
     )
-    INSERT INTO notifications_event (seller_id, seq, type, created_at, data)
-    SELECT c.seller_id, b.last_seq - k.n + row_number() OVER (PARTITION BY c.seller_id ORDER BY c.ord),
-           c.type, $1, c.data
-    FROM candidate c JOIN bumped b USING (seller_id) JOIN counted k USING (seller_id)
-    ORDER BY c.seller_id, c.ord""",
-    ["timestamptz", "bigint[]", "text[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]", "text[]",
-     "bigint[]", "bigint[]", "bigint[]"],
+    UPDATE notifications_sellerfeed AS f SET last_seq = u.last_seq
+    FROM unnest($10::bigint[], $11::bigint[]) AS u(seller_id, last_seq) WHERE f.seller_id = u.seller_id""",
+    ["timestamptz", "bigint[]", "bigint[]", "text[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]", "text[]",
+     "bigint[]", "bigint[]"],
 )
+_INSERT_BALANCE_LOW = """INSERT INTO notifications_event (seller_id, seq, type, created_at, data)
+    VALUES (%s, %s, 'balance.low', %s, %s)"""
 
 _INSERT_EVENT = PreparedStatement(
     "notifications_insert_event",
@@ -75,15 +67,34 @@ def events_enabled() -> bool:
 
 
 def settled_events_insert(cursor, *, now, intents: list[tuple], balances: list[tuple]) -> None:
-    """The settle's events, one statement per batch. `intents`: (seller, type, charge id, deposit id,
-    amount, balance after, failure code) in the order applied; `balances`: (seller, balance
-    before, balance after) of each seller the batch changed."""
+    """The settle's events: two statements per batch, whatever its size. `intents`: (seller, type,
+    charge id, deposit id, amount, balance after, failure code) in the order applied; `balances`:
+    (seller, balance before, balance after) of each seller the batch changed. `balance.low` is
+    written when the batch takes a balance from at least the seller's threshold to below it."""
     if not intents or not events_enabled():
         return
+    _LOCK_FEEDS.execute(cursor, [array_literal(sorted({row[0] for row in intents}))])
+    last_seq, threshold = {}, {}
+    for seller_id, seq, low in cursor.fetchall():
+        last_seq[seller_id], threshold[seller_id] = seq, low
+    seqs = []
+    for row in intents:
+        last_seq[row[0]] += 1
+        seqs.append(last_seq[row[0]])
+    lows = []
+    for seller_id, before, after in balances:
+        low = threshold.get(seller_id)
+        if low is not None and after < low <= before:
+            last_seq[seller_id] += 1
+            lows.append((seller_id, last_seq[seller_id], now, json.dumps({"balance": after, "threshold": low})))
     columns = [array_literal(column) for column in zip(*intents, strict=True)]
-    balance_columns = [array_literal(column) for column in zip(*balances, strict=True)] or ["{}", "{}", "{}"]
-    _INSERT_SETTLED_EVENTS.execute(cursor, [now, *columns, *balance_columns])
-    _after_commit({row[0] for row in intents})
+    _INSERT_SETTLED_EVENTS.execute(
+        cursor,
+        [now, columns[0], array_literal(seqs), *columns[1:], array_literal(last_seq), array_literal(last_seq.values())],
+    )
+    for low in lows:
+        cursor.execute(_INSERT_BALANCE_LOW, low)
+    _after_commit(set(last_seq))
 
 
 def event_record(*, seller_id: int, type: str, data: dict) -> int:

@@ -10,7 +10,6 @@ Each event is one message whose `id:` is the seller's event `seq`; a client reco
 run through DRF's authenticators."""
 
 import asyncio
-import json
 import time
 
 from asgiref.sync import sync_to_async
@@ -24,6 +23,7 @@ from rest_framework.settings import api_settings
 
 from core.roles import seller_of
 from notifications.models import Event, SellerFeed
+from notifications.payload import COLUMNS, event_text
 
 PAGE = 500
 KEEPALIVE_SECONDS = 15.0
@@ -60,7 +60,7 @@ def _events_after(seller_id: int, after: int) -> list[tuple]:
         return list(
             Event.objects.filter(seller_id=seller_id, seq__gt=after)
             .order_by("seq")
-            .values_list("seq", "id", "type", "created_at", "data")[:PAGE]
+            .values_list(*COLUMNS)[:PAGE]
         )
     except DatabaseError:
         connection.close()  # this pool thread's connection; the next poll opens a new one
@@ -83,11 +83,9 @@ async def _frames(seller_id: int, after: int):
     quiet_since = time.monotonic()
     while True:
         rows = await fetch(seller_id, after)
-        for seq, pk, type_, created_at, data in rows:
-            body = {"id": pk, "type": type_, "created_at": created_at.isoformat(), "seller": seller_id, "seq": seq,
-                    "data": data}
-            yield f"id: {seq}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
-            after = seq
+        for row in rows:
+            after = row[4]  # seq
+            yield f"id: {after}\ndata: {event_text(*row)}\n\n"
         if rows:
             quiet_since = time.monotonic()
             if len(rows) == PAGE:

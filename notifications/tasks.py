@@ -15,7 +15,7 @@ from notifications.models import Event, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
-WEBHOOK_QUEUE = "ledger.webhooks"
+WEBHOOK_QUEUE = "ledger.webhooks"  # also workers.routing.WEBHOOK_QUEUE, for tasks sent by name
 # One task's share of an endpoint's backlog; then it hands over to a fresh task.
 DELIVER_TIME_BUDGET = 20.0
 # Retries due sooner than this are scheduled as a countdown; later ones wait for the sweep.

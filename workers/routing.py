@@ -8,6 +8,7 @@ from django.conf import settings
 
 SHARD_QUEUE_PREFIX = "ledger.shard."
 DEFAULT_QUEUE = "ledger.default"
+WEBHOOK_QUEUE = "ledger.webhooks"
 
 
 def shard_for(seller_id: int) -> int:
@@ -34,4 +35,6 @@ def route_task(name, args, kwargs, options, task=None, **kw):
         if value is None and args:
             value = args[0]
         return {"queue": queue_for(value) if key == "seller_id" else shard_queue(value)}
+    if name.startswith("notifications."):
+        return {"queue": WEBHOOK_QUEUE}  # deliveries never run on (or wait behind) a shard worker
     return {"queue": DEFAULT_QUEUE}

@@ -1,15 +1,22 @@
 from rest_framework import serializers
 
 from notifications.models import Event, SellerFeed, WebhookDelivery, WebhookEndpoint
+from notifications.payload import event_data
 
 # Types a seller may subscribe to (`webhook.test` goes only to the endpoint tested).
 SUBSCRIBABLE_TYPES = [t for t in Event.Type.values if t != Event.Type.TEST]
 
 
 class EventOutput(serializers.ModelSerializer):
+    data = serializers.SerializerMethodField()
+
     class Meta:
         model = Event
         fields = ["id", "type", "created_at", "seller", "seq", "data"]
+
+    def get_data(self, event) -> dict:
+        return event_data(event.type, event.charge_id, event.deposit_id, event.amount, event.balance_after,
+                          event.failure_code, event.data)
 
 
 class EndpointOutput(serializers.ModelSerializer):

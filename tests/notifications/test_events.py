@@ -8,6 +8,7 @@ from django.test import override_settings
 from ledger.models import Charge
 from ledger.posting import settle_batch
 from ledger.services.deposits import deposit_reject, deposit_request
+from notifications.api.serializers import EventOutput
 from notifications.models import Event, SellerFeed
 from notifications.services import feed_settings_update
 from tests.factories import client_for, make_admin, make_seller, make_staff, request_and_approve
@@ -21,7 +22,9 @@ def _charge(seller, amount):
 
 
 def _events(seller):
-    return list(Event.objects.filter(seller=seller).order_by("seq").values_list("seq", "type", "data"))
+    """(seq, type, data) as clients see them."""
+    rows = [EventOutput(event).data for event in Event.objects.filter(seller=seller).order_by("seq")]
+    return [(row["seq"], row["type"], row["data"]) for row in rows]
 
 
 def test_settle_writes_one_event_per_intent_in_sequence_with_the_batch():
