@@ -1,11 +1,11 @@
 """The only code that writes events, always inside the transaction of the change they describe.
 
-Sequence: each seller's events are numbered from `SellerFeed.last_seq`, bumped by the same
-statement that inserts the events. That row lock is the last lock any transaction here takes and
-is held to commit, so a seller's events commit in `seq` order and no lock-order cycle is possible
-(the settle holds the account, deposit and charge rows before it; everything else holds at most
-the row it changed). For the settle the counter costs nothing extra: it is a CTE of the one
-statement that writes the whole batch's events.
+Sequence: each seller's events are numbered from `SellerFeed.last_seq`. That row is locked by
+whoever writes the seller's events, as the last lock of its transaction, and held to commit, so a
+seller's events commit in `seq` order and no lock-order cycle is possible (the settle holds the
+account, deposit and charge rows before it; everything else holds at most the row it changed).
+The settle writes a batch's events in two statements whatever its size: lock and read its
+sellers' feed rows, then insert the events (plain columns, numbered here) and the new last seqs.
 
 After commit, `settings.NOTIFICATIONS_EVENTS_RECORDED` (by default the webhook fan-out's enqueue)
 is called with the sellers that got events; a lost call is made up by the periodic sweep."""
