@@ -11,9 +11,11 @@ import logging
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
+from functools import partial
 
 import requests
 from django.conf import settings
@@ -149,8 +151,14 @@ def _claim(endpoint_id: int) -> list[Claimed]:
     return claimed
 
 
-def _attempt(endpoint: WebhookEndpoint, secrets_: list[str], item: Claimed, refusal: str | None) -> Outcome:
+def _attempt(
+    endpoint: WebhookEndpoint, secrets_: list[str], item: Claimed, *, refusal: str | None, claimed_at: float
+) -> Outcome:
+    """One HTTP attempt (in a pool thread: no database here)."""
     started = time.monotonic()
+    if started - claimed_at + settings.WEBHOOK_TIMEOUT > settings.WEBHOOK_LEASE:
+        # Could outlive its claim: hand it back untried.
+        return Outcome(item.delivery_id, WebhookDelivery.Status.PENDING, timezone.now(), 1, None, None, "")
     status_code, retry_after, error = None, None, ""
     if refusal:
         error = refusal
@@ -185,6 +193,13 @@ def endpoint_deliver(*, endpoint_id: int, time_budget: float) -> float | None:
     """Send the endpoint's due deliveries until none is due or `time_budget` seconds have passed.
     Returns the seconds until its next pending delivery is due, or None when there is none."""
     started = time.monotonic()
+    # A few requests in flight per endpoint (deliveries are unordered anyway); their threads keep
+    # their keep-alive sessions for the whole task.
+    with ThreadPoolExecutor(max_workers=settings.WEBHOOK_ENDPOINT_CONCURRENCY) as pool:
+        return _deliver(endpoint_id, started, time_budget, pool)
+
+
+def _deliver(endpoint_id: int, started: float, time_budget: float, pool: ThreadPoolExecutor) -> float | None:
     while time.monotonic() - started < time_budget:
         endpoint = WebhookEndpoint.objects.filter(pk=endpoint_id, enabled=True).first()
         if endpoint is None:
@@ -197,15 +212,8 @@ def endpoint_deliver(*, endpoint_id: int, time_budget: float) -> float | None:
         if endpoint.previous_secret and endpoint.previous_secret_expires_at > timezone.now():
             secrets_.append(endpoint.previous_secret)
         refusal = url_problem(endpoint.url)
-        outcomes = []
-        for item in claimed:
-            if time.monotonic() - claimed_at + settings.WEBHOOK_TIMEOUT > settings.WEBHOOK_LEASE:
-                # Could outlive its claim: hand it back untried.
-                outcomes.append(Outcome(item.delivery_id, WebhookDelivery.Status.PENDING, timezone.now(), 1,
-                                        None, None, ""))
-                continue
-            outcomes.append(_attempt(endpoint, secrets_, item, refusal))
-        outcomes_record(endpoint, outcomes)
+        attempt = partial(_attempt, endpoint, secrets_, refusal=refusal, claimed_at=claimed_at)
+        outcomes_record(endpoint, list(pool.map(attempt, claimed)))
     nxt = (
         WebhookDelivery.objects.filter(endpoint_id=endpoint_id, status=WebhookDelivery.Status.PENDING)
         .order_by("next_attempt_at")

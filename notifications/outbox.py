@@ -11,7 +11,8 @@ After commit, `settings.NOTIFICATIONS_EVENTS_RECORDED` (by default the webhook f
 is called with the sellers that got events; a lost call is made up by the periodic sweep."""
 
 import json
-from functools import cache, partial
+import threading
+from functools import cache
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -123,5 +124,23 @@ def _events_recorded_hook():
     return import_string(settings.NOTIFICATIONS_EVENTS_RECORDED)
 
 
+# Sellers with events whose commit has not been announced yet, per thread (one connection each).
+_unannounced = threading.local()
+
+
 def _after_commit(seller_ids: set[int]) -> None:
-    transaction.on_commit(partial(_events_recorded_hook(), sorted(seller_ids)), robust=True)
+    """One announcement per commit, however many writes it held: the first callback announces
+    every seller gathered, the others find nothing. Sellers of a rolled-back transaction are
+    announced with the next commit: a fan-out with nothing new does nothing."""
+    pending = getattr(_unannounced, "sellers", None)
+    if pending is None:
+        pending = _unannounced.sellers = set()
+    pending.update(seller_ids)
+    transaction.on_commit(_announce, robust=True)
+
+
+def _announce() -> None:
+    sellers = getattr(_unannounced, "sellers", None)
+    if sellers:
+        _unannounced.sellers = set()
+        _events_recorded_hook()(sorted(sellers))

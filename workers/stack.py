@@ -179,12 +179,9 @@ def webhook_worker_argv(*, name: str = "webhooks", python: str = sys.executable)
 
 
 def stream_argv(*, host: str, port: int, python: str = sys.executable) -> list[str]:
-    """The event stream's ASGI process (notifications/stream.py): idle streams cost a coroutine
-    each, not a gunicorn thread. The front proxy routes /api/v1/events/stream/ to it."""
-    return [
-        python, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
-        "--lifespan", "off", "--no-access-log", "--timeout-graceful-shutdown", "5",
-    ]
+    """The event stream's ASGI process (notifications/stream.py, under uvicorn): idle streams cost
+    a coroutine each, not a gunicorn thread. The front proxy routes /api/v1/events/stream/ to it."""
+    return [python, str(ROOT / "manage.py"), "runstream", f"--host={host}", f"--port={port}"]
 
 
 def beat_argv(*, schedule: str, python: str = sys.executable) -> list[str]:

@@ -187,6 +187,8 @@ WEBHOOK_RETRY_SCHEDULE = [
     float(s) for s in env("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000").split(",")
 ]
 WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 15.0)
+# Requests in flight at once to one endpoint (by the one task that sends its deliveries).
+WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 8)
 # An attempt's claim on a delivery: past it, the delivery is due again (a worker died mid-send).
 WEBHOOK_LEASE = env_float("WEBHOOK_LEASE", 60.0)
 WEBHOOK_DISABLE_AFTER = env_float("WEBHOOK_DISABLE_AFTER", 5 * 24 * 3600.0)
