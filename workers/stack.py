@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +179,16 @@ def webhook_worker_argv(*, name: str = "webhooks", python: str = sys.executable)
     ]
 
 
+def _free_port_from(port: int) -> int:
+    """`port` if nothing listens there (a second stack on the machine may), else one the system picks."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def stream_argv(*, host: str, port: int, python: str = sys.executable) -> list[str]:
     """The event stream's ASGI process (notifications/stream.py, under uvicorn): idle streams cost
     a coroutine each, not a gunicorn thread. The front proxy routes /api/v1/events/stream/ to it."""
@@ -206,7 +217,7 @@ def stack_processes(
             )
         )
     specs.append(ProcessSpec("webhooks", webhook_worker_argv(python=python)))
-    stream_port = int(os.environ.get("STREAM_PORT", "8001"))
+    stream_port = int(os.environ.get("STREAM_PORT") or _free_port_from(port + 1))
     specs.append(ProcessSpec("stream", stream_argv(host=host, port=stream_port, python=python)))
     schedule_dir = os.environ.get("BEAT_SCHEDULE_DIR", "/tmp")
     specs.append(
