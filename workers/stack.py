@@ -221,9 +221,11 @@ def stack_processes(
     python: str = sys.executable,
     proxy_argv: list[str] | None = None,
     web_port: int | None = None,
+    stream_port: int | None = None,
 ) -> list[ProcessSpec]:
-    """With `proxy_argv` (nginx, workers/front_proxy.py) the proxy serves `host:port` and
-    gunicorn listens on 127.0.0.1:`web_port` behind it; without, gunicorn serves `host:port`."""
+    """With `proxy_argv` (nginx, workers/front_proxy.py) the proxy serves `host:port`, gunicorn
+    listens on 127.0.0.1:`web_port` and the event stream on 127.0.0.1:`stream_port` behind it;
+    without, gunicorn serves `host:port` and the stream `STREAM_PORT` (or the next free port)."""
     web_workers = default_web_workers()
     if proxy_argv:
         web = web_argv(host="127.0.0.1", port=web_port, workers=web_workers, python=python)
@@ -239,8 +241,11 @@ def stack_processes(
         )
     specs.append(ProcessSpec("imports", import_worker_argv(python=python)))
     specs.append(ProcessSpec("webhooks", webhook_worker_argv(python=python)))
-    stream_port = int(os.environ.get("STREAM_PORT") or _free_port_from(port + 1))
-    specs.append(ProcessSpec("stream", stream_argv(host=host, port=stream_port, python=python)))
+    if proxy_argv:
+        specs.append(ProcessSpec("stream", stream_argv(host="127.0.0.1", port=stream_port, python=python)))
+    else:
+        stream_port = int(os.environ.get("STREAM_PORT") or _free_port_from(port + 1))
+        specs.append(ProcessSpec("stream", stream_argv(host=host, port=stream_port, python=python)))
     schedule_dir = os.environ.get("BEAT_SCHEDULE_DIR", "/tmp")
     specs.append(
         ProcessSpec("beat", beat_argv(schedule=os.path.join(schedule_dir, f"ledger-beat-{port}"), python=python))
