@@ -97,7 +97,7 @@ def reset_ledger() -> None:
     with connection.cursor() as cur:
         cur.execute(
             "TRUNCATE ledger_entry, ledger_charge, ledger_chargebatch, ledger_deposit, ledger_account, core_seller, "
-            "auth_user, django_celery_results_taskresult RESTART IDENTITY CASCADE"
+            "auth_user, django_celery_results_taskresult, notifications_event RESTART IDENTITY CASCADE"
         )
 
 

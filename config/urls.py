@@ -16,6 +16,7 @@ api_v1 = [
     path("ready/", ReadyApi.as_view(), name="ready"),
     path("", include("ledger.api.urls")),  # before the rest: it holds the charge POST, the hot path
     path("", include("core.api.urls")),
+    path("", include("notifications.api.urls")),
     path("ops/", include("workers.urls")),
 ]
 

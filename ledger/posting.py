@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from ledger.locks import accounts_lock
 from ledger.prepared import PreparedStatement, array_literal
+from notifications.outbox import events_batch_completed, settled_events_insert
 
 INSUFFICIENT_FUNDS = "insufficient_funds"
 
@@ -116,7 +117,8 @@ _COUNT_BATCH_OUTCOMES = PreparedStatement(
         completed_at = CASE WHEN b.succeeded + b.failed + u.succeeded + u.failed = b.valid_rows
                             THEN $1 END
     FROM unnest($2, $3, $4, $5) AS u(id, succeeded, failed, amount)
-    WHERE b.id = u.id AND b.status = 'queued'""",
+    WHERE b.id = u.id AND b.status = 'queued'
+    RETURNING b.id, b.seller_id, b.status, b.succeeded, b.failed""",
     ["timestamptz", "bigint[]", "bigint[]", "bigint[]", "bigint[]"],
 )
 _UPDATE_ACCOUNTS = PreparedStatement(
@@ -192,12 +194,25 @@ def _settle(seller_ids: list[int], *, limit: int, after_charge_id: int) -> dict[
             _FAIL_CHARGES.execute(cursor, [now, INSUFFICIENT_FUNDS, *_columns(failed)])
             _expect(cursor.rowcount, len(failed), "failed charges")
         batches = [(b, *outcome) for walk in walks.values() for b, outcome in walk.batch_outcomes.items()]
+        completed_batches = []
         if batches:
             _COUNT_BATCH_OUTCOMES.execute(cursor, [now, *_columns(batches)])
             _expect(cursor.rowcount, len(batches), "charge batches")
+            completed_batches = [row for row in cursor.fetchall() if row[2] == "completed"]
         if changed:
             _UPDATE_ACCOUNTS.execute(cursor, [now, *_columns([(w.seller_id, w.balance, w.seq) for w in changed])])
             _expect(cursor.rowcount, len(changed), "accounts")
+        # The batch's events (charge.succeeded/failed, deposit.approved, balance.low) commit with it.
+        settled_events_insert(
+            cursor,
+            now=now,
+            intents=[event for walk in walks.values() for event in walk.events],
+            balances=[(w.seller_id, w.balance_before, w.balance) for w in changed],
+        )
+        for batch_id, seller_id, batch_status, batch_succeeded, batch_failed in completed_batches:
+            events_batch_completed(
+                seller_id=seller_id, batch_id=batch_id, status=batch_status, succeeded=batch_succeeded, failed=batch_failed
+            )
 
     outcomes = {}
     for sid in ids:
@@ -237,18 +252,22 @@ class _Walk:
 
     def __init__(self, account):
         self.seller_id, self.balance, self.seq = account.seller_id, account.balance, account.last_seq
+        self.balance_before = account.balance
         self.entries: list[tuple] = []  # (seller, seq, kind, amount, balance_after, charge, deposit)
         self.approved: list[tuple[int, int]] = []  # (deposit id, balance after)
         self.succeeded: list[tuple[int, int]] = []  # (charge id, balance after)
         self.failed_ids: list[int] = []
         self.taken_charge_ids: list[int] = []
         self.batch_outcomes: dict[int, list[int]] = {}  # batch id -> [succeeded, failed, amount]
+        # (seller, event type, charge, deposit, amount, balance after, failure code), in order.
+        self.events: list[tuple] = []
 
     def deposit(self, deposit_id: int, amount: int) -> None:
         self.balance += amount
         self.seq += 1
         self.entries.append((self.seller_id, self.seq, "deposit", amount, self.balance, None, deposit_id))
         self.approved.append((deposit_id, self.balance))
+        self.events.append((self.seller_id, "deposit.approved", None, deposit_id, amount, self.balance, None))
 
     def charge(self, charge_id: int, amount: int, batch_id: int | None = None) -> None:
         self.taken_charge_ids.append(charge_id)
@@ -257,6 +276,7 @@ class _Walk:
             self.failed_ids.append(charge_id)  # insufficient_funds; the next charge is still tried
             if outcome is not None:
                 outcome[1] += 1
+            self.events.append((self.seller_id, "charge.failed", charge_id, None, amount, None, INSUFFICIENT_FUNDS))
             return
         if outcome is not None:
             outcome[0] += 1
@@ -265,6 +285,7 @@ class _Walk:
         self.seq += 1
         self.entries.append((self.seller_id, self.seq, "charge", -amount, self.balance, charge_id, None))
         self.succeeded.append((charge_id, self.balance))
+        self.events.append((self.seller_id, "charge.succeeded", charge_id, None, amount, self.balance, None))
 
 
 class PostingConflictError(RuntimeError):

@@ -14,7 +14,9 @@ from django.db import close_old_connections
 
 from bench.processes import Process
 from ledger.models import Charge, Deposit
-from workers.stack import import_worker_argv, shard_assignment, worker_argv
+from workers.stack import import_worker_argv, shard_assignment, webhook_worker_argv, worker_argv
+
+WEBHOOK_TEST_SCHEDULE = "0,1,1,2,2,2,2,2,2,2,2,2,2,2,2"
 
 
 def subprocess_env(extra: dict | None = None) -> dict:
@@ -31,6 +33,11 @@ def subprocess_env(extra: dict | None = None) -> dict:
         LEDGER_SWEEP_INTERVAL="1",
         LEDGER_SWEEP_AFTER="2",
         LEDGER_IMPORT_RESUME_AFTER="3",
+        # Webhooks on a short clock: retries seconds apart, a lost claim due again in seconds.
+        NOTIFICATIONS_SWEEP_INTERVAL="1",
+        WEBHOOK_RETRY_SCHEDULE=WEBHOOK_TEST_SCHEDULE,
+        WEBHOOK_LEASE="6",
+        WEBHOOK_TIMEOUT="2",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra or {})
@@ -47,6 +54,8 @@ class WorkerStack:
             argv = worker_argv(shards, name=f"test-shards{index}", with_default_queue=index == 0)
             self.workers.append(Process(f"shards{index}", argv, self.env, log_dir))
         self.imports = Process("imports", import_worker_argv(name="test-imports"), self.env, log_dir)
+        # The webhook worker (queue ledger.webhooks), as `make up` runs it.
+        self.webhooks = Process("webhooks", webhook_worker_argv(name="test-webhooks"), self.env, log_dir)
         self.beat = None
         if beat:
             argv = [sys.executable, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "INFO",
@@ -54,7 +63,7 @@ class WorkerStack:
             self.beat = Process("beat", argv, self.env, log_dir)
 
     def start(self) -> WorkerStack:
-        for worker in [*self.workers, self.imports]:
+        for worker in [*self.workers, self.imports, self.webhooks]:
             worker.start(ready_marker=" ready.")
         if self.beat:
             self.beat.start(ready_marker="beat: Starting")
@@ -65,12 +74,12 @@ class WorkerStack:
         return self.workers[shard % len(self.workers)]
 
     def ensure_running(self) -> None:
-        for process in [*self.workers, self.imports, self.beat]:
+        for process in [*self.workers, self.imports, self.webhooks, self.beat]:
             if process is not None and not process.alive:
                 process.start(ready_marker="beat: Starting" if process is self.beat else " ready.")
 
     def stop(self) -> None:
-        for process in [*self.workers, self.imports, self.beat]:
+        for process in [*self.workers, self.imports, self.webhooks, self.beat]:
             if process is not None:
                 process.stop()
 

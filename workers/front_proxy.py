@@ -66,7 +66,13 @@ class FrontProxy:
 
 
 def front_proxy(
-    *, nginx: str, listen: str, upstream: str, run_dir: Path, batch_max_bytes: int | None = None
+    *,
+    nginx: str,
+    listen: str,
+    upstream: str,
+    stream_upstream: str,
+    run_dir: Path,
+    batch_max_bytes: int | None = None,
 ) -> FrontProxy:
     """Write nginx's configuration into `run_dir` (which must exist) and return its command.
     `batch_max_bytes`: the web's LEDGER_BATCH_MAX_BYTES (default: this process's setting)."""
@@ -74,8 +80,9 @@ def front_proxy(
     values = {
         "LEDGER_LISTEN": listen,
         "LEDGER_UPSTREAM": upstream,
+        "LEDGER_STREAM_UPSTREAM": stream_upstream,
         "LEDGER_CLIENT_MAX_BODY_SIZE": str(batch_max_bytes + MULTIPART_ALLOWANCE),
-        "LEDGER_PROXY_READ_TIMEOUT": os.environ.get("WEB_TIMEOUT", "300"),
+        "LEDGER_PROXY_READ_TIMEOUT": os.environ.get("WEB_TIMEOUT", "30"),
     }
     # nginx's workers drop root's privileges (to nobody) and must reach their temporary paths.
     run_dir.chmod(0o755)

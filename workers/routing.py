@@ -13,6 +13,7 @@ IMPORTS_QUEUE = "ledger.imports"
 # Consumed by every shard worker process, so sweeping survives the loss of any one of them.
 SWEEP_QUEUE = "ledger.sweep"
 SWEEP_TASK = "ledger.sweep_stale_sellers"
+WEBHOOK_QUEUE = "ledger.webhooks"
 
 
 def shard_for(seller_id: int) -> int:
@@ -43,4 +44,6 @@ def route_task(name, args, kwargs, options, task=None, **kw):
         return {"queue": IMPORTS_QUEUE}
     if name == SWEEP_TASK:
         return {"queue": SWEEP_QUEUE}
+    if name.startswith("notifications."):
+        return {"queue": WEBHOOK_QUEUE}  # deliveries never run on (or wait behind) a shard worker
     return {"queue": DEFAULT_QUEUE}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,50 @@ def web_argv(*, host: str, port: int, workers: int, python: str = sys.executable
     ]
 
 
+def webhook_worker_argv(*, name: str = "webhooks", python: str = sys.executable) -> list[str]:
+    """The webhook worker: its own queue, threads (deliveries wait on the network, not the CPU),
+    so one slow endpoint holds one thread and delays no other endpoint and no settlement."""
+    return [
+        python,
+        "-m",
+        "celery",
+        "-A",
+        "celery_app",
+        "worker",
+        "-Q",
+        "ledger.webhooks",
+        "--pool",
+        "threads",
+        "--concurrency",
+        os.environ.get("WEBHOOK_WORKER_THREADS", "16"),
+        "--prefetch-multiplier",
+        "1",
+        "-n",
+        f"{name}@%h",
+        "-E",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
+
+
+def _free_port_from(port: int) -> int:
+    """`port` if nothing listens there (a second stack on the machine may), else one the system picks."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stream_argv(*, host: str, port: int, python: str = sys.executable) -> list[str]:
+    """The event stream's ASGI process (notifications/stream.py, under uvicorn): idle streams cost
+    a coroutine each, not a gunicorn thread. The front proxy routes /api/v1/events/stream/ to it."""
+    return [python, str(ROOT / "manage.py"), "runstream", f"--host={host}", f"--port={port}"]
+
+
 def beat_argv(*, schedule: str, python: str = sys.executable) -> list[str]:
     return [python, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "INFO", "--schedule", schedule]
 
@@ -176,9 +221,11 @@ def stack_processes(
     python: str = sys.executable,
     proxy_argv: list[str] | None = None,
     web_port: int | None = None,
+    stream_port: int | None = None,
 ) -> list[ProcessSpec]:
-    """With `proxy_argv` (nginx, workers/front_proxy.py) the proxy serves `host:port` and
-    gunicorn listens on 127.0.0.1:`web_port` behind it; without, gunicorn serves `host:port`."""
+    """With `proxy_argv` (nginx, workers/front_proxy.py) the proxy serves `host:port`, gunicorn
+    listens on 127.0.0.1:`web_port` and the event stream on 127.0.0.1:`stream_port` behind it;
+    without, gunicorn serves `host:port` and the stream `STREAM_PORT` (or the next free port)."""
     web_workers = default_web_workers()
     if proxy_argv:
         web = web_argv(host="127.0.0.1", port=web_port, workers=web_workers, python=python)
@@ -193,6 +240,12 @@ def stack_processes(
             )
         )
     specs.append(ProcessSpec("imports", import_worker_argv(python=python)))
+    specs.append(ProcessSpec("webhooks", webhook_worker_argv(python=python)))
+    if proxy_argv:
+        specs.append(ProcessSpec("stream", stream_argv(host="127.0.0.1", port=stream_port, python=python)))
+    else:
+        stream_port = int(os.environ.get("STREAM_PORT") or _free_port_from(port + 1))
+        specs.append(ProcessSpec("stream", stream_argv(host=host, port=stream_port, python=python)))
     schedule_dir = os.environ.get("BEAT_SCHEDULE_DIR", "/tmp")
     specs.append(
         ProcessSpec("beat", beat_argv(schedule=os.path.join(schedule_dir, f"ledger-beat-{port}"), python=python))

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "core",
     "ledger",
+    "notifications",
     "workers",
 ]
 
@@ -206,6 +207,28 @@ LEDGER_WAKE_UP = "workers.dispatch.wake_seller_on_commit"
 LEDGER_IMPORT_START = "workers.tasks.import_batch_on_commit"
 # An import that showed no progress for this long (its worker was killed) is started again.
 LEDGER_IMPORT_RESUME_AFTER = env_float("LEDGER_IMPORT_RESUME_AFTER", 60.0)
+
+# Seller notifications (docs/notifications.md).
+NOTIFICATIONS_EVENTS = env_bool("NOTIFICATIONS_EVENTS", True)
+NOTIFICATIONS_EVENTS_RECORDED = "notifications.tasks.fan_out_on_commit"
+NOTIFICATIONS_EVENT_RETENTION_DAYS = env_int("NOTIFICATIONS_EVENT_RETENTION_DAYS", 30)
+NOTIFICATIONS_SWEEP_INTERVAL = env_float("NOTIFICATIONS_SWEEP_INTERVAL", 10.0)
+# How often an open event stream looks for the seller's new events.
+NOTIFICATIONS_STREAM_POLL = env_float("NOTIFICATIONS_STREAM_POLL", 0.5)
+# Seconds before each attempt: the first at once, then Svix's schedule (each delay +-10 % jitter).
+WEBHOOK_RETRY_SCHEDULE = [
+    float(s) for s in env("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000").split(",")
+]
+WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 15.0)
+# Requests in flight at once to one endpoint (by the one task that sends its deliveries).
+WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 8)
+# An attempt's claim on a delivery: past it, the delivery is due again (a worker died mid-send).
+WEBHOOK_LEASE = env_float("WEBHOOK_LEASE", 60.0)
+WEBHOOK_DISABLE_AFTER = env_float("WEBHOOK_DISABLE_AFTER", 5 * 24 * 3600.0)
+WEBHOOK_SECRET_OVERLAP = env_float("WEBHOOK_SECRET_OVERLAP", 24 * 3600.0)
+# Endpoint URLs resolving to loopback, private or link-local addresses: refused unless allowed
+# (local.py allows them, so a developer can point an endpoint at a receiver on their machine).
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
 PHONE_DEFAULT_REGION = env("PHONE_DEFAULT_REGION", "IR")
 # Charge list imports: uploads above this many bytes are refused with 413 (100 MiB is about
 # three million rows). Uploads above FILE_UPLOAD_MAX_MEMORY_SIZE are spooled to a temporary file
@@ -260,6 +283,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "ledger.resume_stalled_imports",
         "schedule": LEDGER_SWEEP_INTERVAL,
         "options": {"expires": LEDGER_SWEEP_INTERVAL},
+    },
+    "notifications.sweep": {
+        "task": "notifications.sweep",
+        "schedule": NOTIFICATIONS_SWEEP_INTERVAL,
+        "options": {"expires": NOTIFICATIONS_SWEEP_INTERVAL, "queue": "ledger.webhooks"},
+    },
+    "notifications.prune_events": {
+        "task": "notifications.prune_events",
+        "schedule": 3600.0,
+        "options": {"queue": "ledger.webhooks"},
     },
 }
 

@@ -27,3 +27,5 @@ from .base import *  # noqa: E402,F401,F403
 from .base import env_bool  # noqa: E402
 
 DEBUG = env_bool("DEBUG", False)
+# A developer's webhook receiver usually runs on their own machine (refused in production).
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", True)

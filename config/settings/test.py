@@ -15,3 +15,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # nothing else on the machine.
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL
+# The suite's webhook receivers listen on 127.0.0.1; the refusal is tested with this turned off.
+WEBHOOK_ALLOW_PRIVATE_URLS = True

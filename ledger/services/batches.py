@@ -43,6 +43,7 @@ from ledger.csv_import import NO_DATA_ROWS, ChargeListReader, FileRefusedError, 
 from ledger.errors import SellerInactiveError
 from ledger.models import Charge, ChargeBatch, ChargeBatchImport, ChargeBatchRejectedRow
 from ledger.services.idempotency import create_once
+from notifications.outbox import events_batch_completed
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +290,8 @@ def _finish(batch: ChargeBatch, columns: list[str], valid: int, invalid: int, er
             "status", "columns", "total_rows", "rows_read", "valid_rows", "invalid_rows", "errors", "completed_at"
         ]
     )
+    if batch.status == ChargeBatch.Status.REJECTED:
+        _announce_rejected(batch)
 
 
 def _reject(batch: ChargeBatch, errors: list[RowError], *, columns: list[str]) -> None:
@@ -300,6 +303,12 @@ def _reject(batch: ChargeBatch, errors: list[RowError], *, columns: list[str]) -
     batch.save(
         update_fields=["status", "columns", "total_rows", "valid_rows", "invalid_rows", "errors", "completed_at"]
     )
+    _announce_rejected(batch)
+
+
+def _announce_rejected(batch: ChargeBatch) -> None:
+    # `batch.completed` with its final status, in the transaction that rejects it.
+    events_batch_completed(seller_id=batch.seller_id, batch_id=batch.pk, status=batch.status, succeeded=0, failed=0)
 
 
 def batch_rejection_reason(batch: ChargeBatch) -> str:

@@ -80,7 +80,8 @@ def test_reject_action_moves_no_money(client, django_capture_on_commit_callbacks
             "/admin/ledger/deposit/", {"action": "reject_deposits", "_selected_action": [pending.pk], "index": 0}
         )
     assert Deposit.objects.get(pk=pending.pk).status == Deposit.Status.REJECTED
-    assert callbacks == []
+    # No wake-up: the one callback announces the deposit.rejected event to the webhook fan-out.
+    assert [callback.__module__ for callback in callbacks] == ["notifications.outbox"]
 
 
 def test_staff_without_the_deciding_role_sees_no_decision_actions(client):

@@ -10,10 +10,11 @@ import time
 import pytest
 import requests
 
+from core.services import api_key_issue
 from tests.factories import PASSWORD, make_seller
 from tests.support import Process, subprocess_env
 from workers.front_proxy import front_proxy, nginx_binary
-from workers.stack import web_argv
+from workers.stack import stream_argv, web_argv
 
 needs_nginx = pytest.mark.skipif(
     nginx_binary() is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run installs it)"
@@ -47,20 +48,23 @@ def _wait_healthy(url: str, processes: list[Process], timeout: float = 60) -> No
 @pytest.fixture(scope="module")
 def proxied(django_db_setup, tmp_path_factory):
     logs, run_dir = tmp_path_factory.mktemp("front-proxy-logs"), tmp_path_factory.mktemp("front-proxy-run")
-    backend, front = _free_port(), _free_port()
+    backend, front, stream = _free_port(), _free_port(), _free_port()
     env = subprocess_env(
         {"NUM_PROXIES": "1", "LOGIN_THROTTLE_RATE": "3/15m", "LEDGER_BATCH_MAX_BYTES": str(BATCH_MAX_BYTES)}
     )
     web = Process("web", web_argv(host="127.0.0.1", port=backend, workers=2), env, logs)
+    events = Process("stream", stream_argv(host="127.0.0.1", port=stream), env, logs)
     proxy = front_proxy(
         nginx=nginx_binary(),
         listen=f"127.0.0.1:{front}",
         upstream=f"127.0.0.1:{backend}",
+        stream_upstream=f"127.0.0.1:{stream}",
         run_dir=run_dir,
         batch_max_bytes=BATCH_MAX_BYTES,
     )
     nginx = Process("nginx", proxy.argv, env, logs)
     web.start()
+    events.start(ready_marker="Uvicorn running", timeout=30)
     nginx.start()
     url = f"http://127.0.0.1:{front}"
     try:
@@ -68,6 +72,7 @@ def proxied(django_db_setup, tmp_path_factory):
         yield url
     finally:
         nginx.stop()
+        events.stop()
         web.stop()
 
 
@@ -139,7 +144,13 @@ def test_logins_are_counted_by_the_address_nginx_saw_not_the_one_claimed(proxied
 def test_make_up_puts_nginx_in_front_of_gunicorn(tmp_path):
     from workers.stack import stack_processes
 
-    proxy = front_proxy(nginx=nginx_binary(), listen="127.0.0.1:8000", upstream="127.0.0.1:9000", run_dir=tmp_path)
+    proxy = front_proxy(
+        nginx=nginx_binary(),
+        listen="127.0.0.1:8000",
+        upstream="127.0.0.1:9000",
+        stream_upstream="127.0.0.1:9001",
+        run_dir=tmp_path,
+    )
     specs = {
         spec.name: spec.argv
         for spec in stack_processes(port=8000, flower_port=5555, proxy_argv=proxy.argv, web_port=9000)
@@ -166,3 +177,18 @@ def test_compose_runs_the_same_template_in_the_official_image():
     assert placeholders <= set(proxy["environment"]), placeholders - set(proxy["environment"])
     assert "ports" not in services["web"] and proxy["ports"] == ["${PORT:-8000}:8000"]
     assert services["web"]["environment"]["NUM_PROXIES"] == "${NUM_PROXIES:-1}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_event_stream_is_served_at_the_apis_address(proxied):
+    """gunicorn answers the stream's path 404; through the proxy it is the ASGI process's stream."""
+    seller = make_seller()
+    _, key = api_key_issue(seller=seller, name="stream")
+    with requests.get(
+        f"{proxied}/api/v1/events/stream/", headers={"Authorization": f"Api-Key {key}"}, stream=True, timeout=10
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        assert next(response.iter_lines(chunk_size=1)) is not None  # the first line arrives unbuffered
+    anonymous = requests.get(f"{proxied}/api/v1/events/stream/", timeout=10)
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "not_authenticated"

@@ -71,7 +71,7 @@ class Command(BaseCommand):
         self.stdout.flush()
 
         with tempfile.TemporaryDirectory(prefix="ledger-nginx-") as run_dir:
-            proxy, web_port = self._front_proxy(env, host=host, port=port, run_dir=Path(run_dir))
+            proxy, web_port, stream_port = self._front_proxy(env, host=host, port=port, run_dir=Path(run_dir))
             manager = Manager()
             for spec in stack_processes(
                 port=port,
@@ -79,6 +79,7 @@ class Command(BaseCommand):
                 host=host,
                 proxy_argv=proxy.argv if proxy else None,
                 web_port=web_port,
+                stream_port=stream_port,
             ):
                 manager.add_process(spec.name, spec.command, env=env, cwd=str(ROOT))
             threading.Thread(
@@ -87,7 +88,9 @@ class Command(BaseCommand):
             manager.loop()
         sys.exit(manager.returncode)
 
-    def _front_proxy(self, env: dict, *, host: str, port: int, run_dir: Path) -> tuple[FrontProxy | None, int | None]:
+    def _front_proxy(
+        self, env: dict, *, host: str, port: int, run_dir: Path
+    ) -> tuple[FrontProxy | None, int | None, int | None]:
         """nginx in front of gunicorn where nginx is installed (workers/front_proxy.py)."""
         nginx = nginx_binary()
         if nginx is None:
@@ -96,16 +99,23 @@ class Command(BaseCommand):
                 "install nginx (apt-get install nginx-light) to put it in front"
             )
             self.stdout.flush()
-            return None, None
-        with socket.socket() as sock:  # a free port for gunicorn behind nginx
-            sock.bind(("127.0.0.1", 0))
-            web_port = sock.getsockname()[1]
+            return None, None, None
+        web_port, stream_port = _free_local_port(), _free_local_port()
         # The login limits count the address nginx saw, not nginx's own (core/throttling.py).
         env["NUM_PROXIES"] = env.get("NUM_PROXIES") or "1"
-        proxy = front_proxy(nginx=nginx, listen=f"{host}:{port}", upstream=f"127.0.0.1:{web_port}", run_dir=run_dir)
-        self.stdout.write(f"Front:  nginx on {host}:{port}, gunicorn behind it on 127.0.0.1:{web_port}")
+        proxy = front_proxy(
+            nginx=nginx,
+            listen=f"{host}:{port}",
+            upstream=f"127.0.0.1:{web_port}",
+            stream_upstream=f"127.0.0.1:{stream_port}",
+            run_dir=run_dir,
+        )
+        self.stdout.write(
+            f"Front:  nginx on {host}:{port}, gunicorn behind it on 127.0.0.1:{web_port}, "
+            f"the event stream on 127.0.0.1:{stream_port}"
+        )
         self.stdout.flush()
-        return proxy, web_port
+        return proxy, web_port, stream_port
 
     def _prepare_database(self) -> None:
         """What `make up` does before starting, so that `manage.py runstack` works on its own."""
@@ -136,3 +146,10 @@ def _announce_ready(manager: Manager, url: str, timeout: float = 180.0) -> None:
 
 def _say(manager: Manager, text: str) -> None:
     manager.events.put(Message(type="line", data=text, time=datetime.now(), name="system", colour=None))
+
+
+def _free_local_port() -> int:
+    """A free port of 127.0.0.1 for a process behind nginx."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
