@@ -12,9 +12,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
     def get_paginated_response(self, data):
         from rest_framework.response import Response
 
-        return Response(
-            {"next": self.get_next_link(), "previous": self.get_previous_link(), "results": data}
-        )
+        return Response({"next": self.get_next_link(), "previous": self.get_previous_link(), "results": data})
 
     def get_paginated_response_schema(self, schema):
         full = super().get_paginated_response_schema(schema)

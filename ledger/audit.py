@@ -21,12 +21,20 @@ class Breach:
 # Each check: (invariant, SQL returning rows of (seller_id, entry_id, message)). `{seller}` is
 # replaced by a filter on one seller, or by TRUE.
 _CHECKS: list[tuple[int, str]] = [
-    (1, """SELECT a.seller_id, NULL, 'negative balance ' || a.balance
-             FROM ledger_account a WHERE a.balance < 0 AND {seller:a}"""),
-    (2, """SELECT e.seller_id, e.id, 'balance_after ' || e.balance_after || ' != balance_before '
+    (
+        1,
+        """SELECT a.seller_id, NULL, 'negative balance ' || a.balance
+             FROM ledger_account a WHERE a.balance < 0 AND {seller:a}""",
+    ),
+    (
+        2,
+        """SELECT e.seller_id, e.id, 'balance_after ' || e.balance_after || ' != balance_before '
                   || e.balance_before || ' + amount ' || e.amount
-             FROM ledger_entry e WHERE e.balance_after <> e.balance_before + e.amount AND {seller:e}"""),
-    (2, """SELECT seller_id, id, msg FROM (
+             FROM ledger_entry e WHERE e.balance_after <> e.balance_before + e.amount AND {seller:e}""",
+    ),
+    (
+        2,
+        """SELECT seller_id, id, msg FROM (
                SELECT e.seller_id, e.id,
                       CASE WHEN e.seq <> row_number() OVER w
                              THEN 'seq ' || e.seq || ' breaks the gapless sequence (expected '
@@ -37,8 +45,11 @@ _CHECKS: list[tuple[int, str]] = [
                       END AS msg
                  FROM ledger_entry e WHERE {seller:e}
                WINDOW w AS (PARTITION BY e.seller_id ORDER BY e.seq)
-           ) t WHERE msg IS NOT NULL"""),
-    (3, """SELECT a.seller_id, NULL, 'balance ' || a.balance || ' but entries sum to ' || coalesce(s.total, 0)
+           ) t WHERE msg IS NOT NULL""",
+    ),
+    (
+        3,
+        """SELECT a.seller_id, NULL, 'balance ' || a.balance || ' but entries sum to ' || coalesce(s.total, 0)
                   || ', last balance_after ' || coalesce(last.balance_after, 0)
                   || ', last_seq ' || a.last_seq || ' vs max seq ' || coalesce(s.max_seq, 0)
              FROM ledger_account a
@@ -47,14 +58,23 @@ _CHECKS: list[tuple[int, str]] = [
              LEFT JOIN LATERAL (SELECT balance_after FROM ledger_entry le WHERE le.seller_id = a.seller_id
                                  ORDER BY seq DESC LIMIT 1) last ON TRUE
             WHERE {seller:a} AND (a.balance <> coalesce(s.total, 0)
-                   OR a.balance <> coalesce(last.balance_after, 0) OR a.last_seq <> coalesce(s.max_seq, 0))"""),
-    (4, """SELECT min(e.seller_id), min(e.id), 'charge ' || e.charge_id || ' has ' || count(*) || ' entries'
+                   OR a.balance <> coalesce(last.balance_after, 0) OR a.last_seq <> coalesce(s.max_seq, 0))""",
+    ),
+    (
+        4,
+        """SELECT min(e.seller_id), min(e.id), 'charge ' || e.charge_id || ' has ' || count(*) || ' entries'
              FROM ledger_entry e WHERE e.charge_id IS NOT NULL AND {seller:e}
-            GROUP BY e.charge_id HAVING count(*) > 1"""),
-    (4, """SELECT min(e.seller_id), min(e.id), 'deposit ' || e.deposit_id || ' has ' || count(*) || ' entries'
+            GROUP BY e.charge_id HAVING count(*) > 1""",
+    ),
+    (
+        4,
+        """SELECT min(e.seller_id), min(e.id), 'deposit ' || e.deposit_id || ' has ' || count(*) || ' entries'
              FROM ledger_entry e WHERE e.deposit_id IS NOT NULL AND {seller:e}
-            GROUP BY e.deposit_id HAVING count(*) > 1"""),
-    (5, """SELECT c.seller_id, e.id, 'charge ' || c.id || ' is ' || c.status || CASE
+            GROUP BY e.deposit_id HAVING count(*) > 1""",
+    ),
+    (
+        5,
+        """SELECT c.seller_id, e.id, 'charge ' || c.id || ' is ' || c.status || CASE
                     WHEN e.id IS NULL THEN ' but has no entry'
                     WHEN c.status <> 'succeeded' THEN ' but has an entry'
                     WHEN e.amount <> -c.amount THEN ' but its entry moved ' || e.amount
@@ -64,8 +84,11 @@ _CHECKS: list[tuple[int, str]] = [
             WHERE {seller:c} AND (
                   (c.status = 'succeeded' AND (e.id IS NULL OR e.amount <> -c.amount
                         OR e.seller_id <> c.seller_id OR e.balance_after <> c.balance_after))
-               OR (c.status <> 'succeeded' AND e.id IS NOT NULL))"""),
-    (5, """SELECT d.seller_id, e.id, 'deposit ' || d.id || ' is ' || d.status || CASE
+               OR (c.status <> 'succeeded' AND e.id IS NOT NULL))""",
+    ),
+    (
+        5,
+        """SELECT d.seller_id, e.id, 'deposit ' || d.id || ' is ' || d.status || CASE
                     WHEN e.id IS NULL THEN ' but has no entry'
                     WHEN d.status <> 'approved' THEN ' but has an entry'
                     WHEN e.amount <> d.amount THEN ' but its entry moved ' || e.amount
@@ -75,8 +98,11 @@ _CHECKS: list[tuple[int, str]] = [
             WHERE {seller:d} AND (
                   (d.status = 'approved' AND (e.id IS NULL OR e.amount <> d.amount
                         OR e.seller_id <> d.seller_id OR e.balance_after <> d.balance_after))
-               OR (d.status <> 'approved' AND e.id IS NOT NULL))"""),
-    (6, """SELECT a.seller_id, NULL, 'balance ' || a.balance || ' != approved deposits ' || coalesce(d.total, 0)
+               OR (d.status <> 'approved' AND e.id IS NOT NULL))""",
+    ),
+    (
+        6,
+        """SELECT a.seller_id, NULL, 'balance ' || a.balance || ' != approved deposits ' || coalesce(d.total, 0)
                   || ' - succeeded charges ' || coalesce(c.total, 0) || ' + other entries ' || coalesce(o.total, 0)
              FROM ledger_account a
              LEFT JOIN (SELECT seller_id, sum(amount) AS total FROM ledger_deposit
@@ -86,18 +112,25 @@ _CHECKS: list[tuple[int, str]] = [
              LEFT JOIN (SELECT seller_id, sum(amount) AS total FROM ledger_entry
                          WHERE kind IN ('refund', 'adjustment') GROUP BY seller_id) o ON o.seller_id = a.seller_id
             WHERE {seller:a}
-              AND a.balance <> coalesce(d.total, 0) - coalesce(c.total, 0) + coalesce(o.total, 0)"""),
-    (7, """SELECT seller_id, NULL, kind || ' idempotency key ' || quote_literal(idempotency_key) || ' names '
+              AND a.balance <> coalesce(d.total, 0) - coalesce(c.total, 0) + coalesce(o.total, 0)""",
+    ),
+    (
+        7,
+        """SELECT seller_id, NULL, kind || ' idempotency key ' || quote_literal(idempotency_key) || ' names '
                   || n || ' intents'
              FROM (SELECT 'charge' AS kind, seller_id, idempotency_key, count(*) AS n FROM ledger_charge
                     WHERE idempotency_key IS NOT NULL GROUP BY seller_id, idempotency_key
                    UNION ALL
                    SELECT 'deposit', seller_id, idempotency_key, count(*) FROM ledger_deposit
                     WHERE idempotency_key IS NOT NULL GROUP BY seller_id, idempotency_key) k
-            WHERE n > 1 AND {seller:k}"""),
-    (7, """SELECT c.seller_id, NULL, 'charge ' || c.id || ' has an idempotency key but no request fingerprint'
+            WHERE n > 1 AND {seller:k}""",
+    ),
+    (
+        7,
+        """SELECT c.seller_id, NULL, 'charge ' || c.id || ' has an idempotency key but no request fingerprint'
              FROM ledger_charge c
-            WHERE c.idempotency_key IS NOT NULL AND c.request_fingerprint = '' AND {seller:c}"""),
+            WHERE c.idempotency_key IS NOT NULL AND c.request_fingerprint = '' AND {seller:c}""",
+    ),
 ]
 
 

@@ -100,7 +100,11 @@ class Charge(models.Model):
     # Indexed by charge_batch_line_unique (batch, batch_line); a second index would only slow the
     # bulk inserts of imports and every settlement's status update.
     batch = models.ForeignKey(
-        "ledger.ChargeBatch", on_delete=models.PROTECT, null=True, blank=True, related_name="charges",
+        "ledger.ChargeBatch",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="charges",
         db_index=False,
     )
     batch_line = models.IntegerField(null=True, blank=True)
@@ -116,8 +120,18 @@ class Charge(models.Model):
             models.CheckConstraint(
                 condition=(
                     Q(status="queued", failure_code__isnull=True, balance_after__isnull=True, settled_at__isnull=True)
-                    | Q(status="succeeded", failure_code__isnull=True, balance_after__isnull=False, settled_at__isnull=False)
-                    | Q(status="failed", failure_code__isnull=False, balance_after__isnull=True, settled_at__isnull=False)
+                    | Q(
+                        status="succeeded",
+                        failure_code__isnull=True,
+                        balance_after__isnull=False,
+                        settled_at__isnull=False,
+                    )
+                    | Q(
+                        status="failed",
+                        failure_code__isnull=False,
+                        balance_after__isnull=True,
+                        settled_at__isnull=False,
+                    )
                 ),
                 name="charge_status_consistent",
             ),
@@ -290,12 +304,8 @@ class Entry(models.Model):
     amount = models.BigIntegerField()
     balance_before = models.BigIntegerField()
     balance_after = models.BigIntegerField()
-    charge = models.OneToOneField(
-        Charge, on_delete=models.PROTECT, null=True, blank=True, related_name="entry"
-    )
-    deposit = models.OneToOneField(
-        Deposit, on_delete=models.PROTECT, null=True, blank=True, related_name="entry"
-    )
+    charge = models.OneToOneField(Charge, on_delete=models.PROTECT, null=True, blank=True, related_name="entry")
+    deposit = models.OneToOneField(Deposit, on_delete=models.PROTECT, null=True, blank=True, related_name="entry")
     created_at = models.DateTimeField()
 
     class Meta:

@@ -211,7 +211,11 @@ def _settle(seller_ids: list[int], *, limit: int, after_charge_id: int) -> dict[
         )
         for batch_id, seller_id, batch_status, batch_succeeded, batch_failed in completed_batches:
             events_batch_completed(
-                seller_id=seller_id, batch_id=batch_id, status=batch_status, succeeded=batch_succeeded, failed=batch_failed
+                seller_id=seller_id,
+                batch_id=batch_id,
+                status=batch_status,
+                succeeded=batch_succeeded,
+                failed=batch_failed,
             )
 
     outcomes = {}

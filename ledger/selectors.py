@@ -77,8 +77,13 @@ def sellers_with_oldest_intents(*, limit: int = 10) -> list[dict]:
             [limit],
         )
         return [
-            {"seller": seller_id, "name": name, "oldest_queued_at": oldest, "waiting": waiting,
-             "age_seconds": float(age)}
+            {
+                "seller": seller_id,
+                "name": name,
+                "oldest_queued_at": oldest,
+                "waiting": waiting,
+                "age_seconds": float(age),
+            }
             for seller_id, name, oldest, waiting, age in cursor.fetchall()
         ]
 

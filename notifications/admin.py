@@ -25,8 +25,17 @@ class WebhookEndpointAdmin(ReadOnlyAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["id", "endpoint_id", "event_id", "status", "attempts", "last_status_code", "last_duration_ms",
-                    "next_attempt_at", "delivered_at"]
+    list_display = [
+        "id",
+        "endpoint_id",
+        "event_id",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_duration_ms",
+        "next_attempt_at",
+        "delivered_at",
+    ]
     list_filter = ["status"]
     list_select_related = False
     search_fields = ["=endpoint__id", "=event__id"]

@@ -227,9 +227,16 @@ def outcomes_record(endpoint: WebhookEndpoint, outcomes: list[Outcome]) -> None:
     """Record a claim's outcomes in one statement, then the endpoint's health: 410 or failing
     for WEBHOOK_DISABLE_AFTER disables it; any success clears `failing_since`."""
     tried = [o for o in outcomes if not o.undo]
-    columns = [list(column) for column in zip(
-        *[(o.delivery_id, o.status, o.next_attempt_at, o.undo, o.status_code, o.duration_ms, o.error)
-          for o in outcomes], strict=True)]
+    columns = [
+        list(column)
+        for column in zip(
+            *[
+                (o.delivery_id, o.status, o.next_attempt_at, o.undo, o.status_code, o.duration_ms, o.error)
+                for o in outcomes
+            ],
+            strict=True,
+        )
+    ]
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(_RECORD, columns)

@@ -44,8 +44,19 @@ _INSERT_SETTLED_EVENTS = PreparedStatement(
     )
     UPDATE notifications_sellerfeed AS f SET last_seq = u.last_seq
     FROM unnest($10::bigint[], $11::bigint[]) AS u(seller_id, last_seq) WHERE f.seller_id = u.seller_id""",
-    ["timestamptz", "bigint[]", "bigint[]", "text[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]", "text[]",
-     "bigint[]", "bigint[]"],
+    [
+        "timestamptz",
+        "bigint[]",
+        "bigint[]",
+        "text[]",
+        "bigint[]",
+        "bigint[]",
+        "bigint[]",
+        "bigint[]",
+        "text[]",
+        "bigint[]",
+        "bigint[]",
+    ],
 )
 _INSERT_BALANCE_LOW = """INSERT INTO notifications_event (seller_id, seq, type, created_at, data)
     VALUES (%s, %s, 'balance.low', %s, %s)"""

@@ -4,21 +4,39 @@
 import json
 
 # Event columns in the order `event_json` takes them.
-COLUMNS = ["id", "type", "created_at", "seller_id", "seq", "charge_id", "deposit_id", "amount", "balance_after",
-           "failure_code", "data"]
+COLUMNS = [
+    "id",
+    "type",
+    "created_at",
+    "seller_id",
+    "seq",
+    "charge_id",
+    "deposit_id",
+    "amount",
+    "balance_after",
+    "failure_code",
+    "data",
+]
 _STATUS = {"deposit.approved": "approved", "charge.succeeded": "succeeded", "charge.failed": "failed"}
 
 
 def event_data(type_, charge_id, deposit_id, amount, balance_after, failure_code, data) -> dict:
     if isinstance(data, str):  # a raw cursor's jsonb
         data = json.loads(data)
-    typed = {"charge_id": charge_id, "deposit_id": deposit_id, "amount": amount, "status": _STATUS.get(type_),
-             "balance_after": balance_after, "failure_code": failure_code}
+    typed = {
+        "charge_id": charge_id,
+        "deposit_id": deposit_id,
+        "amount": amount,
+        "status": _STATUS.get(type_),
+        "balance_after": balance_after,
+        "failure_code": failure_code,
+    }
     return {**{k: v for k, v in typed.items() if v is not None}, **(data or {})}
 
 
-def event_json(id_, type_, created_at, seller_id, seq, charge_id, deposit_id, amount, balance_after, failure_code,
-               data) -> dict:
+def event_json(
+    id_, type_, created_at, seller_id, seq, charge_id, deposit_id, amount, balance_after, failure_code, data
+) -> dict:
     return {
         "id": id_,
         "type": type_,

@@ -37,14 +37,20 @@ def endpoint_create(*, seller: Seller, url: str, event_types: list[str]) -> Webh
     """From now on: the endpoint receives the events after the seller's current last one."""
     _check_url(url)
     return WebhookEndpoint.objects.create(
-        seller=seller, url=url, event_types=sorted(set(event_types)), secret=secret_generate(),
+        seller=seller,
+        url=url,
+        event_types=sorted(set(event_types)),
+        secret=secret_generate(),
         fanned_seq=_current_seq(seller.pk),
     )
 
 
 @transaction.atomic
 def endpoint_update(
-    *, endpoint: WebhookEndpoint, url: str | None = None, event_types: list[str] | None = None,
+    *,
+    endpoint: WebhookEndpoint,
+    url: str | None = None,
+    event_types: list[str] | None = None,
     enabled: bool | None = None,
 ) -> WebhookEndpoint:
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
@@ -82,9 +88,7 @@ def endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
 @transaction.atomic
 def endpoint_send_test(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
     """A `webhook.test` event in the seller's feed, delivered to this endpoint only."""
-    event_id = event_record(
-        seller_id=endpoint.seller_id, type=Event.Type.TEST, data={"endpoint_id": endpoint.pk}
-    )
+    event_id = event_record(seller_id=endpoint.seller_id, type=Event.Type.TEST, data={"endpoint_id": endpoint.pk})
     delivery = WebhookDelivery.objects.create(
         endpoint=endpoint, event_id=event_id, next_attempt_at=timezone.now(), created_at=timezone.now()
     )

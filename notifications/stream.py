@@ -58,9 +58,7 @@ def _last_seq(seller_id: int) -> int:
 def _events_after(seller_id: int, after: int) -> list[tuple]:
     try:
         return list(
-            Event.objects.filter(seller_id=seller_id, seq__gt=after)
-            .order_by("seq")
-            .values_list(*COLUMNS)[:PAGE]
+            Event.objects.filter(seller_id=seller_id, seq__gt=after).order_by("seq").values_list(*COLUMNS)[:PAGE]
         )
     except DatabaseError:
         connection.close()  # this pool thread's connection; the next poll opens a new one

@@ -24,8 +24,12 @@ def main() -> int:
     name = url.path.lstrip("/") or "postgres"
     try:
         conn = psycopg2.connect(
-            host=url.hostname, port=url.port or 5432, user=url.username, password=url.password,
-            dbname="postgres", connect_timeout=3,
+            host=url.hostname,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            dbname="postgres",
+            connect_timeout=3,
         )
     except psycopg2.OperationalError as exc:
         print(f"PostgreSQL is not reachable at {url.hostname}:{url.port or 5432}: {exc}".strip(), file=sys.stderr)

@@ -58,8 +58,18 @@ class WorkerStack:
         self.webhooks = Process("webhooks", webhook_worker_argv(name="test-webhooks"), self.env, log_dir)
         self.beat = None
         if beat:
-            argv = [sys.executable, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "INFO",
-                    "--schedule", str(log_dir / "beat-schedule")]
+            argv = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "celery_app",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(log_dir / "beat-schedule"),
+            ]
             self.beat = Process("beat", argv, self.env, log_dir)
 
     def start(self) -> WorkerStack:

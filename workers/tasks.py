@@ -176,7 +176,9 @@ def import_batch_on_commit(batch_id: int) -> None:
     from django.db import transaction
 
     transaction.on_commit(
-        lambda: import_batch_task.apply_async(kwargs={"batch_id": batch_id}, retry_policy=dispatch.PUBLISH_RETRY_POLICY),
+        lambda: import_batch_task.apply_async(
+            kwargs={"batch_id": batch_id}, retry_policy=dispatch.PUBLISH_RETRY_POLICY
+        ),
         robust=True,
     )
 

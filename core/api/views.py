@@ -6,7 +6,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-_STATUS = inline_serializer("HealthStatus", {"status": serializers.CharField(), "checks": serializers.DictField(required=False)})
+_STATUS = inline_serializer(
+    "HealthStatus", {"status": serializers.CharField(), "checks": serializers.DictField(required=False)}
+)
 
 
 class HealthApi(APIView):

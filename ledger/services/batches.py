@@ -193,7 +193,9 @@ def batch_import_run(*, batch_id: int, on_progress: ProgressCallback | None = No
         with transaction.atomic():
             with connection.cursor() as cursor:
                 # Two runs of one batch (a redelivered task, the sweeper's restart): one does it.
-                cursor.execute("SELECT pg_try_advisory_xact_lock(hashtextextended('ledger.import_batch', %s))", [batch_id])
+                cursor.execute(
+                    "SELECT pg_try_advisory_xact_lock(hashtextextended('ledger.import_batch', %s))", [batch_id]
+                )
                 if not cursor.fetchone()[0]:
                     return None
             batch = ChargeBatch.objects.get(pk=batch_id)
@@ -287,7 +289,14 @@ def _finish(batch: ChargeBatch, columns: list[str], valid: int, invalid: int, er
         events.intents_recorded(seller_id=batch.seller_id)
     batch.save(
         update_fields=[
-            "status", "columns", "total_rows", "rows_read", "valid_rows", "invalid_rows", "errors", "completed_at"
+            "status",
+            "columns",
+            "total_rows",
+            "rows_read",
+            "valid_rows",
+            "invalid_rows",
+            "errors",
+            "completed_at",
         ]
     )
     if batch.status == ChargeBatch.Status.REJECTED:

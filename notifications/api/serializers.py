@@ -15,8 +15,15 @@ class EventOutput(serializers.ModelSerializer):
         fields = ["id", "type", "created_at", "seller", "seq", "data"]
 
     def get_data(self, event) -> dict:
-        return event_data(event.type, event.charge_id, event.deposit_id, event.amount, event.balance_after,
-                          event.failure_code, event.data)
+        return event_data(
+            event.type,
+            event.charge_id,
+            event.deposit_id,
+            event.amount,
+            event.balance_after,
+            event.failure_code,
+            event.data,
+        )
 
 
 class EndpointOutput(serializers.ModelSerializer):
@@ -53,8 +60,18 @@ class DeliveryOutput(serializers.ModelSerializer):
     class Meta:
         model = WebhookDelivery
         fields = [
-            "id", "event", "event_type", "status", "attempts", "last_status_code", "last_duration_ms", "last_error",
-            "last_attempt_at", "next_attempt_at", "delivered_at", "created_at",
+            "id",
+            "event",
+            "event_type",
+            "status",
+            "attempts",
+            "last_status_code",
+            "last_duration_ms",
+            "last_error",
+            "last_attempt_at",
+            "next_attempt_at",
+            "delivered_at",
+            "created_at",
         ]
 
 

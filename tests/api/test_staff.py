@@ -91,6 +91,12 @@ def test_an_admin_by_role_cannot_deactivate_a_superuser():
     login = {"username": superuser.username, "password": PASSWORD}
     assert bearer(superuser).post("/api/v1/auth/token/", login, format="json").status_code == 200
     # Another superuser may (and the admin by role may still deactivate other staff).
-    assert bearer(make_admin()).patch(f"/api/v1/staff/{superuser.pk}/", {"is_active": False}, format="json").status_code == 200
+    assert (
+        bearer(make_admin()).patch(f"/api/v1/staff/{superuser.pk}/", {"is_active": False}, format="json").status_code
+        == 200
+    )
     other = make_staff("auditor")
-    assert bearer(admin_by_role).patch(f"/api/v1/staff/{other.pk}/", {"is_active": False}, format="json").status_code == 200
+    assert (
+        bearer(admin_by_role).patch(f"/api/v1/staff/{other.pk}/", {"is_active": False}, format="json").status_code
+        == 200
+    )

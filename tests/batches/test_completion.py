@@ -70,8 +70,10 @@ def test_each_settle_counts_its_batch_charges_and_the_last_one_completes_the_bat
 
 def test_a_shard_settle_of_several_sellers_counts_each_batch():
     sellers = [funded(500) for _ in range(3)]
-    ids = [imported(client_for(s.user), csv_bytes("phone_number,amount", f"{phone(1)},200", f"{phone(2)},400"))["id"]
-           for s in sellers]
+    ids = [
+        imported(client_for(s.user), csv_bytes("phone_number,amount", f"{phone(1)},200", f"{phone(2)},400"))["id"]
+        for s in sellers
+    ]
     settle_sellers_batch(seller_ids=[s.pk for s in sellers], limit=100)
     for batch_id in ids:
         batch = ChargeBatch.objects.get(pk=batch_id)

@@ -217,8 +217,20 @@ def test_the_import_copy_names_its_columns_from_the_model_and_refuses_to_miss_on
     from ledger.models import Charge
     from ledger.services.batches import _copy_statement
 
-    sql = _copy_statement(Charge, ("seller", "phone_number", "amount", "reference", "status", "batch", "created_at",
-                                   "request_fingerprint", "batch_line"))
+    sql = _copy_statement(
+        Charge,
+        (
+            "seller",
+            "phone_number",
+            "amount",
+            "reference",
+            "status",
+            "batch",
+            "created_at",
+            "request_fingerprint",
+            "batch_line",
+        ),
+    )
     assert '"seller_id"' in sql and '"batch_id"' in sql and sql.startswith('COPY "ledger_charge" (')
     with pytest.raises(ImproperlyConfigured, match="created_at"):
         _copy_statement(Charge, ("seller", "phone_number", "amount", "reference", "status", "request_fingerprint"))

@@ -87,7 +87,9 @@ def test_a_large_upload_is_stored_in_chunks_and_read_back_whole():
 
 
 def _nothing_stored():
-    return not ChargeBatch.objects.exists() and not Charge.objects.exists() and not ChargeBatchFileChunk.objects.exists()
+    return (
+        not ChargeBatch.objects.exists() and not Charge.objects.exists() and not ChargeBatchFileChunk.objects.exists()
+    )
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,9 @@ def test_unknown_ids_answer_404(method, path):
 
 def test_bad_idempotency_key_is_refused(seller_client):
     response = seller_client.post(
-        "/api/v1/charges/", {"phone_number": "09121234567", "amount": 1000}, format="json",
+        "/api/v1/charges/",
+        {"phone_number": "09121234567", "amount": 1000},
+        format="json",
         HTTP_IDEMPOTENCY_KEY="x" * 256,
     )
     _assert_error(response, 400, "invalid")

@@ -28,14 +28,21 @@ def test_settle_credits_deposits_then_debits_charges_in_order():
     outcome = settle_seller(seller_id=seller.pk)
 
     assert outcome.intents == 5
-    statuses = [(c.status, c.failure_code, c.balance_after) for c in Charge.objects.filter(pk__in=[c.pk for c in charges]).order_by("id")]
+    statuses = [
+        (c.status, c.failure_code, c.balance_after)
+        for c in Charge.objects.filter(pk__in=[c.pk for c in charges]).order_by("id")
+    ]
     assert statuses == [
         ("succeeded", None, 6_000),
         ("failed", "insufficient_funds", None),  # 7,000 > 6,000: skipped, the next one still tried
         ("succeeded", None, 0),
         ("failed", "insufficient_funds", None),
     ]
-    entries = list(Entry.objects.filter(seller=seller).order_by("seq").values_list("seq", "kind", "amount", "balance_before", "balance_after"))
+    entries = list(
+        Entry.objects.filter(seller=seller)
+        .order_by("seq")
+        .values_list("seq", "kind", "amount", "balance_before", "balance_after")
+    )
     assert entries == [
         (1, "deposit", 10_000, 0, 10_000),
         (2, "charge", -4_000, 10_000, 6_000),

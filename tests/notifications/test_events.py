@@ -35,8 +35,11 @@ def test_settle_writes_one_event_per_intent_in_sequence_with_the_batch():
     assert _events(seller) == [
         (1, "deposit.approved", {"deposit_id": deposit_id, "amount": 100, "status": "approved", "balance_after": 100}),
         (2, "charge.succeeded", {"charge_id": ok.pk, "amount": 60, "status": "succeeded", "balance_after": 40}),
-        (3, "charge.failed", {"charge_id": too_big.pk, "amount": 50, "status": "failed",
-                              "failure_code": "insufficient_funds"}),
+        (
+            3,
+            "charge.failed",
+            {"charge_id": too_big.pk, "amount": 50, "status": "failed", "failure_code": "insufficient_funds"},
+        ),
     ]
     assert SellerFeed.objects.get(seller=seller).last_seq == 3
     assert_ledger_audit(seller.pk)
@@ -78,7 +81,9 @@ def test_rejection_writes_its_event_in_the_sellers_sequence():
     deposit, _ = deposit_request(seller=seller, amount=5)
     deposit_reject(deposit_id=deposit.pk, rejected_by=admin, reason="no proof")
     assert _events(seller)[-1] == (
-        2, "deposit.rejected", {"deposit_id": deposit.pk, "amount": 5, "status": "rejected", "reason": "no proof"}
+        2,
+        "deposit.rejected",
+        {"deposit_id": deposit.pk, "amount": 5, "status": "rejected", "reason": "no proof"},
     )
 
 
@@ -101,7 +106,8 @@ def test_feed_shows_a_seller_only_its_own_events_newest_first():
     client = client_for(mine.user)
     page = client.get("/api/v1/events/").json()
     assert [(e["seller"], e["seq"], e["type"]) for e in page["results"]] == [
-        (mine.pk, 2, "charge.succeeded"), (mine.pk, 1, "deposit.approved")
+        (mine.pk, 2, "charge.succeeded"),
+        (mine.pk, 1, "deposit.approved"),
     ]
     assert [e["type"] for e in client.get("/api/v1/events/?type=deposit.approved").json()["results"]] == [
         "deposit.approved"
@@ -127,7 +133,9 @@ def test_endpoints_and_deliveries_of_another_seller_answer_404():
         assert client.get(f"/api/v1/webhook-endpoints/{endpoint_id}/{path}").status_code == 404
     for path in ("rotate-secret/", "test/", "deliveries/1/redeliver/"):
         assert client.post(f"/api/v1/webhook-endpoints/{endpoint_id}/{path}").status_code == 404
-    assert client.patch(f"/api/v1/webhook-endpoints/{endpoint_id}/", {"enabled": False}, format="json").status_code == 404
+    assert (
+        client.patch(f"/api/v1/webhook-endpoints/{endpoint_id}/", {"enabled": False}, format="json").status_code == 404
+    )
     assert client.delete(f"/api/v1/webhook-endpoints/{endpoint_id}/").status_code == 404
     assert "secret" not in client_for(other.user).get(f"/api/v1/webhook-endpoints/{endpoint_id}/").json()
 
@@ -141,7 +149,10 @@ def test_private_addresses_are_refused_unless_allowed(settings):
         assert answer.status_code == 400 and answer.json()["code"] == "webhook_url_refused", url
     assert client.post("/api/v1/webhook-endpoints/", {"url": "ftp://example.com/"}, format="json").status_code == 400
     settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
-    assert client.post("/api/v1/webhook-endpoints/", {"url": "http://127.0.0.1:8000/hook"}, format="json").status_code == 201
+    assert (
+        client.post("/api/v1/webhook-endpoints/", {"url": "http://127.0.0.1:8000/hook"}, format="json").status_code
+        == 201
+    )
 
 
 def test_a_batch_announces_its_completion_after_its_charges_and_a_rejected_one_too():

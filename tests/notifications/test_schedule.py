@@ -46,8 +46,9 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_the_seller_told(setti
     seller = make_seller()
     endpoint = endpoint_create(seller=seller, url="http://127.0.0.1:9/hook", event_types=[])
     event = Event.objects.get(pk=event_record(seller_id=seller.pk, type="charge.succeeded", data={}))
-    row = WebhookDelivery.objects.create(endpoint=endpoint, event=event, next_attempt_at=timezone.now(),
-                                         created_at=timezone.now(), attempts=1)
+    row = WebhookDelivery.objects.create(
+        endpoint=endpoint, event=event, next_attempt_at=timezone.now(), created_at=timezone.now(), attempts=1
+    )
     failed = delivery.Outcome(row.pk, "pending", timezone.now(), 0, 500, 3, "HTTP 500")
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=timezone.now() - timedelta(days=4))
     delivery.outcomes_record(endpoint, [failed])

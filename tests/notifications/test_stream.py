@@ -68,14 +68,20 @@ def test_stream_resumes_from_last_event_id_without_gaps_or_repeats(stream_url):
     _spend(seller, 3, 4000)
     with transaction.atomic():
         event_record(seller_id=seller.pk, type="webhook.test", data={})
-    with requests.get(stream_url, headers={**headers, "Last-Event-ID": str(seen[-1][0])}, stream=True,
-                      timeout=10) as second:
+    with requests.get(
+        stream_url, headers={**headers, "Last-Event-ID": str(seen[-1][0])}, stream=True, timeout=10
+    ) as second:
         _spend(seller, 5)
         seen += _read(second, 4)
     assert [seq for seq, _ in seen] == [1, 2, 3, 4, 5, 6, 7]
     assert [data["type"] for _, data in seen] == [
-        "deposit.approved", "charge.succeeded", "charge.succeeded", "charge.succeeded", "charge.failed",
-        "webhook.test", "charge.succeeded",
+        "deposit.approved",
+        "charge.succeeded",
+        "charge.succeeded",
+        "charge.succeeded",
+        "charge.failed",
+        "webhook.test",
+        "charge.succeeded",
     ]
     assert {data["seller"] for _, data in seen} == {seller.pk}
     assert_ledger_audit()

@@ -63,8 +63,12 @@ def _endpoint(seller, url, **body):
 def _charges(seller, count, amount=1):
     client = client_for(seller.user)
     for _ in range(count):
-        assert client.post("/api/v1/charges/", {"phone_number": "+989121234567", "amount": amount},
-                           format="json").status_code == 202
+        assert (
+            client.post(
+                "/api/v1/charges/", {"phone_number": "+989121234567", "amount": amount}, format="json"
+            ).status_code
+            == 202
+        )
 
 
 def _event_ids(seller) -> set[str]:
@@ -117,7 +121,7 @@ def test_receiver_down_then_back_gets_every_event_on_schedule(workers, tmp_path)
     delivery = WebhookDelivery.objects.filter(endpoint_id=endpoint["id"]).order_by("id").first()
     assert delivery.status == "succeeded" and delivery.attempts >= 3
     assert delivery.attempts <= 1 + len(schedule)
-    lower = sum(schedule[1:delivery.attempts]) * 0.9
+    lower = sum(schedule[1 : delivery.attempts]) * 0.9
     elapsed = delivery.delivered_at - delivery.created_at
     assert elapsed.total_seconds() >= lower
     receiver.stop()

@@ -50,7 +50,6 @@ class Stack:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-
 def _start_runstack(env: dict, log: Path) -> subprocess.Popen:
     """`manage.py runstack` in its own session (so Ctrl-C can be sent to its whole group)."""
     with open(log, "wb") as out:
@@ -62,6 +61,7 @@ def _start_runstack(env: dict, log: Path) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
 
 @pytest.fixture(scope="module")
 def stack(django_db_setup, broker, tmp_path_factory):
@@ -309,7 +309,9 @@ def test_api_docs_pages_render_the_operations_offline(stack, browser):
     browser.save_screenshot(str(ARTIFACTS / "7-redoc.png"))
 
     requested = swagger_requests + _requested_urls(browser)
-    assert f"{stack.url}/api/v1/schema/" in requested and any("/static/drf_spectacular_sidecar/" in u for u in requested)
+    assert f"{stack.url}/api/v1/schema/" in requested and any(
+        "/static/drf_spectacular_sidecar/" in u for u in requested
+    )
     elsewhere = [url for url in requested if url.startswith(("http:", "https:")) and not url.startswith(stack.url)]
     # Except ReDoc's "API docs by Redocly" logo, which its bundle always asks its CDN for (an
     # image that hides itself when it fails, as it did here): nothing the page needs.

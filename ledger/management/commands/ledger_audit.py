@@ -14,7 +14,11 @@ class Command(BaseCommand):
     def handle(self, *args, seller=None, limit=1000, **options):
         seller_id = None
         if seller is not None:
-            found = Seller.objects.filter(pk=int(seller)) if seller.isdigit() else Seller.objects.filter(user__username=seller)
+            found = (
+                Seller.objects.filter(pk=int(seller))
+                if seller.isdigit()
+                else Seller.objects.filter(user__username=seller)
+            )
             found = found.first()
             if found is None:
                 raise CommandError(f"no seller {seller!r}")

@@ -18,9 +18,20 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, **options):
         argv = [
-            sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            host,
+            "--port",
+            str(port),
             # Django has no lifespan events; access lines would be one per reconnect, not per event.
-            "--lifespan", "off", "--no-access-log", "--timeout-graceful-shutdown", "5",
+            "--lifespan",
+            "off",
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "5",
         ]
         os.chdir(ROOT)
         os.execv(sys.executable, argv)
