@@ -137,9 +137,12 @@ class FeedSettingsApi(GenericAPIView):
     permission_classes = [IsSeller]
     serializer_class = s.FeedSettingsSerializer
 
+    def get_object(self):
+        # One object per seller (also what DRF's OPTIONS metadata asks for).
+        return SellerFeed.objects.filter(seller=seller_of(self.request.user)).first() or SellerFeed()
+
     def get(self, request):
-        feed = SellerFeed.objects.filter(seller=seller_of(request.user)).first() or SellerFeed()
-        return Response(s.FeedSettingsSerializer(feed).data)
+        return Response(s.FeedSettingsSerializer(self.get_object()).data)
 
     def put(self, request):
         data = s.FeedSettingsSerializer(data=request.data)

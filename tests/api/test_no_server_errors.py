@@ -297,8 +297,11 @@ def _operations() -> list[tuple[str, str, list[str]]]:
     components = schema["components"]["schemas"]
     operations = []
     for route, view in _api_views():
-        names = view.view_initkwargs.get("http_method_names", view.view_class.http_method_names)
-        methods = [name for name in names if hasattr(view.view_class, name)]
+        if hasattr(view, "view_class"):
+            names = view.view_initkwargs.get("http_method_names", view.view_class.http_method_names)
+            methods = [name for name in names if hasattr(view.view_class, name)]
+        else:  # a plain function view (the event stream's): GET
+            methods = ["get"]
         item = schema["paths"].get(_schema_path(route), {})
         for method in methods + (["head"] if "get" in methods else []):
             body = next(iter(item.get(method, {}).get("requestBody", {}).get("content", {}).values()), {})

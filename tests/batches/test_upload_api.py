@@ -129,7 +129,8 @@ def test_a_file_without_a_valid_row_ends_rejected_with_its_errors_and_queues_not
     assert (response.status_code, response.json()["status"]) == (202, "validating")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         batch_import_run(batch_id=response.json()["id"])
-    assert callbacks == []  # nothing to settle: no wake-up
+    # Nothing to settle, so no wake-up: only the announcement of its batch.completed event.
+    assert [callback.__module__ for callback in callbacks] == ["notifications.outbox"]
     body = client.get(f"/api/v1/charge-batches/{response.json()['id']}/").json()
     assert body["status"] == "rejected"
     assert body["completed_at"] is not None

@@ -175,3 +175,8 @@ def test_a_batch_announces_its_completion_after_its_charges_and_a_rejected_one_t
         {"batch_id": rejected["id"], "status": "rejected", "succeeded": 0, "failed": 0},
     )
     assert_ledger_audit(seller.pk)
+
+
+def test_notification_settings_answer_options():
+    response = client_for(make_seller().user).options("/api/v1/notification-settings/")
+    assert response.status_code == 200 and "PUT" in response.json()["actions"]
