@@ -18,9 +18,12 @@ TARGETS = [
     # Settling keeps its pace through the run: the last seconds' shard tasks no slower than
     # three times the first seconds'.
     ("http", "shard_task_ms.growth", 3, "max"),
-    ("batch_import", "accepted_seconds", 5, "max"),
+    # The 100,000-row file from its upload's first byte to its batch completed; the
+    # 1,000,000-row file's upload answered, and both processes' memory while they handle it.
     ("batch_import", "settled_seconds", 15, "max"),
-    ("batch_import", "import_memory_peak_mb", 300, "max"),
+    ("batch_import", "large.accepted_seconds", 5, "max"),
+    ("batch_import", "large.web_peak_rss_mb", 150, "max"),
+    ("batch_import", "large.import_worker_peak_rss_mb", 200, "max"),
     ("hot_seller", "worker_peak_rss_mb.max", 200, "max"),
     ("many_sellers", "worker_peak_rss_mb.max", 200, "max"),
 ]
@@ -34,7 +37,13 @@ BOUNDS = {
     "http.settle": "the wake-up cooldown (LEDGER_WAKE_COOLDOWN) plus the shard task's batch, and the web's own load",
     "http.shard_task_ms": "each settle slower than the one before: the plans of the settle's statements and of the "
     "foreign-key checks at its commit, and the tables' statistics",
-    "batch_import": "parsing and COPY of the file; settlement is the hot seller's path",
+    "batch_import": "the import worker's parse, validation and COPY of the file, then settlement on the hot "
+    "seller's path",
+    "batch_import.large.accepted_seconds": "the web hashing the spooled upload and copying it into PostgreSQL "
+    "in lz4-compressed 1 MiB chunks",
+    "batch_import.large.web_peak_rss_mb": "the upload spooled to a temporary file; a gunicorn process's baseline",
+    "batch_import.large.import_worker_peak_rss_mb": "the import's buffered reading of the stored chunks and its "
+    "10,000-row COPY buffers",
 }
 
 
@@ -74,7 +83,11 @@ def evaluate(results: dict) -> list[dict]:
             off = (value / bound - 1) * 100
             row["verdict"] = "met" if met else f"missed by {abs(off):.0f}%"
             if not met:
-                row["bound"] = BOUNDS.get(f"{name}.{metric.split('.')[0]}", BOUNDS.get(name, ""))
+                row["bound"] = (
+                    BOUNDS.get(f"{name}.{metric}")
+                    or BOUNDS.get(f"{name}.{metric.split('.')[0]}")
+                    or BOUNDS.get(name, "")
+                )
         rows.append(row)
     return rows
 
@@ -181,7 +194,7 @@ def markdown(results: dict) -> str:
 
 def _scenario_row(name: str, s: dict) -> str:
     status = s.get("status")
-    if status == "failed" and name == "batch_import" and s.get("accepted_seconds") is not None:
+    if status == "failed" and name == "batch_import" and s.get("settled_seconds") is not None:
         s = {**s, "audit": "FAILED (see below)"}
     elif status != "ok":
         return f"| {name} | {status} | – | – | {'–' if status == 'not available yet' else 'FAILED'} |"
@@ -224,14 +237,13 @@ def _scenario_row(name: str, s: dict) -> str:
         limit = f"{_fmt(limits[0]['rows_per_s'])} inserts/s ({limits[0]['clients']} conns)" if limits else "–"
         return f"| HTTP submission | {'; '.join(parts)} | {limit} | {s.get('ratio_to_limit', '–')} | {s['audit']} |"
     if name == "batch_import":
+        large = s.get("large") or {}
         result = (
-            f"{_fmt(s.get('rows'))} rows accepted in {s.get('accepted_seconds')} s, settled in "
-            f"{s.get('settled_seconds')} s; {_fmt(s.get('import_memory_rows'))}-row import: web peak "
-            + (
-                f"{s.get('import_memory_peak_mb')} MB"
-                if not s.get("import_memory_error")
-                else f"{s.get('import_memory_peak_mb_until_failure')} MB until the upload failed"
-            )
+            f"{_fmt(s.get('rows'))} rows answered in {s.get('accepted_seconds')} s, completed "
+            f"{s.get('settled_seconds')} s after the upload began; {_fmt(large.get('rows'))} rows answered in "
+            f"{large.get('accepted_seconds')} s (web peak {large.get('web_peak_rss_mb')} MB), queued after "
+            f"{large.get('queued_seconds')} s (import worker peak {large.get('import_worker_peak_rss_mb')} MB, "
+            f"{large.get('import_worker_cpu_us_per_row')} µs CPU/row), completed after {large.get('settled_seconds')} s"
         )
         limit = f"{_fmt(limits[0]['rows_per_s'])} debits/s" if limits else "–"
         return f"| batch import | {result} | {limit} | {s.get('ratio_to_limit', '–')} | {s.get('audit', '–')} |"
@@ -314,12 +326,16 @@ def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
         for proc, mb in (scen.get(name, {}).get("worker_peak_rss_mb") or {}).items():
             memory.append((f"{proc}\n{name}", mb))
     bi = scen.get("batch_import", {})
-    if bi.get("status") in ("ok", "failed") and bi.get("import_memory_peak_mb") is not None:
-        memory.append((f"web\n{bi.get('import_memory_rows', 0):,}-row import", bi["import_memory_peak_mb"]))
+    large = (bi.get("large") or {}) if bi.get("status") in ("ok", "failed") else {}
+    for proc, key in (("web", "web_peak_rss_mb"), ("imports", "import_worker_peak_rss_mb")):
+        if large.get(key) is not None:
+            memory.append((f"{proc}\n{large['rows']:,}-row import", large[key]))
     if memory:
         fig, ax = plt.subplots(figsize=(8, 4))
         ax.bar([m[0] for m in memory], [m[1] for m in memory])
         ax.axhline(200, color="red", linestyle="--", linewidth=1, label="worker target 200 MB")
+        if large.get("web_peak_rss_mb") is not None:
+            ax.axhline(150, color="orange", linestyle=":", linewidth=1, label="web target (import upload) 150 MB")
         ax.set_ylabel("peak RSS, MB")
         ax.set_title("Peak memory")
         ax.legend()

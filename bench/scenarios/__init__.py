@@ -25,7 +25,7 @@ class Sizes:
     http_seconds: float = 10.0
     http_sellers: int = 32
     import_rows: int = 100_000
-    import_memory_rows: int = 1_000_000
+    import_large_rows: int = 1_000_000
     # pgbench transactions for the one-debit limit (a few seconds of it on one hot row).
     limit_single_txns: int = 3_000
     settle_timeout: float = 300.0
@@ -40,7 +40,7 @@ class Sizes:
             http_seconds=1.5,
             http_sellers=4,
             import_rows=1_000,
-            import_memory_rows=2_000,
+            import_large_rows=2_000,
             limit_single_txns=200,
             settle_timeout=60.0,
         )

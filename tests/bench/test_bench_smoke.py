@@ -54,9 +54,8 @@ def test_make_bench_smoke_writes_sane_results(tmp_path):
 
     assert results["meta"]["smoke"] is True
     assert results["meta"]["total_seconds"] < 120
-    hot, many, http = scenarios["hot_seller"], scenarios["many_sellers"], scenarios["http"]
-    assert [s["status"] for s in (hot, many, http)] == ["ok", "ok", "ok"], json.dumps(scenarios, indent=1)[:4000]
-    assert scenarios["batch_import"]["status"] in ("ok", "not available yet")
+    hot, many, http, imports = (scenarios[name] for name in ("hot_seller", "many_sellers", "http", "batch_import"))
+    assert [s["status"] for s in (hot, many, http, imports)] == ["ok"] * 4, json.dumps(scenarios, indent=1)[:4000]
 
     assert hot["charges"] == sizes.hot_charges and hot["audit"] == "ok"
     assert many["charges"] == sizes.many_sellers * sizes.many_per_seller and many["audit"] == "ok"
@@ -65,6 +64,13 @@ def test_make_bench_smoke_writes_sane_results(tmp_path):
         assert s["seconds"] > 0
         assert set(s["worker_peak_rss_mb"]) == {"shards0", "shards1"}
         assert all(20 < mb < 2000 for mb in s["worker_peak_rss_mb"].values())
+
+    assert imports["rows"] == sizes.import_rows and imports["audit"] == "ok"
+    assert 0 < imports["accepted_seconds"] < imports["settled_seconds"]
+    large = imports["large"]
+    assert large["rows"] == sizes.import_large_rows
+    assert 0 < large["accepted_seconds"] <= large["queued_seconds"] <= large["settled_seconds"]
+    assert 20 < large["web_peak_rss_mb"] < 2000 and 20 < large["import_worker_peak_rss_mb"] < 2000
 
     first = http[f"c{sizes.http_clients[0]}"]
     assert first["accepted"] > 0 and first["errors"] == {}
@@ -78,7 +84,8 @@ def test_make_bench_smoke_writes_sane_results(tmp_path):
         assert 0 < hot["ratio_to_limit"] < 100
         assert many["limits"] and http["limits"]
 
-    assert "| hot seller |" in markdown and "## Targets" in markdown
+    assert "| hot seller |" in markdown and "| batch import |" in markdown and "## Targets" in markdown
+    assert "| batch_import | large.import_worker_peak_rss_mb |" in markdown
     assert "smoke (not comparable)" in markdown  # tiny sizes are never judged against the targets
     if importlib.util.find_spec("matplotlib"):
         charts = [tmp_path / name for name in results["charts"]]
