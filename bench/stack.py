@@ -108,7 +108,9 @@ def clear_broker(redis_url: str, key_prefix: str) -> None:
 
     client = redis.Redis.from_url(redis_url)
     patterns = (
-        [f"{key_prefix}*"] if key_prefix else ["ledger.shard.*", "ledger.default*", "ledger.imports*", "unacked*", "_kombu.binding.*"]
+        [f"{key_prefix}*"]
+        if key_prefix
+        else ["ledger.shard.*", "ledger.default*", "ledger.imports*", "unacked*", "_kombu.binding.*"]
     )
     for pattern in patterns:
         keys = list(client.scan_iter(match=pattern, count=1000))

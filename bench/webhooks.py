@@ -25,8 +25,11 @@ RECEIVER = Path(__file__).resolve().parent.parent / "tests" / "notifications" / 
 
 
 def _receiver(port: int, log: Path, secrets: list[str], log_dir: Path):
-    proc = processes.spawn([sys.executable, str(RECEIVER), str(port), str(log), *secrets],
-                           log_dir / f"receiver-{port}.out", env=dict(os.environ))
+    proc = processes.spawn(
+        [sys.executable, str(RECEIVER), str(port), str(log), *secrets],
+        log_dir / f"receiver-{port}.out",
+        env=dict(os.environ),
+    )
     time.sleep(1.0)
     return proc
 
@@ -72,12 +75,18 @@ def throughput(args, log_dir: Path) -> dict:
     stamps = list(deliveries.values_list("last_attempt_at", "delivered_at"))
     first = min(s[0] for s in stamps)
     last = max(s[1] for s in stamps if s[1])
-    verified = sum(1 for i in range(args.endpoints) for line in _lines(log_dir / f"throughput-{i}.jsonl")
-                   if line["verified"])
+    verified = sum(
+        1 for i in range(args.endpoints) for line in _lines(log_dir / f"throughput-{i}.jsonl") if line["verified"]
+    )
     seconds = (last - first).total_seconds()
-    return {"endpoints": args.endpoints, "deliveries": total,
-            "succeeded": deliveries.filter(status="succeeded").count(), "verified_by_receiver": verified,
-            "seconds": round(seconds, 2), "deliveries_per_s": round(total / seconds, 1)}
+    return {
+        "endpoints": args.endpoints,
+        "deliveries": total,
+        "succeeded": deliveries.filter(status="succeeded").count(),
+        "verified_by_receiver": verified,
+        "seconds": round(seconds, 2),
+        "deliveries_per_s": round(total / seconds, 1),
+    }
 
 
 def latency(args, log_dir: Path) -> dict:
@@ -96,8 +105,11 @@ def latency(args, log_dir: Path) -> dict:
     env = dict(os.environ)
     procs = [_receiver(port, log, [endpoint.secret], log_dir)]
     shards = shard_assignment(settings.LEDGER_SHARDS, 1)[0]
-    procs.append(processes.spawn(worker_argv(shards, name="bench-shards", with_default_queue=True),
-                                 log_dir / "shards.log", env=env))
+    procs.append(
+        processes.spawn(
+            worker_argv(shards, name="bench-shards", with_default_queue=True), log_dir / "shards.log", env=env
+        )
+    )
     procs.append(processes.spawn(webhook_worker_argv(name="bench-webhooks"), log_dir / "webhooks-lat.log", env=env))
     time.sleep(8)  # workers ready
     approved_at = {}
@@ -117,9 +129,14 @@ def latency(args, log_dir: Path) -> dict:
         if line["verified"]:
             seen.setdefault(line["event"]["data"]["deposit_id"], line["at"])
     delays = sorted(seen[d] - t for d, t in approved_at.items() if d in seen)
-    return {"deposits": args.deposits, "received": len(delays), "rate_per_s": args.rate,
-            "p50_ms": round(statistics.median(delays) * 1000, 1),
-            "p99_ms": round(delays[int(len(delays) * 0.99) - 1] * 1000, 1), "max_ms": round(delays[-1] * 1000, 1)}
+    return {
+        "deposits": args.deposits,
+        "received": len(delays),
+        "rate_per_s": args.rate,
+        "p50_ms": round(statistics.median(delays) * 1000, 1),
+        "p99_ms": round(delays[int(len(delays) * 0.99) - 1] * 1000, 1),
+        "max_ms": round(delays[-1] * 1000, 1),
+    }
 
 
 def main() -> None:
@@ -131,8 +148,9 @@ def main() -> None:
     parser.add_argument("--deposits", type=int, default=200, help="approvals timed (latency)")
     parser.add_argument("--rate", type=float, default=20.0, help="approvals per second (latency)")
     args = parser.parse_args()
-    configure_environment(database_url=args.database_url, redis_url=args.redis_url, key_prefix="",
-                          worker_processes=1, web_workers=1)
+    configure_environment(
+        database_url=args.database_url, redis_url=args.redis_url, key_prefix="", worker_processes=1, web_workers=1
+    )
     os.environ.update(WEBHOOK_ALLOW_PRIVATE_URLS="1", LOG_LEVEL="WARNING")
     create_database(args.database_url)
     import django
@@ -145,8 +163,11 @@ def main() -> None:
 
     redis.Redis.from_url(args.redis_url).flushdb()  # the benchmark's own Redis database
     log_dir = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
-    print(json.dumps({"throughput": throughput(args, log_dir), "latency": latency(args, log_dir),
-                      "logs": str(log_dir)}, indent=2))
+    print(
+        json.dumps(
+            {"throughput": throughput(args, log_dir), "latency": latency(args, log_dir), "logs": str(log_dir)}, indent=2
+        )
+    )
 
 
 if __name__ == "__main__":
