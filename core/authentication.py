@@ -79,11 +79,16 @@ class _CachedVerification:
         return token
 
 
+def _concrete_fields(model) -> list:
+    """The model's columns in declaration order, through the documented `_meta.get_fields()`."""
+    return [f for f in model._meta.get_fields() if f.concrete and not f.many_to_many]
+
+
 @cache
 def _user_sql(where: str) -> str:
     user_model, quote = get_user_model(), connection.ops.quote_name
-    user_columns = ", ".join(f"u.{quote(f.column)}" for f in user_model._meta.concrete_fields)
-    seller_columns = ", ".join(f"s.{quote(f.column)}" for f in Seller._meta.concrete_fields)
+    user_columns = ", ".join(f"u.{quote(f.column)}" for f in _concrete_fields(user_model))
+    seller_columns = ", ".join(f"s.{quote(f.column)}" for f in _concrete_fields(Seller))
     return (
         f"SELECT {user_columns}, {seller_columns}, "
         "ARRAY(SELECT g.name FROM auth_user_groups ug JOIN auth_group g ON g.id = ug.group_id WHERE ug.user_id = u.id) "
@@ -102,8 +107,8 @@ def _load_user(where: str, param):
     if row is None:
         return None
     user_model = get_user_model()
-    user_fields = [f.attname for f in user_model._meta.concrete_fields]
-    seller_fields = [f.attname for f in Seller._meta.concrete_fields]
+    user_fields = [f.attname for f in _concrete_fields(user_model)]
+    seller_fields = [f.attname for f in _concrete_fields(Seller)]
     user = user_model.from_db(connection.alias, user_fields, row[: len(user_fields)])
     seller_row = row[len(user_fields) : len(user_fields) + len(seller_fields)]
     seller = None

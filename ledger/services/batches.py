@@ -157,8 +157,13 @@ def _copy_statement(model: type[models.Model], field_names: tuple[str, ...]) -> 
     fields = [model._meta.get_field(name) for name in field_names]
     needed = [
         f.name
-        for f in model._meta.concrete_fields
-        if f not in fields and not f.primary_key and not f.null and f.db_default is NOT_PROVIDED
+        for f in model._meta.get_fields()
+        if f.concrete
+        and not f.many_to_many
+        and f not in fields
+        and not f.primary_key
+        and not f.null
+        and f.db_default is NOT_PROVIDED
     ]
     if needed:
         raise ImproperlyConfigured(f"the import's COPY into {model.__name__} sets no value for {needed}")
