@@ -110,7 +110,9 @@ def import_worker_argv(*, name: str = "imports", python: str = sys.executable) -
     return celery_worker_argv([IMPORTS_QUEUE], name=name, python=python)
 
 
-def celery_worker_argv(queues: list[str], *, name: str, python: str = sys.executable) -> list[str]:
+def celery_worker_argv(
+    queues: list[str], *, name: str, python: str = sys.executable, pool: tuple[str, ...] = ("--pool", "solo")
+) -> list[str]:
     return [
         python,
         "-m",
@@ -120,8 +122,7 @@ def celery_worker_argv(queues: list[str], *, name: str, python: str = sys.execut
         "worker",
         "-Q",
         ",".join(queues),
-        "--pool",
-        "solo",
+        *pool,
         "--prefetch-multiplier",
         "1",
         "-n",
@@ -163,29 +164,8 @@ def web_argv(*, host: str, port: int, workers: int, python: str = sys.executable
 def webhook_worker_argv(*, name: str = "webhooks", python: str = sys.executable) -> list[str]:
     """The webhook worker: its own queue, threads (deliveries wait on the network, not the CPU),
     so one slow endpoint holds one thread and delays no other endpoint and no settlement."""
-    return [
-        python,
-        "-m",
-        "celery",
-        "-A",
-        "celery_app",
-        "worker",
-        "-Q",
-        "ledger.webhooks",
-        "--pool",
-        "threads",
-        "--concurrency",
-        os.environ.get("WEBHOOK_WORKER_THREADS", "16"),
-        "--prefetch-multiplier",
-        "1",
-        "-n",
-        f"{name}@%h",
-        "-E",
-        "--without-gossip",
-        "--without-mingle",
-        "--loglevel",
-        "INFO",
-    ]
+    threads = ("--pool", "threads", "--concurrency", os.environ.get("WEBHOOK_WORKER_THREADS", "16"))
+    return celery_worker_argv(["ledger.webhooks"], name=name, python=python, pool=threads)
 
 
 def _free_port_from(port: int) -> int:
