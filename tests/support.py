@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.db import close_old_connections
 
 from bench.processes import Process
-from ledger.models import Charge, Deposit
+from ledger.models import Charge, ChargeBatch, Deposit
 from workers.stack import import_worker_argv, shard_assignment, webhook_worker_argv, worker_argv
 
 WEBHOOK_TEST_SCHEDULE = "0,1,1,2,2,2,2,2,2,2,2,2,2,2,2"
@@ -108,6 +108,27 @@ def wait_settled(*seller_ids: int, timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{pending} intents of sellers {seller_ids} still unsettled after {timeout}s")
         time.sleep(0.1)
+
+
+def wait_quiet(timeout: float = 30.0) -> bool:
+    """Wait until the workers have nothing of the database's left to settle or import: any queued
+    charge, approving deposit or unfinished import. False if work is still pending at the deadline
+    (a test stopped the workers, say): the caller goes on regardless."""
+    deadline = time.monotonic() + timeout
+    while True:
+        close_old_connections()
+        pending = (
+            Charge.objects.filter(status=Charge.Status.QUEUED).exists()
+            or Deposit.objects.filter(status=Deposit.Status.APPROVING).exists()
+            or ChargeBatch.objects.filter(
+                status__in=[ChargeBatch.Status.VALIDATING, ChargeBatch.Status.QUEUED]
+            ).exists()
+        )
+        if not pending:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def assert_ledger_audit(seller_id: int | None = None) -> None:
