@@ -179,6 +179,7 @@ def test_compose_runs_the_same_template_in_the_official_image():
     assert services["web"]["environment"]["NUM_PROXIES"] == "${NUM_PROXIES:-1}"
 
 
+@needs_nginx
 @pytest.mark.django_db(transaction=True)
 def test_the_event_stream_is_served_at_the_apis_address(proxied):
     """gunicorn answers the stream's path 404; through the proxy it is the ASGI process's stream."""
