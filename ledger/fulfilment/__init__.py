@@ -1,0 +1,1 @@
+"""Sending top-ups to the provider: the shared gate in front of it."""
