@@ -1,0 +1,97 @@
+"""The top-up provider interface the fulfilment workers call, whatever the provider behind it.
+
+The money rule: never release a hold for a request the provider may have processed. So `submit`
+answers, for one request:
+
+- SUCCEEDED / FAILED only when the provider answered a final status (FAILED carries a stable
+  failure_code: `invalid_number`, `operator_declined`, or `provider_rejected` for any code we do
+  not know and for a request the provider refused as invalid, 400);
+- PENDING when it accepted the request and will say the final status later (lookup, callback);
+- RETRY only when the provider certainly did not process it: 429 (retry_after from Retry-After),
+  502/503 (answered before processing, by the provider's contract), connection refused, DNS
+  failure, connect timeout (the request never reached it). Resubmit with the same external id;
+- UNKNOWN whenever it may have been processed: read timeout, connection reset or closed after the
+  request was sent, any other 5xx, an answer that cannot be understood. Do not release the hold:
+  ask `lookup` (or resubmit with the same external id, which the provider never processes twice).
+
+A 409 (the external id already used with another msisdn or amount) is FAILED `provider_rejected`
+and logged as an error: a bug on our side. 401/403 (and a wrong base URL, 404/405) raise
+ProviderError: misconfiguration, treated as "provider unavailable", never as a failed charge.
+
+`lookup` found=False means the provider has no record of the id *so far*; a request still in
+flight may yet be recorded, so resubmitting (idempotent) is the safe way to settle it."""
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PENDING = "pending"
+    UNKNOWN = "unknown"
+    RETRY = "retry"
+
+
+FAILURE_CODES = frozenset({"invalid_number", "operator_declined", "provider_rejected"})
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    outcome: Outcome
+    provider_reference: str | None = None
+    failure_code: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    found: bool
+    outcome: Outcome | None = None
+    provider_reference: str | None = None
+    failure_code: str | None = None
+    amount: int | None = None
+    msisdn: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderTransaction:
+    external_id: str
+    provider_reference: str
+    msisdn: str
+    amount: int
+    outcome: Outcome
+    failure_code: str | None
+    created_at: datetime
+
+
+class ProviderError(Exception):
+    """The provider could not be asked (lookup failed, provider down, misconfigured): try later."""
+
+
+class InvalidCallback(Exception):
+    """A callback whose signature does not verify or whose body cannot be understood."""
+
+
+class Provider(Protocol):
+    name: str
+
+    def submit(
+        self, *, external_id: str, msisdn: str, amount: int, callback_url: str | None = None
+    ) -> SubmitResult: ...
+
+    def lookup(self, external_id: str) -> LookupResult:
+        """Raises ProviderError when it cannot tell."""
+        ...
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> LookupResult:
+        """Verifies the signature; raises InvalidCallback."""
+        ...
+
+    def transactions(self, *, created_after: datetime, created_before: datetime) -> Iterator[ProviderTransaction]:
+        """What the provider recorded with created_after <= created_at < created_before, by id;
+        raises ProviderError (possibly after yielding some)."""
+        ...

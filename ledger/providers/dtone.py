@@ -1,0 +1,244 @@
+"""The adapter for a DT One-shaped HTTP API (the sandbox's, provider_sandbox/; docs/provider.md).
+Which answer means which Outcome, and why, is in ledger/providers/base.py."""
+
+import json
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import requests
+from django.utils import timezone
+from requests.adapters import HTTPAdapter
+from standardwebhooks.webhooks import Webhook
+from urllib3.exceptions import ConnectTimeoutError
+
+from ledger.providers.base import (
+    FAILURE_CODES,
+    InvalidCallback,
+    LookupResult,
+    Outcome,
+    ProviderError,
+    ProviderTransaction,
+    SubmitResult,
+)
+
+logger = logging.getLogger(__name__)
+
+STATUS_OUTCOMES = {"COMPLETED": Outcome.SUCCEEDED, "DECLINED": Outcome.FAILED, "SUBMITTED": Outcome.PENDING}
+PAGE = 1000
+
+
+class _Unparsable(ValueError):
+    pass
+
+
+def _never_reached(exc: requests.RequestException) -> bool:
+    """Failed while connecting (refused, DNS, connect timeout): nothing was sent. urllib3's
+    NewConnectionError and NameResolutionError are ConnectTimeoutErrors, the MaxRetryError's reason."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and isinstance(getattr(cause, "reason", None), ConnectTimeoutError)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - timezone.now()).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _failure_code(transaction: dict) -> str | None:
+    if transaction["status"] != "DECLINED":
+        return None
+    code = transaction.get("failure_code")
+    return code if code in FAILURE_CODES else "provider_rejected"
+
+
+def _transaction(payload) -> dict:
+    """The answer's transaction, checked for the fields we rely on; raises _Unparsable."""
+    if (
+        not isinstance(payload, dict)
+        or payload.get("status") not in STATUS_OUTCOMES
+        or not isinstance(payload.get("id"), int)
+        or not isinstance(payload.get("external_id"), str)
+        or not isinstance(payload.get("amount"), int)
+        or not isinstance(payload.get("msisdn"), str)
+    ):
+        raise _Unparsable(f"not a transaction: {str(payload)[:200]}")
+    return payload
+
+
+def _lookup_result(transaction: dict) -> LookupResult:
+    return LookupResult(
+        found=True,
+        outcome=STATUS_OUTCOMES[transaction["status"]],
+        provider_reference=str(transaction["id"]),
+        failure_code=_failure_code(transaction),
+        amount=transaction["amount"],
+        msisdn=transaction["msisdn"],
+    )
+
+
+class DTOneProvider:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None = None,
+        callback_secret: str | None = None,
+        timeout: tuple[float, float] = (1.0, 5.0),
+        name: str = "sandbox",
+    ):
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"provider base_url must be an http(s) URL, not {base_url!r}")
+        self.base_url, self.api_key, self.callback_secret = base_url.rstrip("/"), api_key, callback_secret
+        self.timeout, self.name = timeout, name
+        self._local = threading.local()
+
+    @property
+    def _session(self) -> requests.Session:
+        """One keep-alive session per thread (requests.Session is not thread-safe). No retries
+        inside urllib3: a POST resent after a reset could be a second top-up."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.trust_env = False  # no proxy or .netrc from the environment replacing our Authorization
+            session.mount("http://", HTTPAdapter(max_retries=0))
+            session.mount("https://", HTTPAdapter(max_retries=0))
+            session.headers["Accept"] = "application/json"
+            if self.api_key:
+                session.headers["Authorization"] = f"Bearer {self.api_key}"
+        return session
+
+    def submit(self, *, external_id: str, msisdn: str, amount: int, callback_url: str | None = None) -> SubmitResult:
+        body = {"external_id": external_id, "msisdn": msisdn, "amount": amount}
+        if callback_url:
+            body["callback_url"] = callback_url
+        try:
+            response = self._session.post(
+                f"{self.base_url}/v1/transactions", json=body, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            if _never_reached(exc):
+                logger.info("provider %s not reached for %s: %s", self.name, external_id, exc)
+                return SubmitResult(Outcome.RETRY)
+            logger.warning("provider %s: %s may have been processed: %r", self.name, external_id, exc)
+            return SubmitResult(Outcome.UNKNOWN)
+
+        status = response.status_code
+        if status in (200, 201):
+            try:
+                transaction = _transaction(response.json())
+            except ValueError as exc:  # also _Unparsable
+                logger.warning("provider %s: unparsable answer for %s: %s", self.name, external_id, exc)
+                return SubmitResult(Outcome.UNKNOWN)
+            if (transaction["external_id"], transaction["msisdn"], transaction["amount"]) != (
+                external_id,
+                msisdn,
+                amount,
+            ):
+                logger.error(
+                    "provider %s answered %s with another transaction: %s", self.name, external_id, transaction
+                )
+                return SubmitResult(Outcome.UNKNOWN)
+            return SubmitResult(
+                STATUS_OUTCOMES[transaction["status"]],
+                provider_reference=str(transaction["id"]),
+                failure_code=_failure_code(transaction),
+            )
+        if status in (408, 429, 502, 503):
+            return SubmitResult(Outcome.RETRY, retry_after=_retry_after(response))
+        if status in (401, 403, 404, 405):
+            raise ProviderError(f"provider {self.name} refused {external_id} with HTTP {status}: misconfigured?")
+        if status == 409:
+            logger.error(
+                "provider %s: external id %s already used with another msisdn or amount (a bug on our side)",
+                self.name,
+                external_id,
+            )
+            return SubmitResult(Outcome.FAILED, failure_code="provider_rejected")
+        if 400 <= status < 500:
+            logger.warning("provider %s rejected %s: HTTP %s %s", self.name, external_id, status, response.text[:300])
+            return SubmitResult(Outcome.FAILED, failure_code="provider_rejected")
+        logger.warning("provider %s: HTTP %s for %s, may have been processed", self.name, status, external_id)
+        return SubmitResult(Outcome.UNKNOWN)
+
+    def _get(self, path: str, params: dict) -> dict:
+        try:
+            response = self._session.get(
+                f"{self.base_url}{path}", params=params, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            raise ProviderError(f"provider {self.name} unreachable: {exc}") from exc
+        if response.status_code != 200:
+            raise ProviderError(f"provider {self.name}: HTTP {response.status_code} for {path}")
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise ProviderError(f"provider {self.name}: unparsable answer for {path}") from exc
+        if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
+            raise ProviderError(f"provider {self.name}: unexpected answer for {path}: {str(payload)[:200]}")
+        return payload
+
+    def lookup(self, external_id: str) -> LookupResult:
+        results = self._get("/v1/transactions", {"external_id": external_id})["results"]
+        if not results:
+            return LookupResult(found=False)
+        try:
+            transaction = _transaction(results[0])
+        except _Unparsable as exc:
+            raise ProviderError(f"provider {self.name}: {exc}") from exc
+        if transaction["external_id"] != external_id:
+            raise ProviderError(f"provider {self.name} answered a lookup of {external_id} with {transaction}")
+        return _lookup_result(transaction)
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> LookupResult:
+        if not self.callback_secret:
+            raise InvalidCallback("no callback secret configured: callbacks cannot be verified")
+        try:
+            Webhook(self.callback_secret).verify(body, dict(headers))
+            transaction = _transaction(json.loads(body))
+        except Exception as exc:  # the library also lets malformed headers through as ValueError etc.
+            raise InvalidCallback(f"{type(exc).__name__}: {exc}") from exc
+        return _lookup_result(transaction)
+
+    def transactions(self, *, created_after: datetime, created_before: datetime) -> Iterator[ProviderTransaction]:
+        after_id = 0
+        while after_id is not None:
+            page = self._get(
+                "/v1/transactions",
+                {
+                    "created_after": created_after.isoformat(),
+                    "created_before": created_before.isoformat(),
+                    "after_id": after_id,
+                    "limit": PAGE,
+                },
+            )
+            for item in page["results"]:
+                try:
+                    transaction = _transaction(item)
+                    created_at = datetime.fromisoformat(transaction["created_at"])
+                except (KeyError, TypeError, ValueError) as exc:  # also _Unparsable
+                    raise ProviderError(f"provider {self.name}: unexpected transaction {str(item)[:200]}") from exc
+                yield ProviderTransaction(
+                    external_id=transaction["external_id"],
+                    provider_reference=str(transaction["id"]),
+                    msisdn=transaction["msisdn"],
+                    amount=transaction["amount"],
+                    outcome=STATUS_OUTCOMES[transaction["status"]],
+                    failure_code=_failure_code(transaction),
+                    created_at=created_at,
+                )
+            after_id = page.get("next_after_id")

@@ -1,0 +1,105 @@
+"""One real sandbox provider process for the session (tmp SQLite record, short hang and pending
+times), its config reset after every test; a local receiver for its callbacks."""
+
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ledger.providers.dtone import DTOneProvider
+from provider_sandbox.process import SandboxProcess
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+HANG_SECONDS = 2.0
+PENDING_SECONDS = 1.0
+DEFAULTS = {
+    "latency_ms": 1,
+    "decline_rate": 0,
+    "throttle_rate": 0,
+    "error_rate": 0,
+    "drop_rate": 0,
+    "pending_rate": 0,
+    "pending_seconds": PENDING_SECONDS,
+    "hang_seconds": HANG_SECONDS,
+    "down": False,
+}
+
+
+def sandbox_options(**overrides) -> dict:
+    options = {k: v for k, v in DEFAULTS.items() if k != "down"} | {"callback_secret": SECRET}
+    return options | overrides
+
+
+@pytest.fixture(scope="session")
+def session_sandbox(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("sandbox")
+    process = SandboxProcess(logs, db=logs / "sandbox.db", **sandbox_options()).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def sandbox(session_sandbox):
+    yield session_sandbox
+    session_sandbox.configure(**DEFAULTS)
+
+
+@pytest.fixture
+def provider(sandbox):
+    return DTOneProvider(base_url=sandbox.url, callback_secret=SECRET, timeout=(1.0, 5.0))
+
+
+@pytest.fixture
+def external_id():
+    return f"t-{uuid.uuid4().hex}"
+
+
+def msisdn(suffix: str = "4567") -> str:
+    return f"+98912123{suffix}"
+
+
+class Receiver:
+    """A tiny HTTP receiver thread: records every POST (headers, body) and answers 200."""
+
+    def __init__(self):
+        self.received: list[tuple[dict, bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/callbacks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def for_external_id(self, external_id: str, timeout: float = 10.0) -> tuple[dict, bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for headers, body in self.received:
+                if json.loads(body)["external_id"] == external_id:
+                    return headers, body
+            time.sleep(0.05)
+        raise TimeoutError(f"no callback for {external_id}: {len(self.received)} received")
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
