@@ -2,7 +2,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from tests.support import WorkerStack, wait_quiet
+from provider_sandbox.process import SandboxProcess
+from tests.support import SANDBOX_SECRET, WorkerStack, sandbox_options, wait_quiet
 
 # The session's worker stack once a test has started it; see quiet_workers_before_flush.
 _started_stacks: list[WorkerStack] = []
@@ -16,8 +17,23 @@ def broker(django_db_setup):
     return client
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_sandbox(tmp_path_factory):
+    """The sandbox provider every charge of the session is sent to, in this process (the tests'
+    in-process fulfilment) and in the workers the tests start (tests/support.py passes it on)."""
+    from ledger.providers import get_provider
+
+    logs = tmp_path_factory.mktemp("sandbox")
+    process = SandboxProcess(logs, db=logs / "sandbox.db", **sandbox_options()).start()
+    settings.PROVIDER_URL = process.url
+    settings.PROVIDER_CALLBACK_SECRET = SANDBOX_SECRET
+    get_provider.cache_clear()
+    yield process
+    process.stop()
+
+
 @pytest.fixture(scope="session")
-def shard_workers(django_db_setup, django_db_blocker, broker, tmp_path_factory):
+def shard_workers(session_sandbox, django_db_setup, django_db_blocker, broker, tmp_path_factory):
     """Real `celery worker` processes (the production command) consuming every shard, and beat."""
     stack = WorkerStack(tmp_path_factory.mktemp("workers")).start()
     _started_stacks.append(stack)

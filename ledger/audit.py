@@ -23,8 +23,8 @@ class Breach:
 _CHECKS: list[tuple[int, str]] = [
     (
         1,
-        """SELECT a.seller_id, NULL, 'negative balance ' || a.balance
-             FROM ledger_account a WHERE a.balance < 0 AND {seller:a}""",
+        """SELECT a.seller_id, NULL, 'negative balance ' || a.balance || ' or held ' || a.held
+             FROM ledger_account a WHERE (a.balance < 0 OR a.held < 0) AND {seller:a}""",
     ),
     (
         2,
@@ -62,9 +62,10 @@ _CHECKS: list[tuple[int, str]] = [
     ),
     (
         4,
-        """SELECT min(e.seller_id), min(e.id), 'charge ' || e.charge_id || ' has ' || count(*) || ' entries'
+        """SELECT min(e.seller_id), min(e.id), 'charge ' || e.charge_id || ' has ' || count(*) || ' '
+                  || e.kind || ' entries'
              FROM ledger_entry e WHERE e.charge_id IS NOT NULL AND {seller:e}
-            GROUP BY e.charge_id HAVING count(*) > 1""",
+            GROUP BY e.charge_id, e.kind HAVING count(*) > 1""",
     ),
     (
         4,
@@ -74,17 +75,22 @@ _CHECKS: list[tuple[int, str]] = [
     ),
     (
         5,
-        """SELECT c.seller_id, e.id, 'charge ' || c.id || ' is ' || c.status || CASE
-                    WHEN e.id IS NULL THEN ' but has no entry'
-                    WHEN c.status <> 'succeeded' THEN ' but has an entry'
-                    WHEN e.amount <> -c.amount THEN ' but its entry moved ' || e.amount
-                    WHEN e.seller_id <> c.seller_id THEN ' but its entry is in another ledger'
-                    ELSE ' but its balance_after differs from its entry' END
-             FROM ledger_charge c LEFT JOIN ledger_entry e ON e.charge_id = c.id
+        # A charge's hold (its `charge` entry) exists once it was reserved; a success keeps it, a
+        # failure after the reservation has its release, and nothing else has either.
+        """SELECT c.seller_id, coalesce(h.id, r.id), 'charge ' || c.id || ' is ' || c.status || '/' || c.stage
+                  || CASE WHEN h.id IS NULL THEN ' without a hold' ELSE ' with a hold of ' || h.amount END
+                  || CASE WHEN r.id IS NULL THEN '' ELSE ' and a release of ' || r.amount END
+             FROM ledger_charge c
+             LEFT JOIN ledger_entry h ON h.charge_id = c.id AND h.kind = 'charge'
+             LEFT JOIN ledger_entry r ON r.charge_id = c.id AND r.kind = 'release'
             WHERE {seller:c} AND (
-                  (c.status = 'succeeded' AND (e.id IS NULL OR e.amount <> -c.amount
-                        OR e.seller_id <> c.seller_id OR e.balance_after <> c.balance_after))
-               OR (c.status <> 'succeeded' AND e.id IS NOT NULL))""",
+                  (c.stage = 'queued' AND (h.id IS NOT NULL OR r.id IS NOT NULL))
+               OR ((c.stage IN ('reserved', 'submitted', 'unknown') OR c.status = 'succeeded')
+                   AND (h.id IS NULL OR r.id IS NOT NULL))
+               OR (c.status = 'failed' AND (h.id IS NULL) <> (r.id IS NULL))
+               OR (h.id IS NOT NULL AND (h.amount <> -c.amount OR h.seller_id <> c.seller_id
+                   OR (c.balance_after IS NOT NULL AND h.balance_after <> c.balance_after)))
+               OR (r.id IS NOT NULL AND (r.amount <> c.amount OR r.seller_id <> c.seller_id OR r.seq < h.seq)))""",
     ),
     (
         5,
@@ -102,17 +108,31 @@ _CHECKS: list[tuple[int, str]] = [
     ),
     (
         6,
+        # Every credit the seller has, spent or held: approved deposits, less succeeded charges,
+        # less the open holds, plus refunds and adjustments. A released hold nets to nothing.
         """SELECT a.seller_id, NULL, 'balance ' || a.balance || ' != approved deposits ' || coalesce(d.total, 0)
-                  || ' - succeeded charges ' || coalesce(c.total, 0) || ' + other entries ' || coalesce(o.total, 0)
+                  || ' - succeeded charges ' || coalesce(c.succeeded, 0) || ' - open holds ' || coalesce(c.open, 0)
+                  || ' + other entries ' || coalesce(o.total, 0)
              FROM ledger_account a
              LEFT JOIN (SELECT seller_id, sum(amount) AS total FROM ledger_deposit
                          WHERE status = 'approved' GROUP BY seller_id) d ON d.seller_id = a.seller_id
-             LEFT JOIN (SELECT seller_id, sum(amount) AS total FROM ledger_charge
-                         WHERE status = 'succeeded' GROUP BY seller_id) c ON c.seller_id = a.seller_id
+             LEFT JOIN (SELECT seller_id, sum(amount) FILTER (WHERE status = 'succeeded') AS succeeded,
+                               sum(amount) FILTER (WHERE stage IN ('reserved', 'submitted', 'unknown')) AS open
+                          FROM ledger_charge GROUP BY seller_id) c ON c.seller_id = a.seller_id
              LEFT JOIN (SELECT seller_id, sum(amount) AS total FROM ledger_entry
                          WHERE kind IN ('refund', 'adjustment') GROUP BY seller_id) o ON o.seller_id = a.seller_id
             WHERE {seller:a}
-              AND a.balance <> coalesce(d.total, 0) - coalesce(c.total, 0) + coalesce(o.total, 0)""",
+              AND a.balance <> coalesce(d.total, 0) - coalesce(c.succeeded, 0) - coalesce(c.open, 0)
+                               + coalesce(o.total, 0)""",
+    ),
+    (
+        6,
+        """SELECT a.seller_id, NULL, 'held ' || a.held || ' != open holds ' || coalesce(h.total, 0)
+             FROM ledger_account a
+             LEFT JOIN (SELECT seller_id, sum(amount) AS total FROM ledger_charge
+                         WHERE stage IN ('reserved', 'submitted', 'unknown') GROUP BY seller_id) h
+                    ON h.seller_id = a.seller_id
+            WHERE {seller:a} AND a.held <> coalesce(h.total, 0)""",
     ),
     (
         7,

@@ -2,7 +2,8 @@
 
 `settings.LEDGER_WAKE_UP` names a callable (by default `workers.dispatch.wake_seller_on_commit`)
 that schedules the wake-up for after the current transaction commits; likewise
-`settings.LEDGER_IMPORT_START` (`workers.tasks.import_batch_on_commit`) for a stored charge list."""
+`settings.LEDGER_IMPORT_START` (`workers.tasks.import_batch_on_commit`) for a stored charge list,
+and `settings.LEDGER_FULFIL_START` (`workers.dispatch.fulfil_on_commit`) for reserved charges."""
 
 from functools import cache
 
@@ -22,3 +23,8 @@ def intents_recorded(*, seller_id: int) -> None:
 def batch_uploaded(*, batch_id: int) -> None:
     """A charge list is stored: `settings.LEDGER_IMPORT_START` starts its import after commit."""
     _hook("LEDGER_IMPORT_START")(batch_id)
+
+
+def charges_reserved(*, charge_ids: list[int]) -> None:
+    """Charges got their hold: `settings.LEDGER_FULFIL_START` sends them to the provider after commit."""
+    _hook("LEDGER_FULFIL_START")(charge_ids)

@@ -17,11 +17,12 @@ class LockedAccount:
     seller_id: int
     balance: int
     last_seq: int
+    held: int = 0
 
 
 _LOCK_ACCOUNT = PreparedStatement(
     "ledger_lock_account",
-    "SELECT balance, last_seq FROM ledger_account WHERE seller_id = $1 FOR NO KEY UPDATE",
+    "SELECT balance, last_seq, held FROM ledger_account WHERE seller_id = $1 FOR NO KEY UPDATE",
     ["bigint"],
 )
 
@@ -35,12 +36,12 @@ def account_lock(cursor, *, seller_id: int) -> LockedAccount | None:
         raise RuntimeError("account_lock must be called inside transaction.atomic()")
     _LOCK_ACCOUNT.execute(cursor, [seller_id])
     row = cursor.fetchone()
-    return None if row is None else LockedAccount(seller_id, row[0], row[1])
+    return None if row is None else LockedAccount(seller_id, row[0], row[1], row[2])
 
 
 _LOCK_ACCOUNTS = PreparedStatement(
     "ledger_lock_accounts",
-    """SELECT seller_id, balance, last_seq FROM ledger_account WHERE seller_id = ANY($1)
+    """SELECT seller_id, balance, last_seq, held FROM ledger_account WHERE seller_id = ANY($1)
     ORDER BY seller_id FOR NO KEY UPDATE""",
     ["bigint[]"],
 )
@@ -56,4 +57,4 @@ def accounts_lock(cursor, *, seller_ids: list[int]) -> dict[int, LockedAccount]:
         account = account_lock(cursor, seller_id=seller_ids[0])
         return {} if account is None else {account.seller_id: account}
     _LOCK_ACCOUNTS.execute(cursor, [array_literal(sorted({int(s) for s in seller_ids}))])
-    return {row[0]: LockedAccount(row[0], row[1], row[2]) for row in cursor.fetchall()}
+    return {row[0]: LockedAccount(*row) for row in cursor.fetchall()}

@@ -10,14 +10,19 @@ from django.db.models import F, Q
 
 
 class Account(models.Model):
+    """`balance` is what the seller may spend (available); `held` is credit reserved by charges
+    the provider has not settled yet. Both move only in `ledger.posting`."""
+
     seller = models.OneToOneField("core.Seller", on_delete=models.PROTECT, primary_key=True, related_name="account")
     balance = models.BigIntegerField(default=0)
+    held = models.BigIntegerField(default=0, db_default=0)
     last_seq = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(balance__gte=0), name="account_balance_non_negative"),
+            models.CheckConstraint(condition=Q(held__gte=0), name="account_held_non_negative"),
             models.CheckConstraint(condition=Q(last_seq__gte=0), name="account_last_seq_non_negative"),
         ]
 
@@ -80,14 +85,33 @@ class Deposit(models.Model):
 
 
 class Charge(models.Model):
+    """A top-up. `status` is what existing clients read (queued until the outcome is final);
+    `stage` is the lifecycle (docs/architecture.md): `queued` -> `reserved` (the settle placed a
+    hold: the debit entry) -> `submitted` (sent to the provider) -> `unknown` (the answer was lost:
+    the reconciler asks) -> `done`. The fulfilment side records the provider's answer as an
+    intent (`outcome`, `outcome_code`); the settle applies it: posts the hold or releases it."""
+
     class Status(models.TextChoices):
         QUEUED = "queued"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
+    class Stage(models.TextChoices):
+        QUEUED = "queued"
+        RESERVED = "reserved"
+        SUBMITTED = "submitted"
+        UNKNOWN = "unknown"
+        DONE = "done"
+
     class FailureCode(models.TextChoices):
         INSUFFICIENT_FUNDS = "insufficient_funds"
         SELLER_INACTIVE = "seller_inactive"
+        INVALID_NUMBER = "invalid_number"
+        OPERATOR_DECLINED = "operator_declined"
+        PROVIDER_REJECTED = "provider_rejected"
+        PROVIDER_TIMEOUT = "provider_timeout"
+
+    OPEN_STAGES = (Stage.RESERVED, Stage.SUBMITTED, Stage.UNKNOWN)  # the charge holds credit
 
     # Indexed by charge_seller_recent_idx (seller, -id).
     seller = models.ForeignKey("core.Seller", on_delete=models.PROTECT, related_name="charges", db_index=False)
@@ -112,6 +136,20 @@ class Charge(models.Model):
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     settled_at = models.DateTimeField(null=True, blank=True)
+    # Fulfilment. Columns with a database default, so the one-statement insert of the API and the
+    # COPY of imports need not name them.
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.QUEUED, db_default=Stage.QUEUED)
+    reserved_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    provider_reference = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 (null until the provider names it)
+    # The provider's final answer, recorded by a fulfilment worker, a callback or the reconciler,
+    # waiting for the seller's settle to apply it.
+    outcome = models.CharField(max_length=16, null=True, blank=True)  # noqa: DJ001 (null: no answer yet)
+    outcome_code = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001 (null unless failed)
+    outcome_at = models.DateTimeField(null=True, blank=True)
+    # The reconciler's next lookup of a submitted or unknown charge, and how many it made.
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    checks = models.IntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["-id"]
@@ -119,21 +157,48 @@ class Charge(models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="charge_amount_positive"),
             models.CheckConstraint(
                 condition=(
-                    Q(status="queued", failure_code__isnull=True, balance_after__isnull=True, settled_at__isnull=True)
+                    Q(
+                        status="queued",
+                        stage="queued",
+                        failure_code__isnull=True,
+                        balance_after__isnull=True,
+                        settled_at__isnull=True,
+                        reserved_at__isnull=True,
+                    )
+                    | Q(
+                        status="queued",
+                        stage__in=["reserved", "submitted", "unknown"],
+                        failure_code__isnull=True,
+                        balance_after__isnull=False,
+                        settled_at__isnull=True,
+                        reserved_at__isnull=False,
+                    )
                     | Q(
                         status="succeeded",
+                        stage="done",
                         failure_code__isnull=True,
                         balance_after__isnull=False,
                         settled_at__isnull=False,
                     )
                     | Q(
                         status="failed",
+                        stage="done",
                         failure_code__isnull=False,
                         balance_after__isnull=True,
                         settled_at__isnull=False,
                     )
                 ),
                 name="charge_status_consistent",
+            ),
+            models.CheckConstraint(
+                condition=Q(outcome__isnull=True, outcome_code__isnull=True)
+                | Q(outcome="succeeded", outcome_code__isnull=True, stage__in=["submitted", "unknown", "done"])
+                | Q(outcome="failed", outcome_code__isnull=False, stage__in=["submitted", "unknown", "done"]),
+                name="charge_outcome_consistent",
+            ),
+            # A charge succeeds only on the provider's word.
+            models.CheckConstraint(
+                condition=~Q(status="succeeded") | Q(outcome="succeeded"), name="charge_succeeded_by_provider"
             ),
             models.UniqueConstraint(
                 fields=["seller", "idempotency_key"],
@@ -145,8 +210,20 @@ class Charge(models.Model):
             ),
         ]
         indexes = [
-            # The worker's queue: a seller's queued charges, oldest first. Partial, so it stays small.
-            models.Index(fields=["seller", "id"], condition=Q(status="queued"), name="charge_queued_idx"),
+            # The settle's queues: a seller's charges to reserve, and those whose provider answer
+            # waits to be applied, oldest first. Partial, so they stay small.
+            models.Index(fields=["seller", "id"], condition=Q(stage="queued"), name="charge_queued_idx"),
+            models.Index(
+                fields=["seller", "id"],
+                condition=Q(outcome__isnull=False) & ~Q(stage="done"),
+                name="charge_answered_idx",
+            ),
+            # Open holds: the fulfilment sweep, the reconciler, and the audit of `held`.
+            models.Index(
+                fields=["seller", "id"],
+                condition=Q(stage__in=["reserved", "submitted", "unknown"]),
+                name="charge_open_idx",
+            ),
             models.Index(fields=["seller", "-id"], name="charge_seller_recent_idx"),
             models.Index(fields=["batch", "status"], condition=Q(batch__isnull=False), name="charge_batch_status_idx"),
         ]
@@ -293,7 +370,8 @@ class Entry(models.Model):
 
     class Kind(models.TextChoices):
         DEPOSIT = "deposit"
-        CHARGE = "charge"
+        CHARGE = "charge"  # the debit of a charge, placed as its hold when reserved
+        RELEASE = "release"  # the hold of a charge the provider did not fulfil, given back
         REFUND = "refund"
         ADJUSTMENT = "adjustment"
 
@@ -304,7 +382,10 @@ class Entry(models.Model):
     amount = models.BigIntegerField()
     balance_before = models.BigIntegerField()
     balance_after = models.BigIntegerField()
-    charge = models.OneToOneField(Charge, on_delete=models.PROTECT, null=True, blank=True, related_name="entry")
+    # Indexed by entry_one_per_charge_and_kind (charge, kind).
+    charge = models.ForeignKey(
+        Charge, on_delete=models.PROTECT, null=True, blank=True, related_name="entries", db_index=False
+    )
     deposit = models.OneToOneField(Deposit, on_delete=models.PROTECT, null=True, blank=True, related_name="entry")
     created_at = models.DateTimeField()
 
@@ -313,6 +394,10 @@ class Entry(models.Model):
         verbose_name_plural = "entries"
         constraints = [
             models.UniqueConstraint(fields=["seller", "seq"], name="entry_seq_unique_per_seller"),
+            # A charge's hold is placed once and released at most once.
+            models.UniqueConstraint(
+                fields=["charge", "kind"], condition=Q(charge__isnull=False), name="entry_one_per_charge_and_kind"
+            ),
             models.CheckConstraint(condition=Q(seq__gte=1), name="entry_seq_positive"),
             models.CheckConstraint(
                 condition=Q(balance_after=F("balance_before") + F("amount")), name="entry_balance_arithmetic"
@@ -325,6 +410,7 @@ class Entry(models.Model):
                 condition=(
                     Q(kind="deposit", deposit__isnull=False, charge__isnull=True, amount__gt=0)
                     | Q(kind="charge", charge__isnull=False, deposit__isnull=True, amount__lt=0)
+                    | Q(kind="release", charge__isnull=False, deposit__isnull=True, amount__gt=0)
                     | Q(kind__in=["refund", "adjustment"], deposit__isnull=True)
                 ),
                 name="entry_kind_matches_intent",

@@ -1,14 +1,20 @@
-"""The only code that writes ledger entries and balances.
+"""The only code that writes ledger entries, balances and holds.
 
-`settle_batch` applies a seller's queued intents under the account lock, in one transaction:
-approved deposits credit, queued charges debit when the balance covers them and otherwise fail
-with `insufficient_funds` (the next one is still tried). Every applied intent gets exactly one
-entry with the next per-seller `seq`. Reads and writes are set-based (a handful of statements per
-batch, whatever its size): a round trip per intent would cap a hot seller near the database's
-single-row commit rate.
+`settle_batch` applies a seller's waiting intents under the account lock, in one transaction:
+- provider answers recorded on reserved charges (`outcome`): a success posts the hold (the charge
+  succeeds; `held` goes down), a failure releases it (a `release` entry gives the credit back);
+- approved deposits credit;
+- queued charges are reserved when the available balance covers them (a `charge` entry debits
+  the balance and `held` goes up; the fulfilment workers then send them to the provider) and
+  otherwise fail with `insufficient_funds` (the next one is still tried).
+Every applied intent gets exactly one entry with the next per-seller `seq`, except a posted hold,
+which changes `held` only: its debit is the entry written when it was reserved. Reads and writes
+are set-based (a handful of statements per batch, whatever its size): a round trip per intent
+would cap a hot seller near the database's single-row commit rate.
 
-Order inside a batch: approved deposits first, then charges by id. Crediting first can only turn
-a would-be `insufficient_funds` into a success, never the reverse."""
+Order inside a batch: answers first, then approved deposits, then charges by id. Releasing and
+crediting first can only turn a would-be `insufficient_funds` into a reservation, never the
+reverse."""
 
 import logging
 from dataclasses import dataclass
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
+from ledger import events
 from ledger.locks import accounts_lock
 from ledger.prepared import PreparedStatement, array_literal
 from notifications.outbox import events_batch_completed, settled_events_insert
@@ -28,16 +35,20 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BatchOutcome:
     deposits_applied: int = 0
+    charges_reserved: int = 0
     charges_succeeded: int = 0
     charges_failed: int = 0
     balance: int | None = None
+    held: int | None = None
     more_pending: bool = False
-    # The last charge this batch took: the next batch of the same drain continues after it.
+    # The last queued and answered charges this batch took: the next batch of the same drain
+    # continues after them.
     last_charge_id: int = 0
+    last_answered_id: int = 0
 
     @property
     def intents(self) -> int:
-        return self.deposits_applied + self.charges_succeeded + self.charges_failed
+        return self.deposits_applied + self.charges_reserved + self.charges_succeeded + self.charges_failed
 
 
 # Prepared once per database session (ledger/prepared.py): planning these cost PostgreSQL more
@@ -52,7 +63,7 @@ _SELECT_APPROVING_DEPOSITS = PreparedStatement(
 _SELECT_QUEUED_CHARGES = PreparedStatement(
     "ledger_settle_select_charges",
     """SELECT seller_id, id, amount, batch_id FROM ledger_charge
-    WHERE seller_id = $1 AND status = 'queued' AND id > $2 ORDER BY id LIMIT $3""",
+    WHERE seller_id = $1 AND stage = 'queued' AND id > $2 ORDER BY id LIMIT $3""",
     ["bigint", "bigint", "bigint"],
 )
 _SELECT_APPROVING_DEPOSITS_OF_SELLERS = PreparedStatement(
@@ -64,7 +75,20 @@ _SELECT_APPROVING_DEPOSITS_OF_SELLERS = PreparedStatement(
 _SELECT_QUEUED_CHARGES_OF_SELLERS = PreparedStatement(
     "ledger_settle_select_charges_of_sellers",
     """SELECT seller_id, id, amount, batch_id FROM ledger_charge
-    WHERE seller_id = ANY($1) AND status = 'queued' ORDER BY seller_id, id LIMIT $2""",
+    WHERE seller_id = ANY($1) AND stage = 'queued' ORDER BY seller_id, id LIMIT $2""",
+    ["bigint[]", "bigint"],
+)
+# Reserved charges with the provider's answer recorded, to post or release.
+_SELECT_ANSWERED_CHARGES = PreparedStatement(
+    "ledger_settle_select_answered",
+    """SELECT seller_id, id, amount, batch_id, outcome, outcome_code, balance_after FROM ledger_charge
+    WHERE seller_id = $1 AND outcome IS NOT NULL AND stage <> 'done' AND id > $2 ORDER BY id LIMIT $3""",
+    ["bigint", "bigint", "bigint"],
+)
+_SELECT_ANSWERED_CHARGES_OF_SELLERS = PreparedStatement(
+    "ledger_settle_select_answered_of_sellers",
+    """SELECT seller_id, id, amount, batch_id, outcome, outcome_code, balance_after FROM ledger_charge
+    WHERE seller_id = ANY($1) AND outcome IS NOT NULL AND stage <> 'done' ORDER BY seller_id, id LIMIT $2""",
     ["bigint[]", "bigint"],
 )
 _INSERT_ENTRIES = PreparedStatement(
@@ -90,19 +114,34 @@ _APPROVE_DEPOSITS = PreparedStatement(
     WHERE d.seller_id = u.seller_id AND d.id = u.id AND d.status = 'approving'""",
     ["timestamptz", "bigint[]", "bigint[]", "bigint[]"],
 )
-_SUCCEED_CHARGES = PreparedStatement(
-    "ledger_settle_succeed_charges_by_seller",
-    """UPDATE ledger_charge AS c SET status = 'succeeded', settled_at = $1, balance_after = u.balance_after
+_RESERVE_CHARGES = PreparedStatement(
+    "ledger_settle_reserve_charges",
+    """UPDATE ledger_charge AS c SET stage = 'reserved', reserved_at = $1, balance_after = u.balance_after
     FROM unnest($2, $3, $4) AS u(seller_id, id, balance_after)
-    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.status = 'queued'""",
+    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.stage = 'queued'""",
     ["timestamptz", "bigint[]", "bigint[]", "bigint[]"],
 )
 _FAIL_CHARGES = PreparedStatement(
     "ledger_settle_fail_charges_by_seller",
-    """UPDATE ledger_charge AS c SET status = 'failed', settled_at = $1, failure_code = $2
+    """UPDATE ledger_charge AS c SET status = 'failed', stage = 'done', settled_at = $1, failure_code = $2
     FROM unnest($3, $4) AS u(seller_id, id)
-    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.status = 'queued'""",
+    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.stage = 'queued'""",
     ["timestamptz", "text", "bigint[]", "bigint[]"],
+)
+_POST_CHARGES = PreparedStatement(
+    "ledger_settle_post_charges",
+    """UPDATE ledger_charge AS c SET status = 'succeeded', stage = 'done', settled_at = $1
+    FROM unnest($2, $3) AS u(seller_id, id)
+    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.outcome = 'succeeded' AND c.stage <> 'done'""",
+    ["timestamptz", "bigint[]", "bigint[]"],
+)
+_RELEASE_CHARGES = PreparedStatement(
+    "ledger_settle_release_charges",
+    """UPDATE ledger_charge AS c SET status = 'failed', stage = 'done', settled_at = $1,
+        failure_code = c.outcome_code, balance_after = NULL
+    FROM unnest($2, $3) AS u(seller_id, id)
+    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.outcome = 'failed' AND c.stage <> 'done'""",
+    ["timestamptz", "bigint[]", "bigint[]"],
 )
 # The outcomes of a charge batch's charges are counted here, by the settle that settles them: it
 # holds the seller's account lock, which every writer of the batch's charges holds, so the counts
@@ -123,73 +162,87 @@ _COUNT_BATCH_OUTCOMES = PreparedStatement(
 )
 _UPDATE_ACCOUNTS = PreparedStatement(
     "ledger_settle_update_accounts",
-    """UPDATE ledger_account AS a SET balance = u.balance, last_seq = u.last_seq, updated_at = $1
-    FROM unnest($2, $3, $4) AS u(seller_id, balance, last_seq)
+    """UPDATE ledger_account AS a SET balance = u.balance, held = u.held, last_seq = u.last_seq, updated_at = $1
+    FROM unnest($2, $3, $4, $5) AS u(seller_id, balance, held, last_seq)
     WHERE a.seller_id = u.seller_id""",
-    ["timestamptz", "bigint[]", "bigint[]", "bigint[]"],
+    ["timestamptz", "bigint[]", "bigint[]", "bigint[]", "bigint[]"],
 )
 
 
-def settle_batch(*, seller_id: int, limit: int, after_charge_id: int = 0) -> BatchOutcome:
-    """Apply up to `limit` of the seller's queued intents in one transaction.
+def settle_batch(*, seller_id: int, limit: int, after_charge_id: int = 0, after_answered_id: int = 0) -> BatchOutcome:
+    """Apply up to `limit` of the seller's waiting intents in one transaction.
 
-    `after_charge_id` lets a drain continue where its previous batch stopped instead of walking
-    again the index entries of every charge it just settled (dead until vacuum), which made a
-    drain quadratic in its backlog. A charge committed later with a smaller id is not lost: its
-    own wake-up starts a new drain from 0."""
-    outcomes = _settle([seller_id], limit=limit, after_charge_id=after_charge_id)
-    return outcomes.get(seller_id) or BatchOutcome(last_charge_id=after_charge_id)
+    `after_charge_id` and `after_answered_id` let a drain continue where its previous batch
+    stopped instead of walking again the index entries of every charge it just settled (dead
+    until vacuum), which made a drain quadratic in its backlog. A charge committed (or answered)
+    later with a smaller id is not lost: its own wake-up starts a new drain from 0."""
+    outcomes = _settle([seller_id], limit=limit, after_charge_id=after_charge_id, after_answered_id=after_answered_id)
+    return outcomes.get(seller_id) or BatchOutcome(last_charge_id=after_charge_id, last_answered_id=after_answered_id)
 
 
 def settle_sellers_batch(*, seller_ids: list[int], limit: int) -> dict[int, BatchOutcome]:
-    """Apply up to `limit` queued intents of several sellers, in one transaction: a shard task's
+    """Apply up to `limit` waiting intents of several sellers, in one transaction: a shard task's
     sellers, each with a few charges, cost one transaction instead of one each. The accounts are
     locked in ascending seller id; each seller's intents are applied exactly as `settle_batch`
     would. When the batch is full every outcome says `more_pending`, and the caller drains those
     sellers one by one."""
-    return _settle(sorted(set(seller_ids)), limit=limit, after_charge_id=0)
+    return _settle(sorted(set(seller_ids)), limit=limit, after_charge_id=0, after_answered_id=0)
 
 
-def _settle(seller_ids: list[int], *, limit: int, after_charge_id: int) -> dict[int, BatchOutcome]:
+def _settle(
+    seller_ids: list[int], *, limit: int, after_charge_id: int, after_answered_id: int
+) -> dict[int, BatchOutcome]:
     with transaction.atomic(), connection.cursor() as cursor:
         accounts = accounts_lock(cursor, seller_ids=seller_ids)
         if not accounts:
             return {}
         ids = sorted(accounts)
         if len(ids) == 1:
-            _SELECT_APPROVING_DEPOSITS.execute(cursor, [ids[0], limit])
+            _SELECT_ANSWERED_CHARGES.execute(cursor, [ids[0], after_answered_id, limit])
+            answered = cursor.fetchall()
+            _SELECT_APPROVING_DEPOSITS.execute(cursor, [ids[0], limit - len(answered)])
             deposits = cursor.fetchall()
-            _SELECT_QUEUED_CHARGES.execute(cursor, [ids[0], after_charge_id, limit - len(deposits)])
+            _SELECT_QUEUED_CHARGES.execute(cursor, [ids[0], after_charge_id, limit - len(answered) - len(deposits)])
         else:
-            _SELECT_APPROVING_DEPOSITS_OF_SELLERS.execute(cursor, [array_literal(ids), limit])
+            sellers = array_literal(ids)
+            _SELECT_ANSWERED_CHARGES_OF_SELLERS.execute(cursor, [sellers, limit])
+            answered = cursor.fetchall()
+            _SELECT_APPROVING_DEPOSITS_OF_SELLERS.execute(cursor, [sellers, limit - len(answered)])
             deposits = cursor.fetchall()
-            _SELECT_QUEUED_CHARGES_OF_SELLERS.execute(cursor, [array_literal(ids), limit - len(deposits)])
+            _SELECT_QUEUED_CHARGES_OF_SELLERS.execute(cursor, [sellers, limit - len(answered) - len(deposits)])
         charges = cursor.fetchall()
-        more_pending = len(deposits) + len(charges) >= limit
-        if not deposits and not charges:
-            return {sid: BatchOutcome(balance=accounts[sid].balance, last_charge_id=after_charge_id) for sid in ids}
+        more_pending = len(answered) + len(deposits) + len(charges) >= limit
+        if not answered and not deposits and not charges:
+            return {
+                sid: BatchOutcome(
+                    balance=accounts[sid].balance,
+                    held=accounts[sid].held,
+                    last_charge_id=after_charge_id,
+                    last_answered_id=after_answered_id,
+                )
+                for sid in ids
+            }
 
         walks = {sid: _Walk(accounts[sid]) for sid in ids}
-        for seller_id, deposit_id, amount in deposits:  # deposits first: they can only help
+        for seller_id, charge_id, amount, batch_id, outcome, code, balance_after in answered:  # they can only help
+            walks[seller_id].answer(charge_id, amount, batch_id, outcome, code, balance_after)
+        for seller_id, deposit_id, amount in deposits:  # deposits next: they can only help too
             walks[seller_id].deposit(deposit_id, amount)
         for seller_id, charge_id, amount, batch_id in charges:  # then charges, by id within each seller
             walks[seller_id].charge(charge_id, amount, batch_id)
-        changed = [walks[sid] for sid in ids if walks[sid].entries]
+        changed = [walks[sid] for sid in ids if walks[sid].changed]
         failed = [(walk.seller_id, charge_id) for walk in walks.values() for charge_id in walk.failed_ids]
 
         now = timezone.now()
-        if changed:
-            # seller, seq, kind, amount, balance_after, charge, deposit
-            entries = [entry for walk in changed for entry in walk.entries]
+        entries = [entry for walk in changed for entry in walk.entries]
+        if entries:  # seller, seq, kind, amount, balance_after, charge, deposit
             _INSERT_ENTRIES.execute(cursor, [now, *_columns(entries)])
-        approved = [(walk.seller_id, d, after) for walk in changed for d, after in walk.approved]
-        if approved:
-            _APPROVE_DEPOSITS.execute(cursor, [now, *_columns(approved)])
-            _expect(cursor.rowcount, len(approved), "deposits")
-        succeeded = [(walk.seller_id, c, after) for walk in changed for c, after in walk.succeeded]
-        if succeeded:
-            _SUCCEED_CHARGES.execute(cursor, [now, *_columns(succeeded)])
-            _expect(cursor.rowcount, len(succeeded), "succeeded charges")
+        _update(cursor, _POST_CHARGES, now, [(w.seller_id, c) for w in changed for c in w.posted], "posted charges")
+        _update(
+            cursor, _RELEASE_CHARGES, now, [(w.seller_id, c) for w in changed for c in w.released], "released charges"
+        )
+        _update(cursor, _APPROVE_DEPOSITS, now, [(w.seller_id, *d) for w in changed for d in w.approved], "deposits")
+        _update(cursor, _RESERVE_CHARGES, now, [(w.seller_id, *c) for w in changed for c in w.reserved], "reserved")
         if failed:
             _FAIL_CHARGES.execute(cursor, [now, INSUFFICIENT_FUNDS, *_columns(failed)])
             _expect(cursor.rowcount, len(failed), "failed charges")
@@ -200,7 +253,9 @@ def _settle(seller_ids: list[int], *, limit: int, after_charge_id: int) -> dict[
             _expect(cursor.rowcount, len(batches), "charge batches")
             completed_batches = [row for row in cursor.fetchall() if row[2] == "completed"]
         if changed:
-            _UPDATE_ACCOUNTS.execute(cursor, [now, *_columns([(w.seller_id, w.balance, w.seq) for w in changed])])
+            _UPDATE_ACCOUNTS.execute(
+                cursor, [now, *_columns([(w.seller_id, w.balance, w.held, w.seq) for w in changed])]
+            )
             _expect(cursor.rowcount, len(changed), "accounts")
         # The batch's events (charge.succeeded/failed, deposit.approved, balance.low) commit with it.
         settled_events_insert(
@@ -217,14 +272,16 @@ def _settle(seller_ids: list[int], *, limit: int, after_charge_id: int) -> dict[
                 succeeded=batch_succeeded,
                 failed=batch_failed,
             )
+        reserved_ids = [charge_id for walk in changed for charge_id, _ in walk.reserved]
+        if reserved_ids:
+            events.charges_reserved(charge_ids=reserved_ids)  # sent to the provider after commit
 
     outcomes = {}
     for sid in ids:
         walk = walks[sid]
-        if walk.taken_charge_ids or walk.approved:
+        if walk.changed or walk.failed_ids:
             # One line per seller and batch, not per intent: a line each would cost more than
-            # the posting. The batch settled every queued charge of the
-            # seller from first to last id.
+            # the posting.
             logger.info(
                 "settled batch",
                 extra={
@@ -233,22 +290,34 @@ def _settle(seller_ids: list[int], *, limit: int, after_charge_id: int) -> dict[
                     "deposit_ids": [d for d, _ in walk.approved],
                     "first_charge_id": walk.taken_charge_ids[0] if walk.taken_charge_ids else None,
                     "last_charge_id": walk.taken_charge_ids[-1] if walk.taken_charge_ids else None,
-                    "succeeded": len(walk.succeeded),
+                    "reserved": len(walk.reserved),
+                    "posted": len(walk.posted),
+                    "released": len(walk.released),
                     "failed": len(walk.failed_ids),
                     "failed_charge_ids": walk.failed_ids[:100],
                     "balance": walk.balance,
+                    "held": walk.held,
                     "last_seq": walk.seq,
                 },
             )
         outcomes[sid] = BatchOutcome(
             deposits_applied=len(walk.approved),
-            charges_succeeded=len(walk.succeeded),
-            charges_failed=len(walk.failed_ids),
+            charges_reserved=len(walk.reserved),
+            charges_succeeded=len(walk.posted),
+            charges_failed=len(walk.failed_ids) + len(walk.released),
             balance=walk.balance,
+            held=walk.held,
             more_pending=more_pending,
             last_charge_id=walk.taken_charge_ids[-1] if walk.taken_charge_ids else after_charge_id,
+            last_answered_id=walk.answered_ids[-1] if walk.answered_ids else after_answered_id,
         )
     return outcomes
+
+
+def _update(cursor, statement: PreparedStatement, now, rows: list[tuple], what: str) -> None:
+    if rows:
+        statement.execute(cursor, [now, *_columns(rows)])
+        _expect(cursor.rowcount, len(rows), what)
 
 
 class _Walk:
@@ -256,15 +325,46 @@ class _Walk:
 
     def __init__(self, account):
         self.seller_id, self.balance, self.seq = account.seller_id, account.balance, account.last_seq
+        self.held = account.held
         self.balance_before = account.balance
         self.entries: list[tuple] = []  # (seller, seq, kind, amount, balance_after, charge, deposit)
         self.approved: list[tuple[int, int]] = []  # (deposit id, balance after)
-        self.succeeded: list[tuple[int, int]] = []  # (charge id, balance after)
-        self.failed_ids: list[int] = []
+        self.reserved: list[tuple[int, int]] = []  # (charge id, balance after its hold)
+        self.posted: list[int] = []  # charges whose hold the provider's success turned final
+        self.released: list[int] = []  # charges whose hold the provider's failure gave back
+        self.failed_ids: list[int] = []  # charges the balance did not cover
         self.taken_charge_ids: list[int] = []
+        self.answered_ids: list[int] = []
         self.batch_outcomes: dict[int, list[int]] = {}  # batch id -> [succeeded, failed, amount]
         # (seller, event type, charge, deposit, amount, balance after, failure code), in order.
         self.events: list[tuple] = []
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.entries or self.posted)
+
+    def _batch(self, batch_id: int | None) -> list[int] | None:
+        return None if batch_id is None else self.batch_outcomes.setdefault(batch_id, [0, 0, 0])
+
+    def answer(self, charge_id, amount, batch_id, outcome, failure_code, balance_after) -> None:
+        """The provider's final answer on a reserved charge: post its hold or release it."""
+        self.answered_ids.append(charge_id)
+        self.held -= amount
+        batch = self._batch(batch_id)
+        if outcome == "succeeded":
+            self.posted.append(charge_id)
+            if batch is not None:
+                batch[0] += 1
+                batch[2] += amount
+            self.events.append((self.seller_id, "charge.succeeded", charge_id, None, amount, balance_after, None))
+            return
+        self.balance += amount
+        self.seq += 1
+        self.entries.append((self.seller_id, self.seq, "release", amount, self.balance, charge_id, None))
+        self.released.append(charge_id)
+        if batch is not None:
+            batch[1] += 1
+        self.events.append((self.seller_id, "charge.failed", charge_id, None, amount, None, failure_code))
 
     def deposit(self, deposit_id: int, amount: int) -> None:
         self.balance += amount
@@ -274,22 +374,20 @@ class _Walk:
         self.events.append((self.seller_id, "deposit.approved", None, deposit_id, amount, self.balance, None))
 
     def charge(self, charge_id: int, amount: int, batch_id: int | None = None) -> None:
+        """Reserve a queued charge: its debit is the hold, placed now, in the seller's sequence."""
         self.taken_charge_ids.append(charge_id)
-        outcome = None if batch_id is None else self.batch_outcomes.setdefault(batch_id, [0, 0, 0])
         if amount > self.balance:
             self.failed_ids.append(charge_id)  # insufficient_funds; the next charge is still tried
-            if outcome is not None:
-                outcome[1] += 1
+            batch = self._batch(batch_id)
+            if batch is not None:
+                batch[1] += 1
             self.events.append((self.seller_id, "charge.failed", charge_id, None, amount, None, INSUFFICIENT_FUNDS))
             return
-        if outcome is not None:
-            outcome[0] += 1
-            outcome[2] += amount
         self.balance -= amount
+        self.held += amount
         self.seq += 1
         self.entries.append((self.seller_id, self.seq, "charge", -amount, self.balance, charge_id, None))
-        self.succeeded.append((charge_id, self.balance))
-        self.events.append((self.seller_id, "charge.succeeded", charge_id, None, amount, self.balance, None))
+        self.reserved.append((charge_id, self.balance))
 
 
 class PostingConflictError(RuntimeError):

@@ -33,20 +33,24 @@ def entry_list(*, seller: Seller | None, seller_filter: int | None = None) -> Qu
 
 
 def sellers_with_stale_intents(*, older_than_seconds: float, limit: int = 1000) -> list[int]:
-    """Sellers whose oldest queued intent waited longer than the threshold (the sweeper's input)."""
+    """Sellers whose oldest intent waiting for their settle (a queued charge, a provider answer to
+    apply, an approved deposit) waited longer than the threshold (the sweeper's input)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT seller_id FROM ledger_charge
-             WHERE status = 'queued' AND created_at < now() - make_interval(secs => %s)
+             WHERE stage = 'queued' AND created_at < now() - make_interval(secs => %s)
+            UNION
+            SELECT seller_id FROM ledger_charge
+             WHERE outcome IS NOT NULL AND stage <> 'done' AND outcome_at < now() - make_interval(secs => %s)
             UNION
             SELECT seller_id FROM ledger_deposit
              WHERE status = 'approving' AND decided_at < now() - make_interval(secs => %s)
             LIMIT %s
             """,
-            [older_than_seconds, older_than_seconds, limit],
+            [older_than_seconds, older_than_seconds, older_than_seconds, limit],
         )
         return [row[0] for row in cursor.fetchall()]
 
@@ -62,7 +66,10 @@ def sellers_with_oldest_intents(*, limit: int = 10) -> list[dict]:
             """
             WITH waiting AS (
                 SELECT seller_id, min(created_at) AS since, count(*) AS n
-                  FROM ledger_charge WHERE status = 'queued' GROUP BY seller_id
+                  FROM ledger_charge WHERE stage = 'queued' GROUP BY seller_id
+                UNION ALL
+                SELECT seller_id, min(outcome_at), count(*)
+                  FROM ledger_charge WHERE outcome IS NOT NULL AND stage <> 'done' GROUP BY seller_id
                 UNION ALL
                 SELECT seller_id, min(decided_at), count(*)
                   FROM ledger_deposit WHERE status = 'approving' GROUP BY seller_id
@@ -94,31 +101,35 @@ class Waiting(NamedTuple):
 
 
 def sellers_waiting() -> dict[int, Waiting]:
-    """Every seller with a queued charge or an approving deposit (shard recovery, the stuck-seller
+    """Every seller with a queued charge, a provider answer to apply or an approving deposit (shard recovery, the stuck-seller
     watch and the per-shard stall metrics). A loose index scan over the partial indexes that hold
     only waiting intents: one short index descent per waiting seller, however long its backlog, so
     it stays cheap under a million-row import. A seller's smallest waiting id is taken as its
     oldest (ids grow with time)."""
     from django.db import connection
 
-    def first_per_seller(table: str, status: str) -> str:
-        step = f"SELECT seller_id, id FROM {table} WHERE status = '{status}'"
-        return f"""
-            (({step} ORDER BY seller_id, id LIMIT 1)
+    def first_per_seller(name: str, table: str, waiting: str) -> str:
+        step = f"SELECT seller_id, id FROM {table} WHERE {waiting}"
+        return f"""{name} AS (
+            ({step} ORDER BY seller_id, id LIMIT 1)
              UNION ALL
-             SELECT next.seller_id, next.id FROM {table}_waiting AS prev, LATERAL (
+             SELECT next.seller_id, next.id FROM {name} AS prev, LATERAL (
                  {step} AND seller_id > prev.seller_id ORDER BY seller_id, id LIMIT 1) AS next)"""
 
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            WITH RECURSIVE ledger_charge_waiting AS {first_per_seller("ledger_charge", "queued")},
-                 ledger_deposit_waiting AS {first_per_seller("ledger_deposit", "approving")}
+            WITH RECURSIVE {first_per_seller("charges_waiting", "ledger_charge", "stage = 'queued'")},
+                 {first_per_seller("answers_waiting", "ledger_charge", "outcome IS NOT NULL AND stage <> 'done'")},
+                 {first_per_seller("deposits_waiting", "ledger_deposit", "status = 'approving'")}
             SELECT w.seller_id, 'charge', w.id, extract(epoch FROM now() - c.created_at)
-              FROM ledger_charge_waiting w JOIN ledger_charge c ON c.id = w.id
+              FROM charges_waiting w JOIN ledger_charge c ON c.id = w.id
+            UNION ALL
+            SELECT w.seller_id, 'answer', w.id, extract(epoch FROM now() - c.outcome_at)
+              FROM answers_waiting w JOIN ledger_charge c ON c.id = w.id
             UNION ALL
             SELECT w.seller_id, 'deposit', w.id, extract(epoch FROM now() - d.decided_at)
-              FROM ledger_deposit_waiting w JOIN ledger_deposit d ON d.id = w.id
+              FROM deposits_waiting w JOIN ledger_deposit d ON d.id = w.id
             """
         )
         waiting: dict[int, Waiting] = {}

@@ -14,9 +14,28 @@ from django.db import close_old_connections
 
 from bench.processes import Process
 from ledger.models import Charge, ChargeBatch, Deposit
-from workers.stack import import_worker_argv, shard_assignment, webhook_worker_argv, worker_argv
+from workers.stack import fulfil_worker_argv, import_worker_argv, shard_assignment, webhook_worker_argv, worker_argv
 
 WEBHOOK_TEST_SCHEDULE = "0,1,1,2,2,2,2,2,2,2,2,2,2,2,2"
+
+# The session's sandbox provider (root conftest.py): short hang and pending times.
+SANDBOX_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SANDBOX_DEFAULTS = {
+    "latency_ms": 1,
+    "decline_rate": 0,
+    "throttle_rate": 0,
+    "error_rate": 0,
+    "drop_rate": 0,
+    "pending_rate": 0,
+    "pending_seconds": 1.0,
+    "hang_seconds": 2.0,
+    "down": False,
+}
+
+
+def sandbox_options(**overrides) -> dict:
+    options = {k: v for k, v in SANDBOX_DEFAULTS.items() if k != "down"} | {"callback_secret": SANDBOX_SECRET}
+    return options | overrides
 
 
 def subprocess_env(extra: dict | None = None) -> dict:
@@ -39,6 +58,16 @@ def subprocess_env(extra: dict | None = None) -> dict:
         WEBHOOK_LEASE="6",
         WEBHOOK_TIMEOUT="2",
         PYTHONUNBUFFERED="1",
+        # Fulfilment on a short clock too: lookups a second after sending, "never processed" after 3 s.
+        PROVIDER_URL=settings.PROVIDER_URL,
+        PROVIDER_CALLBACK_SECRET=settings.PROVIDER_CALLBACK_SECRET,
+        PROVIDER_EXTERNAL_ID_PREFIX=settings.PROVIDER_EXTERNAL_ID_PREFIX,
+        PROVIDER_READ_TIMEOUT=str(settings.PROVIDER_READ_TIMEOUT),
+        PROVIDER_LOOKUP_AFTER=str(settings.PROVIDER_LOOKUP_AFTER),
+        PROVIDER_GRACE=str(settings.PROVIDER_GRACE),
+        PROVIDER_REDISPATCH_AFTER=str(settings.PROVIDER_REDISPATCH_AFTER),
+        PROVIDER_RECONCILE_INTERVAL=str(settings.PROVIDER_RECONCILE_INTERVAL),
+        PROVIDER_BREAKER_RESET=str(settings.PROVIDER_BREAKER_RESET),
     )
     env.update(extra or {})
     return env
@@ -56,6 +85,7 @@ class WorkerStack:
         self.imports = Process("imports", import_worker_argv(name="test-imports"), self.env, log_dir)
         # The webhook worker (queue ledger.webhooks), as `make up` runs it.
         self.webhooks = Process("webhooks", webhook_worker_argv(name="test-webhooks"), self.env, log_dir)
+        self.fulfil = Process("fulfil", fulfil_worker_argv(name="test-fulfil"), self.env, log_dir)
         self.beat = None
         if beat:
             argv = [
@@ -73,7 +103,7 @@ class WorkerStack:
             self.beat = Process("beat", argv, self.env, log_dir)
 
     def start(self) -> WorkerStack:
-        for worker in [*self.workers, self.imports, self.webhooks]:
+        for worker in [*self.workers, self.imports, self.webhooks, self.fulfil]:
             worker.start(ready_marker=" ready.")
         if self.beat:
             self.beat.start(ready_marker="beat: Starting")
@@ -84,12 +114,12 @@ class WorkerStack:
         return self.workers[shard % len(self.workers)]
 
     def ensure_running(self) -> None:
-        for process in [*self.workers, self.imports, self.webhooks, self.beat]:
+        for process in [*self.workers, self.imports, self.webhooks, self.fulfil, self.beat]:
             if process is not None and not process.alive:
                 process.start(ready_marker="beat: Starting" if process is self.beat else " ready.")
 
     def stop(self) -> None:
-        for process in [*self.workers, self.imports, self.webhooks, self.beat]:
+        for process in [*self.workers, self.imports, self.webhooks, self.fulfil, self.beat]:
             if process is not None:
                 process.stop()
 
@@ -129,6 +159,23 @@ def wait_quiet(timeout: float = 30.0) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
+
+
+def settle_through_provider(seller_id: int) -> None:
+    """In this process, what the shard and fulfilment workers do for a seller: reserve its queued
+    charges, send them to the session's sandbox provider, and apply the answers."""
+    from ledger.fulfilment.service import fulfil_charges
+    from ledger.services.settlement import settle_seller
+
+    settle_seller(seller_id=seller_id)
+    reserved = list(
+        Charge.objects.filter(seller_id=seller_id, stage=Charge.Stage.RESERVED)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    for start in range(0, len(reserved), 500):
+        fulfil_charges(reserved[start : start + 500])
+    settle_seller(seller_id=seller_id)
 
 
 def assert_ledger_audit(seller_id: int | None = None) -> None:

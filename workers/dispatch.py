@@ -14,12 +14,13 @@ from django.db import transaction
 
 from celery_app import app
 from core.redis_script import ThreadScript
-from workers.routing import queue_for, shard_for, shard_queue
+from workers.routing import FULFIL_QUEUE, queue_for, shard_for, shard_queue
 
 logger = logging.getLogger(__name__)
 
 SETTLE_SELLER = "ledger.settle_seller"
 SETTLE_SHARD = "ledger.settle_shard"
+FULFIL = "ledger.fulfil"
 
 # Fail fast when Redis is away: a wake-up is only a hint, the sweeper re-sends it, and a request
 # must not hang on the broker.
@@ -64,6 +65,38 @@ def wake_seller_on_commit(seller_id: int) -> None:
 
     wake_seller_after_commit.ledger_seller_id = seller_id  # type: ignore[attr-defined]  (tests look for it)
     transaction.on_commit(wake_seller_after_commit, robust=True)
+
+
+def fulfil_on_commit(charge_ids: list[int]) -> None:
+    """`settings.LEDGER_FULFIL_START`: after the settle that reserved them commits, send the
+    charges to the fulfilment workers in tasks of PROVIDER_BATCH. A lost publish costs latency,
+    never money: the reconciler sends again what stayed reserved (ledger/fulfilment/reconcile.py)."""
+
+    def fulfil_after_commit() -> None:
+        size = settings.PROVIDER_BATCH
+        try:
+            for start in range(0, len(charge_ids), size):
+                send_fulfil(charge_ids[start : start + size])
+        except BROKER_ERRORS as exc:
+            logger.warning(
+                "fulfilment of %s charges not published (%s): the reconciler sends them again",
+                len(charge_ids),
+                exc.__class__.__name__,
+                extra={"event": "ledger.fulfil_lost", "charge_ids": charge_ids[:100]},
+            )
+
+    transaction.on_commit(fulfil_after_commit, robust=True)
+
+
+def send_fulfil(charge_ids: list[int], *, countdown: float | None = None) -> None:
+    app.send_task(
+        FULFIL,
+        kwargs={"charge_ids": list(charge_ids)},
+        queue=FULFIL_QUEUE,
+        countdown=countdown,
+        retry_policy=PUBLISH_RETRY_POLICY,
+        ignore_result=True,
+    )
 
 
 # --- Coalescing wake-ups from commits, per shard -----------------------------------------------

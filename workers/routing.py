@@ -14,6 +14,8 @@ IMPORTS_QUEUE = "ledger.imports"
 SWEEP_QUEUE = "ledger.sweep"
 SWEEP_TASK = "ledger.sweep_stale_sellers"
 WEBHOOK_QUEUE = "ledger.webhooks"
+# Provider calls: a worker of their own, threads (they wait on the network), never a shard's.
+FULFIL_QUEUE = "ledger.fulfil"
 
 
 def shard_for(seller_id: int) -> int:
@@ -42,6 +44,8 @@ def route_task(name, args, kwargs, options, task=None, **kw):
         return {"queue": queue_for(value) if key == "seller_id" else shard_queue(value)}
     if name == "ledger.import_batch":
         return {"queue": IMPORTS_QUEUE}
+    if name in ("ledger.fulfil", "ledger.reconcile_fulfilment"):
+        return {"queue": FULFIL_QUEUE}
     if name == SWEEP_TASK:
         return {"queue": SWEEP_QUEUE}
     if name.startswith("notifications."):

@@ -23,7 +23,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from workers.routing import DEFAULT_QUEUE, IMPORTS_QUEUE, SHARD_QUEUE_PREFIX, SWEEP_QUEUE
+from workers.routing import DEFAULT_QUEUE, FULFIL_QUEUE, IMPORTS_QUEUE, SHARD_QUEUE_PREFIX, SWEEP_QUEUE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,6 +168,13 @@ def webhook_worker_argv(*, name: str = "webhooks", python: str = sys.executable)
     return celery_worker_argv(["ledger.webhooks"], name=name, python=python, pool=threads)
 
 
+def fulfil_worker_argv(*, name: str = "fulfil", python: str = sys.executable) -> list[str]:
+    """The fulfilment worker: its own queue, a few task threads, each task's requests sent at once
+    from the process's pool of PROVIDER_CONCURRENCY (ledger/fulfilment/service.py)."""
+    threads = ("--pool", "threads", "--concurrency", os.environ.get("FULFIL_WORKER_THREADS", "4"))
+    return celery_worker_argv([FULFIL_QUEUE], name=name, python=python, pool=threads)
+
+
 def _free_port_from(port: int) -> int:
     """`port` if nothing listens there (a second stack on the machine may), else one the system picks."""
     with socket.socket() as sock:
@@ -221,6 +228,7 @@ def stack_processes(
         )
     specs.append(ProcessSpec("imports", import_worker_argv(python=python)))
     specs.append(ProcessSpec("webhooks", webhook_worker_argv(python=python)))
+    specs.append(ProcessSpec("fulfil", fulfil_worker_argv(python=python)))
     if proxy_argv:
         specs.append(ProcessSpec("stream", stream_argv(host="127.0.0.1", port=stream_port, python=python)))
     else:

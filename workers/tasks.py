@@ -199,3 +199,43 @@ def resume_stalled_imports_task() -> int:
             extra={"event": "batch.import_restarted", "batch_ids": batch_ids[:100]},
         )
     return len(batch_ids)
+
+
+# --- Fulfilment (ledger.fulfil: a threads worker of its own; docs/provider.md) ----------------
+
+
+@shared_task(
+    name="ledger.fulfil",
+    ignore_result=True,
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=0.5,
+    retry_backoff_max=10,
+    max_retries=None,
+)
+def fulfil_task(charge_ids: list[int]) -> None:
+    """Send reserved charges to the provider (ledger/fulfilment/service.py). What the gate held
+    back (rate limit, Retry-After, an open breaker) is sent again later by a task of its own."""
+    from ledger.fulfilment.service import fulfil_charges
+
+    run = fulfil_charges(charge_ids)
+    if run.retry_later:
+        dispatch.send_fulfil(run.retry_later, countdown=run.countdown)
+
+
+@shared_task(name="ledger.reconcile_fulfilment", ignore_result=True)
+def reconcile_fulfilment_task() -> None:
+    """Beat: send again reserved charges nobody sent, and look up the open ones whose check is due."""
+    from ledger.fulfilment.reconcile import charges_to_redispatch, look_up_open_charges
+
+    stale = charges_to_redispatch()
+    size = settings.PROVIDER_BATCH
+    for start in range(0, len(stale), size):
+        dispatch.send_fulfil(stale[start : start + size])
+    if stale:
+        logger.warning(
+            "sent again %s reserved charges nobody had sent",
+            len(stale),
+            extra={"event": "ledger.fulfil_redispatched", "charge_ids": stale[:100]},
+        )
+    look_up_open_charges()

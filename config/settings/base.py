@@ -208,6 +208,40 @@ LEDGER_IMPORT_START = "workers.tasks.import_batch_on_commit"
 # An import that showed no progress for this long (its worker was killed) is started again.
 LEDGER_IMPORT_RESUME_AFTER = env_float("LEDGER_IMPORT_RESUME_AFTER", 60.0)
 
+# Called with the ids of charges the settle reserved; sends them to the provider on `ledger.fulfil`.
+LEDGER_FULFIL_START = "workers.dispatch.fulfil_on_commit"
+
+# The top-up provider (docs/provider.md, docs/operations.md). The sandbox of `make up` by default.
+PROVIDER_URL = env("PROVIDER_URL", "http://127.0.0.1:8090")
+PROVIDER_API_KEY = env("PROVIDER_API_KEY", "")
+PROVIDER_CALLBACK_SECRET = env("PROVIDER_CALLBACK_SECRET", "")
+# Where the provider posts its callbacks (our /api/v1/provider/callbacks/); empty: no callbacks,
+# pending top-ups are resolved by lookups alone.
+PROVIDER_CALLBACK_URL = env("PROVIDER_CALLBACK_URL", "")
+PROVIDER_CONNECT_TIMEOUT = env_float("PROVIDER_CONNECT_TIMEOUT", 1.0)
+PROVIDER_READ_TIMEOUT = env_float("PROVIDER_READ_TIMEOUT", 5.0)
+# Our external id of charge N is this prefix and N: unique per installation sharing a provider account.
+PROVIDER_EXTERNAL_ID_PREFIX = env("PROVIDER_EXTERNAL_ID_PREFIX", "chg_")
+# Requests in flight at once from one fulfilment worker process, and charges per fulfil task.
+PROVIDER_CONCURRENCY = env_int("PROVIDER_CONCURRENCY", 64)
+PROVIDER_BATCH = env_int("PROVIDER_BATCH", 50)
+# Across all workers (ledger/fulfilment/gate.py): requests per second, at most per take, and the breaker.
+PROVIDER_RATE_LIMIT = env_float("PROVIDER_RATE_LIMIT", 2000.0)
+PROVIDER_RATE_BURST = env_int("PROVIDER_RATE_BURST", 200)
+PROVIDER_BREAKER_FAILURES = env_int("PROVIDER_BREAKER_FAILURES", 5)
+PROVIDER_BREAKER_RESET = env_float("PROVIDER_BREAKER_RESET", 5.0)
+# A sent charge is first looked up this long after it was sent (longer than a request can take),
+# then with doubling delays up to the max. Not found PROVIDER_GRACE after sending: never processed,
+# failed `provider_timeout` and released. Both must exceed PROVIDER_READ_TIMEOUT.
+PROVIDER_LOOKUP_AFTER = env_float("PROVIDER_LOOKUP_AFTER", 10.0)
+PROVIDER_LOOKUP_BACKOFF_MAX = env_float("PROVIDER_LOOKUP_BACKOFF_MAX", 300.0)
+PROVIDER_GRACE = env_float("PROVIDER_GRACE", 60.0)
+# Reserved charges not sent for this long (a lost publish) are sent again.
+PROVIDER_REDISPATCH_AFTER = env_float("PROVIDER_REDISPATCH_AFTER", 15.0)
+# Unknown outcomes older than this are reported (ops/queues, metrics): someone should look.
+PROVIDER_UNKNOWN_ALERT_AFTER = env_float("PROVIDER_UNKNOWN_ALERT_AFTER", 300.0)
+PROVIDER_RECONCILE_INTERVAL = env_float("PROVIDER_RECONCILE_INTERVAL", 2.0)
+
 # Seller notifications (docs/notifications.md).
 NOTIFICATIONS_EVENTS = env_bool("NOTIFICATIONS_EVENTS", True)
 NOTIFICATIONS_EVENTS_RECORDED = "notifications.tasks.fan_out_on_commit"
@@ -283,6 +317,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "ledger.resume_stalled_imports",
         "schedule": LEDGER_SWEEP_INTERVAL,
         "options": {"expires": LEDGER_SWEEP_INTERVAL},
+    },
+    "ledger.reconcile_fulfilment": {
+        "task": "ledger.reconcile_fulfilment",
+        "schedule": PROVIDER_RECONCILE_INTERVAL,
+        "options": {"expires": PROVIDER_RECONCILE_INTERVAL},
     },
     "notifications.sweep": {
         "task": "notifications.sweep",

@@ -15,12 +15,13 @@ from ledger.models import Charge, Deposit, Entry
 
 class SellerOutput(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username")
-    balance = serializers.IntegerField(source="account.balance")
+    balance = serializers.IntegerField(source="account.balance", help_text="Available to spend.")
+    held = serializers.IntegerField(source="account.held", help_text="Reserved by charges not final yet.")
     is_active = serializers.BooleanField(source="user.is_active")
 
     class Meta:
         model = Seller
-        fields = ["id", "username", "name", "balance", "is_active", "created_at"]
+        fields = ["id", "username", "name", "balance", "held", "is_active", "created_at"]
 
 
 class SellerCreateInput(serializers.Serializer):
@@ -32,6 +33,8 @@ class SellerCreateInput(serializers.Serializer):
 class ReconcileOutput(serializers.Serializer):
     seller = serializers.IntegerField()
     balance = serializers.IntegerField()
+    held = serializers.IntegerField()
+    open_holds = serializers.IntegerField(help_text="The amounts of the seller's charges not final yet.")
     ledger_sum = serializers.IntegerField()
     entries = serializers.IntegerField()
     last_seq = serializers.IntegerField()
@@ -41,7 +44,8 @@ class ReconcileOutput(serializers.Serializer):
 class MeSellerOutput(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    balance = serializers.IntegerField()
+    balance = serializers.IntegerField(help_text="Available to spend.")
+    held = serializers.IntegerField(help_text="Reserved by charges not final yet.")
 
 
 class MeOutput(serializers.Serializer):
@@ -93,6 +97,8 @@ class ChargeOutput(serializers.Serializer):
     amount = serializers.IntegerField()
     reference = serializers.CharField()
     status = serializers.ChoiceField(choices=Charge.Status.choices)
+    stage = serializers.ChoiceField(choices=Charge.Stage.choices)
+    provider_reference = serializers.CharField(allow_null=True)
     failure_code = serializers.ChoiceField(choices=Charge.FailureCode.choices, allow_null=True)
     balance_after = serializers.IntegerField(allow_null=True)
     batch = serializers.IntegerField(source="batch_id", allow_null=True)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ledger.api import batches, export, views
+from ledger.api import batches, export, provider, views
 
 urlpatterns = [
     path("me/", views.MeApi.as_view(), name="me"),
@@ -16,6 +16,7 @@ urlpatterns = [
     path("charge-batches/", batches.ChargeBatchListCreateApi.as_view(), name="charge-batch-list"),
     path("charge-batches/<id:pk>/", batches.ChargeBatchDetailApi.as_view(), name="charge-batch-detail"),
     path("charge-batches/<id:pk>/results/", batches.ChargeBatchResultsApi.as_view(), name="charge-batch-results"),
+    path("provider/callbacks/", provider.ProviderCallbackApi.as_view(), name="provider-callbacks"),
     path("transactions/", views.TransactionListApi.as_view(), name="transaction-list"),
     path("transactions/export/", export.TransactionExportApi.as_view(), name="transaction-export"),
 ]

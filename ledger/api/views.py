@@ -34,7 +34,7 @@ from ledger.api.serializers import (
     charge_representation,
     idempotency_key_from,
 )
-from ledger.models import Account, Entry
+from ledger.models import Account, Charge, Entry
 from ledger.services.charges import ChargeRefusedError, charge_submit
 from ledger.services.deposits import deposit_approve, deposit_reject, deposit_request
 from ledger.services.sellers import seller_create
@@ -71,7 +71,7 @@ class MeApi(APIView):
             data["seller"] = {
                 "id": seller.pk,
                 "name": seller.name,
-                "balance": Account.objects.get(seller=seller).balance,
+                **Account.objects.values("balance", "held").get(seller=seller),
             }
         return Response(MeOutput(data).data)
 
@@ -132,13 +132,20 @@ class SellerReconcileApi(GenericAPIView):
         account = Account.objects.get(seller=seller)
         sums = Entry.objects.filter(seller=seller).aggregate(total=Sum("amount"), n=Count("id"), last=Max("seq"))
         ledger_sum, last_seq = sums["total"] or 0, sums["last"] or 0
+        open_holds = Charge.objects.filter(seller=seller, stage__in=Charge.OPEN_STAGES).aggregate(total=Sum("amount"))[
+            "total"
+        ]
         data = {
             "seller": seller.pk,
             "balance": account.balance,
+            "held": account.held,
+            "open_holds": open_holds or 0,
             "ledger_sum": ledger_sum,
             "entries": sums["n"],
             "last_seq": last_seq,
-            "ok": account.balance == ledger_sum and account.last_seq == last_seq == sums["n"],
+            "ok": account.balance == ledger_sum
+            and account.last_seq == last_seq == sums["n"]
+            and account.held == (open_holds or 0),
         }
         return Response(ReconcileOutput(data).data)
 

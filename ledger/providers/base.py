@@ -55,6 +55,7 @@ class LookupResult:
     failure_code: str | None = None
     amount: int | None = None
     msisdn: str | None = None
+    external_id: str | None = None  # what a callback is about
 
 
 @dataclass(frozen=True)

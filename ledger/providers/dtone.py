@@ -82,6 +82,7 @@ def _transaction(payload) -> dict:
 def _lookup_result(transaction: dict) -> LookupResult:
     return LookupResult(
         found=True,
+        external_id=transaction["external_id"],
         outcome=STATUS_OUTCOMES[transaction["status"]],
         provider_reference=str(transaction["id"]),
         failure_code=_failure_code(transaction),

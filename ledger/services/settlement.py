@@ -23,10 +23,12 @@ def settle_seller(*, seller_id: int, time_budget: float | None = None, batch_siz
     limit = batch_size or settings.LEDGER_SETTLE_BATCH_SIZE
     deadline = time.monotonic() + budget
     outcome = SettleOutcome()
-    after_charge_id = 0
+    after_charge_id = after_answered_id = 0
     while True:
-        batch = settle_batch(seller_id=seller_id, limit=limit, after_charge_id=after_charge_id)
-        after_charge_id = batch.last_charge_id
+        batch = settle_batch(
+            seller_id=seller_id, limit=limit, after_charge_id=after_charge_id, after_answered_id=after_answered_id
+        )
+        after_charge_id, after_answered_id = batch.last_charge_id, batch.last_answered_id
         outcome.batches += 1
         outcome.intents += batch.intents
         if not batch.more_pending:

@@ -10,35 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ledger.providers.dtone import DTOneProvider
-from provider_sandbox.process import SandboxProcess
+from tests.support import SANDBOX_DEFAULTS as DEFAULTS
+from tests.support import SANDBOX_SECRET as SECRET
+from tests.support import sandbox_options  # noqa: F401  (the tests build their own sandboxes with it)
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-HANG_SECONDS = 2.0
-PENDING_SECONDS = 1.0
-DEFAULTS = {
-    "latency_ms": 1,
-    "decline_rate": 0,
-    "throttle_rate": 0,
-    "error_rate": 0,
-    "drop_rate": 0,
-    "pending_rate": 0,
-    "pending_seconds": PENDING_SECONDS,
-    "hang_seconds": HANG_SECONDS,
-    "down": False,
-}
-
-
-def sandbox_options(**overrides) -> dict:
-    options = {k: v for k, v in DEFAULTS.items() if k != "down"} | {"callback_secret": SECRET}
-    return options | overrides
-
-
-@pytest.fixture(scope="session")
-def session_sandbox(tmp_path_factory):
-    logs = tmp_path_factory.mktemp("sandbox")
-    process = SandboxProcess(logs, db=logs / "sandbox.db", **sandbox_options()).start()
-    yield process
-    process.stop()
+HANG_SECONDS = DEFAULTS["hang_seconds"]
+PENDING_SECONDS = DEFAULTS["pending_seconds"]
 
 
 @pytest.fixture

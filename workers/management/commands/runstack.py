@@ -1,5 +1,7 @@
+import base64
 import os
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from honcho.manager import Manager
 from honcho.printer import Message
 
+from provider_sandbox.process import sandbox_argv
 from workers.front_proxy import FrontProxy, front_proxy, nginx_binary
 from workers.stack import ROOT, flower_credentials_problem, stack_processes, worker_groups
 
@@ -59,6 +62,7 @@ class Command(BaseCommand):
 
         if not no_migrate:
             self._prepare_database()
+        sandbox = self._provider(env, shown_host="127.0.0.1" if host in ("0.0.0.0", "::") else host, port=port)
 
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.stdout.write(f"API:    http://{shown}:{port}/api/v1/   admin site: http://{shown}:{port}/admin/")
@@ -82,11 +86,32 @@ class Command(BaseCommand):
                 stream_port=stream_port,
             ):
                 manager.add_process(spec.name, spec.command, env=env, cwd=str(ROOT))
+            if sandbox:
+                manager.add_process("provider", shlex.join(sandbox), env=env, cwd=str(ROOT))
             threading.Thread(
                 target=_announce_ready, args=(manager, f"http://{shown}:{port}/api/v1/ready/"), daemon=True
             ).start()
             manager.loop()
         sys.exit(manager.returncode)
+
+    def _provider(self, env: dict, *, shown_host: str, port: int) -> list[str] | None:
+        """The sandbox provider (provider_sandbox/, docs/provider.md) on PROVIDER_PORT, unless
+        PROVIDER_URL names a provider: the embedded default, as real providers ship sandboxes. Its
+        record survives restarts in .provider-sandbox.sqlite3; it signs callbacks to our API."""
+        if env.get("PROVIDER_URL"):
+            self.stdout.write(f"Provider: {env['PROVIDER_URL']} (PROVIDER_URL)")
+            return None
+        provider_port = int(env.get("PROVIDER_PORT") or 8090)
+        env["PROVIDER_URL"] = f"http://127.0.0.1:{provider_port}"
+        env.setdefault("PROVIDER_CALLBACK_URL", f"http://{shown_host}:{port}/api/v1/provider/callbacks/")
+        env.setdefault("PROVIDER_CALLBACK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
+        self.stdout.write(f"Provider: sandbox on {env['PROVIDER_URL']} (set PROVIDER_URL to use a real one)")
+        self.stdout.flush()
+        return sandbox_argv(
+            port=provider_port,
+            db=str(ROOT / ".provider-sandbox.sqlite3"),
+            callback_secret=env["PROVIDER_CALLBACK_SECRET"],
+        )
 
     def _front_proxy(
         self, env: dict, *, host: str, port: int, run_dir: Path

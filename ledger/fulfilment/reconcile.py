@@ -1,0 +1,155 @@
+"""Resolving what the fulfilment workers could not: the reconciler (beat, on the fulfil queue).
+
+- Charges reserved but not sent for PROVIDER_REDISPATCH_AFTER seconds (a lost publish, a worker
+  killed before it claimed them) are sent again.
+- Charges `submitted` (pending at the provider, or a worker killed between its claim and its
+  record) or `unknown` are looked up by external id when their `next_check_at` comes, with
+  exponential backoff. A final status is recorded as the answer. "Not found" is taken as "never
+  processed" only once PROVIDER_GRACE has passed since the charge was sent (longer than any
+  request can be in flight), and then fails it `provider_timeout`, releasing the hold.
+- `provider_window` compares our charges with the provider's own record over a time window
+  (`manage.py reconcile_provider`)."""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from ledger.fulfilment.gate import gate_for
+from ledger.fulfilment.service import Answer, _executor, charge_id_of, external_id, record_answers
+from ledger.models import Charge
+from ledger.providers import get_provider
+from ledger.providers.base import LookupResult, Outcome, ProviderError
+
+logger = logging.getLogger(__name__)
+
+
+def charges_to_redispatch(*, limit: int = 5000) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT id FROM ledger_charge
+             WHERE stage = 'reserved' AND reserved_at < clock_timestamp() - make_interval(secs => %s)
+             ORDER BY id LIMIT %s""",
+            [settings.PROVIDER_REDISPATCH_AFTER, limit],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@dataclass
+class LookupRun:
+    checked: int = 0
+    answered: int = 0
+    timed_out: int = 0
+    unreachable: int = 0
+
+
+def look_up_open_charges(*, limit: int = 500) -> LookupRun:
+    """Look up the submitted and unknown charges whose next check is due."""
+    run = LookupRun()
+    provider = get_provider()
+    if not gate_for(provider.name).allow():
+        return run  # the provider is down: lookups wait with everything else
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT id, submitted_at < clock_timestamp() - make_interval(secs => %s) FROM ledger_charge
+             WHERE stage IN ('submitted', 'unknown') AND outcome IS NULL AND next_check_at <= clock_timestamp()
+             ORDER BY next_check_at LIMIT %s""",
+            [settings.PROVIDER_GRACE, limit],
+        )
+        due = cursor.fetchall()
+    if not due:
+        return run
+
+    def look_up(charge_id: int) -> LookupResult | None:
+        try:
+            return provider.lookup(external_id(charge_id))
+        except ProviderError:
+            return None
+
+    answers, later = [], []
+    for (charge_id, past_grace), found in zip(due, _executor().map(look_up, [c for c, _ in due]), strict=True):
+        run.checked += 1
+        if found is None:
+            run.unreachable += 1
+            later.append(charge_id)
+        elif found.found and found.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
+            answers.append(Answer(charge_id, found.outcome.value, found.failure_code, found.provider_reference))
+        elif not found.found and past_grace:
+            answers.append(Answer(charge_id, "failed", Charge.FailureCode.PROVIDER_TIMEOUT))
+            run.timed_out += 1
+        else:
+            later.append(charge_id)  # pending at the provider, or not found yet
+    run.answered = record_answers(answers)
+    _check_later(later)
+    if run.answered or run.unreachable:
+        logger.info(
+            "reconciler looked up %s charges: %s answered (%s timed out), %s unreachable",
+            run.checked,
+            run.answered,
+            run.timed_out,
+            run.unreachable,
+            extra={"event": "ledger.provider_lookups", **run.__dict__},
+        )
+    return run
+
+
+def _check_later(charge_ids: list[int]) -> None:
+    if not charge_ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE ledger_charge SET checks = checks + 1,
+                   next_check_at = clock_timestamp() + make_interval(secs => least(%s, %s * power(2, checks)))
+             WHERE id = ANY(%s) AND outcome IS NULL""",
+            [settings.PROVIDER_LOOKUP_BACKOFF_MAX, settings.PROVIDER_LOOKUP_AFTER, charge_ids],
+        )
+
+
+@dataclass
+class WindowReport:
+    matched: int = 0
+    missing_at_provider: list[int] = field(default_factory=list)  # our succeeded charges it has not
+    missing_here: list[str] = field(default_factory=list)  # its completed top-ups we did not succeed
+    amount_mismatches: list[tuple[int, int, int]] = field(default_factory=list)  # (charge, ours, theirs)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing_at_provider or self.missing_here or self.amount_mismatches)
+
+
+def provider_window(*, since: datetime, until: datetime | None = None) -> WindowReport:
+    """Our charges created in [since, until) against the provider's transactions of the window:
+    each succeeded charge must be one completed top-up of the same amount, and each completed
+    top-up one succeeded charge. A charge still open is left out (it is not final yet)."""
+    until = until or timezone.now()
+    ours = dict(
+        Charge.objects.filter(created_at__gte=since, created_at__lt=until, status=Charge.Status.SUCCEEDED).values_list(
+            "id", "amount"
+        )
+    )
+    open_ids = set(
+        Charge.objects.filter(created_at__gte=since, created_at__lt=until, stage__in=Charge.OPEN_STAGES).values_list(
+            "id", flat=True
+        )
+    )
+    report = WindowReport()
+    seen = set()
+    for transaction in get_provider().transactions(created_after=since, created_before=until):
+        if transaction.outcome is not Outcome.SUCCEEDED:
+            continue
+        charge_id = charge_id_of(transaction.external_id)
+        if charge_id in open_ids:
+            continue
+        if charge_id not in ours:
+            report.missing_here.append(transaction.external_id)
+            continue
+        seen.add(charge_id)
+        if ours[charge_id] != transaction.amount:
+            report.amount_mismatches.append((charge_id, ours[charge_id], transaction.amount))
+        else:
+            report.matched += 1
+    report.missing_at_provider = sorted(set(ours) - seen)
+    return report

@@ -1,0 +1,321 @@
+"""A charge's lifecycle against the session's real sandbox provider, the workers' steps run in this
+process: reserve (the settle), send (fulfil_charges), look up (the reconciler), apply (the settle).
+Every test ends with the audit."""
+
+import json
+import time
+
+import pytest
+from standardwebhooks import Webhook
+
+from ledger.fulfilment.reconcile import charges_to_redispatch, look_up_open_charges, provider_window
+from ledger.fulfilment.service import external_id, fulfil_charges
+from ledger.models import Account, Charge, Entry
+from ledger.services.charges import charge_submit
+from ledger.services.settlement import settle_seller
+from tests.factories import client_for, make_admin, make_seller, request_and_approve
+from tests.support import SANDBOX_SECRET, assert_ledger_audit, settle_through_provider
+
+pytestmark = pytest.mark.django_db
+
+
+def phone(ending: str = "4567") -> str:
+    return f"+98912123{ending}"
+
+
+def _funded(amount: int):
+    seller = make_seller()
+    request_and_approve(seller, amount, make_admin())
+    settle_seller(seller_id=seller.pk)
+    return seller
+
+
+def _charge(seller, amount: int, ending: str = "4567") -> Charge:
+    return charge_submit(seller_id=seller.pk, phone_number=phone(ending), amount=amount)[0]
+
+
+def _account(seller) -> tuple[int, int]:
+    account = Account.objects.get(seller=seller)
+    return account.balance, account.held
+
+
+def _reserved_ids(seller) -> list[int]:
+    return list(Charge.objects.filter(seller=seller, stage="reserved").order_by("id").values_list("id", flat=True))
+
+
+def test_a_reservation_holds_the_credit_and_the_providers_success_posts_it(session_sandbox):
+    seller = _funded(10_000)
+    charge = _charge(seller, 3_000)
+
+    settle_seller(seller_id=seller.pk)
+    charge.refresh_from_db()
+    assert (charge.status, charge.stage, charge.balance_after) == ("queued", "reserved", 7_000)
+    assert _account(seller) == (7_000, 3_000)  # available, held
+    assert_ledger_audit(seller.pk)
+
+    run = fulfil_charges([charge.pk])
+    assert run.answered == 1
+    charge.refresh_from_db()
+    assert (charge.status, charge.stage, charge.outcome) == ("queued", "submitted", "succeeded")
+    assert _account(seller) == (7_000, 3_000)  # an answer changes nothing until the settle applies it
+
+    settle_seller(seller_id=seller.pk)
+    charge.refresh_from_db()
+    assert (charge.status, charge.stage, charge.balance_after) == ("succeeded", "done", 7_000)
+    assert charge.provider_reference
+    assert _account(seller) == (7_000, 0)
+    assert list(Entry.objects.filter(charge=charge).values_list("kind", "amount")) == [("charge", -3_000)]
+    record = [t for t in session_sandbox.transactions() if t["external_id"] == external_id(charge.pk)]
+    assert [(t["status"], t["amount"], t["msisdn"]) for t in record] == [("COMPLETED", 3_000, phone())]
+    assert_ledger_audit(seller.pk)
+
+
+@pytest.mark.parametrize(("ending", "code"), [("9901", "invalid_number"), ("9902", "operator_declined")])
+def test_a_decline_releases_the_hold_and_the_credit_comes_back_exactly(ending, code):
+    seller = _funded(10_000)
+    declined, kept = _charge(seller, 4_000, ending), _charge(seller, 1_000)
+
+    settle_through_provider(seller.pk)
+
+    declined.refresh_from_db()
+    assert (declined.status, declined.stage, declined.failure_code, declined.balance_after) == (
+        "failed",
+        "done",
+        code,
+        None,
+    )
+    assert Charge.objects.get(pk=kept.pk).status == "succeeded"
+    assert _account(seller) == (9_000, 0)
+    entries = list(Entry.objects.filter(seller=seller).order_by("seq").values_list("kind", "amount", "balance_after"))
+    assert entries == [
+        ("deposit", 10_000, 10_000),
+        ("charge", -4_000, 6_000),
+        ("charge", -1_000, 5_000),
+        ("release", 4_000, 9_000),
+    ]
+    assert_ledger_audit(seller.pk)
+
+
+def test_an_overdraft_fails_at_the_reservation_and_is_never_sent(session_sandbox):
+    seller = _funded(5_000)
+    charges = [_charge(seller, 2_000) for _ in range(4)]
+
+    settle_seller(seller_id=seller.pk)
+
+    stages = [Charge.objects.get(pk=c.pk) for c in charges]
+    assert [(c.stage, c.failure_code) for c in stages] == [
+        ("reserved", None),
+        ("reserved", None),
+        ("done", "insufficient_funds"),
+        ("done", "insufficient_funds"),
+    ]
+    settle_through_provider(seller.pk)
+    sent = {t["external_id"] for t in session_sandbox.transactions()}
+    assert [external_id(c.pk) in sent for c in charges] == [True, True, False, False]
+    assert _account(seller) == (1_000, 0)
+    assert_ledger_audit(seller.pk)
+
+
+def test_a_dropped_answer_is_unknown_until_the_lookup_finds_the_top_up(session_sandbox):
+    seller = _funded(10_000)
+    charge = _charge(seller, 2_500, "9903")  # processed, the answer dropped
+    settle_seller(seller_id=seller.pk)
+
+    run = fulfil_charges(_reserved_ids(seller))
+    charge.refresh_from_db()
+    assert (run.unknown, charge.stage, charge.outcome) == (1, "unknown", None)
+    assert _account(seller) == (7_500, 2_500)  # never released blindly
+
+    _look_up_until_answered(charge)
+    settle_seller(seller_id=seller.pk)
+    charge.refresh_from_db()
+    assert (charge.status, charge.provider_reference is not None) == ("succeeded", True)
+    assert _account(seller) == (7_500, 0)
+    record = [t for t in session_sandbox.transactions() if t["external_id"] == external_id(charge.pk)]
+    assert len(record) == 1  # one top-up, found, never sent again under a new identity
+    assert_ledger_audit(seller.pk)
+
+
+def test_a_request_that_timed_out_unprocessed_fails_after_the_grace_period(settings):
+    seller = _funded(10_000)
+    charge = _charge(seller, 2_500, "9904")  # hangs past our read timeout, never processed
+    settle_seller(seller_id=seller.pk)
+    fulfil_charges(_reserved_ids(seller))
+    charge.refresh_from_db()
+    assert charge.stage == "unknown"
+
+    _look_up_until_answered(charge, timeout=settings.PROVIDER_GRACE + 5)
+    charge.refresh_from_db()
+    assert (charge.outcome, charge.outcome_code) == ("failed", "provider_timeout")
+    assert (charge.submitted_at.timestamp() + settings.PROVIDER_GRACE) <= time.time()
+    settle_seller(seller_id=seller.pk)
+    charge.refresh_from_db()
+    assert (charge.status, charge.failure_code) == ("failed", "provider_timeout")
+    assert _account(seller) == (10_000, 0)
+    assert_ledger_audit(seller.pk)
+
+
+def test_a_pending_top_up_completes_by_lookup():
+    seller = _funded(10_000)
+    charge = _charge(seller, 1_000, "9905")
+    settle_seller(seller_id=seller.pk)
+    run = fulfil_charges(_reserved_ids(seller))
+    charge.refresh_from_db()
+    assert (run.pending, charge.stage, charge.provider_reference is not None) == (1, "submitted", True)
+
+    _look_up_until_answered(charge)
+    settle_seller(seller_id=seller.pk)
+    assert Charge.objects.get(pk=charge.pk).status == "succeeded"
+    assert _account(seller) == (9_000, 0)
+    assert_ledger_audit(seller.pk)
+
+
+def test_a_429_puts_the_charge_back_and_the_resend_under_the_same_id_completes(session_sandbox):
+    seller = _funded(10_000)
+    charge = _charge(seller, 1_000, "9906")  # 429 once, then completes
+    settle_seller(seller_id=seller.pk)
+
+    first = fulfil_charges(_reserved_ids(seller))
+    charge.refresh_from_db()
+    assert (first.retry_later, charge.stage) == ([charge.pk], "reserved")
+    assert first.countdown >= 1.0  # Retry-After
+    time.sleep(first.countdown)
+    second = fulfil_charges(first.retry_later)
+    assert second.answered == 1
+    settle_seller(seller_id=seller.pk)
+    assert Charge.objects.get(pk=charge.pk).status == "succeeded"
+    record = [t for t in session_sandbox.transactions() if t["external_id"] == external_id(charge.pk)]
+    assert len(record) == 1
+    assert_ledger_audit(seller.pk)
+
+
+def test_a_second_send_of_the_same_charges_sends_nothing(session_sandbox):
+    """A redelivered task, or the redispatch beside the first: the claim lets one of them send."""
+    seller = _funded(10_000)
+    charge = _charge(seller, 1_000)
+    settle_seller(seller_id=seller.pk)
+    before = session_sandbox.stats()
+
+    assert fulfil_charges([charge.pk]).answered == 1
+    assert fulfil_charges([charge.pk]).answered == 0
+    after = session_sandbox.stats()["responses"]
+    assert after.get("201", 0) - before["responses"].get("201", 0) == 1
+    record = [t for t in session_sandbox.transactions() if t["external_id"] == external_id(charge.pk)]
+    assert len(record) == 1
+    settle_seller(seller_id=seller.pk)
+    assert_ledger_audit(seller.pk)
+
+
+def test_reserved_charges_nobody_sent_are_found_for_redispatch(settings):
+    seller = _funded(10_000)
+    charge = _charge(seller, 1_000)
+    settle_seller(seller_id=seller.pk)
+    assert charge.pk not in charges_to_redispatch()
+    Charge.objects.filter(pk=charge.pk).update(reserved_at=charge.created_at.replace(year=2000))
+    assert charge.pk in charges_to_redispatch()
+
+
+def _callback(client, transaction: dict, *, msg_id: str = "msg_1", secret: str = SANDBOX_SECRET):
+    body = json.dumps(transaction)
+    timestamp = int(time.time())
+    signature = Webhook(secret).sign(msg_id, _datetime(timestamp), body)
+    headers = {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
+    return client.post("/api/v1/provider/callbacks/", data=body, content_type="application/json", headers=headers)
+
+
+def _datetime(timestamp: int):
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def test_callbacks_record_the_answer_once_and_duplicates_or_late_ones_change_nothing(client):
+    seller = _funded(10_000)
+    charge = _charge(seller, 1_000, "9905")  # pending: its final answer comes by callback
+    settle_seller(seller_id=seller.pk)
+    fulfil_charges(_reserved_ids(seller))
+    charge.refresh_from_db()
+    completed = {
+        "id": int(charge.provider_reference),
+        "external_id": external_id(charge.pk),
+        "msisdn": phone("9905"),
+        "amount": 1_000,
+        "status": "COMPLETED",
+        "failure_code": None,
+        "created_at": "2026-12-01T00:00:00+00:00",
+        "completed_at": "2026-12-01T00:00:01+00:00",
+    }
+
+    assert _callback(client, completed).status_code == 204
+    assert _callback(client, completed).status_code == 204  # the same callback again
+    settle_seller(seller_id=seller.pk)
+    late = completed | {"status": "DECLINED", "failure_code": "operator_declined"}
+    assert _callback(client, late, msg_id="msg_2").status_code == 204  # late and contradicting
+    settle_seller(seller_id=seller.pk)
+
+    charge.refresh_from_db()
+    assert (charge.status, charge.failure_code) == ("succeeded", None)
+    assert _account(seller) == (9_000, 0)
+    assert Entry.objects.filter(charge=charge).count() == 1
+    assert_ledger_audit(seller.pk)
+
+
+def test_a_callback_with_a_bad_signature_is_refused_and_changes_nothing(client):
+    seller = _funded(10_000)
+    charge = _charge(seller, 1_000, "9905")
+    settle_seller(seller_id=seller.pk)
+    fulfil_charges(_reserved_ids(seller))
+    forged = {"id": 1, "external_id": external_id(charge.pk), "msisdn": phone("9905"), "amount": 1_000}
+    forged |= {"status": "DECLINED", "failure_code": "invalid_number", "created_at": "2026-12-01T00:00:00+00:00"}
+    forged["completed_at"] = None
+
+    response = _callback(client, forged, secret="whsec_" + "A" * 32)
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_callback")
+    unsigned = client.post("/api/v1/provider/callbacks/", data=json.dumps(forged), content_type="application/json")
+    assert unsigned.status_code == 400
+    charge.refresh_from_db()
+    assert charge.outcome is None
+
+
+def test_reconcile_provider_window_matches_our_succeeded_charges_with_its_top_ups():
+    seller = _funded(20_000)
+    charges = [_charge(seller, 1_000, ending) for ending in ("1111", "9901", "2222")]
+    settle_through_provider(seller.pk)
+    since = min(c.created_at for c in charges)
+
+    report = provider_window(since=since)
+    assert report.clean and report.matched >= 2
+    Charge.objects.filter(pk=charges[0].pk).update(amount=999)  # a mismatch the comparison must show
+    report = provider_window(since=since)
+    assert report.amount_mismatches == [(charges[0].pk, 999, 1_000)]
+
+
+def _look_up_until_answered(charge: Charge, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        Charge.objects.filter(pk=charge.pk).update(next_check_at=charge.created_at)  # due now
+        look_up_open_charges()
+        if Charge.objects.get(pk=charge.pk).outcome is not None:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"charge {charge.pk} still unanswered after {timeout}s")
+
+
+def test_the_api_shows_stage_provider_reference_and_held():
+    seller = _funded(10_000)
+    charge = _charge(seller, 1_000)
+    settle_seller(seller_id=seller.pk)
+    api = client_for(seller.user)
+
+    shown = api.get(f"/api/v1/charges/{charge.pk}/").json()
+    assert (shown["status"], shown["stage"], shown["provider_reference"]) == ("queued", "reserved", None)
+    assert api.get("/api/v1/me/").json()["seller"] | {} == {
+        "id": seller.pk,
+        "name": seller.name,
+        "balance": 9_000,
+        "held": 1_000,
+    }
+    settle_through_provider(seller.pk)
+    shown = api.get(f"/api/v1/charges/{charge.pk}/").json()
+    assert (shown["status"], shown["stage"]) == ("succeeded", "done") and shown["provider_reference"]
+    assert api.get("/api/v1/me/").json()["seller"]["held"] == 0
