@@ -59,6 +59,22 @@ _QUEUES = inline_serializer(
             },
             many=True,
         ),
+        "fulfilment": inline_serializer(
+            "OpsFulfilment",
+            {
+                "provider": serializers.CharField(),
+                "charges": serializers.DictField(
+                    child=serializers.IntegerField(), help_text="charges holding credit, by stage"
+                ),
+                "oldest_age_seconds": serializers.DictField(
+                    child=serializers.FloatField(), help_text="by stage: since the oldest was reserved"
+                ),
+                "unknown_overdue": serializers.IntegerField(
+                    help_text="unknown outcomes older than PROVIDER_UNKNOWN_ALERT_AFTER: someone should look"
+                ),
+                "gate": serializers.DictField(help_text="the provider's breaker, pause and rate window"),
+            },
+        ),
     },
 )
 

@@ -121,6 +121,21 @@ class LedgerCollector:
         for status in ("queued", "succeeded", "failed"):
             charges.add_metric([status], counts.get(status, 0))
         yield charges
+        fulfilment = report["fulfilment"]
+        holding = GaugeMetricFamily("ledger_charges_open", "Charges holding credit, by stage", labels=["stage"])
+        for stage, count in fulfilment["charges"].items():
+            holding.add_metric([stage], count)
+        yield holding
+        yield GaugeMetricFamily(
+            "ledger_charges_unknown_overdue",
+            "Charges whose provider outcome is still unknown after PROVIDER_UNKNOWN_ALERT_AFTER",
+            value=fulfilment["unknown_overdue"],
+        )
+        yield GaugeMetricFamily(
+            "ledger_provider_breaker_open",
+            "1 while the provider's circuit breaker holds sends back",
+            value=int(fulfilment["gate"].get("state") == "open"),
+        )
         deposits = GaugeMetricFamily("ledger_deposits", "Deposits by status", labels=["status"])
         counts = _status_counts("ledger_deposit")
         for status in ("pending", "approving", "approved", "rejected"):

@@ -15,7 +15,16 @@ from kombu.transport.redis import Channel
 
 from ledger.selectors import Waiting, sellers_waiting, sellers_with_oldest_intents
 from workers.ops_heartbeat import broker_client, live_workers, ops_key
-from workers.routing import DEFAULT_QUEUE, SHARD_QUEUE_PREFIX, SWEEP_QUEUE, all_shard_queues, shard_for
+from workers.routing import (
+    DEFAULT_QUEUE,
+    FULFIL_QUEUE,
+    IMPORTS_QUEUE,
+    SHARD_QUEUE_PREFIX,
+    SWEEP_QUEUE,
+    WEBHOOK_QUEUE,
+    all_shard_queues,
+    shard_for,
+)
 
 # Hash shard -> Redis server time (seconds) of the shard's last settle that applied intents.
 SHARD_PROGRESS_KEY = "ledger:ops:shard_settled_at"
@@ -76,7 +85,7 @@ def queue_report(*, oldest_limit: int = 10) -> dict:
     broker does not answer, depths and consumers are null and `broker` says why: the database half
     (and the verdict, which then cannot see progress) is still worth reading."""
     shard_queues = all_shard_queues()
-    other_queues = [SWEEP_QUEUE, DEFAULT_QUEUE]
+    other_queues = [SWEEP_QUEUE, DEFAULT_QUEUE, IMPORTS_QUEUE, FULFIL_QUEUE, WEBHOOK_QUEUE]
     broker = "ok"
     try:
         client = broker_client()
@@ -119,4 +128,16 @@ def queue_report(*, oldest_limit: int = 10) -> dict:
         "queues": shards,
         "other_queues": [row(queue) for queue in other_queues],
         "oldest_waiting": oldest_sellers,
+        "fulfilment": fulfilment_report(),
     }
+
+
+def fulfilment_report() -> dict:
+    """Charges holding credit while the provider works on them, and the provider's gate: a
+    breaker that is open explains reserved charges that wait (held, not lost)."""
+    from ledger.fulfilment.gate import gate_for
+    from ledger.fulfilment.reconcile import open_charges_report
+    from ledger.providers import get_provider
+
+    provider = get_provider()
+    return {"provider": provider.name, **open_charges_report(), "gate": gate_for(provider.name).snapshot()}

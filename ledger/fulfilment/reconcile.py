@@ -108,6 +108,27 @@ def _check_later(charge_ids: list[int]) -> None:
         )
 
 
+def open_charges_report() -> dict:
+    """Charges holding credit, by stage, with the oldest of each and how many unknowns are older
+    than PROVIDER_UNKNOWN_ALERT_AFTER (ops/queues, metrics). Read through the open-holds index."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT stage, count(*), extract(epoch FROM clock_timestamp() - min(reserved_at)),
+                      count(*) FILTER (WHERE stage = 'unknown'
+                                       AND submitted_at < clock_timestamp() - make_interval(secs => %s))
+                 FROM ledger_charge WHERE stage IN ('reserved', 'submitted', 'unknown') GROUP BY stage""",
+            [settings.PROVIDER_UNKNOWN_ALERT_AFTER],
+        )
+        rows = {stage: (n, float(age or 0), overdue) for stage, n, age, overdue in cursor.fetchall()}
+    return {
+        "charges": {stage: rows.get(stage, (0, 0.0, 0))[0] for stage in ("reserved", "submitted", "unknown")},
+        "oldest_age_seconds": {
+            stage: round(rows.get(stage, (0, 0.0, 0))[1], 3) for stage in ("reserved", "submitted", "unknown")
+        },
+        "unknown_overdue": rows.get("unknown", (0, 0.0, 0))[2],
+    }
+
+
 @dataclass
 class WindowReport:
     matched: int = 0
