@@ -83,9 +83,12 @@ def settled_events_insert(cursor, *, now, intents: list[tuple], balances: list[t
     charge id, deposit id, amount, balance after, failure code) in the order applied; `balances`:
     (seller, balance before, balance after) of each seller the batch changed. `balance.low` is
     written when the batch takes a balance from at least the seller's threshold to below it."""
-    if not intents or not events_enabled():
+    # A batch of reservations alone writes no intent event, but its debits may still cross a
+    # seller's threshold: those sellers' feeds are read too.
+    sellers = {row[0] for row in intents} | {seller for seller, before, after in balances if after < before}
+    if not sellers or not events_enabled():
         return
-    _LOCK_FEEDS.execute(cursor, [array_literal(sorted({row[0] for row in intents}))])
+    _LOCK_FEEDS.execute(cursor, [array_literal(sorted(sellers))])
     last_seq, threshold = {}, {}
     for seller_id, seq, low in cursor.fetchall():
         last_seq[seller_id], threshold[seller_id] = seq, low
@@ -99,13 +102,25 @@ def settled_events_insert(cursor, *, now, intents: list[tuple], balances: list[t
         if low is not None and after < low <= before:
             last_seq[seller_id] += 1
             lows.append((seller_id, last_seq[seller_id], now, json.dumps({"balance": after, "threshold": low})))
-    columns = [array_literal(column) for column in zip(*intents, strict=True)]
-    _INSERT_SETTLED_EVENTS.execute(
-        cursor,
-        [now, columns[0], array_literal(seqs), *columns[1:], array_literal(last_seq), array_literal(last_seq.values())],
-    )
+    if intents:  # also moves every locked feed's last_seq, the balance.low ones included
+        columns = [array_literal(column) for column in zip(*intents, strict=True)]
+        _INSERT_SETTLED_EVENTS.execute(
+            cursor,
+            [
+                now,
+                columns[0],
+                array_literal(seqs),
+                *columns[1:],
+                array_literal(last_seq),
+                array_literal(last_seq.values()),
+            ],
+        )
+    elif not lows:
+        return
     for low in lows:
         cursor.execute(_INSERT_BALANCE_LOW, low)
+        if not intents:
+            cursor.execute("UPDATE notifications_sellerfeed SET last_seq = %s WHERE seller_id = %s", [low[1], low[0]])
     _after_commit(set(last_seq))
 
 

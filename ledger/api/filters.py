@@ -52,6 +52,7 @@ class DepositFilter(django_filters.FilterSet):
 class ChargeFilter(django_filters.FilterSet):
     seller = IdFilter(field_name="seller_id")
     status = django_filters.ChoiceFilter(choices=Charge.Status.choices)
+    stage = django_filters.ChoiceFilter(choices=Charge.Stage.choices)
     phone_number = django_filters.CharFilter(method="filter_phone", max_length=64)
     batch = IdFilter(field_name="batch_id")
     created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -59,7 +60,7 @@ class ChargeFilter(django_filters.FilterSet):
 
     class Meta:
         model = Charge
-        fields = ["seller", "status", "phone_number", "batch", "created_after", "created_before"]
+        fields = ["seller", "status", "stage", "phone_number", "batch", "created_after", "created_before"]
 
     def filter_phone(self, queryset, name, value):
         # Any common spelling of the number finds it; a non-number simply matches nothing.

@@ -31,7 +31,7 @@ def test_login_and_refresh_give_tokens_that_authenticate():
     assert refreshed.status_code == 200
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {refreshed.json()['access']}")
     me = client.get("/api/v1/me/").json()
-    assert me["role"] == "seller" and me["seller"] == {"id": seller.pk, "name": seller.name, "balance": 0}
+    assert me["role"] == "seller" and me["seller"] == {"id": seller.pk, "name": seller.name, "balance": 0, "held": 0}
 
 
 @pytest.mark.django_db

@@ -68,6 +68,8 @@ def test_a_charge_costs_one_statement_once_the_seller_is_known():
         "amount": 1_000,
         "reference": "r",
         "status": "queued",
+        "stage": "queued",
+        "provider_reference": None,
         "failure_code": None,
         "balance_after": None,
         "batch": None,

@@ -8,7 +8,7 @@ from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller
 from tests.api.helpers import assert_error, bearer
 from tests.factories import make_admin, make_seller, request_and_approve
-from tests.support import assert_ledger_audit
+from tests.support import assert_ledger_audit, settle_through_provider
 
 
 def _csv(response) -> list[dict]:
@@ -76,6 +76,8 @@ def test_reconcile_reports_balance_and_ledger_sum(ledger_world):
     assert body == {
         "seller": seller.pk,
         "balance": 90_000,
+        "held": 10_000,  # its charges are reserved: the provider has not answered them here
+        "open_holds": 10_000,
         "ledger_sum": 90_000,
         "entries": 5,
         "last_seq": 5,
@@ -143,7 +145,7 @@ def test_the_charge_posts_shared_representation_is_the_serializers():
     seller = make_seller()
     queued, _ = charge_submit(seller_id=seller.pk, phone_number="+989121234567", amount=5, reference="r")
     request_and_approve(seller, 10, make_admin())
-    settle_seller(seller_id=seller.pk)
+    settle_through_provider(seller.pk)
     failed, _ = charge_submit(seller_id=seller.pk, phone_number="+989121234567", amount=50)
     settle_seller(seller_id=seller.pk)
     charges = (queued, Charge.objects.get(pk=queued.pk), Charge.objects.get(pk=failed.pk))

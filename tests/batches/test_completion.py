@@ -6,14 +6,15 @@ from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.test.utils import CaptureQueriesContext
 
+from ledger.fulfilment.service import fulfil_charges
 from ledger.models import Charge, ChargeBatch
 from ledger.posting import settle_batch, settle_sellers_batch
 from ledger.services.batches import batch_import_run
 from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller
-from tests.batches.helpers import csv_bytes, imported, phone, upload, writes
+from tests.batches.helpers import csv_bytes, e164, imported, phone, upload, writes
 from tests.factories import client_for, make_admin, make_seller, request_and_approve
-from tests.support import assert_ledger_audit
+from tests.support import assert_ledger_audit, settle_through_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +39,7 @@ def test_each_settle_counts_its_batch_charges_and_the_last_one_completes_the_bat
     seller = funded(1_000)
     client = client_for(seller.user)
     first = imported(client, csv_bytes("phone_number,amount", *[f"{phone(i)},100" for i in range(7)]))
-    charge_submit(seller_id=seller.pk, phone_number=phone(99), amount=50)  # not in a batch
+    charge_submit(seller_id=seller.pk, phone_number=e164(99), amount=50)  # not in a batch
     second = imported(client, csv_bytes("phone_number,amount", f"{phone(1)},300", f"{phone(2)},300"))
 
     seen = []
@@ -46,7 +47,9 @@ def test_each_settle_counts_its_batch_charges_and_the_last_one_completes_the_bat
     while True:
         outcome = settle_batch(seller_id=seller.pk, limit=3, after_charge_id=after)
         after = outcome.last_charge_id
-        if not outcome.intents:
+        reserved = list(Charge.objects.filter(seller=seller, stage="reserved").values_list("id", flat=True))
+        fulfil_charges(reserved)  # the provider's answers, applied by a later settle of this loop
+        if not outcome.intents and not reserved:
             break
         for batch_id in (first["id"], second["id"]):
             batch = ChargeBatch.objects.get(pk=batch_id)
@@ -74,7 +77,10 @@ def test_a_shard_settle_of_several_sellers_counts_each_batch():
         imported(client_for(s.user), csv_bytes("phone_number,amount", f"{phone(1)},200", f"{phone(2)},400"))["id"]
         for s in sellers
     ]
-    settle_sellers_batch(seller_ids=[s.pk for s in sellers], limit=100)
+    settle_sellers_batch(seller_ids=[s.pk for s in sellers], limit=100)  # reserves 200, fails 400
+    assert {ChargeBatch.objects.get(pk=i).status for i in ids} == {"queued"}  # 200 is not final yet
+    fulfil_charges(list(Charge.objects.filter(stage="reserved").values_list("id", flat=True)))
+    settle_sellers_batch(seller_ids=[s.pk for s in sellers], limit=100)  # applies the answers
     for batch_id in ids:
         batch = ChargeBatch.objects.get(pk=batch_id)
         assert (batch.status, batch.succeeded, batch.failed, batch.succeeded_amount) == ("completed", 1, 1, 200)
@@ -113,6 +119,8 @@ def test_no_get_and_no_admin_page_ever_writes_whatever_the_batch_state():
     assert read_everything() == []  # queued, nothing settled: a read must not complete anything
     assert ChargeBatch.objects.get(pk=batch_id).status == "queued"
     settle_seller(seller_id=seller.pk)
+    assert read_everything() == []  # reserved, not final: still nothing to complete
+    settle_through_provider(seller.pk)
     assert ChargeBatch.objects.get(pk=batch_id).status == "completed"  # by the settle, before any read
     assert read_everything() == []
     assert api.get(f"/api/v1/charge-batches/{batch_id}/").json()["succeeded_amount"] == 300

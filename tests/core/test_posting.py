@@ -9,7 +9,7 @@ from ledger.posting import settle_batch, settle_sellers_batch
 from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller, settle_sellers
 from tests.factories import make_admin, make_seller, request_and_approve
-from tests.support import assert_ledger_audit
+from tests.support import assert_ledger_audit, settle_through_provider
 
 PHONE = "+989121234567"
 
@@ -29,14 +29,14 @@ def test_settle_credits_deposits_then_debits_charges_in_order():
 
     assert outcome.intents == 5
     statuses = [
-        (c.status, c.failure_code, c.balance_after)
+        (c.status, c.stage, c.failure_code, c.balance_after)
         for c in Charge.objects.filter(pk__in=[c.pk for c in charges]).order_by("id")
     ]
     assert statuses == [
-        ("succeeded", None, 6_000),
-        ("failed", "insufficient_funds", None),  # 7,000 > 6,000: skipped, the next one still tried
-        ("succeeded", None, 0),
-        ("failed", "insufficient_funds", None),
+        ("queued", "reserved", None, 6_000),  # held, sent to the provider next
+        ("failed", "done", "insufficient_funds", None),  # 7,000 > 6,000: skipped, the next one still tried
+        ("queued", "reserved", None, 0),
+        ("failed", "done", "insufficient_funds", None),
     ]
     entries = list(
         Entry.objects.filter(seller=seller)
@@ -49,8 +49,14 @@ def test_settle_credits_deposits_then_debits_charges_in_order():
         (3, "charge", -6_000, 6_000, 0),
     ]
     account = Account.objects.get(seller=seller)
-    assert (account.balance, account.last_seq) == (0, 3)
+    assert (account.balance, account.held, account.last_seq) == (0, 10_000, 3)
     assert Deposit.objects.get(seller=seller).status == "approved"
+    assert_ledger_audit()
+
+    settle_through_provider(seller.pk)  # the provider tops both up: the holds are posted
+    assert [c.status for c in Charge.objects.filter(pk__in=[charges[0].pk, charges[2].pk])] == ["succeeded"] * 2
+    account = Account.objects.get(seller=seller)
+    assert (account.balance, account.held, account.last_seq) == (0, 0, 3)  # posting writes no entry
     assert_ledger_audit()
 
 
@@ -149,12 +155,16 @@ def test_audit_reports_a_charge_marked_succeeded_without_an_entry():
     charge = _charge(seller, 1_000)
     settle_seller(seller_id=seller.pk)
     other = _charge(seller, 500)
-    Charge.objects.filter(pk=other.pk).update(status="succeeded", balance_after=3_500, settled_at=charge.created_at)
+    Charge.objects.filter(pk=other.pk).update(
+        status="succeeded", stage="done", outcome="succeeded", balance_after=3_500, settled_at=charge.created_at
+    )
 
     from ledger.audit import audit_ledger
 
     breaches = audit_ledger(seller_id=seller.pk)
-    assert any(b.invariant == 5 and f"charge {other.pk} is succeeded but has no entry" in b.message for b in breaches)
+    assert any(
+        b.invariant == 5 and f"charge {other.pk} is succeeded/done without a hold" in b.message for b in breaches
+    )
     assert any(b.invariant == 6 for b in breaches)
 
 
@@ -165,14 +175,14 @@ def test_a_drain_continues_after_its_last_charge_and_the_next_drain_starts_over(
 
     # A drain that already passed `second` does not walk back to `first` (keyset continuation)...
     batch = settle_batch(seller_id=seller.pk, limit=100, after_charge_id=second.pk)
-    assert (batch.deposits_applied, batch.charges_succeeded, batch.last_charge_id) == (1, 0, second.pk)
+    assert (batch.deposits_applied, batch.charges_reserved, batch.last_charge_id) == (1, 0, second.pk)
     assert Charge.objects.get(pk=first.pk).status == "queued"
 
     # ...and the next drain, which starts from the beginning, settles both in id order.
     settle_seller(seller_id=seller.pk)
-    assert list(Charge.objects.filter(seller=seller).order_by("id").values_list("status", "balance_after")) == [
-        ("succeeded", 9_000),
-        ("succeeded", 7_000),
+    assert list(Charge.objects.filter(seller=seller).order_by("id").values_list("stage", "balance_after")) == [
+        ("reserved", 9_000),
+        ("reserved", 7_000),
     ]
     assert_ledger_audit()
 
@@ -191,7 +201,7 @@ def test_a_session_that_lost_its_prepared_statements_fails_one_settle_and_the_re
         settle_batch(seller_id=seller.pk, limit=100)
     assert Account.objects.get(seller=seller).balance == 5_000
     outcome = settle_batch(seller_id=seller.pk, limit=100)
-    assert outcome.charges_succeeded == 1 and outcome.balance == 4_000
+    assert outcome.charges_reserved == 1 and (outcome.balance, outcome.held) == (4_000, 1_000)
     assert_ledger_audit()
 
 
@@ -208,10 +218,10 @@ def test_several_sellers_settled_in_one_batch_each_as_alone():
     outcomes = settle_sellers_batch(seller_ids=[poor.pk, idle.pk, rich.pk, 10**9], limit=100)
 
     assert set(outcomes) == {rich.pk, poor.pk, idle.pk}  # no account, no outcome
-    assert (outcomes[rich.pk].charges_succeeded, outcomes[rich.pk].charges_failed) == (2, 1)
+    assert (outcomes[rich.pk].charges_reserved, outcomes[rich.pk].charges_failed) == (2, 1)
     assert (outcomes[poor.pk].deposits_applied, outcomes[poor.pk].charges_failed) == (1, 1)
     assert outcomes[idle.pk].intents == 0 and not outcomes[rich.pk].more_pending
-    assert [Charge.objects.get(pk=c.pk).status for c in rich_charges] == ["succeeded", "failed", "succeeded"]
+    assert [Charge.objects.get(pk=c.pk).stage for c in rich_charges] == ["reserved", "done", "reserved"]
     assert [Charge.objects.get(pk=c.pk).balance_after for c in poor_charges] == [None, 0]
     assert list(Entry.objects.filter(seller=rich).order_by("seq").values_list("seq", "amount", "balance_after")) == [
         (1, 10_000, 10_000),
@@ -232,7 +242,7 @@ def test_a_full_multi_seller_batch_drains_the_rest_seller_by_seller():
     assert all(o.more_pending for o in settle_sellers_batch(seller_ids=[s.pk for s in sellers], limit=5).values())
     outcomes = settle_sellers(seller_ids=[s.pk for s in sellers], batch_size=5)
 
-    assert not Charge.objects.filter(status="queued").exists()
+    assert not Charge.objects.filter(stage="queued").exists()
     assert sum(o.intents for o in outcomes.values()) == 15 - 5
     assert [Account.objects.get(seller=s).balance for s in sellers] == [96_000] * 3
     assert_ledger_audit()

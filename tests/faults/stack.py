@@ -18,7 +18,7 @@ from django.db import connection
 
 from bench.processes import free_port
 from tests.support import Process, subprocess_env
-from workers.stack import beat_argv, shard_assignment, web_argv, worker_argv
+from workers.stack import beat_argv, fulfil_worker_argv, shard_assignment, web_argv, worker_argv
 
 WORKER_READY = " ready."
 # Settings of a production deployment behind TLS, served over plain http on loopback.
@@ -63,11 +63,13 @@ class FaultStack:
             Process(f"shards{i}", worker_argv(shards, name=f"faults{i}", with_default_queue=i == 0), self.env, log_dir)
             for i, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, worker_processes))
         ]
+        # Charges are final only once the provider answered: the fulfilment worker, on the same broker.
+        self.fulfil = Process("fulfil", fulfil_worker_argv(name="faults-fulfil"), self.env, log_dir)
         self.beat = Process("beat", beat_argv(schedule=str(log_dir / "beat-schedule")), self.env, log_dir)
 
     def start(self) -> FaultStack:
         self.redis.start()
-        for worker in self.workers:
+        for worker in [*self.workers, self.fulfil]:
             worker.start(ready_marker=WORKER_READY)
         self.beat.start(ready_marker="beat: Starting")
         self.start_web()
@@ -77,7 +79,7 @@ class FaultStack:
         """Restart whatever an earlier test left killed."""
         if not self.redis.process.alive:
             self.redis.start()
-        for worker in self.workers:
+        for worker in [*self.workers, self.fulfil]:
             if not worker.alive:
                 worker.start(ready_marker=WORKER_READY)
         if not self.beat.alive:
@@ -138,7 +140,7 @@ class FaultStack:
         )
 
     def stop(self) -> None:
-        for process in [self.web, *self.workers, self.beat]:
+        for process in [self.web, *self.workers, self.fulfil, self.beat]:
             process.stop()
         self.redis.process.stop()
 

@@ -2,6 +2,7 @@
 process: reserve (the settle), send (fulfil_charges), look up (the reconciler), apply (the settle).
 Every test ends with the audit."""
 
+import io
 import json
 import time
 
@@ -319,3 +320,21 @@ def test_the_api_shows_stage_provider_reference_and_held():
     shown = api.get(f"/api/v1/charges/{charge.pk}/").json()
     assert (shown["status"], shown["stage"]) == ("succeeded", "done") and shown["provider_reference"]
     assert api.get("/api/v1/me/").json()["seller"]["held"] == 0
+
+
+def test_the_reconcile_provider_command_reports_and_fails_on_a_disagreement():
+    from django.core.management import CommandError, call_command
+
+    seller = _funded(20_000)
+    charges = [_charge(seller, 1_000) for _ in range(2)]
+    settle_through_provider(seller.pk)
+    since = min(c.created_at for c in charges).isoformat()  # earlier tests' top-ups are not ours
+    out = io.StringIO()
+    call_command("reconcile_provider", "--since", since, stdout=out)
+    assert "amount mismatches: 0" in out.getvalue()
+
+    Charge.objects.filter(pk=charges[1].pk).update(amount=1_001)
+    with pytest.raises(CommandError, match="disagree"):
+        call_command("reconcile_provider", "--since", since, stdout=io.StringIO())
+    with pytest.raises(CommandError, match="neither"):
+        call_command("reconcile_provider", "--since", "yesterday-ish")

@@ -12,7 +12,7 @@ from notifications.api.serializers import EventOutput
 from notifications.models import Event, SellerFeed
 from notifications.services import feed_settings_update
 from tests.factories import client_for, make_admin, make_seller, make_staff, request_and_approve
-from tests.support import assert_ledger_audit
+from tests.support import assert_ledger_audit, settle_through_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -31,15 +31,16 @@ def test_settle_writes_one_event_per_intent_in_sequence_with_the_batch():
     admin, seller = make_admin(), make_seller()
     deposit_id = request_and_approve(seller, 100, admin)
     ok, too_big = _charge(seller, 60), _charge(seller, 50)
-    settle_batch(seller_id=seller.pk, limit=100)
+    settle_batch(seller_id=seller.pk, limit=100)  # credits, reserves `ok`, fails `too_big`: final now
+    settle_through_provider(seller.pk)  # `ok` succeeds once the provider has topped it up
     assert _events(seller) == [
         (1, "deposit.approved", {"deposit_id": deposit_id, "amount": 100, "status": "approved", "balance_after": 100}),
-        (2, "charge.succeeded", {"charge_id": ok.pk, "amount": 60, "status": "succeeded", "balance_after": 40}),
         (
-            3,
+            2,
             "charge.failed",
             {"charge_id": too_big.pk, "amount": 50, "status": "failed", "failure_code": "insufficient_funds"},
         ),
+        (3, "charge.succeeded", {"charge_id": ok.pk, "amount": 60, "status": "succeeded", "balance_after": 40}),
     ]
     assert SellerFeed.objects.get(seller=seller).last_seq == 3
     assert_ledger_audit(seller.pk)
@@ -63,14 +64,14 @@ def test_balance_low_when_a_batch_crosses_the_threshold_only():
     request_and_approve(seller, 100, admin)
     settle_batch(seller_id=seller.pk, limit=100)
     _charge(seller, 30)
-    settle_batch(seller_id=seller.pk, limit=100)  # 70: above
+    settle_through_provider(seller.pk)  # 70: above
     _charge(seller, 30)
-    settle_batch(seller_id=seller.pk, limit=100)  # 40: crossed
+    settle_through_provider(seller.pk)  # 40: crossed, when the hold is placed
     _charge(seller, 10)
-    settle_batch(seller_id=seller.pk, limit=100)  # 30: already below
+    settle_through_provider(seller.pk)  # 30: already below
     types = [t for _, t, _ in _events(seller)]
-    assert types == ["deposit.approved", "charge.succeeded", "charge.succeeded", "balance.low", "charge.succeeded"]
-    assert _events(seller)[3][2] == {"balance": 40, "threshold": 50}
+    assert types == ["deposit.approved", "charge.succeeded", "balance.low", "charge.succeeded", "charge.succeeded"]
+    assert _events(seller)[2][2] == {"balance": 40, "threshold": 50}
     assert_ledger_audit(seller.pk)
 
 
@@ -102,7 +103,7 @@ def test_feed_shows_a_seller_only_its_own_events_newest_first():
         request_and_approve(seller, 100, admin)
         settle_batch(seller_id=seller.pk, limit=100)
         _charge(seller, 10)
-        settle_batch(seller_id=seller.pk, limit=100)
+        settle_through_provider(seller.pk)
     client = client_for(mine.user)
     page = client.get("/api/v1/events/").json()
     assert [(e["seller"], e["seq"], e["type"]) for e in page["results"]] == [
@@ -156,16 +157,15 @@ def test_private_addresses_are_refused_unless_allowed(settings):
 
 
 def test_a_batch_announces_its_completion_after_its_charges_and_a_rejected_one_too():
-    from ledger.services.settlement import settle_seller
     from tests.batches.helpers import csv_bytes, imported, phone
 
     admin, seller = make_admin(), make_seller()
     request_and_approve(seller, 150, admin)
     client = client_for(seller.user)
     batch = imported(client, csv_bytes("phone_number,amount", f"{phone(1)},100", f"{phone(2)},100"))
-    settle_seller(seller_id=seller.pk)
+    settle_through_provider(seller.pk)
     types = [event_type for _, event_type, _ in _events(seller)]
-    assert types == ["deposit.approved", "charge.succeeded", "charge.failed", "batch.completed"]
+    assert types == ["deposit.approved", "charge.failed", "charge.succeeded", "batch.completed"]
     assert _events(seller)[-1][2] == {"batch_id": batch["id"], "status": "completed", "succeeded": 1, "failed": 1}
 
     rejected = imported(client, csv_bytes("phone_number,amount", "not-a-phone,100"))
