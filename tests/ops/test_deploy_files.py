@@ -105,6 +105,10 @@ def test_every_command_the_compose_file_runs_exists(service, argv):
         assert callable(import_string(f"{module}.{attr}"))
     elif argv[:2] == ["python", "-c"]:
         compile(argv[2], service, "exec")
+    elif argv[:3] == ["python", "-m", "provider_sandbox"]:
+        from provider_sandbox.__main__ import parse_args
+
+        parse_args(argv[3:])  # every option it is given exists
     else:
         pytest.fail(f"{service}: unknown command {argv}")
 
