@@ -145,7 +145,10 @@ def _single(ctx: Context, rate: float) -> dict:
     seed.fund(sellers, 10**12)
     # Enough threads that each has time for a slow answer before its next request is due.
     clients = ctx.sizes.http_clients[-1]
+    stack = ctx.stack
+    cpu = CpuMeter({"web": stack.web_pid(), "fulfil": stack.fulfil.popen.pid, **stack.worker_pids()}, database=True)
     raw = _load(ctx, sellers, clients=clients, seconds=ctx.sizes.single_seconds, rate=rate, name="fulfil-single")
+    used = cpu.stop()
     seed.wait_until_settled(lambda: seed.any_open(sellers), timeout=ctx.sizes.fulfil_timeout, interval=0.1)
     rows = raw["requests"]
     accepted = [r[3] for r in rows if r[2] == 202]
@@ -169,6 +172,7 @@ def _single(ctx: Context, rate: float) -> dict:
         "achieved_per_s": round(len(accepted) / seconds, 1),
         "submit_latency_ms": percentiles([r[1] for r in rows]),
         "latency_ms": percentiles([float(latency) for _, latency in found]),
+        "cpu_share": {name: round(value / seconds, 2) for name, value in used.items()},
         **_load_average(),
     }
 
