@@ -57,8 +57,9 @@ BOUNDS = {
     "10,000-row COPY buffers",
     "fulfilment.import": "the fulfilment worker's CPU (one process, one GIL) per charge and PROVIDER_CONCURRENCY "
     "requests in flight for 50 ms each, on 2 cores shared with the sandbox, PostgreSQL and the shard workers",
-    "fulfilment.single": "the fulfilment task's batch of requests (a task's answers are recorded together) plus the "
-    "provider's 50 ms and two settles",
+    "fulfilment.single": "four hops, each a queue on the shared cores: wake-up and settle, the fulfil task's "
+    "delivery to a free task thread, the provider's 50 ms (a task's answers recorded together), wake-up and settle "
+    "(`stages_ms`)",
 }
 
 

@@ -1,4 +1,4 @@
-"""Scenario 5: charges delivered through the provider, with the sandbox answering after
+"""The fulfilment scenario: charges delivered through the provider, with the sandbox answering after
 `--provider-latency-ms` (50 ms by default), in three parts:
 
 a. the sandbox alone: closed loops of fresh `POST /v1/transactions` from the load generator, at
@@ -135,6 +135,7 @@ def _import(ctx: Context) -> dict:
         "fulfil_tasks": _fulfil_tasks(stack) - fulfil_tasks_before,
         # CPU seconds per wall second from `queued` to `completed` (1.0: one core all the time).
         "cpu_share": {name: round(value / window, 2) for name, value in used.items()},
+        "stages_ms": _stages("batch_id = %s", [batch_id]),
         **({"profile": profile.summary()} if profile and profile.summary() else {}),
         **_load_average(),
     }
@@ -173,7 +174,32 @@ def _single(ctx: Context, rate: float) -> dict:
         "submit_latency_ms": percentiles([r[1] for r in rows]),
         "latency_ms": percentiles([float(latency) for _, latency in found]),
         "cpu_share": {name: round(value / seconds, 2) for name, value in used.items()},
+        "stages_ms": _stages("seller_id = ANY(%s) AND id = ANY(%s)", [sellers, accepted]),
         **_load_average(),
+    }
+
+
+STAGES = {
+    "created_to_reserved": "reserved_at - created_at",
+    "reserved_to_submitted": "submitted_at - reserved_at",
+    "submitted_to_answer": "outcome_at - submitted_at",
+    "answer_to_settled": "settled_at - outcome_at",
+}
+
+
+def _stages(where: str, params: list) -> dict:
+    """p50/p95/p99 (ms) of each hop of the charges' lifecycle: where the time to final goes."""
+    columns = ", ".join(
+        f"percentile_cont(array[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM {span}))"
+        for span in STAGES.values()
+    )
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {columns} FROM ledger_charge WHERE {where}", params)
+        row = cur.fetchone()
+    return {
+        name: dict(zip(("p50", "p95", "p99"), (round(v * 1000, 1) for v in values), strict=True))
+        for name, values in zip(STAGES, row, strict=True)
+        if values is not None
     }
 
 
