@@ -6,8 +6,8 @@ live in the schema `benchlimit` of the benchmark's own database, so the ledger a
 never see them. Each run resets them, queues charges, and lets pgbench settle them:
 
 - `debits=1`: one debit per transaction, the statements of `ledger.posting` for a single intent
-  (lock the account, read the oldest queued charge, insert its entry, mark it succeeded, update
-  the account): the "one task, one commit per charge" design.
+  (lock the account, read the oldest queued charge, insert its entry, mark it reserved, update
+  the account's balance and hold): the "one task, one commit per charge" design.
 - `debits=B`: B debits per transaction, set-based (one INSERT ... SELECT of B entries, one UPDATE
   of B charges), computed entirely inside the server. It ships no rows to a client and back, so
   it is an upper bound the Python worker can approach but not reach.
@@ -67,12 +67,12 @@ SELECT nextval('{SCHEMA}.seller_pick') % :sellers + 1 AS s \\gset
 BEGIN;
 SELECT balance, last_seq FROM {SCHEMA}.account WHERE seller_id = :s FOR NO KEY UPDATE \\gset
 SELECT id AS cid, amount AS amt, id AS last_id FROM {SCHEMA}.charge
-    WHERE seller_id = :s AND status = 'queued' AND id > :after ORDER BY id LIMIT 1 \\gset
+    WHERE seller_id = :s AND stage = 'queued' AND id > :after ORDER BY id LIMIT 1 \\gset
 INSERT INTO {SCHEMA}.entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, deposit_id, created_at)
     VALUES (:s, :last_seq::bigint + 1, 'charge', -:amt::bigint, :balance::bigint, :balance::bigint - :amt::bigint, :cid, NULL, now());
-UPDATE {SCHEMA}.charge SET status = 'succeeded', settled_at = now(), balance_after = :balance::bigint - :amt::bigint
-    WHERE id = :cid AND status = 'queued';
-UPDATE {SCHEMA}.account SET balance = :balance::bigint - :amt::bigint, last_seq = :last_seq::bigint + 1, updated_at = now() WHERE seller_id = :s;
+UPDATE {SCHEMA}.charge SET stage = 'reserved', reserved_at = now(), balance_after = :balance::bigint - :amt::bigint
+    WHERE id = :cid AND stage = 'queued';
+UPDATE {SCHEMA}.account SET balance = :balance::bigint - :amt::bigint, held = held + :amt::bigint, last_seq = :last_seq::bigint + 1, updated_at = now() WHERE seller_id = :s;
 END;
 """
 
@@ -84,18 +84,18 @@ BEGIN;
 SELECT balance, last_seq FROM {SCHEMA}.account WHERE seller_id = :s FOR NO KEY UPDATE \\gset
 WITH batch AS (
     SELECT id, amount, row_number() OVER (ORDER BY id) AS rn, sum(amount) OVER (ORDER BY id) AS cum
-    FROM (SELECT id, amount FROM {SCHEMA}.charge WHERE seller_id = :s AND status = 'queued' AND id > :after
+    FROM (SELECT id, amount FROM {SCHEMA}.charge WHERE seller_id = :s AND stage = 'queued' AND id > :after
           ORDER BY id LIMIT :debits::bigint) q
 ), ins AS (
     INSERT INTO {SCHEMA}.entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, deposit_id, created_at)
     SELECT :s, :last_seq::bigint + rn, 'charge', -amount, :balance::bigint - cum + amount, :balance::bigint - cum, id, NULL, now() FROM batch
     RETURNING charge_id, balance_after
 ), upd AS (
-    UPDATE {SCHEMA}.charge c SET status = 'succeeded', settled_at = now(), balance_after = ins.balance_after
-    FROM ins WHERE c.id = ins.charge_id AND c.status = 'queued' RETURNING c.id
+    UPDATE {SCHEMA}.charge c SET stage = 'reserved', reserved_at = now(), balance_after = ins.balance_after
+    FROM ins WHERE c.id = ins.charge_id AND c.stage = 'queued' RETURNING c.id
 ), acct AS (
     UPDATE {SCHEMA}.account SET balance = :balance::bigint - (SELECT coalesce(sum(amount), 0) FROM batch),
-        last_seq = :last_seq::bigint + (SELECT count(*) FROM upd), updated_at = now() WHERE seller_id = :s
+        held = held + (SELECT coalesce(sum(amount), 0) FROM batch), last_seq = :last_seq::bigint + (SELECT count(*) FROM upd), updated_at = now() WHERE seller_id = :s
     RETURNING seller_id
 )
 SELECT coalesce(max(upd.id), :after) AS last_id, (SELECT count(*) FROM acct) AS accounts FROM upd \\gset

@@ -21,7 +21,8 @@ from bench.stack import default_database_url, default_redis_url
 from workers.stack import default_web_workers
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ["hot_seller", "many_sellers", "http", "batch_import"]
+PROVIDER_SETTINGS = ("PROVIDER_RATE_LIMIT", "PROVIDER_CONCURRENCY", "PROVIDER_BATCH")
+SCENARIOS = ["hot_seller", "many_sellers", "http", "batch_import", "fulfilment"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,6 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["wrk", "python"],
         default="wrk" if wrk.available() else "python",
         help="of the HTTP closed loops: wrk (Debian's package; the default where installed) or Python threads",
+    )
+    parser.add_argument(
+        "--provider-latency-ms",
+        type=float,
+        default=float(os.environ.get("BENCH_PROVIDER_LATENCY_MS", "50")),
+        help="the sandbox provider's wait before each answer, for every scenario (docs/provider.md)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy profiles of the worker (scenario 1) and web (3)")
     parser.add_argument("--no-limits", action="store_true", help="skip the pgbench limits")
@@ -101,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: pgbench not found; ratios to the database limit are left out", flush=True)
         limits = None
         notes.append("pgbench not found (Debian: postgresql-client): no database limit, no ratios")
-    stack = Stack(log_dir, free_port() if args.port is None else args.port)
+    stack = Stack(
+        log_dir, free_port() if args.port is None else args.port, provider_latency_ms=args.provider_latency_ms
+    )
     ctx = Context(
         smoke=args.smoke,
         sizes=sizes,
@@ -111,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile,
         notes=notes,
         load_generator=args.load_generator,
+        provider_latency_ms=args.provider_latency_ms,
     )
 
     results: dict = {
@@ -134,9 +144,16 @@ def main(argv: list[str] | None = None) -> int:
                 "worker_processes": len(stack.workers),
                 "web_workers": args.web_workers,
                 "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
+                "provider_latency_ms": args.provider_latency_ms,
+                **{name: stack.fulfil.env.get(name) or getattr(settings, name) for name in PROVIDER_SETTINGS},
             },
             "sizes": sizes.__dict__,
-            "commands": {"workers": [w.argv for w in stack.workers], "web": stack.web.argv},
+            "commands": {
+                "workers": [w.argv for w in stack.workers],
+                "web": stack.web.argv,
+                "fulfil": stack.fulfil.argv,
+                "provider": stack.provider.process.argv,
+            },
         },
         "scenarios": {},
     }
@@ -147,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: scenario {name} ...", flush=True)
             t0 = time.monotonic()
             try:
+                stack.resume_fulfilment()  # a scenario that failed while it was paused left it stopped
                 module = __import__(f"bench.scenarios.{name}", fromlist=["run"])
                 outcome = module.run(ctx)
                 outcome.setdefault("status", "ok")

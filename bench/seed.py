@@ -71,7 +71,8 @@ def queue_charges(seller_ids: list[int], *, per_seller: int, amount: int) -> flo
 
 
 def pending(seller_ids: list[int] | None = None) -> int:
-    """Queued charges and approving deposits left (of these sellers, or all)."""
+    """Charges without a final status (queued, or held for the provider) and approving deposits
+    left (of these sellers, or all)."""
     with connection.cursor() as cur:
         if seller_ids is None:
             cur.execute(
@@ -88,10 +89,25 @@ def pending(seller_ids: list[int] | None = None) -> int:
 
 
 def any_queued(seller_id: int) -> bool:
+    """Charges of the seller the settle has not yet reserved (or failed)."""
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE seller_id = %s AND status = 'queued')", [seller_id]
+            "SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE seller_id = %s AND stage = 'queued')", [seller_id]
         )
+        return cur.fetchone()[0]
+
+
+def any_open(seller_ids: list[int] | None = None) -> bool:
+    """Charges (of these sellers, or any) without a final status yet: not reserved, or reserved
+    and waiting for the provider's answer to be posted."""
+    with connection.cursor() as cur:
+        if seller_ids is None:
+            cur.execute("SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE status = 'queued')")
+        else:
+            cur.execute(
+                "SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE status = 'queued' AND seller_id = ANY(%s))",
+                [seller_ids],
+            )
         return cur.fetchone()[0]
 
 

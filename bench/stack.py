@@ -1,6 +1,7 @@
 """What the benchmark brings up, for every scenario and tool of `bench/`: its own database
-(created, migrated, emptied between scenarios), its own Redis database or key prefix, and the
-production processes with the commands of `workers/stack.py` (shard workers, beat, gunicorn),
+(created, migrated, emptied between scenarios), its own Redis database or key prefix, the sandbox
+provider (provider_sandbox/, in memory, for the whole run) and the production processes with the
+commands of `workers/stack.py` (shard workers, the import and fulfilment workers, beat, gunicorn),
 with their peak memory and CPU sampled while they run."""
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import psutil
 import psycopg2
 from psycopg2 import sql
 
-from bench.processes import Process
+from bench.processes import Process, free_port
+from provider_sandbox.process import SandboxProcess
 from workers.stack import default_web_workers
 
 BENCH_SETTINGS = "bench.settings"
@@ -91,13 +93,17 @@ def reset_ledger() -> None:
     the processes cache in their first seconds (the foreign-key checks run at every settle's
     commit among them) then read every row inserted since, each settle slower than the one
     before, until autovacuum analyzes the table (docs/performance.md). Scenarios analyze what
-    they seed (`seed.queue_charges`)."""
+    they seed (`seed.queue_charges`).
+
+    Identities are not restarted: a charge's external id at the provider is derived from its id,
+    and the run's sandbox keeps every transaction it saw, so a reused id would be answered from
+    its record (200, the stored transaction, or 409 for another amount) instead of processed."""
     from django.db import connection
 
     with connection.cursor() as cur:
         cur.execute(
             "TRUNCATE ledger_entry, ledger_charge, ledger_chargebatch, ledger_deposit, ledger_account, core_seller, "
-            "auth_user, django_celery_results_taskresult, notifications_event RESTART IDENTITY CASCADE"
+            "auth_user, django_celery_results_taskresult, notifications_event CASCADE"
         )
 
 
@@ -110,7 +116,14 @@ def clear_broker(redis_url: str, key_prefix: str) -> None:
     patterns = (
         [f"{key_prefix}*"]
         if key_prefix
-        else ["ledger.shard.*", "ledger.default*", "ledger.imports*", "unacked*", "_kombu.binding.*"]
+        else [
+            "ledger.shard.*",
+            "ledger.default*",
+            "ledger.imports*",
+            "ledger.fulfil*",
+            "unacked*",
+            "_kombu.binding.*",
+        ]
     )
     for pattern in patterns:
         keys = list(client.scan_iter(match=pattern, count=1000))
@@ -134,31 +147,48 @@ def broker_backlog(redis_url: str, key_prefix: str) -> int:
 
 
 class Stack:
-    """The production processes, started with the commands of `workers.stack.stack_processes`."""
+    """The production processes, started with the commands of `workers.stack.stack_processes`,
+    and the sandbox provider the fulfilment worker sends the charges to."""
 
-    def __init__(self, log_dir: Path, port: int):
+    def __init__(self, log_dir: Path, port: int, *, provider_latency_ms: float = 50.0):
         from workers.stack import stack_processes
 
         self.log_dir = log_dir
         self.port = port
-        env = dict(os.environ)
+        # Its own range: the web's port is chosen before gunicorn binds it.
+        self.provider = SandboxProcess(log_dir, port=free_port(8500, 8599), latency_ms=provider_latency_ms)
+        env = dict(os.environ, PROVIDER_URL=self.provider.url)
+        # The gate's default (2000/s) stands for a real provider's contract; the benchmark measures
+        # the fulfilment itself, so the limit must not be what bounds it.
+        env.setdefault("PROVIDER_RATE_LIMIT", "100000")
         os.environ.setdefault("BEAT_SCHEDULE_DIR", str(log_dir))
         specs = {spec.name: spec for spec in stack_processes(port=port, flower_port=0)}
         self.workers = [
             Process(name, spec.argv, env, log_dir) for name, spec in specs.items() if name.startswith("shards")
         ]
         self.imports = Process("imports", specs["imports"].argv, env, log_dir)
+        self.fulfil = Process("fulfil", specs["fulfil"].argv, env, log_dir)
         self.web = Process("web", specs["web"].argv, env, log_dir)
         # Beat runs as in production: its sweeper is what settles intents whose wake-up was lost.
         self.beat = Process("beat", specs["beat"].argv, env, log_dir)
         self.web_workers = default_web_workers()
 
     def start_workers(self) -> None:
-        for worker in [*self.workers, self.imports]:
+        self.provider.start()
+        for worker in [*self.workers, self.imports, self.fulfil]:
             worker.start()
-        for worker in [*self.workers, self.imports]:
+        for worker in [*self.workers, self.imports, self.fulfil]:
             worker.wait_for_log(" ready.", timeout=60)
         self.beat.start(ready_marker="beat: Starting", timeout=60)
+
+    def pause_fulfilment(self) -> None:
+        """Stop the fulfilment worker: the settle's reservations are then measured alone, their
+        `ledger.fulfil` tasks waiting in the broker (charges held) until `resume_fulfilment`."""
+        self.fulfil.stop()
+
+    def resume_fulfilment(self) -> None:
+        if not self.fulfil.alive:
+            self.fulfil.start(ready_marker=" ready.", timeout=60)
 
     def start_web(self) -> None:
         self.web.start()
@@ -204,8 +234,9 @@ class Stack:
         self.web.stop()
 
     def stop(self) -> None:
-        for process in [self.web, self.beat, *self.workers, self.imports]:
+        for process in [self.web, self.beat, *self.workers, self.imports, self.fulfil]:
             process.stop()
+        self.provider.stop()
 
 
 class MemorySampler:

@@ -29,6 +29,12 @@ class Sizes:
     # pgbench transactions for the one-debit limit (a few seconds of it on one hot row).
     limit_single_txns: int = 3_000
     settle_timeout: float = 300.0
+    # Waits that include the provider (the fulfilment worker sends ~1,000 charges/s at 50 ms).
+    fulfil_timeout: float = 1800.0
+    # The fulfilment scenario: the sandbox alone, an import delivered end to end, single charges.
+    sandbox_seconds: float = 10.0
+    fulfil_rows: int = 100_000
+    single_seconds: float = 15.0
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -43,6 +49,10 @@ class Sizes:
             import_large_rows=2_000,
             limit_single_txns=200,
             settle_timeout=60.0,
+            fulfil_timeout=60.0,
+            sandbox_seconds=1.0,
+            fulfil_rows=1_000,
+            single_seconds=1.5,
         )
 
 
@@ -56,6 +66,7 @@ class Context:
     profile: bool = False
     notes: list[str] = field(default_factory=list)
     load_generator: str = "python"  # of the closed loops: "wrk" (bench/wrk.py) or "python"
+    provider_latency_ms: float = 50.0  # the sandbox provider's wait before each answer
 
 
 def check_audit(*, what: str) -> None:

@@ -30,14 +30,20 @@ AMOUNT = 1_000
 
 def percentiles(values: list[float]) -> dict:
     if not values:
-        return {"p50": None, "p99": None, "p99.9": None, "max": None}
+        return {"p50": None, "p95": None, "p99": None, "p99.9": None, "max": None}
     ordered = sorted(values)
 
     def pct(p: float) -> float:
         k = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
         return round(ordered[k] * 1000, 1)
 
-    return {"p50": pct(50), "p99": pct(99), "p99.9": pct(99.9), "max": round(ordered[-1] * 1000, 1)}
+    return {
+        "p50": pct(50),
+        "p95": pct(95),
+        "p99": pct(99),
+        "p99.9": pct(99.9),
+        "max": round(ordered[-1] * 1000, 1),
+    }
 
 
 def _tokens(seller_ids: list[int]) -> list[str]:
@@ -49,7 +55,10 @@ def _tokens(seller_ids: list[int]) -> list[str]:
     return [str(AccessToken.for_user(users[sid])) for sid in seller_ids]
 
 
-def _load(ctx: Context, seller_ids: list[int], *, clients: int, seconds: float, rate: float = 0.0, name: str) -> dict:
+def _load(
+    ctx: Context, seller_ids: list[int], *, clients: int, seconds: float, rate: float = 0.0, name: str, **target
+) -> dict:
+    """The load generator's raw rows; `target` overrides its spec (another `port`, `path`, ...)."""
     spec = {
         "host": "127.0.0.1",
         "port": ctx.stack.port,
@@ -59,6 +68,7 @@ def _load(ctx: Context, seller_ids: list[int], *, clients: int, seconds: float, 
         "rate": rate,
         "phone_number": seed.PHONE,
         "amount": AMOUNT,
+        **target,
     }
     spec_path = ctx.stack.log_dir / f"http-{name}.spec.json"
     out_path = ctx.stack.log_dir / f"http-{name}.out.json"

@@ -4,7 +4,8 @@ benchmark's pollers: `python -m bench.scenarios.http_load SPEC.json OUT.json`.
 Closed loop (`rate` 0): each of `clients` threads sends single-charge POSTs back to back for
 `seconds`. Open loop (`rate` > 0): the threads together send `rate` requests a second on a fixed
 schedule, and a late request is sent at once and timed from when it was due, so a slow server
-shows up as latency rather than as fewer requests. Standard library only."""
+shows up as latency rather than as fewer requests. The ledger's charge POSTs, or (with
+`external_id_prefix`) the provider's `POST /v1/transactions`. Standard library only."""
 
 from __future__ import annotations
 
@@ -18,9 +19,14 @@ import time
 
 def _client(spec: dict, index: int, start_at: float, out: list) -> None:
     host, port = spec["host"], spec["port"]
-    token = spec["tokens"][index % len(spec["tokens"])]
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    path = spec.get("path", "/api/v1/charges/")
+    headers = {"Content-Type": "application/json"}
+    if spec["tokens"]:
+        headers["Authorization"] = f"Bearer {spec['tokens'][index % len(spec['tokens'])]}"
     body = json.dumps({"phone_number": spec["phone_number"], "amount": spec["amount"]})
+    # The provider's API instead (`external_id_prefix` set): a fresh external id per request, so
+    # each one is processed, never answered from the provider's record.
+    prefix = spec.get("external_id_prefix")
     clients, rate, seconds = spec["clients"], spec["rate"], spec["seconds"]
     conn = http.client.HTTPConnection(host, port, timeout=30)
     interval = clients / rate if rate else 0.0
@@ -33,10 +39,14 @@ def _client(spec: dict, index: int, start_at: float, out: list) -> None:
             delay = due - time.time()
             if delay > 0:
                 time.sleep(delay)
+        if prefix:
+            body = json.dumps(
+                {"external_id": f"{prefix}{index}-{n}", "msisdn": spec["phone_number"], "amount": spec["amount"]}
+            )
         sent = time.time()
         t0 = time.perf_counter()
         try:
-            conn.request("POST", "/api/v1/charges/", body=body, headers=headers)
+            conn.request("POST", path, body=body, headers=headers)
             response = conn.getresponse()
             payload = response.read()
             status = response.status

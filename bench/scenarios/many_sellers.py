@@ -1,5 +1,7 @@
-"""Scenario 2: 1,000 sellers x 100 queued charges, one wake-up each, settled by all the shard
-workers. Measured from the first publish to the moment no charge is queued."""
+"""Scenario 2: 1,000 sellers x 100 queued charges, one wake-up each, reserved by all the shard
+workers. Measured from the first publish to the moment no charge is left unreserved, with the
+fulfilment worker stopped (as in scenario 1); then every charge must end succeeded through the
+sandbox provider (not timed)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ def _anything_queued() -> bool:
     from django.db import connection
 
     with connection.cursor() as cur:
-        cur.execute("SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE status = 'queued')")
+        cur.execute("SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE stage = 'queued')")
         return cur.fetchone()[0]
 
 
@@ -46,6 +48,7 @@ def run(ctx: Context) -> dict:
 
     from workers.dispatch import wake_seller
 
+    ctx.stack.pause_fulfilment()
     profile = (
         Profile(ctx.stack.workers[0].popen.pid, ctx.out_dir / "profiles" / "many_sellers.raw.txt")
         if ctx.profile
@@ -58,6 +61,8 @@ def run(ctx: Context) -> dict:
         published = time.time()
         finished = seed.wait_until_settled(_anything_queued, timeout=ctx.sizes.settle_timeout, interval=0.05)
     seconds = finished - started
+    ctx.stack.resume_fulfilment()
+    fulfilled = seed.wait_until_settled(seed.any_open, timeout=ctx.sizes.fulfil_timeout, interval=0.1)
 
     _check(seller_ids, n, per_seller, funding)
     empty = _empty_tasks(ctx, count=sellers)
@@ -68,6 +73,8 @@ def run(ctx: Context) -> dict:
         "seconds": round(seconds, 3),
         "publish_seconds": round(published - started, 3),
         "charges_per_s": round(rate),
+        "measures": "reservations",
+        "fulfilled_after_seconds": round(fulfilled - finished, 1),
         "worker_processes": processes,
         "copy_seconds": round(copy_seconds, 2),
         "worker_peak_rss_mb": memory.peaks_mb(),

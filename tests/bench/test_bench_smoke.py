@@ -79,12 +79,23 @@ def test_make_bench_smoke_writes_sane_results(tmp_path):
     settle = http["settle"]
     assert settle["accepted"] > 0 and 0 < settle["latency_ms"]["p50"] <= settle["latency_ms"]["p99"]
 
+    fulfilment = scenarios["fulfilment"]
+    assert fulfilment["status"] == "ok" and fulfilment["audit"] == "ok", json.dumps(fulfilment, indent=1)[:4000]
+    assert all(level["requests_per_s"] > 0 and level["errors"] == {} for level in fulfilment["sandbox"].values())
+    delivered = fulfilment["import"]
+    assert delivered["charges"] == sizes.fulfil_rows and delivered["charges_per_s"] > 0
+    assert 0 < delivered["fulfil_cpu_us_per_charge"] and 0 < delivered["ratio_to_sandbox"]
+    single = fulfilment["single"]
+    assert single["accepted"] > 0 and single["errors"] == {}
+    assert 0 < single["latency_ms"]["p50"] <= single["latency_ms"]["p95"] <= single["latency_ms"]["p99"]
+
     if shutil.which("pgbench"):
         assert hot["limits"] and all(limit["rows_per_s"] > 0 for limit in hot["limits"])
         assert 0 < hot["ratio_to_limit"] < 100
         assert many["limits"] and http["limits"]
 
     assert "| hot seller |" in markdown and "| batch import |" in markdown and "## Targets" in markdown
+    assert "| fulfilment |" in markdown and "reservations/s" in markdown
     assert "| batch_import | large.import_worker_peak_rss_mb |" in markdown
     assert "smoke (not comparable)" in markdown  # tiny sizes are never judged against the targets
     if importlib.util.find_spec("matplotlib"):
