@@ -19,6 +19,7 @@ from workers.routing import (
     DEFAULT_QUEUE,
     FULFIL_QUEUE,
     IMPORTS_QUEUE,
+    RECONCILE_QUEUE,
     SHARD_QUEUE_PREFIX,
     SWEEP_QUEUE,
     WEBHOOK_QUEUE,
@@ -85,7 +86,7 @@ def queue_report(*, oldest_limit: int = 10) -> dict:
     broker does not answer, depths and consumers are null and `broker` says why: the database half
     (and the verdict, which then cannot see progress) is still worth reading."""
     shard_queues = all_shard_queues()
-    other_queues = [SWEEP_QUEUE, DEFAULT_QUEUE, IMPORTS_QUEUE, FULFIL_QUEUE, WEBHOOK_QUEUE]
+    other_queues = [SWEEP_QUEUE, DEFAULT_QUEUE, IMPORTS_QUEUE, FULFIL_QUEUE, RECONCILE_QUEUE, WEBHOOK_QUEUE]
     broker = "ok"
     try:
         client = broker_client()

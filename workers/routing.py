@@ -16,6 +16,9 @@ SWEEP_TASK = "ledger.sweep_stale_sellers"
 WEBHOOK_QUEUE = "ledger.webhooks"
 # Provider calls: a worker of their own, threads (they wait on the network), never a shard's.
 FULFIL_QUEUE = "ledger.fulfil"
+# The reconciler, on a queue of its own that the fulfilment worker also consumes: its lookups must
+# not wait behind a backlog of sends (Celery takes from each of a worker's queues in turn).
+RECONCILE_QUEUE = "ledger.fulfil.reconcile"
 
 
 def shard_for(seller_id: int) -> int:
@@ -44,8 +47,10 @@ def route_task(name, args, kwargs, options, task=None, **kw):
         return {"queue": queue_for(value) if key == "seller_id" else shard_queue(value)}
     if name == "ledger.import_batch":
         return {"queue": IMPORTS_QUEUE}
-    if name in ("ledger.fulfil", "ledger.reconcile_fulfilment"):
+    if name == "ledger.fulfil":
         return {"queue": FULFIL_QUEUE}
+    if name == "ledger.reconcile_fulfilment":
+        return {"queue": RECONCILE_QUEUE}
     if name == SWEEP_TASK:
         return {"queue": SWEEP_QUEUE}
     if name.startswith("notifications."):

@@ -23,7 +23,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from workers.routing import DEFAULT_QUEUE, FULFIL_QUEUE, IMPORTS_QUEUE, SHARD_QUEUE_PREFIX, SWEEP_QUEUE
+from workers.routing import DEFAULT_QUEUE, FULFIL_QUEUE, IMPORTS_QUEUE, RECONCILE_QUEUE, SHARD_QUEUE_PREFIX, SWEEP_QUEUE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,7 +172,7 @@ def fulfil_worker_argv(*, name: str = "fulfil", python: str = sys.executable) ->
     """The fulfilment worker: its own queue, a few task threads, each task's requests sent at once
     from the process's pool of PROVIDER_CONCURRENCY (ledger/fulfilment/service.py)."""
     threads = ("--pool", "threads", "--concurrency", os.environ.get("FULFIL_WORKER_THREADS", "4"))
-    return celery_worker_argv([FULFIL_QUEUE], name=name, python=python, pool=threads)
+    return celery_worker_argv([FULFIL_QUEUE, RECONCILE_QUEUE], name=name, python=python, pool=threads)
 
 
 def _free_port_from(port: int) -> int:
