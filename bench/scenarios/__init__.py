@@ -45,14 +45,14 @@ class Sizes:
             http_clients=(4, 8),
             http_seconds=1.5,
             http_sellers=4,
-            import_rows=1_000,
-            import_large_rows=2_000,
+            import_rows=500,
+            import_large_rows=1_000,
             limit_single_txns=200,
             settle_timeout=60.0,
             fulfil_timeout=60.0,
             sandbox_seconds=1.0,
-            fulfil_rows=1_000,
-            single_seconds=1.5,
+            fulfil_rows=400,
+            single_seconds=1.0,
         )
 
 

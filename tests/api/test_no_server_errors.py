@@ -30,7 +30,7 @@ from tests.support import assert_ledger_audit
 
 # Deeper than the interpreter's recursion limit (1,000): `json.load` gives up with RecursionError.
 NESTED = b"[" * 1200
-MAX_EXAMPLES = int(os.environ.get("NO_5XX_EXAMPLES", "400"))
+MAX_EXAMPLES = int(os.environ.get("NO_5XX_EXAMPLES", "300"))
 
 
 def _bearer(user) -> str:

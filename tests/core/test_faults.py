@@ -36,7 +36,7 @@ def test_sigkill_mid_backlog_then_restart_settles_every_charge_exactly_once(work
     wait_settled(seller.pk)
     # Every one of them is then topped up by the sandbox: enough for several settle batches
     # (LEDGER_SETTLE_BATCH_SIZE), so the kill lands mid-backlog, and no more.
-    total = 12_000
+    total = 8_000
     _queue_backlog(seller, total, 100)
     worker = workers.worker_for_seller(seller.pk)
 
