@@ -228,7 +228,7 @@ def reconcile_fulfilment_task() -> None:
     """Beat: send again reserved charges nobody sent, and look up the open ones whose check is due."""
     from ledger.fulfilment.reconcile import charges_to_redispatch, look_up_open_charges
 
-    stale = charges_to_redispatch()
+    stale = charges_to_redispatch() if _fulfilment_idle() else []
     size = settings.PROVIDER_BATCH
     for start in range(0, len(stale), size):
         dispatch.send_fulfil(stale[start : start + size])
@@ -239,3 +239,23 @@ def reconcile_fulfilment_task() -> None:
             extra={"event": "ledger.fulfil_redispatched", "charge_ids": stale[:100]},
         )
     look_up_open_charges()
+
+
+def _fulfilment_idle() -> bool:
+    """Nothing waits to be sent: no `ledger.fulfil` task in the broker and the provider's gate
+    open. Reserved charges still unsent then had their task lost; while a backlog drains, or the
+    breaker or a Retry-After holds sends back, they are merely waiting, and sending them again
+    would only pile duplicate tasks (each a no-op, after its claim) in front of new charges."""
+    from ledger.fulfilment.gate import gate_for
+    from ledger.providers import get_provider
+    from workers.ops import queue_depths
+    from workers.ops_heartbeat import broker_client
+    from workers.routing import FULFIL_QUEUE
+
+    gate = gate_for(get_provider().name)
+    try:
+        if gate.breaker_state() != "closed" or gate.paused_for() > 0:
+            return False
+        return queue_depths([FULFIL_QUEUE], broker_client())[FULFIL_QUEUE] == 0
+    except redis.RedisError:
+        return False
