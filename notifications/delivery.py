@@ -14,7 +14,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from email.utils import parsedate_to_datetime
 from functools import partial
 
 import requests
@@ -22,6 +21,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.http import retry_after_seconds
 from notifications.models import Event, WebhookDelivery, WebhookEndpoint
 from notifications.outbox import event_record
 from notifications.payload import COLUMNS, event_text
@@ -115,20 +115,6 @@ def retry_delay(*, attempts: int, retry_after: float | None) -> float | None:
     if retry_after is not None:
         delay = max(delay, min(retry_after, max(schedule)))
     return delay
-
-
-def retry_after_seconds(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - timezone.now()).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 _sessions = threading.local()

@@ -19,7 +19,7 @@ from django.db import connection
 from django.utils import timezone
 
 from ledger.fulfilment.gate import gate_for
-from ledger.fulfilment.service import Answer, _executor, charge_id_of, external_id, record_answers
+from ledger.fulfilment.service import Answer, charge_id_of, external_id, record_answers, request_pool
 from ledger.models import Charge
 from ledger.providers import get_provider
 from ledger.providers.base import LookupResult, Outcome, ProviderError
@@ -70,7 +70,7 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
             return None
 
     answers, later = [], []
-    for (charge_id, past_grace), found in zip(due, _executor().map(look_up, [c for c, _ in due]), strict=True):
+    for (charge_id, past_grace), found in zip(due, request_pool().map(look_up, [c for c, _ in due]), strict=True):
         run.checked += 1
         if found is None:
             run.unreachable += 1

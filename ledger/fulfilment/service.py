@@ -46,7 +46,7 @@ def charge_id_of(external: str) -> int | None:
 
 
 @cache
-def _executor() -> ThreadPoolExecutor:
+def request_pool() -> ThreadPoolExecutor:
     """The process's requests in flight to the provider: all tasks of a worker share it, so the
     worker's concurrency towards the provider is PROVIDER_CONCURRENCY whatever its task count."""
     return ThreadPoolExecutor(max_workers=settings.PROVIDER_CONCURRENCY, thread_name_prefix="provider")
@@ -92,7 +92,7 @@ def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
             external_id=external_id(charge_id), msisdn=msisdn, amount=amount, callback_url=callback_url
         )
 
-    results = list(zip(claimed, _executor().map(send, claimed), strict=True))
+    results = list(zip(claimed, request_pool().map(send, claimed), strict=True))
     answers, pending, unknown, retry = [], [], [], []
     for (charge_id, _, _), result in results:
         if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):

@@ -6,15 +6,14 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import requests
-from django.utils import timezone
 from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook
 from urllib3.exceptions import ConnectTimeoutError
 
+from core.http import retry_after_seconds
 from ledger.providers.base import (
     FAILURE_CODES,
     InvalidCallback,
@@ -42,20 +41,6 @@ def _never_reached(exc: requests.RequestException) -> bool:
         return True
     cause = exc.args[0] if exc.args else None
     return isinstance(exc, requests.ConnectionError) and isinstance(getattr(cause, "reason", None), ConnectTimeoutError)
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - timezone.now()).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 def _failure_code(transaction: dict) -> str | None:
@@ -160,7 +145,7 @@ class DTOneProvider:
                 failure_code=_failure_code(transaction),
             )
         if status in (408, 429, 502, 503):
-            return SubmitResult(Outcome.RETRY, retry_after=_retry_after(response))
+            return SubmitResult(Outcome.RETRY, retry_after=retry_after_seconds(response))
         if status in (401, 403, 404, 405):
             raise ProviderError(f"provider {self.name} refused {external_id} with HTTP {status}: misconfigured?")
         if status == 409:
