@@ -214,6 +214,7 @@ def test_reserved_charges_nobody_sent_are_found_for_redispatch(settings):
     assert charge.pk not in charges_to_redispatch()
     Charge.objects.filter(pk=charge.pk).update(reserved_at=charge.created_at.replace(year=2000))
     assert charge.pk in charges_to_redispatch()
+    assert_ledger_audit(seller.pk)
 
 
 def _callback(client, transaction: dict, *, msg_id: str = "msg_1", secret: str = SANDBOX_SECRET):
@@ -276,6 +277,8 @@ def test_a_callback_with_a_bad_signature_is_refused_and_changes_nothing(client):
     assert unsigned.status_code == 400
     charge.refresh_from_db()
     assert charge.outcome is None
+    assert _account(seller) == (9_000, 1_000)  # still held
+    assert_ledger_audit(seller.pk)
 
 
 def test_reconcile_provider_window_matches_our_succeeded_charges_with_its_top_ups():
@@ -320,6 +323,7 @@ def test_the_api_shows_stage_provider_reference_and_held():
     shown = api.get(f"/api/v1/charges/{charge.pk}/").json()
     assert (shown["status"], shown["stage"]) == ("succeeded", "done") and shown["provider_reference"]
     assert api.get("/api/v1/me/").json()["seller"]["held"] == 0
+    assert_ledger_audit(seller.pk)
 
 
 def test_the_reconcile_provider_command_reports_and_fails_on_a_disagreement():
