@@ -52,6 +52,8 @@ def subprocess_env(extra: dict | None = None) -> dict:
         LEDGER_SWEEP_INTERVAL="1",
         LEDGER_SWEEP_AFTER="2",
         LEDGER_IMPORT_RESUME_AFTER="3",
+        # A standby takes a killed worker's shards over 2 s after its last renewal (workers/leases.py).
+        LEDGER_SHARD_LEASE_SECONDS="2",
         # Webhooks on a short clock: retries seconds apart, a lost claim due again in seconds.
         NOTIFICATIONS_SWEEP_INTERVAL="1",
         WEBHOOK_RETRY_SCHEDULE=WEBHOOK_TEST_SCHEDULE,

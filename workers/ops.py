@@ -14,7 +14,7 @@ from django.conf import settings
 from kombu.transport.redis import Channel
 
 from ledger.selectors import Waiting, sellers_waiting, sellers_with_oldest_intents
-from workers.ops_heartbeat import broker_client, live_workers, ops_key
+from workers.ops_heartbeat import broker_client, live_entries, ops_key
 from workers.routing import (
     DEFAULT_QUEUE,
     FULFIL_QUEUE,
@@ -91,11 +91,13 @@ def queue_report(*, oldest_limit: int = 10) -> dict:
     try:
         client = broker_client()
         depths = queue_depths([*shard_queues, *other_queues], client)
-        workers = live_workers(client)
+        entries = live_entries(client)
         progress = seconds_since_shard_progress(client)
     except redis.RedisError as exc:
         broker = f"error: {exc.__class__.__name__}"
-        depths, workers, progress = {}, {}, {}
+        depths, entries, progress = {}, {}, {}
+    workers = {host: entry.get("queues", []) for host, entry in entries.items()}
+    standbys = [{"worker": host, "shards": e["standby_for"]} for host, e in entries.items() if "standby_for" in e]
 
     def row(queue: str) -> dict:
         consumers = sorted(host for host, consumed in workers.items() if queue in consumed)
@@ -128,6 +130,7 @@ def queue_report(*, oldest_limit: int = 10) -> dict:
         "broker": broker,
         "queues": shards,
         "other_queues": [row(queue) for queue in other_queues],
+        "standbys": sorted(standbys, key=lambda standby: standby["shards"]),
         "oldest_waiting": oldest_sellers,
         "fulfilment": fulfilment_report(),
     }

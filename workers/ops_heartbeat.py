@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 
 import redis
@@ -55,6 +56,14 @@ def _announce(client: redis.Redis, hostname: str, queues: list[str]) -> None:
     client.hset(ops_key(WORKERS_KEY), hostname, json.dumps({"queues": queues, "pid": os.getpid(), "seen": now}))
 
 
+def announce_standby(name: str, shards: list[int]) -> None:
+    """A standby waiting for a shard group (`manage.py shardworker --standby`), under the node name
+    its worker will have, so the worker's own heartbeat replaces the entry once it takes over."""
+    client = broker_client()
+    entry = {"queues": [], "standby_for": shards, "pid": os.getpid(), "seen": client.time()[0]}
+    client.hset(ops_key(WORKERS_KEY), f"{name}@{socket.gethostname()}", json.dumps(entry))
+
+
 def _beat(hostname: str, queues: list[str], stop: threading.Event) -> None:
     client = broker_client()
     while True:
@@ -89,8 +98,8 @@ def stop_heartbeat(sender=None, **kwargs) -> None:
         logger.warning("could not remove worker heartbeat: %s", exc)
 
 
-def live_workers(client: redis.Redis | None = None) -> dict[str, list[str]]:
-    """hostname -> queues, for every worker seen in the last `STALE_AFTER` seconds."""
+def live_entries(client: redis.Redis | None = None) -> dict[str, dict]:
+    """hostname -> its entry, for every worker or standby seen in the last `STALE_AFTER` seconds."""
     client = client or broker_client()
     now = client.time()[0]
     live = {}
@@ -100,5 +109,10 @@ def live_workers(client: redis.Redis | None = None) -> dict[str, list[str]]:
         except ValueError:
             continue
         if now - entry.get("seen", 0) <= STALE_AFTER:
-            live[hostname.decode()] = entry.get("queues", [])
+            live[hostname.decode()] = entry
     return live
+
+
+def live_workers(client: redis.Redis | None = None) -> dict[str, list[str]]:
+    """hostname -> queues consumed, for every live worker (a waiting standby consumes none)."""
+    return {host: entry.get("queues", []) for host, entry in live_entries(client).items()}

@@ -21,9 +21,13 @@ The watch (`ShardWatch`, a thread of each shard worker), for what happens while 
   seller of the watched shards whose first waiting intent is older than `STUCK_AFTER` and the same
   as a second ago is woken through the coalesced path, so a seller that is settling (its first
   waiting id moves) is never woken twice, and a busy shard gets at most one pending task.
-The sweeper (beat) still covers everything, but only after LEDGER_SWEEP_AFTER."""
+The sweeper (beat) still covers everything, but only after LEDGER_SWEEP_AFTER.
+
+The bootstep also starts the thread that holds the group's lease (workers/leases.py), which tells
+a standby on another host that the group has a live consumer."""
 
 import logging
+import os
 import threading
 import time
 
@@ -31,7 +35,7 @@ from celery import bootsteps
 from django.db import DatabaseError, close_old_connections
 
 from ledger.selectors import Waiting, sellers_waiting
-from workers import dispatch
+from workers import dispatch, leases
 from workers.routing import SHARD_QUEUE_PREFIX, shard_for
 
 logger = logging.getLogger(__name__)
@@ -88,10 +92,14 @@ class ShardWatch(threading.Thread):
 class RecoverShardsOnConnect(bootsteps.StartStopStep):
     requires = {"celery.worker.consumer.tasks:Tasks"}
     watch: ShardWatch | None = None
+    lease: leases.LeaseKeeper | None = None
 
     def start(self, consumer) -> None:
         shards = consumed_shards(consumer.app.amqp.queues.consume_from)
         if shards and RecoverShardsOnConnect.watch is None:
+            standby = os.environ.get(leases.STANDBY_ENV) == "1"
+            RecoverShardsOnConnect.lease = leases.LeaseKeeper(shards, consumer.hostname, standby=standby)
+            RecoverShardsOnConnect.lease.start()
             RecoverShardsOnConnect.watch = ShardWatch(shards)
             RecoverShardsOnConnect.watch.start()
         for shard in shards:
@@ -99,6 +107,10 @@ class RecoverShardsOnConnect(bootsteps.StartStopStep):
                 dispatch.recover_shard(shard)
             except dispatch.BROKER_ERRORS as exc:  # lost again already: the next connect retries
                 logger.warning("could not ask for the recovery of shard %s: %s", shard, exc)
+
+    def shutdown(self, consumer) -> None:
+        if RecoverShardsOnConnect.lease is not None:
+            RecoverShardsOnConnect.lease.release()
 
 
 def install(app) -> None:

@@ -201,6 +201,9 @@ LEDGER_SWEEP_AFTER = env_float("LEDGER_SWEEP_AFTER", 15.0)
 # and the shard has settled nothing for as long (workers/ops.py).
 LEDGER_STALL_AFTER = env_float("LEDGER_STALL_AFTER", 10.0)
 LEDGER_AUDIT_INTERVAL = env_float("LEDGER_AUDIT_INTERVAL", 3600.0)
+# A shard worker renews its group's lease every second; a standby takes the group over once the
+# lease has gone this long without renewal (workers/leases.py): takeover takes this plus a start.
+LEDGER_SHARD_LEASE_SECONDS = env_float("LEDGER_SHARD_LEASE_SECONDS", 5.0)
 # Called with a seller id when intents are recorded; the ledger app never imports Celery itself.
 LEDGER_WAKE_UP = "workers.dispatch.wake_seller_on_commit"
 # Called with a batch id when a charge list is stored; starts its import on `ledger.imports`.

@@ -118,7 +118,10 @@ def test_compose_shard_workers_cover_every_shard_exactly_once():
     env = APP_SERVICES["web"]["environment"]
     default = lambda value: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)  # noqa: E731
     shards, groups_spec = default(env["LEDGER_SHARDS"]), default(env["LEDGER_WORKER_SHARDS"])
-    indexes = sorted(int(s["command"][3]) for s in APP_SERVICES.values() if "shardworker" in s["command"])
+    commands = [s["command"] for s in APP_SERVICES.values() if "shardworker" in s["command"]]
+    indexes = sorted(int(c[3]) for c in commands if "--standby" not in c)
+    standbys = sorted(int(c[3]) for c in commands if "--standby" in c)
+    assert standbys == indexes, "every shard group has one standby"
     printed = []
     for index in indexes:
         result = subprocess.run(
