@@ -2,6 +2,7 @@ import os
 import sys
 import time
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
@@ -48,6 +49,9 @@ class Command(BaseCommand):
     def wait_for_takeover(self, shards: list[int], name: str) -> None:
         self.stdout.write(f"standby for shards {shards}: waiting for their worker to go", ending="\n")
         self.stdout.flush()
+        # Started with the rest of the stack, a standby gives the active worker one lease period to
+        # boot and take its lease before it reads a missing lease as a worker gone.
+        earliest = time.monotonic() + settings.LEDGER_SHARD_LEASE_SECONDS
         last_announced = 0.0
         while True:
             try:
@@ -59,7 +63,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"standby: broker unavailable ({exc}); waiting")
                 time.sleep(1)
                 continue
-            if owner is None:
+            if owner is None and time.monotonic() >= earliest:
                 self.stdout.write(f"standby for shards {shards}: their worker is gone; taking over")
                 return
             time.sleep(STANDBY_POLL)
