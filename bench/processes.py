@@ -7,6 +7,7 @@ Plain standard library, no Django: `tests/` imports it from here, never the othe
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -68,9 +69,9 @@ class Process:
 
 
 def free_port(first: int = 8400, last: int = 8499) -> int:
-    """A port in [first, last] nothing listens on now (another stack may take it before we do;
-    ranges per user keep that rare)."""
-    for port in range(first, last + 1):
+    """A port in [first, last] nothing listens on now (another stack may take it before we do:
+    ranges per user and a random order keep that rare, even for two suites run side by side)."""
+    for port in random.sample(range(first, last + 1), last - first + 1):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
