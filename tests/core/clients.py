@@ -34,12 +34,15 @@ def run_threads(count: int, work: Callable[[int], list]) -> list:
 
 
 def submit_charges_in_child(env: dict, user_ids: list[int], plan: list[tuple[int, int]], start_event) -> list[int]:
-    """Entry point of a spawned client process: submit `plan` = [(user_index, amount), ...] over
-    the API and return the HTTP status codes."""
+    """Entry point of a client process: submit `plan` = [(user_index, amount), ...] over the API
+    and return the HTTP status codes. Forked, Django is set up already; spawned, it is set up here."""
     os.environ.update(env)
     import django
 
     django.setup()
+    from django.db import connections
+
+    connections.close_all()  # never a connection inherited from the parent
     from django.contrib.auth import get_user_model
     from rest_framework.test import APIClient
 
