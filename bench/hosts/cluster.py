@@ -1,5 +1,5 @@
-"""The whole stack on six hosts (tests/hosts/network.py), each process started with its
-production command and production settings:
+"""The whole stack on six hosts (bench/hosts/network.py), each process started with its
+production command and production settings; tests/hosts/ and `python -m bench.hosts` use it:
 
     db     PostgreSQL (a cluster of its own) and Redis
     web1   gunicorn            web2   gunicorn
@@ -7,7 +7,7 @@ production command and production settings:
     w2     shardworker 1, shardworker 0 --standby, fulfilment worker, import worker
     ops    beat, Flower, and the sandbox provider (standing in for the provider's own network)
 
-The test process, on the bridge, is the client and the operator."""
+The process that builds it, on the bridge, is the client and the operator."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import psycopg2
 
+from bench.hosts.network import Host, Network, env_for
 from provider_sandbox.process import READY_MARKER, sandbox_argv
-from tests.hosts.network import Host, Network, env_for
 from workers.stack import ROOT, beat_argv, flower_argv, fulfil_worker_argv, import_worker_argv, web_argv
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -161,6 +161,12 @@ class Cluster:
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"{query!r} is {value!r}, not {expected!r}, after {timeout}s")
             time.sleep(0.2)
+
+    def wait_reserved(self, charge_ids: list[int], timeout: float) -> None:
+        """Until no charge of `charge_ids` waits for its shard worker (each is held or failed)."""
+        placeholders = ",".join(["%s"] * len(charge_ids))
+        query = f"SELECT count(*) FROM ledger_charge WHERE stage = 'queued' AND id IN ({placeholders})"
+        self.wait_sql(query, 0, timeout, *charge_ids)
 
     def close(self) -> None:
         self.network.close()
