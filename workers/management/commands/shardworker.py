@@ -49,9 +49,9 @@ class Command(BaseCommand):
     def wait_for_takeover(self, shards: list[int], name: str) -> None:
         self.stdout.write(f"standby for shards {shards}: waiting for their worker to go", ending="\n")
         self.stdout.flush()
-        # Started with the rest of the stack, a standby gives the active worker one lease period to
-        # boot and take its lease before it reads a missing lease as a worker gone.
-        earliest = time.monotonic() + settings.LEDGER_SHARD_LEASE_SECONDS
+        # A lease seen and then gone is a worker gone. A lease never seen is a worker still booting
+        # (the whole stack starting at once, on a busy host) until three lease periods have passed.
+        seen, give_up_waiting = False, time.monotonic() + 3 * settings.LEDGER_SHARD_LEASE_SECONDS
         last_announced = 0.0
         while True:
             try:
@@ -63,7 +63,8 @@ class Command(BaseCommand):
                 self.stderr.write(f"standby: broker unavailable ({exc}); waiting")
                 time.sleep(1)
                 continue
-            if owner is None and time.monotonic() >= earliest:
+            seen = seen or owner is not None
+            if owner is None and (seen or time.monotonic() >= give_up_waiting):
                 self.stdout.write(f"standby for shards {shards}: their worker is gone; taking over")
                 return
             time.sleep(STANDBY_POLL)
