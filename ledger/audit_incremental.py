@@ -79,6 +79,9 @@ def audit_ledger_incremental(*, full_sellers: int, limit: int = 1000) -> AuditRu
     with transaction.atomic(), connection.cursor() as cursor:
         if outermost:  # else the caller's transaction (tests) is the snapshot
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # The per-seller subqueries' cost estimates add up past jit_above_cost, and compiling them
+        # took longer than running them (0.19 s of a 0.2 s run with nothing new).
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(_LOCK + _SNAPSHOT)
         locked, xmin, xmax = cursor.fetchone()
         if not locked:
@@ -120,7 +123,9 @@ def _intent_breaches(cursor, charge_ids: list[int], deposit_ids: list[int], limi
     """Invariants 5 and 7 for the charges and deposits the run covers, with the full audit's own
     invariant 5 queries."""
     breaches = []
-    ids = {"charges": charge_ids, "deposits": deposit_ids, "limit": limit}
+    # As array literals: a list would be sent as ARRAY[...] of one constant per id, which PostgreSQL
+    # parses and plans element by element.
+    ids = {"charges": _literal(charge_ids), "deposits": _literal(deposit_ids), "limit": limit}
     checks = [
         (5, CHARGE_ENTRIES_CHECK.replace("{seller:c}", "c.id = ANY(%(charges)s::bigint[])")),
         (5, DEPOSIT_ENTRY_CHECK.replace("{seller:d}", "d.id = ANY(%(deposits)s::bigint[])")),
@@ -130,6 +135,10 @@ def _intent_breaches(cursor, charge_ids: list[int], deposit_ids: list[int], limi
         cursor.execute(f"{sql} LIMIT %(limit)s", ids)
         breaches.extend(Breach(invariant, s, e, m) for s, e, m in cursor.fetchall())
     return breaches
+
+
+def _literal(ids: list[int]) -> str:
+    return "{" + ",".join(map(str, ids)) + "}"
 
 
 def _sellers_of(cursor, breaches: list[Breach]) -> set[int]:
