@@ -18,6 +18,37 @@ class Breach:
         return f"[invariant {self.invariant}] {where}: {self.message}"
 
 
+# Invariant 5, shared with the periodic audit (`ledger/audit_incremental.py`), which puts its own
+# filter where `{seller:c}` / `{seller:d}` stands.
+# A charge's hold (its `charge` entry) exists once it was reserved; a success keeps it, a
+# failure after the reservation has its release, and nothing else has either.
+CHARGE_ENTRIES_CHECK = """SELECT c.seller_id, coalesce(h.id, r.id), 'charge ' || c.id || ' is ' || c.status || '/' || c.stage
+                  || CASE WHEN h.id IS NULL THEN ' without a hold' ELSE ' with a hold of ' || h.amount END
+                  || CASE WHEN r.id IS NULL THEN '' ELSE ' and a release of ' || r.amount END
+             FROM ledger_charge c
+             LEFT JOIN ledger_entry h ON h.charge_id = c.id AND h.kind = 'charge'
+             LEFT JOIN ledger_entry r ON r.charge_id = c.id AND r.kind = 'release'
+            WHERE {seller:c} AND (
+                  (c.stage = 'queued' AND (h.id IS NOT NULL OR r.id IS NOT NULL))
+               OR ((c.stage IN ('reserved', 'submitted', 'unknown') OR c.status = 'succeeded')
+                   AND (h.id IS NULL OR r.id IS NOT NULL))
+               OR (c.status = 'failed' AND (h.id IS NULL) <> (r.id IS NULL))
+               OR (h.id IS NOT NULL AND (h.amount <> -c.amount OR h.seller_id <> c.seller_id
+                   OR (c.balance_after IS NOT NULL AND h.balance_after <> c.balance_after)))
+               OR (r.id IS NOT NULL AND (r.amount <> c.amount OR r.seller_id <> c.seller_id OR r.seq < h.seq)))"""
+
+DEPOSIT_ENTRY_CHECK = """SELECT d.seller_id, e.id, 'deposit ' || d.id || ' is ' || d.status || CASE
+                    WHEN e.id IS NULL THEN ' but has no entry'
+                    WHEN d.status <> 'approved' THEN ' but has an entry'
+                    WHEN e.amount <> d.amount THEN ' but its entry moved ' || e.amount
+                    WHEN e.seller_id <> d.seller_id THEN ' but its entry is in another ledger'
+                    ELSE ' but its balance_after differs from its entry' END
+             FROM ledger_deposit d LEFT JOIN ledger_entry e ON e.deposit_id = d.id
+            WHERE {seller:d} AND (
+                  (d.status = 'approved' AND (e.id IS NULL OR e.amount <> d.amount
+                        OR e.seller_id <> d.seller_id OR e.balance_after <> d.balance_after))
+               OR (d.status <> 'approved' AND e.id IS NOT NULL))"""
+
 # Each check: (invariant, SQL returning rows of (seller_id, entry_id, message)). `{seller}` is
 # replaced by a filter on one seller, or by TRUE.
 _CHECKS: list[tuple[int, str]] = [
@@ -73,39 +104,8 @@ _CHECKS: list[tuple[int, str]] = [
              FROM ledger_entry e WHERE e.deposit_id IS NOT NULL AND {seller:e}
             GROUP BY e.deposit_id HAVING count(*) > 1""",
     ),
-    (
-        5,
-        # A charge's hold (its `charge` entry) exists once it was reserved; a success keeps it, a
-        # failure after the reservation has its release, and nothing else has either.
-        """SELECT c.seller_id, coalesce(h.id, r.id), 'charge ' || c.id || ' is ' || c.status || '/' || c.stage
-                  || CASE WHEN h.id IS NULL THEN ' without a hold' ELSE ' with a hold of ' || h.amount END
-                  || CASE WHEN r.id IS NULL THEN '' ELSE ' and a release of ' || r.amount END
-             FROM ledger_charge c
-             LEFT JOIN ledger_entry h ON h.charge_id = c.id AND h.kind = 'charge'
-             LEFT JOIN ledger_entry r ON r.charge_id = c.id AND r.kind = 'release'
-            WHERE {seller:c} AND (
-                  (c.stage = 'queued' AND (h.id IS NOT NULL OR r.id IS NOT NULL))
-               OR ((c.stage IN ('reserved', 'submitted', 'unknown') OR c.status = 'succeeded')
-                   AND (h.id IS NULL OR r.id IS NOT NULL))
-               OR (c.status = 'failed' AND (h.id IS NULL) <> (r.id IS NULL))
-               OR (h.id IS NOT NULL AND (h.amount <> -c.amount OR h.seller_id <> c.seller_id
-                   OR (c.balance_after IS NOT NULL AND h.balance_after <> c.balance_after)))
-               OR (r.id IS NOT NULL AND (r.amount <> c.amount OR r.seller_id <> c.seller_id OR r.seq < h.seq)))""",
-    ),
-    (
-        5,
-        """SELECT d.seller_id, e.id, 'deposit ' || d.id || ' is ' || d.status || CASE
-                    WHEN e.id IS NULL THEN ' but has no entry'
-                    WHEN d.status <> 'approved' THEN ' but has an entry'
-                    WHEN e.amount <> d.amount THEN ' but its entry moved ' || e.amount
-                    WHEN e.seller_id <> d.seller_id THEN ' but its entry is in another ledger'
-                    ELSE ' but its balance_after differs from its entry' END
-             FROM ledger_deposit d LEFT JOIN ledger_entry e ON e.deposit_id = d.id
-            WHERE {seller:d} AND (
-                  (d.status = 'approved' AND (e.id IS NULL OR e.amount <> d.amount
-                        OR e.seller_id <> d.seller_id OR e.balance_after <> d.balance_after))
-               OR (d.status <> 'approved' AND e.id IS NOT NULL))""",
-    ),
+    (5, CHARGE_ENTRIES_CHECK),
+    (5, DEPOSIT_ENTRY_CHECK),
     (
         6,
         # Every credit the seller has, spent or held: approved deposits, less succeeded charges,

@@ -419,3 +419,38 @@ class Entry(models.Model):
 
     def __str__(self) -> str:
         return f"entry {self.seller_id}#{self.seq} {self.amount:+d} -> {self.balance_after}"
+
+
+class AuditCheckpoint(models.Model):
+    """How far the periodic audit (`ledger/audit_incremental.py`) has verified one seller's ledger,
+    with the running sums it needs to check only what came after. The audit's own bookkeeping,
+    not the ledger: written only by that audit, never read by posting.
+
+    Entries up to `seq` chain to `balance` and sum to `entry_sum` (`other_sum`: refunds and
+    adjustments). Every charge below `charge_floor` was final (done) and checked; their succeeded
+    amounts sum to `succeeded_below`; likewise deposits below `deposit_floor` (approved or rejected,
+    `approved_below`). `charge_seen`, `deposit_seen` and `snapshot_xmax` come from one snapshot and
+    bound how far the floors may move next time (a charge inserted by a transaction still open at
+    that snapshot may carry a lower id than ones already visible)."""
+
+    seller = models.OneToOneField("core.Seller", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    seq = models.BigIntegerField()
+    balance = models.BigIntegerField()
+    entry_sum = models.BigIntegerField()
+    other_sum = models.BigIntegerField()
+    charge_floor = models.BigIntegerField()
+    charge_seen = models.BigIntegerField()
+    succeeded_below = models.BigIntegerField()
+    deposit_floor = models.BigIntegerField()
+    deposit_seen = models.BigIntegerField()
+    approved_below = models.BigIntegerField()
+    snapshot_xmax = models.BigIntegerField()
+    verified_at = models.DateTimeField()
+    # When this seller's whole ledger was last verified from its first entry (the rolling pass).
+    full_verified_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["full_verified_at", "seller"], name="audit_checkpoint_full_idx")]
+
+    def __str__(self) -> str:
+        return f"audit checkpoint of seller {self.seller_id} at seq {self.seq}"

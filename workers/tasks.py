@@ -9,7 +9,7 @@ from celery.signals import task_prerun
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from ledger.audit import audit_ledger
+from ledger.audit_incremental import audit_ledger_incremental
 from ledger.selectors import sellers_waiting, sellers_with_stale_intents
 from ledger.services.settlement import settle_seller, settle_sellers
 from workers import dispatch, metrics
@@ -130,8 +130,10 @@ def sweep_stale_sellers_task() -> int:
 
 @shared_task(name="ledger.audit", ignore_result=False)
 def audit_task() -> dict:
-    breaches = audit_ledger()
-    for breach in breaches:
+    """The periodic audit: what is new since each seller's checkpoint, plus a rolling full pass
+    (`ledger/audit_incremental.py`). The result (stored) is what on-call and the metrics read."""
+    run = audit_ledger_incremental(full_sellers=settings.LEDGER_AUDIT_FULL_SELLERS_PER_RUN)
+    for breach in run.breaches:
         logger.error(
             "ledger audit breach: %s",
             breach,
@@ -142,7 +144,18 @@ def audit_task() -> dict:
                 "invariant": breach.invariant,
             },
         )
-    return {"ok": not breaches, "breaches": [str(b) for b in breaches[:100]]}
+    summary = run.summary()
+    logger.info(
+        "ledger audit: %s breaches, %s sellers (%s in full), %s entries in %.1f s%s",
+        summary["breach_count"],
+        summary["sellers"],
+        summary["full_sellers"],
+        summary["entries"],
+        run.seconds,
+        " (skipped: another audit was running)" if run.skipped else "",
+        extra={"event": "ledger.audit_run", **{k: v for k, v in summary.items() if k != "breaches"}},
+    )
+    return summary
 
 
 # --- Charge list imports (ledger.imports, a queue of their own) --------------------------------

@@ -204,6 +204,9 @@ LEDGER_AUDIT_INTERVAL = env_float("LEDGER_AUDIT_INTERVAL", 3600.0)
 # A shard worker renews its group's lease every second; a standby takes the group over once the
 # lease has gone this long without renewal (workers/leases.py): takeover takes this plus a start.
 LEDGER_SHARD_LEASE_SECONDS = env_float("LEDGER_SHARD_LEASE_SECONDS", 5.0)
+# Each periodic audit also re-verifies this many sellers' whole ledgers (those verified in full
+# longest ago), so every seller is read in full at least once per ceil(sellers / N) runs.
+LEDGER_AUDIT_FULL_SELLERS_PER_RUN = env_int("LEDGER_AUDIT_FULL_SELLERS_PER_RUN", 100)
 # Called with a seller id when intents are recorded; the ledger app never imports Celery itself.
 LEDGER_WAKE_UP = "workers.dispatch.wake_seller_on_commit"
 # Called with a batch id when a charge list is stored; starts its import on `ledger.imports`.

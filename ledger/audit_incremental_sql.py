@@ -1,0 +1,203 @@
+"""The SQL of the periodic audit (`ledger/audit_incremental.py`). Every per-seller read is a LATERAL
+subquery bounded by the seller and its checkpoint (`seq > ...`, `id >= ...`), so PostgreSQL walks the
+(seller, seq) and (seller, id) indexes from the checkpoint on: the cost follows what is new, never
+the size of the ledger. (A plain join on `seq > checkpoint.seq` is estimated at a third of the table
+and planned as a scan of all of it.)"""
+
+# Each account with its checkpoint; sellers without one, and those named in %(full)s (the rolling
+# full pass), start from nothing. The snapshot pair (seen ids, xmax) is kept either way: it only says
+# which ids were settled at an earlier snapshot.
+_SCOPE = """scope AS (
+    SELECT a.seller_id, a.balance, a.held, a.last_seq, z.from_zero,
+           CASE WHEN z.from_zero THEN 0 ELSE cp.seq END AS seq,
+           CASE WHEN z.from_zero THEN 0 ELSE cp.balance END AS cp_balance,
+           CASE WHEN z.from_zero THEN 0 ELSE cp.entry_sum END AS entry_sum,
+           CASE WHEN z.from_zero THEN 0 ELSE cp.other_sum END AS other_sum,
+           CASE WHEN z.from_zero THEN 0 ELSE cp.charge_floor END AS charge_floor,
+           CASE WHEN z.from_zero THEN 0 ELSE cp.succeeded_below END AS succeeded_below,
+           CASE WHEN z.from_zero THEN 0 ELSE cp.deposit_floor END AS deposit_floor,
+           CASE WHEN z.from_zero THEN 0 ELSE cp.approved_below END AS approved_below,
+           coalesce(cp.charge_seen, 0) AS charge_seen, coalesce(cp.deposit_seen, 0) AS deposit_seen,
+           coalesce(cp.snapshot_xmax, 0) AS snapshot_xmax
+      FROM ledger_account a
+      LEFT JOIN ledger_auditcheckpoint cp ON cp.seller_id = a.seller_id
+     CROSS JOIN LATERAL (SELECT cp.seller_id IS NULL OR a.seller_id = ANY(%(full)s::bigint[]) AS from_zero) z
+)"""
+
+ROLLING_SLICE = "SELECT seller_id FROM ledger_auditcheckpoint ORDER BY full_verified_at, seller_id LIMIT %s"
+
+# Invariants 2 and 4 on each entry after the checkpoint: (invariant, seller, entry, message).
+ENTRY_CHECKS = f"""WITH {_SCOPE}
+SELECT c.invariant, s.seller_id, e.id, c.message
+  FROM scope s
+ CROSS JOIN LATERAL (
+       SELECT e.id, e.seq, e.kind, e.amount, e.balance_before, e.balance_after, e.charge_id, e.deposit_id,
+              s.seq + row_number() OVER w AS expected_seq,
+              coalesce(lag(e.balance_after) OVER w, s.cp_balance) AS expected_before,
+              CASE WHEN e.charge_id IS NOT NULL THEN (SELECT count(*) FROM ledger_entry o
+                    WHERE o.charge_id = e.charge_id AND o.kind = e.kind) END AS same_charge,
+              CASE WHEN e.deposit_id IS NOT NULL THEN (SELECT count(*) FROM ledger_entry o
+                    WHERE o.deposit_id = e.deposit_id) END AS same_deposit
+         FROM ledger_entry e
+        WHERE e.seller_id = s.seller_id AND e.seq > s.seq
+       WINDOW w AS (ORDER BY e.seq)) e
+ -- Only the entries that fail something reach the per-check rows (building them for every entry
+ -- cost more than the checks).
+ CROSS JOIN LATERAL (SELECT WHERE e.balance_after <> e.balance_before + e.amount OR e.seq <> e.expected_seq
+                        OR e.balance_before <> e.expected_before OR e.same_charge > 1 OR e.same_deposit > 1) bad
+ CROSS JOIN LATERAL (VALUES
+       (2, CASE WHEN e.balance_after <> e.balance_before + e.amount THEN 'balance_after ' || e.balance_after
+                     || ' != balance_before ' || e.balance_before || ' + amount ' || e.amount END),
+       (2, CASE WHEN e.seq <> e.expected_seq THEN 'seq ' || e.seq || ' breaks the gapless sequence (expected '
+                     || e.expected_seq || ')'
+                WHEN e.balance_before <> e.expected_before THEN 'balance_before ' || e.balance_before
+                     || ' != previous balance_after ' || e.expected_before END),
+       (4, CASE WHEN e.same_charge > 1 THEN 'charge ' || e.charge_id || ' has ' || e.same_charge || ' '
+                     || e.kind || ' entries' END),
+       (4, CASE WHEN e.same_deposit > 1 THEN 'deposit ' || e.deposit_id || ' has ' || e.same_deposit
+                     || ' entries' END)
+ ) c(invariant, message)
+ WHERE c.message IS NOT NULL
+ LIMIT %(limit)s"""
+
+# Per seller: what the run covers, the account's invariants (1, 3, 6) from the checkpoint's sums,
+# and the checkpoint this run would write (`changed`: whether it differs from the stored one).
+# A floor moves up to the seller's oldest intent not yet final, but never past the ids seen by the
+# checkpoint's own snapshot unless every transaction open at that snapshot has ended (%(xmin)s >=
+# its xmax): an import's COPY may commit ids lower than ones already visible.
+STATE = f"""WITH {_SCOPE},
+state AS (
+    SELECT s.*, coalesce(ne.n, 0) AS new_entries, coalesce(ne.total, 0) AS new_total,
+           coalesce(ne.other, 0) AS new_other, coalesce(ne.max_seq, s.seq) AS max_seq,
+           coalesce(last.balance_after, s.cp_balance) AS last_after,
+           coalesce(ch.ids, '{{}}') || coalesce(ne.charge_ids, '{{}}') AS charge_ids,
+           coalesce(dp.ids, '{{}}') || coalesce(ne.deposit_ids, '{{}}') AS deposit_ids,
+           ch.open_min AS charge_open_min, coalesce(ch.max_id, 0) AS charge_max,
+           coalesce(ch.succeeded, 0) AS charge_succeeded, coalesce(op.total, 0) AS open_total,
+           dp.open_min AS deposit_open_min, coalesce(dp.max_id, 0) AS deposit_max,
+           coalesce(dp.approved, 0) AS deposit_approved,
+           CASE WHEN %(xmin)s >= s.snapshot_xmax THEN s.charge_seen + 1 ELSE s.charge_floor END AS charge_limit,
+           CASE WHEN %(xmin)s >= s.snapshot_xmax THEN s.deposit_seen + 1 ELSE s.deposit_floor END AS deposit_limit
+      FROM scope s
+      LEFT JOIN LATERAL (
+           SELECT count(*) AS n, sum(e.amount) AS total, max(e.seq) AS max_seq,
+                  sum(e.amount) FILTER (WHERE e.kind IN ('refund', 'adjustment')) AS other,
+                  array_agg(e.charge_id) FILTER (WHERE e.charge_id IS NOT NULL) AS charge_ids,
+                  array_agg(e.deposit_id) FILTER (WHERE e.deposit_id IS NOT NULL) AS deposit_ids
+             FROM ledger_entry e WHERE e.seller_id = s.seller_id AND e.seq > s.seq) ne ON TRUE
+      LEFT JOIN LATERAL (
+           SELECT e.balance_after FROM ledger_entry e WHERE e.seller_id = s.seller_id AND e.seq > s.seq
+            ORDER BY e.seq DESC LIMIT 1) last ON TRUE
+      LEFT JOIN LATERAL (
+           SELECT array_agg(c.id) AS ids, min(c.id) FILTER (WHERE c.stage <> 'done') AS open_min,
+                  max(c.id) AS max_id, sum(c.amount) FILTER (WHERE c.status = 'succeeded') AS succeeded
+             FROM ledger_charge c WHERE c.seller_id = s.seller_id AND c.id >= s.charge_floor) ch ON TRUE
+      LEFT JOIN LATERAL (
+           SELECT sum(c.amount) AS total FROM ledger_charge c
+            WHERE c.seller_id = s.seller_id AND c.stage IN ('reserved', 'submitted', 'unknown')) op ON TRUE
+      LEFT JOIN LATERAL (
+           SELECT array_agg(d.id) AS ids, min(d.id) FILTER (WHERE d.status IN ('pending', 'approving')) AS open_min,
+                  max(d.id) AS max_id, sum(d.amount) FILTER (WHERE d.status = 'approved') AS approved
+             FROM ledger_deposit d WHERE d.seller_id = s.seller_id AND d.id >= s.deposit_floor) dp ON TRUE
+),
+moved AS (
+    SELECT st.*,
+           greatest(st.charge_floor, least(coalesce(st.charge_open_min, st.charge_limit), st.charge_limit))
+               AS new_charge_floor,
+           greatest(st.deposit_floor, least(coalesce(st.deposit_open_min, st.deposit_limit), st.deposit_limit))
+               AS new_deposit_floor,
+           (st.approved_below + st.deposit_approved) - (st.succeeded_below + st.charge_succeeded)
+               - st.open_total + (st.other_sum + st.new_other) AS conserved
+      FROM state st
+),
+result AS (
+    SELECT m.seller_id, m.from_zero, m.new_entries, m.charge_ids, m.deposit_ids,
+           CASE WHEN m.balance < 0 OR m.held < 0 THEN 'negative balance ' || m.balance || ' or held ' || m.held
+           END AS negative,
+           CASE WHEN m.balance <> m.entry_sum + m.new_total OR m.balance <> m.last_after OR m.last_seq <> m.max_seq
+                THEN 'balance ' || m.balance || ' but entries sum to ' || (m.entry_sum + m.new_total)
+                     || ', last balance_after ' || m.last_after || ', last_seq ' || m.last_seq
+                     || ' vs max seq ' || m.max_seq
+           END AS unbalanced,
+           CASE WHEN m.balance <> m.conserved
+                THEN 'balance ' || m.balance || ' != approved deposits ' || (m.approved_below + m.deposit_approved)
+                     || ' - succeeded charges ' || (m.succeeded_below + m.charge_succeeded)
+                     || ' - open holds ' || m.open_total || ' + other entries ' || (m.other_sum + m.new_other)
+           END AS unconserved,
+           CASE WHEN m.held <> m.open_total THEN 'held ' || m.held || ' != open holds ' || m.open_total END AS misheld,
+           m.seller_id AS cp_seller_id, m.from_zero AS cp_from_zero, m.max_seq, m.last_after,
+           m.entry_sum + m.new_total AS new_entry_sum, m.other_sum + m.new_other AS new_other_sum,
+           m.new_charge_floor, greatest(m.charge_seen, m.charge_max) AS new_charge_seen,
+           m.succeeded_below + coalesce(cb.succeeded, 0) AS new_succeeded_below,
+           m.new_deposit_floor, greatest(m.deposit_seen, m.deposit_max) AS new_deposit_seen,
+           m.approved_below + coalesce(db.approved, 0) AS new_approved_below,
+           (m.from_zero OR m.max_seq <> m.seq OR m.new_charge_floor <> m.charge_floor
+            OR m.new_deposit_floor <> m.deposit_floor OR m.charge_max > m.charge_seen
+            OR m.deposit_max > m.deposit_seen) AS changed
+      FROM moved m
+      LEFT JOIN LATERAL (
+           SELECT sum(c.amount) FILTER (WHERE c.status = 'succeeded') AS succeeded FROM ledger_charge c
+            WHERE c.seller_id = m.seller_id AND c.id >= m.charge_floor AND c.id < m.new_charge_floor) cb ON TRUE
+      LEFT JOIN LATERAL (
+           SELECT sum(d.amount) FILTER (WHERE d.status = 'approved') AS approved FROM ledger_deposit d
+            WHERE d.seller_id = m.seller_id AND d.id >= m.deposit_floor AND d.id < m.new_deposit_floor) db ON TRUE
+)
+SELECT * FROM result r
+ WHERE r.changed OR r.negative IS NOT NULL OR r.unbalanced IS NOT NULL OR r.unconserved IS NOT NULL
+    OR r.misheld IS NOT NULL OR cardinality(r.charge_ids) > 0 OR cardinality(r.deposit_ids) > 0"""
+
+# Invariant 7 for the charges and deposits the run covers (a key naming two intents is reported
+# once, whichever of them the run reached).
+INTENT_KEY_CHECKS = """SELECT DISTINCT seller_id, NULL::bigint, message FROM (
+    SELECT c.seller_id, 'charge idempotency key ' || quote_literal(c.idempotency_key) || ' names '
+           || k.n || ' intents' AS message
+      FROM ledger_charge c
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM ledger_charge o
+                          WHERE o.seller_id = c.seller_id AND o.idempotency_key = c.idempotency_key) k
+     WHERE c.id = ANY(%(charges)s::bigint[]) AND c.idempotency_key IS NOT NULL AND k.n > 1
+    UNION ALL
+    SELECT d.seller_id, 'deposit idempotency key ' || quote_literal(d.idempotency_key) || ' names '
+           || k.n || ' intents'
+      FROM ledger_deposit d
+     CROSS JOIN LATERAL (SELECT count(*) AS n FROM ledger_deposit o
+                          WHERE o.seller_id = d.seller_id AND o.idempotency_key = d.idempotency_key) k
+     WHERE d.id = ANY(%(deposits)s::bigint[]) AND d.idempotency_key IS NOT NULL AND k.n > 1
+    UNION ALL
+    SELECT c.seller_id, 'charge ' || c.id || ' has an idempotency key but no request fingerprint'
+      FROM ledger_charge c
+     WHERE c.id = ANY(%(charges)s::bigint[]) AND c.idempotency_key IS NOT NULL AND c.request_fingerprint = ''
+) k"""
+
+CHECKPOINT_COLUMNS = [
+    "seller_id",
+    "from_zero",
+    "seq",
+    "balance",
+    "entry_sum",
+    "other_sum",
+    "charge_floor",
+    "charge_seen",
+    "succeeded_below",
+    "deposit_floor",
+    "deposit_seen",
+    "approved_below",
+]
+_TYPES = {"from_zero": "boolean"}
+_ROWS = "unnest({}) AS u({})".format(
+    ", ".join(f"%({name})s::{_TYPES.get(name, 'bigint')}[]" for name in CHECKPOINT_COLUMNS),
+    ", ".join(CHECKPOINT_COLUMNS),
+)
+_VALUES = [name for name in CHECKPOINT_COLUMNS if name not in ("seller_id", "from_zero")]
+
+# The checkpoint table is the audit's own; under the audit's advisory lock nothing else writes it.
+UPDATE = f"""UPDATE ledger_auditcheckpoint cp
+   SET {", ".join(f"{name} = u.{name}" for name in _VALUES)}, snapshot_xmax = %(xmax)s, verified_at = now(),
+       full_verified_at = CASE WHEN u.from_zero THEN now() ELSE cp.full_verified_at END
+  FROM {_ROWS}
+ WHERE cp.seller_id = u.seller_id"""
+
+INSERT = f"""INSERT INTO ledger_auditcheckpoint
+       (seller_id, {", ".join(_VALUES)}, snapshot_xmax, verified_at, full_verified_at)
+SELECT u.seller_id, {", ".join(f"u.{name}" for name in _VALUES)}, %(xmax)s, now(), now()
+  FROM {_ROWS}
+    ON CONFLICT (seller_id) DO NOTHING"""
