@@ -222,16 +222,17 @@ def test_lists_are_served_from_the_primary_while_the_replica_is_down(monkeypatch
     admin, seller = _funded_seller()
     api, admin_api = bearer(seller.user), bearer(admin)
     _wait_replayed()
-    assert _seqs(api.get("/api/v1/transactions/")) == [1]  # measured: the replica is fine
-    # Keep that measurement, so that the next list's query itself meets the stopped replica.
-    monkeypatch.setattr(replica, "LAG_TTL", 300.0)
+    assert _seqs(api.get("/api/v1/transactions/")) == [1]  # on the replica
     standby = Cluster(STANDBY_DATA)
     standby.stop()
     try:
-        with caplog.at_level(logging.WARNING, logger="core.db.replica"):
+        # Died within the second since the last measurement: the queries themselves meet it.
+        with monkeypatch.context() as still_fine, caplog.at_level(logging.WARNING, logger="core.db.replica"):
+            still_fine.setattr(replica, "current_lag", lambda: replica.ReplicaLag(0.0, None, time.monotonic()))
             assert _seqs(api.get("/api/v1/transactions/")) == [1]
-        assert "heavy reads on the primary: the replica is unusable" in caplog.text
-        # From now on the measurement fails (once per FAILED_TTL) and every list reads the primary.
+            assert _export_seqs(api.get("/api/v1/transactions/export/")) == [1]
+        assert caplog.text.count("heavy reads on the primary: the replica is unusable") == 2, caplog.text
+        # Measured down (one failed connection, remembered for FAILED_TTL): all heavy reads on the primary.
         replica.forget()
         assert _export_seqs(api.get("/api/v1/transactions/export/")) == [1]
         for path in ("/api/v1/charges/", "/api/v1/deposits/", "/api/v1/charge-batches/"):
