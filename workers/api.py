@@ -75,6 +75,21 @@ _QUEUES = inline_serializer(
                 "gate": serializers.DictField(help_text="the provider's breaker, pause and rate window"),
             },
         ),
+        "replica": inline_serializer(
+            "OpsReplica",
+            {
+                "lag_seconds": serializers.FloatField(
+                    allow_null=True, help_text="behind the primary (null: not streaming or not answering)"
+                ),
+                "max_lag_seconds": serializers.FloatField(help_text="DATABASE_REPLICA_MAX_LAG"),
+                "heavy_reads": serializers.ChoiceField(
+                    ["replica", "primary"], help_text="where lists and the transaction export read now"
+                ),
+                "error": serializers.CharField(allow_null=True, help_text="why the lag is unknown"),
+            },
+            allow_null=True,
+            help_text="the read replica; null when none is configured",
+        ),
     },
 )
 

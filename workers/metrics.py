@@ -168,6 +168,26 @@ class LedgerCollector:
             yield GaugeMetricFamily(
                 "ledger_audit_last_run_timestamp_seconds", "When the last audit finished", value=audit["at"].timestamp()
             )
+        yield from _replica_metrics(report["replica"])
+
+
+def _replica_metrics(replica: dict | None):
+    if replica is None:  # no DATABASE_REPLICA_URL
+        return
+    yield GaugeMetricFamily(
+        "ledger_replica_up",
+        "1 if the read replica answered and streams from the primary",
+        value=int(replica["lag_seconds"] is not None),
+    )
+    if replica["lag_seconds"] is not None:
+        yield GaugeMetricFamily(
+            "ledger_replica_lag_seconds", "How far the read replica is behind the primary", value=replica["lag_seconds"]
+        )
+    yield GaugeMetricFamily(
+        "ledger_replica_serving_reads",
+        "1 while lists and the transaction export read the replica (0: on the primary)",
+        value=int(replica["heavy_reads"] == "replica"),
+    )
 
 
 def render() -> bytes:

@@ -13,6 +13,7 @@ import redis
 from django.conf import settings
 from kombu.transport.redis import Channel
 
+from core.db.replica import replica_report
 from ledger.selectors import Waiting, sellers_waiting, sellers_with_oldest_intents
 from workers.ops_heartbeat import broker_client, live_entries, ops_key
 from workers.routing import (
@@ -133,6 +134,7 @@ def queue_report(*, oldest_limit: int = 10) -> dict:
         "standbys": sorted(standbys, key=lambda standby: standby["shards"]),
         "oldest_waiting": oldest_sellers,
         "fulfilment": fulfilment_report(),
+        "replica": replica_report(),  # null without DATABASE_REPLICA_URL
     }
 
 

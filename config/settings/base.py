@@ -103,6 +103,26 @@ DATABASES = {
         DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True, engine="core.db"
     )
 }  # core/db: PostgreSQL, health-checking only connections idle for more than a second
+# A streaming replica of DATABASE_URL for the heavy reads (lists, the transaction export): see
+# core/db/replica.py for which reads go there and when they fall back. Unset: no replica, every read
+# on the primary. In tests it mirrors the default database (a standby cannot create one of its own:
+# the primary's test database reaches it by replication).
+DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = dj_database_url.parse(
+        DATABASE_REPLICA_URL,
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+        engine="core.db",
+        test_options={"MIRROR": "default"},
+    )
+    # An unreachable replica must cost seconds, not the kernel's TCP timeout (the reads wait for it
+    # once per process before falling back); `?connect_timeout=` in the URL overrides.
+    DATABASES["replica"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
+# Heavy reads go to the primary while the replica is further behind than this (seconds).
+DATABASE_REPLICA_MAX_LAG = env_float("DATABASE_REPLICA_MAX_LAG", 5.0)
+# Writes and migrations always on the primary, whatever database a read came from.
+DATABASE_ROUTERS = ["core.db.router.PrimaryReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

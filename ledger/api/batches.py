@@ -12,6 +12,7 @@ from rest_framework.generics import GenericAPIView, ListAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
+from core.api.reads import HeavyReadListMixin
 from core.permissions import IsSeller, IsSellerOrStaffReader
 from core.roles import seller_of
 from ledger import selectors
@@ -92,7 +93,7 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-class ChargeBatchListCreateApi(_BatchScopedMixin, ListAPIView):
+class ChargeBatchListCreateApi(HeavyReadListMixin, _BatchScopedMixin, ListAPIView):
     """Upload a charge list (CSV: phone_number, amount[, reference]); list batches, newest first."""
 
     serializer_class = ChargeBatchOutput

@@ -11,6 +11,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.reads import HeavyReadListMixin
 from core.api.serializers import new_username
 from core.authentication import ApiKeyAuthentication, JWTAuthentication, acting_seller, explain_refusal
 from core.models import Seller
@@ -150,7 +151,7 @@ class SellerReconcileApi(GenericAPIView):
         return Response(ReconcileOutput(data).data)
 
 
-class DepositListCreateApi(_Ordered, SellerScopedMixin, ListAPIView):
+class DepositListCreateApi(HeavyReadListMixin, _Ordered, SellerScopedMixin, ListAPIView):
     serializer_class = DepositOutput
     filterset_class = filters.DepositFilter
     selector = staticmethod(selectors.deposit_list)
@@ -197,7 +198,7 @@ class DepositRejectApi(APIView):
         return Response(DepositOutput(deposit).data)
 
 
-class ChargeListCreateApi(_Ordered, SellerScopedMixin, ListAPIView):
+class ChargeListCreateApi(HeavyReadListMixin, _Ordered, SellerScopedMixin, ListAPIView):
     """List a seller's charges; POST records one (the API's hot path).
 
     The POST authenticates the token without loading its user: `charge_submit` checks in its
@@ -255,7 +256,7 @@ class ChargeDetailApi(SellerScopedMixin, GenericAPIView):
         return Response(ChargeOutput(self.get_object()).data)
 
 
-class TransactionListApi(SellerScopedMixin, ListAPIView):
+class TransactionListApi(HeavyReadListMixin, SellerScopedMixin, ListAPIView):
     serializer_class = EntryOutput
     filterset_class = filters.EntryFilter
     pagination_class = CursorPagination
