@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from bench.hosts.client import charge, create_seller, fund, login
-from bench.hosts.cluster import ADMIN_PASSWORD, Cluster, why_postgres_unavailable
+from bench.hosts.cluster import ADMIN_PASSWORD, Cluster
 from bench.hosts.network import why_namespaces_unavailable
+from bench.postgres import why_unavailable as why_postgres_unavailable
 from workers.stack import shard_assignment
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"

@@ -12,35 +12,24 @@ The process that builds it, on the bridge, is the client and the operator."""
 from __future__ import annotations
 
 import os
-import pwd
 import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psycopg2
 
 from bench.hosts.network import Host, Network, env_for
+from bench.postgres import Cluster as PostgresCluster
+from bench.postgres import owned_tmpdir
 from provider_sandbox.process import READY_MARKER, sandbox_argv
 from workers.stack import ROOT, beat_argv, flower_argv, fulfil_worker_argv, import_worker_argv, web_argv
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
 ADMIN_PASSWORD = secrets.token_urlsafe(16)
 CALLBACK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-def why_postgres_unavailable() -> str | None:
-    if not (PG_BIN / "initdb").exists():
-        return f"no PostgreSQL server binaries in {PG_BIN}"
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        return "no `postgres` system user to run a PostgreSQL cluster as"
-    return None
 
 
 class Cluster:
@@ -52,7 +41,9 @@ class Cluster:
         self.database_url = f"postgres://postgres@{db}:5432/ledger"
         # A Redis reachable from other hosts needs a password (else protected mode refuses them).
         self.redis_password = secrets.token_urlsafe(16)
-        self.pg_dir = Path(tempfile.mkdtemp(prefix="ledger-hosts-pg-"))  # the postgres user must reach it
+        self.pg_dir = owned_tmpdir("ledger-hosts-pg-")
+        # Started with pg_ctl inside the db host's namespace: the server is that host's.
+        self.postgres = PostgresCluster(self.pg_dir / "data", within=self.hosts["db"].run_prefix)
         self.env = {
             "DJANGO_SETTINGS_MODULE": "config.settings.production",
             "SECRET_KEY": secrets.token_urlsafe(50),
@@ -112,20 +103,14 @@ class Cluster:
 
     def _start_database_host(self) -> None:
         db = self.hosts["db"]
-        shutil.chown(self.pg_dir, "postgres", "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-        data = str(self.pg_dir / "data")
-        initdb = [str(PG_BIN / "initdb"), "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]
-        subprocess.run([*as_postgres, *initdb], check=True, capture_output=True)
-        with open(self.pg_dir / "data" / "pg_hba.conf", "a") as hba:
+        self.postgres.run("initdb", "-D", str(self.postgres.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.postgres.configure(5432, {"fsync": "off", "max_connections": "200"}, listen=db.address)
+        with open(self.postgres.data / "pg_hba.conf", "a") as hba:
             hba.write(f"host all all {self.network.subnet}.0/24 trust\n")
-        settings = {"listen_addresses": db.address, "fsync": "off", "max_connections": "200"}
-        postgres = [*as_postgres, str(PG_BIN / "postgres"), "-D", data, "-k", str(self.pg_dir)]
-        postgres += [arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")]
+        self.postgres.start()
         redis = ["redis-server", "--bind", db.address, "--port", "6379", "--save", "", "--appendonly", "no"]
         redis += ["--requirepass", self.redis_password]
-        self._boot([(db, "postgres", postgres, "ready to accept connections"),
-                    (db, "redis", redis, "Ready to accept connections")], env={})  # fmt: skip
+        self._boot([(db, "redis", redis, "Ready to accept connections")], env={})
         conn = psycopg2.connect(f"postgres://postgres@{db.address}:5432/postgres")
         conn.autocommit = True
         with conn.cursor() as cursor:
@@ -169,5 +154,9 @@ class Cluster:
         self.wait_sql(query, 0, timeout, *charge_ids)
 
     def close(self) -> None:
+        try:
+            self.postgres.stop()
+        except subprocess.CalledProcessError:
+            pass  # never started
         self.network.close()
         shutil.rmtree(self.pg_dir, ignore_errors=True)

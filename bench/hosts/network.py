@@ -43,10 +43,14 @@ class Host:
     tmp: Path
     processes: list[Process] = field(default_factory=list)
 
+    @property
+    def run_prefix(self) -> tuple[str, ...]:
+        return ("ip", "netns", "exec", self.namespace)
+
     def start(self, name: str, argv: list[str], env: dict) -> Process:
         """Run `argv` inside this host's namespace (as `ip netns exec` does, the process keeps its
         pid); the caller waits for its ready line (`Process.wait_for_log`), so hosts boot in parallel."""
-        process = Process(f"{self.name}-{name}", ["ip", "netns", "exec", self.namespace, *argv], env, self.tmp)
+        process = Process(f"{self.name}-{name}", [*self.run_prefix, *argv], env, self.tmp)
         process.start()
         self.processes.append(process)
         return process

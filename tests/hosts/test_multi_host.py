@@ -7,8 +7,9 @@ import time
 import pytest
 
 from bench.hosts.client import charge, create_seller, fund, login, next_phone
-from bench.hosts.cluster import ADMIN_PASSWORD, Cluster, why_postgres_unavailable
+from bench.hosts.cluster import ADMIN_PASSWORD, Cluster
 from bench.hosts.network import why_namespaces_unavailable
+from bench.postgres import why_unavailable as why_postgres_unavailable
 from workers.stack import shard_assignment
 
 pytestmark = pytest.mark.workers

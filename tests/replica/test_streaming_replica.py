@@ -2,7 +2,7 @@
 
 Two halves. In the normal suite no replica is configured, and
 `test_cases_against_a_streaming_replica_of_their_own_primary` makes a primary and a hot standby of
-it (tests/replica/cluster.py), then runs this file again in a pytest process whose DATABASE_URL is
+it (bench/postgres.py), then runs this file again in a pytest process whose DATABASE_URL is
 that primary and DATABASE_REPLICA_URL that standby: the test database pytest-django creates on the
 primary reaches the standby by replication (in tests the replica alias mirrors default). With a
 replica configured (that inner run, or a CI that brings its own), the cases run directly.
@@ -14,7 +14,6 @@ the primary."""
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from django.conf import settings
 from django.db import connections, router
 from django.test.utils import CaptureQueriesContext
 
+from bench.postgres import Cluster, StreamingPair, server_bindir, wait_streaming, why_unavailable
 from core.db import replica
 from core.db.replica import PRIMARY, REPLICA
 from ledger.models import Charge
@@ -33,7 +33,6 @@ from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller
 from tests.api.helpers import bearer
 from tests.factories import make_admin, make_seller, request_and_approve
-from tests.replica.cluster import Cluster, StreamingPair, server_bindir, wait_streaming
 from tests.support import assert_ledger_audit
 
 HAS_REPLICA = "replica" in settings.DATABASES
@@ -46,12 +45,10 @@ on_both = pytest.mark.django_db(transaction=True, databases="__all__")
 
 @pytest.mark.skipif(HAS_REPLICA, reason="a replica is configured: the cases run directly")
 def test_cases_against_a_streaming_replica_of_their_own_primary():
-    bindir = server_bindir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_basebackup) here; PG_BINDIR names them")
-    if os.geteuid() == 0 and not shutil.which("runuser"):
-        pytest.skip("running as root without runuser: initdb and postgres refuse to run as root")
-    pair = StreamingPair(bindir)
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    pair = StreamingPair(server_bindir())
     try:
         pair.start()
         env = {

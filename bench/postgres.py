@@ -1,5 +1,6 @@
-"""A PostgreSQL primary and a streaming standby of it, made for the test run in a temporary
-directory: `initdb`, then `pg_basebackup -R` of the running primary, each on a free port.
+"""PostgreSQL servers of a run's own, in a temporary directory: `Cluster` (initdb, settings,
+start and stop, optionally inside a network namespace: bench/hosts/), and `StreamingPair`, a
+primary and a streaming standby of it (`pg_basebackup -R`), each on a free port (tests/replica/).
 
 The machine's own server is not used as the primary: basebackup needs a `replication` line in its
 pg_hba.conf, which a shared server need not have and the tests must not add. Both clusters run
@@ -42,21 +43,23 @@ class Cluster:
     """One PostgreSQL server whose settings, port included, live in its data directory, so that
     `Cluster(data).stop()` and `.start()` work from any process (the tests stop the standby)."""
 
-    def __init__(self, data: Path | str, bindir: Path | None = None):
+    def __init__(self, data: Path | str, bindir: Path | None = None, *, within: tuple[str, ...] = ()):
+        """`within`: a command prefix the tools run under, e.g. `ip netns exec NS` (a host of its own)."""
         self.data = Path(data)
         self.bindir = bindir or server_bindir()
+        self.within = within
 
     def run(self, tool: str, *args: str) -> None:
         command = [str(self.bindir / tool), *args]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        subprocess.run([*self.within, *command], check=True, capture_output=True, timeout=60)
 
-    def configure(self, port: int, settings: dict[str, str]) -> None:
+    def configure(self, port: int, settings: dict[str, str], *, listen: str = "127.0.0.1") -> None:
         # Appended: a later line wins, so the standby's port overrides the one copied from its primary.
         base = {
             "port": str(port),
-            "listen_addresses": "'127.0.0.1'",
+            "listen_addresses": f"'{listen}'",
             "unix_socket_directories": f"'{self.data.parent}'",
         }
         with open(self.data / "postgresql.conf", "a") as conf:
@@ -86,13 +89,28 @@ def wait_streaming(port: int, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def owned_tmpdir(prefix: str) -> Path:
+    """A temporary directory the clusters' `postgres` user may write (as root, its owner)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        os.chown(root, pwd.getpwnam("postgres").pw_uid, -1)
+    return root
+
+
+def why_unavailable() -> str | None:
+    """None if a cluster of our own can be made here, else why not (the callers skip with it)."""
+    if server_bindir() is None:
+        return "no PostgreSQL server binaries (initdb, pg_basebackup) here; PG_BINDIR names them"
+    if os.geteuid() == 0 and not shutil.which("runuser"):
+        return "running as root without runuser: initdb and postgres refuse to run as root"
+    return None
+
+
 class StreamingPair:
     """A primary with `wal_level=replica` and a hot standby streaming from it."""
 
     def __init__(self, bindir: Path):
-        self.root = Path(tempfile.mkdtemp(prefix="ledger-replica-"))
-        if os.geteuid() == 0:  # the clusters' directories must be the postgres user's
-            os.chown(self.root, pwd.getpwnam("postgres").pw_uid, -1)
+        self.root = owned_tmpdir("ledger-replica-")
         self.primary = Cluster(self.root / "primary", bindir)
         self.standby = Cluster(self.root / "standby", bindir)
         self.primary_port, self.standby_port = _free_port(), _free_port()
