@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 
 import redis
 
+from core import redis_client
+
 
 class ThreadScript:
     def __init__(self, source: str, url: Callable[[], str], **connection_kwargs):
@@ -51,8 +53,9 @@ class ThreadScript:
         connection = getattr(self._local, "connection", None)
         if connection is None or self._local.pid != pid:
             if self._factory is None or self._factory[0] != pid:
-                # Used only to build connections from the URL as redis-py does (TLS, auth, db).
-                self._factory = (pid, redis.ConnectionPool.from_url(self._url(), **self._connection_kwargs))
+                # Used only to build connections from the URL as redis-py does (TLS, auth, db);
+                # a Sentinel pool's connections ask the sentinels for the master as they connect.
+                self._factory = (pid, redis_client.connection_pool(self._url(), **self._connection_kwargs))
             connection = self._factory[1].make_connection()
             self._local.connection, self._local.pid = connection, pid
         return connection
