@@ -41,6 +41,11 @@ class ThreadScript:
             return self._run(self._connection(), keys, args)  # redis-py has dropped the failed one
 
     def _run(self, connection: redis.Connection, keys: Sequence, args: Sequence):
+        # connect() explicitly (a no-op when connected, about a microsecond): a command sent on a
+        # disconnected connection reconnects it to the host it was built with, and a Sentinel
+        # connection is built with none (redis-py's default, localhost:6379); only its connect()
+        # asks the sentinels for the master. A pool's clients get this from the pool.
+        connection.connect()
         connection.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
             return connection.read_response()
