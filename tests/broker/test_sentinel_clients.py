@@ -10,7 +10,7 @@ import redis
 from core import redis_client
 from core.redis_script import ThreadScript
 from ledger.fulfilment.gate import ProviderGate
-from tests.broker.sentinel import SentinelRedis, redis_server_available
+from tests.broker.sentinel import redis_server_available
 
 pytestmark = [
     pytest.mark.slow,
@@ -18,17 +18,6 @@ pytestmark = [
 ]
 
 INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
-
-
-@pytest.fixture
-def sentinels(tmp_path, settings):
-    cluster = SentinelRedis(tmp_path)
-    settings.REDIS_SENTINEL_MASTER = cluster.master_name  # what every process reads
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def _until_answered(call, timeout: float = 10.0):
