@@ -60,12 +60,23 @@ class Process:
 
     def stop(self) -> None:
         """SIGTERM to the group (a graceful stop), SIGKILL if it is still there after 15 s."""
+        self.terminate()
+        self.wait_stopped()
+
+    def terminate(self) -> None:
+        """SIGTERM to the group without waiting: a stack's processes then shut down together
+        (a worker's warm shutdown takes seconds)."""
         if self.alive:
             os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+
+    def wait_stopped(self, timeout: float = 15.0) -> None:
+        """After terminate(): until it has exited, SIGKILL if it is still there after `timeout`."""
+        if self.popen is None:
+            return
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
 
 
 def free_port(first: int = 8400, last: int = 8499) -> int:

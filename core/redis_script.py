@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 
 import redis
 
+from core import redis_client
+
 
 class ThreadScript:
     def __init__(self, source: str, url: Callable[[], str], **connection_kwargs):
@@ -39,6 +41,11 @@ class ThreadScript:
             return self._run(self._connection(), keys, args)  # redis-py has dropped the failed one
 
     def _run(self, connection: redis.Connection, keys: Sequence, args: Sequence):
+        # connect() explicitly (a no-op when connected, about a microsecond): a command sent on a
+        # disconnected connection reconnects it to the host it was built with, and a Sentinel
+        # connection is built with none (redis-py's default, localhost:6379); only its connect()
+        # asks the sentinels for the master. A pool's clients get this from the pool.
+        connection.connect()
         connection.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
             return connection.read_response()
@@ -51,8 +58,9 @@ class ThreadScript:
         connection = getattr(self._local, "connection", None)
         if connection is None or self._local.pid != pid:
             if self._factory is None or self._factory[0] != pid:
-                # Used only to build connections from the URL as redis-py does (TLS, auth, db).
-                self._factory = (pid, redis.ConnectionPool.from_url(self._url(), **self._connection_kwargs))
+                # Used only to build connections from the URL as redis-py does (TLS, auth, db);
+                # a Sentinel pool's connections ask the sentinels for the master as they connect.
+                self._factory = (pid, redis_client.connection_pool(self._url(), **self._connection_kwargs))
             connection = self._factory[1].make_connection()
             self._local.connection, self._local.pid = connection, pid
         return connection

@@ -15,6 +15,7 @@ from django.conf import settings
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from core import redis_client
 from core.authentication import acting_seller_id
 from core.redis_script import ThreadScript
 
@@ -33,7 +34,7 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 @cache
 def _client() -> redis.Redis:
-    return redis.Redis.from_url(
+    return redis_client.client(
         settings.THROTTLE_REDIS_URL or settings.REDIS_URL,
         socket_timeout=0.5,
         socket_connect_timeout=0.5,

@@ -3,11 +3,16 @@ is missing. Used by `make up` and `make test` before anything else runs."""
 
 import os
 import sys
+from pathlib import Path
 from urllib.parse import urlparse
 
 import psycopg2
 import redis
 from psycopg2 import sql
+
+# Run as a file (by make and runstack), before Django: the checkout is not on the path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from core import redis_client  # noqa: E402
 
 HELP = {
     "postgres": "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
@@ -44,9 +49,14 @@ def main() -> int:
     conn.close()
 
     try:
-        redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
+        redis_client.client(
+            redis_url,
+            master_name=os.environ.get("REDIS_SENTINEL_MASTER") or redis_client.DEFAULT_MASTER_NAME,
+            sentinel_password=os.environ.get("REDIS_SENTINEL_PASSWORD", ""),
+            socket_connect_timeout=3,
+        ).ping()
     except redis.RedisError as exc:
-        print(f"Redis is not reachable at {redis_url}: {exc}", file=sys.stderr)
+        print(f"Redis is not reachable at {redis_client.redact(redis_url)}: {exc}", file=sys.stderr)
         print(HELP["redis"], file=sys.stderr)
         return 1
     return 0

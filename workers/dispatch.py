@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 
 from celery_app import app
+from core import redis_client
 from core.redis_script import ThreadScript
 from workers.routing import FULFIL_QUEUE, queue_for, shard_for, shard_queue
 
@@ -163,7 +164,7 @@ return 0
 
 @cache
 def _broker_redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=1, socket_connect_timeout=1)
+    return redis_client.client(settings.CELERY_BROKER_URL, socket_timeout=1, socket_connect_timeout=1)
 
 
 # Every commit's claim: over a bare connection per thread (core/redis_script.py), not the client.

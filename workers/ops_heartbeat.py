@@ -22,6 +22,8 @@ import redis
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 
+from core import redis_client
+
 logger = logging.getLogger(__name__)
 
 WORKERS_KEY = "ledger:ops:workers"
@@ -41,7 +43,7 @@ def broker_client() -> redis.Redis:
     url = settings.CELERY_BROKER_URL
     client = _clients.get(url)
     if client is None:
-        client = _clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        client = _clients[url] = redis_client.client(url, socket_timeout=2, socket_connect_timeout=2)
     return client
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from core.redis_client import sentinel_kwargs
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -298,7 +300,11 @@ LEDGER_BATCH_MAX_BYTES = env_int("LEDGER_BATCH_MAX_BYTES", 100 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
 
 # --- Celery (broker: Redis; results: PostgreSQL through django-celery-results) ----------------
+# redis://... or, for a Sentinel-managed Redis, Celery's sentinel://host:port[/db];sentinel://...
+# (every Redis client of the project reads it through core/redis_client.py).
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_SENTINEL_MASTER = env("REDIS_SENTINEL_MASTER", "mymaster")
+REDIS_SENTINEL_PASSWORD = env("REDIS_SENTINEL_PASSWORD", "")  # the sentinels' own, if they have one
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
@@ -325,6 +331,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
     "socket_connect_timeout": 5,
     "health_check_interval": 10,
+    # Read only by kombu's Sentinel transport (and Flower's) when the URL is sentinel://; the
+    # redis:// transport ignores them, so they are set whatever REDIS_URL is.
+    "master_name": REDIS_SENTINEL_MASTER,
+    "sentinel_kwargs": sentinel_kwargs(password=REDIS_SENTINEL_PASSWORD, socket_timeout=5, socket_connect_timeout=5),
 }
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 CELERY_TASK_ROUTES = ("workers.routing.route_task",)

@@ -45,10 +45,10 @@ def _check_database() -> str:
 
 
 def _check_redis() -> str:
-    import redis
+    from core import redis_client
 
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+        client = redis_client.client(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
         client.ping()
         return "ok"
     except Exception as exc:  # as above

@@ -40,6 +40,8 @@ from limits.strategies import MovingWindowRateLimiter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from core import redis_client
+
 logger = logging.getLogger(__name__)
 
 # Returns {admitted, state, ms until half-open, consecutive failures}. One script, so that reading
@@ -99,7 +101,7 @@ class ProviderGate:
         base = f"{key_prefix}ledger:provider:{name}"
         self._pause_key, self._breaker_keys = f"{base}:pause", [f"{base}:breaker", f"{base}:trial"]
         # Fail fast when Redis is away: one retry (an idle connection it closed), no backoff.
-        pool = redis.ConnectionPool.from_url(
+        pool = redis_client.connection_pool(
             redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 1)
         )
         self._redis = redis.Redis(connection_pool=pool)
@@ -108,6 +110,7 @@ class ProviderGate:
         # A rate below 1 per second becomes one request per whole-second window.
         window = max(1, math.ceil(1 / rate))
         self._limit = RateLimitItemPerSecond(max(1, int(rate * window)), window, namespace="rate")
+        # limits reads only the URL's scheme when given a pool (a sentinel:// one is fine).
         self._limiter = MovingWindowRateLimiter(RedisStorage(redis_url, connection_pool=pool, key_prefix=base))
 
     def _unreachable(self, action: str, exc: redis.RedisError) -> None:

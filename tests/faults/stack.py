@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from bench.processes import free_port
+from core import redis_client
 from tests.support import Process, subprocess_env
 from workers.stack import beat_argv, fulfil_worker_argv, shard_assignment, web_argv, worker_argv
 
@@ -43,17 +44,34 @@ class PrivateRedis:
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         self.process = Process("redis", argv, dict(os.environ), log_dir)
 
+    @property
+    def env(self) -> dict:
+        """What the stack's processes need to reach it."""
+        return {"REDIS_URL": self.url}
+
     def start(self) -> None:
         self.process.start(ready_marker="Ready to accept connections")
+
+    @property
+    def alive(self) -> bool:
+        return self.process.alive
+
+    def client(self):
+        return redis_client.client(self.url)
 
     def kill(self) -> None:
         self.process.kill()
 
+    def stop(self) -> None:
+        self.process.stop()
+
 
 class FaultStack:
-    def __init__(self, log_dir: Path, redis: PrivateRedis, *, worker_processes: int = 2, web_workers: int = 2):
+    def __init__(self, log_dir: Path, redis, *, worker_processes: int = 2, web_workers: int = 2):
+        """`redis`: a PrivateRedis, or anything with its `env`, `start`, `alive`, `client` and `stop`
+        (tests/broker/sentinel.py: a Sentinel-managed pair)."""
         self.redis = redis
-        self.env = subprocess_env({**PRODUCTION_ENV, "REDIS_URL": redis.url})
+        self.env = subprocess_env({**PRODUCTION_ENV, **redis.env})
         for name in ("LEDGER_SWEEP_INTERVAL", "LEDGER_SWEEP_AFTER"):
             self.env.pop(name)  # the production defaults: recovery must not lean on a fast sweeper
         self.port = free_port(8200, 8299)
@@ -69,15 +87,18 @@ class FaultStack:
 
     def start(self) -> FaultStack:
         self.redis.start()
+        # Together: each spends seconds importing Django and Celery, mostly waiting on the other core.
+        for process in [*self.workers, self.fulfil, self.beat]:
+            process.start()
         for worker in [*self.workers, self.fulfil]:
-            worker.start(ready_marker=WORKER_READY)
-        self.beat.start(ready_marker="beat: Starting")
+            worker.wait_for_log(WORKER_READY, timeout=60)
+        self.beat.wait_for_log("beat: Starting", timeout=60)
         self.start_web()
         return self
 
     def ensure_running(self) -> None:
         """Restart whatever an earlier test left killed."""
-        if not self.redis.process.alive:
+        if not self.redis.alive:
             self.redis.start()
         for worker in [*self.workers, self.fulfil]:
             if not worker.alive:
@@ -91,9 +112,7 @@ class FaultStack:
         return self.workers[shard % len(self.workers)]
 
     def broker(self):
-        import redis
-
-        return redis.Redis.from_url(self.redis.url)
+        return self.redis.client()
 
     def start_web(self) -> None:
         self.web.start()
@@ -140,9 +159,12 @@ class FaultStack:
         )
 
     def stop(self) -> None:
-        for process in [self.web, *self.workers, self.fulfil, self.beat]:
-            process.stop()
-        self.redis.process.stop()
+        processes = [self.web, *self.workers, self.fulfil, self.beat]
+        for process in processes:  # every warm shutdown at once, then wait for them
+            process.terminate()
+        for process in processes:
+            process.wait_stopped()
+        self.redis.stop()
 
 
 def terminate_database_backends() -> int:
