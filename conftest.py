@@ -3,10 +3,7 @@ import redis
 from django.conf import settings
 
 from provider_sandbox.process import SandboxProcess
-from tests.support import SANDBOX_SECRET, WorkerStack, sandbox_options, wait_quiet
-
-# The session's worker stack once a test has started it; see quiet_workers_before_flush.
-_started_stacks: list[WorkerStack] = []
+from tests.support import SANDBOX_SECRET, WorkerStack, sandbox_options, started_stacks, wait_quiet
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +33,9 @@ def session_sandbox(tmp_path_factory):
 def shard_workers(session_sandbox, django_db_setup, django_db_blocker, broker, tmp_path_factory):
     """Real `celery worker` processes (the production command) consuming every shard, and beat."""
     stack = WorkerStack(tmp_path_factory.mktemp("workers")).start()
-    _started_stacks.append(stack)
+    started_stacks.append(stack)
     yield stack
-    _started_stacks.remove(stack)
+    started_stacks.remove(stack)
     stack.stop()
 
 
@@ -59,5 +56,5 @@ def quiet_workers_before_flush(request):
     transactional = "transactional_db" in request.fixturenames or (
         marker is not None and marker.kwargs.get("transaction", False)
     )
-    if transactional and any(stack.workers[0].alive for stack in _started_stacks):
+    if transactional and any(stack.workers[0].alive for stack in started_stacks):
         wait_quiet()

@@ -75,6 +75,19 @@ def subprocess_env(extra: dict | None = None) -> dict:
     return env
 
 
+# The session's worker stack once a test has started it (conftest.py's shard_workers).
+started_stacks: list[WorkerStack] = []
+
+
+def stop_session_workers() -> None:
+    """For tests that run a stack of their own on the test database (the fault suite, the Sentinel
+    failover): the session's workers would otherwise wake and settle that stack's sellers through
+    their own broker and hide a recovery that failed. The next test that asks for `workers` starts
+    them again."""
+    for stack in started_stacks:
+        stack.stop()
+
+
 class WorkerStack:
     """Shard workers started with the production command (plus beat, for the sweeper)."""
 

@@ -24,6 +24,7 @@ from ledger.models import Charge
 from tests.broker.sentinel import SentinelRedis, redis_server_available
 from tests.faults.stack import FaultStack
 from tests.faults.suite import Fault, Scenario
+from tests.support import stop_session_workers
 from workers.stack import flower_argv
 
 pytestmark = [
@@ -73,6 +74,7 @@ class Flower:
 
 @pytest.fixture
 def sentinel_stack(django_db_blocker, tmp_path):
+    stop_session_workers()
     with django_db_blocker.unblock():
         stack = FaultStack(tmp_path, SentinelRedis(tmp_path))
         stack.flower = Flower(stack, tmp_path)
