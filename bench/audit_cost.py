@@ -3,6 +3,11 @@ bench database's ledger to each size, time the full audit (`manage.py ledger_aud
 periodic one (`ledger.audit`) on nothing new, then after each batch of new entries.
 
     .venv/bin/python -m bench.audit_cost [--sellers 1000] [--sizes 250000,1000000] [--new 10000,100000]
+        [--full-sellers 0] [--rolling 100]
+
+At each size: the full audit; the periodic run catching up to there; a first run (checkpoints
+emptied, every seller from nothing) and the run after it; runs with nothing new; runs after each
+batch of new entries; and one run whose rolling full pass takes `--rolling` sellers.
 
 Entries are written straight in SQL at bulk speed, each a succeeded charge's hold with the rows
 the posting code would have written (the audit checks them all: a run that finds a breach fails).
@@ -44,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="250000,1000000", help="ledger sizes (entries) to measure at")
     parser.add_argument("--new", default="10000,100000", help="new entries before each periodic run")
     parser.add_argument("--full-sellers", type=int, default=0, help="the periodic run's rolling full pass")
+    parser.add_argument("--rolling", type=int, default=100, help="sellers in the measured rolling full pass")
     parser.add_argument("--database-url", default=default_database_url())
     args = parser.parse_args(argv)
 
@@ -74,13 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         total += _append(sellers, size - total)
         failed |= _report(total, "full audit (manage.py ledger_audit)", *_full())
         failed |= _report(total, "periodic: catch up to here", *_periodic(args.full_sellers))
-        # The first run after a catch-up reads the caught-up charges again (their floor moves one
-        # run late); the second shows a run with nothing to do.
+        failed |= _report(total, "periodic: the run after it", *_periodic(args.full_sellers))
+        _forget_checkpoints()
+        failed |= _report(total, "periodic: first run (no checkpoints)", *_periodic(args.full_sellers))
+        failed |= _report(total, "periodic: the run after it", *_periodic(args.full_sellers))
         failed |= _report(total, "periodic: nothing new", *_periodic(args.full_sellers))
-        failed |= _report(total, "periodic: nothing new, again", *_periodic(args.full_sellers))
         for new in [int(n) for n in args.new.split(",")]:
             total += _append(sellers, new)
             failed |= _report(total, f"periodic: {new:,} new entries", *_periodic(args.full_sellers))
+        failed |= _report(total, f"periodic: rolling pass of {args.rolling}", *_periodic(args.rolling))
     return 1 if failed else 0
 
 
@@ -118,6 +126,13 @@ def _append(sellers: list[int], entries: int) -> int:
         cur.execute("ANALYZE ledger_entry")
         cur.execute("ANALYZE ledger_charge")
     return per_seller * len(sellers)
+
+
+def _forget_checkpoints() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE ledger_auditcheckpoint")
 
 
 def _full() -> tuple[int, int, float, list]:

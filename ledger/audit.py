@@ -1,6 +1,7 @@
-"""The ledger audit: checks invariants 1-7 of the design for every seller (or one) straight in
-SQL and reports every breach with seller and entry. It never repairs anything."""
+"""The ledger audit: checks invariants 1-7 of the design for every seller, one, or a set of them
+straight in SQL and reports every breach with seller and entry. It never repairs anything."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import connection
@@ -49,8 +50,9 @@ DEPOSIT_ENTRY_CHECK = """SELECT d.seller_id, e.id, 'deposit ' || d.id || ' is ' 
                         OR e.seller_id <> d.seller_id OR e.balance_after <> d.balance_after))
                OR (d.status <> 'approved' AND e.id IS NOT NULL))"""
 
-# Each check: (invariant, SQL returning rows of (seller_id, entry_id, message)). `{seller}` is
-# replaced by a filter on one seller, or by TRUE.
+# Each check: (invariant, SQL returning rows of (seller_id, entry_id, message)). `{seller:x}` is
+# replaced by a filter of alias x on the sellers checked, or by TRUE. The per-seller subqueries
+# carry their own: PostgreSQL carries `a.seller_id = 5` over a join into them, not `= ANY(...)`.
 _CHECKS: list[tuple[int, str]] = [
     (
         1,
@@ -84,8 +86,8 @@ _CHECKS: list[tuple[int, str]] = [
                   || ', last balance_after ' || coalesce(last.balance_after, 0)
                   || ', last_seq ' || a.last_seq || ' vs max seq ' || coalesce(s.max_seq, 0)
              FROM ledger_account a
-             LEFT JOIN (SELECT seller_id, sum(amount) AS total, max(seq) AS max_seq
-                          FROM ledger_entry GROUP BY seller_id) s ON s.seller_id = a.seller_id
+             LEFT JOIN (SELECT se.seller_id, sum(se.amount) AS total, max(se.seq) AS max_seq
+                          FROM ledger_entry se WHERE {seller:se} GROUP BY se.seller_id) s ON s.seller_id = a.seller_id
              LEFT JOIN LATERAL (SELECT balance_after FROM ledger_entry le WHERE le.seller_id = a.seller_id
                                  ORDER BY seq DESC LIMIT 1) last ON TRUE
             WHERE {seller:a} AND (a.balance <> coalesce(s.total, 0)
@@ -114,13 +116,14 @@ _CHECKS: list[tuple[int, str]] = [
                   || ' - succeeded charges ' || coalesce(c.succeeded, 0) || ' - open holds ' || coalesce(c.open, 0)
                   || ' + other entries ' || coalesce(o.total, 0)
              FROM ledger_account a
-             LEFT JOIN (SELECT seller_id, sum(amount) AS total FROM ledger_deposit
-                         WHERE status = 'approved' GROUP BY seller_id) d ON d.seller_id = a.seller_id
-             LEFT JOIN (SELECT seller_id, sum(amount) FILTER (WHERE status = 'succeeded') AS succeeded,
-                               sum(amount) FILTER (WHERE stage IN ('reserved', 'submitted', 'unknown')) AS open
-                          FROM ledger_charge GROUP BY seller_id) c ON c.seller_id = a.seller_id
-             LEFT JOIN (SELECT seller_id, sum(amount) AS total FROM ledger_entry
-                         WHERE kind IN ('refund', 'adjustment') GROUP BY seller_id) o ON o.seller_id = a.seller_id
+             LEFT JOIN (SELECT sd.seller_id, sum(sd.amount) AS total FROM ledger_deposit sd
+                         WHERE sd.status = 'approved' AND {seller:sd} GROUP BY sd.seller_id) d ON d.seller_id = a.seller_id
+             LEFT JOIN (SELECT sc.seller_id, sum(sc.amount) FILTER (WHERE sc.status = 'succeeded') AS succeeded,
+                               sum(sc.amount) FILTER (WHERE sc.stage IN ('reserved', 'submitted', 'unknown')) AS open
+                          FROM ledger_charge sc WHERE {seller:sc} GROUP BY sc.seller_id) c ON c.seller_id = a.seller_id
+             LEFT JOIN (SELECT so.seller_id, sum(so.amount) AS total FROM ledger_entry so
+                         WHERE so.kind IN ('refund', 'adjustment') AND {seller:so} GROUP BY so.seller_id) o
+                    ON o.seller_id = a.seller_id
             WHERE {seller:a}
               AND a.balance <> coalesce(d.total, 0) - coalesce(c.succeeded, 0) - coalesce(c.open, 0)
                                + coalesce(o.total, 0)""",
@@ -129,8 +132,8 @@ _CHECKS: list[tuple[int, str]] = [
         6,
         """SELECT a.seller_id, NULL, 'held ' || a.held || ' != open holds ' || coalesce(h.total, 0)
              FROM ledger_account a
-             LEFT JOIN (SELECT seller_id, sum(amount) AS total FROM ledger_charge
-                         WHERE stage IN ('reserved', 'submitted', 'unknown') GROUP BY seller_id) h
+             LEFT JOIN (SELECT sc.seller_id, sum(sc.amount) AS total FROM ledger_charge sc
+                         WHERE sc.stage IN ('reserved', 'submitted', 'unknown') AND {seller:sc} GROUP BY sc.seller_id) h
                     ON h.seller_id = a.seller_id
             WHERE {seller:a} AND a.held <> coalesce(h.total, 0)""",
     ),
@@ -138,12 +141,12 @@ _CHECKS: list[tuple[int, str]] = [
         7,
         """SELECT seller_id, NULL, kind || ' idempotency key ' || quote_literal(idempotency_key) || ' names '
                   || n || ' intents'
-             FROM (SELECT 'charge' AS kind, seller_id, idempotency_key, count(*) AS n FROM ledger_charge
-                    WHERE idempotency_key IS NOT NULL GROUP BY seller_id, idempotency_key
+             FROM (SELECT 'charge' AS kind, sc.seller_id, sc.idempotency_key, count(*) AS n FROM ledger_charge sc
+                    WHERE sc.idempotency_key IS NOT NULL AND {seller:sc} GROUP BY sc.seller_id, sc.idempotency_key
                    UNION ALL
-                   SELECT 'deposit', seller_id, idempotency_key, count(*) FROM ledger_deposit
-                    WHERE idempotency_key IS NOT NULL GROUP BY seller_id, idempotency_key) k
-            WHERE n > 1 AND {seller:k}""",
+                   SELECT 'deposit', sd.seller_id, sd.idempotency_key, count(*) FROM ledger_deposit sd
+                    WHERE sd.idempotency_key IS NOT NULL AND {seller:sd} GROUP BY sd.seller_id, sd.idempotency_key) k
+            WHERE n > 1""",
     ),
     (
         7,
@@ -154,20 +157,45 @@ _CHECKS: list[tuple[int, str]] = [
 ]
 
 
-def _render(sql: str, seller_id: int | None) -> tuple[str, list]:
+Sellers = int | Sequence[int] | None  # one seller, a set of them, or every seller
+
+
+def _render(sql: str, sellers: Sellers) -> tuple[str, list]:
     params: list = []
     out = sql
     while "{seller:" in out:
         start = out.index("{seller:")
         end = out.index("}", start)
         alias = out[start + len("{seller:") : end]
-        if seller_id is None:
+        if sellers is None:
             clause = "TRUE"
-        else:
+        elif isinstance(sellers, int):
             clause = f"{alias}.seller_id = %s"
-            params.append(seller_id)
+            params.append(sellers)
+        else:
+            clause = f"{alias}.seller_id = ANY(%s::bigint[])"
+            params.append(id_array(sellers))
         out = out[:start] + clause + out[end + 1 :]
     return out, params
+
+
+def id_array(ids: Sequence[int]) -> str:
+    """Ids as one array literal: a list would be sent as ARRAY[...] of one constant per id, which
+    PostgreSQL parses and plans element by element."""
+    return "{" + ",".join(str(int(i)) for i in ids) + "}"
+
+
+def audit_checks(cursor, *, sellers: Sellers, limit: int) -> list[Breach]:
+    """Every check for `sellers` in the cursor's current transaction (its snapshot), up to `limit`
+    breaches per check. The periodic audit runs them over the sellers it verifies from nothing."""
+    if sellers is not None and not isinstance(sellers, int) and not sellers:
+        return []
+    breaches: list[Breach] = []
+    for invariant, sql in _CHECKS:
+        query, params = _render(sql, sellers)
+        cursor.execute(f"{query} LIMIT %s", [*params, limit])
+        breaches.extend(Breach(invariant, s, e, m) for s, e, m in cursor.fetchall())
+    return breaches
 
 
 def audit_ledger(*, seller_id: int | None = None, limit: int = 1000) -> list[Breach]:
@@ -175,16 +203,12 @@ def audit_ledger(*, seller_id: int | None = None, limit: int = 1000) -> list[Bre
 
     Runs in one REPEATABLE READ snapshot so that settlements committing meanwhile cannot make
     the checks disagree with each other."""
-    breaches: list[Breach] = []
     with connection.cursor() as cursor:
         in_tx = connection.in_atomic_block
         if not in_tx:
             cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
-            for invariant, sql in _CHECKS:
-                query, params = _render(sql, seller_id)
-                cursor.execute(f"{query} LIMIT %s", [*params, limit])
-                breaches.extend(Breach(invariant, s, e, m) for s, e, m in cursor.fetchall())
+            breaches = audit_checks(cursor, sellers=seller_id, limit=limit)
         finally:
             if not in_tx:
                 cursor.execute("COMMIT")

@@ -8,8 +8,10 @@ then the same transaction moves the checkpoints of the sellers that came out cle
 table is the audit's own bookkeeping, not the ledger: the audit never writes an entry, a balance or
 an intent. A seller with any breach keeps its checkpoint, so the next run reports it again.
 
-Per seller, starting from its checkpoint (or from nothing: a seller without one, and the
-`full_sellers` whose last full verification is oldest):
+Sellers verified from nothing (those without a checkpoint, and the `full_sellers` whose last full
+verification is oldest) go through the full audit's own checks (`ledger/audit.py`), restricted to
+them and run in the same snapshot: set-based scans, a few µs an entry. Every other seller, from its
+checkpoint:
 - entries after `seq`: arithmetic (2), seq continuing gaplessly and balance_before chaining from the
   checkpoint's balance (2), no second entry for the same charge and kind or deposit (4);
 - the account: not negative (1), balance = checkpoint sum + new amounts = last balance_after, last_seq
@@ -17,23 +19,41 @@ Per seller, starting from its checkpoint (or from nothing: a seller without one,
 - charges from `charge_floor` on and those the new entries name: their holds and releases (5), keys (7);
   deposits likewise. Below the floors every intent was final when checked; final intents do not change.
 What this leaves unread (entries and final intents behind the checkpoint) only tampering can change:
-the rolling full pass reads it, every seller at least once per ceil(sellers / full_sellers) runs."""
+the rolling full pass reads it, every seller at least once per ceil(sellers / full_sellers) runs.
+
+An intent is read by every run until it is final and a floor may pass it. A charge list's COPY
+commits ids lower than ones already visible, so a floor moves only past ids that some snapshot saw
+once every transaction open at that snapshot has ended. The previous run's snapshot qualifies once
+its open transactions are gone (its xmax); waiting for that alone would have every final charge read
+by two runs, and a first run's whole history read again by the next. So the run first notes the
+highest ids a snapshot of its own sees and waits, up to SETTLE_WAIT_SECONDS, for the transactions in
+this database begun before it to end (`_settled_bounds`); its floors may then pass those ids. When
+they do not end in time (a long import, a session idle in a transaction) only the previous run's
+snapshot counts. Inside a caller's transaction (the tests') it does not wait."""
 
 import time
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 
-from ledger.audit import CHARGE_ENTRIES_CHECK, DEPOSIT_ENTRY_CHECK, Breach
+from ledger.audit import CHARGE_ENTRIES_CHECK, DEPOSIT_ENTRY_CHECK, Breach, audit_checks, id_array
 from ledger.audit_incremental_sql import (
     CHECKPOINT_COLUMNS,
     ENTRY_CHECKS,
+    FULL_STATE,
     INSERT,
     INTENT_KEY_CHECKS,
+    OPEN_HERE,
     ROLLING_SLICE,
+    SEEN,
     STATE,
+    UNVERIFIED,
     UPDATE,
 )
+
+# How long a run waits for the transactions begun before its first snapshot (a settle takes
+# milliseconds, an import's COPY seconds) before its floors fall back to the previous run's snapshot.
+SETTLE_WAIT_SECONDS = 5.0
 
 # Two audit runs at once would only race on the checkpoint rows; the second one steps aside.
 _LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('ledger.audit')),"
@@ -76,6 +96,7 @@ def audit_ledger_incremental(*, full_sellers: int, limit: int = 1000) -> AuditRu
     started = time.monotonic()
     run = AuditRun()
     outermost = not connection.in_atomic_block
+    charge_bound, deposit_bound = _settled_bounds() if outermost else (0, 0)
     with transaction.atomic(), connection.cursor() as cursor:
         if outermost:  # else the caller's transaction (tests) is the snapshot
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -88,7 +109,16 @@ def audit_ledger_incremental(*, full_sellers: int, limit: int = 1000) -> AuditRu
             run.skipped = True
             return run
         cursor.execute(ROLLING_SLICE, [full_sellers])
-        params = {"full": [row[0] for row in cursor.fetchall()], "xmin": xmin, "limit": limit}
+        rolling = [row[0] for row in cursor.fetchall()]
+        cursor.execute(UNVERIFIED)
+        run.full_sellers = sorted({*rolling, *(row[0] for row in cursor.fetchall())})
+        params = {
+            "full": id_array(rolling),
+            "xmin": xmin,
+            "charge_bound": charge_bound,
+            "deposit_bound": deposit_bound,
+            "limit": limit,
+        }
 
         cursor.execute(ENTRY_CHECKS, params)
         run.breaches.extend(Breach(*row) for row in cursor.fetchall())
@@ -97,23 +127,35 @@ def audit_ledger_incremental(*, full_sellers: int, limit: int = 1000) -> AuditRu
         charge_ids: set[int] = set()
         deposit_ids: set[int] = set()
         for state in states:
-            seller_id, from_zero, entries, charges, deposits = state[:5]
+            seller_id, _, entries, charges, deposits = state[:5]
             for invariant, message in zip((1, 3, 6, 6), state[5:9], strict=True):
                 if message is not None:
                     run.breaches.append(Breach(invariant, seller_id, None, message))
             charge_ids.update(charges or ())
             deposit_ids.update(deposits or ())
             run.entries += entries
-            if from_zero:
-                run.full_sellers.append(seller_id)
         cursor.execute("SELECT count(*) FROM ledger_account")
         run.sellers = cursor.fetchone()[0]
         run.charges, run.deposits = len(charge_ids), len(deposit_ids)
         run.breaches.extend(_intent_breaches(cursor, sorted(charge_ids), sorted(deposit_ids), limit))
 
+        run.breaches.extend(audit_checks(cursor, sellers=run.full_sellers, limit=limit))
+        full_states = []
+        if run.full_sellers:
+            cursor.execute(FULL_STATE, {**params, "sellers": id_array(run.full_sellers)})
+            full_states = cursor.fetchall()
+        for state in full_states:
+            run.entries += state[2]  # its last seq: every entry, once its checks passed
+            run.charges += state[-2]
+            run.deposits += state[-1]
+
+        # Past `limit` breaches a check stops reporting, so a seller's breach may go unseen: no
+        # checkpoint moves in such a run.
         blocked = _sellers_of(cursor, run.breaches)
-        rows = [state[9:] for state in states if state[0] not in blocked and state[-1]]
-        run.advanced = _write_checkpoints(cursor, rows, xmax)
+        rows = [state[9:-1] for state in states if state[0] not in blocked and state[-1]]
+        rows += [state[:-2] for state in full_states if state[0] not in blocked]
+        if len(run.breaches) < limit:
+            run.advanced = _write_checkpoints(cursor, rows, xmax)
     run.breaches = run.breaches[:limit]
     run.seconds = time.monotonic() - started
     return run
@@ -123,9 +165,7 @@ def _intent_breaches(cursor, charge_ids: list[int], deposit_ids: list[int], limi
     """Invariants 5 and 7 for the charges and deposits the run covers, with the full audit's own
     invariant 5 queries."""
     breaches = []
-    # As array literals: a list would be sent as ARRAY[...] of one constant per id, which PostgreSQL
-    # parses and plans element by element.
-    ids = {"charges": _literal(charge_ids), "deposits": _literal(deposit_ids), "limit": limit}
+    ids = {"charges": id_array(charge_ids), "deposits": id_array(deposit_ids), "limit": limit}
     checks = [
         (5, CHARGE_ENTRIES_CHECK.replace("{seller:c}", "c.id = ANY(%(charges)s::bigint[])")),
         (5, DEPOSIT_ENTRY_CHECK.replace("{seller:d}", "d.id = ANY(%(deposits)s::bigint[])")),
@@ -137,8 +177,21 @@ def _intent_breaches(cursor, charge_ids: list[int], deposit_ids: list[int], limi
     return breaches
 
 
-def _literal(ids: list[int]) -> str:
-    return "{" + ",".join(map(str, ids)) + "}"
+def _settled_bounds() -> tuple[int, int]:
+    """One past the highest charge and deposit ids a snapshot saw, once every transaction in this
+    database begun before that snapshot has ended: each lower id is then committed or never will be.
+    (0, 0) if they have not within SETTLE_WAIT_SECONDS. In autocommit, before the run's snapshot."""
+    with connection.cursor() as cursor:
+        cursor.execute(SEEN)
+        charge_seen, deposit_seen, seen_at = cursor.fetchone()
+        deadline = time.monotonic() + SETTLE_WAIT_SECONDS
+        while True:
+            cursor.execute(OPEN_HERE, [seen_at])
+            if cursor.fetchone()[0] == 0:
+                return charge_seen + 1, deposit_seen + 1
+            if time.monotonic() > deadline:
+                return 0, 0
+            time.sleep(0.02)
 
 
 def _sellers_of(cursor, breaches: list[Breach]) -> set[int]:
@@ -155,7 +208,7 @@ def _sellers_of(cursor, breaches: list[Breach]) -> set[int]:
 def _write_checkpoints(cursor, rows: list[tuple], xmax: int) -> int:
     if not rows:
         return 0
-    columns = list(zip(*rows, strict=True))[:-1]  # the last one is `changed`
+    columns = list(zip(*rows, strict=True))
     params = {name: list(values) for name, values in zip(CHECKPOINT_COLUMNS, columns, strict=True)}
     params["xmax"] = xmax
     cursor.execute(UPDATE, params)

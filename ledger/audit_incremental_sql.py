@@ -4,27 +4,46 @@ subquery bounded by the seller and its checkpoint (`seq > ...`, `id >= ...`), so
 the size of the ledger. (A plain join on `seq > checkpoint.seq` is estimated at a third of the table
 and planned as a scan of all of it.)"""
 
-# Each account with its checkpoint; sellers without one, and those named in %(full)s (the rolling
-# full pass), start from nothing. The snapshot pair (seen ids, xmax) is kept either way: it only says
-# which ids were settled at an earlier snapshot.
+# Each account with a checkpoint, but for the sellers in %(full)s (the rolling full pass): they, and
+# sellers without a checkpoint, are verified from nothing by the full audit's own checks
+# (`FULL_STATE` below).
 _SCOPE = """scope AS (
-    SELECT a.seller_id, a.balance, a.held, a.last_seq, z.from_zero,
-           CASE WHEN z.from_zero THEN 0 ELSE cp.seq END AS seq,
-           CASE WHEN z.from_zero THEN 0 ELSE cp.balance END AS cp_balance,
-           CASE WHEN z.from_zero THEN 0 ELSE cp.entry_sum END AS entry_sum,
-           CASE WHEN z.from_zero THEN 0 ELSE cp.other_sum END AS other_sum,
-           CASE WHEN z.from_zero THEN 0 ELSE cp.charge_floor END AS charge_floor,
-           CASE WHEN z.from_zero THEN 0 ELSE cp.succeeded_below END AS succeeded_below,
-           CASE WHEN z.from_zero THEN 0 ELSE cp.deposit_floor END AS deposit_floor,
-           CASE WHEN z.from_zero THEN 0 ELSE cp.approved_below END AS approved_below,
-           coalesce(cp.charge_seen, 0) AS charge_seen, coalesce(cp.deposit_seen, 0) AS deposit_seen,
-           coalesce(cp.snapshot_xmax, 0) AS snapshot_xmax
+    SELECT a.seller_id, a.balance, a.held, a.last_seq, FALSE AS from_zero, cp.seq, cp.balance AS cp_balance,
+           cp.entry_sum, cp.other_sum, cp.charge_floor, cp.succeeded_below, cp.deposit_floor, cp.approved_below,
+           cp.charge_seen, cp.deposit_seen, cp.snapshot_xmax
       FROM ledger_account a
-      LEFT JOIN ledger_auditcheckpoint cp ON cp.seller_id = a.seller_id
-     CROSS JOIN LATERAL (SELECT cp.seller_id IS NULL OR a.seller_id = ANY(%(full)s::bigint[]) AS from_zero) z
+      JOIN ledger_auditcheckpoint cp ON cp.seller_id = a.seller_id
+     WHERE NOT a.seller_id = ANY(%(full)s::bigint[])
 )"""
 
 ROLLING_SLICE = "SELECT seller_id FROM ledger_auditcheckpoint ORDER BY full_verified_at, seller_id LIMIT %s"
+
+# The highest ids one snapshot saw, and a moment after that snapshot was taken (the statement's own
+# snapshot: every subquery reads it, and clock_timestamp() is read while it runs).
+SEEN = """SELECT coalesce((SELECT max(id) FROM ledger_charge), 0), coalesce((SELECT max(id) FROM ledger_deposit), 0),
+       clock_timestamp()"""
+
+# Transactions in this database begun by then and not yet ended. Every id below one that snapshot saw
+# was handed out to one of them, or to a transaction that had ended. Sessions whose state this role
+# may not see (state NULL) or that report none ('disabled') count as open.
+OPEN_HERE = """SELECT (SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+                  AND (xact_start <= %s OR state IS NULL OR state = 'disabled'))
+     + (SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database())"""
+
+UNVERIFIED = """SELECT a.seller_id FROM ledger_account a
+  LEFT JOIN ledger_auditcheckpoint cp ON cp.seller_id = a.seller_id WHERE cp.seller_id IS NULL"""
+
+# How far a floor may move: up to the ids seen by the checkpoint's own snapshot once every
+# transaction open at that snapshot has ended (%(xmin)s >= its xmax), or up to the ids seen by the
+# snapshot the run took before its own and waited out (%(charge_bound)s, %(deposit_bound)s: 0 when
+# it did not wait). An import's COPY may commit ids lower than ones already visible; ids are handed
+# out in time order, so every id below one a snapshot saw was handed out before that snapshot, to
+# a transaction then committed, aborted or open.
+_CHARGE_LIMIT = """greatest(%(charge_bound)s, CASE WHEN %(xmin)s >= {cp}.snapshot_xmax
+                                             THEN {cp}.charge_seen + 1 ELSE {floor} END)"""
+_DEPOSIT_LIMIT = """greatest(%(deposit_bound)s, CASE WHEN %(xmin)s >= {cp}.snapshot_xmax
+                                               THEN {cp}.deposit_seen + 1 ELSE {floor} END)"""
 
 # Invariants 2 and 4 on each entry after the checkpoint: (invariant, seller, entry, message).
 ENTRY_CHECKS = f"""WITH {_SCOPE}
@@ -62,9 +81,7 @@ SELECT c.invariant, s.seller_id, e.id, c.message
 
 # Per seller: what the run covers, the account's invariants (1, 3, 6) from the checkpoint's sums,
 # and the checkpoint this run would write (`changed`: whether it differs from the stored one).
-# A floor moves up to the seller's oldest intent not yet final, but never past the ids seen by the
-# checkpoint's own snapshot unless every transaction open at that snapshot has ended (%(xmin)s >=
-# its xmax): an import's COPY may commit ids lower than ones already visible.
+# A floor moves up to the seller's oldest intent not yet final, but not past its limit (above).
 STATE = f"""WITH {_SCOPE},
 state AS (
     SELECT s.*, coalesce(ne.n, 0) AS new_entries, coalesce(ne.total, 0) AS new_total,
@@ -76,8 +93,8 @@ state AS (
            coalesce(ch.succeeded, 0) AS charge_succeeded, coalesce(op.total, 0) AS open_total,
            dp.open_min AS deposit_open_min, coalesce(dp.max_id, 0) AS deposit_max,
            coalesce(dp.approved, 0) AS deposit_approved,
-           CASE WHEN %(xmin)s >= s.snapshot_xmax THEN s.charge_seen + 1 ELSE s.charge_floor END AS charge_limit,
-           CASE WHEN %(xmin)s >= s.snapshot_xmax THEN s.deposit_seen + 1 ELSE s.deposit_floor END AS deposit_limit
+           {_CHARGE_LIMIT.format(cp="s", floor="s.charge_floor")} AS charge_limit,
+           {_DEPOSIT_LIMIT.format(cp="s", floor="s.deposit_floor")} AS deposit_limit
       FROM scope s
       LEFT JOIN LATERAL (
            SELECT count(*) AS n, sum(e.amount) AS total, max(e.seq) AS max_seq,
@@ -131,7 +148,7 @@ result AS (
            m.succeeded_below + coalesce(cb.succeeded, 0) AS new_succeeded_below,
            m.new_deposit_floor, greatest(m.deposit_seen, m.deposit_max) AS new_deposit_seen,
            m.approved_below + coalesce(db.approved, 0) AS new_approved_below,
-           (m.from_zero OR m.max_seq <> m.seq OR m.new_charge_floor <> m.charge_floor
+           (m.max_seq <> m.seq OR m.new_charge_floor <> m.charge_floor
             OR m.new_deposit_floor <> m.deposit_floor OR m.charge_max > m.charge_seen
             OR m.deposit_max > m.deposit_seen) AS changed
       FROM moved m
@@ -145,6 +162,41 @@ result AS (
 SELECT * FROM result r
  WHERE r.changed OR r.negative IS NOT NULL OR r.unbalanced IS NOT NULL OR r.unconserved IS NOT NULL
     OR r.misheld IS NOT NULL OR cardinality(r.charge_ids) > 0 OR cardinality(r.deposit_ids) > 0"""
+
+# The checkpoint of each seller in %(sellers)s, verified from nothing by the full audit's checks in
+# this snapshot (columns as in CHECKPOINT_COLUMNS, then the charges and deposits read). Written only
+# for sellers without a breach, so it reads what those checks established rather than the entries
+# again: seq and balance are the account's (= the last entry's, and balance = the entries' sum,
+# invariant 3); refunds and adjustments sum to what conservation leaves (invariant 6). Floors as in
+# STATE, from nothing; a rolling seller's earlier checkpoint still bounds them by its snapshot.
+FULL_STATE = f"""SELECT a.seller_id, TRUE, a.last_seq, a.balance, a.balance,
+       a.balance - coalesce(d.approved, 0) + coalesce(c.succeeded, 0) + coalesce(c.open, 0),
+       f.charge_floor, greatest(coalesce(cp.charge_seen, 0), coalesce(c.max_id, 0)),
+       coalesce(c.succeeded, 0) - coalesce(ca.succeeded, 0),
+       f.deposit_floor, greatest(coalesce(cp.deposit_seen, 0), coalesce(d.max_id, 0)),
+       coalesce(d.approved, 0) - coalesce(da.approved, 0),
+       coalesce(c.n, 0), coalesce(d.n, 0)
+  FROM ledger_account a
+  LEFT JOIN ledger_auditcheckpoint cp ON cp.seller_id = a.seller_id
+  LEFT JOIN (SELECT x.seller_id, count(*) AS n, max(x.id) AS max_id, min(x.id) FILTER (WHERE x.stage <> 'done') AS open_min,
+                    sum(x.amount) FILTER (WHERE x.status = 'succeeded') AS succeeded,
+                    sum(x.amount) FILTER (WHERE x.stage IN ('reserved', 'submitted', 'unknown')) AS open
+               FROM ledger_charge x WHERE x.seller_id = ANY(%(sellers)s::bigint[]) GROUP BY x.seller_id) c
+         ON c.seller_id = a.seller_id
+  LEFT JOIN (SELECT x.seller_id, count(*) AS n, max(x.id) AS max_id,
+                    min(x.id) FILTER (WHERE x.status IN ('pending', 'approving')) AS open_min,
+                    sum(x.amount) FILTER (WHERE x.status = 'approved') AS approved
+               FROM ledger_deposit x WHERE x.seller_id = ANY(%(sellers)s::bigint[]) GROUP BY x.seller_id) d
+         ON d.seller_id = a.seller_id
+ CROSS JOIN LATERAL (SELECT {_CHARGE_LIMIT.format(cp="cp", floor="0")} AS charge,
+                            {_DEPOSIT_LIMIT.format(cp="cp", floor="0")} AS deposit) lim
+ CROSS JOIN LATERAL (SELECT least(coalesce(c.open_min, lim.charge), lim.charge) AS charge_floor,
+                            least(coalesce(d.open_min, lim.deposit), lim.deposit) AS deposit_floor) f
+  LEFT JOIN LATERAL (SELECT sum(x.amount) FILTER (WHERE x.status = 'succeeded') AS succeeded FROM ledger_charge x
+                      WHERE x.seller_id = a.seller_id AND x.id >= f.charge_floor) ca ON TRUE
+  LEFT JOIN LATERAL (SELECT sum(x.amount) FILTER (WHERE x.status = 'approved') AS approved FROM ledger_deposit x
+                      WHERE x.seller_id = a.seller_id AND x.id >= f.deposit_floor) da ON TRUE
+ WHERE a.seller_id = ANY(%(sellers)s::bigint[])"""
 
 # Invariant 7 for the charges and deposits the run covers (a key naming two intents is reported
 # once, whichever of them the run reached).

@@ -9,7 +9,7 @@ from django.core.management import CommandError
 from django.db import connection, transaction
 
 from ledger.audit_incremental import audit_ledger_incremental
-from ledger.models import Account, AuditCheckpoint, Charge, Entry
+from ledger.models import Account, AuditCheckpoint, Charge, Deposit, Entry
 from ledger.services.charges import charge_submit
 from tests.factories import make_admin, make_seller, request_and_approve
 from tests.support import assert_ledger_audit, settle_through_provider
@@ -197,3 +197,36 @@ def test_a_settle_committed_during_the_run_waits_for_the_next_run():
     assert _checkpoint(seller).seq == 3
     assert audit_ledger_incremental(full_sellers=0).entries == 2
     assert _checkpoint(seller).seq == 5
+
+
+def test_a_first_run_finds_what_the_full_audit_finds_and_checkpoints_only_the_clean_sellers():
+    """Sellers without a checkpoint go through the full audit's own checks, restricted to them; the
+    checkpoints written from those checks carry the next runs, which read only what is new."""
+    from ledger.audit import audit_ledger
+
+    admin = make_admin()
+    clean, tampered_seller = [_funded_seller(admin, 1_000, 2_000) for _ in range(2)]
+    tampered = _tamper_entry(tampered_seller, 2, by=100)
+    expected = {(b.invariant, b.seller_id, b.entry_id, b.message) for b in audit_ledger()}
+    assert (5, tampered_seller.pk, tampered.pk) in {b[:3] for b in expected}
+
+    first = audit_ledger_incremental(full_sellers=0)
+    assert {(b.invariant, b.seller_id, b.entry_id, b.message) for b in first.breaches} == expected
+    assert sorted(first.full_sellers) == sorted([clean.pk, tampered_seller.pk])
+    assert not AuditCheckpoint.objects.filter(seller=tampered_seller).exists()
+    checkpoint, account = _checkpoint(clean), Account.objects.get(seller=clean)
+    assert (checkpoint.seq, checkpoint.balance, checkpoint.entry_sum) == (3, account.balance, account.balance)
+    assert (checkpoint.other_sum, checkpoint.approved_below, checkpoint.succeeded_below) == (0, 100_000, 3_000)
+    # Nothing was open and this run waited out the transactions begun before it: its floors pass
+    # every intent, so the next run reads none of them again.
+    assert checkpoint.charge_floor == Charge.objects.order_by("-id").first().pk + 1
+    assert checkpoint.deposit_floor == Deposit.objects.order_by("-id").first().pk + 1
+
+    assert audit_ledger_incremental(full_sellers=0).charges == 2  # the tampered seller's, from nothing
+    _sell(clean, 500)
+    second = audit_ledger_incremental(full_sellers=0)
+    assert second.charges == 2 + 1
+    assert {b.seller_id for b in second.breaches} == {tampered_seller.pk}  # again, from nothing
+    assert second.full_sellers == [tampered_seller.pk]
+    assert _checkpoint(clean).seq == 4 and _checkpoint(clean).succeeded_below == 3_500
+    assert audit_ledger(seller_id=clean.pk) == []
