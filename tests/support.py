@@ -117,11 +117,21 @@ class WorkerStack:
             ]
             self.beat = Process("beat", argv, self.env, log_dir)
 
+    def _ready_marker(self, process: Process) -> str:
+        return "beat: Starting" if process is self.beat else " ready."
+
+    def _processes(self) -> list[Process]:
+        return [p for p in (*self.workers, self.imports, self.webhooks, self.fulfil, self.beat) if p is not None]
+
+    def _start_together(self, processes: list[Process]) -> None:
+        """Each spends seconds importing Django and Celery, much of it waiting on the other core."""
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.wait_for_log(self._ready_marker(process), timeout=60)
+
     def start(self) -> WorkerStack:
-        for worker in [*self.workers, self.imports, self.webhooks, self.fulfil]:
-            worker.start(ready_marker=" ready.")
-        if self.beat:
-            self.beat.start(ready_marker="beat: Starting")
+        self._start_together(self._processes())
         return self
 
     def worker_for_seller(self, seller_id: int) -> Process:
@@ -129,14 +139,13 @@ class WorkerStack:
         return self.workers[shard % len(self.workers)]
 
     def ensure_running(self) -> None:
-        for process in [*self.workers, self.imports, self.webhooks, self.fulfil, self.beat]:
-            if process is not None and not process.alive:
-                process.start(ready_marker="beat: Starting" if process is self.beat else " ready.")
+        self._start_together([process for process in self._processes() if not process.alive])
 
     def stop(self) -> None:
-        for process in [*self.workers, self.imports, self.webhooks, self.fulfil, self.beat]:
-            if process is not None:
-                process.stop()
+        for process in self._processes():
+            process.terminate()
+        for process in self._processes():
+            process.wait_stopped()
 
 
 def wait_settled(*seller_ids: int, timeout: float = 120.0) -> None:

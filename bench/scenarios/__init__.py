@@ -39,20 +39,20 @@ class Sizes:
     @classmethod
     def smoke(cls) -> Sizes:
         return cls(
-            hot_charges=2_000,
-            many_sellers=20,
+            hot_charges=1_000,
+            many_sellers=10,
             many_per_seller=20,
-            http_clients=(4, 8),
-            http_seconds=1.5,
+            http_clients=(4,),
+            http_seconds=1.0,
             http_sellers=4,
-            import_rows=500,
-            import_large_rows=1_000,
+            import_rows=300,
+            import_large_rows=600,
             limit_single_txns=200,
             settle_timeout=60.0,
             fulfil_timeout=60.0,
-            sandbox_seconds=1.0,
-            fulfil_rows=400,
-            single_seconds=1.0,
+            sandbox_seconds=0.5,
+            fulfil_rows=200,
+            single_seconds=0.5,
         )
 
 
