@@ -29,9 +29,18 @@ from workers.stack import shard_assignment
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def closed_loop(sessions: list, urls: list[str], seconds: float) -> dict:
-    """Each client submits one charge after another to its web host; accepted charges per second."""
+    """Each client submits one charge after another to its web host: accepted charges per second,
+    and how busy the machine's cores were meanwhile (every host shares them)."""
     counts, errors, stop = [0] * len(sessions), [0] * len(sessions), time.monotonic() + seconds
+    busy_before, total_before = _cpu_times()
 
     def client(i: int) -> None:
         while time.monotonic() < stop:
@@ -45,7 +54,9 @@ def closed_loop(sessions: list, urls: list[str], seconds: float) -> dict:
         thread.start()
     for thread in threads:
         thread.join()
-    return {"accepted_per_s": round(sum(counts) / seconds, 1), "errors": sum(errors)}
+    busy_after, total_after = _cpu_times()
+    busy = (busy_after - busy_before) / max(total_after - total_before, 1)
+    return {"accepted_per_s": round(sum(counts) / seconds, 1), "errors": sum(errors), "machine_busy": round(busy, 2)}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -97,8 +108,8 @@ def markdown(results: dict) -> str:
         "",
         "| measure | value |",
         "| --- | --- |",
-        f"| charges accepted/s, one web host | {web['one_host']['accepted_per_s']} |",
-        f"| charges accepted/s, two web hosts | {web['two_hosts']['accepted_per_s']} |",
+        f"| charges accepted/s, one web host | {web['one_host']['accepted_per_s']} (machine {web['one_host']['machine_busy']:.0%} busy) |",
+        f"| charges accepted/s, two web hosts | {web['two_hosts']['accepted_per_s']} (machine {web['two_hosts']['machine_busy']:.0%} busy) |",
         f"| ratio two/one (same run, same 2 cores) | {web['ratio']} |",
         f"| takeover of a cut-off worker host (lease 5 s) | {results['takeover_seconds']} s |",
         f"| audit | {results['audit']} |",
