@@ -24,8 +24,9 @@ COPY --from=build /venv /venv
 WORKDIR /app
 # Code owned by root: the app user can read it, not change it.
 COPY . .
-# collectstatic needs settings but no database; the key below exists only during this build step.
+# collectstatic needs settings but no database; the key and addresses below exist only during this build step.
 RUN SECRET_KEY=collectstatic-only-build-time-key-0123456789abcdef ALLOWED_HOSTS=build \
+    DATABASE_URL=postgres://build@build/build REDIS_URL=redis://build:6379/0 \
     python manage.py collectstatic --noinput --verbosity 0
 USER 10001:10001
 EXPOSE 8000 5555

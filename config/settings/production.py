@@ -11,6 +11,12 @@ from .base import LOGGING, SECRET_KEY, env, env_bool, env_int, env_list
 if len(SECRET_KEY) < 32 or "not-a-secret" in SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set to a random value of at least 32 characters")
 
+# No 127.0.0.1 default in production: a process started without its addresses would quietly use
+# services on its own host, an assumption that holds on one machine and breaks on several.
+for _address in ("DATABASE_URL", "REDIS_URL"):
+    if not env(_address):
+        raise ImproperlyConfigured(f"{_address} must be set in production (there is no localhost default)")
+
 DEBUG = False
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 if not ALLOWED_HOSTS:

@@ -47,8 +47,9 @@ def test_flower_credentials_must_be_user_and_a_real_password():
     assert flower_credentials_problem("admin:correct-horse-battery") is None
 
 
-def _manage(*args, env_extra=None, cwd=ROOT):
-    env = {k: v for k, v in os.environ.items() if k not in ("FLOWER_BASIC_AUTH", "LEDGER_WORKER_SHARDS")}
+def _manage(*args, env_extra=None, cwd=ROOT, unset=()):
+    dropped = ("FLOWER_BASIC_AUTH", "LEDGER_WORKER_SHARDS", *unset)
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
@@ -75,6 +76,9 @@ def test_production_refuses_a_missing_secret_key_and_hosts():
     assert no_secret.returncode != 0 and "SECRET_KEY must be set" in no_secret.stderr
     no_hosts = _manage("check", env_extra={**PRODUCTION, "ALLOWED_HOSTS": ""})
     assert no_hosts.returncode != 0 and "ALLOWED_HOSTS must be set" in no_hosts.stderr
+    for address in ("DATABASE_URL", "REDIS_URL"):  # no localhost default on a host of its own
+        missing = _manage("check", env_extra=PRODUCTION, unset=(address,))
+        assert missing.returncode != 0 and f"{address} must be set" in missing.stderr
     ok = _manage("check", "--deploy", "--fail-level", "WARNING", env_extra=PRODUCTION)
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
