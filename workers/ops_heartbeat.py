@@ -53,17 +53,15 @@ def ops_key(name: str) -> str:
     return settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "") + name
 
 
-def _announce(client: redis.Redis, hostname: str, queues: list[str]) -> None:
-    now = client.time()[0]
-    client.hset(ops_key(WORKERS_KEY), hostname, json.dumps({"queues": queues, "pid": os.getpid(), "seen": now}))
+def _announce(client: redis.Redis, hostname: str, queues: list[str], **extra) -> None:
+    entry = {"queues": queues, "pid": os.getpid(), "seen": client.time()[0], **extra}
+    client.hset(ops_key(WORKERS_KEY), hostname, json.dumps(entry))
 
 
 def announce_standby(name: str, shards: list[int]) -> None:
     """A standby waiting for a shard group (`manage.py shardworker --standby`), under the node name
     its worker will have, so the worker's own heartbeat replaces the entry once it takes over."""
-    client = broker_client()
-    entry = {"queues": [], "standby_for": shards, "pid": os.getpid(), "seen": client.time()[0]}
-    client.hset(ops_key(WORKERS_KEY), f"{name}@{socket.gethostname()}", json.dumps(entry))
+    _announce(broker_client(), f"{name}@{socket.gethostname()}", [], standby_for=shards)
 
 
 def _beat(hostname: str, queues: list[str], stop: threading.Event) -> None:
