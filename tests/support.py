@@ -178,11 +178,24 @@ def wait_quiet(timeout: float = 30.0) -> bool:
                 status__in=[ChargeBatch.Status.VALIDATING, ChargeBatch.Status.QUEUED]
             ).exists()
         )
-        if not pending:
+        if not pending and not _other_transactions_open():
             return True
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
+
+
+def _other_transactions_open() -> bool:
+    """Whether another session of the test database is inside a transaction (a worker's event
+    fan-out after a settle, say): pytest-django's TRUNCATE beside it can deadlock (CI saw it)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state <> 'idle')"
+        )
+        return cursor.fetchone()[0]
 
 
 def settle_through_provider(seller_id: int) -> None:
