@@ -150,6 +150,9 @@ class Charge(models.Model):
     # The reconciler's next lookup of a submitted or unknown charge, and how many it made.
     next_check_at = models.DateTimeField(null=True, blank=True)
     checks = models.IntegerField(default=0, db_default=0)
+    # The id the provider knows this charge by, fixed when it is first sent and never changed:
+    # every resend, lookup and callback names it (ledger/fulfilment/identity.py).
+    external_id = models.CharField(max_length=80, null=True, blank=True, unique=True)  # noqa: DJ001 (null until sent)
 
     class Meta:
         ordering = ["-id"]
@@ -454,3 +457,36 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"audit checkpoint of seller {self.seller_id} at seq {self.seq}"
+
+
+class Installation(models.Model):
+    """This database's identity towards the providers: one row, a random token made when the
+    database is created. External ids carry it, so a fresh database (a reset, a second stack, a
+    staging copy) never reuses an id an earlier one sent to the same provider account, whatever
+    its charge ids. `manage.py rotate_installation_id` makes a new one (after restoring a backup)."""
+
+    id = models.SmallIntegerField(primary_key=True, default=1, db_default=1)
+    token = models.CharField(max_length=32, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="installation_single_row")]
+
+    def __str__(self) -> str:
+        return f"installation {self.token}"
+
+
+class ProviderMismatch(models.Model):
+    """A provider answered about a transaction other than the one we asked for (our external id
+    already used with another number or amount, or a transaction created before our charge): the
+    charge stays held and `unknown`, never succeeded or failed on that answer, until an admin has
+    looked (listed in ops/queues, counted in the metrics)."""
+
+    charge = models.OneToOneField(Charge, on_delete=models.PROTECT, primary_key=True, related_name="+")
+    detail = models.TextField()
+    answered = models.JSONField(default=dict)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"provider mismatch on charge #{self.charge_id}"

@@ -72,6 +72,9 @@ _QUEUES = inline_serializer(
                 "unknown_overdue": serializers.IntegerField(
                     help_text="unknown outcomes older than PROVIDER_UNKNOWN_ALERT_AFTER: someone should look"
                 ),
+                "provider_mismatches": serializers.IntegerField(
+                    help_text="charges held because the provider answered about another transaction"
+                ),
                 "gate": serializers.DictField(help_text="the provider's breaker, pause and rate window"),
             },
         ),

@@ -132,6 +132,11 @@ class LedgerCollector:
             value=fulfilment["unknown_overdue"],
         )
         yield GaugeMetricFamily(
+            "ledger_provider_mismatches",
+            "Charges held because the provider answered about another transaction: page someone",
+            value=fulfilment["provider_mismatches"],
+        )
+        yield GaugeMetricFamily(
             "ledger_provider_breaker_open",
             "1 while the provider's circuit breaker holds sends back",
             value=int(fulfilment["gate"].get("state") == "open"),

@@ -248,8 +248,12 @@ PROVIDER_CALLBACK_SECRET = env("PROVIDER_CALLBACK_SECRET", "")
 PROVIDER_CALLBACK_URL = env("PROVIDER_CALLBACK_URL", "")
 PROVIDER_CONNECT_TIMEOUT = env_float("PROVIDER_CONNECT_TIMEOUT", 1.0)
 PROVIDER_READ_TIMEOUT = env_float("PROVIDER_READ_TIMEOUT", 5.0)
-# Our external id of charge N is this prefix and N: unique per installation sharing a provider account.
+# Our external id of charge N is this prefix, the database's installation token and N
+# (ledger/fulfilment/identity.py): unique for the provider account whatever happens to the database.
 PROVIDER_EXTERNAL_ID_PREFIX = env("PROVIDER_EXTERNAL_ID_PREFIX", "chg_")
+# How far the provider's clock may run behind ours: a transaction it says it created earlier than
+# our charge, by more than this, is an earlier database's, not ours (a mismatch).
+PROVIDER_CLOCK_SKEW = env_float("PROVIDER_CLOCK_SKEW", 60.0)
 # Requests in flight at once from one fulfilment worker process, and charges per fulfil task.
 PROVIDER_CONCURRENCY = env_int("PROVIDER_CONCURRENCY", 64)
 PROVIDER_BATCH = env_int("PROVIDER_BATCH", 50)

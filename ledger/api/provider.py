@@ -1,7 +1,7 @@
 """The provider's callbacks: its final answer about a charge, signed (Standard Webhooks).
 
-Recorded as the charge's answer, exactly as a fulfilment worker records one, and applied by the
-seller's settle; a duplicate, a late callback or one about a charge already answered changes
+Checked against what we asked (ledger/fulfilment/identity.py), recorded as the charge's answer,
+exactly as a fulfilment worker records one, and applied by the seller's settle; a duplicate, a late callback or one about a charge already answered changes
 nothing. No credentials: the signature is the authentication."""
 
 from drf_spectacular.utils import extend_schema
@@ -11,7 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import DomainError
-from ledger.fulfilment.service import Answer, charge_id_of, record_answers
+from ledger.fulfilment.identity import mismatch
+from ledger.fulfilment.service import Answer, asked_by_external_id, record_answers, record_mismatches
 from ledger.providers import get_provider
 from ledger.providers.base import InvalidCallback, Outcome
 
@@ -32,7 +33,13 @@ class ProviderCallbackApi(APIView):
             answer = get_provider().parse_callback(request.headers, request.body)
         except InvalidCallback as exc:
             raise InvalidCallbackError() from exc
-        charge_id = charge_id_of(answer.external_id or "")
-        if charge_id is not None and answer.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
-            record_answers([Answer(charge_id, answer.outcome.value, answer.failure_code, answer.provider_reference)])
+        asked = asked_by_external_id([answer.external_id or ""]).get(answer.external_id or "")
+        if asked is None or answer.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED):
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        if why := mismatch(asked, answer):
+            record_mismatches([(asked, why, answer)])
+        else:
+            record_answers(
+                [Answer(asked.charge_id, answer.outcome.value, answer.failure_code, answer.provider_reference)]
+            )
         return Response(status=status.HTTP_204_NO_CONTENT)

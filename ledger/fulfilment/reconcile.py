@@ -6,20 +6,24 @@
   record) or `unknown` are looked up by external id when their `next_check_at` comes, with
   exponential backoff. A final status is recorded as the answer. "Not found" is taken as "never
   processed" only once PROVIDER_GRACE has passed since the charge was sent (longer than any
-  request can be in flight), and then fails it `provider_timeout`, releasing the hold.
+  request can be in flight), and then fails it `provider_timeout`, releasing the hold. A found
+  transaction that is not the one we asked for is a mismatch (ledger/fulfilment/identity.py): the
+  charge stays held for an admin, and is never timed out.
 - `provider_window` compares our charges with the provider's own record over a time window
   (`manage.py reconcile_provider`)."""
 
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from ledger.fulfilment.gate import gate_for
-from ledger.fulfilment.service import Answer, charge_id_of, external_id, record_answers, request_pool
+from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
+from ledger.fulfilment.service import Answer, asked_by_external_id, record_answers, record_mismatches, request_pool
 from ledger.models import Charge
 from ledger.providers import get_provider
 from ledger.providers.base import LookupResult, Outcome, ProviderError
@@ -54,35 +58,42 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
         return run  # the provider is down: lookups wait with everything else
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT id, submitted_at < clock_timestamp() - make_interval(secs => %s) FROM ledger_charge
-             WHERE stage IN ('submitted', 'unknown') AND outcome IS NULL AND next_check_at <= clock_timestamp()
-             ORDER BY next_check_at LIMIT %s""",
+            """SELECT c.id, c.external_id, c.phone_number, c.amount, c.created_at,
+                      c.submitted_at < clock_timestamp() - make_interval(secs => %s)
+                      AND NOT EXISTS (SELECT 1 FROM ledger_providermismatch m WHERE m.charge_id = c.id)
+                 FROM ledger_charge c
+             WHERE c.stage IN ('submitted', 'unknown') AND c.outcome IS NULL AND c.next_check_at <= clock_timestamp()
+             ORDER BY c.next_check_at LIMIT %s""",
             [settings.PROVIDER_GRACE, limit],
         )
-        due = cursor.fetchall()
+        due = [(Asked(*row[:5]), row[5]) for row in cursor.fetchall()]
     if not due:
         return run
 
-    def look_up(charge_id: int) -> LookupResult | None:
+    def look_up(asked: Asked) -> LookupResult | None:
         try:
-            return provider.lookup(external_id(charge_id))
+            return provider.lookup(asked.external_id)
         except ProviderError:
             return None
 
-    answers, later = [], []
-    for (charge_id, past_grace), found in zip(due, request_pool().map(look_up, [c for c, _ in due]), strict=True):
+    answers, later, mismatched = [], [], []
+    for (asked, past_grace), found in zip(due, request_pool().map(look_up, [a for a, _ in due]), strict=True):
         run.checked += 1
         if found is None:
             run.unreachable += 1
-            later.append(charge_id)
+            later.append(asked.charge_id)
+        elif found.found and (why := mismatch(asked, found)):
+            mismatched.append((asked, why, found))
+            later.append(asked.charge_id)
         elif found.found and found.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
-            answers.append(Answer(charge_id, found.outcome.value, found.failure_code, found.provider_reference))
+            answers.append(Answer(asked.charge_id, found.outcome.value, found.failure_code, found.provider_reference))
         elif not found.found and past_grace:
-            answers.append(Answer(charge_id, "failed", Charge.FailureCode.PROVIDER_TIMEOUT))
+            answers.append(Answer(asked.charge_id, "failed", Charge.FailureCode.PROVIDER_TIMEOUT))
             run.timed_out += 1
         else:
-            later.append(charge_id)  # pending at the provider, or not found yet
+            later.append(asked.charge_id)  # pending at the provider, or not found yet
     run.answered = record_answers(answers)
+    record_mismatches(mismatched)
     _check_later(later)
     if run.answered or run.unreachable:
         logger.info(
@@ -109,8 +120,9 @@ def _check_later(charge_ids: list[int]) -> None:
 
 
 def open_charges_report() -> dict:
-    """Charges holding credit, by stage, with the oldest of each and how many unknowns are older
-    than PROVIDER_UNKNOWN_ALERT_AFTER (ops/queues, metrics). Read through the open-holds index."""
+    """Charges holding credit, by stage, with the oldest of each, how many unknowns are older than
+    PROVIDER_UNKNOWN_ALERT_AFTER and how many are held on a provider mismatch (ops/queues, metrics).
+    Read through the open-holds index."""
     with connection.cursor() as cursor:
         cursor.execute(
             """SELECT stage, count(*), extract(epoch FROM clock_timestamp() - min(reserved_at)),
@@ -120,12 +132,18 @@ def open_charges_report() -> dict:
             [settings.PROVIDER_UNKNOWN_ALERT_AFTER],
         )
         rows = {stage: (n, float(age or 0), overdue) for stage, n, age, overdue in cursor.fetchall()}
+        cursor.execute(
+            """SELECT count(*) FROM ledger_providermismatch m JOIN ledger_charge c ON c.id = m.charge_id
+             WHERE c.stage IN ('reserved', 'submitted', 'unknown')"""
+        )
+        mismatches = cursor.fetchone()[0]
     return {
         "charges": {stage: rows.get(stage, (0, 0.0, 0))[0] for stage in ("reserved", "submitted", "unknown")},
         "oldest_age_seconds": {
             stage: round(rows.get(stage, (0, 0.0, 0))[1], 3) for stage in ("reserved", "submitted", "unknown")
         },
         "unknown_overdue": rows.get("unknown", (0, 0.0, 0))[2],
+        "provider_mismatches": mismatches,
     }
 
 
@@ -158,19 +176,27 @@ def provider_window(*, since: datetime, until: datetime | None = None) -> Window
     )
     report = WindowReport()
     seen = set()
-    for transaction in get_provider().transactions(created_after=since, created_before=until):
-        if transaction.outcome is not Outcome.SUCCEEDED:
-            continue
-        charge_id = charge_id_of(transaction.external_id)
-        if charge_id in open_ids:
-            continue
-        if charge_id not in ours:
-            report.missing_here.append(transaction.external_id)
-            continue
-        seen.add(charge_id)
-        if ours[charge_id] != transaction.amount:
-            report.amount_mismatches.append((charge_id, ours[charge_id], transaction.amount))
-        else:
-            report.matched += 1
+    ours_prefix = external_id_prefix()
+    completed = (
+        t
+        for t in get_provider().transactions(created_after=since, created_before=until)
+        if t.outcome is Outcome.SUCCEEDED
+    )
+    while chunk := list(islice(completed, 1000)):
+        asked = asked_by_external_id([t.external_id for t in chunk])
+        for transaction in chunk:
+            charge_id = asked[transaction.external_id].charge_id if transaction.external_id in asked else None
+            if charge_id is None and not transaction.external_id.startswith(ours_prefix):
+                continue  # another installation's transaction on the same provider account
+            if charge_id in open_ids:
+                continue
+            if charge_id not in ours:
+                report.missing_here.append(transaction.external_id)
+                continue
+            seen.add(charge_id)
+            if ours[charge_id] != transaction.amount:
+                report.amount_mismatches.append((charge_id, ours[charge_id], transaction.amount))
+            else:
+                report.matched += 1
     report.missing_at_provider = sorted(set(ours) - seen)
     return report

@@ -6,18 +6,22 @@ settle (ledger/posting.py) applies it under the account lock. No provider call r
 transaction, let alone under an account lock.
 
 A charge is claimed for sending (`reserved` -> `submitted`, committed) before its request leaves,
-under an external id derived from its id, so every retry, lookup and callback names the same
-transaction and a provider that honours the id never tops up twice. What happens next follows the
-adapter's answer (ledger/providers/base.py):
+and its external id (ledger/fulfilment/identity.py) is fixed on it then, so every retry, lookup and
+callback names the same transaction and a provider that honours the id never tops up twice. An
+answer is checked against what we asked before anything is recorded. What happens next follows
+the adapter's answer (ledger/providers/base.py):
 - succeeded / failed: recorded, the seller's settle is woken;
 - pending: left `submitted`; a callback or the reconciler's lookup brings the final answer;
 - unknown (the request may have been processed): `unknown`; never released blindly, never resent
   under a new id: the reconciler looks it up (ledger/fulfilment/reconcile.py);
-- retry (certainly not processed: 429, refused, down): back to `reserved`, sent again later.
+- retry (certainly not processed: 429, refused, down): back to `reserved`, sent again later;
+- an answer about another transaction (a mismatch): `unknown`, held, recorded for an admin
+  (ProviderMismatch) and logged as an error; never a success, never a failure.
 Times are `clock_timestamp()`, the time of the statement, whatever transaction it runs in.
 The gate (ledger/fulfilment/gate.py) rate-limits sends across all workers, honours Retry-After
 and holds everything back while the provider's breaker is open: the charges wait, held."""
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,21 +32,11 @@ from django.db import connection, transaction
 
 from ledger import events
 from ledger.fulfilment.gate import gate_for
+from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
 from ledger.providers import get_provider
-from ledger.providers.base import Outcome, SubmitResult
+from ledger.providers.base import LookupResult, Outcome, SubmitResult
 
 logger = logging.getLogger(__name__)
-
-
-def external_id(charge_id: int) -> str:
-    return f"{settings.PROVIDER_EXTERNAL_ID_PREFIX}{charge_id}"
-
-
-def charge_id_of(external: str) -> int | None:
-    prefix = settings.PROVIDER_EXTERNAL_ID_PREFIX
-    if not external.startswith(prefix) or not external[len(prefix) :].isdigit():
-        return None
-    return int(external[len(prefix) :])
 
 
 @cache
@@ -86,30 +80,35 @@ def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
         return run
     callback_url = settings.PROVIDER_CALLBACK_URL or None
 
-    def send(charge) -> SubmitResult:
-        charge_id, msisdn, amount = charge
+    def send(asked: Asked) -> SubmitResult:
         return provider.submit(
-            external_id=external_id(charge_id), msisdn=msisdn, amount=amount, callback_url=callback_url
+            external_id=asked.external_id, msisdn=asked.msisdn, amount=asked.amount, callback_url=callback_url
         )
 
     results = list(zip(claimed, request_pool().map(send, claimed), strict=True))
-    answers, pending, unknown, retry = [], [], [], []
-    for (charge_id, _, _), result in results:
-        if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
-            answers.append(Answer(charge_id, result.outcome.value, result.failure_code, result.provider_reference))
+    answers, pending, unknown, retry, mismatched = [], [], [], [], []
+    for asked, result in results:
+        if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.PENDING, Outcome.MISMATCH) and (
+            why := mismatch(asked, result)
+        ):
+            mismatched.append((asked, why, result))
+        elif result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
+            answers.append(
+                Answer(asked.charge_id, result.outcome.value, result.failure_code, result.provider_reference)
+            )
         elif result.outcome is Outcome.PENDING:
-            pending.append((charge_id, result.provider_reference or ""))
+            pending.append((asked.charge_id, result.provider_reference or ""))
         elif result.outcome is Outcome.UNKNOWN:
-            unknown.append(charge_id)
+            unknown.append(asked.charge_id)
         else:
-            retry.append(charge_id)
+            retry.append(asked.charge_id)
             if result.retry_after:
                 gate.pause(result.retry_after)
                 run.countdown = max(run.countdown, result.retry_after)
     # The breaker counts the provider's health: an answer is a sign of life; no answer, or a
     # not-processed 5xx, is not. A 429 is an answer (and pauses everyone instead).
     throttled = sum(1 for _, r in results if r.outcome is Outcome.RETRY and r.retry_after)
-    failures = len(unknown) + len(retry) - throttled
+    failures = len(unknown) + len(retry) - throttled  # a mismatch is an answer: the provider is alive
     if failures:
         gate.record_failure()
     elif results:
@@ -118,6 +117,7 @@ def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
     run.answered = record_answers(answers)
     _mark_pending(pending)
     _mark_unknown(unknown)
+    record_mismatches(mismatched)
     if retry:
         _unclaim(retry)
         run.retry_later.extend(retry)
@@ -132,8 +132,9 @@ def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
     return run
 
 
-def _claim(charge_ids: list[int]) -> list[tuple[int, str, int]]:
-    """Mark the charges submitted, committed before any request leaves. Only charges still
+def _claim(charge_ids: list[int]) -> list[Asked]:
+    """Mark the charges submitted, committed before any request leaves, and fix the external id of
+    each one sent for the first time (a charge sent again keeps its own). Only charges still
     `reserved` are claimed: a redelivered task, or a second one for the same charges, sends
     nothing twice."""
     if not charge_ids:
@@ -141,12 +142,13 @@ def _claim(charge_ids: list[int]) -> list[tuple[int, str, int]]:
     with connection.cursor() as cursor:
         cursor.execute(
             """UPDATE ledger_charge SET stage = 'submitted', submitted_at = clock_timestamp(),
-                   next_check_at = clock_timestamp() + make_interval(secs => %s)
+                   next_check_at = clock_timestamp() + make_interval(secs => %s),
+                   external_id = coalesce(external_id, %s || id)
              WHERE id = ANY(%s) AND stage = 'reserved'
-             RETURNING id, phone_number, amount""",
-            [settings.PROVIDER_LOOKUP_AFTER, list(charge_ids)],
+             RETURNING id, external_id, phone_number, amount, created_at""",
+            [settings.PROVIDER_LOOKUP_AFTER, external_id_prefix(), list(charge_ids)],
         )
-        return sorted(cursor.fetchall())
+        return [Asked(*row) for row in sorted(cursor.fetchall())]
 
 
 def _unclaim(charge_ids: list[int]) -> None:
@@ -180,6 +182,58 @@ def _mark_unknown(charge_ids: list[int]) -> None:
              WHERE id = ANY(%s) AND stage = 'submitted' AND outcome IS NULL""",
             [charge_ids],
         )
+
+
+def record_mismatches(mismatched: list[tuple[Asked, str, SubmitResult | LookupResult]]) -> None:
+    """Answers about another transaction: the charge stays held, `unknown`, and is kept out of
+    the reconciler's timeout (it was found, just not as asked); an admin looks. Logged at ERROR
+    with the event `ledger.provider_mismatch` and counted by the metrics (an alert)."""
+    if not mismatched:
+        return
+    _mark_unknown([asked.charge_id for asked, _, _ in mismatched])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO ledger_providermismatch (charge_id, detail, answered, first_seen_at, last_seen_at)
+             SELECT u.id, u.detail, u.answered::jsonb, clock_timestamp(), clock_timestamp()
+               FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS u(id, detail, answered)
+             ON CONFLICT (charge_id) DO UPDATE SET detail = EXCLUDED.detail, answered = EXCLUDED.answered,
+                   last_seen_at = EXCLUDED.last_seen_at""",
+            [
+                [asked.charge_id for asked, _, _ in mismatched],
+                [why for _, why, _ in mismatched],
+                [json.dumps(_answered(said)) for _, _, said in mismatched],
+            ],
+        )
+    for asked, why, said in mismatched:
+        logger.error(
+            "provider answered charge %s (%s) about another transaction: %s; the hold stays until an admin looks",
+            asked.charge_id,
+            asked.external_id,
+            why,
+            extra={"event": "ledger.provider_mismatch", "charge_id": asked.charge_id, "answered": _answered(said)},
+        )
+
+
+def _answered(said: SubmitResult | LookupResult) -> dict:
+    return {
+        "outcome": said.outcome.value if said.outcome else None,
+        "external_id": said.external_id,
+        "msisdn": said.msisdn,
+        "amount": said.amount,
+        "created_at": said.created_at.isoformat() if said.created_at else None,
+        "provider_reference": said.provider_reference,
+    }
+
+
+def asked_by_external_id(external_ids: list[str]) -> dict[str, Asked]:
+    """Our charges sent under these external ids (callbacks, the provider's record)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT id, external_id, phone_number, amount, created_at FROM ledger_charge
+             WHERE external_id = ANY(%s)""",
+            [external_ids],
+        )
+        return {row[1]: Asked(*row) for row in cursor.fetchall()}
 
 
 def record_answers(answers: list[Answer]) -> int:

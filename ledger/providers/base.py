@@ -14,8 +14,11 @@ answers, for one request:
   request was sent, any other 5xx, an answer that cannot be understood. Do not release the hold:
   ask `lookup` (or resubmit with the same external id, which the provider never processes twice).
 
-A 409 (the external id already used with another msisdn or amount) is FAILED `provider_rejected`
-and logged as an error: a bug on our side. 401/403 (and a wrong base URL, 404/405) raise
+MISMATCH when the provider refused the external id as already used with another msisdn or amount
+(409): never a success or a failure; the charge stays held for an admin. Every answer about a
+transaction carries what the provider says it is (external id, msisdn, amount, creation time), and
+the fulfilment service checks it against what it asked (ledger/fulfilment/identity.py) before it
+records anything. 401/403 (and a wrong base URL, 404/405) raise
 ProviderError: misconfiguration, treated as "provider unavailable", never as a failed charge.
 
 `lookup` found=False means the provider has no record of the id *so far*; a request still in
@@ -34,6 +37,7 @@ class Outcome(StrEnum):
     PENDING = "pending"
     UNKNOWN = "unknown"
     RETRY = "retry"
+    MISMATCH = "mismatch"
 
 
 FAILURE_CODES = frozenset({"invalid_number", "operator_declined", "provider_rejected"})
@@ -45,6 +49,12 @@ class SubmitResult:
     provider_reference: str | None = None
     failure_code: str | None = None
     retry_after: float | None = None
+    # What the provider says the transaction is, when it answered with one.
+    external_id: str | None = None
+    msisdn: str | None = None
+    amount: int | None = None
+    created_at: datetime | None = None
+    detail: str | None = None  # why, for MISMATCH
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class LookupResult:
     amount: int | None = None
     msisdn: str | None = None
     external_id: str | None = None  # what a callback is about
+    created_at: datetime | None = None
+    detail: str | None = None
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,13 @@ def _transaction(payload) -> dict:
     return payload
 
 
+def _created_at(transaction: dict) -> datetime | None:
+    try:
+        return datetime.fromisoformat(transaction["created_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _lookup_result(transaction: dict) -> LookupResult:
     return LookupResult(
         found=True,
@@ -73,6 +80,7 @@ def _lookup_result(transaction: dict) -> LookupResult:
         failure_code=_failure_code(transaction),
         amount=transaction["amount"],
         msisdn=transaction["msisdn"],
+        created_at=_created_at(transaction),
     )
 
 
@@ -130,31 +138,23 @@ class DTOneProvider:
             except ValueError as exc:  # also _Unparsable
                 logger.warning("provider %s: unparsable answer for %s: %s", self.name, external_id, exc)
                 return SubmitResult(Outcome.UNKNOWN)
-            if (transaction["external_id"], transaction["msisdn"], transaction["amount"]) != (
-                external_id,
-                msisdn,
-                amount,
-            ):
-                logger.error(
-                    "provider %s answered %s with another transaction: %s", self.name, external_id, transaction
-                )
-                return SubmitResult(Outcome.UNKNOWN)
             return SubmitResult(
                 STATUS_OUTCOMES[transaction["status"]],
                 provider_reference=str(transaction["id"]),
                 failure_code=_failure_code(transaction),
+                external_id=transaction["external_id"],
+                msisdn=transaction["msisdn"],
+                amount=transaction["amount"],
+                created_at=_created_at(transaction),
             )
         if status in (408, 429, 502, 503):
             return SubmitResult(Outcome.RETRY, retry_after=retry_after_seconds(response))
         if status in (401, 403, 404, 405):
             raise ProviderError(f"provider {self.name} refused {external_id} with HTTP {status}: misconfigured?")
         if status == 409:
-            logger.error(
-                "provider %s: external id %s already used with another msisdn or amount (a bug on our side)",
-                self.name,
-                external_id,
+            return SubmitResult(
+                Outcome.MISMATCH, detail=f"the provider has {external_id} already, with another msisdn or amount (409)"
             )
-            return SubmitResult(Outcome.FAILED, failure_code="provider_rejected")
         if 400 <= status < 500:
             logger.warning("provider %s rejected %s: HTTP %s %s", self.name, external_id, status, response.text[:300])
             return SubmitResult(Outcome.FAILED, failure_code="provider_rejected")

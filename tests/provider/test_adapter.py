@@ -1,7 +1,6 @@
 """DTOneProvider against the real sandbox process: which answer becomes which Outcome."""
 
 import json
-import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -71,12 +70,19 @@ def test_resubmitting_a_completed_id_is_never_a_second_top_up(sandbox, provider,
     assert len(_record_of(sandbox, external_id)) == 1
 
 
-def test_reused_external_id_is_failed_rejected_and_logged(provider, external_id, caplog):
+def test_reused_external_id_is_a_mismatch_never_a_failure(provider, external_id):
     provider.submit(external_id=external_id, msisdn=msisdn(), amount=700)
-    with caplog.at_level(logging.ERROR, logger="ledger.providers.dtone"):
-        result = provider.submit(external_id=external_id, msisdn=msisdn(), amount=701)
-    assert (result.outcome, result.failure_code) == (Outcome.FAILED, "provider_rejected")
-    assert any(external_id in record.getMessage() for record in caplog.records)
+    result = provider.submit(external_id=external_id, msisdn=msisdn(), amount=701)
+    assert (result.outcome, result.failure_code) == (Outcome.MISMATCH, None)
+    assert external_id in result.detail
+
+
+def test_an_answer_says_which_transaction_it_is_about(provider, external_id):
+    number = msisdn()
+    result = provider.submit(external_id=external_id, msisdn=number, amount=700)
+    assert (result.external_id, result.msisdn, result.amount) == (external_id, number, 700)
+    assert result.created_at is not None and result.created_at.tzinfo is not None
+    assert provider.lookup(external_id).created_at == result.created_at
 
 
 def test_invalid_request_is_failed_rejected(provider, external_id):
