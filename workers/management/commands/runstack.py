@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from honcho.manager import Manager
 from honcho.printer import Message
 
+from core.static_files import needs_collecting
 from provider_sandbox.process import sandbox_argv
 from workers.front_proxy import FrontProxy, front_proxy, nginx_binary
 from workers.stack import ROOT, flower_credentials_problem, stack_processes, worker_groups
@@ -62,6 +63,7 @@ class Command(BaseCommand):
 
         if not no_migrate:
             self._prepare_database()
+        self._collect_static()
         sandbox = self._provider(env, shown_host="127.0.0.1" if host in ("0.0.0.0", "::") else host, port=port)
 
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
@@ -97,7 +99,8 @@ class Command(BaseCommand):
     def _provider(self, env: dict, *, shown_host: str, port: int) -> list[str] | None:
         """The sandbox provider (provider_sandbox/, docs/provider.md) on PROVIDER_PORT, unless
         PROVIDER_URL names a provider: the embedded default, as real providers ship sandboxes. Its
-        record survives restarts in .provider-sandbox.sqlite3; it signs callbacks to our API."""
+        record survives restarts in .provider-sandbox.sqlite3 (or SANDBOX_DB), as a real provider
+        account outlives our databases; it signs callbacks to our API."""
         if env.get("PROVIDER_URL"):
             self.stdout.write(f"Provider: {env['PROVIDER_URL']} (PROVIDER_URL)")
             return None
@@ -109,7 +112,7 @@ class Command(BaseCommand):
         self.stdout.flush()
         return sandbox_argv(
             port=provider_port,
-            db=str(ROOT / ".provider-sandbox.sqlite3"),
+            db=env.get("SANDBOX_DB") or str(ROOT / ".provider-sandbox.sqlite3"),
             callback_secret=env["PROVIDER_CALLBACK_SECRET"],
         )
 
@@ -141,6 +144,15 @@ class Command(BaseCommand):
         )
         self.stdout.flush()
         return proxy, web_port, stream_port
+
+    def _collect_static(self) -> None:
+        """Under the production settings the web serves static files from the manifest
+        collectstatic writes (core/static_files.py): collect them into STATIC_ROOT, which this
+        checkout owns, before anything serves. The development settings serve them unhashed."""
+        if needs_collecting():
+            self.stdout.write(f"Static: collecting into {settings.STATIC_ROOT} (production settings)")
+            self.stdout.flush()
+            call_command("collectstatic", interactive=False, verbosity=0)
 
     def _prepare_database(self) -> None:
         """What `make up` does before starting, so that `manage.py runstack` works on its own."""
