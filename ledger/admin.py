@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from core.admin_mixins import ReadOnlyAdminMixin
 from core.errors import DomainError
 from core.roles import Role, role_of
-from ledger.models import Charge, ChargeBatch, Deposit, Entry
+from ledger.models import Charge, ChargeBatch, Deposit, Entry, ProviderMismatch
 from ledger.services.deposits import deposit_approve, deposit_reject
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class ChargeAdmin(ReadOnlyAdmin):
     )
     list_filter = ("status", "failure_code")
     list_select_related = ("seller", "batch")
-    search_fields = ("=id", "=seller__id", "=phone_number", "reference")
+    search_fields = ("=id", "=seller__id", "=phone_number", "=external_id", "reference")
 
 
 @admin.register(ChargeBatch)
@@ -153,3 +153,13 @@ class EntryAdmin(ReadOnlyAdmin):
     list_filter = ("kind",)
     list_select_related = ("seller", "charge", "deposit")
     search_fields = ("=seller__id", "=charge__id", "=deposit__id")
+
+
+@admin.register(ProviderMismatch)
+class ProviderMismatchAdmin(ReadOnlyAdmin):
+    """Charges held because the provider answered about another transaction (docs/operations.md,
+    *The top-up provider*): what it answered, and since when."""
+
+    list_display = ("charge", "detail", "first_seen_at", "last_seen_at")
+    list_select_related = ("charge",)
+    search_fields = ("=charge__id", "=charge__external_id")
