@@ -26,8 +26,6 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from django.conf import settings
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 SENTINEL_SCHEME = "sentinel"
@@ -92,8 +90,15 @@ def sentinel_kwargs(*, password: str = "", **socket_options) -> dict:
     """Options of the connections to the sentinels themselves (redis-py's and kombu's
     `sentinel_kwargs`): the caller's socket timeouts (a sentinel that hangs must not hang the
     caller), the sentinels' password if they have one, and no retry: redis-py's default retries
-    a sentinel that does not answer, with back-off, for seconds before it asks the next one."""
-    options: dict = {**socket_options, "retry": Retry(NoBackoff(), 0)}
+    a sentinel that does not answer ten times, with back-off (3 s for one that refuses), before
+    it asks the next one.
+
+    Plain values only: Celery gets this dict in its transport options, which every worker sends
+    as JSON in its `stats` reply (`celery inspect stats`, Flower's worker pages). "No retry" is
+    therefore `retry=None`, with which redis-py gives each connection `Retry(NoBackoff(), 0)`
+    (no `retry_on_error` either), not a `Retry` object: one made every worker drop every `stats`
+    request with `EncodeError`."""
+    options: dict = {**socket_options, "retry": None}
     if password:
         options["password"] = password
     return options

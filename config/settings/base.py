@@ -329,6 +329,9 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 # and succeeded events, and reads queue depths from the broker itself.
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Plain values only (numbers, strings, dicts of them): every worker sends these as JSON in its
+# `stats` reply (`celery inspect stats`, Flower's worker pages), and a value JSON cannot hold makes
+# every worker drop every `stats` request (`Control command error: EncodeError(...)`).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Far above the task time limits, so a running task is never handed to a second worker.
     "visibility_timeout": 600,

@@ -5,7 +5,8 @@ import kombu
 import pytest
 import redis
 from django.conf import settings
-from redis.sentinel import SentinelConnectionPool
+from kombu.utils.json import dumps, loads
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from core import redis_client
 
@@ -37,6 +38,7 @@ def test_a_sentinel_url_gets_a_pool_that_asks_the_sentinels_for_the_named_master
     sentinel = pool.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
     # The sentinels' own password and the caller's timeout, never the master's password.
     assert sentinel["password"] == "pw" and sentinel["socket_timeout"] == 0.5
+    assert pool.sentinel_manager.sentinels[0].connection_pool.make_connection().retry.get_retries() == 0
 
 
 def test_the_master_name_defaults_to_the_setting(settings):
@@ -47,6 +49,32 @@ def test_the_master_name_defaults_to_the_setting(settings):
 def test_celery_is_given_the_master_name_for_a_sentinel_broker():
     assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["master_name"] == settings.REDIS_SENTINEL_MASTER
     assert settings.CELERY_RESULT_BACKEND == "django-db"  # results never depend on the broker
+
+
+def test_celerys_transport_options_are_plain_json_for_a_sentinel_broker():
+    """Every worker sends them, as JSON, in its `stats` reply (`celery inspect stats`, Flower's
+    worker pages): a value JSON cannot hold made every worker drop every `stats` request."""
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    assert loads(dumps(options)) == options
+    # What the reply carries, for a broker URL naming sentinels (Celery drops only the password).
+    info = kombu.Connection(URL, transport_options=options).info()
+    assert info["transport"] == "sentinel" and loads(dumps(info))["transport_options"] == options
+
+
+def test_the_sentinels_connections_get_timeouts_password_and_no_retry():
+    """As kombu's Sentinel transport builds them from the transport option `sentinel_kwargs`: a
+    sentinel that refuses or hangs costs one timeout, then the next sentinel is asked (redis-py's
+    default retries it ten times with back-off)."""
+    for sentinel_kwargs in (
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS["sentinel_kwargs"],
+        redis_client.sentinel_kwargs(password="pw", socket_timeout=5, socket_connect_timeout=5),
+    ):
+        sentinel = Sentinel([("10.0.0.1", 26379)], sentinel_kwargs=sentinel_kwargs, password="master-password")
+        connection = sentinel.sentinels[0].connection_pool.make_connection()
+        assert connection.retry.get_retries() == 0
+        assert connection.socket_timeout == 5 and connection.socket_connect_timeout == 5
+        # The sentinels' own password (none in the settings here), never the master's.
+        assert connection.password == (sentinel_kwargs.get("password") or None)
 
 
 def test_a_redis_url_is_read_by_redis_py_itself():

@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from django.conf import settings
 
 from bench.processes import free_port
 from ledger.models import Deposit
@@ -276,7 +277,64 @@ def test_admin_approves_a_deposit_and_flower_shows_the_shard_workers(stack, brow
         time.sleep(1)
     browser.save_screenshot(str(ARTIFACTS / "5-flower-workers.png"))
     assert f"shards0@{HOST}" in page and f"shards1@{HOST}" in page, page[:3000]
+
+    # Each worker's own page: its pool, the queues it consumes and the tasks it registered, all
+    # from the worker's replies to Flower's `inspect` (stats, active_queues, registered).
+    shard_queues = set()
+    for name, queue in WORKER_PAGES.items():
+        queues, tasks = _flower_worker_page(browser, stack, name)
+        assert queue is None or queue in queues, (name, queues)
+        assert {"ledger.settle_shard", "ledger.fulfil", "ledger.import_batch"} <= tasks, (name, tasks)
+        if name.startswith("shards"):
+            assert "ledger.sweep" in queues, (name, queues)
+            shard_queues |= {q for q in queues if q.startswith("ledger.shard.")}
+    assert shard_queues == {f"ledger.shard.{k}" for k in range(settings.LEDGER_SHARDS)}, shard_queues
     assert_ledger_audit()
+
+
+# Every worker `runstack` starts (LEDGER_WORKER_PROCESSES=2 here) and a queue its page must list
+# (the shard workers' shard queues are checked together: every shard on one of the two pages).
+WORKER_PAGES = {
+    "shards0": "ledger.default",
+    "shards1": None,
+    "imports": "ledger.imports",
+    "webhooks": "ledger.webhooks",
+    "fulfil": "ledger.fulfil",
+}
+
+
+def _flower_worker_page(browser, stack: Stack, name: str) -> tuple[set[str], set[str]]:
+    """Flower's /worker/<name>@<host>: its Queues tab (active_queues) and Limits tab (one row per
+    registered task), each screenshotted. Flower inspects a worker it has no replies from while
+    the page loads (404 "Unable to get stats" when the worker does not answer `stats`), so the
+    page is loaded again until it lists the worker's queues."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url = f"{stack.flower_url}/worker/{name}@{HOST}"
+    deadline = time.monotonic() + 45
+    while True:
+        browser.get(url)
+        rows = browser.find_elements(By.CSS_SELECTOR, "#worker-queues tr")
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    if not rows:
+        browser.save_screenshot(str(ARTIFACTS / f"5-flower-worker-{name}-missing.png"))
+        page = browser.find_element(By.TAG_NAME, "body").text
+        errors = [line for line in stack.log.read_text(errors="replace").splitlines() if "ERROR" in line]
+        pytest.fail(f"Flower's page of {name} lists no queues:\n{page[:2000]}\n" + "\n".join(errors[-20:]))
+    assert re.search(r"Worker PID\s+\d+", browser.find_element(By.ID, "tab-pool").text), "no pool on the page"
+
+    def tab(tab_id: str, cells: str) -> set[str]:
+        browser.find_element(By.ID, f"worker-tab-{tab_id}").click()
+        WebDriverWait(browser, 10).until(
+            lambda driver: driver.find_element(By.ID, f"tab-{tab_id}").is_displayed(), f"tab {tab_id} not shown"
+        )
+        browser.save_screenshot(str(ARTIFACTS / f"5-flower-worker-{name}-{tab_id}.png"))
+        return {cell.text.strip() for cell in browser.find_elements(By.CSS_SELECTOR, cells)}
+
+    return tab("queues", "#worker-queues tr > td:first-child"), tab("limits", "#limits-table tr > td:first-child")
 
 
 def _requested_urls(browser) -> list[str]:
