@@ -6,6 +6,7 @@ the pages in a real browser (screenshots under test-artifacts/user/)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import signal
@@ -20,7 +21,7 @@ import pytest
 import requests
 
 from bench.processes import free_port
-from tests.ops.test_stack import browser, private_redis  # noqa: F401 (fixtures)
+from tests.ops.test_stack import WORKER_PAGES, _flower_worker_page, browser, private_redis  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "user"
@@ -37,6 +38,10 @@ class UserStack:
     url: str
     env: dict
     log: Path
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['FLOWER_PORT']}"
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-6000:]
@@ -210,9 +215,10 @@ def test_two_stacks_on_fresh_databases_each_deliver_every_top_up_they_sell(priva
     assert not delivered[0] & delivered[1]
 
 
-def test_production_settings_stack_serves_the_docs_and_the_admin(private_redis, tmp_path, browser):  # noqa: F811
+def test_production_settings_stack_serves_the_docs_the_admin_and_flower(private_redis, tmp_path, browser):  # noqa: F811
     """`make up` under config.settings.production, as docs/operations.md allows without Docker:
-    the API docs and the admin login render, never a 500 for a missing static manifest."""
+    the API docs and the admin login render, never a 500 for a missing static manifest, and
+    Flower's page of every worker shows its queues and registered tasks."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -265,6 +271,16 @@ def test_production_settings_stack_serves_the_docs_and_the_admin(private_redis, 
         # The admin's stylesheet came through: the login box is laid out, not unstyled text.
         assert browser.find_element(By.ID, "container").value_of_css_property("display") != "inline"
         browser.save_screenshot(str(ARTIFACTS / "production-admin-login.png"))
+
+        credentials = base64.b64encode(env["FLOWER_BASIC_AUTH"].encode()).decode()
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {credentials}"}})
+        shard_queues = set()
+        for name in WORKER_PAGES:
+            queues, tasks = _flower_worker_page(browser, stack, name)
+            assert "ledger.settle_shard" in tasks, (name, tasks)
+            shard_queues |= {q for q in queues if q.startswith("ledger.shard.")}
+        assert shard_queues == {f"ledger.shard.{k}" for k in range(4)}, shard_queues  # LEDGER_SHARDS' default
     finally:
         stack.stop()
         _drop_database(database)
