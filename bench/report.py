@@ -1,6 +1,8 @@
 """The results of one run: `<timestamp>.json` (everything), `<timestamp>.md` (the summary that is
-printed) and PNG charts in the results folder, each also copied as `latest.*`, the only results
-git keeps (older runs are in git's history)."""
+printed) and PNG charts in the results folder. A full run also copies them as `latest.*`, a partial
+one (`--only` some scenarios) as `latest-partial.*`, a smoke run not at all (`LATEST`): `latest.*`
+is always the last full run, and those copies are the only results git keeps (older runs are in
+git's history)."""
 
 from __future__ import annotations
 
@@ -108,12 +110,29 @@ def evaluate(results: dict) -> list[dict]:
     return rows
 
 
+# The copy each kind of run (`bench.run.run_kind`) leaves beside its `<timestamp>.*` files. A
+# partial or smoke run never replaces `latest.*`, the last full run's numbers.
+LATEST = {"full": "latest", "partial": "latest-partial", "smoke": None}
+CHART_KINDS = ("settlement", "http", "memory")
+
+
+def copy_prefix(meta: dict) -> str | None:
+    """`latest`, `latest-partial` or None (no copy) for a run with this `meta`."""
+    kind = meta.get("run") or ("smoke" if meta["smoke"] else "partial")  # unknown: never `latest`
+    return LATEST[kind]
+
+
 def write(results: dict, out_dir: Path, stamp: str) -> dict[str, Path]:
-    """`<stamp>.json`, `<stamp>.md` and `<stamp>-<chart>.png` in `out_dir`, and the same again
-    as `latest.json`, `latest.md` and `latest-<chart>.png`: the copy git keeps."""
+    """`<stamp>.json`, `<stamp>.md` and `<stamp>-<chart>.png` in `out_dir`, and the same again under
+    `copy_prefix` (`latest.json`, `latest.md`, `latest-<chart>.png` for a full run): the copy git
+    keeps. The copy's charts of an earlier run are removed first, so none outlives its run."""
     results["targets"] = evaluate(results)
     charts = _charts(results, out_dir, stamp)
-    for prefix in (stamp, "latest"):
+    copy_as = copy_prefix(results["meta"])
+    if copy_as is not None:
+        for kind in CHART_KINDS:
+            (out_dir / f"{copy_as}-{kind}.png").unlink(missing_ok=True)
+    for prefix in (stamp, copy_as) if copy_as else (stamp,):
         names = [chart.name.replace(stamp, prefix, 1) for chart in charts]
         for chart, name in zip(charts, names, strict=True):
             if name != chart.name:
@@ -125,6 +144,8 @@ def write(results: dict, out_dir: Path, stamp: str) -> dict[str, Path]:
     paths = {"json": out_dir / f"{stamp}.json", "markdown": out_dir / f"{stamp}.md"}
     for i, chart in enumerate(charts):
         paths[f"chart{i}"] = chart
+    if copy_as is not None:
+        paths["copy"] = out_dir / f"{copy_as}.json"
     return paths
 
 
@@ -140,8 +161,13 @@ def _fmt(value) -> str:
 
 def markdown(results: dict) -> str:
     meta = results["meta"]
+    title = f"# Benchmark {meta['timestamp']}"
+    if meta["smoke"]:
+        title += " (smoke: tiny sizes, numbers mean nothing)"
+    elif meta.get("run") == "partial":
+        title += f" (partial: only {', '.join(meta['scenarios_run'])}; the last full run is latest.md)"
     lines = [
-        f"# Benchmark {meta['timestamp']}" + (" (smoke: tiny sizes, numbers mean nothing)" if meta["smoke"] else ""),
+        title,
         "",
         f"commit `{meta['git_commit']}`{' (uncommitted changes)' if meta['git_dirty'] else ''}, "
         f"{meta['cpus']} CPUs, load average {meta['load_average_before']} before / "

@@ -61,6 +61,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def run_kind(args: argparse.Namespace) -> str:
+    """What this run is, which decides the copy it leaves beside its `<timestamp>.*` files
+    (`bench.report.LATEST`): "smoke" (tiny sizes, measures nothing), "partial" (`--only` some of
+    the scenarios) or "full" (every scenario at full size; `--only` naming them all is one too)."""
+    if args.smoke:
+        return "smoke"
+    if args.only and set(args.only) != set(SCENARIOS):
+        return "partial"
+    return "full"
+
+
+def run_identity(args: argparse.Namespace) -> dict:
+    """The fields of the results' `meta` that say what was run (`bench.report.copy_prefix` reads them)."""
+    return {"smoke": args.smoke, "run": run_kind(args), "scenarios_run": list(args.only or SCENARIOS)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from bench.stack import clear_broker, configure_environment, create_database
@@ -126,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "meta": {
             "timestamp": stamp,
-            "smoke": args.smoke,
+            **run_identity(args),
             "git_commit": _git("rev-parse", "--short", "HEAD"),
             "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
             "host": platform.node(),

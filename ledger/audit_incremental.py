@@ -68,6 +68,7 @@ class AuditRun:
     sellers: int = 0  # sellers whose state was read
     full_sellers: list[int] = field(default_factory=list)  # verified from their first entry this run
     entries: int = 0  # entries read (new since a checkpoint, or all of a full seller's)
+    new_entries: int = 0  # of those, never verified before: new since a checkpoint, or of a seller without one
     charges: int = 0
     deposits: int = 0
     advanced: int = 0  # checkpoints written
@@ -111,7 +112,8 @@ def audit_ledger_incremental(*, full_sellers: int, limit: int = 1000) -> AuditRu
         cursor.execute(ROLLING_SLICE, [full_sellers])
         rolling = [row[0] for row in cursor.fetchall()]
         cursor.execute(UNVERIFIED)
-        run.full_sellers = sorted({*rolling, *(row[0] for row in cursor.fetchall())})
+        unverified = {row[0] for row in cursor.fetchall()}
+        run.full_sellers = sorted({*rolling, *unverified})
         params = {
             "full": id_array(rolling),
             "xmin": xmin,
@@ -134,6 +136,7 @@ def audit_ledger_incremental(*, full_sellers: int, limit: int = 1000) -> AuditRu
             charge_ids.update(charges or ())
             deposit_ids.update(deposits or ())
             run.entries += entries
+            run.new_entries += entries
         cursor.execute("SELECT count(*) FROM ledger_account")
         run.sellers = cursor.fetchone()[0]
         run.charges, run.deposits = len(charge_ids), len(deposit_ids)
@@ -146,6 +149,8 @@ def audit_ledger_incremental(*, full_sellers: int, limit: int = 1000) -> AuditRu
             full_states = cursor.fetchall()
         for state in full_states:
             run.entries += state[2]  # its last seq: every entry, once its checks passed
+            if state[0] in unverified:
+                run.new_entries += state[2]
             run.charges += state[-2]
             run.deposits += state[-1]
 

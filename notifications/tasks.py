@@ -64,4 +64,8 @@ def prune_events_task() -> None:
     old = Event.objects.filter(created_at__lt=cutoff)
     WebhookDelivery.objects.filter(event__in=old).delete()
     deleted, _ = old.delete()
-    logger.info("pruned events", extra={"event": "notifications.pruned", "deleted": deleted})
+    logger.log(
+        logging.INFO if deleted else logging.DEBUG,  # hourly: a line only when it removed something
+        "pruned events",
+        extra={"event": "notifications.pruned", "deleted": deleted},
+    )

@@ -60,7 +60,8 @@ def settle_shard_task(shard: int, recover: bool = False) -> None:
     if recover:
         waiting = [seller_id for seller_id in sellers_waiting() if shard_for(seller_id) == shard]
         seller_ids = sorted({*seller_ids, *waiting})
-        logger.info(
+        logger.log(
+            logging.INFO if seller_ids else logging.DEBUG,  # every start and reconnect sends one per shard
             "recovering shard=%s: %s sellers waiting",
             shard,
             len(seller_ids),
@@ -145,7 +146,10 @@ def audit_task() -> dict:
             },
         )
     summary = run.summary()
-    logger.info(
+    # INFO when it had something new to check (entries no run had verified) or to say; the hourly
+    # run over an idle ledger, which only re-verifies its rolling slice, at DEBUG.
+    logger.log(
+        logging.INFO if run.breaches or run.new_entries or run.skipped else logging.DEBUG,
         "ledger audit: %s breaches, %s sellers (%s in full), %s entries in %.1f s%s",
         summary["breach_count"],
         summary["sellers"],

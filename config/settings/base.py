@@ -390,7 +390,31 @@ LOGGING = {
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
         },
     },
+    "filters": {
+        # Celery's INFO lines about the beat-scheduled tasks (beat's "Sending due task", the
+        # workers' "received" and "succeeded in") count as DEBUG: an idle stack prints nothing,
+        # and what a periodic task did is logged by its own code (workers/log_filters.py).
+        "periodic_tasks": {
+            "()": "workers.log_filters.PeriodicTaskLines",
+            "tasks": sorted({entry["task"] for entry in CELERY_BEAT_SCHEDULE.values()}),
+        },
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": env("LOG_FORMAT") or "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        **{
+            name: {"filters": ["periodic_tasks"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
+    },
 }
+# LOG_LEVELS="logger=LEVEL,...": the level of named loggers, over the root's. The Celery processes
+# take their root level from their command (`--loglevel INFO`, workers/stack.py), not LOG_LEVEL:
+# e.g. LOG_LEVELS=celery.app.trace=DEBUG,celery.worker.strategy=DEBUG shows the workers' lines about
+# the periodic tasks again, celery.beat=DEBUG beat's (docs/operations.md, "Logs").
+for _item in env_list("LOG_LEVELS"):
+    _name, _, _level = (part.strip() for part in _item.partition("="))
+    if not _name or _level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ImproperlyConfigured(f"LOG_LEVELS: {_item!r} is not logger=LEVEL (DEBUG, INFO, WARNING, ERROR, CRITICAL)")
+    LOGGING["loggers"].setdefault(_name, {})["level"] = _level.upper()

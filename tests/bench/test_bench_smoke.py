@@ -46,7 +46,9 @@ def test_make_bench_smoke_writes_sane_results(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
-    [json_path] = [p for p in tmp_path.glob("*.json") if p.name != "latest.json"]
+    # A smoke run measures nothing: it never leaves a `latest.*` or `latest-partial.*` copy.
+    assert not list(tmp_path.glob("latest*")), sorted(p.name for p in tmp_path.iterdir())
+    [json_path] = tmp_path.glob("*.json")
     results = json.loads(json_path.read_text())
     markdown = json_path.with_suffix(".md").read_text()
     sizes = Sizes.smoke()
