@@ -19,6 +19,14 @@ from tests.support import assert_ledger_audit
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def fresh_token_cache():
+    """This process may have cached a token of a row an earlier test's flush removed."""
+    identity.installation_token.cache_clear()
+    yield
+    identity.installation_token.cache_clear()
+
+
 def _send_directly(sandbox, external_id: str, msisdn: str, amount: int) -> dict:
     """What an earlier database (or another stack) sent to the same provider account."""
     answer = requests.post(
@@ -64,13 +72,11 @@ def test_a_new_installation_token_never_renames_a_charge_already_sent(session_sa
 
     call_command("rotate_installation_id")
     identity.installation_token.cache_clear()
-    try:
-        assert Installation.objects.get().token not in sent_as
-        Charge.objects.filter(pk=charge.pk).update(stage="reserved", submitted_at=None)  # as if unclaimed
-        fulfil_charges([charge.pk])
-        assert Charge.objects.get(pk=charge.pk).external_id == sent_as
-    finally:
-        identity.installation_token.cache_clear()
+    assert Installation.objects.get().token not in sent_as
+    Charge.objects.filter(pk=charge.pk).update(stage="reserved", submitted_at=None)  # as if unclaimed
+    fulfil_charges([charge.pk])
+    assert Charge.objects.get(pk=charge.pk).external_id == sent_as
+    assert_ledger_audit(seller.pk)
 
 
 def test_an_answer_about_an_earlier_databases_transaction_settles_nothing(session_sandbox, settings, caplog):
