@@ -5,6 +5,8 @@ import pytest
 from django.db import OperationalError, connection
 
 from core.errors import nothing_recorded_before
+from ledger.models import Charge
+from tests.api.helpers import bearer
 from tests.core.test_db_backend import _terminate
 from tests.factories import client_for, make_seller
 
@@ -48,3 +50,37 @@ def test_a_connection_lost_after_a_possible_write_answers_outcome_unknown():
     lost = api_exception_handler(OperationalError("server closed the connection unexpectedly"), {})
     assert lost.status_code == 500 and lost.data["code"] == "outcome_unknown"
     assert "Idempotency-Key" in lost.data["detail"] and "Retry-After" not in lost
+
+
+@pytest.mark.parametrize("key", ["order-1", None])
+def test_a_charge_whose_connection_died_under_its_insert(monkeypatch, key):
+    """The connection dies once the charge's INSERT is sent: it may have committed. With an
+    Idempotency-Key the retry is safe and answers the one charge, so the answer is the outage's
+    503 with Retry-After; without one it stays 500 `outcome_unknown` (a blind retry could charge
+    twice)."""
+    seller = make_seller()
+    api = bearer(seller.user)
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    body = {"phone_number": "09121234567", "amount": 1_000}
+    assert api.post("/api/v1/charges/", body).status_code == 202  # warm: the seller known, the statement prepared
+    connection.close_if_unusable_or_obsolete()  # request_started, which Django's test client skips
+    _terminate(connection.connection.info.backend_pid)
+    monkeypatch.setattr(connection, "_socket_has_news", lambda: False)  # dies unseen: the INSERT counts
+
+    response = api.post("/api/v1/charges/", {**body, "amount": 2_000}, **headers)
+    wrote = connection.may_have_written
+    monkeypatch.undo()
+    connection.close_if_unusable_or_obsolete()  # request_finished: the broken connection is dropped
+
+    assert wrote
+    if key:
+        assert response.status_code == 503, response.content
+        assert response["Retry-After"] == "1"
+        assert response.json()["code"] == "service_unavailable"
+        assert "same Idempotency-Key" in response.json()["detail"]
+    else:
+        assert response.status_code == 500 and response.json()["code"] == "outcome_unknown"
+        assert "Retry-After" not in response
+    retried = api.post("/api/v1/charges/", {**body, "amount": 2_000}, **headers)
+    assert retried.status_code == 202  # the lost attempt recorded nothing here: the retry records it, once
+    assert Charge.objects.filter(seller=seller).count() == 2
