@@ -8,10 +8,13 @@ import itertools
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import psycopg2
 import pytest
 import requests
+from django.db import connection
 
 from ledger.models import Charge, Deposit
 from tests.api.live import Api
@@ -157,3 +160,45 @@ def test_database_backends_terminated_under_load_answer_success_or_503(live_serv
     for seller in sellers:
         settle_through_provider(seller.pk)
         assert_ledger_audit(seller.pk)
+
+
+def test_a_csv_export_whose_connection_is_cut_before_its_first_row_answers_503(live_server_url):
+    """The export streams: its query ran after the view had returned, and a connection cut there
+    was answered by gunicorn itself (an HTML 500). Held at its first query by a lock, its backend
+    terminated, it must answer like the JSON list does."""
+    seller = make_seller()
+    request_and_approve(seller, 50_000, make_admin())
+    settle_through_provider(seller.pk)
+    api = Api.login(live_server_url, seller.user.get_username(), PASSWORD)
+    params = connection.get_connection_params()
+    holder, admin = psycopg2.connect(**params), psycopg2.connect(**params)
+    admin.autocommit = True
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("LOCK TABLE ledger_entry IN ACCESS EXCLUSIVE MODE")
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(api.get, "/api/v1/transactions/export/")
+            with admin.cursor() as cursor:
+                waiting = _backend_waiting_for_a_lock(cursor)
+                cursor.execute("SELECT pg_terminate_backend(%s)", [waiting])
+            holder.rollback()
+            response = answer.result(timeout=30)
+    finally:
+        holder.close()
+        admin.close()
+    assert response.status_code == 503, response.text[:300]
+    assert response.headers["Retry-After"] == "1" and response.json()["code"] == "service_unavailable"
+    assert api.get("/api/v1/transactions/export/").text.count("\n") == 2  # the header and the deposit
+
+
+def _backend_waiting_for_a_lock(cursor) -> int:
+    deadline = time.monotonic() + 10
+    while True:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        row = cursor.fetchone()
+        if row:
+            return row[0]
+        assert time.monotonic() < deadline, "the export never reached its query"
+        time.sleep(0.02)
