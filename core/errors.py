@@ -76,10 +76,20 @@ class OutcomeUnknownError(DomainError):
     )
 
 
+# SQLSTATEs of a session the server ended (PostgreSQL's Appendix A): class 08, connection
+# exception; admin_shutdown (pg_terminate_backend, a fast shutdown), crash_shutdown,
+# cannot_connect_now. A libpq that passes the server's last message on reports one of these.
+_SESSION_ENDED = ("08", "57P01", "57P02", "57P03")
+
+
 def connection_lost(exc: Exception) -> bool:
-    """A database error of the connection itself (no SQLSTATE from the server): a terminated
-    backend, a reset socket. Errors the server reports (deadlocks, constraints) carry a code."""
-    return isinstance(exc, (OperationalError, InterfaceError)) and getattr(exc.__cause__, "pgcode", None) is None
+    """A database error of the connection itself: a terminated backend, a reset socket (no
+    SQLSTATE, or one of a session the server ended). Other errors the server reports on a live
+    session (deadlocks, constraints) carry another code."""
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    sqlstate = getattr(exc.__cause__, "pgcode", None)
+    return sqlstate is None or sqlstate.startswith(_SESSION_ENDED)
 
 
 def nothing_recorded_before(exc: Exception) -> bool:
