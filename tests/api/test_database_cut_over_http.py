@@ -28,6 +28,7 @@ CUTS = 16  # rounds of pg_terminate_backend
 CUT_EVERY = 0.25  # seconds between them
 PHONE = "09121234567"
 CHARGES, DEPOSITS = "/api/v1/charges/", "/api/v1/deposits/"
+UNAVAILABLE = "service_unavailable"
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Answers:
     broken: list[str] = field(default_factory=list)  # answers outside the contract
     unavailable: int = 0  # 503 + Retry-After
     total: int = 0
+    # path -> key -> the ids its successes answered
     ids: dict[str, dict[str, set[int]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(set)))
 
     def note(self, what: str, response: requests.Response | None) -> bool:
@@ -49,7 +51,7 @@ class Answers:
                 return False
             if response.status_code < 300:
                 return True
-            if response.status_code == 503 and response.headers.get("Retry-After") and _code(response):
+            if response.status_code == 503 and response.headers.get("Retry-After") and _code(response) == UNAVAILABLE:
                 self.unavailable += 1
                 return False
             self.broken.append(f"{what}: {response.status_code} {response.text[:200]}")
@@ -97,7 +99,7 @@ def _keyed_writes(answers, api, stop, prefix, path, body):
             answers, api, f"POST {path} {key}", "POST", path, json=body(n), headers={"Idempotency-Key": key}
         )
         with answers.lock:
-            answers.ids[path][key].add(response.json()["id"])  # path -> key -> ids answered
+            answers.ids[path][key].add(response.json()["id"])
 
 
 def _reads(answers, api, stop, username):
@@ -151,7 +153,8 @@ def test_database_backends_terminated_under_load_answer_success_or_503(live_serv
     broken = "\n".join(answers.broken[:20])
     assert not answers.broken, f"{len(answers.broken)} of {answers.total} answers broke the contract:\n{broken}"
     assert answers.unavailable > 0, "no request met a terminated backend: the test proved nothing"
-    # Every key was answered with one object, the only one recorded for it; no other was recorded.
+    # Every key was answered with one object, the only one recorded for it, and no key recorded
+    # an object its client was not answered with.
     for model, path in ((Charge, CHARGES), (Deposit, DEPOSITS)):
         recorded = model.objects.filter(seller__in=sellers, idempotency_key__isnull=False)
         answered = answers.ids[path]
