@@ -51,30 +51,59 @@ class DatabaseUnavailableError(DomainError):
     retry_after = 1  # seconds: a failover or a restarted PostgreSQL takes about that to accept again
 
 
+class RetryWithSameKeyError(DatabaseUnavailableError):
+    """The connection to the database was lost after a write of a request that carries an
+    Idempotency-Key: whether it committed is unknown, but a retry with the same key is safe and
+    answers the one object, whether this attempt recorded it or not. So the client is told to
+    retry, as for any other database outage (503, Retry-After), and how."""
+
+    default_detail = (
+        "The database connection was lost while recording. Retry after Retry-After with the same "
+        "Idempotency-Key: it answers the one object, whether or not this attempt recorded it."
+    )
+
+
 class OutcomeUnknownError(DomainError):
-    """The connection to the database was lost after the request may have written: nobody can
-    tell whether it committed. Not a "retry freely" 503: the client retries with the same
-    Idempotency-Key, which answers the original if it was recorded."""
+    """The connection to the database was lost after a write of a request without an
+    Idempotency-Key: nobody can tell whether it committed, and a blind retry could record it
+    twice. Not a "retry" 503: the client checks first (docs/api.md, Errors)."""
 
     code = "outcome_unknown"
     http_status = status.HTTP_500_INTERNAL_SERVER_ERROR
     default_detail = (
         "The database connection was lost while recording; the request may have been applied. "
-        "Retry it with the same Idempotency-Key."
+        "Check before sending it again, or send it with an Idempotency-Key."
     )
 
 
+# SQLSTATEs of a session the server ended (PostgreSQL's Appendix A): class 08, connection
+# exception; admin_shutdown (pg_terminate_backend, a fast shutdown), crash_shutdown,
+# cannot_connect_now. A libpq that passes the server's last message on reports one of these.
+_SESSION_ENDED = ("08", "57P01", "57P02", "57P03")
+
+
 def connection_lost(exc: Exception) -> bool:
-    """A database error of the connection itself (no SQLSTATE from the server): a terminated
-    backend, a reset socket. Errors the server reports (deadlocks, constraints) carry a code."""
-    return isinstance(exc, (OperationalError, InterfaceError)) and getattr(exc.__cause__, "pgcode", None) is None
+    """A database error of the connection itself: a terminated backend, a reset socket (no
+    SQLSTATE, or one of a session the server ended). Other errors the server reports on a live
+    session (deadlocks, constraints) carry another code."""
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    sqlstate = getattr(exc.__cause__, "pgcode", None)
+    return sqlstate is None or sqlstate.startswith(_SESSION_ENDED)
 
 
 def nothing_recorded_before(exc: Exception) -> bool:
     """A connection-level database error in a request that has sent nothing that can write
     (core/db/base.py): answering "retry" is then honest. After a possible write the outcome is
-    unknown, and the error stays a 500 for the client to retry with its Idempotency-Key."""
+    unknown: only a retry with the request's Idempotency-Key is safe (`keyed`)."""
     return isinstance(exc, (OperationalError, InterfaceError)) and not getattr(connection, "may_have_written", True)
+
+
+def keyed(request) -> bool:
+    """Whether the request's writes are keyed: its view read a valid Idempotency-Key
+    (`ledger.api.serializers.idempotency_key_from` sets `request.idempotency_key`), so a retry
+    with that key records at most one object and answers it."""
+    return getattr(request, "idempotency_key", None) is not None
 
 
 _CODES = {
@@ -117,7 +146,7 @@ def api_exception_handler(exc, context):
     elif nothing_recorded_before(exc):
         exc = DatabaseUnavailableError()
     elif connection_lost(exc):
-        exc = OutcomeUnknownError()
+        exc = RetryWithSameKeyError() if keyed(context.get("request")) else OutcomeUnknownError()
     if isinstance(exc, OutcomeUnknownError):
         set_rollback()
     if isinstance(exc, DatabaseUnavailableError):

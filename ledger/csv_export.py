@@ -7,7 +7,8 @@ itself is never changed, only its CSV rendering."""
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import closing
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # An E.164 phone number (what the ledger stores) starts with "+" but is a plain number to a
@@ -37,3 +38,20 @@ def csv_lines(header: Iterable[str], rows: Iterable[Iterable], *, block: int = 1
             pending = 0
     if pending:
         yield buffer.getvalue()
+
+
+def started(chunks: Generator[str]) -> Generator[str]:
+    """`chunks` with its first chunk already made, for a view's streamed answer. The queries behind
+    the first chunk then run inside the view, where a lost database connection is answered like
+    any other (503 with Retry-After, `core/errors.py`); left lazy, they ran after the view had
+    returned, outside Django's and DRF's handling, and gunicorn answered its own HTML 500. Once
+    the first chunk is sent, an error can only cut the download short."""
+    first = next(chunks, None)
+
+    def stream() -> Generator[str]:
+        with closing(chunks):
+            if first is not None:
+                yield first
+            yield from chunks
+
+    return stream()

@@ -15,12 +15,13 @@ import time
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 from django.http import JsonResponse, StreamingHttpResponse
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
+from core.errors import DatabaseUnavailableError
 from core.roles import seller_of
 from notifications.models import Event, SellerFeed
 from notifications.payload import COLUMNS, event_text
@@ -31,6 +32,28 @@ KEEPALIVE_SECONDS = 15.0
 
 def _error(status: int, detail: str, code: str) -> JsonResponse:
     return JsonResponse({"detail": detail, "code": code}, status=status)
+
+
+def _unavailable() -> JsonResponse:
+    """The database went away under the stream's first reads: nothing was recorded (it only
+    reads), so the API's outage answer, 503 with Retry-After."""
+    error = DatabaseUnavailableError()
+    response = _error(error.http_status, error.detail, error.code)
+    response["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def _in_pool(function):
+    """`function` run by `sync_to_async` on a thread of the loop's pool. Django's request signals,
+    which close broken and expired connections, never reach those threads, so it does the same
+    first: a connection broken by a terminated backend would otherwise fail every later call on
+    its thread ("connection already closed")."""
+
+    def run(*args):
+        close_old_connections()
+        return function(*args)
+
+    return sync_to_async(run, thread_sensitive=False)
 
 
 def _refusal(exc: exceptions.APIException) -> JsonResponse:
@@ -76,7 +99,7 @@ def _resume_point(http_request) -> int | None:
 
 async def _frames(seller_id: int, after: int):
     poll = settings.NOTIFICATIONS_STREAM_POLL
-    fetch = sync_to_async(_events_after, thread_sensitive=False)
+    fetch = _in_pool(_events_after)
     yield "retry: 2000\n\n"
     quiet_since = time.monotonic()
     while True:
@@ -100,14 +123,16 @@ async def event_stream(request):
     if request.method != "GET":
         return _error(405, f'Method "{request.method}" not allowed.', "method_not_allowed")
     try:
-        seller_id = await sync_to_async(_authenticated_seller_id, thread_sensitive=False)(request)
+        seller_id = await _in_pool(_authenticated_seller_id)(request)
         after = _resume_point(request)
+        if seller_id is None:
+            return _error(403, "Only a seller has an event stream.", "permission_denied")
+        if after is None:
+            after = await _in_pool(_last_seq)(seller_id)
     except exceptions.APIException as exc:
         return _refusal(exc)
-    if seller_id is None:
-        return _error(403, "Only a seller has an event stream.", "permission_denied")
-    if after is None:
-        after = await sync_to_async(_last_seq, thread_sensitive=False)(seller_id)
+    except (OperationalError, InterfaceError):
+        return _unavailable()
     response = StreamingHttpResponse(_frames(seller_id, after), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once

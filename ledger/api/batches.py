@@ -17,7 +17,7 @@ from core.permissions import IsSeller, IsSellerOrStaffReader
 from core.roles import seller_of
 from ledger import selectors
 from ledger.api.serializers import idempotency_key_from
-from ledger.csv_export import csv_lines
+from ledger.csv_export import csv_lines, started
 from ledger.models import ChargeBatch
 from ledger.services.batches import (
     BatchFileRefusedError,
@@ -173,6 +173,6 @@ class ChargeBatchResultsApi(_BatchScopedMixin, GenericAPIView):
     def get(self, request, pk):
         batch = self.get_object()
         header, rows = batch_results(batch=batch)
-        response = StreamingHttpResponse(csv_lines(header, rows), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(started(csv_lines(header, rows)), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="charge-batch-{batch.pk}-results.csv"'
         return response

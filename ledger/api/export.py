@@ -12,7 +12,7 @@ from core.db.replica import stream_heavy
 from ledger import selectors
 from ledger.api import filters
 from ledger.api.views import SellerScopedMixin
-from ledger.csv_export import csv_lines
+from ledger.csv_export import csv_lines, started
 
 _EXPORT_COLUMNS = {
     "id": F("id"),
@@ -48,7 +48,7 @@ class TransactionExportApi(SellerScopedMixin, GenericAPIView):
         rows = queryset.values_list(*_EXPORT_COLUMNS.values())
         # On the replica while it keeps up (core/db/replica.py), from its first row to its last.
         lines = csv_lines(list(_EXPORT_COLUMNS), stream_heavy(lambda alias: _in_snapshot(rows.using(alias), alias)))
-        response = StreamingHttpResponse(lines, content_type="text/csv")
+        response = StreamingHttpResponse(started(lines), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="transactions.csv"'
         return response
 

@@ -136,10 +136,11 @@ class EntryOutput(serializers.ModelSerializer):
 
 
 def idempotency_key_from(request) -> str | None:
-    """The `Idempotency-Key` header: 1-255 printable ASCII characters, or absent."""
+    """The `Idempotency-Key` header: 1-255 printable ASCII characters, or absent. Kept on the
+    request too: a database connection lost after this request wrote answers 503 "retry with the
+    same key" rather than 500 `outcome_unknown` (`core.errors.keyed`)."""
     key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not is_valid_idempotency_key(key):
+    if key is not None and not is_valid_idempotency_key(key):
         raise serializers.ValidationError({"Idempotency-Key": ["Must be 1-255 printable characters."]})
+    request.idempotency_key = key
     return key

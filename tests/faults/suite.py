@@ -42,7 +42,7 @@ class Fault:
     back: float  # when every killed process was back (or the fault's end)
     notes: dict = field(default_factory=dict)
     server_errors: int = 0  # 5xx other than 503 and outcome_unknown
-    outcome_unknown: int = 0  # 500 `outcome_unknown`: the connection died mid-write; the keyed retry resolves it
+    outcome_unknown: int = 0  # 500 `outcome_unknown`: a write without a key lost mid-way; these clients send keys
     unavailable: int = 0  # 503, each with Retry-After
     no_answer: int = 0  # connection refused or reset
     recovery: float | None = None  # seconds after `back` until every charge accepted meanwhile settled

@@ -32,6 +32,8 @@ def _assert_targets(runs) -> None:
             where = f"seed {run.seed}, {fault.kind} {fault.notes}"
             if fault.kind in SINGLE_FAULTS:
                 assert fault.server_errors == 0, f"{where}: {fault.server_errors} 5xx answers"
+                # Every client sends a key: a write lost mid-way answers 503, never outcome_unknown.
+                assert fault.outcome_unknown == 0, f"{where}: {fault.outcome_unknown} outcome_unknown answers"
                 assert fault.recovery <= RECOVERY_LIMIT, f"{where}: recovered after {fault.recovery}s"
             else:
                 assert fault.recovery <= 3 * RECOVERY_LIMIT, f"{where}: recovered after {fault.recovery}s"

@@ -16,6 +16,7 @@ from ledger.posting import settle_batch
 from notifications.outbox import event_record
 from tests.api.live import free_port
 from tests.factories import make_admin, make_seller, request_and_approve
+from tests.faults.stack import terminate_database_backends
 from tests.support import Process, assert_ledger_audit, settle_through_provider, subprocess_env
 from workers.stack import stream_argv
 
@@ -106,3 +107,26 @@ def test_stream_refuses_without_credentials_and_bad_resume_points(stream_url):
     assert bad.status_code == 400 and "detail" in bad.json()
     # gunicorn (WSGI) never holds a thread for a stream: it answers at once.
     assert Client().get("/api/v1/events/stream/", headers={"Authorization": f"Api-Key {key}"}).status_code == 404
+
+
+def _open(url: str, headers: dict) -> tuple[int, str | None]:
+    """Opens a stream and reads its first line: (status, Retry-After)."""
+    with requests.get(url, headers=headers, stream=True, timeout=10) as response:
+        if response.status_code == 200:
+            assert next(response.iter_lines(decode_unicode=True)) == "retry: 2000"
+        return response.status_code, response.headers.get("Retry-After")
+
+
+def test_streams_opened_after_the_database_backends_were_terminated_are_served(stream_url):
+    """The stream's reads run on the event loop's pool threads, which Django's request signals
+    never reach: a connection broken by a terminated backend stayed broken, and every later
+    stream served by its thread answered 500 ("connection already closed") until a restart."""
+    seller = make_seller()
+    _, key = api_key_issue(seller=seller, name="stream")
+    headers = {"Authorization": f"Api-Key {key}", "Last-Event-ID": "0"}
+    for _ in range(4):  # the pool's threads hold connections
+        assert _open(stream_url, headers) == (200, None)
+    assert terminate_database_backends() > 0
+    answers = [_open(stream_url, headers) for _ in range(8)]
+    assert all(answer in ((200, None), (503, "1")) for answer in answers), answers
+    assert answers[-1] == (200, None)
