@@ -20,7 +20,7 @@ from psycopg2 import sql
 
 from bench.processes import Process, free_port
 from provider_sandbox.process import SandboxProcess
-from workers.stack import default_web_workers
+from workers.stack import collect_static, default_web_workers
 
 BENCH_SETTINGS = "bench.settings"
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -169,6 +169,7 @@ class Stack:
         self.imports = Process("imports", specs["imports"].argv, env, log_dir)
         self.fulfil = Process("fulfil", specs["fulfil"].argv, env, log_dir)
         self.web = Process("web", specs["web"].argv, env, log_dir)
+        self.static_collected = False
         # Beat runs as in production: its sweeper is what settles intents whose wake-up was lost.
         self.beat = Process("beat", specs["beat"].argv, env, log_dir)
         self.web_workers = default_web_workers()
@@ -191,6 +192,9 @@ class Stack:
             self.fulfil.start(ready_marker=" ready.", timeout=60)
 
     def start_web(self) -> None:
+        if not self.static_collected:
+            collect_static(self.web.env)
+            self.static_collected = True
         self.web.start()
         deadline = time.monotonic() + 60
         url = f"http://127.0.0.1:{self.port}/api/v1/health/"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shlex
 import socket
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,16 @@ def default_web_workers() -> int:
     a time (its GIL) and overlaps its waits with threads (gunicorn.conf.py); more processes than
     cores only contend (docs/performance.md)."""
     return int(os.environ.get("WEB_WORKERS") or os.cpu_count() or 2)
+
+
+def collect_static(env: dict, python: str = sys.executable) -> None:
+    """What an operator runs before starting the web under the production settings: their pages
+    name static files through collectstatic's manifest, and the web refuses to start without it
+    (core/static_files.py). Stacks started process by process (the benchmark, the fault suite)
+    call this before the web; `runstack` does it in-process."""
+    subprocess.run(
+        [python, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"], cwd=ROOT, env=env, check=True
+    )
 
 
 def web_argv(*, host: str, port: int, workers: int, python: str = sys.executable) -> list[str]:

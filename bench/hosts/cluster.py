@@ -71,6 +71,7 @@ class Cluster:
     def start(self) -> Cluster:
         self._start_database_host()
         self._manage("migrate", "--noinput")
+        self._manage("collectstatic", "--noinput", "--verbosity", "0")  # the production web needs them
         admin_env = {"DJANGO_SUPERUSER_USERNAME": "admin", "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD}
         self._manage("createsuperuser", "--noinput", "--email", "admin@example.com", extra=admin_env)
         ops, w1, w2 = self.hosts["ops"], self.hosts["w1"], self.hosts["w2"]

@@ -19,7 +19,7 @@ from django.db import connection
 from bench.processes import free_port
 from core import redis_client
 from tests.support import Process, subprocess_env
-from workers.stack import beat_argv, fulfil_worker_argv, shard_assignment, web_argv, worker_argv
+from workers.stack import beat_argv, collect_static, fulfil_worker_argv, shard_assignment, web_argv, worker_argv
 
 WORKER_READY = " ready."
 # Settings of a production deployment behind TLS, served over plain http on loopback.
@@ -77,6 +77,7 @@ class FaultStack:
         self.port = free_port(8200, 8299)
         self.url = f"http://127.0.0.1:{self.port}"
         self.web = Process("web", web_argv(host="127.0.0.1", port=self.port, workers=web_workers), self.env, log_dir)
+        self.static_collected = False
         self.workers = [
             Process(f"shards{i}", worker_argv(shards, name=f"faults{i}", with_default_queue=i == 0), self.env, log_dir)
             for i, shards in enumerate(shard_assignment(settings.LEDGER_SHARDS, worker_processes))
@@ -115,6 +116,9 @@ class FaultStack:
         return self.redis.client()
 
     def start_web(self) -> None:
+        if not self.static_collected:
+            collect_static(self.env)
+            self.static_collected = True
         self.web.start()
         self.wait_web()
 
