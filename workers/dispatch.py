@@ -71,7 +71,9 @@ def wake_seller_on_commit(seller_id: int) -> None:
 def fulfil_on_commit(charge_ids: list[int]) -> None:
     """`settings.LEDGER_FULFIL_START`: after the settle that reserved them commits, send the
     charges to the fulfilment workers in tasks of PROVIDER_BATCH. A lost publish costs latency,
-    never money: the reconciler sends again what stayed reserved (ledger/fulfilment/reconcile.py)."""
+    never money: a shard worker's recovery on (re)connect sends again its shards' reserved charges
+    (this publish dies with a worker killed after the commit), and the reconciler whatever stayed
+    reserved longer than PROVIDER_REDISPATCH_AFTER (ledger/fulfilment/reconcile.py)."""
 
     def fulfil_after_commit() -> None:
         size = settings.PROVIDER_BATCH
