@@ -186,8 +186,10 @@ def _shard_keys(shard: int) -> list[str]:
     return [f"{prefix}ledger:{name}:{int(shard)}" for name in ("wake-pending", "settle-started", "dirty")]
 
 
-def wake_shard(shard: int, *, countdown: float | None = None, recover: bool = False) -> None:
-    kwargs = {"shard": shard, "recover": True} if recover else {"shard": shard}
+def wake_shard(
+    shard: int, *, countdown: float | None = None, recover: bool = False, connected_at: float | None = None
+) -> None:
+    kwargs = {"shard": shard, "recover": True, "connected_at": connected_at} if recover else {"shard": shard}
     app.send_task(
         SETTLE_SHARD,
         kwargs=kwargs,
@@ -198,10 +200,11 @@ def wake_shard(shard: int, *, countdown: float | None = None, recover: bool = Fa
     )
 
 
-def recover_shard(shard: int) -> None:
-    """A settle of every seller of the shard with waiting intents, whatever Redis remembers: sent
-    by a shard worker when it starts or reconnects to the broker (workers/recovery.py)."""
-    wake_shard(shard, recover=True)
+def recover_shard(shard: int, *, connected_at: float | None = None) -> None:
+    """A settle of every seller of the shard with waiting intents, whatever Redis remembers, and a
+    send of the shard's charges reserved before `connected_at` (epoch seconds): sent by a shard
+    worker when it starts or reconnects to the broker (workers/recovery.py)."""
+    wake_shard(shard, recover=True, connected_at=connected_at)
 
 
 def wake_seller_coalesced(seller_id: int) -> None:

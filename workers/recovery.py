@@ -105,9 +105,12 @@ class RecoverShardsOnConnect(bootsteps.StartStopStep):
             RecoverShardsOnConnect.lease.start()
             RecoverShardsOnConnect.watch = ShardWatch(shards)
             RecoverShardsOnConnect.watch.start()
+        # What this process reserves from now on, it sends itself: the recovery sends again only
+        # what was reserved before (by a process that died, or by this one before the broker left).
+        connected_at = time.time()
         for shard in shards:
             try:
-                dispatch.recover_shard(shard)
+                dispatch.recover_shard(shard, connected_at=connected_at)
             except dispatch.BROKER_ERRORS as exc:  # lost again already: the next connect retries
                 logger.warning("could not ask for the recovery of shard %s: %s", shard, exc)
 

@@ -51,15 +51,16 @@ def settle_seller_task(seller_id: int) -> None:
     retry_backoff_max=10,
     max_retries=None,
 )
-def settle_shard_task(shard: int, recover: bool = False) -> None:
+def settle_shard_task(shard: int, recover: bool = False, connected_at: float | None = None) -> None:
     """Every seller of the shard whose commits asked for a settle (workers/dispatch.py), in one
     transaction while their backlogs are small (ledger.services.settlement.settle_sellers).
     `recover` (a worker that started or reconnected, workers/recovery.py) adds every seller of
     the shard with waiting intents in PostgreSQL, whatever Redis lost, and first sends again the
-    shard's reserved charges, whose send may have been lost with the previous process."""
+    shard's charges reserved before the worker connected (`connected_at`), whose send may have
+    been lost with the previous process."""
     seller_ids = dispatch.take_dirty_sellers(shard)
     if recover:
-        _send_reserved_again(shard)
+        _send_reserved_again(shard, reserved_before=connected_at)
         waiting = [seller_id for seller_id in sellers_waiting() if shard_for(seller_id) == shard]
         seller_ids = sorted({*seller_ids, *waiting})
         logger.log(
@@ -95,16 +96,19 @@ def settle_shard_task(shard: int, recover: bool = False) -> None:
             dispatch.wake_seller(seller_id)
 
 
-def _send_reserved_again(shard: int) -> None:
+def _send_reserved_again(shard: int, *, reserved_before: float | None) -> None:
     """The send of reserved charges is published by the settle that reserved them, after its
     commit (`dispatch.fulfil_on_commit`): a worker killed between the two, or a broker lost
     meanwhile, leaves them held and unsent, and nothing else sends them before the reconciler's
-    PROVIDER_REDISPATCH_AFTER. Read before this recovery settles anything, so the charges it
-    reserves itself (sent by its own commit) are not among them. A charge whose send was published
-    after all gets a second task that finds it claimed and does nothing (fulfilment/service.py)."""
+    PROVIDER_REDISPATCH_AFTER. Only charges reserved before the worker connected: what its own
+    settles reserve since (the backlog of its downtime, settled by the wake-ups queued ahead of
+    this task) they sent themselves. A charge whose send was published after all gets a second task
+    that finds it claimed and does nothing (fulfilment/service.py), at the price of its share of
+    the rate limit. `reserved_at` is the settling worker's clock: a standby on another host takes
+    over LEDGER_SHARD_LEASE_SECONDS after the death at the earliest, far more than any skew."""
     from ledger.fulfilment.reconcile import charges_reserved_of_shard
 
-    charge_ids = charges_reserved_of_shard(shard=shard, shards=settings.LEDGER_SHARDS)
+    charge_ids = charges_reserved_of_shard(shard=shard, shards=settings.LEDGER_SHARDS, reserved_before=reserved_before)
     if not charge_ids:
         return
     size = settings.PROVIDER_BATCH

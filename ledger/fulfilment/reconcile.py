@@ -44,17 +44,21 @@ def charges_to_redispatch(*, limit: int = 5000) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def charges_reserved_of_shard(*, shard: int, shards: int, limit: int = 5000) -> list[int]:
+def charges_reserved_of_shard(
+    *, shard: int, shards: int, reserved_before: float | None = None, limit: int = 5000
+) -> list[int]:
     """The reserved charges (not yet claimed for sending) of one shard's sellers, `seller_id % shards
-    = shard` (workers/routing.py), whatever their age: for the shard worker's recovery, since the
-    process that reserved them may have died between its commit and its publish of their send.
-    Read through the partial index of open holds (charge_open_idx)."""
+    = shard` (workers/routing.py), reserved before `reserved_before` (epoch seconds; None: any),
+    however recently: for the shard worker's recovery, since the process that reserved them may
+    have died between its commit and its publish of their send. Read through the partial index of
+    open holds (charge_open_idx)."""
+    before = "" if reserved_before is None else "AND reserved_at < to_timestamp(%s)"
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT id FROM ledger_charge
-             WHERE stage = 'reserved' AND seller_id %% %s = %s
+            f"""SELECT id FROM ledger_charge
+             WHERE stage = 'reserved' AND seller_id %% %s = %s {before}
              ORDER BY id LIMIT %s""",
-            [shards, shard, limit],
+            [shards, shard, *([] if reserved_before is None else [reserved_before]), limit],
         )
         return [row[0] for row in cursor.fetchall()]
 
