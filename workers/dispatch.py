@@ -71,7 +71,9 @@ def wake_seller_on_commit(seller_id: int) -> None:
 def fulfil_on_commit(charge_ids: list[int]) -> None:
     """`settings.LEDGER_FULFIL_START`: after the settle that reserved them commits, send the
     charges to the fulfilment workers in tasks of PROVIDER_BATCH. A lost publish costs latency,
-    never money: the reconciler sends again what stayed reserved (ledger/fulfilment/reconcile.py)."""
+    never money: a shard worker's recovery on (re)connect sends again its shards' reserved charges
+    (this publish dies with a worker killed after the commit), and the reconciler whatever stayed
+    reserved longer than PROVIDER_REDISPATCH_AFTER (ledger/fulfilment/reconcile.py)."""
 
     def fulfil_after_commit() -> None:
         size = settings.PROVIDER_BATCH
@@ -184,8 +186,10 @@ def _shard_keys(shard: int) -> list[str]:
     return [f"{prefix}ledger:{name}:{int(shard)}" for name in ("wake-pending", "settle-started", "dirty")]
 
 
-def wake_shard(shard: int, *, countdown: float | None = None, recover: bool = False) -> None:
-    kwargs = {"shard": shard, "recover": True} if recover else {"shard": shard}
+def wake_shard(
+    shard: int, *, countdown: float | None = None, recover: bool = False, connected_at: float | None = None
+) -> None:
+    kwargs = {"shard": shard, "recover": True, "connected_at": connected_at} if recover else {"shard": shard}
     app.send_task(
         SETTLE_SHARD,
         kwargs=kwargs,
@@ -196,10 +200,11 @@ def wake_shard(shard: int, *, countdown: float | None = None, recover: bool = Fa
     )
 
 
-def recover_shard(shard: int) -> None:
-    """A settle of every seller of the shard with waiting intents, whatever Redis remembers: sent
-    by a shard worker when it starts or reconnects to the broker (workers/recovery.py)."""
-    wake_shard(shard, recover=True)
+def recover_shard(shard: int, *, connected_at: float | None = None) -> None:
+    """A settle of every seller of the shard with waiting intents, whatever Redis remembers, and a
+    send of the shard's charges reserved before `connected_at` (epoch seconds): sent by a shard
+    worker when it starts or reconnects to the broker (workers/recovery.py)."""
+    wake_shard(shard, recover=True, connected_at=connected_at)
 
 
 def wake_seller_coalesced(seller_id: int) -> None:

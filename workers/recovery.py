@@ -4,9 +4,12 @@ second for sellers nobody will wake.
 
 What a dead process can leave behind: a shard task that had taken its sellers from Redis and died
 before settling them; a countdown task reserved by the dead worker (unacknowledged, so invisible
-until the broker's visibility timeout); wake-ups lost with a Redis restarted empty. The intents
-are all in PostgreSQL, so the worker that takes over the shard asks PostgreSQL, not Redis, whom to
-settle (`ledger.settle_shard` with `recover`).
+until the broker's visibility timeout); wake-ups lost with a Redis restarted empty; charges its
+last settle reserved whose send (`ledger.fulfil`, published after that commit) never left. The
+intents and the reserved charges are all in PostgreSQL, so the worker that takes over the shard
+asks PostgreSQL, not Redis, whom to settle and what to send (`ledger.settle_shard` with
+`recover`). Provider answers recorded while the worker was down are waiting intents like queued
+charges: the same recovery applies them.
 
 A consumer bootstep rather than the `worker_ready` signal: Celery restarts the consumer's steps
 when it reconnects after losing the broker, and that is exactly when Redis may have come back
@@ -102,9 +105,12 @@ class RecoverShardsOnConnect(bootsteps.StartStopStep):
             RecoverShardsOnConnect.lease.start()
             RecoverShardsOnConnect.watch = ShardWatch(shards)
             RecoverShardsOnConnect.watch.start()
+        # What this process reserves from now on, it sends itself: the recovery sends again only
+        # what was reserved before (by a process that died, or by this one before the broker left).
+        connected_at = time.time()
         for shard in shards:
             try:
-                dispatch.recover_shard(shard)
+                dispatch.recover_shard(shard, connected_at=connected_at)
             except dispatch.BROKER_ERRORS as exc:  # lost again already: the next connect retries
                 logger.warning("could not ask for the recovery of shard %s: %s", shard, exc)
 

@@ -51,13 +51,16 @@ def settle_seller_task(seller_id: int) -> None:
     retry_backoff_max=10,
     max_retries=None,
 )
-def settle_shard_task(shard: int, recover: bool = False) -> None:
+def settle_shard_task(shard: int, recover: bool = False, connected_at: float | None = None) -> None:
     """Every seller of the shard whose commits asked for a settle (workers/dispatch.py), in one
     transaction while their backlogs are small (ledger.services.settlement.settle_sellers).
     `recover` (a worker that started or reconnected, workers/recovery.py) adds every seller of
-    the shard with waiting intents in PostgreSQL, whatever Redis lost."""
+    the shard with waiting intents in PostgreSQL, whatever Redis lost, and first sends again the
+    shard's charges reserved before the worker connected (`connected_at`), whose send may have
+    been lost with the previous process."""
     seller_ids = dispatch.take_dirty_sellers(shard)
     if recover:
+        _send_reserved_again(shard, reserved_before=connected_at)
         waiting = [seller_id for seller_id in sellers_waiting() if shard_for(seller_id) == shard]
         seller_ids = sorted({*seller_ids, *waiting})
         logger.log(
@@ -91,6 +94,36 @@ def settle_shard_task(shard: int, recover: bool = False) -> None:
     for seller_id, outcome in outcomes.items():
         if outcome.more_pending:
             dispatch.wake_seller(seller_id)
+
+
+def _send_reserved_again(shard: int, *, reserved_before: float | None) -> None:
+    """The send of reserved charges is published by the settle that reserved them, after its
+    commit (`dispatch.fulfil_on_commit`): a worker killed between the two, or a broker lost
+    meanwhile, leaves them held and unsent, and nothing else sends them before the reconciler's
+    PROVIDER_REDISPATCH_AFTER. Only charges reserved before the worker connected: what its own
+    settles reserve since (the backlog of its downtime, settled by the wake-ups queued ahead of
+    this task) they sent themselves. A charge whose send was published after all gets a second task
+    that finds it claimed and does nothing (fulfilment/service.py), at the price of its share of
+    the rate limit. `reserved_at` is the settling worker's clock: a standby on another host takes
+    over LEDGER_SHARD_LEASE_SECONDS after the death at the earliest, far more than any skew."""
+    from ledger.fulfilment.reconcile import charges_reserved_of_shard
+
+    charge_ids = charges_reserved_of_shard(shard=shard, shards=settings.LEDGER_SHARDS, reserved_before=reserved_before)
+    if not charge_ids:
+        return
+    size = settings.PROVIDER_BATCH
+    try:
+        for start in range(0, len(charge_ids), size):
+            dispatch.send_fulfil(charge_ids[start : start + size])
+    except dispatch.BROKER_ERRORS as exc:  # lost again: the next connect's recovery or the reconciler
+        logger.warning("recovering shard=%s: reserved charges not sent again (%s)", shard, exc.__class__.__name__)
+        return
+    logger.info(
+        "recovering shard=%s: sent again %s reserved charges",
+        shard,
+        len(charge_ids),
+        extra={"event": "ledger.fulfil_resent", "shard": shard, "charge_ids": charge_ids[:100]},
+    )
 
 
 def _settle(seller_id: int) -> None:

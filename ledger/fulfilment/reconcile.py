@@ -1,7 +1,9 @@
 """Resolving what the fulfilment workers could not: the reconciler (beat, on the fulfil queue).
 
 - Charges reserved but not sent for PROVIDER_REDISPATCH_AFTER seconds (a lost publish, a worker
-  killed before it claimed them) are sent again.
+  killed before it claimed them) are sent again. A shard worker's recovery on (re)connect sends
+  its shards' reserved charges at once (`charges_reserved_of_shard`): a shard worker killed
+  between its settle's commit and its publish loses the send of what that settle reserved.
 - Charges `submitted` (pending at the provider, or a worker killed between its claim and its
   record) or `unknown` are looked up by external id when their `next_check_at` comes, with
   exponential backoff. A final status is recorded as the answer. "Not found" is taken as "never
@@ -38,6 +40,25 @@ def charges_to_redispatch(*, limit: int = 5000) -> list[int]:
              WHERE stage = 'reserved' AND reserved_at < clock_timestamp() - make_interval(secs => %s)
              ORDER BY id LIMIT %s""",
             [settings.PROVIDER_REDISPATCH_AFTER, limit],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def charges_reserved_of_shard(
+    *, shard: int, shards: int, reserved_before: float | None = None, limit: int = 5000
+) -> list[int]:
+    """The reserved charges (not yet claimed for sending) of one shard's sellers, `seller_id % shards
+    = shard` (workers/routing.py), reserved before `reserved_before` (epoch seconds; None: any),
+    however recently: for the shard worker's recovery, since the process that reserved them may
+    have died between its commit and its publish of their send. Read through the partial index of
+    open holds (charge_open_idx)."""
+    before = "" if reserved_before is None else "AND reserved_at < to_timestamp(%s)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT id FROM ledger_charge
+             WHERE stage = 'reserved' AND seller_id %% %s = %s {before}
+             ORDER BY id LIMIT %s""",
+            [shards, shard, *([] if reserved_before is None else [reserved_before]), limit],
         )
         return [row[0] for row in cursor.fetchall()]
 

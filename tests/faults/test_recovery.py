@@ -6,11 +6,17 @@ import time
 
 import pytest
 import requests
+from django.db import close_old_connections
 
+from ledger import events
+from ledger.fulfilment.service import fulfil_charges
 from ledger.models import Charge, Deposit
+from ledger.services.charges import charge_submit
+from ledger.services.settlement import settle_seller
 from tests.factories import make_admin, make_seller
+from tests.faults.stack import WORKER_READY
 from tests.faults.suite import _login, _with_production_hash
-from tests.support import wait_settled
+from tests.support import assert_ledger_audit, wait_settled
 from workers import dispatch
 from workers.routing import shard_for
 
@@ -95,6 +101,67 @@ def test_a_shard_task_killed_after_taking_its_sellers_leaves_none_behind(stack, 
     stack.broker().delete(*seller.keys)
     worker.start(ready_marker=" ready.")
     assert _settled_within(seller, 5) <= 5
+
+
+@pytest.fixture
+def redispatch_at_production_pace(stack):
+    """The fulfilment worker with production's PROVIDER_REDISPATCH_AFTER (15 s) rather than the test
+    settings' 2 s, so that a reserved charge sent again within seconds was sent by the recovery and
+    not by the reconciler. Put back afterwards: the other fault tests run with the test settings."""
+    fulfil, test_env = stack.fulfil, stack.fulfil.env
+    fulfil.stop()
+    fulfil.env = {name: value for name, value in test_env.items() if name != "PROVIDER_REDISPATCH_AFTER"}
+    fulfil.start(ready_marker=WORKER_READY)
+    yield
+    fulfil.stop()
+    fulfil.env = test_env
+    fulfil.start(ready_marker=WORKER_READY)
+
+
+def _final_within(charge_ids: list[int], seconds: float) -> float:
+    started = time.monotonic()
+    while Charge.objects.filter(pk__in=charge_ids).exclude(stage=Charge.Stage.DONE).exists():
+        elapsed = time.monotonic() - started
+        if elapsed > seconds:
+            stages = sorted(Charge.objects.filter(pk__in=charge_ids).values_list("stage", "outcome"))
+            raise AssertionError(f"not final {elapsed:.1f} s after the worker was ready: {stages}")
+        time.sleep(0.05)
+        close_old_connections()
+    return time.monotonic() - started
+
+
+def test_charges_a_killed_worker_reserved_or_whose_answers_it_missed_are_final_within_seconds_of_its_restart(
+    stack, admin_headers, session_sandbox, redispatch_at_production_pace, monkeypatch
+):
+    seller = _funded(stack, admin_headers)
+    worker = stack.worker_for_shard(seller.shard)
+    worker.kill()
+    with monkeypatch.context() as lost:
+        # What the worker's last settle left when the SIGKILL came after its commit and before its
+        # publishes: reserved charges whose `ledger.fulfil` never left (the settle runs here, its
+        # publish dropped)...
+        lost.setattr(events, "intents_recorded", lambda **_: None)
+        lost.setattr(events, "charges_reserved", lambda **_: None)
+        ids = [
+            charge_submit(seller_id=seller.seller.pk, phone_number="+989121234567", amount=100)[0].pk for _ in range(6)
+        ]
+        settle_seller(seller_id=seller.seller.pk)
+        # ...and charges the provider answered while the worker was down, whose wake-up of the
+        # second settle (posting the hold) was lost too.
+        assert fulfil_charges(ids[:3]).answered == 3
+    stages = sorted(Charge.objects.filter(pk__in=ids).values_list("stage", "outcome"))
+    assert stages == [("reserved", None)] * 3 + [("submitted", "succeeded")] * 3
+
+    worker.start(ready_marker=WORKER_READY)
+    # Without the recovery's own send, the reserved ones waited for the reconciler (15 s).
+    assert _final_within(ids, 5) <= 5
+
+    assert Charge.objects.filter(pk__in=ids, status=Charge.Status.SUCCEEDED).count() == 6
+    sent_as = dict(Charge.objects.filter(pk__in=ids).values_list("external_id", "id"))
+    record = [t for t in session_sandbox.transactions() if t["external_id"] in sent_as]
+    assert sorted(sent_as[t["external_id"]] for t in record if t["status"] == "COMPLETED") == sorted(ids)
+    assert len(record) == len(ids)  # each topped up exactly once
+    assert_ledger_audit(seller.seller.pk)
 
 
 def test_charges_and_approvals_accepted_while_the_broker_is_down_settle_once_it_is_back(stack, admin_headers):

@@ -9,7 +9,12 @@ import time
 import pytest
 from standardwebhooks import Webhook
 
-from ledger.fulfilment.reconcile import charges_to_redispatch, look_up_open_charges, provider_window
+from ledger.fulfilment.reconcile import (
+    charges_reserved_of_shard,
+    charges_to_redispatch,
+    look_up_open_charges,
+    provider_window,
+)
 from ledger.fulfilment.service import fulfil_charges
 from ledger.models import Account, Charge, Entry
 from ledger.services.charges import charge_submit
@@ -214,6 +219,27 @@ def test_reserved_charges_nobody_sent_are_found_for_redispatch(settings):
     assert charge.pk not in charges_to_redispatch()
     Charge.objects.filter(pk=charge.pk).update(reserved_at=charge.created_at.replace(year=2000))
     assert charge.pk in charges_to_redispatch()
+    assert_ledger_audit(seller.pk)
+
+
+def test_a_shard_recovery_finds_the_shards_charges_still_reserved_before_it_connected():
+    seller, other = _funded(10_000), _funded(10_000)
+    shards = 4
+    assert seller.pk % shards != other.pk % shards
+    unsent, sent = _charge(seller, 1_000), _charge(seller, 1_000)
+    _charge(other, 1_000)
+    settle_seller(seller_id=seller.pk)
+    settle_seller(seller_id=other.pk)
+    assert fulfil_charges([sent.pk]).answered == 1  # claimed: no longer the recovery's to send
+    reserved_at = Charge.objects.get(pk=unsent.pk).reserved_at.timestamp()
+
+    def found(**kwargs) -> list[int]:
+        return charges_reserved_of_shard(shard=seller.pk % shards, shards=shards, **kwargs)
+
+    assert found() == [unsent.pk]
+    assert found(reserved_before=reserved_at + 1) == [unsent.pk]
+    assert found(reserved_before=reserved_at - 1) == []  # reserved after the worker connected
+    settle_seller(seller_id=seller.pk)
     assert_ledger_audit(seller.pk)
 
 
