@@ -3,7 +3,7 @@
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -92,11 +92,13 @@ def connection_lost(exc: Exception) -> bool:
     return sqlstate is None or sqlstate.startswith(_SESSION_ENDED)
 
 
-def nothing_recorded_before(exc: Exception) -> bool:
+def nothing_recorded_before(exc: Exception, request) -> bool:
     """A connection-level database error in a request that has sent nothing that can write
-    (core/db/base.py): answering "retry" is then honest. After a possible write the outcome is
-    unknown: only a retry with the request's Idempotency-Key is safe (`keyed`)."""
-    return isinstance(exc, (OperationalError, InterfaceError)) and not getattr(connection, "may_have_written", True)
+    (`request.database_writes`, core/db/writes.py): answering "retry" is then honest. After a
+    possible write, or where nothing watched the request, the outcome is unknown: only a retry
+    with the request's Idempotency-Key is safe (`keyed`)."""
+    writes = getattr(request, "database_writes", None)
+    return isinstance(exc, (OperationalError, InterfaceError)) and writes is not None and not writes.may_have_written
 
 
 def keyed(request) -> bool:
@@ -143,7 +145,7 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, SuspiciousOperation):
         # Too many fields or files, a malformed multipart body: the client's fault, never a 500.
         exc = exceptions.ParseError("The request body could not be parsed.")
-    elif nothing_recorded_before(exc):
+    elif nothing_recorded_before(exc, context.get("request")):
         exc = DatabaseUnavailableError()
     elif connection_lost(exc):
         exc = RetryWithSameKeyError() if keyed(context.get("request")) else OutcomeUnknownError()

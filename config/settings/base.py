@@ -70,6 +70,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost: under /api/, Django's own HTML error pages (debug pages included) become JSON.
     "core.api.handlers.ApiErrorPagesMiddleware",
+    # Whether the request may have written, for the answer to a lost database connection.
+    "core.db.writes.DatabaseWritesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn itself (no separate web server needed).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -100,11 +102,11 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger")
+# CONN_HEALTH_CHECKS: a reused connection is checked before the first query of each request and
+# replaced if its backend is gone (a restart, a failover), so a request does not fail on it.
 DATABASES = {
-    "default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True, engine="core.db"
-    )
-}  # core/db: PostgreSQL, health-checking only connections idle for more than a second
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)
+}
 # A streaming replica of DATABASE_URL for the heavy reads (lists, the transaction export): see
 # core/db/replica.py for which reads go there and when they fall back. Unset: no replica, every read
 # on the primary. In tests it mirrors the default database (a standby cannot create one of its own:
@@ -115,7 +117,6 @@ if DATABASE_REPLICA_URL:
         DATABASE_REPLICA_URL,
         conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
         conn_health_checks=True,
-        engine="core.db",
         test_options={"MIRROR": "default"},
     )
     # An unreachable replica must cost seconds, not the kernel's TCP timeout (the reads wait for it

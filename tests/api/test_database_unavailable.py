@@ -5,10 +5,11 @@ import psycopg2.errors
 import pytest
 from django.db import OperationalError, connection
 
+from core.db import writes
 from core.errors import api_exception_handler, nothing_recorded_before
 from ledger.models import Charge
 from tests.api.helpers import bearer
-from tests.core.test_db_backend import _terminate
+from tests.core.test_db_writes import _terminate
 from tests.factories import client_for, make_seller
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,8 +20,8 @@ def test_a_request_whose_connection_died_unseen_answers_503_with_retry_after(mon
     api = client_for(seller.user)
     assert api.get("/api/v1/deposits/").status_code == 200
     _terminate(connection.connection.info.backend_pid)
-    # The race the socket check cannot close: the backend dies once the request has started.
-    monkeypatch.setattr(connection, "_socket_has_news", lambda: False)
+    # The race no check closes: the backend dies once the request's health check has passed.
+    monkeypatch.setattr(connection, "is_usable", lambda: True)
 
     connection.close_if_unusable_or_obsolete()  # request_started, which Django's test client skips
     response = api.get("/api/v1/deposits/")
@@ -32,21 +33,30 @@ def test_a_request_whose_connection_died_unseen_answers_503_with_retry_after(mon
     assert api.get("/api/v1/deposits/").status_code == 200  # a fresh connection next time
 
 
-def test_an_error_after_a_possible_write_is_not_called_safe_to_retry():
-    connection.close_if_unusable_or_obsolete()
+def _request_that_wrote(rf, key=None):
+    """A request whose tracker saw a write, as DatabaseWritesMiddleware installs it."""
+    request = rf.post("/api/v1/charges/")
+    request.database_writes = writes.WriteTracker()
+    if key:
+        request.idempotency_key = key
+    with connection.execute_wrapper(request.database_writes), connection.cursor() as cursor:
+        cursor.execute("UPDATE core_seller SET name = name WHERE false")
+    return request
+
+
+def test_an_error_after_a_possible_write_is_not_called_safe_to_retry(rf):
     error = OperationalError("server closed the connection unexpectedly")
-    assert nothing_recorded_before(error)
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE core_seller SET name = name WHERE false")
-    assert not nothing_recorded_before(error)
-    assert not nothing_recorded_before(ValueError("not a database error"))
+    untouched = rf.get("/api/v1/deposits/")
+    untouched.database_writes = writes.WriteTracker()
+    assert nothing_recorded_before(error, untouched)
+    assert not nothing_recorded_before(error, _request_that_wrote(rf))
+    assert not nothing_recorded_before(error, None)  # nothing watched: unknown
+    assert not nothing_recorded_before(ValueError("not a database error"), untouched)
 
 
-def test_a_connection_lost_after_a_possible_write_answers_outcome_unknown():
-    connection.close_if_unusable_or_obsolete()
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE core_seller SET name = name WHERE false")
-    lost = api_exception_handler(OperationalError("server closed the connection unexpectedly"), {})
+def test_a_connection_lost_after_a_possible_write_answers_outcome_unknown(rf):
+    error = OperationalError("server closed the connection unexpectedly")
+    lost = api_exception_handler(error, {"request": _request_that_wrote(rf)})
     assert lost.status_code == 500 and lost.data["code"] == "outcome_unknown"
     assert "Idempotency-Key" in lost.data["detail"] and "Retry-After" not in lost
 
@@ -63,11 +73,17 @@ def test_a_charge_whose_connection_died_under_its_insert(monkeypatch, key):
     body = {"phone_number": "09121234567", "amount": 1_000}
     assert api.post("/api/v1/charges/", body).status_code == 202  # warm: the seller known, the statement prepared
     connection.close_if_unusable_or_obsolete()  # request_started, which Django's test client skips
-    _terminate(connection.connection.info.backend_pid)
-    monkeypatch.setattr(connection, "_socket_has_news", lambda: False)  # dies unseen: the INSERT counts
 
-    response = api.post("/api/v1/charges/", {**body, "amount": 2_000}, **headers)
-    wrote = connection.may_have_written
+    def die_under_the_insert(execute, sql, params, many, context):
+        if sql.startswith("EXECUTE ledger_charge_record"):
+            _terminate(connection.connection.info.backend_pid)
+        return execute(sql, params, many, context)
+
+    # The INSERT is sent before the backend's goodbye arrives: it counts as a possible write.
+    monkeypatch.setattr(writes, "session_ended", lambda db: False)
+    with connection.execute_wrapper(die_under_the_insert):
+        response = api.post("/api/v1/charges/", {**body, "amount": 2_000}, **headers)
+    wrote = response.wsgi_request.database_writes.may_have_written
     monkeypatch.undo()
     connection.close_if_unusable_or_obsolete()  # request_finished: the broken connection is dropped
 
@@ -99,19 +115,12 @@ def _server_ended(sqlstate: str) -> OperationalError:
 
 @pytest.mark.parametrize("sqlstate", ["57P01", "57P02", "08006"])
 def test_a_session_the_server_ended_after_a_possible_write_is_a_lost_connection(rf, sqlstate):
-    connection.close_if_unusable_or_obsolete()
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE core_seller SET name = name WHERE false")
-    request = rf.post("/api/v1/charges/")
-    request.idempotency_key = "order-1"
-    keyed = api_exception_handler(_server_ended(sqlstate), {"request": request})
+    keyed = api_exception_handler(_server_ended(sqlstate), {"request": _request_that_wrote(rf, key="order-1")})
     assert keyed.status_code == 503 and keyed["Retry-After"] == "1"
-    unkeyed = api_exception_handler(_server_ended(sqlstate), {})
+    unkeyed = api_exception_handler(_server_ended(sqlstate), {"request": _request_that_wrote(rf)})
     assert unkeyed.status_code == 500 and unkeyed.data["code"] == "outcome_unknown"
 
 
-def test_an_error_the_server_reports_on_a_live_session_is_not_a_lost_connection():
-    connection.close_if_unusable_or_obsolete()
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE core_seller SET name = name WHERE false")
-    assert api_exception_handler(_server_ended("40P01"), {}) is None  # a deadlock: Django's 500, a defect
+def test_an_error_the_server_reports_on_a_live_session_is_not_a_lost_connection(rf):
+    request = _request_that_wrote(rf)
+    assert api_exception_handler(_server_ended("40P01"), {"request": request}) is None  # a deadlock: a defect

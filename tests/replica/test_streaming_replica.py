@@ -153,7 +153,7 @@ def _funded_seller():
 @needs_replica
 def test_the_replica_mirrors_the_primary_in_tests_and_is_never_written_or_migrated():
     replica_db, default_db = settings.DATABASES[REPLICA], settings.DATABASES[PRIMARY]
-    assert replica_db["ENGINE"] == default_db["ENGINE"] == "core.db"
+    assert replica_db["ENGINE"] == default_db["ENGINE"] == "django.db.backends.postgresql"
     assert replica_db["TEST"]["MIRROR"] == PRIMARY and replica_db["NAME"] == default_db["NAME"]
     assert replica_db["OPTIONS"]["connect_timeout"] == 2
     assert router.db_for_write(Charge) == PRIMARY
