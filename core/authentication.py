@@ -1,23 +1,17 @@
 """Authentication: JWT (`Authorization: Bearer <access>`) and per-seller API keys
-(`Authorization: Api-Key <key>`).
+(`Authorization: Api-Key <key>`), each a DRF authentication class used by every endpoint, the
+charge POST included.
 
-Access tokens are verified once per process and then remembered until they expire: a client
-sends the same token with every request for its lifetime, and everything verification checks
-besides expiry (signature, type, claims) is a property of the token's bytes. Every endpoint
-gains from that.
-
-`JWTAuthentication` loads the user with its Seller profile and its group names in one query, so
-the role checks that follow cost no further round trip, and refuses a deactivated user or a token
-issued before the user's password changed (`SIMPLE_JWT["CHECK_REVOKE_TOKEN"]`) on every request.
-
-`JWTAuthentication(load_user=False)` is for the one view whose service checks the user itself,
-inside the statement it runs anyway (the charge POST: `ledger.services.charges.charge_submit`):
-it answers the token's user without loading it (simplejwt's stateless user). When that service
-refuses, `explain_refusal` loads the user as `JWTAuthentication` does, so the client gets the
-same 401 or 403 as from any other endpoint."""
+`JWTAuthentication` is simplejwt's, with two changes through its public methods:
+`get_validated_token` remembers a verified access token until it expires (a client sends the same
+token with every request for its lifetime, and everything verification checks besides expiry is a
+property of the token's bytes), and `get_user` loads the user with its Seller profile and its
+group names in one query, so the role checks that follow cost no further round trip. It refuses
+what simplejwt's own `get_user` refuses: a missing or deactivated user, and a token issued before
+the user's password changed (`SIMPLE_JWT["CHECK_REVOKE_TOKEN"]`, simplejwt's claim and digest).
+A deactivated user is refused at once, on every request."""
 
 import time
-from dataclasses import dataclass
 from functools import cache
 
 from django.contrib.auth import get_user_model
@@ -28,11 +22,10 @@ from rest_framework_api_key.permissions import KeyParser
 from rest_framework_simplejwt import authentication as simplejwt_authentication
 from rest_framework_simplejwt import settings as simplejwt_settings
 from rest_framework_simplejwt.exceptions import InvalidToken
-from rest_framework_simplejwt.models import TokenUser
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from core.models import Seller, SellerAPIKey
-from core.roles import Role, remember_groups, role_of
+from core.roles import remember_groups
 
 
 def _jwt():
@@ -132,17 +125,8 @@ def _token_user_id(validated_token) -> int:
 
 
 class JWTAuthentication(_CachedVerification, simplejwt_authentication.JWTAuthentication):
-    """`load_user=False`: the token's user without a query (simplejwt's stateless user), only
-    for a view whose service checks the user itself (see the module's docstring)."""
-
-    def __init__(self, *, load_user: bool = True):
-        super().__init__()
-        self.load_user = load_user
-
     def get_user(self, validated_token):
         user_id = _token_user_id(validated_token)
-        if not self.load_user:
-            return _jwt().TOKEN_USER_CLASS(validated_token)
         user = _load_user("u.id = %s", user_id)
         if user is None:
             raise exceptions.AuthenticationFailed(_("User not found"), code="user_not_found")
@@ -182,69 +166,3 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
-
-
-# --- Acting as a seller without loading the user ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class ActingSeller:
-    """Who a request acts as, for a service that checks it in its own statement: the seller, the
-    user that must still be that seller's active, non-staff user, and, for a token issued with
-    revocation on, the password hash it was issued against."""
-
-    seller_id: int
-    user_id: int
-    password_hash: str | None
-
-
-# A seller's user never changes (one-to-one, never reassigned), so the mapping is safe to keep;
-# whether the user may still act as that seller is checked by the service, every time.
-_seller_of_user: dict[int, int] = {}
-
-
-def _seller_id_of_user(user_id: int) -> int | None:
-    seller_id = _seller_of_user.get(user_id)
-    if seller_id is None:
-        seller_id = Seller.objects.filter(user_id=user_id).values_list("id", flat=True).first()
-        if seller_id is None:
-            return None
-        if len(_seller_of_user) >= 100_000:
-            _seller_of_user.clear()
-        _seller_of_user[user_id] = seller_id
-    return seller_id
-
-
-def acting_seller_id(user) -> int | None:
-    """The seller a request's user acts as: for a token-only user, its seller if it has one (its
-    role is the service's to check); for a loaded user, its seller if its role is seller."""
-    if isinstance(user, TokenUser):
-        return _seller_id_of_user(int(user.id))
-    if role_of(user) != Role.SELLER:
-        return None
-    return user.seller.pk
-
-
-def acting_seller(request) -> ActingSeller:
-    """`ActingSeller` of a request authenticated by `JWTAuthentication(load_user=False)` or
-    `ApiKeyAuthentication`; PermissionDenied when the user has no seller to act as."""
-    seller_id = acting_seller_id(request.user)
-    if seller_id is None:
-        explain_refusal(request)  # a token of a user that is gone is 401, as everywhere
-        raise exceptions.PermissionDenied()
-    password_hash = None
-    if isinstance(request.user, TokenUser) and _jwt().CHECK_REVOKE_TOKEN:
-        password_hash = request.auth.get(_jwt().REVOKE_TOKEN_CLAIM) or ""
-    return ActingSeller(seller_id=seller_id, user_id=int(request.user.pk), password_hash=password_hash)
-
-
-def explain_refusal(request) -> None:
-    """The service refused to act for this request's user: raise what authenticating and
-    authorizing it in full would have (401 for a missing or inactive user or a revoked token, 403
-    for a user who is not a seller). Returns when the user passes both (a race the caller
-    reports)."""
-    user = request.user
-    if isinstance(user, TokenUser):
-        user = JWTAuthentication().get_user(request.auth)
-    if role_of(user) != Role.SELLER:
-        raise exceptions.PermissionDenied()

@@ -16,8 +16,8 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from core import redis_client
-from core.authentication import acting_seller_id
 from core.redis_script import ThreadScript
+from core.roles import seller_of
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +92,10 @@ class SellerRateThrottle(BaseThrottle):
     """Requests per seller, whichever key or token it uses (`SELLER_THROTTLE_RATE`)."""
 
     def allow_request(self, request, view) -> bool:
-        seller_id = acting_seller_id(request.user)
-        if seller_id is None:
+        seller = seller_of(request.user)
+        if seller is None:
             return True
-        allowed, self._wait = seller_request_allowed(seller_id)
+        allowed, self._wait = seller_request_allowed(seller.pk)
         return allowed
 
     def wait(self):

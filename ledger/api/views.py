@@ -4,16 +4,14 @@ None of them changes a balance."""
 from django.db.models import Count, Max, Sum
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from rest_framework import exceptions, status
 from rest_framework.filters import OrderingFilter
 from rest_framework.generics import GenericAPIView, ListAPIView
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.reads import HeavyReadListMixin
 from core.api.serializers import new_username
-from core.authentication import ApiKeyAuthentication, JWTAuthentication, acting_seller, explain_refusal
 from core.models import Seller
 from core.pagination import CursorPagination
 from core.parsers import JSONParser
@@ -35,8 +33,9 @@ from ledger.api.serializers import (
     charge_representation,
     idempotency_key_from,
 )
+from ledger.errors import SellerInactiveError
 from ledger.models import Account, Charge, Entry
-from ledger.services.charges import ChargeRefusedError, charge_submit
+from ledger.services.charges import charge_submit
 from ledger.services.deposits import deposit_approve, deposit_reject, deposit_request
 from ledger.services.sellers import seller_create
 
@@ -199,26 +198,16 @@ class DepositRejectApi(APIView):
 
 
 class ChargeListCreateApi(HeavyReadListMixin, _Ordered, SellerScopedMixin, ListAPIView):
-    """List a seller's charges; POST records one (the API's hot path).
-
-    The POST authenticates the token without loading its user: `charge_submit` checks in its
-    one statement that the user is the seller's, active and not staff, and only when it refuses
-    is the user loaded to say why (401 or 403, as any other endpoint would)."""
+    """List a seller's charges; POST records one (the API's hot path): authenticated and
+    authorized like every endpoint (a seller only), then one guarded statement."""
 
     serializer_class = ChargeOutput
     filterset_class = filters.ChargeFilter
     selector = staticmethod(selectors.charge_list)
     parser_classes = [JSONParser]
 
-    def get_authenticators(self):
-        # Called before DRF wraps the request: `self.request` is Django's (None while
-        # drf-spectacular builds the schema, which asks again with a mock request per method).
-        if getattr(self.request, "method", None) == "POST":
-            return [JWTAuthentication(load_user=False), ApiKeyAuthentication()]
-        return super().get_authenticators()
-
     def get_permissions(self):
-        return [IsAuthenticated()] if self.request.method == "POST" else super().get_permissions()
+        return [IsSeller()] if self.request.method == "POST" else super().get_permissions()
 
     @extend_schema(
         request=ChargeCreateInput,
@@ -229,18 +218,14 @@ class ChargeListCreateApi(HeavyReadListMixin, _Ordered, SellerScopedMixin, ListA
         key = idempotency_key_from(request)
         data = ChargeCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        acting = acting_seller(request)
         try:
             charge, created = charge_submit(
-                seller_id=acting.seller_id,
-                acting_user_id=acting.user_id,
-                password_hash=acting.password_hash,
-                idempotency_key=key,
-                **data.validated_data,
+                seller_id=request.user.seller.pk, idempotency_key=key, **data.validated_data
             )
-        except ChargeRefusedError:
-            explain_refusal(request)
-            raise
+        except SellerInactiveError as exc:
+            # Deactivated since authentication loaded the user: what authentication answers an
+            # inactive user (docs/api.md).
+            raise exceptions.AuthenticationFailed("User is inactive", code="user_inactive") from exc
         return Response(
             charge_representation(charge),
             status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,

@@ -2,8 +2,9 @@
 that records a single charge).
 
 One guarded statement records it: `INSERT ... SELECT ... WHERE EXISTS (the seller's user is
-active [and is the acting user, not staff, with the token's password])`, so the check and the
-insert cannot be split by a concurrent deactivation, and the common request costs one round trip.
+active)`, so a concurrent deactivation cannot slip between the check and the insert, and the
+common request costs one round trip. Who may act for the seller (authentication, roles, revoked
+tokens) is the caller's to decide before: the API's authentication classes and permissions.
 With an idempotency key, `ON CONFLICT DO NOTHING` on the per-seller unique key lets concurrent
 requests with one key record one charge: a loser waits for the winner's commit, then reads it.
 
@@ -15,7 +16,6 @@ import logging
 from django.db import connection
 from django.utils import timezone
 
-from core.roles import STAFF_ROLES
 from ledger import events
 from ledger.errors import IdempotencyKeyReusedError, SellerInactiveError
 from ledger.models import Charge
@@ -25,26 +25,14 @@ from ledger.services.idempotency import fingerprint
 logger = logging.getLogger(__name__)
 
 
-class ChargeRefusedError(SellerInactiveError):
-    """The seller's user may not record charges now: deactivated, or not the user acting (a
-    staff role, a revoked token). The API says which (`core.authentication.explain_refusal`)."""
-
-
-# $1-$7: the charge's columns; $8: the acting user or NULL; $9: the staff group names;
-# $10: the hash of the password that the token carries (simplejwt: upper-case hex MD5 of the
-# stored password hash, `get_md5_hash_password`), or NULL.
-# Answers (allowed, id): id is NULL when not allowed, or when the key names a charge already.
+# $1-$7: the charge's columns. Answers (allowed, id): allowed is false when the seller's user is
+# not active; id is NULL then, or when the key names a charge already.
 _RECORD_CHARGE = PreparedStatement(
     "ledger_charge_record",
     """WITH allowed AS (
         SELECT EXISTS (
-            SELECT 1 FROM core_seller s JOIN auth_user u ON u.id = s.user_id
-            WHERE s.id = $1 AND u.is_active
-              AND ($8::bigint IS NULL OR (
-                  u.id = $8 AND NOT u.is_superuser AND NOT EXISTS (
-                      SELECT 1 FROM auth_user_groups ug JOIN auth_group g ON g.id = ug.group_id
-                      WHERE ug.user_id = u.id AND g.name = ANY($9))))
-              AND ($10::text IS NULL OR upper(md5(u.password)) = $10)) AS ok
+            SELECT 1 FROM core_seller s JOIN auth_user u ON u.id = s.user_id WHERE s.id = $1 AND u.is_active
+        ) AS ok
     ), recorded AS (
         INSERT INTO ledger_charge
             (seller_id, phone_number, amount, reference, idempotency_key, request_fingerprint, created_at, status)
@@ -53,9 +41,8 @@ _RECORD_CHARGE = PreparedStatement(
         RETURNING id
     )
     SELECT ok, (SELECT id FROM recorded) FROM allowed""",
-    ["bigint", "varchar", "bigint", "varchar", "varchar", "varchar", "timestamptz", "bigint", "varchar[]", "text"],
+    ["bigint", "varchar", "bigint", "varchar", "varchar", "varchar", "timestamptz"],
 )
-_STAFF_GROUPS = "{" + ",".join(role.value for role in STAFF_ROLES) + "}"
 
 
 def charge_submit(
@@ -65,18 +52,14 @@ def charge_submit(
     amount: int,
     reference: str = "",
     idempotency_key: str | None = None,
-    acting_user_id: int | None = None,
-    password_hash: str | None = None,
 ) -> tuple[Charge, bool]:
     """Record a charge as `queued` and wake the seller's worker after commit. Returns
     (charge, created): an idempotency key already used with the same request returns its
     original charge, with another request raises IdempotencyKeyReusedError.
 
     Takes no lock and reads no balance: whether it succeeds is decided by the worker.
-    `phone_number` must already be normalized to E.164 (`ledger.fields`). `acting_user_id`:
-    record only if that user is the seller's and acts as a seller (not staff); `password_hash`:
-    only if the user's password is still the one the token was issued against. Raises
-    ChargeRefusedError when the seller's user may not record it."""
+    `phone_number` must already be normalized to E.164 (`ledger.fields`). Raises
+    SellerInactiveError, recording nothing, when the seller's user is not active."""
     request_fingerprint = fingerprint({"phone_number": phone_number, "amount": amount, "reference": reference})
     created_at = timezone.now()
     with connection.cursor() as cursor:
@@ -90,14 +73,11 @@ def charge_submit(
                 idempotency_key,
                 request_fingerprint,
                 created_at,
-                acting_user_id,
-                _STAFF_GROUPS,
-                password_hash,
             ],
         )
         allowed, charge_id = cursor.fetchone()
     if not allowed:
-        raise ChargeRefusedError()
+        raise SellerInactiveError()
     if charge_id is None:
         return _recorded_for_key(seller_id, idempotency_key, request_fingerprint), False
     charge = Charge(

@@ -1,24 +1,24 @@
 """`POST /api/v1/charges/`: the one path (DRF view -> `charge_submit`'s guarded statement).
 
-The token is verified once per process and its user is not loaded: the statement that records
-the charge checks that the user is the seller's, active, not staff and (with revocation on) still
-has the password the token was issued against. These tests pin that cost and prove that every
-refusal is still the one the rest of the API gives."""
+Authenticated as every endpoint is (core/authentication.py: the token verified once per process,
+the user loaded with its seller and groups in one query, simplejwt's checks), authorized for
+sellers only, then one statement that records the charge if the seller's user is still active.
+These tests pin that cost and prove that every refusal is the one the contract gives."""
 
 import json
 import threading
 import time
 from datetime import timedelta
 
+import jwt
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.settings import api_settings as jwt_settings
-from rest_framework_simplejwt.tokens import AccessToken
-from rest_framework_simplejwt.utils import get_md5_hash_password
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from core import authentication
 from core.throttling import _client as throttle_redis
 from ledger.models import Charge
 from tests.api.helpers import api_key_client, assert_error, bearer
@@ -51,14 +51,18 @@ def _post_capturing(client, body, **headers):
     return response, [q["sql"] for q in queries.captured_queries]
 
 
-def test_a_charge_costs_one_statement_once_the_seller_is_known():
+def test_a_charge_costs_the_user_and_one_statement_once_the_token_is_known():
     seller = make_seller()
     client = bearer(seller.user)
-    assert _post(client, {"phone_number": PHONE, "amount": 1_000}).status_code == 202  # token and seller now known
+    assert (
+        _post(client, {"phone_number": PHONE, "amount": 1_000}).status_code == 202
+    )  # token verified, statement prepared
 
     response, statements = _post_capturing(client, {"phone_number": PHONE, "amount": 1_000, "reference": "r"})
     assert response.status_code == 202
-    assert len(statements) == 1 and statements[0].startswith(f"EXECUTE {RECORD}"), statements
+    assert len(statements) == 2, statements
+    assert statements[0].startswith("SELECT") and "auth_user" in statements[0]  # the user, its seller and groups
+    assert statements[1].startswith(f"EXECUTE {RECORD}")
     body = response.json()
     assert response["Location"] == f"/api/v1/charges/{body['id']}/"
     assert body == {
@@ -155,26 +159,32 @@ def test_a_token_of_a_deleted_user_answers_401():
     assert_error(_post(client, {"phone_number": PHONE, "amount": 1_000}), 401, "not_authenticated")
 
 
-def test_a_token_issued_before_a_password_change_records_nothing(settings):
-    settings.SIMPLE_JWT = {**settings.SIMPLE_JWT, "CHECK_REVOKE_TOKEN": True}
+def test_a_token_issued_before_a_password_change_records_nothing():
     seller = make_seller()
-    client = _bearer_with_password_claim(seller.user)
+    client = bearer(seller.user)
     assert _post(client, {"phone_number": PHONE, "amount": 1_000}).status_code == 202
 
     seller.user.set_password("another-long-password")
     seller.user.save(update_fields=["password"])
     assert_error(_post(client, {"phone_number": PHONE, "amount": 1_000}), 401, "not_authenticated")
-    assert _post(_bearer_with_password_claim(seller.user), {"phone_number": PHONE, "amount": 1_000}).status_code == 202
+    assert _post(bearer(seller.user), {"phone_number": PHONE, "amount": 1_000}).status_code == 202
     assert Charge.objects.filter(seller=seller).count() == 2
 
 
-def _bearer_with_password_claim(user) -> APIClient:
-    # What simplejwt issues with CHECK_REVOKE_TOKEN on (its token classes read the setting at import).
-    token = AccessToken.for_user(user)
-    token[jwt_settings.REVOKE_TOKEN_CLAIM] = get_md5_hash_password(user.password)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
+def test_a_seller_deactivated_between_authentication_and_insert_records_nothing_and_gets_401(monkeypatch):
+    """The one thing the statement decides: whether the seller's user is still active."""
+    seller = make_seller()
+    client = bearer(seller.user)
+    real = authentication._load_user
+
+    def load_then_deactivate(where, param):
+        user = real(where, param)
+        type(user).objects.filter(pk=user.pk).update(is_active=False)  # a concurrent deactivation
+        return user
+
+    monkeypatch.setattr(authentication, "_load_user", load_then_deactivate)
+    assert_error(_post(client, {"phone_number": PHONE, "amount": 1_000}), 401, "not_authenticated")
+    assert not Charge.objects.filter(seller=seller).exists()
 
 
 def test_an_expired_token_is_refused_even_after_it_was_accepted():
@@ -251,3 +261,21 @@ def test_multipart_bodies_are_refused():
     response = bearer(seller.user).post(URL, {"phone_number": PHONE, "amount": "1000"}, format="multipart")
     assert_error(response, 415, "unsupported_media_type")
     assert not Charge.objects.exists()
+
+
+def _refresh_token_as_bearer(user) -> str:
+    return str(RefreshToken.for_user(user))
+
+
+def _token_signed_with_another_key(user) -> str:
+    token = AccessToken.for_user(user)
+    return jwt.encode(token.payload, "another-signing-key-of-enough-length-0123456789", algorithm="HS256")
+
+
+@pytest.mark.parametrize("make_token", [_refresh_token_as_bearer, _token_signed_with_another_key])
+def test_a_token_that_is_not_a_valid_access_token_answers_401(make_token):
+    seller = make_seller()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(seller.user)}")
+    assert_error(_post(client, {"phone_number": PHONE, "amount": 1_000}), 401, "not_authenticated")
+    assert not Charge.objects.filter(seller=seller).exists()
