@@ -15,7 +15,7 @@ import time
 from functools import cache
 
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework_api_key.permissions import KeyParser
@@ -89,24 +89,32 @@ def _user_sql(where: str) -> str:
     )
 
 
+@cache
+def _attnames() -> tuple[list[str], list[str]]:
+    """The attribute names of the columns `_user_sql` reads: the user's, then the seller's."""
+    return (
+        [f.attname for f in _concrete_fields(get_user_model())],
+        [f.attname for f in _concrete_fields(Seller)],
+    )
+
+
 def _load_user(where: str, param):
     """The user, its Seller profile (or none) and its group names, in one round trip.
 
     Hand-written rather than select_related + ArrayAgg: one statement instead of two, on every
     authenticated request."""
-    with connection.cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once: each access through `connection` looks it up anew
+    with db.cursor() as cursor:
         cursor.execute(_user_sql(where), [param])
         row = cursor.fetchone()
     if row is None:
         return None
-    user_model = get_user_model()
-    user_fields = [f.attname for f in _concrete_fields(user_model)]
-    seller_fields = [f.attname for f in _concrete_fields(Seller)]
-    user = user_model.from_db(connection.alias, user_fields, row[: len(user_fields)])
+    user_fields, seller_fields = _attnames()
+    user = get_user_model().from_db(db.alias, user_fields, row[: len(user_fields)])
     seller_row = row[len(user_fields) : len(user_fields) + len(seller_fields)]
     seller = None
     if seller_row[0] is not None:
-        seller = Seller.from_db(connection.alias, seller_fields, seller_row)
+        seller = Seller.from_db(db.alias, seller_fields, seller_row)
         Seller.user.field.set_cached_value(seller, user)
     # Cached even when None, so `hasattr(user, "seller")` asks no further query.
     Seller.user.field.remote_field.set_cached_value(user, seller)
