@@ -6,6 +6,7 @@ of `python -m bench` measures all of them together).
 
     .venv/bin/python -m bench.web_cpu [--view charge|plain|drf] [--requests 5000] [--repeat 3]
     .venv/bin/python -m bench.web_cpu --instructions [--view charge|plain|drf] [--requests 500]
+    .venv/bin/python -m bench.web_cpu --breakdown [--requests 2000]
 
 The default prints CPU microseconds per request, which move with the machine's other load.
 `--instructions` counts instructions with valgrind's callgrind instead, the same count whatever
@@ -13,6 +14,11 @@ else runs: two child processes under callgrind serve `--warmup` and `--warmup + 
 requests with everything else identical (database and seller prepared beforehand by this
 process), and the difference in their totals is divided by `--requests`, so start-up, imports and
 warm-up cancel out. Takes minutes: callgrind runs the interpreter many times slower.
+
+`--breakdown` profiles the charge POST with cProfile in this process and prints each layer's
+share of a request's time (`LAYERS`): each function's inclusive time, so a layer is whatever its
+entry function calls. cProfile's own cost per call weighs on Python-heavy layers more than on
+those that wait in C (libpq, hiredis, json), so read the shares as approximate.
 
 `--view plain` and `--view drf` POST the same body to the trivial views of
 `bench/reference_views.py` through the same handler and middleware, for scale.
@@ -212,6 +218,77 @@ def _cpu(args) -> dict:
     }
 
 
+# layer: (file suffix, function) whose inclusive time it is. "DRF around the view" and "handler
+# and middleware" are what the enclosing call spends outside the layers it contains.
+LAYERS = {
+    "request": ("django/core/handlers/wsgi.py", "__call__"),
+    "view dispatch": ("rest_framework/views.py", "dispatch"),
+    "authentication": ("rest_framework/request.py", "_authenticate"),
+    "permissions": ("rest_framework/views.py", "check_permissions"),
+    "throttle (Redis)": ("rest_framework/views.py", "check_throttles"),
+    "parsing": ("rest_framework/request.py", "_load_data_and_files"),
+    "validation": ("rest_framework/serializers.py", "is_valid"),
+    "phone parsing": ("ledger/charge_rules.py", "normalize_phone"),
+    "charge_submit": ("ledger/services/charges.py", "charge_submit"),
+    "the insert": ("ledger/prepared.py", "execute"),
+    "wake-up (Redis)": ("ledger/events.py", "intents_recorded"),
+    "log line": ("logging/__init__.py", "info"),
+    "answer": ("ledger/api/serializers.py", "charge_representation"),
+    "rendering": ("rest_framework/response.py", "rendered_content"),
+}
+
+
+def _breakdown(args) -> dict:
+    import cProfile
+    import pstats
+
+    from django.core.wsgi import get_wsgi_application
+
+    path, _urlconf, expected = VIEWS["charge"]
+    application = get_wsgi_application()
+    token = _token()
+    statuses: dict = {}
+    with _quiet():
+        _serve(application, path, token, args.warmup, {})
+        profile = cProfile.Profile(time.process_time)  # CPU time: the waits on PostgreSQL and Redis are not the web's
+        profile.runcall(_serve, application, path, token, args.requests, statuses)
+    if set(statuses) != {expected}:
+        raise SystemExit(f"expected only {expected}, got {statuses}")
+    inclusive = {layer: 0.0 for layer in LAYERS}
+    for (filename, _line, function), (_cc, _nc, _tt, cumulative, _callers) in pstats.Stats(profile).stats.items():
+        for layer, (suffix, name) in LAYERS.items():
+            if function == name and filename.endswith(suffix):
+                inclusive[layer] += cumulative
+    share = {layer: seconds / inclusive["request"] for layer, seconds in inclusive.items()}
+    inside_dispatch = (
+        "authentication",
+        "permissions",
+        "throttle (Redis)",
+        "parsing",
+        "validation",
+        "charge_submit",
+        "answer",
+    )
+    inside_submit = ("the insert", "wake-up (Redis)", "log line")
+    layers = {
+        "handler and middleware": share["request"] - share["view dispatch"] - share["rendering"],
+        "DRF around the view": share["view dispatch"] - sum(share[layer] for layer in inside_dispatch),
+        **{layer: share[layer] for layer in inside_dispatch[:4]},
+        "validation (without phone parsing)": share["validation"] - share["phone parsing"],
+        "phone parsing": share["phone parsing"],
+        "charge_submit's own (fingerprint, charge object)": share["charge_submit"]
+        - sum(share[layer] for layer in inside_submit),
+        **{layer: share[layer] for layer in inside_submit},
+        "answer and rendering": share["answer"] + share["rendering"],
+    }
+    return {
+        "view": "charge",
+        "requests": args.requests,
+        "profiled_cpu_us_per_request": round(inclusive["request"] / args.requests * 1e6, 1),
+        "share": {layer: round(value, 3) for layer, value in layers.items()},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.web_cpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--view", choices=sorted(VIEWS), default="charge")
@@ -222,12 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=default_database_url() + "_web_cpu")
     parser.add_argument("--redis-url", default=default_redis_url())
     parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
+    parser.add_argument("--breakdown", action="store_true", help="each layer's share of the charge POST (cProfile)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return _child(args)
     if args.requests is None:
-        args.requests = 500 if args.instructions else 5000
+        args.requests = 500 if args.instructions else 2000 if args.breakdown else 5000
 
     configure_environment(
         database_url=args.database_url,
@@ -239,7 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     seller_id = _prepare(args)
     os.environ[SELLER_VARIABLE] = str(seller_id)
     try:
-        result = _instructions(args) if args.instructions else _cpu(args)
+        if args.breakdown:
+            result = _breakdown(args)
+        else:
+            result = _instructions(args) if args.instructions else _cpu(args)
     finally:
         _clean_up(args, seller_id)
     print(json.dumps(result))
