@@ -2,12 +2,16 @@ import uuid
 
 import pytest
 from django.test import override_settings
+from rest_framework import exceptions
 from rest_framework.test import APIClient
+from rest_framework_simplejwt import authentication as simplejwt_authentication
+from rest_framework_simplejwt.tokens import AccessToken
 
+from core.authentication import JWTAuthentication
 from core.models import SellerAPIKey
 from ledger.models import Charge
 from tests.api.helpers import api_key_client, assert_error, bearer
-from tests.factories import PASSWORD, make_admin, make_seller
+from tests.factories import PASSWORD, make_admin, make_seller, make_staff
 
 CHARGE = {"phone_number": "0912 123 4567", "amount": 700}
 
@@ -144,3 +148,35 @@ def test_rate_limits_let_requests_through_when_their_store_is_down(settings):
     finally:
         throttling._client.cache_clear()
         throttling._hit_script.reset()
+
+
+def _verdict(authentication, raw: bytes):
+    """What an authentication class makes of a token: the user's id, or the refusal's code."""
+    try:
+        return authentication.get_user(authentication.get_validated_token(raw)).pk
+    except exceptions.AuthenticationFailed as exc:
+        return exc.detail["code"] if isinstance(exc.detail, dict) else exc.get_codes()
+
+
+@pytest.mark.django_db
+def test_our_jwt_authentication_accepts_and_refuses_what_simplejwts_own_does():
+    """Ours loads the user with its seller and groups in one query and reuses simplejwt's
+    revocation digest: pinned here against simplejwt's stock class, so an upgrade that changes
+    what a refusal means fails this test."""
+    user = make_staff("auditor")  # a seller's user cannot be deleted
+    raw = str(AccessToken.for_user(user)).encode()
+    ours, stock = JWTAuthentication(), simplejwt_authentication.JWTAuthentication()
+
+    def both():
+        return _verdict(ours, raw), _verdict(stock, raw)
+
+    assert both() == (user.pk, user.pk)
+    user.set_password("another-long-password")
+    user.save(update_fields=["password"])
+    assert both() == ("password_changed", "password_changed")
+    raw = str(AccessToken.for_user(user)).encode()
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    assert both() == ("user_inactive", "user_inactive")
+    user.delete()
+    assert both() == ("user_not_found", "user_not_found")
