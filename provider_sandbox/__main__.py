@@ -10,6 +10,7 @@ import sys
 import uvicorn
 
 from provider_sandbox.app import SandboxApp
+from provider_sandbox.catalog import Catalog
 from provider_sandbox.outcomes import RATES, Config
 from provider_sandbox.store import Store
 
@@ -31,6 +32,7 @@ OPTIONS = [
     ("api_key", str, "", "when set, /v1 requests need Authorization: Bearer <key>"),
     ("callback_secret", str, "", "Standard Webhooks secret (whsec_...) callbacks are signed with"),
     ("db", str, ":memory:", "SQLite file holding the transactions (kept across restarts)"),
+    ("catalog", str, "", "JSON file of the catalog served (default: the shipped provider_sandbox/catalog.json)"),
 ]
 
 
@@ -62,8 +64,10 @@ def parse_args(argv: list[str] | None = None, environ=os.environ) -> argparse.Na
 
 
 async def serve(args: argparse.Namespace) -> None:
-    config = Config(**{name: getattr(args, name) for name, *_ in OPTIONS if name not in ("host", "port", "db")})
-    app = SandboxApp(config, Store(args.db))
+    config = Config(
+        **{name: getattr(args, name) for name, *_ in OPTIONS if name not in ("host", "port", "db", "catalog")}
+    )
+    app = SandboxApp(config, Store(args.db), Catalog(args.catalog or None))
     server = uvicorn.Server(
         uvicorn.Config(
             app,

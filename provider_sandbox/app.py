@@ -9,9 +9,10 @@ import re
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from provider_sandbox import callbacks
+from provider_sandbox.catalog import Catalog, CatalogError, filtered, page_of
 from provider_sandbox.outcomes import SUBMITTED, Config, decide
 from provider_sandbox.store import Store, public
 
@@ -21,6 +22,8 @@ MSISDN = re.compile(r"\+[1-9][0-9]{7,14}")
 MAX_BODY = 64 * 1024
 MAX_AMOUNT = 10**15
 _TRANSACTION_PATH = re.compile(r"/v1/transactions/([0-9]{1,18})")
+_LOOKUP_PATH = re.compile(r"/v1/lookup/mobile-number(?:/([^/]+))?")
+_CATALOG_LISTS = {"/v1/products": "products", "/v1/operators": "operators", "/v1/countries": "countries"}
 
 
 class Drop(Exception):
@@ -37,8 +40,9 @@ def _invalid(detail: str) -> HttpError:
 
 
 class SandboxApp:
-    def __init__(self, config: Config, store: Store):
+    def __init__(self, config: Config, store: Store, catalog: Catalog | None = None):
         self.config, self.store = config, store
+        self.catalog = catalog or Catalog()
         self.attempts: Counter[str] = Counter()  # requests seen per external id (outcomes.py)
         self.stats = Counter()
         self.tasks: set[asyncio.Task] = set()  # referenced until done (the loop keeps weak ones)
@@ -89,7 +93,7 @@ class SandboxApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def route(self, scope, receive) -> tuple[int, dict, list]:
+    async def route(self, scope, receive) -> tuple[int, dict | list, list]:
         method, path = scope["method"], scope["path"]
         query = parse_qs(scope["query_string"].decode("latin-1"))
         if path.startswith("/_sandbox/"):
@@ -105,7 +109,15 @@ class SandboxApp:
                     if problem := self.config.update(changes):
                         raise _invalid(problem)
                 return 200, self.config.public(), []
+            if path == "/_sandbox/catalog":
+                self.allow(method, "GET", "POST")
+                if method == "POST":
+                    self.catalog_change(await self.json_body(receive))
+                return 200, self.catalog.dump(), []
             raise HttpError(404, "not_found")
+
+        if path in _CATALOG_LISTS or _LOOKUP_PATH.fullmatch(path):
+            return await self.catalog_route(scope, receive, method, path, query)
 
         match = _TRANSACTION_PATH.fullmatch(path)
         if path != "/v1/transactions" and not match:
@@ -123,6 +135,39 @@ class SandboxApp:
         if method == "GET":
             return 200, self.list_view(query), []
         return await self.submit(await self.json_body(receive))
+
+    async def catalog_route(self, scope, receive, method: str, path: str, query: dict) -> tuple[int, list, list]:
+        lookup = _LOOKUP_PATH.fullmatch(path)
+        self.allow(method, *(("GET",) if not lookup else ("POST",) if lookup[1] is None else ("GET",)))
+        await asyncio.sleep(self.config.latency_ms / 1000)
+        self.authenticate(scope)
+        if self.config.down:
+            raise HttpError(503, "unavailable", "the sandbox is down (/_sandbox/config)")
+        if lookup:
+            if lookup[1] is None:
+                body = await self.json_body(receive)
+                msisdn = body.get("mobile_number") if isinstance(body, dict) else None
+            else:
+                msisdn = unquote(lookup[1])
+            if not isinstance(msisdn, str) or not MSISDN.fullmatch(msisdn):
+                raise _invalid("mobile_number: an E.164 number such as +989121234567 is required")
+            return 200, self.catalog.lookup(msisdn), []
+        try:
+            items, headers = page_of(filtered(getattr(self.catalog, _CATALOG_LISTS[path]), query), query)
+        except CatalogError as exc:
+            raise _invalid(str(exc)) from None
+        return 200, items, headers
+
+    def catalog_change(self, body) -> None:
+        """`{"reset": true}` restores the catalog the sandbox started with; a whole catalog
+        (`{countries, operators, products}`) replaces it."""
+        if isinstance(body, dict) and body.get("reset") is True:
+            self.catalog.reset()
+            return
+        try:
+            self.catalog.load(body)
+        except CatalogError as exc:
+            raise _invalid(str(exc)) from None
 
     def allow(self, method: str, *allowed: str) -> None:
         if method not in allowed:
