@@ -27,6 +27,7 @@ flight may yet be recorded, so resubmitting (idempotent) is the safe way to sett
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
@@ -81,6 +82,67 @@ class ProviderTransaction:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class CatalogCountry:
+    iso_code: str  # ISO 3166-1 alpha-3
+    name: str
+    calling_code: str | None  # E.164 country code, when the provider states it
+
+
+@dataclass(frozen=True)
+class CatalogOperator:
+    provider_operator_id: str
+    name: str
+    country_iso_code: str
+    country_name: str
+    prefixes: tuple[str, ...] = ()  # E.164 digits without "+", when the provider publishes them
+
+
+@dataclass(frozen=True)
+class CatalogProduct:
+    """One product in the interface's terms: amounts in the smallest unit of their currency.
+    Fixed: `amount` and its `cost`. Ranged: `min_amount`..`max_amount`, delivering d destination
+    units costs `cost + ceil(d * cost_rate)` (`cost_rate`: cost-currency units per destination
+    unit, both smallest units). `retail_*` is the provider's face value, the same way."""
+
+    provider_product_id: str
+    name: str
+    operator: CatalogOperator
+    provider_type: str
+    kind: str  # "fixed" | "ranged"
+    service: str  # "airtime" | "data"
+    destination_currency: str
+    cost_currency: str
+    cost: int
+    amount: int | None = None
+    min_amount: int | None = None
+    max_amount: int | None = None
+    cost_rate: Decimal | None = None
+    retail_price: int | None = None
+    retail_rate: Decimal | None = None
+    description: str = ""
+    validity: str = ""
+    benefits: tuple = ()
+
+
+@dataclass(frozen=True)
+class UnreadableProduct:
+    """A product of the provider's catalog this adapter cannot read (a sync counts and logs it)."""
+
+    provider_product_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NumberOperator:
+    """One operator a number lookup answered; `identified` is the provider's best guess."""
+
+    provider_operator_id: str
+    name: str
+    country_iso_code: str
+    identified: bool
+
+
 class ProviderError(Exception):
     """The provider could not be asked (lookup failed, provider down, misconfigured): try later."""
 
@@ -107,4 +169,23 @@ class Provider(Protocol):
     def transactions(self, *, created_after: datetime, created_before: datetime) -> Iterator[ProviderTransaction]:
         """What the provider recorded with created_after <= created_at < created_before, by id;
         raises ProviderError (possibly after yielding some)."""
+        ...
+
+    def countries(self) -> Iterator[CatalogCountry]:
+        """Raises ProviderError."""
+        ...
+
+    def operators(self) -> Iterator[CatalogOperator]:
+        """Every operator, with its numbering prefixes where the provider publishes them;
+        raises ProviderError (possibly after yielding some)."""
+        ...
+
+    def products(self) -> Iterator[CatalogProduct | UnreadableProduct]:
+        """The whole product catalog, page after page; raises ProviderError (possibly after
+        yielding some: a sync that did not see the end withdraws nothing)."""
+        ...
+
+    def lookup_number(self, msisdn: str) -> list[NumberOperator]:
+        """The operators the provider names for an E.164 number (empty: none); a network call,
+        so never from a web request. Raises ProviderError."""
         ...

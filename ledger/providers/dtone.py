@@ -14,20 +14,27 @@ from standardwebhooks.webhooks import Webhook
 from urllib3.exceptions import ConnectTimeoutError
 
 from core.http import retry_after_seconds
+from ledger.providers import dtone_catalog
 from ledger.providers.base import (
     FAILURE_CODES,
+    CatalogCountry,
+    CatalogOperator,
+    CatalogProduct,
     InvalidCallback,
     LookupResult,
+    NumberOperator,
     Outcome,
     ProviderError,
     ProviderTransaction,
     SubmitResult,
+    UnreadableProduct,
 )
 
 logger = logging.getLogger(__name__)
 
 STATUS_OUTCOMES = {"COMPLETED": Outcome.SUCCEEDED, "DECLINED": Outcome.FAILED, "SUBMITTED": Outcome.PENDING}
 PAGE = 1000
+CATALOG_PAGE = 100  # DVS's largest per_page
 
 
 class _Unparsable(ValueError):
@@ -228,3 +235,64 @@ class DTOneProvider:
                     created_at=created_at,
                 )
             after_id = page.get("next_after_id")
+
+    def _catalog_get(self, path: str, params: dict | None = None) -> requests.Response:
+        try:
+            response = self._session.get(
+                f"{self.base_url}{path}", params=params, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            raise ProviderError(f"provider {self.name} unreachable: {exc}") from exc
+        if response.status_code != 200:
+            raise ProviderError(f"provider {self.name}: HTTP {response.status_code} for {path}")
+        return response
+
+    def _pages(self, path: str) -> Iterator:
+        """Every item of a DVS list, page by page (`page`, `per_page`; the next in `X-Next-Page`)."""
+        page = 1
+        while page:
+            response = self._catalog_get(path, {"page": page, "per_page": CATALOG_PAGE})
+            try:
+                items = response.json()
+            except ValueError as exc:
+                raise ProviderError(f"provider {self.name}: unparsable page {page} of {path}") from exc
+            if not isinstance(items, list):
+                raise ProviderError(f"provider {self.name}: page {page} of {path} is not a list")
+            yield from items
+            following = response.headers.get("X-Next-Page", "")
+            page = int(following) if following.isdigit() and int(following) > page else 0
+
+    def countries(self) -> Iterator[CatalogCountry]:
+        for item in self._pages("/v1/countries"):
+            try:
+                yield dtone_catalog.country_from(item)
+            except (KeyError, TypeError) as exc:
+                raise ProviderError(f"provider {self.name}: unexpected country {str(item)[:200]}") from exc
+
+    def operators(self) -> Iterator[CatalogOperator]:
+        for item in self._pages("/v1/operators"):
+            try:
+                yield dtone_catalog.operator_from(item)
+            except (KeyError, TypeError) as exc:
+                raise ProviderError(f"provider {self.name}: unexpected operator {str(item)[:200]}") from exc
+
+    def products(self) -> Iterator[CatalogProduct | UnreadableProduct]:
+        for item in self._pages("/v1/products"):
+            yield dtone_catalog.product_from(item)
+
+    def lookup_number(self, msisdn: str) -> list[NumberOperator]:
+        try:
+            response = self._session.post(
+                f"{self.base_url}/v1/lookup/mobile-number",
+                json={"mobile_number": msisdn},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise ProviderError(f"provider {self.name} unreachable: {exc}") from exc
+        if response.status_code != 200:
+            raise ProviderError(f"provider {self.name}: HTTP {response.status_code} for a number lookup")
+        try:
+            return [dtone_catalog.lookup_from(item) for item in response.json()]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(f"provider {self.name}: unexpected lookup answer {response.text[:200]}") from exc
