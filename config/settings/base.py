@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "core",
     "ledger",
+    "catalog",
     "notifications",
     "workers",
 ]
@@ -275,6 +276,17 @@ PROVIDER_REDISPATCH_AFTER = env_float("PROVIDER_REDISPATCH_AFTER", 15.0)
 PROVIDER_UNKNOWN_ALERT_AFTER = env_float("PROVIDER_UNKNOWN_ALERT_AFTER", 300.0)
 PROVIDER_RECONCILE_INTERVAL = env_float("PROVIDER_RECONCILE_INTERVAL", 2.0)
 
+# The catalog, prices and quotes (docs/api.md, "Catalog, prices and quotes"; docs/operations.md).
+# Every price and cost is an integer of this currency's smallest unit (ISO 4217 code); a provider
+# product whose cost is in another currency is not synced.
+PLATFORM_CURRENCY = env("PLATFORM_CURRENCY", "USD")
+# How long a quote holds its price, in seconds.
+QUOTE_TTL = env_int("QUOTE_TTL", 300)
+# Seconds between two syncs of the provider's catalog (`catalog.sync`, beat).
+CATALOG_SYNC_INTERVAL = env_float("CATALOG_SYNC_INTERVAL", 3600.0)
+# How long the provider's answer to a number lookup is trusted, in seconds.
+NUMBER_LOOKUP_TTL = env_int("NUMBER_LOOKUP_TTL", 7 * 24 * 3600)
+
 # Seller notifications (docs/notifications.md).
 NOTIFICATIONS_EVENTS = env_bool("NOTIFICATIONS_EVENTS", True)
 NOTIFICATIONS_EVENTS_RECORDED = "notifications.tasks.fan_out_on_commit"
@@ -366,6 +378,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "ledger.reconcile_fulfilment",
         "schedule": PROVIDER_RECONCILE_INTERVAL,
         "options": {"expires": PROVIDER_RECONCILE_INTERVAL},
+    },
+    "catalog.sync": {
+        "task": "catalog.sync",
+        "schedule": CATALOG_SYNC_INTERVAL,
+        # The import worker's queue: long work, one task at a time, never a shard's (catalog/tasks.py).
+        "options": {"expires": CATALOG_SYNC_INTERVAL, "queue": "ledger.imports"},
     },
     "notifications.sweep": {
         "task": "notifications.sweep",
