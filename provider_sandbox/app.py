@@ -20,6 +20,7 @@ logger = logging.getLogger("provider_sandbox")
 
 MSISDN = re.compile(r"\+[1-9][0-9]{7,14}")
 MAX_BODY = 64 * 1024
+CATALOG_MAX_BODY = 256 * 1024 * 1024  # a whole catalog posted to /_sandbox/catalog (the benchmark's 10,000 products)
 MAX_AMOUNT = 10**15
 _TRANSACTION_PATH = re.compile(r"/v1/transactions/([0-9]{1,18})")
 _LOOKUP_PATH = re.compile(r"/v1/lookup/mobile-number(?:/([^/]+))?")
@@ -112,7 +113,7 @@ class SandboxApp:
             if path == "/_sandbox/catalog":
                 self.allow(method, "GET", "POST")
                 if method == "POST":
-                    self.catalog_change(await self.json_body(receive))
+                    self.catalog_change(await self.json_body(receive, CATALOG_MAX_BODY))
                 return 200, self.catalog.dump(), []
             raise HttpError(404, "not_found")
 
@@ -182,7 +183,7 @@ class SandboxApp:
         if not hmac.compare_digest(given.encode(), f"Bearer {self.config.api_key}".encode()):
             raise HttpError(401, "unauthorized", "Authorization: Bearer <api key> expected")
 
-    async def json_body(self, receive):
+    async def json_body(self, receive, limit: int = MAX_BODY):
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -190,7 +191,7 @@ class SandboxApp:
                 raise Drop()
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > MAX_BODY:
+            if size > limit:
                 raise _invalid("body too large")
             if not message.get("more_body"):
                 break

@@ -216,27 +216,28 @@ def _sync_products(
         rows.append(
             ProductVersion(product_id=product_id, fingerprint=_fingerprint(values), effective_from=now, **values)
         )
-    ProductVersion.objects.bulk_create(rows)
-    current = {row.product_id: row.pk for row in rows}
-    updates = [Product(pk=p.pk, current_version_id=current[p.pk], updated_at=now) for p in created]
-    Product.objects.bulk_update(updates, ["current_version", "updated_at"], batch_size=2000)
-    updates = [
-        Product(
-            pk=pk,
-            name=seen.name,
-            operator_id=operator_id,
-            withdrawn_at=None,
-            updated_at=now,
-            current_version_id=current.get(pk) or None,
-        )
-        for pk, seen, operator_id, versioned in touched
-    ]
-    with_version = [p for p in updates if p.current_version_id]
-    without = [p for p in updates if not p.current_version_id]
-    Product.objects.bulk_update(
-        with_version, ["name", "operator", "withdrawn_at", "updated_at", "current_version"], batch_size=2000
-    )
-    Product.objects.bulk_update(without, ["name", "operator", "withdrawn_at", "updated_at"], batch_size=2000)
+    ProductVersion.objects.bulk_create(rows, batch_size=2000)
+    # Set-based, one statement each (Django's bulk_update is a CASE per row: quadratic).
+    with connection.cursor() as cursor:
+        if touched:
+            cursor.execute(
+                """
+                UPDATE catalog_product AS p
+                   SET name = t.name, operator_id = t.operator_id, withdrawn_at = NULL, updated_at = %s
+                  FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) AS t(id, name, operator_id)
+                 WHERE p.id = t.id
+                """,
+                [now, [t[0] for t in touched], [t[1].name for t in touched], [t[2] for t in touched]],
+            )
+        if rows:
+            cursor.execute(
+                """
+                UPDATE catalog_product AS p SET current_version_id = v.id
+                  FROM catalog_productversion AS v
+                 WHERE v.product_id = p.id AND v.effective_from = %s AND p.provider = %s
+                """,
+                [now, provider],
+            )
     summary.products_withdrawn = (
         Product.objects.filter(provider=provider, withdrawn_at__isnull=True)
         .exclude(provider_product_id__in=list(products))
