@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("ledger.api.urls")),  # before the rest: it holds the charge POST, the hot path
     path("", include("core.api.urls")),
     path("", include("notifications.api.urls")),
+    path("", include("catalog.api.urls")),
     path("ops/", include("workers.urls")),
 ]
 
