@@ -48,7 +48,9 @@ class ProductOutput(serializers.Serializer):
     price_min = serializers.IntegerField(allow_null=True, help_text="Ranged products: the price of min_amount.")
     price_max = serializers.IntegerField(allow_null=True, help_text="Ranged products: the price of max_amount.")
     enabled = serializers.BooleanField()
-    cost = serializers.IntegerField(required=False, allow_null=True, help_text="Staff only.")
+    cost = serializers.IntegerField(required=False, help_text="Staff only, fixed products: the provider's cost.")
+    cost_min = serializers.IntegerField(required=False, help_text="Staff only, ranged products: the cost of min_amount.")
+    cost_max = serializers.IntegerField(required=False, help_text="Staff only, ranged products: the cost of max_amount.")
 
 
 class ResolvedOperatorOutput(serializers.Serializer):

@@ -9,7 +9,7 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog import selectors
+from catalog import pricing, selectors
 from catalog.api import serializers as s
 from catalog.models import Operator, PriceRule, Product, ProductKind
 from catalog.selectors import PriceBook, ResolvedOperator
@@ -50,7 +50,8 @@ def _product_row(product: Product, book: PriceBook, *, staff: bool) -> dict:
         low, high = book.price(product, version, version.min_amount), book.price(product, version, version.max_amount)
         row["price_min"], row["price_max"] = low and low.price, high and high.price
         if staff:
-            row["cost"] = None
+            row["cost_min"] = pricing.product_cost(version, version.min_amount)
+            row["cost_max"] = pricing.product_cost(version, version.max_amount)
     return row
 
 

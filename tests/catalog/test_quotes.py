@@ -1,0 +1,114 @@
+"""Quotes: a locked price for a number and product (and amount, ranged) for QUOTE_TTL; another
+seller's is not found, an expired or used one is refused; used at most once."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from catalog.errors import QuoteExpiredError, QuoteUsedError
+from catalog.models import Operator, Product, Quote
+from catalog.services.prices import price_list_default, price_rule_create
+from catalog.services.quotes import quote_consume, quote_usable
+from core.errors import NotFoundError
+from tests.factories import client_for, make_seller
+
+pytestmark = pytest.mark.django_db
+NUMBER = "+254712345678"  # Safaricom
+
+
+@pytest.fixture
+def safaricom(synced):
+    return Operator.objects.get(name="Safaricom")
+
+
+def _fixed(operator):
+    return (
+        Product.objects.filter(operator=operator, current_version__kind="fixed")
+        .select_related("current_version")
+        .first()
+    )
+
+
+def _ranged(operator):
+    return (
+        Product.objects.filter(operator=operator, current_version__kind="ranged")
+        .select_related("current_version")
+        .first()
+    )
+
+
+def test_quote_lifecycle(safaricom, settings, django_capture_on_commit_callbacks):
+    settings.QUOTE_TTL = 60
+    seller = make_seller()
+    product = _fixed(safaricom)
+    client = client_for(seller.user)
+    with django_capture_on_commit_callbacks() as callbacks:
+        answer = client.post("/api/v1/quotes/", {"phone_number": NUMBER, "product": product.pk}, format="json")
+    assert answer.status_code == 201, answer.json()
+    assert len(callbacks) == 1  # the provider's lookup of the number, for next time
+    body = answer.json()
+    assert body["price"] == product.current_version.retail_price and body["currency"] == "USD"
+    assert body["destination_amount"] == product.current_version.amount and body["used"] is False
+    assert body["product_version"] == product.current_version_id
+    assert client.get(f"/api/v1/quotes/{body['id']}/").json() == body
+
+    # A price change after the quote leaves the quote's price alone.
+    price_rule_create(price_list=price_list_default(), product=product, method="markup", basis_points=2000)
+    assert Quote.objects.get(pk=body["id"]).price == body["price"]
+
+    # Another seller: not found, in the API and for a charge.
+    other = make_seller()
+    assert client_for(other.user).get(f"/api/v1/quotes/{body['id']}/").status_code == 404
+    with pytest.raises(NotFoundError):
+        quote_usable(seller=other, quote_id=body["id"])
+
+    # Used at most once.
+    with transaction.atomic():
+        quote_consume(seller=seller, quote_id=body["id"], charge_id=None)
+    with pytest.raises(QuoteUsedError), transaction.atomic():
+        quote_consume(seller=seller, quote_id=body["id"], charge_id=None)
+
+
+def test_an_expired_quote_is_refused(safaricom):
+    seller = make_seller()
+    answer = client_for(seller.user).post(
+        "/api/v1/quotes/", {"phone_number": NUMBER, "product": _fixed(safaricom).pk}, format="json"
+    )
+    Quote.objects.filter(pk=answer.json()["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    with pytest.raises(QuoteExpiredError) as refused:
+        quote_usable(seller=seller, quote_id=answer.json()["id"])
+    assert refused.value.http_status == 409
+
+
+def test_a_ranged_quote_needs_an_amount_within_the_range(safaricom):
+    client = client_for(make_seller().user)
+    version = _ranged(safaricom).current_version
+    post = lambda amount: client.post(  # noqa: E731
+        "/api/v1/quotes/", {"phone_number": NUMBER, "product": version.product_id, "amount": amount}, format="json"
+    )
+    assert post(version.min_amount).status_code == 201
+    assert post(version.max_amount).status_code == 201
+    for outside in (version.min_amount - 1, version.max_amount + 1):
+        answer = post(outside)
+        assert answer.status_code == 400 and answer.json()["code"] == "amount_not_offered"
+    quote = post(version.min_amount).json()
+    assert quote["price"] > 0
+
+
+def test_a_product_of_another_operator_or_withdrawn_is_unavailable(safaricom):
+    client = client_for(make_seller().user)
+    airtel = _fixed(Operator.objects.get(name="Airtel Kenya"))
+    answer = client.post("/api/v1/quotes/", {"phone_number": NUMBER, "product": airtel.pk}, format="json")
+    assert answer.status_code == 400 and answer.json()["code"] == "product_unavailable"
+    # The seller names the operator (a ported number): now it is on sale for it.
+    answer = client.post(
+        "/api/v1/quotes/", {"phone_number": NUMBER, "product": airtel.pk, "operator": airtel.operator_id}, format="json"
+    )
+    assert answer.status_code == 201
+    Product.objects.filter(pk=airtel.pk).update(withdrawn_at=timezone.now())
+    answer = client.post(
+        "/api/v1/quotes/", {"phone_number": NUMBER, "product": airtel.pk, "operator": airtel.operator_id}, format="json"
+    )
+    assert answer.status_code == 400 and answer.json()["code"] == "product_unavailable"

@@ -1,0 +1,29 @@
+"""The catalog's tasks run on queues the stack's workers consume, and beat schedules the sync."""
+
+from django.conf import settings
+
+from catalog.tasks import LOOKUP_QUEUE, SYNC_QUEUE, lookup_number_task, sync_task
+from workers import stack
+
+
+def _consumed_queues() -> set[str]:
+    argvs = [stack.import_worker_argv(), stack.fulfil_worker_argv()]
+    argvs += [
+        stack.worker_argv(group, name=f"w{n}", with_default_queue=n == 0)
+        for n, group in enumerate(stack.worker_groups())
+    ]
+    queues: set[str] = set()
+    for argv in argvs:
+        queues.update(argv[argv.index("-Q") + 1].split(","))
+    return queues
+
+
+def test_catalog_tasks_have_stable_names_and_consumed_queues():
+    assert sync_task.name == "catalog.sync" and lookup_number_task.name == "catalog.lookup_number"
+    assert {SYNC_QUEUE, LOOKUP_QUEUE} <= _consumed_queues()
+
+
+def test_beat_syncs_the_catalog_on_a_consumed_queue_every_interval():
+    entry = settings.CELERY_BEAT_SCHEDULE["catalog.sync"]
+    assert entry["task"] == "catalog.sync" and entry["schedule"] == settings.CATALOG_SYNC_INTERVAL
+    assert entry["options"]["queue"] == SYNC_QUEUE
