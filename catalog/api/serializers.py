@@ -49,8 +49,12 @@ class ProductOutput(serializers.Serializer):
     price_max = serializers.IntegerField(allow_null=True, help_text="Ranged products: the price of max_amount.")
     enabled = serializers.BooleanField()
     cost = serializers.IntegerField(required=False, help_text="Staff only, fixed products: the provider's cost.")
-    cost_min = serializers.IntegerField(required=False, help_text="Staff only, ranged products: the cost of min_amount.")
-    cost_max = serializers.IntegerField(required=False, help_text="Staff only, ranged products: the cost of max_amount.")
+    cost_min = serializers.IntegerField(
+        required=False, help_text="Staff only, ranged products: the cost of min_amount."
+    )
+    cost_max = serializers.IntegerField(
+        required=False, help_text="Staff only, ranged products: the cost of max_amount."
+    )
 
 
 class ResolvedOperatorOutput(serializers.Serializer):

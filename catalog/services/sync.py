@@ -9,7 +9,8 @@ statements: a few queries per kind of object, whatever the catalog's size.
 - A product whose terms (amounts, cost, face value, kind, description ...) changed: a new
   ProductVersion from now; the old one stays, so what was quoted or sold keeps pointing at it.
 - A product or operator the provider no longer lists: `withdrawn_at` set (never deleted); it is
-  cleared if the provider lists it again.
+  cleared if the provider lists it again. A listed product this cannot sell (unreadable, or its
+  cost in another currency than PLATFORM_CURRENCY) counts as skipped and is withdrawn too.
 - Numbering prefixes are the provider's current ones (nothing refers to a prefix).
 - `enabled` is the admins' switch: a sync never changes it."""
 
@@ -167,14 +168,18 @@ def _sync_prefixes(operators: dict[str, CatalogOperator], operator_ids: dict[str
     keeps its own (loaded by an admin, or by an earlier sync)."""
     wanted = {(operator_ids[key], prefix) for key, op in operators.items() for prefix in op.prefixes}
     published = {operator_ids[key] for key, op in operators.items() if op.prefixes}
-    have = set(NumberingPrefix.objects.filter(operator_id__in=published).values_list("operator_id", "prefix"))
-    gone = have - wanted
-    for operator_id, prefix in gone:
-        NumberingPrefix.objects.filter(operator_id=operator_id, prefix=prefix).delete()
+    have = {
+        (operator_id, prefix): pk
+        for pk, operator_id, prefix in NumberingPrefix.objects.filter(operator_id__in=published).values_list(
+            "pk", "operator_id", "prefix"
+        )
+    }
+    gone = set(have) - wanted
+    NumberingPrefix.objects.filter(pk__in=[have[key] for key in gone]).delete()
     NumberingPrefix.objects.bulk_create(
-        [NumberingPrefix(operator_id=o, prefix=p) for o, p in wanted - have], ignore_conflicts=True
+        [NumberingPrefix(operator_id=o, prefix=p) for o, p in wanted - set(have)], ignore_conflicts=True
     )
-    summary.prefixes_added, summary.prefixes_removed = len(wanted - have), len(gone)
+    summary.prefixes_added, summary.prefixes_removed = len(wanted - set(have)), len(gone)
 
 
 def _sync_products(

@@ -51,6 +51,7 @@ def test_second_sync_versions_a_changed_price_and_withdraws_a_removed_product(sy
     repriced["prices"]["wholesale"]["amount"] = round(repriced["prices"]["wholesale"]["amount"] + 0.05, 2)
     ranged["rates"]["wholesale"] = ranged["rates"]["wholesale"] * 2
     data["products"].remove(removed)
+    dropped_prefix = data["operators"][0]["numbering_prefixes"].pop()
     product = Product.objects.get(provider_product_id=str(repriced["id"]))
     old = product.current_version
     old_values = ProductVersion.objects.filter(pk=old.pk).values().get()
@@ -62,6 +63,8 @@ def test_second_sync_versions_a_changed_price_and_withdraws_a_removed_product(sy
     summary = catalog_sync(provider=get_provider())
 
     assert (summary.products_changed, summary.products_withdrawn, summary.products_added) == (2, 1, 0)
+    assert (summary.prefixes_removed, summary.prefixes_added) == (1, 0)
+    assert not NumberingPrefix.objects.filter(prefix=dropped_prefix).exists()
     product.refresh_from_db()
     assert product.current_version_id != old.pk
     assert product.current_version.cost == old.cost + 5
@@ -75,7 +78,7 @@ def test_second_sync_versions_a_changed_price_and_withdraws_a_removed_product(sy
 
     sandbox_catalog.replace_catalog(shipped)
     back = catalog_sync(provider=get_provider())
-    assert back.products_restored == 1 and back.products_changed == 2
+    assert back.products_restored == 1 and back.products_changed == 2 and back.prefixes_added == 1
     removed_product.refresh_from_db()
     assert removed_product.withdrawn_at is None and removed_product.enabled is False
     assert removed_product.versions.count() == 1  # listed again unchanged: no new version

@@ -27,3 +27,15 @@ def test_beat_syncs_the_catalog_on_a_consumed_queue_every_interval():
     entry = settings.CELERY_BEAT_SCHEDULE["catalog.sync"]
     assert entry["task"] == "catalog.sync" and entry["schedule"] == settings.CATALOG_SYNC_INTERVAL
     assert entry["options"]["queue"] == SYNC_QUEUE
+
+
+def test_the_lookup_task_records_the_providers_answer(synced):
+    from catalog.models import NumberLookup
+
+    lookup_number_task.apply(args=["+254712345678"]).get()
+    assert NumberLookup.objects.get(msisdn="+254712345678").operator.name == "Safaricom"
+
+
+def test_the_sync_task_answers_its_summary(synced):
+    summary = sync_task.apply().get()
+    assert summary["products_unchanged"] == summary["products_seen"] > 100
