@@ -125,6 +125,8 @@ class ProductVersion(models.Model):
     amount = models.BigIntegerField(null=True, blank=True)
     min_amount = models.BigIntegerField(null=True, blank=True)
     max_amount = models.BigIntegerField(null=True, blank=True)
+    # Ranged: the amounts sold are min_amount + k * amount_step (DT One's `increment`); null: any.
+    amount_step = models.BigIntegerField(null=True, blank=True)
     cost = models.BigIntegerField()
     cost_rate = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     # The face value in the platform currency: the provider's retail price (fixed) or retail rate
@@ -150,6 +152,7 @@ class ProductVersion(models.Model):
                         max_amount__isnull=True,
                         cost_rate__isnull=True,
                         retail_rate__isnull=True,
+                        amount_step__isnull=True,
                     )
                     | Q(
                         kind="ranged",
@@ -159,6 +162,7 @@ class ProductVersion(models.Model):
                         cost_rate__gt=0,
                         retail_price__isnull=True,
                     )
+                    & (Q(amount_step__isnull=True) | Q(amount_step__gt=0))
                 ),
                 name="product_version_fixed_or_ranged",
             ),

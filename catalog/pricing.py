@@ -15,7 +15,8 @@ def _ceil_times(amount: int, rate: Decimal) -> int:
 def in_range(version: ProductVersion, amount: int) -> bool:
     if version.kind == ProductKind.FIXED:
         return amount == version.amount
-    return version.min_amount <= amount <= version.max_amount
+    on_step = version.amount_step is None or (amount - version.min_amount) % version.amount_step == 0
+    return version.min_amount <= amount <= version.max_amount and on_step
 
 
 def product_cost(version: ProductVersion, amount: int) -> int:

@@ -41,6 +41,9 @@ class ProductOutput(serializers.Serializer):
     amount = serializers.IntegerField(allow_null=True)
     min_amount = serializers.IntegerField(allow_null=True)
     max_amount = serializers.IntegerField(allow_null=True)
+    amount_step = serializers.IntegerField(
+        allow_null=True, help_text="Ranged: amounts are min_amount + k * amount_step."
+    )
     description = serializers.CharField()
     validity = serializers.CharField()
     currency = serializers.CharField(help_text="The platform currency every price is in.")

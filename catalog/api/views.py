@@ -33,6 +33,7 @@ def _product_row(product: Product, book: PriceBook, *, staff: bool) -> dict:
         "amount": version.amount,
         "min_amount": version.min_amount,
         "max_amount": version.max_amount,
+        "amount_step": version.amount_step,
         "description": version.description,
         "validity": version.validity,
         "currency": settings.PLATFORM_CURRENCY,

@@ -39,8 +39,9 @@ def quote_create(
         if amount != version.amount:
             raise AmountNotOfferedError(f"This product sells exactly {version.amount} {version.destination_currency}.")
     elif amount is None or not pricing.in_range(version, amount):
+        step = f" in steps of {version.amount_step}" if version.amount_step else ""
         raise AmountNotOfferedError(
-            f"amount: between {version.min_amount} and {version.max_amount} {version.destination_currency}."
+            f"amount: between {version.min_amount} and {version.max_amount}{step} {version.destination_currency}."
         )
     now = timezone.now()
     price = PriceBook(seller=seller, products=[product], at=now).price(product, version, amount)

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 # pg_advisory_xact_lock key of the sync (any constant the project uses for nothing else).
 SYNC_LOCK_KEY = 0x63617461  # "cata"
 VERSION_FIELDS = (
-    "kind", "service", "provider_type", "destination_currency", "amount", "min_amount", "max_amount",
+    "kind", "service", "provider_type", "destination_currency", "amount", "min_amount", "max_amount", "amount_step",
     "cost", "cost_rate", "retail_price", "retail_rate", "description", "validity", "benefits",
 )  # fmt: skip
 

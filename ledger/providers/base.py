@@ -117,6 +117,7 @@ class CatalogProduct:
     amount: int | None = None
     min_amount: int | None = None
     max_amount: int | None = None
+    amount_step: int | None = None  # ranged: amounts are min_amount + k * amount_step
     cost_rate: Decimal | None = None
     retail_price: int | None = None
     retail_rate: Decimal | None = None

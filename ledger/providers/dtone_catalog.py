@@ -99,6 +99,7 @@ def product_from(data) -> CatalogProduct | UnreadableProduct:
                 kind="ranged",
                 min_amount=to_minor(bounds["min"], dest_currency),
                 max_amount=to_minor(bounds["max"], dest_currency),
+                amount_step=to_minor(bounds["increment"], dest_currency) if bounds.get("increment") else None,
                 cost=to_minor(wholesale.get("fee") or 0, cost_currency),
                 cost_rate=_rate(rates.get("wholesale"), per=cost_currency, of=dest_currency),
                 retail_rate=None

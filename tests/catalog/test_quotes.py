@@ -90,7 +90,8 @@ def test_a_ranged_quote_needs_an_amount_within_the_range(safaricom):
     )
     assert post(version.min_amount).status_code == 201
     assert post(version.max_amount).status_code == 201
-    for outside in (version.min_amount - 1, version.max_amount + 1):
+    assert version.amount_step == 100  # the sandbox's Kenyan ranged product: whole shillings
+    for outside in (version.min_amount - 1, version.max_amount + 1, version.min_amount + 50):
         answer = post(outside)
         assert answer.status_code == 400 and answer.json()["code"] == "amount_not_offered"
     quote = post(version.min_amount).json()
