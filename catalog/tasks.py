@@ -32,6 +32,7 @@ def lookup_number_on_commit(msisdn: str) -> None:
 
 @shared_task(
     name="catalog.sync",
+    queue=SYNC_QUEUE,
     ignore_result=False,  # an admin reads what the last syncs did in the task results
     acks_late=True,
     autoretry_for=(OperationalError, InterfaceError),
@@ -50,6 +51,7 @@ def sync_task() -> dict:
 
 @shared_task(
     name="catalog.lookup_number",
+    queue=LOOKUP_QUEUE,
     ignore_result=True,
     acks_late=True,
     autoretry_for=(OperationalError, InterfaceError, ProviderError),

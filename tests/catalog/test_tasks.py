@@ -3,6 +3,7 @@
 from django.conf import settings
 
 from catalog.tasks import LOOKUP_QUEUE, SYNC_QUEUE, lookup_number_task, sync_task
+from celery_app import app
 from workers import stack
 
 
@@ -21,6 +22,11 @@ def _consumed_queues() -> set[str]:
 def test_catalog_tasks_have_stable_names_and_consumed_queues():
     assert sync_task.name == "catalog.sync" and lookup_number_task.name == "catalog.lookup_number"
     assert {SYNC_QUEUE, LOOKUP_QUEUE} <= _consumed_queues()
+    # Sent any way (beat, .delay(), Flower), each lands on its queue: the router keeps an explicit one.
+    router = app.amqp.router
+    for task, queue in ((sync_task, SYNC_QUEUE), (lookup_number_task, LOOKUP_QUEUE)):
+        assert task.queue == queue
+        assert router.route({"queue": task.queue}, task.name)["queue"].name == queue
 
 
 def test_beat_syncs_the_catalog_on_a_consumed_queue_every_interval():
