@@ -113,3 +113,25 @@ def test_a_product_of_another_operator_or_withdrawn_is_unavailable(safaricom):
         "/api/v1/quotes/", {"phone_number": NUMBER, "product": airtel.pk, "operator": airtel.operator_id}, format="json"
     )
     assert answer.status_code == 400 and answer.json()["code"] == "product_unavailable"
+
+
+def test_a_quote_keeps_the_version_it_was_priced_on_across_a_sync(safaricom, shipped, sandbox_catalog):
+    import copy
+
+    from catalog.services.sync import catalog_sync
+    from ledger.providers import get_provider
+
+    client = client_for(make_seller().user)
+    product = _fixed(safaricom)
+    before = client.post("/api/v1/quotes/", {"phone_number": NUMBER, "product": product.pk}, format="json").json()
+    data = copy.deepcopy(shipped)
+    source = next(p for p in data["products"] if str(p["id"]) == product.provider_product_id)
+    source["prices"]["retail"]["amount"] = round(source["prices"]["retail"]["amount"] + 0.10, 2)
+    sandbox_catalog.replace_catalog(data)
+    catalog_sync(provider=get_provider())
+
+    after = client.post("/api/v1/quotes/", {"phone_number": NUMBER, "product": product.pk}, format="json").json()
+    assert after["product_version"] != before["product_version"] and after["price"] == before["price"] + 10
+    quote = Quote.objects.select_related("product_version").get(pk=before["id"])
+    assert quote.price == before["price"] and quote.product_version_id == before["product_version"]
+    assert quote.product_version.retail_price == before["price"]  # the old terms, unchanged
