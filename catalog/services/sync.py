@@ -111,7 +111,16 @@ def catalog_sync(*, provider: Provider, progress: Callable[[int], None] | None =
         operator_ids = _sync_operators(provider.name, operators, country_ids, now, summary)
         _sync_prefixes(operators, operator_ids, summary)
         _sync_products(provider.name, products, operator_ids, now, summary)
-    logger.info("catalog synced", extra={"event": "catalog.synced", **summary.as_dict()})
+    changed = summary.products_seen != summary.products_unchanged or any(
+        (summary.operators_added, summary.operators_changed, summary.operators_withdrawn, summary.operators_restored)
+    )
+    changed = changed or summary.prefixes_added or summary.prefixes_removed or summary.products_withdrawn
+    # Periodic: a line at INFO only when the sync changed something (docs/operations.md, "Logs").
+    logger.log(
+        logging.INFO if changed else logging.DEBUG,
+        "catalog synced",
+        extra={"event": "catalog.synced", **summary.as_dict()},
+    )
     return summary
 
 
