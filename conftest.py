@@ -2,7 +2,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from provider_sandbox.process import SandboxProcess
+from devstack.sandbox import SandboxProcess
 from tests.support import SANDBOX_SECRET, WorkerStack, sandbox_options, started_stacks, wait_quiet
 
 

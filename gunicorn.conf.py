@@ -14,7 +14,7 @@ How each choice was measured: docs/performance.md."""
 
 import os
 
-# One process per core unless WEB_WORKERS says otherwise (workers.stack.default_web_workers, which
+# One process per core unless WEB_WORKERS says otherwise (devstack.stack.default_web_workers, which
 # also passes --workers explicitly for `make up` and the benchmarks).
 workers = int(os.environ.get("WEB_WORKERS") or os.cpu_count() or 2)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")

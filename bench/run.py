@@ -16,9 +16,9 @@ import traceback
 from pathlib import Path
 
 from bench import wrk
-from bench.processes import free_port
 from bench.stack import default_database_url, default_redis_url
-from workers.stack import default_web_workers
+from devstack.processes import free_port
+from devstack.stack import default_web_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER_SETTINGS = ("PROVIDER_RATE_LIMIT", "PROVIDER_CONCURRENCY", "PROVIDER_BATCH")

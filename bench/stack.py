@@ -18,9 +18,9 @@ import psutil
 import psycopg2
 from psycopg2 import sql
 
-from bench.processes import Process, free_port
-from provider_sandbox.process import SandboxProcess
-from workers.stack import collect_static, default_web_workers
+from devstack.processes import Process, free_port
+from devstack.sandbox import SandboxProcess
+from devstack.stack import collect_static, default_web_workers
 
 BENCH_SETTINGS = "bench.settings"
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -151,7 +151,7 @@ class Stack:
     and the sandbox provider the fulfilment worker sends the charges to."""
 
     def __init__(self, log_dir: Path, port: int, *, provider_latency_ms: float = 50.0):
-        from workers.stack import stack_processes
+        from devstack.stack import stack_processes
 
         self.log_dir = log_dir
         self.port = port
@@ -222,8 +222,8 @@ class Stack:
             time.sleep(0.1)
 
     def worker_for_seller(self, seller_id: int):
+        from workers.assignment import worker_groups
         from workers.routing import shard_for
-        from workers.stack import worker_groups
 
         shard = shard_for(seller_id)
         return next(w for w, group in zip(self.workers, worker_groups(), strict=True) if shard in group)

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import processes
 from bench.stack import configure_environment, create_database, free_port
+from devstack import processes
 
 RECEIVER = Path(__file__).resolve().parent.parent / "tests" / "notifications" / "receiver.py"
 
@@ -47,7 +47,7 @@ def throughput(args, log_dir: Path) -> dict:
     from notifications.outbox import event_record
     from notifications.services import endpoint_create
     from notifications.tasks import deliver_soon
-    from workers.stack import webhook_worker_argv
+    from workers.commands import webhook_worker_argv
 
     procs, sellers, endpoint_ids = [], [], []
     for index in range(args.endpoints):
@@ -96,7 +96,8 @@ def latency(args, log_dir: Path) -> dict:
     from ledger.services.deposits import deposit_approve, deposit_request
     from ledger.services.sellers import seller_create
     from notifications.services import endpoint_create
-    from workers.stack import shard_assignment, webhook_worker_argv, worker_argv
+    from workers.assignment import shard_assignment
+    from workers.commands import webhook_worker_argv, worker_argv
 
     seller = seller_create(username=f"wh-latency-{time.time_ns()}", password="x" * 16, name="bench")
     admin = get_user_model().objects.create_superuser(username=f"wh-admin-{time.time_ns()}", password="x" * 16)

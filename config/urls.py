@@ -18,7 +18,7 @@ api_v1 = [
     path("", include("core.api.urls")),
     path("", include("notifications.api.urls")),
     path("", include("catalog.api.urls")),
-    path("ops/", include("workers.urls")),
+    path("ops/", include("ops.urls")),
 ]
 
 urlpatterns = [

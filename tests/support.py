@@ -12,9 +12,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import close_old_connections
 
-from bench.processes import Process
+from devstack.processes import Process
 from ledger.models import Charge, ChargeBatch, Deposit
-from workers.stack import fulfil_worker_argv, import_worker_argv, shard_assignment, webhook_worker_argv, worker_argv
+from workers.assignment import shard_assignment
+from workers.commands import fulfil_worker_argv, import_worker_argv, webhook_worker_argv, worker_argv
 
 WEBHOOK_TEST_SCHEDULE = "0,1,1,2,2,2,2,2,2,2,2,2,2,2,2"
 

@@ -17,4 +17,4 @@ class WorkersConfig(AppConfig):
 
         # Connects the worker_ready/worker_shutdown receivers that announce consumed queues, and
         # registers the system check of the shard assignment.
-        from workers import ops_checks, ops_heartbeat  # noqa: F401
+        from workers import checks, heartbeat  # noqa: F401

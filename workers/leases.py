@@ -25,7 +25,7 @@ import threading
 import redis
 from django.conf import settings
 
-from workers.ops_heartbeat import broker_client, ops_key
+from workers.broker import broker_client, ops_key
 
 logger = logging.getLogger(__name__)
 # Set by `manage.py shardworker --standby` for the worker it starts once the lease is free.

@@ -12,7 +12,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from ledger.audit_incremental import audit_ledger_incremental
 from ledger.selectors import sellers_waiting, sellers_with_stale_intents
 from ledger.services.settlement import settle_seller, settle_sellers
-from workers import dispatch, metrics
+from workers import dispatch, progress
 from workers.routing import shard_for
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def settle_shard_task(shard: int, recover: bool = False, connected_at: float | N
             sum(o.intents for o in settled.values()),
             extra={"event": "ledger.shard_settled", "shard": shard, "seller_ids": sorted(settled)[:100]},
         )
-        metrics.settled(shard=shard, runs=len(settled), intents=sum(o.intents for o in settled.values()))
+        progress.settled(shard=shard, runs=len(settled), intents=sum(o.intents for o in settled.values()))
     for seller_id, outcome in outcomes.items():
         if outcome.more_pending:
             dispatch.wake_seller(seller_id)
@@ -141,7 +141,7 @@ def _settle(seller_id: int) -> None:
                 "batches": outcome.batches,
             },
         )
-        metrics.settled(shard=shard_for(seller_id), intents=outcome.intents)
+        progress.settled(shard=shard_for(seller_id), intents=outcome.intents)
     if outcome.more_pending:
         dispatch.wake_seller(seller_id)
 
@@ -298,8 +298,7 @@ def _fulfilment_idle() -> bool:
     would only pile duplicate tasks (each a no-op, after its claim) in front of new charges."""
     from ledger.fulfilment.gate import gate_for
     from ledger.providers import get_provider
-    from workers.ops import queue_depths
-    from workers.ops_heartbeat import broker_client
+    from workers.broker import broker_client, queue_depths
     from workers.routing import FULFIL_QUEUE
 
     gate = gate_for(get_provider().name)

@@ -24,7 +24,7 @@ from bench.hosts.client import charge, create_seller, fund, login
 from bench.hosts.cluster import ADMIN_PASSWORD, Cluster
 from bench.hosts.network import why_namespaces_unavailable
 from bench.postgres import why_unavailable as why_postgres_unavailable
-from workers.stack import shard_assignment
+from workers.assignment import shard_assignment
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

@@ -24,8 +24,9 @@ import psycopg2
 from bench.hosts.network import Host, Network, env_for
 from bench.postgres import Cluster as PostgresCluster
 from bench.postgres import owned_tmpdir
-from provider_sandbox.process import READY_MARKER, sandbox_argv
-from workers.stack import ROOT, beat_argv, flower_argv, fulfil_worker_argv, import_worker_argv, web_argv
+from devstack.sandbox import READY_MARKER, sandbox_argv
+from devstack.stack import ROOT, flower_argv, web_argv
+from workers.commands import beat_argv, fulfil_worker_argv, import_worker_argv
 
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
 ADMIN_PASSWORD = secrets.token_urlsafe(16)

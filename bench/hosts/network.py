@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.processes import Process
+from devstack.processes import Process
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -23,7 +23,7 @@ from bench import seed, wrk
 from bench.profiling import Profile
 from bench.scenarios import Context, ScenarioFailed, check_audit
 from bench.stack import ROOT_DIR, reset_ledger
-from workers.stack import default_web_workers
+from devstack.stack import default_web_workers
 
 AMOUNT = 1_000
 

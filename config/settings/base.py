@@ -1,6 +1,7 @@
 """Settings shared by every environment. Everything that differs between machines comes from the
 environment; see `.env.example` for the full list."""
 
+import importlib.util
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -66,7 +67,12 @@ INSTALLED_APPS = [
     "catalog",
     "notifications",
     "workers",
+    "ops",
 ]
+# The development launcher (`manage.py runstack`, devstack/) wherever the checkout has it, under
+# any settings (`make up` may run the production ones); the image leaves it out (.dockerignore).
+if importlib.util.find_spec("devstack") is not None:
+    INSTALLED_APPS.append("devstack")
 
 MIDDLEWARE = [
     # Outermost: under /api/, Django's own HTML error pages (debug pages included) become JSON.
@@ -222,7 +228,7 @@ LEDGER_WAKE_COOLDOWN = env_float("LEDGER_WAKE_COOLDOWN", 0.1)
 LEDGER_SWEEP_INTERVAL = env_float("LEDGER_SWEEP_INTERVAL", 10.0)
 LEDGER_SWEEP_AFTER = env_float("LEDGER_SWEEP_AFTER", 15.0)
 # ops/queues and the metrics call a shard stalled when its oldest waiting intent is older than this
-# and the shard has settled nothing for as long (workers/ops.py).
+# and the shard has settled nothing for as long (ops/report.py).
 LEDGER_STALL_AFTER = env_float("LEDGER_STALL_AFTER", 10.0)
 LEDGER_AUDIT_INTERVAL = env_float("LEDGER_AUDIT_INTERVAL", 3600.0)
 # A shard worker renews its group's lease every second; a standby takes the group over once the
@@ -429,7 +435,7 @@ LOGGING = {
     },
 }
 # LOG_LEVELS="logger=LEVEL,...": the level of named loggers, over the root's. The Celery processes
-# take their root level from their command (`--loglevel INFO`, workers/stack.py), not LOG_LEVEL:
+# take their root level from their command (`--loglevel INFO`, workers/commands.py), not LOG_LEVEL:
 # e.g. LOG_LEVELS=celery.app.trace=DEBUG,celery.worker.strategy=DEBUG shows the workers' lines about
 # the periodic tasks again, celery.beat=DEBUG beat's (docs/operations.md, "Logs").
 for _item in env_list("LOG_LEVELS"):

@@ -1,6 +1,6 @@
 """A real gunicorn serving the test database, and a small HTTP client for it.
 
-The server runs the production command (`workers.stack.web_argv`) with several processes, so
+The server runs the production command (`devstack.stack.web_argv`) with several processes, so
 these tests cross real sockets, real process boundaries and real connection pools."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import requests
 
-from bench.processes import Process, free_port
+from devstack.processes import Process, free_port
+from devstack.stack import web_argv
 from tests.support import subprocess_env
-from workers.stack import web_argv
 
 
 class LiveServer:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import redis
 
-from bench.processes import Process
 from core import redis_client
+from devstack.processes import Process
 
 MASTER_NAME = "ledger-test"  # not the default, so the tests see the setting reach every process
 

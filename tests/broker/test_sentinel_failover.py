@@ -19,13 +19,13 @@ import time
 import pytest
 import requests
 
-from bench.processes import Process, free_port
+from devstack.processes import Process, free_port
+from devstack.stack import flower_argv
 from ledger.models import Charge
 from tests.broker.sentinel import SentinelRedis, redis_server_available
 from tests.faults.stack import FaultStack
 from tests.faults.suite import Fault, Scenario
 from tests.support import stop_session_workers
-from workers.stack import flower_argv
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

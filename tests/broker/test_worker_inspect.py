@@ -17,7 +17,7 @@ import sys
 import pytest
 from django.conf import settings
 
-from bench.processes import ROOT, Process
+from devstack.processes import ROOT, Process
 from tests.broker.sentinel import redis_server_available
 from tests.support import WorkerStack
 

@@ -1,5 +1,5 @@
 """The stack the fault suite breaks: a private redis-server it can kill, gunicorn, the shard workers
-and beat, each started with the production command (`workers.stack`) and production settings,
+and beat, each started with the production command (`workers.commands`, `devstack.stack`) and production settings,
 against the test database."""
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-from bench.processes import free_port
 from core import redis_client
+from devstack.processes import free_port
+from devstack.stack import collect_static, web_argv
 from tests.support import Process, subprocess_env
-from workers.stack import beat_argv, collect_static, fulfil_worker_argv, shard_assignment, web_argv, worker_argv
+from workers.assignment import shard_assignment
+from workers.commands import beat_argv, fulfil_worker_argv, worker_argv
 
 WORKER_READY = " ready."
 # Settings of a production deployment behind TLS, served over plain http on loopback.

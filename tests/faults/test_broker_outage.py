@@ -8,7 +8,7 @@ import sys
 import pytest
 from django.db import transaction
 
-from bench.processes import ROOT
+from devstack.processes import ROOT
 from tests.support import subprocess_env
 from workers import dispatch
 

@@ -195,8 +195,9 @@ def test_a_charge_committed_by_a_web_process_killed_before_its_wake_up_is_settle
 
 def test_every_shard_worker_process_consumes_the_sweepers_queue():
     """Sweeps went to ledger.default, consumed by process 0 alone: with it down nothing was swept."""
+    from workers.assignment import shard_assignment
+    from workers.commands import worker_argv
     from workers.routing import SWEEP_QUEUE, route_task
-    from workers.stack import shard_assignment, worker_argv
 
     assert route_task("ledger.sweep_stale_sellers", (), {}, {}) == {"queue": SWEEP_QUEUE}
     for index, shards in enumerate(shard_assignment(8, 3)):

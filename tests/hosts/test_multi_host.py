@@ -10,7 +10,7 @@ from bench.hosts.client import charge, create_seller, fund, login, next_phone
 from bench.hosts.cluster import ADMIN_PASSWORD, Cluster
 from bench.hosts.network import why_namespaces_unavailable
 from bench.postgres import why_unavailable as why_postgres_unavailable
-from workers.stack import shard_assignment
+from workers.assignment import shard_assignment
 
 pytestmark = pytest.mark.workers
 # The takeover target (docs/scaling.md), with the production lease of 5 s.

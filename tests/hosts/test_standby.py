@@ -11,13 +11,14 @@ import pytest
 from django.core.management import call_command
 from django.db import close_old_connections
 
-from bench.processes import Process
+from devstack.processes import Process
+from devstack.stack import ROOT
 from ledger.models import Charge, Entry
+from ops.report import queue_report
 from tests.factories import client_for, make_admin, make_seller, request_and_approve
 from tests.support import assert_ledger_audit, wait_settled
 from workers import leases
-from workers.ops import queue_report
-from workers.stack import ROOT, shard_assignment
+from workers.assignment import shard_assignment
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]
 # The takeover target (docs/scaling.md): lease expiry (2 s in the suite) plus the worker's start.

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.test import Client
 
 from core.services import api_key_issue
+from devstack.stack import stream_argv
 from ledger.models import Charge
 from ledger.posting import settle_batch
 from notifications.outbox import event_record
@@ -18,7 +19,6 @@ from tests.api.live import free_port
 from tests.factories import make_admin, make_seller, request_and_approve
 from tests.faults.stack import terminate_database_backends
 from tests.support import Process, assert_ledger_audit, settle_through_provider, subprocess_env
-from workers.stack import stream_argv
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from workers.stack import flower_credentials_problem, parse_shard_groups, shard_assignment
+from ops.flower import flower_credentials_problem
+from workers.assignment import parse_shard_groups, shard_assignment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,15 +128,15 @@ def test_manage_check_refuses_a_shard_assignment_with_a_shard_consumed_twice():
 
 
 def test_stacks_with_different_broker_key_prefixes_do_not_count_each_others_workers(settings):
-    from workers import ops_heartbeat
+    from workers import heartbeat
 
-    client = ops_heartbeat.broker_client()
+    client = heartbeat.broker_client()
     plain = dict(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {**plain, "global_keyprefix": "other-stack:"}
     try:
-        ops_heartbeat._announce(client, "ghost@elsewhere", ["ledger.shard.0"])
-        assert ops_heartbeat.live_workers(client)["ghost@elsewhere"] == ["ledger.shard.0"]
+        heartbeat._announce(client, "ghost@elsewhere", ["ledger.shard.0"])
+        assert heartbeat.live_workers(client)["ghost@elsewhere"] == ["ledger.shard.0"]
         settings.CELERY_BROKER_TRANSPORT_OPTIONS = plain
-        assert "ghost@elsewhere" not in ops_heartbeat.live_workers(client)
+        assert "ghost@elsewhere" not in heartbeat.live_workers(client)
     finally:
         client.delete("other-stack:ledger:ops:workers")

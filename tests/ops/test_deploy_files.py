@@ -2,6 +2,7 @@
 Compose specification, the Dockerfile with hadolint, and that every command the compose file runs
 exists in this project and agrees with the shard configuration."""
 
+import ast
 import os
 import re
 import shutil
@@ -95,6 +96,7 @@ def _commands():
 def test_every_command_the_compose_file_runs_exists(service, argv):
     if argv[:2] == ["python", "manage.py"]:
         assert argv[2] in get_commands(), f"{service}: manage.py has no command {argv[2]!r}"
+        assert get_commands()[argv[2]] != "devstack", f"{service}: {argv[2]!r} is left out of the image (.dockerignore)"
     elif argv[0] == "celery":
         assert argv[1:3] == ["-A", "celery_app"]
         app = import_string("celery_app.app")
@@ -136,3 +138,28 @@ def test_compose_shard_workers_cover_every_shard_exactly_once():
     queues = [q for out in printed for q in out.split(" -Q ")[1].split()[0].split(",") if q.startswith("ledger.shard.")]
     assert sorted(queues) == sorted(f"ledger.shard.{k}" for k in range(int(shards)))
     assert indexes == list(range(len(groups_spec.split(";"))))
+
+
+# What the image runs (everything but the development launcher, the benchmark and the tests).
+DEPLOYED = ("config", "core", "ledger", "notifications", "ops", "provider_sandbox", "workers")
+
+
+def _imported_modules(path: Path):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module
+
+
+def test_deployed_code_never_imports_the_benchmark_or_the_development_launcher():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "devstack" in ignored and "tests" in ignored
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for package in DEPLOYED
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for module in _imported_modules(path)
+        if module.split(".")[0] in ("bench", "devstack", "tests")
+    ]
+    assert not offenders, offenders

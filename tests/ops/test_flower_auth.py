@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from bench.processes import ROOT
+from devstack.processes import ROOT
 from tests.support import subprocess_env
 
 

@@ -11,10 +11,10 @@ import pytest
 import requests
 
 from core.services import api_key_issue
+from devstack.front_proxy import front_proxy, nginx_binary
+from devstack.stack import stream_argv, web_argv
 from tests.factories import PASSWORD, make_seller
 from tests.support import Process, subprocess_env
-from workers.front_proxy import front_proxy, nginx_binary
-from workers.stack import stream_argv, web_argv
 
 needs_nginx = pytest.mark.skipif(
     nginx_binary() is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run installs it)"
@@ -142,7 +142,7 @@ def test_logins_are_counted_by_the_address_nginx_saw_not_the_one_claimed(proxied
 
 @needs_nginx
 def test_make_up_puts_nginx_in_front_of_gunicorn(tmp_path):
-    from workers.stack import stack_processes
+    from devstack.stack import stack_processes
 
     proxy = front_proxy(
         nginx=nginx_binary(),
@@ -166,7 +166,7 @@ def test_compose_runs_the_same_template_in_the_official_image():
 
     import yaml
 
-    from workers.front_proxy import ROOT, TEMPLATE
+    from devstack.front_proxy import ROOT, TEMPLATE
 
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     proxy = services["proxy"]

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from ledger.models import Account, Charge
 from tests.factories import client_for, make_admin, make_seller, make_staff, request_and_approve
 from tests.support import assert_ledger_audit, wait_settled
-from workers.ops_heartbeat import live_workers
+from workers.heartbeat import live_workers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]
 

@@ -1,5 +1,5 @@
 """The console of `make up` is quiet while nothing happens: beat, the shard worker, the webhook and
-the fulfilment workers, started with the production commands of `workers/stack.py` (as `runstack`
+the fulfilment workers, started with the production commands of `workers/commands.py` (as `runstack`
 starts them) and left idle, print no line about their periodic tasks (beat's "Sending due task",
 the workers' "received" and "succeeded in") while those find nothing to do; then a deposit and a
 charge are recorded, and what happened to them is on the console.
@@ -22,7 +22,7 @@ from django.conf import settings
 from ledger.models import Charge
 from tests.faults.stack import PrivateRedis
 from tests.support import Process, subprocess_env
-from workers.stack import beat_argv, fulfil_worker_argv, webhook_worker_argv, worker_argv
+from workers.commands import beat_argv, fulfil_worker_argv, webhook_worker_argv, worker_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 IDLE_SECONDS = 8.0

@@ -23,12 +23,12 @@ import pytest
 import requests
 from django.conf import settings
 
-from bench.processes import free_port
+from devstack.processes import free_port
 from ledger.models import Deposit
 from ledger.services.deposits import deposit_request
 from tests.factories import PASSWORD, make_admin, make_seller
 from tests.support import assert_ledger_audit, subprocess_env, wait_settled
-from workers.ops_heartbeat import live_workers
+from workers.heartbeat import live_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "ops"

@@ -9,10 +9,10 @@ import pytest
 from django.conf import settings as django_settings
 
 from ledger.services.charges import charge_submit
+from ops import metrics
+from ops.report import queue_report
 from tests.factories import client_for, make_admin, make_seller, request_and_approve
 from tests.support import assert_ledger_audit, wait_settled
-from workers import metrics
-from workers.ops import queue_report
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from bench.processes import free_port
+from devstack.processes import free_port
+from devstack.sandbox import SandboxProcess
 from ledger.providers import get_provider
 from ledger.providers.base import InvalidCallback, Outcome, ProviderError
 from ledger.providers.dtone import DTOneProvider
-from provider_sandbox.process import SandboxProcess
 from tests.provider.conftest import HANG_SECONDS, PENDING_SECONDS, msisdn, sandbox_options
 
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from provider_sandbox.process import SandboxProcess
+from devstack.sandbox import SandboxProcess
 from tests.provider.conftest import HANG_SECONDS, PENDING_SECONDS, SECRET, msisdn, sandbox_options
 
 

@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 import requests
 
-from bench.processes import free_port
+from devstack.processes import free_port
 from tests.ops.test_stack import WORKER_PAGES, _flower_worker_page, browser, private_redis  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,9 +1,8 @@
 import os
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
-
-from workers.stack import ROOT
 
 
 class Command(BaseCommand):
@@ -33,5 +32,5 @@ class Command(BaseCommand):
             "--timeout-graceful-shutdown",
             "5",
         ]
-        os.chdir(ROOT)
+        os.chdir(settings.BASE_DIR)
         os.execv(sys.executable, argv)

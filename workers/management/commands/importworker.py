@@ -1,9 +1,10 @@
 import os
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from workers.stack import ROOT, import_worker_argv
+from workers.commands import import_worker_argv
 
 
 class Command(BaseCommand):
@@ -20,5 +21,5 @@ class Command(BaseCommand):
         if print:
             self.stdout.write(" ".join(argv))
             return
-        os.chdir(ROOT)
+        os.chdir(settings.BASE_DIR)
         os.execv(sys.executable, argv)

@@ -7,8 +7,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from workers import leases
-from workers.ops_heartbeat import announce_standby
-from workers.stack import ROOT, worker_argv, worker_groups
+from workers.assignment import worker_groups
+from workers.commands import worker_argv
+from workers.heartbeat import announce_standby
 
 # How often a standby looks at the lease: a small part of the takeover time.
 STANDBY_POLL = 0.2
@@ -43,7 +44,7 @@ class Command(BaseCommand):
         if standby:
             self.wait_for_takeover(groups[index], name)
             os.environ[leases.STANDBY_ENV] = "1"
-        os.chdir(ROOT)
+        os.chdir(settings.BASE_DIR)
         os.execv(sys.executable, argv)
 
     def wait_for_takeover(self, shards: list[int], name: str) -> None:

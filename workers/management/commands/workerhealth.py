@@ -3,7 +3,7 @@ import socket
 import redis
 from django.core.management.base import BaseCommand, CommandError
 
-from workers.ops_heartbeat import STALE_AFTER, live_workers
+from workers.heartbeat import STALE_AFTER, live_workers
 
 
 class Command(BaseCommand):

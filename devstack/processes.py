@@ -1,8 +1,9 @@
-"""A child process of a stack (gunicorn, a shard worker, beat) as the benchmark and the test suite
-start it: its own session, so stopping its process group also stops what it forked (gunicorn's
-workers), and its output appended to `<log_dir>/<name>.log`, where readiness is read from.
+"""A child process of a stack (gunicorn, a shard worker, beat, the sandbox provider) as the
+benchmark and the test suite start it: its own session, so stopping its process group also stops
+what it forked (gunicorn's workers), and its output appended to `<log_dir>/<name>.log`, where
+readiness is read from.
 
-Plain standard library, no Django: `tests/` imports it from here, never the other way round."""
+Plain standard library, no Django: `tests/` and `bench/` import it from here, never the other way round."""
 
 from __future__ import annotations
 

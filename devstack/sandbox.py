@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from bench.processes import Process, free_port
+from devstack.processes import Process, free_port
 
 READY_MARKER = "sandbox provider ready"  # printed by provider_sandbox/__main__.py
 

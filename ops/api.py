@@ -17,8 +17,8 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from core.permissions import IsAdmin
-from workers import metrics
-from workers.ops import queue_report
+from ops import metrics
+from ops.report import queue_report
 
 _QUEUE = inline_serializer(
     "OpsQueue",

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import redis
 from django.conf import settings
-from kombu.transport.redis import Channel
 
 from core.db.replica import replica_report
 from ledger.selectors import Waiting, sellers_waiting, sellers_with_oldest_intents
-from workers.ops_heartbeat import broker_client, live_entries, ops_key
+from workers.broker import broker_client, ops_key, queue_depths
+from workers.heartbeat import live_entries
+from workers.progress import SHARD_PROGRESS_KEY
 from workers.routing import (
     DEFAULT_QUEUE,
     FULFIL_QUEUE,
@@ -27,36 +28,6 @@ from workers.routing import (
     all_shard_queues,
     shard_for,
 )
-
-# Hash shard -> Redis server time (seconds) of the shard's last settle that applied intents.
-SHARD_PROGRESS_KEY = "ledger:ops:shard_settled_at"
-
-
-def _list_keys(queue: str) -> list[str]:
-    """kombu's Redis transport keeps one list per priority step: `queue` for priority 0 and
-    `queue + "\\x06\\x16" + step` for the others, all under the optional global key prefix."""
-    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-    prefix = options.get("global_keyprefix", "")
-    steps = options.get("priority_steps", Channel.priority_steps)
-    return [f"{prefix}{queue}" if not step else f"{prefix}{queue}{Channel.sep}{step}" for step in steps]
-
-
-def queue_depths(queues: list[str], client: redis.Redis) -> dict[str, int]:
-    with client.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            for key in _list_keys(queue):
-                pipe.llen(key)
-        sizes = pipe.execute()
-    steps = len(sizes) // len(queues) if queues else 0
-    return {queue: sum(sizes[i * steps : (i + 1) * steps]) for i, queue in enumerate(queues)}
-
-
-_RECORD_PROGRESS = "redis.call('HSET', KEYS[1], ARGV[1], redis.call('TIME')[1])"
-
-
-def record_shard_progress(shard: int, client: redis.Redis) -> None:
-    """Called by the settle tasks after a commit that applied intents (workers/metrics.py)."""
-    client.eval(_RECORD_PROGRESS, 1, ops_key(SHARD_PROGRESS_KEY), int(shard))
 
 
 def seconds_since_shard_progress(client: redis.Redis) -> dict[int, float]:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workers.api import MetricsApi, OpsQueuesApi
+from ops.api import MetricsApi, OpsQueuesApi
 
 urlpatterns = [
     path("queues/", OpsQueuesApi.as_view(), name="ops-queues"),

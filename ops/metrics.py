@@ -1,42 +1,22 @@
 """Prometheus metrics of the ledger, computed at scrape time from the broker and the database, so
 every web process reports the same numbers and nothing is lost when a process restarts.
 
-The one number that cannot be read back afterwards is settle throughput: the settle task adds what
-it applied to a Redis counter (`settled`, called from `workers.tasks.settle_seller_task`), and
-Prometheus' `rate(ledger_settled_intents_total[1m])` turns it into intents per second."""
+The one number that cannot be read back afterwards is settle throughput: the settle tasks add
+what they applied to Redis counters (workers/progress.py), and Prometheus'
+`rate(ledger_settled_intents_total[1m])` turns them into intents per second."""
 
 from __future__ import annotations
 
 import json
-import logging
 
 import redis
 from django.db import connection
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from workers.ops import queue_report, record_shard_progress
-from workers.ops_heartbeat import broker_client, ops_key
-
-logger = logging.getLogger(__name__)
-
-SETTLED_INTENTS_KEY = "ledger:ops:settled_intents"
-SETTLE_RUNS_KEY = "ledger:ops:settle_runs"
-
-
-def settled(*, shard: int, intents: int, runs: int = 1) -> None:
-    """Count settle runs (one per seller settled) and the intents they applied, and note that the
-    shard made progress (the stall verdict, workers/ops.py). Never fails the task: the money has
-    already moved (and committed) when this runs, a missed increment only costs a metric."""
-    client = broker_client()
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            pipe.incrby(ops_key(SETTLED_INTENTS_KEY), intents)
-            pipe.incrby(ops_key(SETTLE_RUNS_KEY), runs)
-            pipe.execute()
-        record_shard_progress(shard, client)
-    except redis.RedisError as exc:
-        logger.warning("settle metrics not recorded: %s", exc)
+from ops.report import queue_report
+from workers.broker import broker_client, ops_key
+from workers.progress import SETTLE_RUNS_KEY, SETTLED_INTENTS_KEY
 
 
 def _status_counts(table: str) -> dict[str, int]:

@@ -4,7 +4,7 @@ shard unconsumed or consumed twice, before any process starts with it."""
 from django.core.checks import Error, register
 from django.core.exceptions import ImproperlyConfigured
 
-from workers.stack import worker_groups
+from workers.assignment import worker_groups
 
 
 @register("ledger")

@@ -1,4 +1,4 @@
-"""`python -m workers.flower_main -A celery_app flower ...`: Flower (what `celery ... flower`
+"""`python -m ops.flower -A celery_app flower ...`: Flower (what `celery ... flower`
 runs), with its Prometheus `/metrics` behind the same authentication as its pages.
 
 Flower 2.2 checks credentials in each page's handler, and its `/metrics` handler has no such
@@ -27,7 +27,20 @@ def protect_metrics(handlers: list) -> None:
         if isinstance(entry, tuple) and entry[1] is Metrics:  # the others are (pattern, handler) or URLSpec
             handlers[index] = (entry[0], AuthenticatedMetrics, *entry[2:])
             return
-    raise RuntimeError("Flower has no /metrics handler to protect: check workers/flower_main.py against its version")
+    raise RuntimeError("Flower has no /metrics handler to protect: check ops/flower.py against its version")
+
+
+def flower_credentials_problem(value: str | None) -> str | None:
+    """Why `FLOWER_BASIC_AUTH` (`user:password[,user:password...]`) is unusable, or None."""
+    if not value:
+        return "FLOWER_BASIC_AUTH is not set"
+    for pair in value.split(","):
+        user, sep, password = pair.partition(":")
+        if not sep or not user.strip() or not password:
+            return "FLOWER_BASIC_AUTH must be user:password[,user:password...]"
+        if len(password) < 12:
+            return f"the Flower password of {user!r} is shorter than 12 characters"
+    return None
 
 
 def main() -> None:

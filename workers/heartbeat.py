@@ -20,9 +20,8 @@ import threading
 
 import redis
 from celery.signals import worker_ready, worker_shutdown
-from django.conf import settings
 
-from core import redis_client
+from workers.broker import broker_client, ops_key
 
 logger = logging.getLogger(__name__)
 
@@ -32,25 +31,6 @@ INTERVAL = 1.0
 STALE_AFTER = 5.0
 
 _state: dict = {}
-
-
-_clients: dict[str, redis.Redis] = {}
-
-
-def broker_client() -> redis.Redis:
-    """One client (and connection pool) per broker URL and process: the settle hook runs per task.
-    redis-py's pool notices a fork and reconnects in the child."""
-    url = settings.CELERY_BROKER_URL
-    client = _clients.get(url)
-    if client is None:
-        client = _clients[url] = redis_client.client(url, socket_timeout=2, socket_connect_timeout=2)
-    return client
-
-
-def ops_key(name: str) -> str:
-    """Under the broker's global key prefix, like kombu's own keys, so that stacks sharing one Redis
-    database (the benchmark beside the test suite) never count each other's workers."""
-    return settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "") + name
 
 
 def _announce(client: redis.Redis, hostname: str, queues: list[str], **extra) -> None:

@@ -21,9 +21,11 @@ from honcho.manager import Manager
 from honcho.printer import Message
 
 from core.static_files import needs_collecting
-from provider_sandbox.process import sandbox_argv
-from workers.front_proxy import FrontProxy, front_proxy, nginx_binary
-from workers.stack import ROOT, flower_credentials_problem, stack_processes, worker_groups
+from devstack.front_proxy import FrontProxy, front_proxy, nginx_binary
+from devstack.sandbox import sandbox_argv
+from devstack.stack import ROOT, stack_processes
+from ops.flower import flower_credentials_problem
+from workers.assignment import worker_groups
 
 
 class Command(BaseCommand):
@@ -119,7 +121,7 @@ class Command(BaseCommand):
     def _front_proxy(
         self, env: dict, *, host: str, port: int, run_dir: Path
     ) -> tuple[FrontProxy | None, int | None, int | None]:
-        """nginx in front of gunicorn where nginx is installed (workers/front_proxy.py)."""
+        """nginx in front of gunicorn where nginx is installed (devstack/front_proxy.py)."""
         nginx = nginx_binary()
         if nginx is None:
             self.stdout.write(

@@ -5,7 +5,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from workers.stack import ROOT, flower_credentials_problem
+from ops.flower import flower_credentials_problem
 
 
 class Command(BaseCommand):
@@ -35,7 +35,7 @@ class Command(BaseCommand):
         argv = [
             sys.executable,
             "-m",
-            "workers.flower_main",  # Flower with /metrics behind its authentication too
+            "ops.flower",  # Flower with /metrics behind its authentication too
             "-A",
             "celery_app",
             "flower",
@@ -43,5 +43,5 @@ class Command(BaseCommand):
             f"--address={address}",
             *flower_args,
         ]
-        os.chdir(ROOT)
+        os.chdir(settings.BASE_DIR)
         os.execve(sys.executable, argv, env)
