@@ -1,4 +1,4 @@
-"""The stack on six hosts (bench/hosts/cluster.py): a client drives deposits, approvals, charges
+"""The stack on six hosts (devstack/hosts/cluster.py): a client drives deposits, approvals, charges
 and a charge list import through both web hosts; then a worker host is cut off, its shard group is
 taken over by the standby on the other host, and everything accepted settles exactly once."""
 
@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from bench.hosts.client import charge, create_seller, fund, login, next_phone
-from bench.hosts.cluster import ADMIN_PASSWORD, Cluster
-from bench.hosts.network import why_namespaces_unavailable
-from bench.postgres import why_unavailable as why_postgres_unavailable
+from bench.hosts import charge, create_seller, fund, login, next_phone
+from devstack.hosts.cluster import ADMIN_PASSWORD, Cluster
+from devstack.hosts.network import why_namespaces_unavailable
+from devstack.postgres import why_unavailable as why_postgres_unavailable
 from workers.assignment import shard_assignment
 
 pytestmark = pytest.mark.workers

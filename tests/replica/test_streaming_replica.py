@@ -2,7 +2,7 @@
 
 Two halves. In the normal suite no replica is configured, and
 `test_cases_against_a_streaming_replica_of_their_own_primary` makes a primary and a hot standby of
-it (bench/postgres.py), then runs this file again in a pytest process whose DATABASE_URL is
+it (devstack/postgres.py), then runs this file again in a pytest process whose DATABASE_URL is
 that primary and DATABASE_REPLICA_URL that standby: the test database pytest-django creates on the
 primary reaches the standby by replication (in tests the replica alias mirrors default). With a
 replica configured (that inner run, or a CI that brings its own), the cases run directly.
@@ -25,9 +25,9 @@ from django.conf import settings
 from django.db import connections, router
 from django.test.utils import CaptureQueriesContext
 
-from bench.postgres import Cluster, StreamingPair, server_bindir, wait_streaming, why_unavailable
 from core.db import replica
 from core.db.replica import PRIMARY, REPLICA
+from devstack.postgres import Cluster, StreamingPair, server_bindir, wait_streaming, why_unavailable
 from ledger.models import Charge
 from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller

@@ -1,4 +1,4 @@
-"""The whole stack on six hosts (bench/hosts/network.py), each process started with its
+"""The whole stack on six hosts (devstack/hosts/network.py), each process started with its
 production command and production settings; tests/hosts/ and `python -m bench.hosts` use it:
 
     db     PostgreSQL (a cluster of its own) and Redis
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import psycopg2
 
-from bench.hosts.network import Host, Network, env_for
-from bench.postgres import Cluster as PostgresCluster
-from bench.postgres import owned_tmpdir
+from devstack.hosts.network import Host, Network, env_for
+from devstack.postgres import Cluster as PostgresCluster
+from devstack.postgres import owned_tmpdir
 from devstack.sandbox import READY_MARKER, sandbox_argv
 from devstack.stack import ROOT, flower_argv, web_argv
 from workers.commands import beat_argv, fulfil_worker_argv, import_worker_argv

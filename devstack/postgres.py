@@ -1,5 +1,5 @@
 """PostgreSQL servers of a run's own, in a temporary directory: `Cluster` (initdb, settings,
-start and stop, optionally inside a network namespace: bench/hosts/), and `StreamingPair`, a
+start and stop, optionally inside a network namespace: devstack/hosts/), and `StreamingPair`, a
 primary and a streaming standby of it (`pg_basebackup -R`), each on a free port (tests/replica/).
 
 The machine's own server is not used as the primary: basebackup needs a `replication` line in its

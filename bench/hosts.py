@@ -1,5 +1,6 @@
 """`python -m bench.hosts` (root: it makes network namespaces): the stack on six hosts
-(bench/hosts/cluster.py), measured where one host cannot show it.
+(devstack/hosts/cluster.py), measured where one host cannot show it; its client (logins, sellers,
+deposits, charges) is what tests/hosts/ drives the stack with too.
 
 1. Web throughput with one web host, then with two, in the same run: `--clients` closed-loop
    clients POST charges for `--seconds` to web1 only, then split over web1 and web2. On one
@@ -14,19 +15,57 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from bench.hosts.client import charge, create_seller, fund, login
-from bench.hosts.cluster import ADMIN_PASSWORD, Cluster
-from bench.hosts.network import why_namespaces_unavailable
-from bench.postgres import why_unavailable as why_postgres_unavailable
+import requests
+
+from devstack.hosts.cluster import ADMIN_PASSWORD, Cluster
+from devstack.hosts.network import why_namespaces_unavailable
+from devstack.postgres import why_unavailable as why_postgres_unavailable
 from workers.assignment import shard_assignment
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+PASSWORD = "correct-horse-battery"
+# Phones without the sandbox's magic endings (docs/provider.md): every top-up succeeds.
+_phones = (f"+98912{n:06d}0" for n in itertools.count(1))
+
+
+def next_phone() -> str:
+    return next(_phones)
+
+
+def login(url: str, username: str, password: str = PASSWORD) -> requests.Session:
+    session = requests.Session()
+    answer = session.post(f"{url}/api/v1/auth/token/", json={"username": username, "password": password}, timeout=10)
+    answer.raise_for_status()
+    session.headers["Authorization"] = f"Bearer {answer.json()['access']}"
+    return session
+
+
+def create_seller(admin: requests.Session, url: str, username: str) -> int:
+    answer = admin.post(
+        f"{url}/api/v1/sellers/", json={"username": username, "password": PASSWORD, "name": username}, timeout=10
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"]
+
+
+def fund(seller: requests.Session, seller_url: str, admin: requests.Session, admin_url: str, amount: int) -> None:
+    """The seller asks for a deposit on one web host, the admin approves it on another."""
+    answer = seller.post(f"{seller_url}/api/v1/deposits/", json={"amount": amount}, timeout=10)
+    assert answer.status_code == 201, answer.text
+    approved = admin.post(f"{admin_url}/api/v1/deposits/{answer.json()['id']}/approve/", timeout=10)
+    assert approved.status_code == 202, approved.text
+
+
+def charge(session: requests.Session, url: str, amount: int = 1) -> requests.Response:
+    return session.post(f"{url}/api/v1/charges/", json={"phone_number": next_phone(), "amount": amount}, timeout=10)
 
 
 def _cpu_times() -> tuple[int, int]:
