@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=default_database_url())
     args = parser.parse_args(argv)
 
-    from bench.stack import configure_environment, create_database, migrate
+    from bench.stack import configure_environment, migrate
+    from devstack.postgres import create_database
 
     configure_environment(
         database_url=args.database_url, redis_url=default_redis_url(), key_prefix="", worker_processes=1, web_workers=1

@@ -17,11 +17,11 @@ Debits per second are counted from the entries actually written (not assumed fro
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -110,23 +110,6 @@ INSERT INTO {SCHEMA}.charge (seller_id, phone_number, amount, reference, status,
 """
 
 
-@dataclass
-class LimitResult:
-    name: str
-    kind: str
-    debits_per_txn: int
-    clients: int
-    sellers: int
-    transactions: int
-    seconds: float
-    tps: float
-    rows_per_s: float
-    latency_ms: float | None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
 class PgbenchLimits:
     def __init__(self, database_url: str, work_dir: Path):
         self.database_url = database_url
@@ -134,127 +117,58 @@ class PgbenchLimits:
         self.pgbench = shutil.which("pgbench")
         self.available = self.pgbench is not None
         if self.available:
-            self._execute(_SETUP)
+            self._sql(_SETUP)
 
-    def _connect(self):
+    def _sql(self, sql: str, params: dict | None = None) -> int | None:
+        """Runs `sql` autocommitted, then analyzes the scratch tables; the first column of its
+        answer, if it has one."""
         conn = psycopg2.connect(self.database_url)
         conn.autocommit = True
-        return conn
-
-    def _execute(self, sql: str, params: dict | None = None) -> None:
-        conn = self._connect()
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, params)
+                answer = cur.fetchone()[0] if cur.description else None
                 cur.execute(f"ANALYZE {SCHEMA}.seller, {SCHEMA}.account, {SCHEMA}.charge, {SCHEMA}.entry")
+                return answer
         finally:
             conn.close()
 
-    def _count(self, sql: str) -> int:
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-                return cur.fetchone()[0]
-        finally:
-            conn.close()
-
-    def debits(
-        self, *, name: str, debits_per_txn: int, sellers: int, transactions: int, clients: int = 1
-    ) -> LimitResult:
+    def debits(self, *, name: str, debits_per_txn: int, sellers: int, transactions: int, clients: int = 1) -> dict:
         """Settle `transactions` batches of `debits_per_txn` queued charges, each of a different
         seller in turn (`sellers` of them), from `clients` connections."""
         per_seller = -(-debits_per_txn * transactions // sellers)
-        self._execute(_RESET, {"sellers": sellers, "per_seller": per_seller})
+        self._sql(_RESET, {"sellers": sellers, "per_seller": per_seller})
+        variables = {"sellers": sellers, "debits": debits_per_txn, "last_id": 0, "keyset": int(sellers == 1)}
         script = _SINGLE if debits_per_txn == 1 else _BATCH
-        result = self._run(
-            name,
-            script,
-            clients=clients,
-            transactions=transactions,
-            variables={"sellers": sellers, "debits": debits_per_txn, "last_id": 0, "keyset": 1 if sellers == 1 else 0},
-        )
-        rows = self._count(f"SELECT count(*) FROM {SCHEMA}.entry")
-        return LimitResult(
-            name,
-            "debits",
-            debits_per_txn,
-            clients,
-            sellers,
-            result["transactions"],
-            result["seconds"],
-            result["tps"],
-            rows / result["seconds"],
-            result["latency_ms"],
-        )
+        result = self._run(name, script, clients=clients, transactions=transactions, variables=variables)
+        rows = self._sql(f"SELECT count(*) FROM {SCHEMA}.entry")
+        return {"name": name, "kind": "debits", "debits_per_txn": debits_per_txn, "clients": clients,
+                "sellers": sellers, **result, "rows_per_s": rows / result["seconds"]}  # fmt: skip
 
-    def submits(self, *, name: str, clients: int, transactions: int, sellers: int = 32) -> LimitResult:
-        self._execute(_RESET, {"sellers": sellers, "per_seller": 0})
+    def submits(self, *, name: str, clients: int, transactions: int, sellers: int = 32) -> dict:
+        self._sql(_RESET, {"sellers": sellers, "per_seller": 0})
         result = self._run(name, _SUBMIT, clients=clients, transactions=transactions, variables={"sellers": sellers})
-        rows = self._count(f"SELECT count(*) FROM {SCHEMA}.charge")
-        return LimitResult(
-            name,
-            "submit",
-            1,
-            clients,
-            sellers,
-            result["transactions"],
-            result["seconds"],
-            result["tps"],
-            rows / result["seconds"],
-            result["latency_ms"],
-        )
+        rows = self._sql(f"SELECT count(*) FROM {SCHEMA}.charge")
+        return {"name": name, "kind": "submit", "debits_per_txn": 1, "clients": clients, "sellers": sellers,
+                **result, "rows_per_s": rows / result["seconds"]}  # fmt: skip
 
     def _run(self, name: str, script: str, *, clients: int, transactions: int, variables: dict) -> dict:
         url = urlparse(self.database_url)
-        per_client = max(1, transactions // clients)
         with tempfile.NamedTemporaryFile("w", suffix=".sql", dir=self.work_dir, delete=False) as fh:
             fh.write(script)
-            path = fh.name
-        argv = [
-            self.pgbench,
-            "-n",
-            "-M",
-            "prepared",
-            "-f",
-            path,
-            "-c",
-            str(clients),
-            "-j",
-            str(min(clients, 2)),
-            "-t",
-            str(per_client),
-            "-h",
-            url.hostname or "127.0.0.1",
-            "-p",
-            str(url.port or 5432),
-            "-U",
-            url.username or "postgres",
-        ]
+        argv = [self.pgbench, "-n", "-M", "prepared", "-f", fh.name, "-c", str(clients), "-j", str(min(clients, 2)),
+                "-t", str(max(1, transactions // clients)), "-h", url.hostname or "127.0.0.1",
+                "-p", str(url.port or 5432), "-U", url.username or "postgres"]  # fmt: skip
         for key, value in variables.items():
             argv += ["-D", f"{key}={value}"]
         argv.append(url.path.lstrip("/"))
-        env = {"PGPASSWORD": url.password} if url.password else {}
-        proc = subprocess.run(argv, capture_output=True, text=True, env={**_base_env(), **env}, timeout=600)
-        Path(path).unlink(missing_ok=True)
+        env = {**os.environ, **({"PGPASSWORD": url.password} if url.password else {})}
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+        Path(fh.name).unlink(missing_ok=True)
         if proc.returncode != 0:
             raise RuntimeError(f"pgbench {name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return _parse(proc.stdout)
-
-
-def _base_env() -> dict:
-    import os
-
-    return dict(os.environ)
-
-
-def _parse(output: str) -> dict:
-    tps = float(re.search(r"^tps = ([\d.]+)", output, re.M).group(1))
-    done = int(re.search(r"number of transactions actually processed: (\d+)", output).group(1))
-    latency = re.search(r"latency average = ([\d.]+) ms", output)
-    return {
-        "tps": tps,
-        "transactions": done,
-        "seconds": done / tps if tps else float("inf"),
-        "latency_ms": float(latency.group(1)) if latency else None,
-    }
+        tps = float(re.search(r"^tps = ([\d.]+)", proc.stdout, re.M).group(1))
+        done = int(re.search(r"number of transactions actually processed: (\d+)", proc.stdout).group(1))
+        latency = re.search(r"latency average = ([\d.]+) ms", proc.stdout)
+        return {"transactions": done, "seconds": done / tps if tps else float("inf"), "tps": tps,
+                "latency_ms": float(latency.group(1)) if latency else None}  # fmt: skip

@@ -79,7 +79,8 @@ def run_identity(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bench.stack import clear_broker, configure_environment, create_database
+    from bench.stack import clear_broker, configure_environment
+    from devstack.postgres import create_database
 
     if args.smoke:
         # The sweeper at the pace the test suite uses, so a lost wake-up costs seconds, not a minute.

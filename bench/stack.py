@@ -1,8 +1,7 @@
 """What the benchmark brings up, for every scenario and tool of `bench/`: its own database
 (created, migrated, emptied between scenarios), its own Redis database or key prefix, the sandbox
-provider (provider_sandbox/, in memory, for the whole run) and the production processes with the
-commands of `workers/stack.py` (shard workers, the import and fulfilment workers, beat, gunicorn),
-with their peak memory and CPU sampled while they run."""
+provider (in memory, for the whole run) and the processes of `make up` (devstack/), with their
+peak memory and CPU sampled while they run."""
 
 from __future__ import annotations
 
@@ -10,17 +9,13 @@ import os
 import secrets
 import threading
 import time
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
 
 import psutil
-import psycopg2
-from psycopg2 import sql
 
-from devstack.processes import Process, free_port
+from devstack.processes import Process, free_port, start_together, stop_together
 from devstack.sandbox import SandboxProcess
-from devstack.stack import collect_static, default_web_workers
+from devstack.stack import collect_static, default_web_workers, ready_line, stack_processes
 
 BENCH_SETTINGS = "bench.settings"
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -53,29 +48,6 @@ def configure_environment(
     )
     if len(os.environ.get("SECRET_KEY", "")) < 32 or "not-a-secret" in os.environ.get("SECRET_KEY", ""):
         os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
-
-
-def create_database(database_url: str) -> bool:
-    url = urlparse(database_url)
-    name = url.path.lstrip("/")
-    conn = psycopg2.connect(
-        host=url.hostname,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        dbname="postgres",
-        connect_timeout=5,
-    )
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-            if cur.fetchone() is None:
-                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                return True
-    finally:
-        conn.close()
-    return False
 
 
 def migrate() -> None:
@@ -131,29 +103,22 @@ def clear_broker(redis_url: str, key_prefix: str) -> None:
             client.delete(*keys)
 
 
-def broker_backlog(redis_url: str, key_prefix: str) -> int:
+def broker_backlog() -> int:
     """Wake-ups not yet finished: waiting in a shard queue, or delivered and not yet acknowledged
     (`acks_late`: a message is acknowledged after its task ran)."""
-    import redis
-
+    from workers.broker import broker_client, ops_key, queue_depths
     from workers.routing import all_shard_queues
 
-    client = redis.Redis.from_url(redis_url)
-    pipe = client.pipeline()
-    for queue in all_shard_queues():
-        pipe.llen(f"{key_prefix}{queue}")
-    pipe.hlen(f"{key_prefix}unacked")
-    return sum(pipe.execute())
+    client = broker_client()
+    return sum(queue_depths(all_shard_queues(), client).values()) + client.hlen(ops_key("unacked"))
 
 
 class Stack:
-    """The production processes, started with the commands of `workers.stack.stack_processes`,
-    and the sandbox provider the fulfilment worker sends the charges to."""
+    """The processes `make up` runs, from its definitions (`devstack.stack.stack_processes`) and
+    with its process wrapper, but Flower, the webhook worker and the event stream; and the sandbox
+    provider the fulfilment worker sends the charges to."""
 
     def __init__(self, log_dir: Path, port: int, *, provider_latency_ms: float = 50.0):
-        from devstack.stack import stack_processes
-
-        self.log_dir = log_dir
         self.port = port
         # Its own range: the web's port is chosen before gunicorn binds it.
         self.provider = SandboxProcess(log_dir, port=free_port(8500, 8599), latency_ms=provider_latency_ms)
@@ -162,25 +127,17 @@ class Stack:
         # the fulfilment itself, so the limit must not be what bounds it.
         env.setdefault("PROVIDER_RATE_LIMIT", "100000")
         os.environ.setdefault("BEAT_SCHEDULE_DIR", str(log_dir))
-        specs = {spec.name: spec for spec in stack_processes(port=port, flower_port=0)}
-        self.workers = [
-            Process(name, spec.argv, env, log_dir) for name, spec in specs.items() if name.startswith("shards")
-        ]
-        self.imports = Process("imports", specs["imports"].argv, env, log_dir)
-        self.fulfil = Process("fulfil", specs["fulfil"].argv, env, log_dir)
-        self.web = Process("web", specs["web"].argv, env, log_dir)
-        self.static_collected = False
+        processes = {s.name: Process(s.name, s.argv, env, log_dir) for s in stack_processes(port=port, flower_port=0)}
+        self.workers = [process for name, process in processes.items() if name.startswith("shards")]
+        self.imports, self.fulfil, self.web = processes["imports"], processes["fulfil"], processes["web"]
         # Beat runs as in production: its sweeper is what settles intents whose wake-up was lost.
-        self.beat = Process("beat", specs["beat"].argv, env, log_dir)
+        self.beat = processes["beat"]
+        self.static_collected = False
         self.web_workers = default_web_workers()
 
     def start_workers(self) -> None:
         self.provider.start()
-        for worker in [*self.workers, self.imports, self.fulfil]:
-            worker.start()
-        for worker in [*self.workers, self.imports, self.fulfil]:
-            worker.wait_for_log(" ready.", timeout=60)
-        self.beat.start(ready_marker="beat: Starting", timeout=60)
+        start_together([(p, ready_line(p.name)) for p in [*self.workers, self.imports, self.fulfil, self.beat]])
 
     def pause_fulfilment(self) -> None:
         """Stop the fulfilment worker: the settle's reservations are then measured alone, their
@@ -189,44 +146,28 @@ class Stack:
 
     def resume_fulfilment(self) -> None:
         if not self.fulfil.alive:
-            self.fulfil.start(ready_marker=" ready.", timeout=60)
+            self.fulfil.start(ready_marker=ready_line("fulfil"), timeout=60)
 
     def start_web(self) -> None:
         if not self.static_collected:
             collect_static(self.web.env)
             self.static_collected = True
         self.web.start()
-        deadline = time.monotonic() + 60
-        url = f"http://127.0.0.1:{self.port}/api/v1/health/"
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if not self.web.alive:
-                raise RuntimeError(f"web exited:\n{self.web.log_tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"web not answering on {url}")
-            time.sleep(0.2)
+        self.web.wait_http(f"http://127.0.0.1:{self.port}/api/v1/health/")
         # gunicorn answers as soon as one of its workers is up; give the rest time to boot.
-        self._wait_web_workers(default_web_workers())
-
-    def _wait_web_workers(self, count: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(psutil.Process(self.web.popen.pid).children()) >= count:
-                time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while len(psutil.Process(self.web.popen.pid).children()) < self.web_workers:
+            if time.monotonic() > deadline:
                 return
             time.sleep(0.1)
+        time.sleep(0.5)
 
-    def worker_for_seller(self, seller_id: int):
+    def worker_for_seller(self, seller_id: int) -> Process:
         from workers.assignment import worker_groups
         from workers.routing import shard_for
 
-        shard = shard_for(seller_id)
-        return next(w for w, group in zip(self.workers, worker_groups(), strict=True) if shard in group)
+        groups = worker_groups()
+        return next(w for w, group in zip(self.workers, groups, strict=True) if shard_for(seller_id) in group)
 
     def worker_pids(self) -> dict[str, int]:
         return {w.name: w.popen.pid for w in self.workers if w.alive}
@@ -238,60 +179,86 @@ class Stack:
         self.web.stop()
 
     def stop(self) -> None:
-        for process in [self.web, self.beat, *self.workers, self.imports, self.fulfil]:
-            process.stop()
+        stop_together([self.web, self.beat, *self.workers, self.imports, self.fulfil])
         self.provider.stop()
 
 
-class MemorySampler:
-    """Peak resident memory of named processes (and, for gunicorn, each of its workers) sampled
-    every `interval` seconds in a background thread."""
+class Usage:
+    """CPU seconds and peak resident memory of named processes (with their children when
+    `children`: gunicorn's workers), from creation to `stop()`; memory is sampled every `interval`
+    seconds while it is used as a context manager. With `database`, also the CPU of this database's
+    PostgreSQL backends (`postgres`) and of the whole machine (`machine`). CPU time, unlike wall
+    time, barely moves when other work shares the machine."""
 
-    def __init__(self, pids: dict[str, int], *, include_children: bool = False, interval: float = 0.05):
-        self.pids = pids
-        self.include_children = include_children
-        self.interval = interval
+    def __init__(self, pids: dict[str, int], *, children: bool = False, database: bool = False, interval=0.05):
+        self.pids, self.children, self.database, self.interval = pids, children, database, interval
         self.peaks: dict[str, int] = {}
-        self.cpu_start: dict[int, float] = {}
-        self.cpu_end: dict[int, float] = {}
+        self.cpu: dict[tuple[str, int], list[float]] = {}  # (name, pid) -> [first seen, last seen]
+        self.machine = psutil.cpu_times()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._sample(first=True)
 
-    def __enter__(self) -> MemorySampler:
-        self._sample()
+    def __enter__(self) -> Usage:
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self._sample()
+        self.stop()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
 
-    def _sample(self) -> None:
+    def _sample(self, *, first: bool = False, last: bool = False) -> None:
+        targets = []
         for name, pid in self.pids.items():
             try:
                 proc = psutil.Process(pid)
-                targets = [(name, proc)]
-                if self.include_children:
-                    targets += [(f"{name}.{child.pid}", child) for child in proc.children()]
-                for label, target in targets:
-                    times = target.cpu_times()
-                    self.cpu_start.setdefault(target.pid, times.user + times.system)
-                    self.cpu_end[target.pid] = times.user + times.system
-                    rss = target.memory_info().rss
-                    if rss > self.peaks.get(label, 0):
-                        self.peaks[label] = rss
+                children = proc.children(recursive=True) if self.children else []
+                targets += [(name, name, proc)] + [(name, f"{name}.{child.pid}", child) for child in children]
             except psutil.Error:
                 continue
+        if self.database and (first or last):
+            from django.db import connection
+
+            with connection.cursor() as cur:
+                cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+                targets += [
+                    ("postgres", None, psutil.Process(pid)) for (pid,) in cur.fetchall() if psutil.pid_exists(pid)
+                ]
+        for name, label, target in targets:
+            try:
+                times = target.cpu_times()
+                rss = target.memory_info().rss
+            except psutil.Error:
+                continue
+            # A backend first seen at the end did all its work inside the window.
+            seen = self.cpu.setdefault(
+                (name, target.pid), [0.0 if last and name == "postgres" else times.user + times.system, 0.0]
+            )
+            seen[1] = times.user + times.system
+            if label is not None and rss > self.peaks.get(label, 0):
+                self.peaks[label] = rss
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds by name, `postgres` and `machine` included."""
+        self._sample(last=True)
+        used: dict[str, float] = {}
+        for (name, _), (first, last) in self.cpu.items():
+            used[name] = used.get(name, 0.0) + last - first
+        if self.database:
+            times = psutil.cpu_times()
+            used["machine"] = sum(
+                getattr(times, f) - getattr(self.machine, f) for f in ("user", "system", "nice", "softirq")
+            )
+        return {name: round(value, 3) for name, value in used.items()}
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) the sampled processes used while the block ran: unlike wall
-        time, it barely moves when other work shares the machine."""
-        return round(sum(self.cpu_end[pid] - start for pid, start in self.cpu_start.items()), 3)
+        """CPU time (user + system) the named processes used."""
+        return round(sum(last - first for (name, _), (first, last) in self.cpu.items() if name in self.pids), 3)
 
     def peaks_mb(self) -> dict[str, float]:
         return {name: round(rss / 2**20, 1) for name, rss in sorted(self.peaks.items())}

@@ -118,7 +118,7 @@ def _prepare(args) -> int:
     """The database migrated and a seller of its own: its id."""
     import django
 
-    from bench.stack import create_database
+    from devstack.postgres import create_database
 
     create_database(args.database_url)
     django.setup()

@@ -18,6 +18,7 @@ import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
+from urllib.parse import urlparse
 
 import psycopg2
 
@@ -141,3 +142,22 @@ class StreamingPair:
             except subprocess.CalledProcessError:
                 pass  # not running (a test stopped it), or never started
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def create_database(database_url: str) -> bool:
+    """CREATE DATABASE for `database_url`'s database unless it exists; whether it was created."""
+    from psycopg2 import sql
+
+    url = urlparse(database_url)
+    name = url.path.lstrip("/")
+    conn = psycopg2.connect(url._replace(path="/postgres").geturl(), connect_timeout=5)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+            if cur.fetchone() is not None:
+                return False
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            return True
+    finally:
+        conn.close()

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,22 @@ class Process:
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
 
+    def wait_http(self, url: str, timeout: float = 60.0) -> None:
+        """Until `url` answers 200 (a web process: its health URL)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if not self.alive:
+                raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} not answering on {url}:\n{self.log_tail()}")
+            time.sleep(0.2)
+
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 
@@ -78,6 +95,24 @@ class Process:
             self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+def start_together(processes: list[tuple[Process, str | None]], timeout: float = 60.0) -> None:
+    """Start every process at once (each spends seconds importing Django and Celery, mostly
+    waiting on another core), then wait for each one's ready line (None: none to wait for)."""
+    for process, _ in processes:
+        process.start()
+    for process, ready in processes:
+        if ready:
+            process.wait_for_log(ready, timeout)
+
+
+def stop_together(processes: list[Process]) -> None:
+    """SIGTERM to every process first, then wait for each: their warm shutdowns overlap."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait_stopped()
 
 
 def free_port(first: int = 8400, last: int = 8499) -> int:

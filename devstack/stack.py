@@ -35,6 +35,14 @@ class ProcessSpec:
         return shlex.join(self.argv)
 
 
+def ready_line(name: str) -> str | None:
+    """What a process of `stack_processes` logs once it is up; None for the web and the stream,
+    which are up when their health URL answers."""
+    if name.startswith("shards") or name in ("imports", "webhooks", "fulfil"):
+        return " ready."
+    return {"beat": "beat: Starting", "flower": "Visit me at", "proxy": None}.get(name)
+
+
 def default_web_workers() -> int:
     """`WEB_WORKERS`, else one gunicorn process per core: each process runs Python on one core at
     a time (its GIL) and overlaps its waits with threads (gunicorn.conf.py); more processes than

@@ -22,7 +22,7 @@ from django.conf import settings
 
 from bench import seed
 from bench.scenarios import Context, ScenarioFailed, check_audit
-from bench.stack import MemorySampler, reset_ledger
+from bench.stack import Usage, reset_ledger
 
 AMOUNT = 1_000
 INVALID_EVERY = 1000  # one invalid row per thousand, so the rejected-row path is measured too
@@ -160,7 +160,7 @@ def run(ctx: Context) -> dict:
     reset_ledger()
     if not ctx.stack.web.alive:
         ctx.stack.start_web()
-    result: dict = {"rows": rows, "limits": [limit.as_dict() for limit in limits]}
+    result: dict = {"rows": rows, "limits": limits}
     try:
         with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
             path = Path(tmp) / f"charges-{rows}.csv"
@@ -180,7 +180,7 @@ def run(ctx: Context) -> dict:
                 settled_rows_per_s=round(valid / (settled - started)),
             )
             if limits:
-                result["ratio_to_limit"] = round(result["settled_rows_per_s"] / limits[0].rows_per_s, 3)
+                result["ratio_to_limit"] = round(result["settled_rows_per_s"] / limits[0]["rows_per_s"], 3)
             path.unlink()
             result["large"] = large = {}
             try:
@@ -205,8 +205,8 @@ def _large(ctx: Context, tmp: Path, out: dict) -> None:
     out.update(rows=rows, valid_rows=valid, file_mb=round(path.stat().st_size / 2**20, 1))
     importer = {"imports": ctx.stack.imports.popen.pid}
     web = {"web": ctx.stack.web_pid()}
-    with MemorySampler(importer, interval=0.02) as worker_memory:
-        with MemorySampler(web, include_children=True, interval=0.02) as web_memory:
+    with Usage(importer, interval=0.02) as worker_memory:
+        with Usage(web, children=True, interval=0.02) as web_memory:
             started = time.monotonic()
             try:
                 batch_id = _upload_or_fail(ctx, token, path, rows, started)

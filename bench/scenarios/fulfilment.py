@@ -27,7 +27,7 @@ from bench.profiling import Profile
 from bench.scenarios import Context, ScenarioFailed, check_audit
 from bench.scenarios.batch_import import AMOUNT, _funded_seller, _upload_or_fail, _wait_status, generate
 from bench.scenarios.http import _load, percentiles
-from bench.stack import reset_ledger
+from bench.stack import Usage, reset_ledger
 
 SINGLE_RATE_MAX = 500.0
 
@@ -59,7 +59,7 @@ def run(ctx: Context) -> dict:
 def _sandbox_alone(ctx: Context) -> dict:
     out = {}
     for clients in (settings.PROVIDER_CONCURRENCY, 4 * settings.PROVIDER_CONCURRENCY):
-        cpu = CpuMeter({"provider": ctx.stack.provider.process.popen.pid})
+        cpu = Usage(children=True, pids={"provider": ctx.stack.provider.process.popen.pid})
         raw = _load(
             ctx,
             [],
@@ -105,7 +105,7 @@ def _import(ctx: Context) -> dict:
     }
     _wait_status(batch_id, {"queued", "completed"}, ctx.sizes.fulfil_timeout)
     queued = time.monotonic()
-    cpu = CpuMeter(processes, database=True)
+    cpu = Usage(children=True, pids=processes, database=True)
     fulfil_tasks_before = _fulfil_tasks(stack)
     profile = Profile(stack.fulfil.popen.pid, ctx.out_dir / "profiles" / "fulfil.raw.txt") if ctx.profile else None
     with profile or contextlib.nullcontext():
@@ -147,7 +147,11 @@ def _single(ctx: Context, rate: float) -> dict:
     # Enough threads that each has time for a slow answer before its next request is due.
     clients = ctx.sizes.http_clients[-1]
     stack = ctx.stack
-    cpu = CpuMeter({"web": stack.web_pid(), "fulfil": stack.fulfil.popen.pid, **stack.worker_pids()}, database=True)
+    cpu = Usage(
+        children=True,
+        pids={"web": stack.web_pid(), "fulfil": stack.fulfil.popen.pid, **stack.worker_pids()},
+        database=True,
+    )
     raw = _load(ctx, sellers, clients=clients, seconds=ctx.sizes.single_seconds, rate=rate, name="fulfil-single")
     used = cpu.stop()
     seed.wait_until_settled(lambda: seed.any_open(sellers), timeout=ctx.sizes.fulfil_timeout, interval=0.1)
@@ -215,50 +219,3 @@ def _fulfil_tasks(stack) -> int:
 
 def _load_average() -> dict:
     return {"load_average": [round(x, 2) for x in psutil.getloadavg()]}
-
-
-class CpuMeter:
-    """CPU seconds (user + system) used by named processes and their children from creation to
-    `stop()`; with `database`, also by this database's PostgreSQL backends (pg_stat_activity),
-    and as `machine` every process of the host (at most the CPU count per second)."""
-
-    def __init__(self, pids: dict[str, int], *, database: bool = False):
-        self.pids, self.database = pids, database
-        self.start = self._sample()
-        self.machine_start = psutil.cpu_times()
-
-    def _sample(self) -> dict[str, dict[int, float]]:
-        groups: dict[str, dict[int, float]] = {}
-        for name, pid in self.pids.items():
-            try:
-                proc = psutil.Process(pid)
-                groups[name] = {p.pid: _cpu(p) for p in [proc, *proc.children(recursive=True)]}
-            except psutil.Error:
-                groups[name] = {}
-        if self.database:
-            with connection.cursor() as cur:
-                cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-                backends = [row[0] for row in cur.fetchall()]
-            groups["postgres"] = {}
-            for pid in backends:
-                try:
-                    groups["postgres"][pid] = _cpu(psutil.Process(pid))
-                except psutil.Error:
-                    continue
-        return groups
-
-    def stop(self) -> dict[str, float]:
-        end = self._sample()
-        used = {
-            name: sum(seconds - self.start.get(name, {}).get(pid, 0.0) for pid, seconds in pids.items())
-            for name, pids in end.items()
-        }
-        times = psutil.cpu_times()
-        busy = sum(getattr(times, f) - getattr(self.machine_start, f) for f in ("user", "system", "nice", "softirq"))
-        used["machine"] = busy
-        return {name: round(value, 3) for name, value in used.items()}
-
-
-def _cpu(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return times.user + times.system

@@ -14,7 +14,7 @@ from django.conf import settings
 from bench import seed
 from bench.profiling import Profile
 from bench.scenarios import Context, ScenarioFailed, check_audit
-from bench.stack import MemorySampler, reset_ledger
+from bench.stack import Usage, reset_ledger
 
 AMOUNT = 1_000
 
@@ -53,7 +53,7 @@ def run(ctx: Context) -> dict:
     ctx.stack.pause_fulfilment()
     worker = ctx.stack.worker_for_seller(seller_id)
     profile = Profile(worker.popen.pid, ctx.out_dir / "profiles" / "hot_seller.raw.txt") if ctx.profile else None
-    with MemorySampler(ctx.stack.worker_pids()) as memory:
+    with Usage(ctx.stack.worker_pids()) as memory:
         if profile:
             profile.__enter__()
         started = time.time()
@@ -81,12 +81,12 @@ def run(ctx: Context) -> dict:
         "worker_peak_rss_mb": memory.peaks_mb(),
         "worker_cpu_seconds": memory.cpu_seconds(),
         "worker_cpu_us_per_charge": round(memory.cpu_seconds() / n * 1e6, 1),
-        "limits": [limit.as_dict() for limit in limits],
+        "limits": limits,
         "audit": "ok",
     }
     if limits:
-        result["ratio_to_limit"] = round(rate / limits[-1].rows_per_s, 3)
-        result["times_one_debit_per_txn"] = round(rate / limits[0].rows_per_s, 1)
+        result["ratio_to_limit"] = round(rate / limits[-1]["rows_per_s"], 3)
+        result["times_one_debit_per_txn"] = round(rate / limits[0]["rows_per_s"], 1)
     if profile and profile.summary():
         result["profile"] = profile.summary()
     return result

@@ -22,7 +22,7 @@ from datetime import datetime
 from bench import seed, wrk
 from bench.profiling import Profile
 from bench.scenarios import Context, ScenarioFailed, check_audit
-from bench.stack import ROOT_DIR, reset_ledger
+from bench.stack import ROOT_DIR, Usage, reset_ledger
 from devstack.stack import default_web_workers
 
 AMOUNT = 1_000
@@ -105,18 +105,6 @@ def _closed_loop(ctx: Context, seller_ids: list[int], *, clients: int, seconds: 
     }
 
 
-def _cpu(pid: int) -> float:
-    """CPU seconds used so far by gunicorn's master and workers."""
-    import psutil
-
-    total = 0.0
-    proc = psutil.Process(pid)
-    for p in [proc, *proc.children()]:
-        times = p.cpu_times()
-        total += times.user + times.system
-    return total
-
-
 def _summary(raw: dict) -> dict:
     rows = raw["requests"]
     accepted = [r for r in rows if r[2] == 202]
@@ -155,10 +143,8 @@ def run(ctx: Context) -> dict:
     seed.fund(seller_ids, funding)
     ctx.stack.start_web()
     result: dict = {"sellers": len(seller_ids), "web_workers": ctx.stack.web_workers}
-    from bench.stack import MemorySampler
-
     # The web server stays up for the batch import; the run stops it at the end.
-    with MemorySampler({"web": ctx.stack.web_pid()}, include_children=True) as memory:
+    with Usage({"web": ctx.stack.web_pid()}, children=True) as memory:
         # Not recorded: every gunicorn worker loads its views, serializers and connections lazily.
         _closed_loop(
             ctx, seller_ids, clients=sizes.http_clients[0], seconds=min(2.0, sizes.http_seconds / 2), name="warmup"
@@ -169,9 +155,9 @@ def run(ctx: Context) -> dict:
             if ctx.profile and clients == sizes.http_clients[0]:
                 profile = Profile(ctx.stack.web_pid(), ctx.out_dir / "profiles" / "http_web.raw.txt", subprocesses=True)
                 profile.__enter__()
-            cpu_before = _cpu(ctx.stack.web_pid())
+            usage = Usage({"web": ctx.stack.web_pid()}, children=True)
             summary = _closed_loop(ctx, seller_ids, clients=clients, seconds=sizes.http_seconds, name=f"c{clients}")
-            cpu = _cpu(ctx.stack.web_pid()) - cpu_before
+            cpu = usage.stop()["web"]
             if profile:
                 profile.__exit__(None, None, None)
                 if profile.summary():
@@ -205,10 +191,10 @@ def run(ctx: Context) -> dict:
         "latency_ms": percentiles(latencies),
     }
     _check(seller_ids, funding)
-    result["limits"] = [limit.as_dict() for limit in limits]
+    result["limits"] = limits
     if limits:
         result["ratio_to_limit"] = round(
-            result[f"c{sizes.http_clients[0]}"]["accepted_per_s"] / limits[0].rows_per_s, 3
+            result[f"c{sizes.http_clients[0]}"]["accepted_per_s"] / limits[0]["rows_per_s"], 3
         )
     result["audit"] = "ok"
     return result

@@ -11,7 +11,7 @@ import time
 from bench import seed
 from bench.profiling import Profile
 from bench.scenarios import Context, ScenarioFailed, check_audit
-from bench.stack import MemorySampler, reset_ledger
+from bench.stack import Usage, reset_ledger
 
 AMOUNT = 1_000
 
@@ -54,7 +54,7 @@ def run(ctx: Context) -> dict:
         if ctx.profile
         else None
     )
-    with MemorySampler(ctx.stack.worker_pids()) as memory, profile or contextlib.nullcontext():
+    with Usage(ctx.stack.worker_pids()) as memory, profile or contextlib.nullcontext():
         started = time.time()
         for seller_id in seller_ids:
             wake_seller(seller_id)
@@ -82,11 +82,11 @@ def run(ctx: Context) -> dict:
         "worker_cpu_us_per_charge": round(memory.cpu_seconds() / n * 1e6, 1),
         "empty_tasks": empty,
         **({"profile": profile.summary()} if profile and profile.summary() else {}),
-        "limits": [limit.as_dict() for limit in limits],
+        "limits": limits,
         "audit": "ok",
     }
     if limits:
-        result["ratio_to_limit"] = round(rate / limits[0].rows_per_s, 3)
+        result["ratio_to_limit"] = round(rate / limits[0]["rows_per_s"], 3)
     return result
 
 
@@ -94,19 +94,16 @@ def _empty_tasks(ctx: Context, *, count: int) -> dict:
     """The same number of wake-ups for sellers that do not exist: each task takes its lock query
     and finds nothing. What is left is Celery's and Django's cost per task, the floor under
     scenario 2's time whatever the posting code does."""
-    import os
-
     from bench.stack import broker_backlog
     from workers.dispatch import wake_seller
 
-    redis_url, prefix = os.environ["REDIS_URL"], os.environ.get("BENCH_REDIS_KEY_PREFIX", "")
     first = 10_000_000
-    with MemorySampler(ctx.stack.worker_pids()) as usage:
+    with Usage(ctx.stack.worker_pids()) as usage:
         started = time.time()
         for seller_id in range(first, first + count):
             wake_seller(seller_id)
         finished = seed.wait_until_settled(
-            lambda: broker_backlog(redis_url, prefix) > 0, timeout=ctx.sizes.settle_timeout, interval=0.05
+            lambda: broker_backlog() > 0, timeout=ctx.sizes.settle_timeout, interval=0.05
         )
     seconds = finished - started
     return {
