@@ -142,23 +142,54 @@ class PgbenchLimits:
         script = _SINGLE if debits_per_txn == 1 else _BATCH
         result = self._run(name, script, clients=clients, transactions=transactions, variables=variables)
         rows = self._sql(f"SELECT count(*) FROM {SCHEMA}.entry")
-        return {"name": name, "kind": "debits", "debits_per_txn": debits_per_txn, "clients": clients,
-                "sellers": sellers, **result, "rows_per_s": rows / result["seconds"]}  # fmt: skip
+        return {
+            "name": name,
+            "kind": "debits",
+            "debits_per_txn": debits_per_txn,
+            "clients": clients,
+            "sellers": sellers,
+            **result,
+            "rows_per_s": rows / result["seconds"],
+        }
 
     def submits(self, *, name: str, clients: int, transactions: int, sellers: int = 32) -> dict:
         self._sql(_RESET, {"sellers": sellers, "per_seller": 0})
         result = self._run(name, _SUBMIT, clients=clients, transactions=transactions, variables={"sellers": sellers})
         rows = self._sql(f"SELECT count(*) FROM {SCHEMA}.charge")
-        return {"name": name, "kind": "submit", "debits_per_txn": 1, "clients": clients, "sellers": sellers,
-                **result, "rows_per_s": rows / result["seconds"]}  # fmt: skip
+        return {
+            "name": name,
+            "kind": "submit",
+            "debits_per_txn": 1,
+            "clients": clients,
+            "sellers": sellers,
+            **result,
+            "rows_per_s": rows / result["seconds"],
+        }
 
     def _run(self, name: str, script: str, *, clients: int, transactions: int, variables: dict) -> dict:
         url = urlparse(self.database_url)
         with tempfile.NamedTemporaryFile("w", suffix=".sql", dir=self.work_dir, delete=False) as fh:
             fh.write(script)
-        argv = [self.pgbench, "-n", "-M", "prepared", "-f", fh.name, "-c", str(clients), "-j", str(min(clients, 2)),
-                "-t", str(max(1, transactions // clients)), "-h", url.hostname or "127.0.0.1",
-                "-p", str(url.port or 5432), "-U", url.username or "postgres"]  # fmt: skip
+        argv = [
+            self.pgbench,
+            "-n",
+            "-M",
+            "prepared",
+            "-f",
+            fh.name,
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-t",
+            str(max(1, transactions // clients)),
+            "-h",
+            url.hostname or "127.0.0.1",
+            "-p",
+            str(url.port or 5432),
+            "-U",
+            url.username or "postgres",
+        ]
         for key, value in variables.items():
             argv += ["-D", f"{key}={value}"]
         argv.append(url.path.lstrip("/"))
@@ -170,5 +201,9 @@ class PgbenchLimits:
         tps = float(re.search(r"^tps = ([\d.]+)", proc.stdout, re.M).group(1))
         done = int(re.search(r"number of transactions actually processed: (\d+)", proc.stdout).group(1))
         latency = re.search(r"latency average = ([\d.]+) ms", proc.stdout)
-        return {"transactions": done, "seconds": done / tps if tps else float("inf"), "tps": tps,
-                "latency_ms": float(latency.group(1)) if latency else None}  # fmt: skip
+        return {
+            "transactions": done,
+            "seconds": done / tps if tps else float("inf"),
+            "tps": tps,
+            "latency_ms": float(latency.group(1)) if latency else None,
+        }

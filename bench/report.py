@@ -40,28 +40,13 @@ LABELS = {
     ("hot_seller", "charges_per_s"): "charges_per_s (reservations/s)",
     ("many_sellers", "charges_per_s"): "charges_per_s (reservations/s)",
 }
-
-# What bounds each number (docs/performance.md, "What bounds each number"), shown when one is missed.
-BOUNDS = {
-    "hot_seller": "PostgreSQL executing each batch (entry insert, charge update, FK checks at commit)",
-    "many_sellers": "the cost per task (Celery, Django, one commit per seller): see the empty-task floor",
-    "http": "CPU per request on 2 cores shared by gunicorn, PostgreSQL, Redis, the shard workers and the load "
-    "generator: compare `python -m bench.web_cpu --instructions`",
-    "http.settle": "the wake-up cooldown (LEDGER_WAKE_COOLDOWN) plus the shard task's batch, and the web's own load",
-    "http.shard_task_ms": "each settle slower than the one before: the plans of the settle's statements and of the "
-    "foreign-key checks at its commit, and the tables' statistics",
-    "batch_import": "the import worker's parse, validation and COPY of the file, then settlement on the hot "
-    "seller's path",
-    "batch_import.large.accepted_seconds": "the web hashing the spooled upload and copying it into PostgreSQL "
-    "in lz4-compressed 1 MiB chunks",
-    "batch_import.large.web_peak_rss_mb": "the upload spooled to a temporary file; a gunicorn process's baseline",
-    "batch_import.large.import_worker_peak_rss_mb": "the import's buffered reading of the stored chunks and its "
-    "10,000-row COPY buffers",
-    "fulfilment.import": "the fulfilment worker's CPU (one process, one GIL) per charge and PROVIDER_CONCURRENCY "
-    "requests in flight for 50 ms each, on 2 cores shared with the sandbox, PostgreSQL and the shard workers",
-    "fulfilment.single": "four hops, each a queue on the shared cores: wake-up and settle, the fulfil task's "
-    "delivery to a free task thread, the provider's 50 ms (a task's answers recorded together), wake-up and settle "
-    "(`stages_ms`)",
+# Where docs/performance.md says what bounds each scenario's numbers, shown when one is missed.
+SECTIONS = {
+    "hot_seller": "Hot seller",
+    "many_sellers": "Many sellers",
+    "http": "HTTP submission",
+    "batch_import": "Batch import",
+    "fulfilment": "Fulfilment",
 }
 
 
@@ -88,24 +73,18 @@ def evaluate(results: dict) -> list[dict]:
         if scenario is None:
             continue
         # A failed scenario may still carry what it measured before failing (reported, and judged).
-        value = lookup(scenario, metric) if scenario.get("status") in ("ok", "failed") else None
+        status = scenario.get("status", "n/a")
+        value = lookup(scenario, metric) if status in ("ok", "failed") else None
         row = {"scenario": name, "metric": metric, "target": bound, "sense": sense, "value": value}
         if value is None:
-            row["verdict"] = scenario.get("status", "n/a") if scenario.get("status") != "ok" else "n/a"
-            if scenario.get("status") == "failed":
-                row["verdict"] = "failed"
+            row["verdict"] = "n/a" if status == "ok" else status
         elif results["meta"]["smoke"]:
             row["verdict"] = "smoke (not comparable)"
+        elif value >= bound if sense == "min" else value <= bound:
+            row["verdict"] = "met"
         else:
-            met = value >= bound if sense == "min" else value <= bound
-            off = (value / bound - 1) * 100
-            row["verdict"] = "met" if met else f"missed by {abs(off):.0f}%"
-            if not met:
-                row["bound"] = (
-                    BOUNDS.get(f"{name}.{metric}")
-                    or BOUNDS.get(f"{name}.{metric.split('.')[0]}")
-                    or BOUNDS.get(name, "")
-                )
+            row["verdict"] = f"missed by {abs(value / bound - 1) * 100:.0f}%"
+            row["bound"] = f"docs/performance.md, *{SECTIONS[name]}*"
         rows.append(row)
     return rows
 
@@ -160,7 +139,7 @@ def _fmt(value) -> str:
 
 
 def markdown(results: dict) -> str:
-    meta = results["meta"]
+    meta, settings = results["meta"], results["meta"]["settings"]
     title = f"# Benchmark {meta['timestamp']}"
     if meta["smoke"]:
         title += " (smoke: tiny sizes, numbers mean nothing)"
@@ -172,16 +151,13 @@ def markdown(results: dict) -> str:
         f"commit `{meta['git_commit']}`{' (uncommitted changes)' if meta['git_dirty'] else ''}, "
         f"{meta['cpus']} CPUs, load average {meta['load_average_before']} before / "
         f"{meta.get('load_average_after')} after, PostgreSQL {meta['postgres']}, Python {meta['python']}, "
-        f"batch size {meta['settings']['LEDGER_SETTLE_BATCH_SIZE']}, {meta['settings']['LEDGER_SHARDS']} shards on "
-        f"{meta['settings']['worker_processes']} worker processes, {meta['settings']['web_workers']} gunicorn workers; "
+        f"batch size {settings['LEDGER_SETTLE_BATCH_SIZE']}, {settings['LEDGER_SHARDS']} shards on "
+        f"{settings['worker_processes']} worker processes, {settings['web_workers']} gunicorn workers; "
         f"{meta['total_seconds']} s in all.",
         "",
         "| scenario | result | database alone (pgbench) | ratio | audit |",
         "| --- | --- | --- | --- | --- |",
-    ]
-    for name, s in results["scenarios"].items():
-        lines.append(_scenario_row(name, s))
-    lines += [
+        *(_scenario_row(name, s) for name, s in results["scenarios"].items()),
         "",
         "## Targets",
         "",
@@ -204,12 +180,12 @@ def markdown(results: dict) -> str:
             "| run | clients | transactions | rows/s | latency ms |",
             "| --- | --- | --- | --- | --- |",
         ]
-        for lim in limits:
-            lines.append(
-                f"| {lim['name']} | {lim['clients']} | {_fmt(lim['transactions'])} | {_fmt(lim['rows_per_s'])} "
-                f"| {_fmt(lim['latency_ms'])} |"
-            )
-    memory = {}
+        lines += [
+            f"| {lim['name']} | {lim['clients']} | {_fmt(lim['transactions'])} | {_fmt(lim['rows_per_s'])} "
+            f"| {_fmt(lim['latency_ms'])} |"
+            for lim in limits
+        ]
+    memory: dict[str, dict] = {}
     for name in ("hot_seller", "many_sellers"):
         for proc, mb in (results["scenarios"].get(name, {}).get("worker_peak_rss_mb") or {}).items():
             memory.setdefault(proc, {})[name] = mb
@@ -221,15 +197,16 @@ def markdown(results: dict) -> str:
             "| process | hot seller | many sellers |",
             "| --- | --- | --- |",
         ]
-        for proc, by in sorted(memory.items()):
-            lines.append(f"| {proc} | {_fmt(by.get('hot_seller'))} | {_fmt(by.get('many_sellers'))} |")
+        lines += [
+            f"| {proc} | {_fmt(by.get('hot_seller'))} | {_fmt(by.get('many_sellers'))} |"
+            for proc, by in sorted(memory.items())
+        ]
     for name, s in results["scenarios"].items():
         if s.get("status") not in ("ok", "not available yet"):
             lines += ["", f"**{name} {s.get('status')}**: {s.get('error')}"]
         if s.get("note"):
             lines += ["", f"*{name}*: {s['note']}"]
-    for note in meta.get("notes") or []:
-        lines += ["", f"Note: {note}"]
+    lines += [line for note in meta.get("notes") or [] for line in ("", f"Note: {note}")]
     if results.get("charts"):
         lines += ["", "Charts: " + ", ".join(results["charts"])]
     return "\n".join(lines) + "\n"
@@ -241,44 +218,42 @@ def _scenario_row(name: str, s: dict) -> str:
         s = {**s, "audit": "FAILED (see below)"}
     elif status != "ok":
         return f"| {name} | {status} | – | – | {'–' if status == 'not available yet' else 'FAILED'} |"
-    limits = s.get("limits") or []
+    limits, ratio, audit = s.get("limits") or [], s.get("ratio_to_limit", "–"), s.get("audit", "–")
+    limit = f"{_fmt(limits[0]['rows_per_s'])} debits/s" if limits else "–"
     if name == "hot_seller":
         result = (
             f"{_fmt(s['charges_per_s'])} reservations/s ({_fmt(s['charges'])} in {s['seconds']} s; worker CPU "
             f"{s.get('worker_cpu_us_per_charge')} µs/charge)"
         )
         limit = f"{_fmt(limits[-1]['rows_per_s'])} debits/s at {limits[-1]['debits_per_txn']}/txn" if limits else "–"
-        extra = f"; {s['times_one_debit_per_txn']}× one-debit-per-commit" if "times_one_debit_per_txn" in s else ""
-        return f"| hot seller | {result} | {limit} | {s.get('ratio_to_limit', '–')}{extra} | {s['audit']} |"
+        if "times_one_debit_per_txn" in s:
+            ratio = f"{ratio}; {s['times_one_debit_per_txn']}× one-debit-per-commit"
+        return f"| hot seller | {result} | {limit} | {ratio} | {audit} |"
     if name == "many_sellers":
         result = (
             f"{_fmt(s['charges_per_s'])} reservations/s ({s['sellers']} sellers × {s['charges'] // s['sellers']}; "
             f"worker CPU {s.get('worker_cpu_us_per_charge')} µs/charge)"
         )
-        empty = s.get("empty_tasks")
-        if empty:
+        if empty := s.get("empty_tasks"):
             result += (
                 f"; floor: {_fmt(empty['tasks_per_s'])} empty tasks/s, {empty['worker_cpu_ms_per_task']} ms CPU each"
             )
-        limit = f"{_fmt(limits[0]['rows_per_s'])} debits/s" if limits else "–"
-        return f"| many sellers | {result} | {limit} | {s.get('ratio_to_limit', '–')} | {s['audit']} |"
+        return f"| many sellers | {result} | {limit} | {ratio} | {audit} |"
     if name == "http":
-        parts = []
-        for key in sorted(k for k in s if k.startswith("c") and k[1:].isdigit()):
-            lvl = s[key]
-            lat = lvl["latency_ms"]
-            parts.append(
-                f"{key[1:]} clients: {_fmt(lvl['accepted_per_s'])}/s, p50 {lat['p50']} p99 {lat['p99']} "
-                f"p99.9 {lat['p99.9']} ms, web CPU {lvl.get('web_cpu_ms_per_request')} ms/req"
-            )
-        if "settle" in s:
-            st = s["settle"]
+        parts = [
+            f"{key[1:]} clients: {_fmt(lvl['accepted_per_s'])}/s, p50 {lvl['latency_ms']['p50']} p99 "
+            f"{lvl['latency_ms']['p99']} p99.9 {lvl['latency_ms']['p99.9']} ms, web CPU "
+            f"{lvl.get('web_cpu_ms_per_request')} ms/req"
+            for key, lvl in sorted(s.items())
+            if key.startswith("c") and key[1:].isdigit()
+        ]
+        if st := s.get("settle"):
             parts.append(
                 f"submit→settled at {_fmt(st['rate'])}/s: p50 {st['latency_ms']['p50']} "
                 f"p99 {st['latency_ms']['p99']} ms"
             )
         limit = f"{_fmt(limits[0]['rows_per_s'])} inserts/s ({limits[0]['clients']} conns)" if limits else "–"
-        return f"| HTTP submission | {'; '.join(parts)} | {limit} | {s.get('ratio_to_limit', '–')} | {s['audit']} |"
+        return f"| HTTP submission | {'; '.join(parts)} | {limit} | {ratio} | {audit} |"
     if name == "batch_import":
         large = s.get("large") or {}
         result = (
@@ -288,31 +263,26 @@ def _scenario_row(name: str, s: dict) -> str:
             f"{large.get('queued_seconds')} s (import worker peak {large.get('import_worker_peak_rss_mb')} MB, "
             f"{large.get('import_worker_cpu_us_per_row')} µs CPU/row), completed after {large.get('settled_seconds')} s"
         )
-        limit = f"{_fmt(limits[0]['rows_per_s'])} debits/s" if limits else "–"
-        return f"| batch import | {result} | {limit} | {s.get('ratio_to_limit', '–')} | {s.get('audit', '–')} |"
+        return f"| batch import | {result} | {limit} | {ratio} | {audit} |"
     if name == "fulfilment":
         return _fulfilment_row(s)
     return f"| {name} | {json.dumps({k: v for k, v in s.items() if not isinstance(v, (dict, list))})} | – | – | – |"
 
 
 def _fulfilment_row(s: dict) -> str:
-    sandbox = s.get("sandbox") or {}
     alone = ", ".join(
         f"{_fmt(lvl['requests_per_s'])} req/s at {lvl['clients']} clients (sandbox CPU {lvl['sandbox_cpu_share']})"
-        for lvl in sandbox.values()
+        for lvl in (s.get("sandbox") or {}).values()
     )
     parts = []
-    imp = s.get("import")
-    if imp:
-        share = imp["cpu_share"]
+    if imp := s.get("import"):
         parts.append(
             f"{_fmt(imp['charges'])}-row import delivered at {_fmt(imp['charges_per_s'])} charges/s "
             f"({imp['seconds']} s first reservation → last posted; ×{imp['ratio_to_sandbox']} the sandbox alone), "
             f"fulfil worker {imp['fulfil_cpu_us_per_charge']} µs CPU/charge, CPU shares: "
-            + ", ".join(f"{name} {value}" for name, value in share.items())
+            + ", ".join(f"{name} {value}" for name, value in imp["cpu_share"].items())
         )
-    single = s.get("single")
-    if single:
+    if single := s.get("single"):
         lat = single["latency_ms"]
         parts.append(
             f"single charges at {_fmt(single['achieved_per_s'])}/s (asked {_fmt(single['rate'])}/s; "
@@ -333,18 +303,21 @@ def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
         logging.getLogger("matplotlib").setLevel(logging.WARNING)
         import matplotlib.pyplot as plt
     except ImportError:
-        results["meta"].setdefault("notes", []).append(
-            "charts skipped: matplotlib is not installed (make bench installs it)"
-        )
+        results["meta"].setdefault("notes", []).append("charts skipped: matplotlib is not installed (make bench does)")
         return []
-    charts = []
-    scen = results["scenarios"]
+    scen, charts = results["scenarios"], []
 
-    bars = []
-    for name, label in (("hot_seller", "hot seller"), ("many_sellers", "many sellers")):
-        s = scen.get(name, {})
-        if s.get("status") == "ok" and s.get("limits"):
-            bars.append((label, s["charges_per_s"], s["limits"][-1]["rows_per_s"]))
+    def save(fig, kind: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out_dir / f"{stamp}-{kind}.png", dpi=100)
+        plt.close(fig)
+        charts.append(out_dir / f"{stamp}-{kind}.png")
+
+    bars = [
+        (label, s["charges_per_s"], s["limits"][-1]["rows_per_s"])
+        for name, label in (("hot_seller", "hot seller"), ("many_sellers", "many sellers"))
+        if (s := scen.get(name, {})).get("status") == "ok" and s.get("limits")
+    ]
     if bars:
         fig, ax = plt.subplots(figsize=(7, 4))
         xs = range(len(bars))
@@ -353,51 +326,40 @@ def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
         for x, b in zip(xs, bars, strict=True):
             ax.text(x - 0.2, b[1], f"{b[1] / b[2]:.0%}", ha="center", va="bottom")
         ax.set_xticks(list(xs), [b[0] for b in bars])
-        ax.set_ylabel("per second")
-        ax.set_title("Settlement throughput against the database limit")
+        ax.set(ylabel="per second", title="Settlement throughput against the database limit")
         ax.legend()
-        charts.append(_save(fig, out_dir / f"{stamp}-settlement.png", plt))
+        save(fig, "settlement")
 
     http = scen.get("http", {})
     levels = sorted((k for k in http if k.startswith("c") and k[1:].isdigit()), key=lambda k: int(k[1:]))
     if http.get("status") == "ok" and levels:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-        ax1.bar([f"{k[1:]} clients" for k in levels], [http[k]["accepted_per_s"] for k in levels])
-        ax1.axhline(
-            target("http", "c32.accepted_per_s"), color="red", linestyle="--", linewidth=1, label="target at 32 clients"
-        )
+        labels = [f"{k[1:]} clients" for k in levels]
+        ax1.bar(labels, [http[k]["accepted_per_s"] for k in levels])
+        ax1.axhline(target("http", "c32.accepted_per_s"), color="red", linestyle="--", label="target at 32 clients")
         ax1.legend(fontsize=8)
-        ax1.set_ylabel("accepted charges/s")
-        ax1.set_title("HTTP submission throughput")
+        ax1.set(ylabel="accepted charges/s", title="HTTP submission throughput")
         for pct in ("p50", "p99", "p99.9"):
-            ax2.plot(
-                [f"{k[1:]} clients" for k in levels],
-                [http[k]["latency_ms"][pct] for k in levels],
-                marker="o",
-                label=pct,
-            )
-        if "settle" in http:
-            for pct in ("p50", "p99"):
-                if http["settle"]["latency_ms"][pct] is None:
-                    continue
+            ax2.plot(labels, [http[k]["latency_ms"][pct] for k in levels], marker="o", label=pct)
+        for pct, color in (("p50", "grey"), ("p99", "black")):
+            if (http.get("settle") or {}).get("latency_ms", {}).get(pct) is not None:
                 ax2.axhline(
                     http["settle"]["latency_ms"][pct],
                     linestyle="--",
-                    linewidth=1,
+                    color=color,
                     label=f"submit→settled {pct} (half load)",
-                    color="grey" if pct == "p50" else "black",
                 )
-        ax2.axhline(100, color="red", linestyle=":", linewidth=1, label="p99 target (32 clients)")
+        ax2.axhline(100, color="red", linestyle=":", label="p99 target (32 clients)")
         ax2.set_yscale("log")
-        ax2.set_ylabel("ms (log scale)")
-        ax2.set_title("Latency")
+        ax2.set(ylabel="ms (log scale)", title="Latency")
         ax2.legend(fontsize=8)
-        charts.append(_save(fig, out_dir / f"{stamp}-http.png", plt))
+        save(fig, "http")
 
-    memory = []
-    for name in ("hot_seller", "many_sellers"):
-        for proc, mb in (scen.get(name, {}).get("worker_peak_rss_mb") or {}).items():
-            memory.append((f"{proc}\n{name}", mb))
+    memory = [
+        (f"{proc}\n{name}", mb)
+        for name in ("hot_seller", "many_sellers")
+        for proc, mb in (scen.get(name, {}).get("worker_peak_rss_mb") or {}).items()
+    ]
     bi = scen.get("batch_import", {})
     large = (bi.get("large") or {}) if bi.get("status") in ("ok", "failed") else {}
     for proc, key in (("web", "web_peak_rss_mb"), ("imports", "import_worker_peak_rss_mb")):
@@ -406,18 +368,10 @@ def _charts(results: dict, out_dir: Path, stamp: str) -> list[Path]:
     if memory:
         fig, ax = plt.subplots(figsize=(8, 4))
         ax.bar([m[0] for m in memory], [m[1] for m in memory])
-        ax.axhline(200, color="red", linestyle="--", linewidth=1, label="worker target 200 MB")
+        ax.axhline(200, color="red", linestyle="--", label="worker target 200 MB")
         if large.get("web_peak_rss_mb") is not None:
-            ax.axhline(150, color="orange", linestyle=":", linewidth=1, label="web target (import upload) 150 MB")
-        ax.set_ylabel("peak RSS, MB")
-        ax.set_title("Peak memory")
+            ax.axhline(150, color="orange", linestyle=":", label="web target (import upload) 150 MB")
+        ax.set(ylabel="peak RSS, MB", title="Peak memory")
         ax.legend()
-        charts.append(_save(fig, out_dir / f"{stamp}-memory.png", plt))
+        save(fig, "memory")
     return charts
-
-
-def _save(fig, path: Path, plt) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

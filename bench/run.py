@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import os
 import platform
 import subprocess
@@ -21,43 +22,54 @@ from devstack.processes import free_port
 from devstack.stack import default_web_workers
 
 ROOT = Path(__file__).resolve().parent.parent
+LEDGER_SETTINGS = (
+    "LEDGER_SHARDS",
+    "LEDGER_SETTLE_BATCH_SIZE",
+    "LEDGER_SETTLE_TIME_BUDGET",
+    "LEDGER_SWEEP_INTERVAL",
+    "LEDGER_SWEEP_AFTER",
+)
 PROVIDER_SETTINGS = ("PROVIDER_RATE_LIMIT", "PROVIDER_CONCURRENCY", "PROVIDER_BATCH")
 SCENARIOS = ["hot_seller", "many_sellers", "http", "batch_import", "fulfilment"]
+RUNNERS = {
+    "hot_seller": "settlement:hot_seller",
+    "many_sellers": "settlement:many_sellers",
+    "http": "http:run",
+    "batch_import": "batch_import:run",
+    "fulfilment": "fulfilment:run",
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument(
-        "--smoke", action="store_true", help="tiny sizes: checks that the benchmark works, measures nothing"
-    )
-    parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="run only these scenarios")
-    parser.add_argument("--database-url", default=default_database_url())
-    parser.add_argument("--redis-url", default=default_redis_url())
-    parser.add_argument(
+    add = parser.add_argument
+    add("--smoke", action="store_true", help="tiny sizes: checks that the benchmark works, measures nothing")
+    add("--only", nargs="+", choices=SCENARIOS, help="run only these scenarios")
+    add("--database-url", default=default_database_url())
+    add("--redis-url", default=default_redis_url())
+    add(
         "--redis-key-prefix",
         default=os.environ.get("BENCH_REDIS_KEY_PREFIX", ""),
         help="prefix every broker key (isolates the run on a Redis database others use)",
     )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="results folder (default bench/results, smoke: bench/results/smoke)"
-    )
-    parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")) or None)
-    parser.add_argument("--worker-processes", type=int, default=int(os.environ.get("LEDGER_WORKER_PROCESSES", "2")))
-    parser.add_argument("--web-workers", type=int, default=default_web_workers())
-    parser.add_argument(
+    add("--out", type=Path, help="results folder (default bench/results, smoke: bench/results/smoke)")
+    add("--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")) or None)
+    add("--worker-processes", type=int, default=int(os.environ.get("LEDGER_WORKER_PROCESSES", "2")))
+    add("--web-workers", type=int, default=default_web_workers())
+    add(
         "--load-generator",
         choices=["wrk", "python"],
         default="wrk" if wrk.available() else "python",
         help="of the HTTP closed loops: wrk (Debian's package; the default where installed) or Python threads",
     )
-    parser.add_argument(
+    add(
         "--provider-latency-ms",
         type=float,
         default=float(os.environ.get("BENCH_PROVIDER_LATENCY_MS", "50")),
         help="the sandbox provider's wait before each answer, for every scenario (docs/provider.md)",
     )
-    parser.add_argument("--profile", action="store_true", help="py-spy profiles of the worker (scenario 1) and web (3)")
-    parser.add_argument("--no-limits", action="store_true", help="skip the pgbench limits")
+    add("--profile", action="store_true", help="py-spy profiles of the worker (scenario 1) and web (3)")
+    add("--no-limits", action="store_true", help="skip the pgbench limits")
     return parser.parse_args(argv)
 
 
@@ -153,11 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             "postgres": _postgres_version(),
             "database_created": created,
             "settings": {
-                "LEDGER_SHARDS": settings.LEDGER_SHARDS,
-                "LEDGER_SETTLE_BATCH_SIZE": settings.LEDGER_SETTLE_BATCH_SIZE,
-                "LEDGER_SETTLE_TIME_BUDGET": settings.LEDGER_SETTLE_TIME_BUDGET,
-                "LEDGER_SWEEP_INTERVAL": settings.LEDGER_SWEEP_INTERVAL,
-                "LEDGER_SWEEP_AFTER": settings.LEDGER_SWEEP_AFTER,
+                **{name: getattr(settings, name) for name in LEDGER_SETTINGS},
                 "worker_processes": len(stack.workers),
                 "web_workers": args.web_workers,
                 "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
@@ -182,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             try:
                 stack.resume_fulfilment()  # a scenario that failed while it was paused left it stopped
-                module = __import__(f"bench.scenarios.{name}", fromlist=["run"])
-                outcome = module.run(ctx)
+                module, _, function = RUNNERS[name].partition(":")
+                outcome = getattr(importlib.import_module(f"bench.scenarios.{module}"), function)(ctx)
                 outcome.setdefault("status", "ok")
             except ScenarioFailed as exc:
                 failed = True

@@ -70,44 +70,17 @@ def queue_charges(seller_ids: list[int], *, per_seller: int, amount: int) -> flo
     return time.monotonic() - started
 
 
-def pending(seller_ids: list[int] | None = None) -> int:
-    """Charges without a final status (queued, or held for the provider) and approving deposits
-    left (of these sellers, or all)."""
-    with connection.cursor() as cur:
-        if seller_ids is None:
-            cur.execute(
-                "SELECT (SELECT count(*) FROM ledger_charge WHERE status = 'queued')"
-                " + (SELECT count(*) FROM ledger_deposit WHERE status = 'approving')"
-            )
-        else:
-            cur.execute(
-                "SELECT (SELECT count(*) FROM ledger_charge WHERE status = 'queued' AND seller_id = ANY(%s))"
-                " + (SELECT count(*) FROM ledger_deposit WHERE status = 'approving' AND seller_id = ANY(%s))",
-                [seller_ids, seller_ids],
-            )
-        return cur.fetchone()[0]
-
-
-def any_queued(seller_id: int) -> bool:
-    """Charges of the seller the settle has not yet reserved (or failed)."""
+def unsettled(seller_ids: list[int] | None = None, *, reserved: bool = False) -> bool:
+    """Whether charges of these sellers (or of any) wait for a final status (queued, or held for
+    the provider's answer), or with `reserved` for their reservation, or deposits for their credit."""
+    column = "stage" if reserved else "status"
+    scope = "" if seller_ids is None else " AND seller_id = ANY(%(ids)s)"
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE seller_id = %s AND stage = 'queued')", [seller_id]
+            f"SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE {column} = 'queued'{scope})"
+            f" OR EXISTS (SELECT 1 FROM ledger_deposit WHERE status = 'approving'{scope})",
+            {"ids": seller_ids},
         )
-        return cur.fetchone()[0]
-
-
-def any_open(seller_ids: list[int] | None = None) -> bool:
-    """Charges (of these sellers, or any) without a final status yet: not reserved, or reserved
-    and waiting for the provider's answer to be posted."""
-    with connection.cursor() as cur:
-        if seller_ids is None:
-            cur.execute("SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE status = 'queued')")
-        else:
-            cur.execute(
-                "SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE status = 'queued' AND seller_id = ANY(%s))",
-                [seller_ids],
-            )
         return cur.fetchone()[0]
 
 

@@ -119,7 +119,7 @@ class Stack:
     provider the fulfilment worker sends the charges to."""
 
     def __init__(self, log_dir: Path, port: int, *, provider_latency_ms: float = 50.0):
-        self.port = port
+        self.log_dir, self.port = log_dir, port
         # Its own range: the web's port is chosen before gunicorn binds it.
         self.provider = SandboxProcess(log_dir, port=free_port(8500, 8599), latency_ms=provider_latency_ms)
         env = dict(os.environ, PROVIDER_URL=self.provider.url)

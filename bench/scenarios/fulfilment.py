@@ -154,7 +154,7 @@ def _single(ctx: Context, rate: float) -> dict:
     )
     raw = _load(ctx, sellers, clients=clients, seconds=ctx.sizes.single_seconds, rate=rate, name="fulfil-single")
     used = cpu.stop()
-    seed.wait_until_settled(lambda: seed.any_open(sellers), timeout=ctx.sizes.fulfil_timeout, interval=0.1)
+    seed.wait_until_settled(lambda: seed.unsettled(sellers), timeout=ctx.sizes.fulfil_timeout, interval=0.1)
     rows = raw["requests"]
     accepted = [r[3] for r in rows if r[2] == 202]
     with connection.cursor() as cur:

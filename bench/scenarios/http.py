@@ -169,12 +169,12 @@ def run(ctx: Context) -> dict:
         base = result[f"c{sizes.http_clients[0]}"]["accepted_per_s"]
         rate = max(1.0, base / 2)
         # Submit -> settled at half load, not behind the backlog the 128-client phase may leave.
-        seed.wait_until_settled(lambda: seed.pending(seller_ids) > 0, timeout=sizes.settle_timeout, interval=0.1)
+        seed.wait_until_settled(lambda: seed.unsettled(seller_ids), timeout=sizes.settle_timeout, interval=0.1)
         raw = _load(
             ctx, seller_ids, clients=sizes.http_clients[0], seconds=sizes.http_seconds, rate=rate, name="settle"
         )
         sent = {r[3]: r[0] for r in raw["requests"] if r[2] == 202 and r[3] is not None}
-        seed.wait_until_settled(lambda: seed.pending(seller_ids) > 0, timeout=sizes.settle_timeout, interval=0.1)
+        seed.wait_until_settled(lambda: seed.unsettled(seller_ids), timeout=sizes.settle_timeout, interval=0.1)
     result["web_peak_rss_mb"] = memory.peaks_mb()
     result["shard_task_ms"] = _shard_task_growth(ctx.stack.workers, measured_from, closed_loops_ended)
 
