@@ -1,4 +1,5 @@
-"""One module per scenario, each with `run(ctx) -> dict`. A scenario raises `ScenarioFailed` when
+"""The scenarios, each a function `(ctx) -> dict` (`bench.run.RUNNERS`: `settlement.hot_seller`,
+`settlement.many_sellers`, and `run` of `http`, `batch_import`, `fulfilment`). A scenario raises `ScenarioFailed` when
 the ledger is wrong afterwards (audit breach, a charge not settled exactly once): a fast wrong
 answer is a failure, not a result."""
 
