@@ -12,13 +12,12 @@ from pathlib import Path
 
 import psutil
 import psycopg2
-import requests
 from django.conf import settings
 from django.db import connection
 
 from core import redis_client
-from devstack.processes import free_port
-from devstack.stack import collect_static, web_argv
+from devstack.processes import free_port, start_together, stop_together
+from devstack.stack import collect_static, ready_line, web_argv
 from tests.support import Process, subprocess_env
 from workers.assignment import shard_assignment
 from workers.commands import beat_argv, fulfil_worker_argv, worker_argv
@@ -90,12 +89,7 @@ class FaultStack:
 
     def start(self) -> FaultStack:
         self.redis.start()
-        # Together: each spends seconds importing Django and Celery, mostly waiting on the other core.
-        for process in [*self.workers, self.fulfil, self.beat]:
-            process.start()
-        for worker in [*self.workers, self.fulfil]:
-            worker.wait_for_log(WORKER_READY, timeout=60)
-        self.beat.wait_for_log("beat: Starting", timeout=60)
+        start_together([(process, ready_line(process.name)) for process in [*self.workers, self.fulfil, self.beat]])
         self.start_web()
         return self
 
@@ -125,17 +119,7 @@ class FaultStack:
         self.wait_web()
 
     def wait_web(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/api/v1/health/", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if not self.web.alive:
-                raise RuntimeError(f"gunicorn exited:\n{self.web.log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
-        raise TimeoutError("gunicorn not ready")
+        self.web.wait_http(f"{self.url}/api/v1/health/", timeout)
 
     def web_children(self) -> list[psutil.Process]:
         return psutil.Process(self.web.popen.pid).children()
@@ -165,11 +149,7 @@ class FaultStack:
         )
 
     def stop(self) -> None:
-        processes = [self.web, *self.workers, self.fulfil, self.beat]
-        for process in processes:  # every warm shutdown at once, then wait for them
-            process.terminate()
-        for process in processes:
-            process.wait_stopped()
+        stop_together([self.web, *self.workers, self.fulfil, self.beat])
         self.redis.stop()
 
 
