@@ -202,10 +202,8 @@ def markdown(results: dict) -> str:
             for proc, by in sorted(memory.items())
         ]
     for name, s in results["scenarios"].items():
-        if s.get("status") not in ("ok", "not available yet"):
+        if s.get("status") != "ok":
             lines += ["", f"**{name} {s.get('status')}**: {s.get('error')}"]
-        if s.get("note"):
-            lines += ["", f"*{name}*: {s['note']}"]
     lines += [line for note in meta.get("notes") or [] for line in ("", f"Note: {note}")]
     if results.get("charts"):
         lines += ["", "Charts: " + ", ".join(results["charts"])]
@@ -217,7 +215,7 @@ def _scenario_row(name: str, s: dict) -> str:
     if status == "failed" and name == "batch_import" and s.get("settled_seconds") is not None:
         s = {**s, "audit": "FAILED (see below)"}
     elif status != "ok":
-        return f"| {name} | {status} | – | – | {'–' if status == 'not available yet' else 'FAILED'} |"
+        return f"| {name} | {status} | – | – | FAILED |"
     limits, ratio, audit = s.get("limits") or [], s.get("ratio_to_limit", "–"), s.get("audit", "–")
     limit = f"{_fmt(limits[0]['rows_per_s'])} debits/s" if limits else "–"
     if name == "hot_seller":
