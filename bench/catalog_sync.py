@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.stack import create_database, default_database_url
+from bench.stack import default_database_url
+from devstack.postgres import create_database
 from provider_sandbox.catalog import SHIPPED
 
 
@@ -72,8 +73,8 @@ def main() -> None:
     from django.db import connection
 
     from catalog.services.sync import catalog_sync
+    from devstack.sandbox import SandboxProcess
     from ledger.providers.dtone import DTOneProvider
-    from provider_sandbox.process import SandboxProcess
 
     with connection.cursor() as cursor:
         cursor.execute(

@@ -4,7 +4,7 @@ Queues: the catalog has no worker of its own. The sync is long and rare, so it r
 worker's queue (one task at a time in a process of its own, never a shard worker's); a number
 lookup is a short provider call, so it runs beside the reconciler's lookups on the fulfilment
 worker (threads, made for waiting on the provider). Both queues are consumed by every stack
-(workers/stack.py; tests/catalog/test_tasks.py checks it)."""
+(workers/commands.py; tests/catalog/test_tasks.py checks it)."""
 
 import logging
 

@@ -4,15 +4,13 @@ from django.conf import settings
 
 from catalog.tasks import LOOKUP_QUEUE, SYNC_QUEUE, lookup_number_task, sync_task
 from celery_app import app
-from workers import stack
+from workers.assignment import worker_groups
+from workers.commands import fulfil_worker_argv, import_worker_argv, worker_argv
 
 
 def _consumed_queues() -> set[str]:
-    argvs = [stack.import_worker_argv(), stack.fulfil_worker_argv()]
-    argvs += [
-        stack.worker_argv(group, name=f"w{n}", with_default_queue=n == 0)
-        for n, group in enumerate(stack.worker_groups())
-    ]
+    argvs = [import_worker_argv(), fulfil_worker_argv()]
+    argvs += [worker_argv(group, name=f"w{n}", with_default_queue=n == 0) for n, group in enumerate(worker_groups())]
     queues: set[str] = set()
     for argv in argvs:
         queues.update(argv[argv.index("-Q") + 1].split(","))

@@ -141,7 +141,7 @@ def test_compose_shard_workers_cover_every_shard_exactly_once():
 
 
 # What the image runs (everything but the development launcher, the benchmark and the tests).
-DEPLOYED = ("config", "core", "ledger", "notifications", "ops", "provider_sandbox", "workers")
+DEPLOYED = ("catalog", "config", "core", "ledger", "notifications", "ops", "provider_sandbox", "workers")
 
 
 def _imported_modules(path: Path):
