@@ -199,9 +199,13 @@ class Charge(models.Model):
                 | Q(outcome="failed", outcome_code__isnull=False, stage__in=["submitted", "unknown", "done"]),
                 name="charge_outcome_consistent",
             ),
-            # A charge succeeds only on the provider's word.
+            # A charge succeeds on the provider's word, and only on it: with the constraints above,
+            # `status` is a function of `stage` and `outcome`. `outcome IS NOT NULL` is spelled out:
+            # without it a charge with no answer at all passed, as a CHECK passes on NULL.
             models.CheckConstraint(
-                condition=~Q(status="succeeded") | Q(outcome="succeeded"), name="charge_succeeded_by_provider"
+                condition=(~Q(status="succeeded") | Q(outcome__isnull=False, outcome="succeeded"))
+                & (~Q(stage="done", outcome="succeeded") | Q(status="succeeded")),
+                name="charge_succeeded_by_provider",
             ),
             models.UniqueConstraint(
                 fields=["seller", "idempotency_key"],
