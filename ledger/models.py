@@ -1,5 +1,5 @@
 """The ledger's tables. Invariants 1-5 of the design are database constraints here; the audit
-(`ledger/audit.py`) checks the ones a constraint cannot express (gapless seq, sums).
+(`ledger/audit/`) checks the ones a constraint cannot express (gapless seq, sums).
 
 Money is an integer number of the smallest currency unit. Balances and entries are written only
 by `ledger.posting`; nothing else may call `save()` on them."""
@@ -429,7 +429,7 @@ class Entry(models.Model):
 
 
 class AuditCheckpoint(models.Model):
-    """How far the periodic audit (`ledger/audit_incremental.py`) has verified one seller's ledger,
+    """How far the periodic audit (`ledger/audit/incremental.py`) has verified one seller's ledger,
     with the running sums it needs to check only what came after. The audit's own bookkeeping,
     not the ledger: written only by that audit, never read by posting.
 

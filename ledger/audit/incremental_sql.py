@@ -1,4 +1,4 @@
-"""The SQL of the periodic audit (`ledger/audit_incremental.py`). Every per-seller read is a LATERAL
+"""The SQL of the periodic audit (`ledger/audit/incremental.py`). Every per-seller read is a LATERAL
 subquery bounded by the seller and its checkpoint (`seq > ...`, `id >= ...`), so PostgreSQL walks the
 (seller, seq) and (seller, id) indexes from the checkpoint on: the cost follows what is new, never
 the size of the ledger. (A plain join on `seq > checkpoint.seq` is estimated at a third of the table

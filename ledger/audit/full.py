@@ -19,7 +19,7 @@ class Breach:
         return f"[invariant {self.invariant}] {where}: {self.message}"
 
 
-# Invariant 5, shared with the periodic audit (`ledger/audit_incremental.py`), which puts its own
+# Invariant 5, shared with the periodic audit (`ledger/audit/incremental.py`), which puts its own
 # filter where `{seller:c}` / `{seller:d}` stands.
 # A charge's hold (its `charge` entry) exists once it was reserved; a success keeps it, a
 # failure after the reservation has its release, and nothing else has either.
