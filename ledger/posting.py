@@ -30,10 +30,13 @@ from ledger import charge_lifecycle as lifecycle
 from ledger import events
 from ledger.charge_lifecycle import ANSWERED_SQL, INSUFFICIENT_FUNDS, QUEUED_SQL
 from ledger.locks import accounts_lock
+from ledger.models import ChargeBatch
 from ledger.prepared import PreparedStatement, array_literal
 from notifications.outbox import events_batch_completed, settled_events_insert
 
 logger = logging.getLogger(__name__)
+
+BATCH_QUEUED, BATCH_COMPLETED = ChargeBatch.Status.QUEUED, ChargeBatch.Status.COMPLETED
 
 
 @dataclass(frozen=True)
@@ -120,15 +123,15 @@ _APPROVE_DEPOSITS = PreparedStatement(
 # stay exact and nothing else contends for the row. The settle of the last one completes the batch.
 _COUNT_BATCH_OUTCOMES = PreparedStatement(
     "ledger_settle_count_batch_outcomes",
-    """UPDATE ledger_chargebatch AS b SET
+    f"""UPDATE ledger_chargebatch AS b SET
         succeeded = b.succeeded + u.succeeded, failed = b.failed + u.failed,
         succeeded_amount = b.succeeded_amount + u.amount,
         status = CASE WHEN b.succeeded + b.failed + u.succeeded + u.failed = b.valid_rows
-                      THEN 'completed' ELSE b.status END,
+                      THEN '{BATCH_COMPLETED}' ELSE b.status END,
         completed_at = CASE WHEN b.succeeded + b.failed + u.succeeded + u.failed = b.valid_rows
                             THEN $1 END
     FROM unnest($2, $3, $4, $5) AS u(id, succeeded, failed, amount)
-    WHERE b.id = u.id AND b.status = 'queued'
+    WHERE b.id = u.id AND b.status = '{BATCH_QUEUED}'
     RETURNING b.id, b.seller_id, b.status, b.succeeded, b.failed""",
     ["timestamptz", "bigint[]", "bigint[]", "bigint[]", "bigint[]"],
 )
@@ -283,7 +286,7 @@ def _count_batch_outcomes(cursor, walks: list["_Walk"], now) -> list[tuple]:
         return []
     _COUNT_BATCH_OUTCOMES.execute(cursor, [now, *_columns(batches)])
     _expect(cursor.rowcount, len(batches), "charge batches")
-    return [row for row in cursor.fetchall() if row[2] == "completed"]
+    return [row for row in cursor.fetchall() if row[2] == BATCH_COMPLETED]
 
 
 def _record_events(cursor, walks: list["_Walk"], changed: list["_Walk"], completed_batches: list[tuple], now) -> None:
