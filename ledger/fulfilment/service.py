@@ -18,8 +18,9 @@ the adapter's answer (ledger/providers/base.py):
 - an answer about another transaction (a mismatch): `unknown`, held, recorded for an admin
   (ProviderMismatch) and logged as an error; never a success, never a failure.
 Every move of a charge named here is a function of ledger/charge_lifecycle.py; this module decides
-which one an answer calls for. The gate (ledger/fulfilment/gate.py) rate-limits sends across all workers, honours Retry-After
-and holds everything back while the provider's breaker is open: the charges wait, held."""
+which one an answer calls for. The gate (ledger/fulfilment/gate.py) rate-limits sends across all
+workers, honours Retry-After and holds everything back while the provider's breaker is open: the
+charges wait, held."""
 
 import json
 import logging
