@@ -27,7 +27,9 @@ database refuses a row whose columns disagree with its stage (`charge_status_con
 
 `status`, what clients read, follows from `stage` and `outcome`: `queued` until the charge is
 `done`, then `succeeded` when the provider said so, else `failed`. It is written here only, by the
-moves to `done` (docs/architecture.md, "Fulfilment: a charge's lifecycle").
+moves to `done`, and the constraints above hold it to that. It is stored, not computed: the
+contract, the admin and the batch results' index read it (docs/architecture.md, "Fulfilment: a
+charge's lifecycle").
 
 The statements are built once at import from the constants below; reads elsewhere (the settle's
 queues, the reconciler, the audit, the selectors) interpolate the same constants and predicates."""
