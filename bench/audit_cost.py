@@ -152,7 +152,7 @@ def _full() -> tuple[int, int, float, list]:
 
 
 def _periodic(full_sellers: int) -> tuple[int, int, float, list]:
-    from ledger.audit_incremental import audit_ledger_incremental
+    from ledger.audit import audit_ledger_incremental
 
     started = time.perf_counter()
     run = audit_ledger_incremental(full_sellers=full_sellers, limit=20)

@@ -1,5 +1,5 @@
 """The ledger's tables. Invariants 1-5 of the design are database constraints here; the audit
-(`ledger/audit.py`) checks the ones a constraint cannot express (gapless seq, sums).
+(`ledger/audit/`) checks the ones a constraint cannot express (gapless seq, sums).
 
 Money is an integer number of the smallest currency unit. Balances and entries are written only
 by `ledger.posting`; nothing else may call `save()` on them."""
@@ -199,9 +199,13 @@ class Charge(models.Model):
                 | Q(outcome="failed", outcome_code__isnull=False, stage__in=["submitted", "unknown", "done"]),
                 name="charge_outcome_consistent",
             ),
-            # A charge succeeds only on the provider's word.
+            # A charge succeeds on the provider's word, and only on it: with the constraints above,
+            # `status` is a function of `stage` and `outcome`. `outcome IS NOT NULL` is spelled out:
+            # without it a charge with no answer at all passed, as a CHECK passes on NULL.
             models.CheckConstraint(
-                condition=~Q(status="succeeded") | Q(outcome="succeeded"), name="charge_succeeded_by_provider"
+                condition=(~Q(status="succeeded") | Q(outcome__isnull=False, outcome="succeeded"))
+                & (~Q(stage="done", outcome="succeeded") | Q(status="succeeded")),
+                name="charge_succeeded_by_provider",
             ),
             models.UniqueConstraint(
                 fields=["seller", "idempotency_key"],
@@ -425,7 +429,7 @@ class Entry(models.Model):
 
 
 class AuditCheckpoint(models.Model):
-    """How far the periodic audit (`ledger/audit_incremental.py`) has verified one seller's ledger,
+    """How far the periodic audit (`ledger/audit/incremental.py`) has verified one seller's ledger,
     with the running sums it needs to check only what came after. The audit's own bookkeeping,
     not the ledger: written only by that audit, never read by posting.
 

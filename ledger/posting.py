@@ -14,7 +14,11 @@ would cap a hot seller near the database's single-row commit rate.
 
 Order inside a batch: answers first, then approved deposits, then charges by id. Releasing and
 crediting first can only turn a would-be `insufficient_funds` into a reservation, never the
-reverse."""
+reverse.
+
+A batch, `_settle`: lock the accounts (ledger/locks.py), read what waits (`_read_waiting`), apply
+it in memory (`_apply`, one `_Walk` per seller), write the result (`_write`), then log. The charges'
+moves (reserve, fail_unfunded, post, release) are the lifecycle's (ledger/charge_lifecycle.py)."""
 
 import logging
 from dataclasses import dataclass
@@ -22,14 +26,17 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
+from ledger import charge_lifecycle as lifecycle
 from ledger import events
+from ledger.charge_lifecycle import ANSWERED_SQL, INSUFFICIENT_FUNDS, QUEUED_SQL
 from ledger.locks import accounts_lock
+from ledger.models import ChargeBatch
 from ledger.prepared import PreparedStatement, array_literal
 from notifications.outbox import events_batch_completed, settled_events_insert
 
-INSUFFICIENT_FUNDS = "insufficient_funds"
-
 logger = logging.getLogger(__name__)
+
+BATCH_QUEUED, BATCH_COMPLETED = ChargeBatch.Status.QUEUED, ChargeBatch.Status.COMPLETED
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,8 @@ _SELECT_APPROVING_DEPOSITS = PreparedStatement(
 )
 _SELECT_QUEUED_CHARGES = PreparedStatement(
     "ledger_settle_select_charges",
-    """SELECT seller_id, id, amount, batch_id FROM ledger_charge
-    WHERE seller_id = $1 AND stage = 'queued' AND id > $2 ORDER BY id LIMIT $3""",
+    f"""SELECT seller_id, id, amount, batch_id FROM ledger_charge
+    WHERE seller_id = $1 AND {QUEUED_SQL} AND id > $2 ORDER BY id LIMIT $3""",
     ["bigint", "bigint", "bigint"],
 )
 _SELECT_APPROVING_DEPOSITS_OF_SELLERS = PreparedStatement(
@@ -74,21 +81,21 @@ _SELECT_APPROVING_DEPOSITS_OF_SELLERS = PreparedStatement(
 )
 _SELECT_QUEUED_CHARGES_OF_SELLERS = PreparedStatement(
     "ledger_settle_select_charges_of_sellers",
-    """SELECT seller_id, id, amount, batch_id FROM ledger_charge
-    WHERE seller_id = ANY($1) AND stage = 'queued' ORDER BY seller_id, id LIMIT $2""",
+    f"""SELECT seller_id, id, amount, batch_id FROM ledger_charge
+    WHERE seller_id = ANY($1) AND {QUEUED_SQL} ORDER BY seller_id, id LIMIT $2""",
     ["bigint[]", "bigint"],
 )
 # Reserved charges with the provider's answer recorded, to post or release.
 _SELECT_ANSWERED_CHARGES = PreparedStatement(
     "ledger_settle_select_answered",
-    """SELECT seller_id, id, amount, batch_id, outcome, outcome_code, balance_after FROM ledger_charge
-    WHERE seller_id = $1 AND outcome IS NOT NULL AND stage <> 'done' AND id > $2 ORDER BY id LIMIT $3""",
+    f"""SELECT seller_id, id, amount, batch_id, outcome, outcome_code, balance_after FROM ledger_charge
+    WHERE seller_id = $1 AND {ANSWERED_SQL} AND id > $2 ORDER BY id LIMIT $3""",
     ["bigint", "bigint", "bigint"],
 )
 _SELECT_ANSWERED_CHARGES_OF_SELLERS = PreparedStatement(
     "ledger_settle_select_answered_of_sellers",
-    """SELECT seller_id, id, amount, batch_id, outcome, outcome_code, balance_after FROM ledger_charge
-    WHERE seller_id = ANY($1) AND outcome IS NOT NULL AND stage <> 'done' ORDER BY seller_id, id LIMIT $2""",
+    f"""SELECT seller_id, id, amount, batch_id, outcome, outcome_code, balance_after FROM ledger_charge
+    WHERE seller_id = ANY($1) AND {ANSWERED_SQL} ORDER BY seller_id, id LIMIT $2""",
     ["bigint[]", "bigint"],
 )
 _INSERT_ENTRIES = PreparedStatement(
@@ -101,12 +108,9 @@ _INSERT_ENTRIES = PreparedStatement(
         AS e(seller_id, seq, kind, amount, balance_after, charge_id, deposit_id)""",
     ["timestamptz", "bigint[]", "bigint[]", "text[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]"],
 )
-# The three updates below name each row by seller and id, though the id alone would do, so that
-# every index the planner may pick is an exact lookup. With the id alone it may take the partial
-# index of pending rows, `(seller_id, id) WHERE status = ...`, whenever its statistics say that
-# index is tiny (pending rows are settled within a second, so at any ANALYZE it is), and walk all
-# of it once per row; between vacuums that index also holds every row settled since the last
-# one, so each settle would read more than the one before.
+# Names each row by seller and id, though the id alone would do, as the lifecycle's moves of charges
+# do, and for the same reason (ledger/charge_lifecycle.py): every index the planner may pick is then
+# an exact lookup, never a walk of the partial index of pending rows.
 _APPROVE_DEPOSITS = PreparedStatement(
     "ledger_settle_approve_deposits_by_seller",
     """UPDATE ledger_deposit AS d SET status = 'approved', applied_at = $1, balance_after = u.balance_after
@@ -114,49 +118,20 @@ _APPROVE_DEPOSITS = PreparedStatement(
     WHERE d.seller_id = u.seller_id AND d.id = u.id AND d.status = 'approving'""",
     ["timestamptz", "bigint[]", "bigint[]", "bigint[]"],
 )
-_RESERVE_CHARGES = PreparedStatement(
-    "ledger_settle_reserve_charges",
-    """UPDATE ledger_charge AS c SET stage = 'reserved', reserved_at = $1, balance_after = u.balance_after
-    FROM unnest($2, $3, $4) AS u(seller_id, id, balance_after)
-    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.stage = 'queued'""",
-    ["timestamptz", "bigint[]", "bigint[]", "bigint[]"],
-)
-_FAIL_CHARGES = PreparedStatement(
-    "ledger_settle_fail_charges_by_seller",
-    """UPDATE ledger_charge AS c SET status = 'failed', stage = 'done', settled_at = $1, failure_code = $2
-    FROM unnest($3, $4) AS u(seller_id, id)
-    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.stage = 'queued'""",
-    ["timestamptz", "text", "bigint[]", "bigint[]"],
-)
-_POST_CHARGES = PreparedStatement(
-    "ledger_settle_post_charges",
-    """UPDATE ledger_charge AS c SET status = 'succeeded', stage = 'done', settled_at = $1
-    FROM unnest($2, $3) AS u(seller_id, id)
-    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.outcome = 'succeeded' AND c.stage <> 'done'""",
-    ["timestamptz", "bigint[]", "bigint[]"],
-)
-_RELEASE_CHARGES = PreparedStatement(
-    "ledger_settle_release_charges",
-    """UPDATE ledger_charge AS c SET status = 'failed', stage = 'done', settled_at = $1,
-        failure_code = c.outcome_code, balance_after = NULL
-    FROM unnest($2, $3) AS u(seller_id, id)
-    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.outcome = 'failed' AND c.stage <> 'done'""",
-    ["timestamptz", "bigint[]", "bigint[]"],
-)
 # The outcomes of a charge batch's charges are counted here, by the settle that settles them: it
 # holds the seller's account lock, which every writer of the batch's charges holds, so the counts
 # stay exact and nothing else contends for the row. The settle of the last one completes the batch.
 _COUNT_BATCH_OUTCOMES = PreparedStatement(
     "ledger_settle_count_batch_outcomes",
-    """UPDATE ledger_chargebatch AS b SET
+    f"""UPDATE ledger_chargebatch AS b SET
         succeeded = b.succeeded + u.succeeded, failed = b.failed + u.failed,
         succeeded_amount = b.succeeded_amount + u.amount,
         status = CASE WHEN b.succeeded + b.failed + u.succeeded + u.failed = b.valid_rows
-                      THEN 'completed' ELSE b.status END,
+                      THEN '{BATCH_COMPLETED}' ELSE b.status END,
         completed_at = CASE WHEN b.succeeded + b.failed + u.succeeded + u.failed = b.valid_rows
                             THEN $1 END
     FROM unnest($2, $3, $4, $5) AS u(id, succeeded, failed, amount)
-    WHERE b.id = u.id AND b.status = 'queued'
+    WHERE b.id = u.id AND b.status = '{BATCH_QUEUED}'
     RETURNING b.id, b.seller_id, b.status, b.succeeded, b.failed""",
     ["timestamptz", "bigint[]", "bigint[]", "bigint[]", "bigint[]"],
 )
@@ -192,27 +167,16 @@ def settle_sellers_batch(*, seller_ids: list[int], limit: int) -> dict[int, Batc
 def _settle(
     seller_ids: list[int], *, limit: int, after_charge_id: int, after_answered_id: int
 ) -> dict[int, BatchOutcome]:
+    """Lock, read what waits, apply it in memory, write the result: one transaction."""
     with transaction.atomic(), connection.cursor() as cursor:
         accounts = accounts_lock(cursor, seller_ids=seller_ids)
         if not accounts:
             return {}
         ids = sorted(accounts)
-        if len(ids) == 1:
-            _SELECT_ANSWERED_CHARGES.execute(cursor, [ids[0], after_answered_id, limit])
-            answered = cursor.fetchall()
-            _SELECT_APPROVING_DEPOSITS.execute(cursor, [ids[0], limit - len(answered)])
-            deposits = cursor.fetchall()
-            _SELECT_QUEUED_CHARGES.execute(cursor, [ids[0], after_charge_id, limit - len(answered) - len(deposits)])
-        else:
-            sellers = array_literal(ids)
-            _SELECT_ANSWERED_CHARGES_OF_SELLERS.execute(cursor, [sellers, limit])
-            answered = cursor.fetchall()
-            _SELECT_APPROVING_DEPOSITS_OF_SELLERS.execute(cursor, [sellers, limit - len(answered)])
-            deposits = cursor.fetchall()
-            _SELECT_QUEUED_CHARGES_OF_SELLERS.execute(cursor, [sellers, limit - len(answered) - len(deposits)])
-        charges = cursor.fetchall()
-        more_pending = len(answered) + len(deposits) + len(charges) >= limit
-        if not answered and not deposits and not charges:
+        waiting = _read_waiting(
+            cursor, ids, limit=limit, after_charge_id=after_charge_id, after_answered_id=after_answered_id
+        )
+        if not waiting.count:
             return {
                 sid: BatchOutcome(
                     balance=accounts[sid].balance,
@@ -222,71 +186,140 @@ def _settle(
                 )
                 for sid in ids
             }
-
-        walks = {sid: _Walk(accounts[sid]) for sid in ids}
-        for seller_id, charge_id, amount, batch_id, outcome, code, balance_after in answered:  # they can only help
-            walks[seller_id].answer(charge_id, amount, batch_id, outcome, code, balance_after)
-        for seller_id, deposit_id, amount in deposits:  # deposits next: they can only help too
-            walks[seller_id].deposit(deposit_id, amount)
-        for seller_id, charge_id, amount, batch_id in charges:  # then charges, by id within each seller
-            walks[seller_id].charge(charge_id, amount, batch_id)
-        changed = [walks[sid] for sid in ids if walks[sid].changed]
-        failed = [(walk.seller_id, charge_id) for walk in walks.values() for charge_id in walk.failed_ids]
-
-        now = timezone.now()
-        entries = [entry for walk in changed for entry in walk.entries]
-        if entries:  # seller, seq, kind, amount, balance_after, charge, deposit
-            _INSERT_ENTRIES.execute(cursor, [now, *_columns(entries)])
-        _update(cursor, _POST_CHARGES, now, [(w.seller_id, c) for w in changed for c in w.posted], "posted charges")
-        _update(
-            cursor, _RELEASE_CHARGES, now, [(w.seller_id, c) for w in changed for c in w.released], "released charges"
+        walks = _apply([accounts[sid] for sid in ids], waiting)
+        _write(cursor, walks, now=timezone.now())
+    _log_settled(walks)
+    more_pending = waiting.count >= limit
+    return {
+        walk.seller_id: walk.outcome(
+            more_pending=more_pending, after_charge_id=after_charge_id, after_answered_id=after_answered_id
         )
-        _update(cursor, _APPROVE_DEPOSITS, now, [(w.seller_id, *d) for w in changed for d in w.approved], "deposits")
-        _update(cursor, _RESERVE_CHARGES, now, [(w.seller_id, *c) for w in changed for c in w.reserved], "reserved")
-        if failed:
-            _FAIL_CHARGES.execute(cursor, [now, INSUFFICIENT_FUNDS, *_columns(failed)])
-            _expect(cursor.rowcount, len(failed), "failed charges")
-        batches = [(b, *outcome) for walk in walks.values() for b, outcome in walk.batch_outcomes.items()]
-        completed_batches = []
-        if batches:
-            _COUNT_BATCH_OUTCOMES.execute(cursor, [now, *_columns(batches)])
-            _expect(cursor.rowcount, len(batches), "charge batches")
-            completed_batches = [row for row in cursor.fetchall() if row[2] == "completed"]
-        if changed:
-            _UPDATE_ACCOUNTS.execute(
-                cursor, [now, *_columns([(w.seller_id, w.balance, w.held, w.seq) for w in changed])]
-            )
-            _expect(cursor.rowcount, len(changed), "accounts")
-        # The batch's events (charge.succeeded/failed, deposit.approved, balance.low) commit with it.
-        settled_events_insert(
-            cursor,
-            now=now,
-            intents=[event for walk in walks.values() for event in walk.events],
-            balances=[(w.seller_id, w.balance_before, w.balance) for w in changed],
-        )
-        for batch_id, seller_id, batch_status, batch_succeeded, batch_failed in completed_batches:
-            events_batch_completed(
-                seller_id=seller_id,
-                batch_id=batch_id,
-                status=batch_status,
-                succeeded=batch_succeeded,
-                failed=batch_failed,
-            )
-        reserved_ids = [charge_id for walk in changed for charge_id, _ in walk.reserved]
-        if reserved_ids:
-            events.charges_reserved(charge_ids=reserved_ids)  # sent to the provider after commit
+        for walk in walks
+    }
 
-    outcomes = {}
-    for sid in ids:
-        walk = walks[sid]
+
+# -- Read: the locked sellers' waiting intents, in the order they are applied.
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    answered: list[tuple]  # (seller, charge, amount, batch, outcome, outcome code, balance after its hold)
+    deposits: list[tuple]  # (seller, deposit, amount)
+    charges: list[tuple]  # (seller, charge, amount, batch), queued
+
+    @property
+    def count(self) -> int:
+        return len(self.answered) + len(self.deposits) + len(self.charges)
+
+
+def _read_waiting(cursor, ids: list[int], *, limit: int, after_charge_id: int, after_answered_id: int) -> _Waiting:
+    """Up to `limit` intents: answers first, then approving deposits, then queued charges, each
+    by seller and id. One seller reads by equality (its drain walks the partial index in order,
+    after the previous batch's last ids), several with `ANY`."""
+    if len(ids) == 1:
+        _SELECT_ANSWERED_CHARGES.execute(cursor, [ids[0], after_answered_id, limit])
+        answered = cursor.fetchall()
+        _SELECT_APPROVING_DEPOSITS.execute(cursor, [ids[0], limit - len(answered)])
+        deposits = cursor.fetchall()
+        _SELECT_QUEUED_CHARGES.execute(cursor, [ids[0], after_charge_id, limit - len(answered) - len(deposits)])
+    else:
+        sellers = array_literal(ids)
+        _SELECT_ANSWERED_CHARGES_OF_SELLERS.execute(cursor, [sellers, limit])
+        answered = cursor.fetchall()
+        _SELECT_APPROVING_DEPOSITS_OF_SELLERS.execute(cursor, [sellers, limit - len(answered)])
+        deposits = cursor.fetchall()
+        _SELECT_QUEUED_CHARGES_OF_SELLERS.execute(cursor, [sellers, limit - len(answered) - len(deposits)])
+    return _Waiting(answered, deposits, cursor.fetchall())
+
+
+# -- Apply: in memory, no statement.
+
+
+def _apply(accounts: list, waiting: _Waiting) -> list["_Walk"]:
+    """Each seller's intents applied to its locked account, in order: answers and deposits first
+    (they can only help), then charges by id."""
+    walks = {account.seller_id: _Walk(account) for account in accounts}
+    for seller_id, charge_id, amount, batch_id, outcome, code, balance_after in waiting.answered:
+        walks[seller_id].answer(charge_id, amount, batch_id, outcome, code, balance_after)
+    for seller_id, deposit_id, amount in waiting.deposits:
+        walks[seller_id].deposit(deposit_id, amount)
+    for seller_id, charge_id, amount, batch_id in waiting.charges:
+        walks[seller_id].charge(charge_id, amount, batch_id)
+    return list(walks.values())
+
+
+# -- Write: what the walks decided, set-based, each statement checked against what it expected.
+
+
+def _write(cursor, walks: list["_Walk"], *, now) -> None:
+    changed = [walk for walk in walks if walk.changed]
+    _write_entries_and_intents(cursor, walks, changed, now)
+    completed_batches = _count_batch_outcomes(cursor, walks, now)
+    if changed:
+        _UPDATE_ACCOUNTS.execute(cursor, [now, *_columns([(w.seller_id, w.balance, w.held, w.seq) for w in changed])])
+        _expect(cursor.rowcount, len(changed), "accounts")
+    _record_events(cursor, walks, changed, completed_batches, now)
+
+
+def _write_entries_and_intents(cursor, walks: list["_Walk"], changed: list["_Walk"], now) -> None:
+    entries = [entry for walk in changed for entry in walk.entries]
+    if entries:  # seller, seq, kind, amount, balance_after, charge, deposit
+        _INSERT_ENTRIES.execute(cursor, [now, *_columns(entries)])
+    posted = [(w.seller_id, c) for w in changed for c in w.posted]
+    _expect(lifecycle.post(cursor, now=now, rows=posted), len(posted), "posted charges")
+    released = [(w.seller_id, c) for w in changed for c in w.released]
+    _expect(lifecycle.release(cursor, now=now, rows=released), len(released), "released charges")
+    approved = [(w.seller_id, *d) for w in changed for d in w.approved]
+    if approved:
+        _APPROVE_DEPOSITS.execute(cursor, [now, *_columns(approved)])
+        _expect(cursor.rowcount, len(approved), "deposits")
+    reserved = [(w.seller_id, *c) for w in changed for c in w.reserved]
+    _expect(lifecycle.reserve(cursor, now=now, rows=reserved), len(reserved), "reserved")
+    unfunded = [(w.seller_id, c) for w in walks for c in w.failed_ids]
+    _expect(lifecycle.fail_unfunded(cursor, now=now, rows=unfunded), len(unfunded), "failed charges")
+
+
+def _count_batch_outcomes(cursor, walks: list["_Walk"], now) -> list[tuple]:
+    """Adds the batch's outcomes to their charge batches; answers the batches it completed."""
+    batches = [(b, *outcome) for walk in walks for b, outcome in walk.batch_outcomes.items()]
+    if not batches:
+        return []
+    _COUNT_BATCH_OUTCOMES.execute(cursor, [now, *_columns(batches)])
+    _expect(cursor.rowcount, len(batches), "charge batches")
+    return [row for row in cursor.fetchall() if row[2] == BATCH_COMPLETED]
+
+
+def _record_events(cursor, walks: list["_Walk"], changed: list["_Walk"], completed_batches: list[tuple], now) -> None:
+    """The batch's events (charge.succeeded/failed, deposit.approved, balance.low, batch.completed)
+    commit with it; what it reserved is sent to the provider after commit."""
+    settled_events_insert(
+        cursor,
+        now=now,
+        intents=[event for walk in walks for event in walk.events],
+        balances=[(w.seller_id, w.balance_before, w.balance) for w in changed],
+    )
+    for batch_id, seller_id, batch_status, batch_succeeded, batch_failed in completed_batches:
+        events_batch_completed(
+            seller_id=seller_id,
+            batch_id=batch_id,
+            status=batch_status,
+            succeeded=batch_succeeded,
+            failed=batch_failed,
+        )
+    reserved_ids = [charge_id for walk in changed for charge_id, _ in walk.reserved]
+    if reserved_ids:
+        events.charges_reserved(charge_ids=reserved_ids)
+
+
+def _log_settled(walks: list["_Walk"]) -> None:
+    # One line per seller and batch, not per intent: a line each would cost more than the posting.
+    for walk in walks:
         if walk.changed or walk.failed_ids:
-            # One line per seller and batch, not per intent: a line each would cost more than
-            # the posting.
             logger.info(
                 "settled batch",
                 extra={
                     "event": "ledger.batch_settled",
-                    "seller_id": sid,
+                    "seller_id": walk.seller_id,
                     "deposit_ids": [d for d, _ in walk.approved],
                     "first_charge_id": walk.taken_charge_ids[0] if walk.taken_charge_ids else None,
                     "last_charge_id": walk.taken_charge_ids[-1] if walk.taken_charge_ids else None,
@@ -300,24 +333,6 @@ def _settle(
                     "last_seq": walk.seq,
                 },
             )
-        outcomes[sid] = BatchOutcome(
-            deposits_applied=len(walk.approved),
-            charges_reserved=len(walk.reserved),
-            charges_succeeded=len(walk.posted),
-            charges_failed=len(walk.failed_ids) + len(walk.released),
-            balance=walk.balance,
-            held=walk.held,
-            more_pending=more_pending,
-            last_charge_id=walk.taken_charge_ids[-1] if walk.taken_charge_ids else after_charge_id,
-            last_answered_id=walk.answered_ids[-1] if walk.answered_ids else after_answered_id,
-        )
-    return outcomes
-
-
-def _update(cursor, statement: PreparedStatement, now, rows: list[tuple], what: str) -> None:
-    if rows:
-        statement.execute(cursor, [now, *_columns(rows)])
-        _expect(cursor.rowcount, len(rows), what)
 
 
 class _Walk:
@@ -343,6 +358,19 @@ class _Walk:
     def changed(self) -> bool:
         return bool(self.entries or self.posted)
 
+    def outcome(self, *, more_pending: bool, after_charge_id: int, after_answered_id: int) -> BatchOutcome:
+        return BatchOutcome(
+            deposits_applied=len(self.approved),
+            charges_reserved=len(self.reserved),
+            charges_succeeded=len(self.posted),
+            charges_failed=len(self.failed_ids) + len(self.released),
+            balance=self.balance,
+            held=self.held,
+            more_pending=more_pending,
+            last_charge_id=self.taken_charge_ids[-1] if self.taken_charge_ids else after_charge_id,
+            last_answered_id=self.answered_ids[-1] if self.answered_ids else after_answered_id,
+        )
+
     def _batch(self, batch_id: int | None) -> list[int] | None:
         return None if batch_id is None else self.batch_outcomes.setdefault(batch_id, [0, 0, 0])
 
@@ -351,7 +379,7 @@ class _Walk:
         self.answered_ids.append(charge_id)
         self.held -= amount
         batch = self._batch(batch_id)
-        if outcome == "succeeded":
+        if outcome == lifecycle.SUCCEEDED:
             self.posted.append(charge_id)
             if batch is not None:
                 batch[0] += 1

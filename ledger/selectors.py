@@ -5,6 +5,7 @@ from typing import NamedTuple
 from django.db.models import QuerySet
 
 from core.models import Seller
+from ledger.charge_lifecycle import ANSWERED_SQL, QUEUED_SQL
 from ledger.models import Charge, ChargeBatch, Deposit, Entry
 
 
@@ -39,12 +40,12 @@ def sellers_with_stale_intents(*, older_than_seconds: float, limit: int = 1000) 
 
     with connection.cursor() as cursor:
         cursor.execute(
-            """
+            f"""
             SELECT seller_id FROM ledger_charge
-             WHERE stage = 'queued' AND created_at < now() - make_interval(secs => %s)
+             WHERE {QUEUED_SQL} AND created_at < now() - make_interval(secs => %s)
             UNION
             SELECT seller_id FROM ledger_charge
-             WHERE outcome IS NOT NULL AND stage <> 'done' AND outcome_at < now() - make_interval(secs => %s)
+             WHERE {ANSWERED_SQL} AND outcome_at < now() - make_interval(secs => %s)
             UNION
             SELECT seller_id FROM ledger_deposit
              WHERE status = 'approving' AND decided_at < now() - make_interval(secs => %s)
@@ -63,13 +64,13 @@ def sellers_with_oldest_intents(*, limit: int = 10) -> list[dict]:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            """
+            f"""
             WITH waiting AS (
                 SELECT seller_id, min(created_at) AS since, count(*) AS n
-                  FROM ledger_charge WHERE stage = 'queued' GROUP BY seller_id
+                  FROM ledger_charge WHERE {QUEUED_SQL} GROUP BY seller_id
                 UNION ALL
                 SELECT seller_id, min(outcome_at), count(*)
-                  FROM ledger_charge WHERE outcome IS NOT NULL AND stage <> 'done' GROUP BY seller_id
+                  FROM ledger_charge WHERE {ANSWERED_SQL} GROUP BY seller_id
                 UNION ALL
                 SELECT seller_id, min(decided_at), count(*)
                   FROM ledger_deposit WHERE status = 'approving' GROUP BY seller_id
@@ -119,8 +120,8 @@ def sellers_waiting() -> dict[int, Waiting]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            WITH RECURSIVE {first_per_seller("charges_waiting", "ledger_charge", "stage = 'queued'")},
-                 {first_per_seller("answers_waiting", "ledger_charge", "outcome IS NOT NULL AND stage <> 'done'")},
+            WITH RECURSIVE {first_per_seller("charges_waiting", "ledger_charge", QUEUED_SQL)},
+                 {first_per_seller("answers_waiting", "ledger_charge", ANSWERED_SQL)},
                  {first_per_seller("deposits_waiting", "ledger_deposit", "status = 'approving'")}
             SELECT w.seller_id, 'charge', w.id, extract(epoch FROM now() - c.created_at)
               FROM charges_waiting w JOIN ledger_charge c ON c.id = w.id

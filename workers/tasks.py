@@ -9,7 +9,7 @@ from celery.signals import task_prerun
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from ledger.audit_incremental import audit_ledger_incremental
+from ledger.audit import audit_ledger_incremental
 from ledger.selectors import sellers_waiting, sellers_with_stale_intents
 from ledger.services.settlement import settle_seller, settle_sellers
 from workers import dispatch, progress
@@ -165,7 +165,7 @@ def sweep_stale_sellers_task() -> int:
 @shared_task(name="ledger.audit", ignore_result=False)
 def audit_task() -> dict:
     """The periodic audit: what is new since each seller's checkpoint, plus a rolling full pass
-    (`ledger/audit_incremental.py`). The result (stored) is what on-call and the metrics read."""
+    (`ledger/audit/incremental.py`). The result (stored) is what on-call and the metrics read."""
     run = audit_ledger_incremental(full_sellers=settings.LEDGER_AUDIT_FULL_SELLERS_PER_RUN)
     for breach in run.breaches:
         logger.error(

@@ -11,8 +11,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import DomainError
+from ledger.charge_lifecycle import Answer
 from ledger.fulfilment.identity import mismatch
-from ledger.fulfilment.service import Answer, asked_by_external_id, record_answers, record_mismatches
+from ledger.fulfilment.service import asked_by_external_id, record_answers, record_mismatches
 from ledger.providers import get_provider
 from ledger.providers.base import InvalidCallback, Outcome
 

@@ -23,9 +23,10 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from ledger.charge_lifecycle import FAILED, OPEN, OPEN_SQL, RESERVED, SENT_SQL, SUCCEEDED, UNKNOWN, Answer
 from ledger.fulfilment.gate import gate_for
 from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
-from ledger.fulfilment.service import Answer, asked_by_external_id, record_answers, record_mismatches, request_pool
+from ledger.fulfilment.service import asked_by_external_id, record_answers, record_mismatches, request_pool
 from ledger.models import Charge
 from ledger.providers import get_provider
 from ledger.providers.base import LookupResult, Outcome, ProviderError
@@ -36,8 +37,8 @@ logger = logging.getLogger(__name__)
 def charges_to_redispatch(*, limit: int = 5000) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT id FROM ledger_charge
-             WHERE stage = 'reserved' AND reserved_at < clock_timestamp() - make_interval(secs => %s)
+            f"""SELECT id FROM ledger_charge
+             WHERE stage = '{RESERVED}' AND reserved_at < clock_timestamp() - make_interval(secs => %s)
              ORDER BY id LIMIT %s""",
             [settings.PROVIDER_REDISPATCH_AFTER, limit],
         )
@@ -56,7 +57,7 @@ def charges_reserved_of_shard(
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT id FROM ledger_charge
-             WHERE stage = 'reserved' AND seller_id %% %s = %s {before}
+             WHERE stage = '{RESERVED}' AND seller_id %% %s = %s {before}
              ORDER BY id LIMIT %s""",
             [shards, shard, *([] if reserved_before is None else [reserved_before]), limit],
         )
@@ -79,11 +80,11 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
         return run  # the provider is down: lookups wait with everything else
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT c.id, c.external_id, c.phone_number, c.amount, c.created_at,
+            f"""SELECT c.id, c.external_id, c.phone_number, c.amount, c.created_at,
                       c.submitted_at < clock_timestamp() - make_interval(secs => %s)
                       AND NOT EXISTS (SELECT 1 FROM ledger_providermismatch m WHERE m.charge_id = c.id)
                  FROM ledger_charge c
-             WHERE c.stage IN ('submitted', 'unknown') AND c.outcome IS NULL AND c.next_check_at <= clock_timestamp()
+             WHERE c.stage IN {SENT_SQL} AND c.outcome IS NULL AND c.next_check_at <= clock_timestamp()
              ORDER BY c.next_check_at LIMIT %s""",
             [settings.PROVIDER_GRACE, limit],
         )
@@ -109,7 +110,7 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
         elif found.found and found.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
             answers.append(Answer(asked.charge_id, found.outcome.value, found.failure_code, found.provider_reference))
         elif not found.found and past_grace:
-            answers.append(Answer(asked.charge_id, "failed", Charge.FailureCode.PROVIDER_TIMEOUT))
+            answers.append(Answer(asked.charge_id, FAILED, Charge.FailureCode.PROVIDER_TIMEOUT))
             run.timed_out += 1
         else:
             later.append(asked.charge_id)  # pending at the provider, or not found yet
@@ -146,24 +147,22 @@ def open_charges_report() -> dict:
     Read through the open-holds index."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT stage, count(*), extract(epoch FROM clock_timestamp() - min(reserved_at)),
-                      count(*) FILTER (WHERE stage = 'unknown'
+            f"""SELECT stage, count(*), extract(epoch FROM clock_timestamp() - min(reserved_at)),
+                      count(*) FILTER (WHERE stage = '{UNKNOWN}'
                                        AND submitted_at < clock_timestamp() - make_interval(secs => %s))
-                 FROM ledger_charge WHERE stage IN ('reserved', 'submitted', 'unknown') GROUP BY stage""",
+                 FROM ledger_charge WHERE stage IN {OPEN_SQL} GROUP BY stage""",
             [settings.PROVIDER_UNKNOWN_ALERT_AFTER],
         )
         rows = {stage: (n, float(age or 0), overdue) for stage, n, age, overdue in cursor.fetchall()}
         cursor.execute(
-            """SELECT count(*) FROM ledger_providermismatch m JOIN ledger_charge c ON c.id = m.charge_id
-             WHERE c.stage IN ('reserved', 'submitted', 'unknown')"""
+            f"""SELECT count(*) FROM ledger_providermismatch m JOIN ledger_charge c ON c.id = m.charge_id
+             WHERE c.stage IN {OPEN_SQL}"""
         )
         mismatches = cursor.fetchone()[0]
     return {
-        "charges": {stage: rows.get(stage, (0, 0.0, 0))[0] for stage in ("reserved", "submitted", "unknown")},
-        "oldest_age_seconds": {
-            stage: round(rows.get(stage, (0, 0.0, 0))[1], 3) for stage in ("reserved", "submitted", "unknown")
-        },
-        "unknown_overdue": rows.get("unknown", (0, 0.0, 0))[2],
+        "charges": {stage.value: rows.get(stage, (0, 0.0, 0))[0] for stage in OPEN},
+        "oldest_age_seconds": {stage.value: round(rows.get(stage, (0, 0.0, 0))[1], 3) for stage in OPEN},
+        "unknown_overdue": rows.get(UNKNOWN, (0, 0.0, 0))[2],
         "provider_mismatches": mismatches,
     }
 
@@ -186,14 +185,10 @@ def provider_window(*, since: datetime, until: datetime | None = None) -> Window
     top-up one succeeded charge. A charge still open is left out (it is not final yet)."""
     until = until or timezone.now()
     ours = dict(
-        Charge.objects.filter(created_at__gte=since, created_at__lt=until, status=Charge.Status.SUCCEEDED).values_list(
-            "id", "amount"
-        )
+        Charge.objects.filter(created_at__gte=since, created_at__lt=until, status=SUCCEEDED).values_list("id", "amount")
     )
     open_ids = set(
-        Charge.objects.filter(created_at__gte=since, created_at__lt=until, stage__in=Charge.OPEN_STAGES).values_list(
-            "id", flat=True
-        )
+        Charge.objects.filter(created_at__gte=since, created_at__lt=until, stage__in=OPEN).values_list("id", flat=True)
     )
     report = WindowReport()
     seen = set()

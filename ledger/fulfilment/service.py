@@ -17,9 +17,10 @@ the adapter's answer (ledger/providers/base.py):
 - retry (certainly not processed: 429, refused, down): back to `reserved`, sent again later;
 - an answer about another transaction (a mismatch): `unknown`, held, recorded for an admin
   (ProviderMismatch) and logged as an error; never a success, never a failure.
-Times are `clock_timestamp()`, the time of the statement, whatever transaction it runs in.
-The gate (ledger/fulfilment/gate.py) rate-limits sends across all workers, honours Retry-After
-and holds everything back while the provider's breaker is open: the charges wait, held."""
+Every move of a charge named here is a function of ledger/charge_lifecycle.py; this module decides
+which one an answer calls for. The gate (ledger/fulfilment/gate.py) rate-limits sends across all
+workers, honours Retry-After and holds everything back while the provider's breaker is open: the
+charges wait, held."""
 
 import json
 import logging
@@ -30,7 +31,9 @@ from functools import cache
 from django.conf import settings
 from django.db import connection, transaction
 
+from ledger import charge_lifecycle as lifecycle
 from ledger import events
+from ledger.charge_lifecycle import Answer
 from ledger.fulfilment.gate import gate_for
 from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
 from ledger.providers import get_provider
@@ -53,16 +56,6 @@ class FulfilRun:
     unknown: int = 0
     retry_later: list[int] = field(default_factory=list)  # to send again after `countdown`
     countdown: float = 0.0
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A provider's final answer about one charge, from any source."""
-
-    charge_id: int
-    outcome: str  # "succeeded" | "failed"
-    failure_code: str | None = None
-    provider_reference: str | None = None
 
 
 def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
@@ -115,11 +108,11 @@ def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
         gate.record_success()
 
     run.answered = record_answers(answers)
-    _mark_pending(pending)
-    _mark_unknown(unknown)
+    lifecycle.mark_pending(pending)
+    lifecycle.mark_unknown(unknown)
     record_mismatches(mismatched)
     if retry:
-        _unclaim(retry)
+        lifecycle.unclaim(retry)
         run.retry_later.extend(retry)
         run.countdown = max(run.countdown, gate.paused_for(), 1.0 if failures else 0.1)
     run.pending, run.unknown = len(pending), len(unknown)
@@ -133,55 +126,11 @@ def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
 
 
 def _claim(charge_ids: list[int]) -> list[Asked]:
-    """Mark the charges submitted, committed before any request leaves, and fix the external id of
-    each one sent for the first time (a charge sent again keeps its own). Only charges still
-    `reserved` are claimed: a redelivered task, or a second one for the same charges, sends
-    nothing twice."""
-    if not charge_ids:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """UPDATE ledger_charge SET stage = 'submitted', submitted_at = clock_timestamp(),
-                   next_check_at = clock_timestamp() + make_interval(secs => %s),
-                   external_id = coalesce(external_id, %s || id)
-             WHERE id = ANY(%s) AND stage = 'reserved'
-             RETURNING id, external_id, phone_number, amount, created_at""",
-            [settings.PROVIDER_LOOKUP_AFTER, external_id_prefix(), list(charge_ids)],
-        )
-        return [Asked(*row) for row in sorted(cursor.fetchall())]
-
-
-def _unclaim(charge_ids: list[int]) -> None:
-    """The provider certainly did not process these: back to `reserved`, to be sent again."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """UPDATE ledger_charge SET stage = 'reserved', submitted_at = NULL, next_check_at = NULL
-             WHERE id = ANY(%s) AND stage = 'submitted' AND outcome IS NULL""",
-            [charge_ids],
-        )
-
-
-def _mark_pending(pending: list[tuple[int, str]]) -> None:
-    if not pending:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """UPDATE ledger_charge AS c SET provider_reference = nullif(u.reference, '')
-             FROM unnest(%s::bigint[], %s::text[]) AS u(id, reference)
-             WHERE c.id = u.id AND c.stage = 'submitted' AND c.outcome IS NULL""",
-            [[c for c, _ in pending], [r for _, r in pending]],
-        )
-
-
-def _mark_unknown(charge_ids: list[int]) -> None:
-    if not charge_ids:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """UPDATE ledger_charge SET stage = 'unknown'
-             WHERE id = ANY(%s) AND stage = 'submitted' AND outcome IS NULL""",
-            [charge_ids],
-        )
+    """What we ask the provider for each charge claimed: committed before any request leaves."""
+    rows = lifecycle.claim_for_sending(
+        charge_ids, first_check_after=settings.PROVIDER_LOOKUP_AFTER, external_id_prefix=external_id_prefix()
+    )
+    return [Asked(*row) for row in rows]
 
 
 def record_mismatches(mismatched: list[tuple[Asked, str, SubmitResult | LookupResult]]) -> None:
@@ -190,7 +139,7 @@ def record_mismatches(mismatched: list[tuple[Asked, str, SubmitResult | LookupRe
     with the event `ledger.provider_mismatch` and counted by the metrics (an alert)."""
     if not mismatched:
         return
-    _mark_unknown([asked.charge_id for asked, _, _ in mismatched])
+    lifecycle.mark_unknown([asked.charge_id for asked, _, _ in mismatched])
     with connection.cursor() as cursor:
         cursor.execute(
             """INSERT INTO ledger_providermismatch (charge_id, detail, answered, first_seen_at, last_seen_at)
@@ -237,27 +186,13 @@ def asked_by_external_id(external_ids: list[str]) -> dict[str, Asked]:
 
 
 def record_answers(answers: list[Answer]) -> int:
-    """Record final answers (from a send, a callback or a lookup) on charges that have none yet,
-    and wake their sellers' settles after commit. The first answer recorded wins; a duplicate or
-    late one changes nothing. Returns how many were recorded."""
+    """Record final answers (from a send, a callback or a lookup) on charges that have none yet
+    (`charge_lifecycle.record_answers`: the first answer recorded wins), and wake their sellers'
+    settles after commit. Returns how many were recorded."""
     if not answers:
         return 0
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            """UPDATE ledger_charge AS c SET outcome = u.outcome, outcome_code = nullif(u.code, ''),
-                   provider_reference = coalesce(nullif(u.reference, ''), c.provider_reference),
-                   outcome_at = clock_timestamp(), next_check_at = NULL
-             FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS u(id, outcome, code, reference)
-             WHERE c.id = u.id AND c.outcome IS NULL AND c.stage IN ('submitted', 'unknown')
-             RETURNING c.seller_id""",
-            [
-                [a.charge_id for a in answers],
-                [a.outcome for a in answers],
-                [(a.failure_code or "provider_rejected") if a.outcome == "failed" else "" for a in answers],
-                [a.provider_reference or "" for a in answers],
-            ],
-        )
-        sellers = {row[0] for row in cursor.fetchall()}
-        for seller_id in sorted(sellers):
+    with transaction.atomic():
+        sellers = lifecycle.record_answers(answers)
+        for seller_id in sorted(set(sellers)):
             events.intents_recorded(seller_id=seller_id)
-        return cursor.rowcount
+    return len(sellers)

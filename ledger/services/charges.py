@@ -29,14 +29,14 @@ logger = logging.getLogger(__name__)
 # not active; id is NULL then, or when the key names a charge already.
 _RECORD_CHARGE = PreparedStatement(
     "ledger_charge_record",
-    """WITH allowed AS (
+    f"""WITH allowed AS (
         SELECT EXISTS (
             SELECT 1 FROM core_seller s JOIN auth_user u ON u.id = s.user_id WHERE s.id = $1 AND u.is_active
         ) AS ok
     ), recorded AS (
         INSERT INTO ledger_charge
             (seller_id, phone_number, amount, reference, idempotency_key, request_fingerprint, created_at, status)
-        SELECT $1, $2, $3, $4, $5, $6, $7, 'queued' FROM allowed WHERE ok
+        SELECT $1, $2, $3, $4, $5, $6, $7, '{Charge.Status.QUEUED}' FROM allowed WHERE ok
         ON CONFLICT (seller_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id
     )

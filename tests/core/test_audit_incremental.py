@@ -1,4 +1,4 @@
-"""The periodic audit (`ledger/audit_incremental.py`): checks what is new since each seller's
+"""The periodic audit (`ledger/audit/incremental.py`): checks what is new since each seller's
 checkpoint, leaves older entries to its rolling full pass, never moves a checkpoint over a breach,
 and reads one snapshot while sellers settle. Its own transactions, so `transaction=True`."""
 
@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError
 from django.db import connection, transaction
 
-from ledger.audit_incremental import audit_ledger_incremental
+from ledger.audit import audit_ledger_incremental
 from ledger.models import Account, AuditCheckpoint, Charge, Deposit, Entry
 from ledger.services.charges import charge_submit
 from tests.factories import make_admin, make_seller, request_and_approve

@@ -2,8 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from core.models import Seller
-from ledger.audit import audit_ledger
-from ledger.audit_incremental import audit_ledger_incremental
+from ledger.audit import audit_ledger, audit_ledger_incremental
 
 
 class Command(BaseCommand):

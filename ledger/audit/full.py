@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from django.db import connection
 
+from ledger.charge_lifecycle import FAILED, OPEN_SQL, QUEUED, SUCCEEDED
+
 
 @dataclass(frozen=True)
 class Breach:
@@ -19,21 +21,21 @@ class Breach:
         return f"[invariant {self.invariant}] {where}: {self.message}"
 
 
-# Invariant 5, shared with the periodic audit (`ledger/audit_incremental.py`), which puts its own
+# Invariant 5, shared with the periodic audit (`ledger/audit/incremental.py`), which puts its own
 # filter where `{seller:c}` / `{seller:d}` stands.
 # A charge's hold (its `charge` entry) exists once it was reserved; a success keeps it, a
 # failure after the reservation has its release, and nothing else has either.
-CHARGE_ENTRIES_CHECK = """SELECT c.seller_id, coalesce(h.id, r.id), 'charge ' || c.id || ' is ' || c.status || '/' || c.stage
+CHARGE_ENTRIES_CHECK = f"""SELECT c.seller_id, coalesce(h.id, r.id), 'charge ' || c.id || ' is ' || c.status || '/' || c.stage
                   || CASE WHEN h.id IS NULL THEN ' without a hold' ELSE ' with a hold of ' || h.amount END
                   || CASE WHEN r.id IS NULL THEN '' ELSE ' and a release of ' || r.amount END
              FROM ledger_charge c
              LEFT JOIN ledger_entry h ON h.charge_id = c.id AND h.kind = 'charge'
              LEFT JOIN ledger_entry r ON r.charge_id = c.id AND r.kind = 'release'
-            WHERE {seller:c} AND (
-                  (c.stage = 'queued' AND (h.id IS NOT NULL OR r.id IS NOT NULL))
-               OR ((c.stage IN ('reserved', 'submitted', 'unknown') OR c.status = 'succeeded')
+            WHERE {{seller:c}} AND (
+                  (c.stage = '{QUEUED}' AND (h.id IS NOT NULL OR r.id IS NOT NULL))
+               OR ((c.stage IN {OPEN_SQL} OR c.status = '{SUCCEEDED}')
                    AND (h.id IS NULL OR r.id IS NOT NULL))
-               OR (c.status = 'failed' AND (h.id IS NULL) <> (r.id IS NULL))
+               OR (c.status = '{FAILED}' AND (h.id IS NULL) <> (r.id IS NULL))
                OR (h.id IS NOT NULL AND (h.amount <> -c.amount OR h.seller_id <> c.seller_id
                    OR (c.balance_after IS NOT NULL AND h.balance_after <> c.balance_after)))
                OR (r.id IS NOT NULL AND (r.amount <> c.amount OR r.seller_id <> c.seller_id OR r.seq < h.seq)))"""
@@ -112,30 +114,30 @@ _CHECKS: list[tuple[int, str]] = [
         6,
         # Every credit the seller has, spent or held: approved deposits, less succeeded charges,
         # less the open holds, plus refunds and adjustments. A released hold nets to nothing.
-        """SELECT a.seller_id, NULL, 'balance ' || a.balance || ' != approved deposits ' || coalesce(d.total, 0)
+        f"""SELECT a.seller_id, NULL, 'balance ' || a.balance || ' != approved deposits ' || coalesce(d.total, 0)
                   || ' - succeeded charges ' || coalesce(c.succeeded, 0) || ' - open holds ' || coalesce(c.open, 0)
                   || ' + other entries ' || coalesce(o.total, 0)
              FROM ledger_account a
              LEFT JOIN (SELECT sd.seller_id, sum(sd.amount) AS total FROM ledger_deposit sd
-                         WHERE sd.status = 'approved' AND {seller:sd} GROUP BY sd.seller_id) d ON d.seller_id = a.seller_id
-             LEFT JOIN (SELECT sc.seller_id, sum(sc.amount) FILTER (WHERE sc.status = 'succeeded') AS succeeded,
-                               sum(sc.amount) FILTER (WHERE sc.stage IN ('reserved', 'submitted', 'unknown')) AS open
-                          FROM ledger_charge sc WHERE {seller:sc} GROUP BY sc.seller_id) c ON c.seller_id = a.seller_id
+                         WHERE sd.status = 'approved' AND {{seller:sd}} GROUP BY sd.seller_id) d ON d.seller_id = a.seller_id
+             LEFT JOIN (SELECT sc.seller_id, sum(sc.amount) FILTER (WHERE sc.status = '{SUCCEEDED}') AS succeeded,
+                               sum(sc.amount) FILTER (WHERE sc.stage IN {OPEN_SQL}) AS open
+                          FROM ledger_charge sc WHERE {{seller:sc}} GROUP BY sc.seller_id) c ON c.seller_id = a.seller_id
              LEFT JOIN (SELECT so.seller_id, sum(so.amount) AS total FROM ledger_entry so
-                         WHERE so.kind IN ('refund', 'adjustment') AND {seller:so} GROUP BY so.seller_id) o
+                         WHERE so.kind IN ('refund', 'adjustment') AND {{seller:so}} GROUP BY so.seller_id) o
                     ON o.seller_id = a.seller_id
-            WHERE {seller:a}
+            WHERE {{seller:a}}
               AND a.balance <> coalesce(d.total, 0) - coalesce(c.succeeded, 0) - coalesce(c.open, 0)
                                + coalesce(o.total, 0)""",
     ),
     (
         6,
-        """SELECT a.seller_id, NULL, 'held ' || a.held || ' != open holds ' || coalesce(h.total, 0)
+        f"""SELECT a.seller_id, NULL, 'held ' || a.held || ' != open holds ' || coalesce(h.total, 0)
              FROM ledger_account a
              LEFT JOIN (SELECT sc.seller_id, sum(sc.amount) AS total FROM ledger_charge sc
-                         WHERE sc.stage IN ('reserved', 'submitted', 'unknown') AND {seller:sc} GROUP BY sc.seller_id) h
+                         WHERE sc.stage IN {OPEN_SQL} AND {{seller:sc}} GROUP BY sc.seller_id) h
                     ON h.seller_id = a.seller_id
-            WHERE {seller:a} AND a.held <> coalesce(h.total, 0)""",
+            WHERE {{seller:a}} AND a.held <> coalesce(h.total, 0)""",
     ),
     (
         7,

@@ -1,6 +1,6 @@
 """The periodic ledger audit (`ledger.audit`): invariants 1-7 checked over what is new since each
 seller's verified checkpoint (`AuditCheckpoint`), plus a rolling full pass over a few sellers a run.
-The on-demand audit (`ledger/audit.py`, `manage.py ledger_audit`) still reads everything.
+The on-demand audit (`ledger/audit/full.py`, `manage.py ledger_audit`) still reads everything.
 
 One REPEATABLE READ transaction: every check reads the same snapshot, so a seller settled while the
 audit runs is either wholly in it or not at all, and no account lock is taken. The checks only read;
@@ -9,7 +9,7 @@ table is the audit's own bookkeeping, not the ledger: the audit never writes an 
 an intent. A seller with any breach keeps its checkpoint, so the next run reports it again.
 
 Sellers verified from nothing (those without a checkpoint, and the `full_sellers` whose last full
-verification is oldest) go through the full audit's own checks (`ledger/audit.py`), restricted to
+verification is oldest) go through the full audit's own checks (`ledger/audit/full.py`), restricted to
 them and run in the same snapshot: set-based scans, a few µs an entry. Every other seller, from its
 checkpoint:
 - entries after `seq`: arithmetic (2), seq continuing gaplessly and balance_before chaining from the
@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 
-from ledger.audit import CHARGE_ENTRIES_CHECK, DEPOSIT_ENTRY_CHECK, Breach, audit_checks, id_array
-from ledger.audit_incremental_sql import (
+from ledger.audit.full import CHARGE_ENTRIES_CHECK, DEPOSIT_ENTRY_CHECK, Breach, audit_checks, id_array
+from ledger.audit.incremental_sql import (
     CHECKPOINT_COLUMNS,
     ENTRY_CHECKS,
     FULL_STATE,

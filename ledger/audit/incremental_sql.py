@@ -1,8 +1,10 @@
-"""The SQL of the periodic audit (`ledger/audit_incremental.py`). Every per-seller read is a LATERAL
+"""The SQL of the periodic audit (`ledger/audit/incremental.py`). Every per-seller read is a LATERAL
 subquery bounded by the seller and its checkpoint (`seq > ...`, `id >= ...`), so PostgreSQL walks the
 (seller, seq) and (seller, id) indexes from the checkpoint on: the cost follows what is new, never
 the size of the ledger. (A plain join on `seq > checkpoint.seq` is estimated at a third of the table
 and planned as a scan of all of it.)"""
+
+from ledger.charge_lifecycle import DONE, OPEN_SQL, SUCCEEDED
 
 # Each account with a checkpoint, but for the sellers in %(full)s (the rolling full pass): they, and
 # sellers without a checkpoint, are verified from nothing by the full audit's own checks
@@ -106,12 +108,12 @@ state AS (
            SELECT e.balance_after FROM ledger_entry e WHERE e.seller_id = s.seller_id AND e.seq > s.seq
             ORDER BY e.seq DESC LIMIT 1) last ON TRUE
       LEFT JOIN LATERAL (
-           SELECT array_agg(c.id) AS ids, min(c.id) FILTER (WHERE c.stage <> 'done') AS open_min,
-                  max(c.id) AS max_id, sum(c.amount) FILTER (WHERE c.status = 'succeeded') AS succeeded
+           SELECT array_agg(c.id) AS ids, min(c.id) FILTER (WHERE c.stage <> '{DONE}') AS open_min,
+                  max(c.id) AS max_id, sum(c.amount) FILTER (WHERE c.status = '{SUCCEEDED}') AS succeeded
              FROM ledger_charge c WHERE c.seller_id = s.seller_id AND c.id >= s.charge_floor) ch ON TRUE
       LEFT JOIN LATERAL (
            SELECT sum(c.amount) AS total FROM ledger_charge c
-            WHERE c.seller_id = s.seller_id AND c.stage IN ('reserved', 'submitted', 'unknown')) op ON TRUE
+            WHERE c.seller_id = s.seller_id AND c.stage IN {OPEN_SQL}) op ON TRUE
       LEFT JOIN LATERAL (
            SELECT array_agg(d.id) AS ids, min(d.id) FILTER (WHERE d.status IN ('pending', 'approving')) AS open_min,
                   max(d.id) AS max_id, sum(d.amount) FILTER (WHERE d.status = 'approved') AS approved
@@ -153,7 +155,7 @@ result AS (
             OR m.deposit_max > m.deposit_seen) AS changed
       FROM moved m
       LEFT JOIN LATERAL (
-           SELECT sum(c.amount) FILTER (WHERE c.status = 'succeeded') AS succeeded FROM ledger_charge c
+           SELECT sum(c.amount) FILTER (WHERE c.status = '{SUCCEEDED}') AS succeeded FROM ledger_charge c
             WHERE c.seller_id = m.seller_id AND c.id >= m.charge_floor AND c.id < m.new_charge_floor) cb ON TRUE
       LEFT JOIN LATERAL (
            SELECT sum(d.amount) FILTER (WHERE d.status = 'approved') AS approved FROM ledger_deposit d
@@ -178,9 +180,9 @@ FULL_STATE = f"""SELECT a.seller_id, TRUE, a.last_seq, a.balance, a.balance,
        coalesce(c.n, 0), coalesce(d.n, 0)
   FROM ledger_account a
   LEFT JOIN ledger_auditcheckpoint cp ON cp.seller_id = a.seller_id
-  LEFT JOIN (SELECT x.seller_id, count(*) AS n, max(x.id) AS max_id, min(x.id) FILTER (WHERE x.stage <> 'done') AS open_min,
-                    sum(x.amount) FILTER (WHERE x.status = 'succeeded') AS succeeded,
-                    sum(x.amount) FILTER (WHERE x.stage IN ('reserved', 'submitted', 'unknown')) AS open
+  LEFT JOIN (SELECT x.seller_id, count(*) AS n, max(x.id) AS max_id, min(x.id) FILTER (WHERE x.stage <> '{DONE}') AS open_min,
+                    sum(x.amount) FILTER (WHERE x.status = '{SUCCEEDED}') AS succeeded,
+                    sum(x.amount) FILTER (WHERE x.stage IN {OPEN_SQL}) AS open
                FROM ledger_charge x WHERE x.seller_id = ANY(%(sellers)s::bigint[]) GROUP BY x.seller_id) c
          ON c.seller_id = a.seller_id
   LEFT JOIN (SELECT x.seller_id, count(*) AS n, max(x.id) AS max_id,
@@ -192,7 +194,7 @@ FULL_STATE = f"""SELECT a.seller_id, TRUE, a.last_seq, a.balance, a.balance,
                             {_DEPOSIT_LIMIT.format(cp="cp", floor="0")} AS deposit) lim
  CROSS JOIN LATERAL (SELECT least(coalesce(c.open_min, lim.charge), lim.charge) AS charge_floor,
                             least(coalesce(d.open_min, lim.deposit), lim.deposit) AS deposit_floor) f
-  LEFT JOIN LATERAL (SELECT sum(x.amount) FILTER (WHERE x.status = 'succeeded') AS succeeded FROM ledger_charge x
+  LEFT JOIN LATERAL (SELECT sum(x.amount) FILTER (WHERE x.status = '{SUCCEEDED}') AS succeeded FROM ledger_charge x
                       WHERE x.seller_id = a.seller_id AND x.id >= f.charge_floor) ca ON TRUE
   LEFT JOIN LATERAL (SELECT sum(x.amount) FILTER (WHERE x.status = 'approved') AS approved FROM ledger_deposit x
                       WHERE x.seller_id = a.seller_id AND x.id >= f.deposit_floor) da ON TRUE

@@ -1,0 +1,234 @@
+"""A charge's lifecycle: its stages, and every move between them. Nothing else moves a charge.
+
+    POST /charges/, import
+            |
+            v                      claim_for_sending
+         queued --reserve--> reserved ------------> submitted --mark_unknown--> unknown
+            |                    ^                   |     |                       |
+            |                    +------unclaim------+     | record_answers        | record_answers
+            | fail_unfunded                                v                       v
+            |                                  answered (`outcome` recorded, stage unchanged)
+            v                                          |                      |
+    done, failed (insufficient_funds)              post |                      | release
+                                                       v                      v
+                                              done, succeeded          done, failed (outcome_code)
+
+- `reserve`, `fail_unfunded`, `post`, `release`: the settle (ledger/posting.py), under the
+  seller's account lock, in the transaction that writes the entries and balances they imply.
+  Set-based prepared statements (a batch is a handful of statements, whatever its size).
+- `claim_for_sending`, `unclaim`, `mark_pending`, `mark_unknown`, `record_answers`: the fulfilment
+  workers, the provider's callback and the reconciler (ledger/fulfilment/), each statement
+  committed on its own: a claim must be committed before its request leaves.
+Every move is a guarded UPDATE that names the stage it leaves, so a charge anywhere else is left
+alone: a function answers what it moved, and the caller decides whether less than it asked is a
+conflict (the settle rolls back) or a duplicate (a redelivered task sends nothing twice). The
+database refuses a row whose columns disagree with its stage (`charge_status_consistent`,
+`charge_outcome_consistent`, `charge_succeeded_by_provider`).
+
+`status`, what clients read, follows from `stage` and `outcome`: `queued` until the charge is
+`done`, then `succeeded` when the provider said so, else `failed`. It is written here only, by the
+moves to `done`, and the constraints above hold it to that. It is stored, not computed: the
+contract, the admin and the batch results' index read it (docs/architecture.md, "Fulfilment: a
+charge's lifecycle").
+
+The statements are built once at import from the constants below; reads elsewhere (the settle's
+queues, the reconciler, the audit, the selectors) interpolate the same constants and predicates."""
+
+from dataclasses import dataclass
+
+from django.db import connection
+
+from ledger.models import Charge
+from ledger.prepared import PreparedStatement, array_literal
+
+Stage = Charge.Stage
+QUEUED, RESERVED, SUBMITTED, UNKNOWN, DONE = Stage.QUEUED, Stage.RESERVED, Stage.SUBMITTED, Stage.UNKNOWN, Stage.DONE
+OPEN = Charge.OPEN_STAGES  # the charge holds credit
+SENT = (SUBMITTED, UNKNOWN)  # the request may have reached the provider: only its answer settles it
+
+# The provider's answer (`outcome`) and what clients read (`status`) share these values.
+SUCCEEDED, FAILED = Charge.Status.SUCCEEDED, Charge.Status.FAILED
+INSUFFICIENT_FUNDS = Charge.FailureCode.INSUFFICIENT_FUNDS.value
+PROVIDER_REJECTED = Charge.FailureCode.PROVIDER_REJECTED.value  # a failure the provider gave no reason for
+
+
+def _sql_list(values) -> str:
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
+
+
+# Predicates for reads. The first two are the conditions of the settle's partial indexes
+# (charge_queued_idx, charge_answered_idx): a read must spell them alike for the planner to use them.
+QUEUED_SQL = f"stage = '{QUEUED}'"  # waiting for the settle to reserve it
+ANSWERED_SQL = f"outcome IS NOT NULL AND stage <> '{DONE}'"  # an answer waiting for the settle to apply it
+OPEN_SQL = _sql_list(OPEN)  # `stage IN ...`: charge_open_idx
+SENT_SQL = _sql_list(SENT)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A provider's final answer about one charge, from any source (a send, a callback, a lookup)."""
+
+    charge_id: int
+    outcome: str  # SUCCEEDED | FAILED
+    failure_code: str | None = None
+    provider_reference: str | None = None
+
+
+# -- The settle's moves. `rows` are tuples, one column per array of the statement's `unnest`. Each
+# names the row by seller and id, though the id alone would do, so that every index the planner may
+# pick is an exact lookup: with the id alone it may take a partial index of waiting rows whenever
+# its statistics say that index is tiny (they are settled within a second, so at any ANALYZE it
+# is), and walk all of it once per row; between vacuums that index also holds every row settled
+# since the last one, so each settle would read more than the one before.
+
+_RESERVE = PreparedStatement(
+    "ledger_settle_reserve_charges",
+    f"""UPDATE ledger_charge AS c SET stage = '{RESERVED}', reserved_at = $1, balance_after = u.balance_after
+    FROM unnest($2, $3, $4) AS u(seller_id, id, balance_after)
+    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.stage = '{QUEUED}'""",
+    ["timestamptz", "bigint[]", "bigint[]", "bigint[]"],
+)
+_FAIL_UNFUNDED = PreparedStatement(
+    "ledger_settle_fail_charges_by_seller",
+    f"""UPDATE ledger_charge AS c SET status = '{FAILED}', stage = '{DONE}', settled_at = $1, failure_code = $2
+    FROM unnest($3, $4) AS u(seller_id, id)
+    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.stage = '{QUEUED}'""",
+    ["timestamptz", "text", "bigint[]", "bigint[]"],
+)
+_POST = PreparedStatement(
+    "ledger_settle_post_charges",
+    f"""UPDATE ledger_charge AS c SET status = '{SUCCEEDED}', stage = '{DONE}', settled_at = $1
+    FROM unnest($2, $3) AS u(seller_id, id)
+    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.outcome = '{SUCCEEDED}' AND c.stage <> '{DONE}'""",
+    ["timestamptz", "bigint[]", "bigint[]"],
+)
+_RELEASE = PreparedStatement(
+    "ledger_settle_release_charges",
+    f"""UPDATE ledger_charge AS c SET status = '{FAILED}', stage = '{DONE}', settled_at = $1,
+        failure_code = c.outcome_code, balance_after = NULL
+    FROM unnest($2, $3) AS u(seller_id, id)
+    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.outcome = '{FAILED}' AND c.stage <> '{DONE}'""",
+    ["timestamptz", "bigint[]", "bigint[]"],
+)
+
+
+def reserve(cursor, *, now, rows: list[tuple[int, int, int]]) -> int:
+    """queued -> reserved: the settle placed the hold. rows: (seller, charge, balance after the hold)."""
+    return _execute(cursor, _RESERVE, [now], rows)
+
+
+def fail_unfunded(cursor, *, now, rows: list[tuple[int, int]]) -> int:
+    """queued -> done, failed `insufficient_funds`: the balance did not cover it; never sent.
+    rows: (seller, charge)."""
+    return _execute(cursor, _FAIL_UNFUNDED, [now, INSUFFICIENT_FUNDS], rows)
+
+
+def post(cursor, *, now, rows: list[tuple[int, int]]) -> int:
+    """answered succeeded -> done, succeeded: the hold becomes the charge's debit. rows: (seller, charge)."""
+    return _execute(cursor, _POST, [now], rows)
+
+
+def release(cursor, *, now, rows: list[tuple[int, int]]) -> int:
+    """answered failed -> done, failed with the provider's code: the hold is given back (the
+    settle writes its `release` entry). rows: (seller, charge)."""
+    return _execute(cursor, _RELEASE, [now], rows)
+
+
+def _execute(cursor, statement: PreparedStatement, params: list, rows: list[tuple]) -> int:
+    if not rows:
+        return 0
+    statement.execute(cursor, [*params, *(array_literal(column) for column in zip(*rows, strict=True))])
+    return cursor.rowcount
+
+
+# -- The fulfilment's moves, each committed on its own (outside any transaction it autocommits).
+# Times are `clock_timestamp()`, the time of the statement, whatever transaction it runs in.
+
+
+def claim_for_sending(charge_ids: list[int], *, first_check_after: float, external_id_prefix: str) -> list[tuple]:
+    """reserved -> submitted, before any request leaves; fixes the external id of each one sent
+    for the first time (a charge sent again keeps its own) and schedules its first lookup. Only
+    charges still `reserved` are claimed: a redelivered task, or a second one for the same
+    charges, sends nothing twice. Answers (id, external_id, phone_number, amount, created_at) of
+    the claimed ones, by id."""
+    if not charge_ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE ledger_charge SET stage = '{SUBMITTED}', submitted_at = clock_timestamp(),
+                   next_check_at = clock_timestamp() + make_interval(secs => %s),
+                   external_id = coalesce(external_id, %s || id)
+             WHERE id = ANY(%s) AND stage = '{RESERVED}'
+             RETURNING id, external_id, phone_number, amount, created_at""",
+            [first_check_after, external_id_prefix, list(charge_ids)],
+        )
+        return sorted(cursor.fetchall())
+
+
+def unclaim(charge_ids: list[int]) -> int:
+    """submitted -> reserved: the provider certainly did not process these (429, refused, down);
+    they are sent again, under the same external id."""
+    if not charge_ids:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE ledger_charge SET stage = '{RESERVED}', submitted_at = NULL, next_check_at = NULL
+             WHERE id = ANY(%s) AND stage = '{SUBMITTED}' AND outcome IS NULL""",
+            [charge_ids],
+        )
+        return cursor.rowcount
+
+
+def mark_pending(pending: list[tuple[int, str]]) -> int:
+    """Stays submitted: the provider took it and will answer later (a callback, or a lookup).
+    Notes its reference. pending: (charge, provider reference or "")."""
+    if not pending:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE ledger_charge AS c SET provider_reference = nullif(u.reference, '')
+             FROM unnest(%s::bigint[], %s::text[]) AS u(id, reference)
+             WHERE c.id = u.id AND c.stage = '{SUBMITTED}' AND c.outcome IS NULL""",
+            [[c for c, _ in pending], [r for _, r in pending]],
+        )
+        return cursor.rowcount
+
+
+def mark_unknown(charge_ids: list[int]) -> int:
+    """submitted -> unknown: the answer was lost (a timeout, a reset, a 5xx after sending), or it
+    was about another transaction. Never released blindly, never sent again: the reconciler
+    looks it up."""
+    if not charge_ids:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE ledger_charge SET stage = '{UNKNOWN}'
+             WHERE id = ANY(%s) AND stage = '{SUBMITTED}' AND outcome IS NULL""",
+            [charge_ids],
+        )
+        return cursor.rowcount
+
+
+def record_answers(answers: list[Answer]) -> list[int]:
+    """submitted or unknown -> answered: the provider's final word, recorded as an intent on
+    charges that have none yet (the first answer wins; a duplicate or late one changes nothing).
+    No money moves: the seller's settle posts or releases it. Answers the sellers of the charges
+    it recorded, one per charge."""
+    if not answers:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE ledger_charge AS c SET outcome = u.outcome, outcome_code = nullif(u.code, ''),
+                   provider_reference = coalesce(nullif(u.reference, ''), c.provider_reference),
+                   outcome_at = clock_timestamp(), next_check_at = NULL
+             FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS u(id, outcome, code, reference)
+             WHERE c.id = u.id AND c.outcome IS NULL AND c.stage IN {SENT_SQL}
+             RETURNING c.seller_id""",
+            [
+                [a.charge_id for a in answers],
+                [a.outcome for a in answers],
+                [(a.failure_code or PROVIDER_REJECTED) if a.outcome == FAILED else "" for a in answers],
+                [a.provider_reference or "" for a in answers],
+            ],
+        )
+        return [row[0] for row in cursor.fetchall()]
