@@ -230,7 +230,7 @@ LAYERS = {
     "validation": ("rest_framework/serializers.py", "is_valid"),
     "phone parsing": ("ledger/charge_rules.py", "normalize_phone"),
     "charge_submit": ("ledger/services/charges.py", "charge_submit"),
-    "the insert": ("ledger/prepared.py", "execute"),
+    "the insert": ("core/db/prepared.py", "execute"),
     "wake-up (Redis)": ("ledger/events.py", "intents_recorded"),
     "log line": ("logging/__init__.py", "info"),
     "answer": ("ledger/api/serializers.py", "charge_representation"),

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 from django.db import connection
 
+from core.db.prepared import PreparedStatement, array_literal
 from ledger.models import Charge
-from ledger.prepared import PreparedStatement, array_literal
 
 Stage = Charge.Stage
 QUEUED, RESERVED, SUBMITTED, UNKNOWN, DONE = Stage.QUEUED, Stage.RESERVED, Stage.SUBMITTED, Stage.UNKNOWN, Stage.DONE

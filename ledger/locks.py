@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from ledger.prepared import PreparedStatement, array_literal
+from core.db.prepared import PreparedStatement, array_literal
 
 
 @dataclass(frozen=True)

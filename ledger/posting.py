@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.db.prepared import PreparedStatement, array_literal
 from ledger import charge_lifecycle as lifecycle
 from ledger import events
 from ledger.charge_lifecycle import ANSWERED_SQL, INSUFFICIENT_FUNDS, QUEUED_SQL
 from ledger.locks import accounts_lock
 from ledger.models import ChargeBatch
-from ledger.prepared import PreparedStatement, array_literal
 from notifications.outbox import events_batch_completed, settled_events_insert
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class BatchOutcome:
         return self.deposits_applied + self.charges_reserved + self.charges_succeeded + self.charges_failed
 
 
-# Prepared once per database session (ledger/prepared.py): planning these cost PostgreSQL more
+# Prepared once per database session (core/db/prepared.py): planning these cost PostgreSQL more
 # than running them for the small batches of a busy API. The reads come in two forms: one seller
 # (equality, so a hot seller's drain walks its partial index in order) and several (`ANY`).
 _SELECT_APPROVING_DEPOSITS = PreparedStatement(

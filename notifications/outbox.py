@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from ledger.prepared import PreparedStatement, array_literal
+from core.db.prepared import PreparedStatement, array_literal
 from notifications.models import Event
 
 # The settle's sellers' feed rows, created if missing, locked (held to commit) and read.

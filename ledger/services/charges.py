@@ -16,10 +16,10 @@ import logging
 from django.db import connection
 from django.utils import timezone
 
+from core.db.prepared import PreparedStatement
 from ledger import events
 from ledger.errors import IdempotencyKeyReusedError, SellerInactiveError
 from ledger.models import Charge
-from ledger.prepared import PreparedStatement
 from ledger.services.idempotency import fingerprint
 
 logger = logging.getLogger(__name__)

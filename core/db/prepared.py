@@ -1,4 +1,5 @@
-"""Server-side prepared statements for the ledger's hot statements.
+"""Server-side prepared statements for the hot statements of any app (the settle, the account
+lock, the charge POST's insert, the notifications' outbox).
 
 PostgreSQL plans every statement psycopg2 sends, and for the settle's set-based statements and
 the charge POST's guarded insert planning cost more than running them: the guarded insert took
@@ -48,10 +49,10 @@ def _prepared_in(db) -> set[str]:
     """Names prepared in the current session of this Django connection (a reconnect is a new
     session: the set goes with the psycopg2 connection object it was made for)."""
     raw = db.connection
-    held = getattr(db, "_ledger_prepared", None)
+    held = getattr(db, "_prepared_statements", None)
     if held is None or held[0] is not raw:
         held = (raw, set())
-        db._ledger_prepared = held
+        db._prepared_statements = held
     return held[1]
 
 
@@ -59,6 +60,7 @@ def array_literal(values) -> str:
     """One PostgreSQL array literal (`{1,NULL,3}`), read as the prepared parameter's array type.
 
     psycopg2 would send a list as an `ARRAY[...]` constructor that PostgreSQL parses element by
-    element: three times slower for the settle's entry insert. Only ints, None and the ledger's
-    own kind names go through here, so no element needs quoting."""
+    element: three times slower for the settle's entry insert. Only ints, None and names
+    without commas, quotes, braces or spaces (the ledger's entry kinds, event types) go through
+    here, so no element needs quoting."""
     return "{" + ",".join("NULL" if value is None else str(value) for value in values) + "}"
