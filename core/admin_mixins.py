@@ -1,4 +1,6 @@
-"""What every model admin of this project that only shows data shares."""
+"""What every model admin of this project that only shows data shares, whichever app it is in."""
+
+from django.contrib import admin
 
 
 class ReadOnlyAdminMixin:
@@ -13,3 +15,14 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """View only, every field shown. Large tables: no full count on every page, no cross-table
+    select by default."""
+
+    show_full_result_count = False
+    list_per_page = 50
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]

@@ -6,23 +6,13 @@ import logging
 
 from django.contrib import admin, messages
 
-from core.admin_mixins import ReadOnlyAdminMixin
+from core.admin_mixins import ReadOnlyAdmin
 from core.errors import DomainError
 from core.roles import Role, role_of
 from ledger.models import Charge, ChargeBatch, Deposit, Entry, ProviderMismatch
 from ledger.services.deposits import deposit_approve, deposit_reject
 
 logger = logging.getLogger(__name__)
-
-
-class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """View only. Large tables: no full count on every page, no cross-table select by default."""
-
-    show_full_result_count = False
-    list_per_page = 50
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
 
 
 @admin.register(Deposit)

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from ledger.admin import ReadOnlyAdmin  # the read-only admin, written once
+from core.admin_mixins import ReadOnlyAdmin
 from notifications.models import Event, WebhookDelivery, WebhookEndpoint
 
 

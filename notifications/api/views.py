@@ -10,10 +10,10 @@ from rest_framework.generics import GenericAPIView, ListAPIView, RetrieveAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.filters import DateTimeFilter, IdFilter
 from core.pagination import CursorPagination
 from core.permissions import IsSeller, IsSellerOrStaffReader
 from core.roles import seller_of
-from ledger.api.filters import DateTimeFilter, IdFilter
 from notifications import selectors, services
 from notifications.api import serializers as s
 from notifications.models import Event, SellerFeed, WebhookDelivery
