@@ -1,30 +1,88 @@
-"""How the ledger asks for a seller's intents to be settled without importing Celery.
+"""The ledger's one way out: every event it tells other apps about.
 
-`settings.LEDGER_WAKE_UP` names a callable (by default `workers.dispatch.wake_seller_on_commit`)
-that schedules the wake-up for after the current transaction commits; likewise
-`settings.LEDGER_IMPORT_START` (`workers.tasks.import_batch_on_commit`) for a stored charge list,
-and `settings.LEDGER_FULFIL_START` (`workers.dispatch.fulfil_on_commit`) for reserved charges."""
+The ledger imports neither the workers nor the notifications. A service or the settle calls one
+function here per event, inside the transaction of the change (or in autocommit, where the change
+was one statement); the function calls each subscriber that `settings.LEDGER_EVENT_SUBSCRIBERS`
+lists for the event, in order, with the same keyword arguments. A subscriber that records writes
+in that transaction, so its rows commit or roll back with the change (the notifications' outbox);
+one that delivers later registers an on_commit callback (the workers' wake-ups, the provider
+sends). Settings wire the apps together; `ledger.E001` refuses a missing or unknown event.
 
+`intents_settled` is on the settle's hot path: once per batch, never per intent."""
+
+from collections.abc import Callable
+from datetime import datetime
 from functools import cache
 
 from django.conf import settings
+from django.core import checks
 from django.utils.module_loading import import_string
 
-
-@cache
-def _hook(setting: str):
-    return import_string(getattr(settings, setting))
+# Every event of the port, by the name its subscribers are listed under.
+EVENTS = (
+    "intents_recorded",
+    "batch_uploaded",
+    "charges_reserved",
+    "intents_settled",
+    "batch_completed",
+    "deposit_rejected",
+)
 
 
 def intents_recorded(*, seller_id: int) -> None:
-    _hook("LEDGER_WAKE_UP")(seller_id)
+    """Charges or an approved deposit wait for the seller's settle (wake the seller up)."""
+    _tell("intents_recorded", seller_id=seller_id)
 
 
 def batch_uploaded(*, batch_id: int) -> None:
-    """A charge list is stored: `settings.LEDGER_IMPORT_START` starts its import after commit."""
-    _hook("LEDGER_IMPORT_START")(batch_id)
+    """A charge list is stored as a `validating` batch (start its import)."""
+    _tell("batch_uploaded", batch_id=batch_id)
 
 
 def charges_reserved(*, charge_ids: list[int]) -> None:
-    """Charges got their hold: `settings.LEDGER_FULFIL_START` sends them to the provider after commit."""
-    _hook("LEDGER_FULFIL_START")(charge_ids)
+    """The settle placed these charges' holds (send them to the provider)."""
+    _tell("charges_reserved", charge_ids=charge_ids)
+
+
+def intents_settled(*, now: datetime, intents: list[tuple], balances: list[tuple]) -> None:
+    """One settle batch's outcomes. `intents`: (seller id, type, charge id, deposit id, amount,
+    balance after, failure code) in the order applied, type one of `charge.succeeded`,
+    `charge.failed`, `deposit.approved`; `balances`: (seller id, balance before, balance after)
+    of each seller the batch changed."""
+    _tell("intents_settled", now=now, intents=intents, balances=balances)
+
+
+def batch_completed(*, seller_id: int, batch_id: int, status: str, succeeded: int, failed: int) -> None:
+    """A charge batch reached its final status (`completed`, or `rejected` by its import)."""
+    _tell("batch_completed", seller_id=seller_id, batch_id=batch_id, status=status, succeeded=succeeded, failed=failed)
+
+
+def deposit_rejected(*, seller_id: int, deposit_id: int, amount: int, reason: str) -> None:
+    _tell("deposit_rejected", seller_id=seller_id, deposit_id=deposit_id, amount=amount, reason=reason)
+
+
+def _tell(event: str, **facts) -> None:
+    for subscriber in _subscribers(event):
+        subscriber(**facts)
+
+
+@cache
+def _subscribers(event: str) -> tuple[Callable[..., None], ...]:
+    return tuple(import_string(path) for path in settings.LEDGER_EVENT_SUBSCRIBERS[event])
+
+
+def check_subscribers(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Every event has its list of subscribers (empty is a choice, a missing one a mistake), no
+    list names an event the ledger does not announce, and every subscriber imports."""
+    configured = getattr(settings, "LEDGER_EVENT_SUBSCRIBERS", {})
+    errors = []
+    for event in sorted(set(EVENTS) ^ set(configured)):
+        problem = "has no subscriber list" if event in EVENTS else "is not an event of ledger.events"
+        errors.append(checks.Error(f"LEDGER_EVENT_SUBSCRIBERS: {event!r} {problem}", id="ledger.E001"))
+    for event, paths in configured.items():
+        for path in paths:
+            try:
+                import_string(path)
+            except ImportError as exc:
+                errors.append(checks.Error(f"LEDGER_EVENT_SUBSCRIBERS[{event!r}]: {exc}", id="ledger.E001"))
+    return errors

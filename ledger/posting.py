@@ -32,7 +32,6 @@ from ledger import events
 from ledger.charge_lifecycle import ANSWERED_SQL, INSUFFICIENT_FUNDS, QUEUED_SQL
 from ledger.locks import accounts_lock
 from ledger.models import ChargeBatch
-from notifications.outbox import events_batch_completed, settled_events_insert
 
 logger = logging.getLogger(__name__)
 
@@ -292,14 +291,13 @@ def _count_batch_outcomes(cursor, walks: list["_Walk"], now) -> list[tuple]:
 def _record_events(cursor, walks: list["_Walk"], changed: list["_Walk"], completed_batches: list[tuple], now) -> None:
     """The batch's events (charge.succeeded/failed, deposit.approved, balance.low, batch.completed)
     commit with it; what it reserved is sent to the provider after commit."""
-    settled_events_insert(
-        cursor,
+    events.intents_settled(
         now=now,
         intents=[event for walk in walks for event in walk.events],
         balances=[(w.seller_id, w.balance_before, w.balance) for w in changed],
     )
     for batch_id, seller_id, batch_status, batch_succeeded, batch_failed in completed_batches:
-        events_batch_completed(
+        events.batch_completed(
             seller_id=seller_id,
             batch_id=batch_id,
             status=batch_status,

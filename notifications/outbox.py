@@ -20,7 +20,6 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from core.db.prepared import PreparedStatement, array_literal
-from notifications.models import Event
 
 # The settle's sellers' feed rows, created if missing, locked (held to commit) and read.
 _LOCK_FEEDS = PreparedStatement(
@@ -78,16 +77,24 @@ def events_enabled() -> bool:
     return settings.NOTIFICATIONS_EVENTS
 
 
-def settled_events_insert(cursor, *, now, intents: list[tuple], balances: list[tuple]) -> None:
-    """The settle's events: two statements per batch, whatever its size. `intents`: (seller, type,
-    charge id, deposit id, amount, balance after, failure code) in the order applied; `balances`:
-    (seller, balance before, balance after) of each seller the batch changed. `balance.low` is
-    written when the batch takes a balance from at least the seller's threshold to below it."""
+def settled_events_insert(*, now, intents: list[tuple], balances: list[tuple]) -> None:
+    """The settle's events, in its transaction: two statements per batch, whatever its size.
+    `intents`: (seller, type, charge id, deposit id, amount, balance after, failure code) in the
+    order applied; `balances`: (seller, balance before, balance after) of each seller the batch
+    changed. `balance.low` is written when the batch takes a balance from at least the seller's
+    threshold to below it."""
     # A batch of reservations alone writes no intent event, but its debits may still cross a
     # seller's threshold: those sellers' feeds are read too.
     sellers = {row[0] for row in intents} | {seller for seller, before, after in balances if after < before}
     if not sellers or not events_enabled():
         return
+    if not connection.in_atomic_block:
+        raise RuntimeError("settled_events_insert must be called inside the settle's transaction")
+    with connection.cursor() as cursor:
+        _settled_events_write(cursor, now, sellers, intents, balances)
+
+
+def _settled_events_write(cursor, now, sellers: set[int], intents: list[tuple], balances: list[tuple]) -> None:
     _LOCK_FEEDS.execute(cursor, [array_literal(sorted(sellers))])
     last_seq, threshold = {}, {}
     for seller_id, seq, low in cursor.fetchall():
@@ -133,16 +140,6 @@ def event_record(*, seller_id: int, type: str, data: dict) -> int:
         (event_id,) = cursor.fetchone()
     _after_commit({seller_id})
     return event_id
-
-
-def events_batch_completed(*, seller_id: int, batch_id: int, status: str, succeeded: int, failed: int) -> None:
-    """`batch.completed`, for whoever records a charge batch's completion (in that transaction)."""
-    if events_enabled():
-        event_record(
-            seller_id=seller_id,
-            type=Event.Type.BATCH_COMPLETED,
-            data={"batch_id": batch_id, "status": status, "succeeded": succeeded, "failed": failed},
-        )
 
 
 @cache

@@ -41,7 +41,8 @@ def wake_seller(seller_id: int) -> None:
 
 
 def wake_seller_on_commit(seller_id: int) -> None:
-    """Wake the seller's worker once the current transaction commits (at once outside one).
+    """Subscribes to the ledger's `intents_recorded`: wake the seller's worker once the current
+    transaction commits (at once outside one).
     Django drops the callbacks of rolled-back (save)points, so a rolled-back intent enqueues
     nothing. A broker outage never turns a recorded intent into an error: the callback logs it, and
     `robust=True` keeps anything else failing after the commit out of the response too. (The
@@ -69,8 +70,8 @@ def wake_seller_on_commit(seller_id: int) -> None:
 
 
 def fulfil_on_commit(charge_ids: list[int]) -> None:
-    """`settings.LEDGER_FULFIL_START`: after the settle that reserved them commits, send the
-    charges to the fulfilment workers in tasks of PROVIDER_BATCH. A lost publish costs latency,
+    """Subscribes to the ledger's `charges_reserved`: after the settle that reserved them commits,
+    send the charges to the fulfilment workers in tasks of PROVIDER_BATCH. A lost publish costs latency,
     never money: a shard worker's recovery on (re)connect sends again its shards' reserved charges
     (this publish dies with a worker killed after the commit), and the reconciler whatever stayed
     reserved longer than PROVIDER_REDISPATCH_AFTER (ledger/fulfilment/reconcile.py)."""

@@ -221,8 +221,8 @@ def import_batch_task(batch_id: int) -> None:
 
 
 def import_batch_on_commit(batch_id: int) -> None:
-    """`settings.LEDGER_IMPORT_START`: publish the import once the stored file is committed.
-    robust: a broker outage must not fail the upload; the resume sweeper starts it later."""
+    """Subscribes to the ledger's `batch_uploaded`: publish the import once the stored file is
+    committed. robust: a broker outage must not fail the upload; the resume sweeper starts it later."""
     from django.db import transaction
 
     transaction.on_commit(

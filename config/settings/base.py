@@ -237,15 +237,23 @@ LEDGER_SHARD_LEASE_SECONDS = env_float("LEDGER_SHARD_LEASE_SECONDS", 5.0)
 # Each periodic audit also re-verifies this many sellers' whole ledgers (those verified in full
 # longest ago), so every seller is read in full at least once per ceil(sellers / N) runs.
 LEDGER_AUDIT_FULL_SELLERS_PER_RUN = env_int("LEDGER_AUDIT_FULL_SELLERS_PER_RUN", 100)
-# Called with a seller id when intents are recorded; the ledger app never imports Celery itself.
-LEDGER_WAKE_UP = "workers.dispatch.wake_seller_on_commit"
-# Called with a batch id when a charge list is stored; starts its import on `ledger.imports`.
-LEDGER_IMPORT_START = "workers.tasks.import_batch_on_commit"
 # An import that showed no progress for this long (its worker was killed) is started again.
 LEDGER_IMPORT_RESUME_AFTER = env_float("LEDGER_IMPORT_RESUME_AFTER", 60.0)
 
-# Called with the ids of charges the settle reserved; sends them to the provider on `ledger.fulfil`.
-LEDGER_FULFIL_START = "workers.dispatch.fulfil_on_commit"
+# Who hears each of the ledger's events (ledger/events.py), called in the transaction of the change
+# with its keyword arguments: the ledger imports neither the workers nor the notifications.
+LEDGER_EVENT_SUBSCRIBERS = {
+    # Wake the seller's shard worker after commit (workers/dispatch.py).
+    "intents_recorded": ["workers.dispatch.wake_seller_on_commit"],
+    # Start a stored charge list's import on `ledger.imports` after commit.
+    "batch_uploaded": ["workers.tasks.import_batch_on_commit"],
+    # Send the charges the settle reserved to the provider on `ledger.fulfil` after commit.
+    "charges_reserved": ["workers.dispatch.fulfil_on_commit"],
+    # Record the sellers' public events in the notifications' outbox, in the same transaction.
+    "intents_settled": ["notifications.subscribers.intents_settled"],
+    "batch_completed": ["notifications.subscribers.batch_completed"],
+    "deposit_rejected": ["notifications.subscribers.deposit_rejected"],
+}
 
 # The top-up provider (docs/provider.md, docs/operations.md). The sandbox of `make up` by default.
 PROVIDER_URL = env("PROVIDER_URL", "http://127.0.0.1:8090")

@@ -43,7 +43,6 @@ from ledger.csv_import import NO_DATA_ROWS, ChargeListReader, FileRefusedError, 
 from ledger.errors import SellerInactiveError
 from ledger.models import Charge, ChargeBatch, ChargeBatchImport, ChargeBatchRejectedRow
 from ledger.services.idempotency import create_once
-from notifications.outbox import events_batch_completed
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +321,7 @@ def _reject(batch: ChargeBatch, errors: list[RowError], *, columns: list[str]) -
 
 def _announce_rejected(batch: ChargeBatch) -> None:
     # `batch.completed` with its final status, in the transaction that rejects it.
-    events_batch_completed(seller_id=batch.seller_id, batch_id=batch.pk, status=batch.status, succeeded=0, failed=0)
+    events.batch_completed(seller_id=batch.seller_id, batch_id=batch.pk, status=batch.status, succeeded=0, failed=0)
 
 
 def batch_rejection_reason(batch: ChargeBatch) -> str:

@@ -8,7 +8,6 @@ from ledger import events
 from ledger.errors import InvalidStateError, NotFoundError, SellerInactiveError
 from ledger.models import Deposit
 from ledger.services.idempotency import create_once, fingerprint
-from notifications.outbox import event_record
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +72,6 @@ def deposit_approve(*, deposit_id: int, approved_by) -> Deposit:
 @transaction.atomic
 def deposit_reject(*, deposit_id: int, rejected_by, reason: str = "") -> Deposit:
     deposit = _decide(deposit_id=deposit_id, to_status=Deposit.Status.REJECTED, decided_by=rejected_by, reason=reason)
-    event_record(
-        seller_id=deposit.seller_id,
-        type="deposit.rejected",
-        data={"deposit_id": deposit.pk, "amount": deposit.amount, "status": "rejected", "reason": reason},
-    )
+    events.deposit_rejected(seller_id=deposit.seller_id, deposit_id=deposit.pk, amount=deposit.amount, reason=reason)
     _log("deposit rejected", "deposit.rejected", deposit, decided_by=getattr(rejected_by, "pk", None))
     return deposit
