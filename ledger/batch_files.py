@@ -1,9 +1,11 @@
 """An uploaded charge list kept in PostgreSQL until it is imported: written in fixed-size chunks
 as the upload is read, read back the same way by whichever worker host imports it. Neither side
-ever holds the file whole."""
+ever holds the file whole. Also what the upload learns of a file without parsing it: its size
+and its hash."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from typing import BinaryIO
@@ -13,6 +15,30 @@ from django.db import connection
 from ledger.models import ChargeBatchFileChunk
 
 CHUNK_BYTES = 1 << 20
+
+
+def file_size(file: BinaryIO) -> int:
+    """The upload's size in bytes, from what the file object knows if it can tell (Django's
+    uploads, real files), else by seeking to its end."""
+    size = getattr(file, "size", None)
+    if size is not None:
+        return size
+    try:
+        return os.fstat(file.fileno()).st_size
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        position = file.seek(0, os.SEEK_END)
+        file.seek(0)
+        return position
+
+
+def file_sha256(file: BinaryIO) -> str:
+    """The hex SHA-256 of the whole file, read from its start in 1 MiB pieces; leaves it at its start."""
+    digest = hashlib.sha256()
+    file.seek(0)
+    for chunk in iter(lambda: file.read(1 << 20), b""):
+        digest.update(chunk)
+    file.seek(0)
+    return digest.hexdigest()
 
 
 def batch_file_store(*, batch_id: int, file: BinaryIO) -> int:

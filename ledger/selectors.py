@@ -1,7 +1,11 @@
 """Reads. Every query a seller can reach is scoped by its seller."""
 
+import heapq
+from collections.abc import Iterator
+from operator import itemgetter
 from typing import NamedTuple
 
+from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from core.models import Seller
@@ -31,6 +35,59 @@ def batch_list(*, seller: Seller | None, seller_filter: int | None = None) -> Qu
 
 def entry_list(*, seller: Seller | None, seller_filter: int | None = None) -> QuerySet[Entry]:
     return _scoped(Entry.objects.all(), seller, seller_filter)
+
+
+def batch_rejection_reason(batch: ChargeBatch) -> str:
+    """One sentence for a `rejected` batch: why nothing of it was queued."""
+    first = batch.errors[0] if batch.errors else None
+    if first is None or first["field"] == "file":
+        return first["message"] if first else "The file cannot be imported."
+    return (
+        f"None of the {batch.invalid_rows} rows is valid; nothing was queued. First error: line {first['line']}, "
+        f"{first['field']}: {first['message']}"
+    )
+
+
+RESULT_COLUMNS = ["charge_id", "status", "failure_code", "balance_after", "line", "error"]
+# Two index-ordered reads merged here: PostgreSQL would sort a UNION ALL of a million rows before
+# sending the first one.
+_RESULT_CHARGES = """
+    SELECT batch_line, phone_number, amount, reference, id, status, failure_code, balance_after, NULL
+      FROM ledger_charge WHERE batch_id = %s ORDER BY batch_line
+"""
+_RESULT_REJECTED = """
+    SELECT line, phone_number, amount, reference, NULL, 'invalid', NULL, NULL, error
+      FROM ledger_chargebatchrejectedrow WHERE batch_id = %s ORDER BY line
+"""
+
+
+def batch_results(*, batch: ChargeBatch) -> tuple[list[str], Iterator[tuple]]:
+    """The results file's header and rows: the input columns in the input's order, then the
+    outcome, one row per input row in file order (rejected rows as `invalid` with their error).
+    Valid rows show the phone number as charged (E.164). Streams from server-side cursors inside
+    one read-only transaction, so memory stays flat and both reads see the same moment."""
+    header = list(batch.columns) + RESULT_COLUMNS
+    positions = {"phone_number": 1, "amount": 2, "reference": 3}
+    picks = [positions[name] for name in batch.columns]
+
+    def read(sql: str) -> Iterator[tuple]:
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(sql, [batch.pk])
+            while records := cursor.fetchmany(2000):
+                yield from records
+
+    def rows() -> Iterator[tuple]:
+        outermost = not connection.in_atomic_block
+        with transaction.atomic():
+            if outermost:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            merged = heapq.merge(read(_RESULT_CHARGES), read(_RESULT_REJECTED), key=itemgetter(0))
+            for record in merged:
+                line, charge_id, state, failure, balance_after, error = record[0], *record[4:]
+                yield (*(record[i] for i in picks), charge_id, state, failure, balance_after, line, error)
+
+    return header, rows()
 
 
 def sellers_with_stale_intents(*, older_than_seconds: float, limit: int = 1000) -> list[int]:

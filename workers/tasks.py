@@ -215,7 +215,7 @@ def audit_task() -> dict:
     time_limit=540,
 )
 def import_batch_task(batch_id: int) -> None:
-    from ledger.services.batches import batch_import_run
+    from ledger.services.batch_import import batch_import_run
 
     batch_import_run(batch_id=batch_id)
 
@@ -237,7 +237,7 @@ def import_batch_on_commit(batch_id: int) -> None:
 def resume_stalled_imports_task() -> int:
     """Start again every import whose worker went silent (killed mid-import: its transaction was
     rolled back, and its message waits for the broker's visibility timeout)."""
-    from ledger.services.batches import batch_imports_stalled
+    from ledger.services.batch_import import batch_imports_stalled
 
     batch_ids = batch_imports_stalled(older_than_seconds=settings.LEDGER_IMPORT_RESUME_AFTER)
     for batch_id in batch_ids:

@@ -1,6 +1,7 @@
 """Charge batch endpoints: upload a charge list, follow its progress, download its results.
 
-Thin as the other views: the upload and the results rows come from `ledger.services.batches`;
+Thin as the other views: the upload comes from `ledger.services.batch_upload`, the results rows
+from `ledger.selectors`;
 this module only speaks HTTP. The import itself runs on the import worker, never in a request, and
 every GET only reads (progress is written by the import and by the settle)."""
 
@@ -18,14 +19,9 @@ from core.roles import seller_of
 from ledger import selectors
 from ledger.api.serializers import idempotency_key_from
 from ledger.csv_export import csv_lines, started
+from ledger.errors import BatchFileRefusedError, BatchFileTooLargeError
 from ledger.models import ChargeBatch
-from ledger.services.batches import (
-    BatchFileRefusedError,
-    BatchFileTooLargeError,
-    batch_max_bytes,
-    batch_results,
-    batch_upload,
-)
+from ledger.services.batch_upload import batch_max_bytes, batch_upload
 
 # Multipart framing around the file: boundaries, part headers, the file name.
 _MULTIPART_OVERHEAD = 64 * 1024
@@ -172,7 +168,7 @@ class ChargeBatchResultsApi(_BatchScopedMixin, GenericAPIView):
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request, pk):
         batch = self.get_object()
-        header, rows = batch_results(batch=batch)
+        header, rows = selectors.batch_results(batch=batch)
         response = StreamingHttpResponse(started(csv_lines(header, rows)), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="charge-batch-{batch.pk}-results.csv"'
         return response

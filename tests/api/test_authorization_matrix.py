@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 
 from core.services import api_key_issue
 from ledger.models import Charge
-from ledger.services.batches import batch_import_run, batch_upload
+from ledger.services.batch_import import batch_import_run
+from ledger.services.batch_upload import batch_upload
 from ledger.services.charges import charge_submit
 from ledger.services.deposits import deposit_request
 from tests.api.helpers import assert_error, bearer

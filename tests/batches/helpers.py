@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import close_old_connections
 
 from ledger.models import ChargeBatch
-from ledger.services.batches import batch_import_run
+from ledger.services.batch_import import batch_import_run
 
 
 def phone(n: int) -> str:

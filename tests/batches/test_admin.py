@@ -3,7 +3,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from ledger.services.batches import batch_import_run
+from ledger.services.batch_import import batch_import_run
 from tests.batches.helpers import csv_bytes, phone, upload, writes
 from tests.factories import client_for, make_admin, make_seller
 

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from ledger.fulfilment.service import fulfil_charges
 from ledger.models import Charge, ChargeBatch
 from ledger.posting import settle_batch, settle_sellers_batch
-from ledger.services.batches import batch_import_run
+from ledger.services.batch_import import batch_import_run
 from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller
 from tests.batches.helpers import csv_bytes, e164, imported, phone, upload, writes

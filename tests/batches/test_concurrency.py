@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from ledger.models import Charge, ChargeBatch, ChargeBatchFileChunk
-from ledger.services.batches import batch_import_run
+from ledger.services.batch_import import batch_import_run
 from tests.batches.helpers import csv_bytes, phone, upload, wait_batch_status
 from tests.factories import client_for, make_seller
 

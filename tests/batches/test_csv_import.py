@@ -215,7 +215,7 @@ def test_the_import_copy_names_its_columns_from_the_model_and_refuses_to_miss_on
     from django.core.exceptions import ImproperlyConfigured
 
     from ledger.models import Charge
-    from ledger.services.batches import _copy_statement
+    from ledger.services.batch_import import _copy_statement
 
     sql = _copy_statement(
         Charge,

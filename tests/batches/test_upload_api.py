@@ -3,7 +3,7 @@ import pytest
 from ledger.batch_files import CHUNK_BYTES
 from ledger.csv_import import HEAD_BYTES
 from ledger.models import Charge, ChargeBatch, ChargeBatchFileChunk, ChargeBatchRejectedRow
-from ledger.services.batches import batch_import_run
+from ledger.services.batch_import import batch_import_run
 from tests.batches.helpers import csv_bytes, e164, imported, phone, results_rows, upload
 from tests.factories import client_for, make_seller
 from tests.support import assert_ledger_audit

@@ -13,14 +13,11 @@ from tqdm import tqdm
 from core.errors import DomainError
 from core.models import Seller
 from ledger.csv_export import csv_lines
+from ledger.errors import BatchFileRefusedError
 from ledger.models import ChargeBatch
-from ledger.services.batches import (
-    BatchFileRefusedError,
-    batch_import_run,
-    batch_rejection_reason,
-    batch_results,
-    batch_upload,
-)
+from ledger.selectors import batch_rejection_reason, batch_results
+from ledger.services.batch_import import batch_import_run
+from ledger.services.batch_upload import batch_upload
 
 
 class Command(BaseCommand):

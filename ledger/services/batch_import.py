@@ -1,136 +1,40 @@
-"""Charge batch imports: a charge list in, its valid rows queued as ordinary charges in file order.
+"""Charge list imports: the second step, on the import worker (`ledger.import_batch`, on its own
+queue) or in the CLI's process. `batch_import_run` reads the stored file of a `validating` batch,
+validates every row and, in one transaction, COPYs the valid rows into queued charges (in file
+order) and the invalid ones into rejected rows, and flips the batch to `queued` (or `rejected`
+when nothing of it can be queued); the seller's worker is woken after that commit. A run killed
+half way leaves nothing, and a run finding the batch no longer `validating` does nothing:
+re-running after a crash queues every valid row exactly once.
 
-Two steps, two processes. `batch_upload` (the web request, or the CLI) checks what the file's
-first bytes show, stores the file in PostgreSQL and records the batch as `validating`; it never
-parses the whole file. `batch_import_run` (the `ledger.import_batch` task on the import worker's
-own queue, or the CLI in-process) reads the stored file, validates every row and, in one
-transaction, COPYs the valid rows into charges and the invalid ones into rejected rows and flips
-the batch to `queued` (or `rejected` when nothing of it can be queued); the seller's worker is
-woken after that commit. A run killed half way leaves nothing, and a run finding the batch no
-longer `validating` does nothing: re-running after a crash queues every valid row exactly once.
-
-Progress while validating (`ChargeBatchImport`) is written by the import over a second,
-autocommitted connection; outcomes afterwards are counted by the settle (`ledger.posting`).
-Reads only read."""
+Progress while validating (`ChargeBatchImport`) is written over a second, autocommitted
+connection; outcomes afterwards are counted by the settle (`ledger.posting`)."""
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import heapq
 import io
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
-from operator import itemgetter
-from typing import BinaryIO
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.db.models import NOT_PROVIDED
 from django.utils import timezone
-from rest_framework import status
 
-from core.errors import DomainError
-from core.models import Seller
 from ledger import events
-from ledger.batch_files import batch_file_delete, batch_file_open, batch_file_store
-from ledger.csv_import import NO_DATA_ROWS, ChargeListReader, FileRefusedError, RowError, check_head
-from ledger.errors import SellerInactiveError
+from ledger.batch_files import batch_file_delete, batch_file_open
+from ledger.csv_import import NO_DATA_ROWS, ChargeListReader, FileRefusedError, RowError
 from ledger.models import Charge, ChargeBatch, ChargeBatchImport, ChargeBatchRejectedRow
-from ledger.services.idempotency import create_once
 
 logger = logging.getLogger(__name__)
 
 CHUNK_ROWS = 10_000
 MAX_REPORTED_ERRORS = 100
 
-
-class BatchFileRefusedError(DomainError):
-    """Nothing of the file was stored: its first bytes show it cannot be a charge list."""
-
-    code = "invalid"
-    http_status = status.HTTP_400_BAD_REQUEST
-    default_detail = "The file cannot be imported."
-
-
-class BatchFileTooLargeError(DomainError):
-    code = "file_too_large"
-    http_status = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The file is too large."
-
-
 ProgressCallback = Callable[[int, int], None]  # (rows read, bytes read)
-
-
-def batch_max_bytes() -> int:
-    return settings.LEDGER_BATCH_MAX_BYTES
-
-
-# --- Upload ----------------------------------------------------------------------------------
-
-
-def batch_upload(
-    *,
-    seller: Seller,
-    file: BinaryIO,
-    filename: str = "",
-    idempotency_key: str | None = None,
-    created_by=None,
-    start_import: bool = True,
-) -> tuple[ChargeBatch, bool]:
-    """Store a charge list as a `validating` batch and (after commit) start its import. Returns
-    (batch, created): the same key with the same bytes returns the original batch; with other
-    bytes it is refused. `start_import=False` leaves the import to the caller (the CLI runs it
-    in-process). Raises BatchFileTooLargeError, BatchFileRefusedError, IdempotencyKeyReusedError."""
-    if not seller.user.is_active:
-        raise SellerInactiveError()
-    size = _size_of(file)
-    if size > batch_max_bytes():
-        raise BatchFileTooLargeError(f"The file is {size} bytes; the limit is {batch_max_bytes()} bytes.")
-    started = time.monotonic()
-    # The content hash is the request's fingerprint: a retried upload of the same bytes under the
-    # same key is recognised without storing or parsing it again.
-    fingerprint = _sha256(file)
-    try:
-        check_head(file, size=size)
-    except FileRefusedError as exc:
-        raise BatchFileRefusedError(exc.message) from exc
-
-    with transaction.atomic():
-        batch, created = create_once(
-            model=ChargeBatch,
-            seller_id=seller.pk,
-            key=idempotency_key,
-            fingerprint_=fingerprint,
-            create=lambda: ChargeBatch.objects.create(
-                seller=seller,
-                filename=filename[:255],
-                status=ChargeBatch.Status.VALIDATING,
-                idempotency_key=idempotency_key,
-                request_fingerprint=fingerprint,
-                file_size=size,
-                created_by=created_by,
-            ),
-        )
-        if not created:
-            return batch, False
-        ChargeBatchImport.objects.create(batch=batch, seen_at=timezone.now())
-        batch_file_store(batch_id=batch.pk, file=file)
-        if start_import:
-            events.batch_uploaded(batch_id=batch.pk)
-    logger.info(
-        "charge batch %s stored: %s bytes in %.2fs",
-        batch.pk,
-        size,
-        time.monotonic() - started,
-        extra={"event": "batch.stored", "batch_id": batch.pk, "seller_id": seller.pk, "bytes": size},
-    )
-    return batch, True
 
 
 def batch_imports_stalled(*, older_than_seconds: float) -> list[int]:
@@ -144,9 +48,6 @@ def batch_imports_stalled(*, older_than_seconds: float) -> list[int]:
             [now, now - timedelta(seconds=older_than_seconds)],
         )
         return sorted(row[0] for row in cursor.fetchall())
-
-
-# --- Import ----------------------------------------------------------------------------------
 
 
 def _copy_statement(model: type[models.Model], field_names: tuple[str, ...]) -> str:
@@ -324,17 +225,6 @@ def _announce_rejected(batch: ChargeBatch) -> None:
     events.batch_completed(seller_id=batch.seller_id, batch_id=batch.pk, status=batch.status, succeeded=0, failed=0)
 
 
-def batch_rejection_reason(batch: ChargeBatch) -> str:
-    """One sentence for a `rejected` batch: why nothing of it was queued."""
-    first = batch.errors[0] if batch.errors else None
-    if first is None or first["field"] == "file":
-        return first["message"] if first else "The file cannot be imported."
-    return (
-        f"None of the {batch.invalid_rows} rows is valid; nothing was queued. First error: line {first['line']}, "
-        f"{first['field']}: {first['message']}"
-    )
-
-
 class _ProgressWriter:
     """Rows read and the import's sign of life (`ChargeBatchImport`), written over a connection of
     its own in autocommit, so a GET sees them while the import's transaction is still open. The
@@ -374,69 +264,3 @@ def _flush(cursor, buffer: io.StringIO, sql: str) -> None:
     cursor.copy_expert(sql, buffer)
     buffer.seek(0)
     buffer.truncate()
-
-
-def _size_of(file: BinaryIO) -> int:
-    size = getattr(file, "size", None)
-    if size is not None:
-        return size
-    try:
-        return os.fstat(file.fileno()).st_size
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        position = file.seek(0, os.SEEK_END)
-        file.seek(0)
-        return position
-
-
-def _sha256(file: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    file.seek(0)
-    for chunk in iter(lambda: file.read(1 << 20), b""):
-        digest.update(chunk)
-    file.seek(0)
-    return digest.hexdigest()
-
-
-# --- Results ---------------------------------------------------------------------------------
-
-
-RESULT_COLUMNS = ["charge_id", "status", "failure_code", "balance_after", "line", "error"]
-# Two index-ordered reads merged here: PostgreSQL would sort a UNION ALL of a million rows before
-# sending the first one.
-_RESULT_CHARGES = """
-    SELECT batch_line, phone_number, amount, reference, id, status, failure_code, balance_after, NULL
-      FROM ledger_charge WHERE batch_id = %s ORDER BY batch_line
-"""
-_RESULT_REJECTED = """
-    SELECT line, phone_number, amount, reference, NULL, 'invalid', NULL, NULL, error
-      FROM ledger_chargebatchrejectedrow WHERE batch_id = %s ORDER BY line
-"""
-
-
-def batch_results(*, batch: ChargeBatch) -> tuple[list[str], Iterator[tuple]]:
-    """The results file's header and rows: the input columns in the input's order, then the
-    outcome, one row per input row in file order (rejected rows as `invalid` with their error).
-    Valid rows show the phone number as charged (E.164). Streams from server-side cursors inside
-    one read-only transaction, so memory stays flat and both reads see the same moment."""
-    header = list(batch.columns) + RESULT_COLUMNS
-    positions = {"phone_number": 1, "amount": 2, "reference": 3}
-    picks = [positions[name] for name in batch.columns]
-
-    def read(sql: str) -> Iterator[tuple]:
-        with connection.chunked_cursor() as cursor:
-            cursor.execute(sql, [batch.pk])
-            while records := cursor.fetchmany(2000):
-                yield from records
-
-    def rows() -> Iterator[tuple]:
-        outermost = not connection.in_atomic_block
-        with transaction.atomic():
-            if outermost:
-                with connection.cursor() as cursor:
-                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            merged = heapq.merge(read(_RESULT_CHARGES), read(_RESULT_REJECTED), key=itemgetter(0))
-            for record in merged:
-                line, charge_id, state, failure, balance_after, error = record[0], *record[4:]
-                yield (*(record[i] for i in picks), charge_id, state, failure, balance_after, line, error)
-
-    return header, rows()
