@@ -8,7 +8,8 @@ in that transaction, so its rows commit or roll back with the change (the notifi
 one that delivers later registers an on_commit callback (the workers' wake-ups, the provider
 sends). Settings wire the apps together; `ledger.E001` refuses a missing or unknown event.
 
-`intents_settled` is on the settle's hot path: once per batch, never per intent."""
+`intents_recorded` runs once per charge POST and `intents_settled` once per settle batch: each
+function loops over its subscribers itself, with no `**kwargs` helper between them on that path."""
 
 from collections.abc import Callable
 from datetime import datetime
@@ -31,17 +32,20 @@ EVENTS = (
 
 def intents_recorded(*, seller_id: int) -> None:
     """Charges or an approved deposit wait for the seller's settle (wake the seller up)."""
-    _tell("intents_recorded", seller_id=seller_id)
+    for subscriber in _subscribers("intents_recorded"):
+        subscriber(seller_id=seller_id)
 
 
 def batch_uploaded(*, batch_id: int) -> None:
     """A charge list is stored as a `validating` batch (start its import)."""
-    _tell("batch_uploaded", batch_id=batch_id)
+    for subscriber in _subscribers("batch_uploaded"):
+        subscriber(batch_id=batch_id)
 
 
 def charges_reserved(*, charge_ids: list[int]) -> None:
     """The settle placed these charges' holds (send them to the provider)."""
-    _tell("charges_reserved", charge_ids=charge_ids)
+    for subscriber in _subscribers("charges_reserved"):
+        subscriber(charge_ids=charge_ids)
 
 
 def intents_settled(*, now: datetime, intents: list[tuple], balances: list[tuple]) -> None:
@@ -49,21 +53,19 @@ def intents_settled(*, now: datetime, intents: list[tuple], balances: list[tuple
     balance after, failure code) in the order applied, type one of `charge.succeeded`,
     `charge.failed`, `deposit.approved`; `balances`: (seller id, balance before, balance after)
     of each seller the batch changed."""
-    _tell("intents_settled", now=now, intents=intents, balances=balances)
+    for subscriber in _subscribers("intents_settled"):
+        subscriber(now=now, intents=intents, balances=balances)
 
 
 def batch_completed(*, seller_id: int, batch_id: int, status: str, succeeded: int, failed: int) -> None:
     """A charge batch reached its final status (`completed`, or `rejected` by its import)."""
-    _tell("batch_completed", seller_id=seller_id, batch_id=batch_id, status=status, succeeded=succeeded, failed=failed)
+    for subscriber in _subscribers("batch_completed"):
+        subscriber(seller_id=seller_id, batch_id=batch_id, status=status, succeeded=succeeded, failed=failed)
 
 
 def deposit_rejected(*, seller_id: int, deposit_id: int, amount: int, reason: str) -> None:
-    _tell("deposit_rejected", seller_id=seller_id, deposit_id=deposit_id, amount=amount, reason=reason)
-
-
-def _tell(event: str, **facts) -> None:
-    for subscriber in _subscribers(event):
-        subscriber(**facts)
+    for subscriber in _subscribers("deposit_rejected"):
+        subscriber(seller_id=seller_id, deposit_id=deposit_id, amount=amount, reason=reason)
 
 
 @cache
