@@ -5,7 +5,8 @@ from django.contrib import admin
 
 class ReadOnlyAdminMixin:
     """View only: no add, change or delete from the admin, whatever the user's permissions.
-    Balances, entries and intents change only through the services and the posting code."""
+    What these admins show changes only through each app's services (balances, entries and
+    intents only through the ledger's posting code)."""
 
     def has_add_permission(self, request) -> bool:
         return False
