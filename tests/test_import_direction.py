@@ -6,16 +6,15 @@ module imports the benchmark, the tests or the development launcher. Read from t
 import ast
 from pathlib import Path
 
-import pytest
 from django.apps import apps
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The apps of this project, lowest first: each may import only those before it. The notifications
-# sit beside the ledger: they may read it, the ledger never imports them and tells them (and the
-# workers) about its events through `ledger.events` and the subscribers the settings name. Any
-# app may import a package of the project that is not an app (the settings, the sandbox).
-LAYERS = ["core", "ledger", "notifications", "workers", "ops", "devstack"]
+# The apps of this project, lowest first: each may import only those before it. The catalog and
+# the notifications sit beside the ledger: they may read it, the ledger never imports them and
+# tells the notifications (and the workers) about its events through `ledger.events` and the
+# subscribers the settings name. Any app may import a package of the project that is not an app.
+LAYERS = ["core", "ledger", "catalog", "notifications", "workers", "ops", "devstack"]
 MAY_IMPORT = {app: set(LAYERS[:index]) for index, app in enumerate(LAYERS)}
 # What deployed code never imports: the benchmark, the tests and the development launcher.
 NOT_DEPLOYED = {"bench", "tests", "conftest", "devstack"}
@@ -61,11 +60,6 @@ def test_apps_import_only_the_apps_below_them():
     assert wrong == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="provider_sandbox/process.py runs on bench.processes until the process supervisor leaves workers/ "
-    "and bench/ for a package of its own (devstack/): remove this mark then",
-)
 def test_no_deployed_module_imports_the_benchmark_the_tests_or_the_launcher():
     deployed = _first_party() - NOT_DEPLOYED
     wrong = [
