@@ -199,6 +199,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "StaffRoleEnum": "core.api.serializers.ROLE_CHOICES",
         "RoleEnum": "core.api.serializers.ALL_ROLE_CHOICES",
+        # Entries and products both have a `kind`: the entries' keeps the name clients were generated with.
+        "KindEnum": "ledger.models.Entry.Kind",
     },
 }
 
