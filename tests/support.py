@@ -216,6 +216,19 @@ def settle_through_provider(seller_id: int) -> None:
     settle_seller(seller_id=seller_id)
 
 
+def settle_until_final(seller_id: int, timeout: float = 20.0) -> None:
+    """`settle_through_provider` until none of the seller's charges is open. The session's shard
+    and fulfilment workers, once started, take committed charges too: one of them may hold a charge
+    mid-send when this process finds nothing left to claim."""
+    deadline = time.monotonic() + timeout
+    while True:
+        settle_through_provider(seller_id)
+        if not Charge.objects.filter(seller_id=seller_id, stage__in=[*Charge.OPEN_STAGES, "queued"]).exists():
+            return
+        assert time.monotonic() < deadline, "the seller's charges were not settled in time"
+        time.sleep(0.2)
+
+
 def assert_ledger_audit(seller_id: int | None = None) -> None:
     """The management command itself: it raises CommandError on any breach."""
     args = ["--seller", str(seller_id)] if seller_id is not None else []

@@ -12,7 +12,7 @@ from ledger.audit import audit_ledger_incremental
 from ledger.models import Account, AuditCheckpoint, Charge, Deposit, Entry
 from ledger.services.charges import charge_submit
 from tests.factories import make_admin, make_seller, request_and_approve
-from tests.support import assert_ledger_audit, settle_through_provider
+from tests.support import assert_ledger_audit, settle_until_final
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,7 +22,7 @@ PHONE = "+989121234567"
 def _sell(seller, *amounts: int) -> None:
     for amount in amounts:
         charge_submit(seller_id=seller.pk, phone_number=PHONE, amount=amount)
-    settle_through_provider(seller.pk)
+    settle_until_final(seller.pk)
 
 
 def _funded_seller(admin, *amounts: int):
