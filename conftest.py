@@ -18,7 +18,7 @@ def broker(django_db_setup):
 def session_sandbox(tmp_path_factory):
     """The sandbox provider every charge of the session is sent to, in this process (the tests'
     in-process fulfilment) and in the workers the tests start (tests/support.py passes it on)."""
-    from ledger.providers import get_provider
+    from providers import get_provider
 
     logs = tmp_path_factory.mktemp("sandbox")
     process = SandboxProcess(logs, db=logs / "sandbox.db", **sandbox_options()).start()

@@ -74,7 +74,7 @@ def main() -> None:
 
     from catalog.services.sync import catalog_sync
     from devstack.sandbox import SandboxProcess
-    from ledger.providers.dtone import DTOneProvider
+    from providers.dtone import DTOneProvider
 
     with connection.cursor() as cursor:
         cursor.execute(

@@ -228,7 +228,7 @@ LAYERS = {
     "throttle (Redis)": ("rest_framework/views.py", "check_throttles"),
     "parsing": ("rest_framework/request.py", "_load_data_and_files"),
     "validation": ("rest_framework/serializers.py", "is_valid"),
-    "phone parsing": ("ledger/charge_rules.py", "normalize_phone"),
+    "phone parsing": ("core/charge_rules.py", "normalize_phone"),
     "charge_submit": ("ledger/services/charges.py", "charge_submit"),
     "the insert": ("core/db/prepared.py", "execute"),
     "wake-up (Redis)": ("ledger/events.py", "intents_recorded"),

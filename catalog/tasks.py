@@ -13,8 +13,8 @@ from django.db import InterfaceError, OperationalError, transaction
 
 from catalog.services.lookups import number_lookup_record
 from catalog.services.sync import catalog_sync
-from ledger.providers import get_provider
-from ledger.providers.base import ProviderError
+from providers import get_provider
+from providers.base import ProviderError
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The file is never held whole: bytes are decoded incrementally (UTF-8, a BOM tolerated), each
 physical line is bounded, and rows are yielded as they are read, so memory stays flat from ten
-rows to millions. A row is validated with the rules of a single charge (`ledger.charge_rules`)."""
+rows to millions. A row is validated with the rules of a single charge (`core.charge_rules`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ledger import charge_rules
-from ledger.charge_rules import normalize_phone
+from core import charge_rules
+from core.charge_rules import normalize_phone
 
 REQUIRED_COLUMNS = ("phone_number", "amount")
 OPTIONAL_COLUMNS = ("reference",)

@@ -114,7 +114,7 @@ def fulfilment_report() -> dict:
     breaker that is open explains reserved charges that wait (held, not lost)."""
     from ledger.fulfilment.gate import gate_for
     from ledger.fulfilment.reconcile import open_charges_report
-    from ledger.providers import get_provider
+    from providers import get_provider
 
     provider = get_provider()
     return {"provider": provider.name, **open_charges_report(), "gate": gate_for(provider.name).snapshot()}

@@ -3,4 +3,4 @@
 record in SQLite. docs/provider.md describes the options, the magic numbers and the API.
 
 Plain standard library plus uvicorn and standardwebhooks, no Django: the ledger talks to it over
-HTTP only (ledger/providers/dtone.py), as it will to the real provider."""
+HTTP only (providers/dtone.py), as it will to the real provider."""

@@ -297,7 +297,7 @@ def _fulfilment_idle() -> bool:
     breaker or a Retry-After holds sends back, they are merely waiting, and sending them again
     would only pile duplicate tasks (each a no-op, after its claim) in front of new charges."""
     from ledger.fulfilment.gate import gate_for
-    from ledger.providers import get_provider
+    from providers import get_provider
     from workers.broker import broker_client, queue_depths
     from workers.routing import FULFIL_QUEUE
 

@@ -4,7 +4,7 @@ prices many products at once), so the schema still names every field."""
 from rest_framework import serializers
 
 from catalog.models import Operator, PriceRule, Quote, RuleMethod
-from ledger.fields import AmountField, PhoneNumberField
+from core.fields import AmountField, PhoneNumberField
 
 
 class CountryOutput(serializers.Serializer):

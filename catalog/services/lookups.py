@@ -7,7 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from catalog.models import NumberLookup, Operator
-from ledger.providers.base import Provider
+from providers.base import Provider
 
 
 def number_lookup_record(*, provider: Provider, msisdn: str) -> NumberLookup:

@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.models import Country, NumberingPrefix, Operator, Product, ProductVersion
-from ledger.providers.base import CatalogOperator, CatalogProduct, Provider, UnreadableProduct
+from providers.base import CatalogOperator, CatalogProduct, Provider, UnreadableProduct
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 import django_filters
 
 from core.api.filters import DateTimeFilter, IdFilter
-from ledger.fields import normalize_phone
+from core.fields import normalize_phone
 from ledger.models import Charge, Deposit, Entry
 
 

@@ -14,8 +14,8 @@ from core.errors import DomainError
 from ledger.charge_lifecycle import Answer
 from ledger.fulfilment.identity import mismatch
 from ledger.fulfilment.service import asked_by_external_id, record_answers, record_mismatches
-from ledger.providers import get_provider
-from ledger.providers.base import InvalidCallback, Outcome
+from providers import get_provider
+from providers.base import InvalidCallback, Outcome
 
 
 class InvalidCallbackError(DomainError):

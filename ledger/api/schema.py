@@ -5,7 +5,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 
 
 class AmountFieldExtension(OpenApiSerializerFieldExtension):
-    target_class = "ledger.fields.AmountField"
+    target_class = "core.fields.AmountField"
 
     def map_serializer_field(self, auto_schema, direction):
         return {

@@ -3,13 +3,13 @@ from functools import cache
 from rest_framework import serializers
 
 from core.api.serializers import ALL_ROLE_CHOICES
-from core.models import Seller
-from ledger.api import schema as _schema  # noqa: F401  (registers the OpenAPI extensions)
-from ledger.charge_rules import (
+from core.charge_rules import (
     REFERENCE_MAX_LENGTH,
     is_valid_idempotency_key,  # noqa: F401  (imported from here by the charge POST)
 )
-from ledger.fields import AmountField, PhoneNumberField
+from core.fields import AmountField, PhoneNumberField
+from core.models import Seller
+from ledger.api import schema as _schema  # noqa: F401  (registers the OpenAPI extensions)
 from ledger.models import Charge, Deposit, Entry
 
 

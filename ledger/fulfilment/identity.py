@@ -21,7 +21,7 @@ from functools import cache
 from django.conf import settings
 from django.db import connection
 
-from ledger.providers.base import LookupResult, Outcome, SubmitResult
+from providers.base import LookupResult, Outcome, SubmitResult
 
 
 def new_token() -> str:

@@ -28,8 +28,8 @@ from ledger.fulfilment.gate import gate_for
 from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
 from ledger.fulfilment.service import asked_by_external_id, record_answers, record_mismatches, request_pool
 from ledger.models import Charge
-from ledger.providers import get_provider
-from ledger.providers.base import LookupResult, Outcome, ProviderError
+from providers import get_provider
+from providers.base import LookupResult, Outcome, ProviderError
 
 logger = logging.getLogger(__name__)
 

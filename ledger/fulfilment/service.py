@@ -9,7 +9,7 @@ A charge is claimed for sending (`reserved` -> `submitted`, committed) before it
 and its external id (ledger/fulfilment/identity.py) is fixed on it then, so every retry, lookup and
 callback names the same transaction and a provider that honours the id never tops up twice. An
 answer is checked against what we asked before anything is recorded. What happens next follows
-the adapter's answer (ledger/providers/base.py):
+the adapter's answer (providers/base.py):
 - succeeded / failed: recorded, the seller's settle is woken;
 - pending: left `submitted`; a callback or the reconciler's lookup brings the final answer;
 - unknown (the request may have been processed): `unknown`; never released blindly, never resent
@@ -36,8 +36,8 @@ from ledger import events
 from ledger.charge_lifecycle import Answer
 from ledger.fulfilment.gate import gate_for
 from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
-from ledger.providers import get_provider
-from ledger.providers.base import LookupResult, Outcome, SubmitResult
+from providers import get_provider
+from providers.base import LookupResult, Outcome, SubmitResult
 
 logger = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ def charge_submit(
     original charge, with another request raises IdempotencyKeyReusedError.
 
     Takes no lock and reads no balance: whether it succeeds is decided by the worker.
-    `phone_number` must already be normalized to E.164 (`ledger.fields`). Raises
+    `phone_number` must already be normalized to E.164 (`core.fields`). Raises
     SellerInactiveError, recording nothing, when the seller's user is not active."""
     request_fingerprint = fingerprint({"phone_number": phone_number, "amount": amount, "reference": reference})
     created_at = timezone.now()

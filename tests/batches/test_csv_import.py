@@ -129,7 +129,7 @@ def test_unusable_files_are_refused_as_a_whole(content, message):
 def test_fast_phone_path_agrees_with_the_general_parser(region, settings):
     import random
 
-    from ledger.charge_rules import normalize_phone, normalize_phone_by_parser
+    from core.charge_rules import normalize_phone, normalize_phone_by_parser
 
     settings.PHONE_DEFAULT_REGION = region
     rng = random.Random(region)

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from catalog.services.sync import catalog_sync
-from ledger.providers import get_provider
 from provider_sandbox.catalog import SHIPPED
+from providers import get_provider
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from catalog.errors import NoOperatorError
 from catalog.models import NumberingPrefix, NumberLookup, Operator
 from catalog.selectors import operator_for_number
 from catalog.services.lookups import number_lookup_record
-from ledger.providers import get_provider
+from providers import get_provider
 from tests.factories import client_for, make_seller
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from catalog.models import NumberingPrefix, Operator
 from catalog.selectors import operator_for_number
 from catalog.services.prefixes import prefixes_load
 from catalog.services.sync import catalog_sync
-from ledger.providers import get_provider
+from providers import get_provider
 
 pytestmark = pytest.mark.django_db
 

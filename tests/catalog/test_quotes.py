@@ -119,7 +119,7 @@ def test_a_quote_keeps_the_version_it_was_priced_on_across_a_sync(safaricom, shi
     import copy
 
     from catalog.services.sync import catalog_sync
-    from ledger.providers import get_provider
+    from providers import get_provider
 
     client = client_for(make_seller().user)
     product = _fixed(safaricom)

@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from catalog.models import Country, NumberingPrefix, Operator, Product, ProductVersion
 from catalog.services.sync import catalog_sync
-from ledger.providers import get_provider
+from providers import get_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -85,7 +85,7 @@ def test_second_sync_versions_a_changed_price_and_withdraws_a_removed_product(sy
 
 
 def test_a_sync_that_cannot_read_the_provider_changes_nothing(synced, session_sandbox, settings):
-    from ledger.providers.base import ProviderError
+    from providers.base import ProviderError
 
     session_sandbox.configure(down=True)
     try:

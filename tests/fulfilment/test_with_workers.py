@@ -11,7 +11,7 @@ from django.db import close_old_connections
 
 from ledger.fulfilment.gate import gate_for
 from ledger.models import Account, Charge
-from ledger.providers import get_provider
+from providers import get_provider
 from tests.factories import client_for, make_admin, make_seller, request_and_approve
 from tests.support import assert_ledger_audit, wait_settled
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ledger.providers.dtone import DTOneProvider
+from providers.dtone import DTOneProvider
 from tests.support import SANDBOX_DEFAULTS as DEFAULTS
 from tests.support import SANDBOX_SECRET as SECRET
 from tests.support import sandbox_options  # noqa: F401  (the tests build their own sandboxes with it)

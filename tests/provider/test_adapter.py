@@ -11,9 +11,9 @@ import requests
 
 from devstack.processes import free_port
 from devstack.sandbox import SandboxProcess
-from ledger.providers import get_provider
-from ledger.providers.base import InvalidCallback, Outcome, ProviderError
-from ledger.providers.dtone import DTOneProvider
+from providers import get_provider
+from providers.base import InvalidCallback, Outcome, ProviderError
+from providers.dtone import DTOneProvider
 from tests.provider.conftest import HANG_SECONDS, PENDING_SECONDS, msisdn, sandbox_options
 
 

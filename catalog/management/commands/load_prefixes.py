@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog.services.prefixes import prefixes_load
-from ledger.providers import get_provider
+from providers import get_provider
 
 
 class Command(BaseCommand):

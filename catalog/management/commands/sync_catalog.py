@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from catalog.services.sync import catalog_sync
-from ledger.providers import get_provider
-from ledger.providers.base import ProviderError
+from providers import get_provider
+from providers.base import ProviderError
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime, parse_duration
 
 from ledger.fulfilment.reconcile import provider_window
-from ledger.providers.base import ProviderError
+from providers.base import ProviderError
 
 
 def _moment(value: str):

@@ -1,5 +1,5 @@
 """The adapter for a DT One-shaped HTTP API (the sandbox's, provider_sandbox/; docs/provider.md).
-Which answer means which Outcome, and why, is in ledger/providers/base.py."""
+Which answer means which Outcome, and why, is in providers/base.py."""
 
 import json
 import logging
@@ -14,8 +14,8 @@ from standardwebhooks.webhooks import Webhook
 from urllib3.exceptions import ConnectTimeoutError
 
 from core.http import retry_after_seconds
-from ledger.providers import dtone_catalog
-from ledger.providers.base import (
+from providers import dtone_catalog
+from providers.base import (
     FAILURE_CODES,
     CatalogCountry,
     CatalogOperator,

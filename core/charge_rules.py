@@ -1,6 +1,6 @@
 """What makes a charge valid, written once.
 
-The API's fields (`ledger/fields.py`) and the CSV row parser (`ledger/csv_import.py`) both ask
+The API's fields (`core/fields.py`) and the CSV row parser (`ledger/csv_import.py`) both ask
 here, so a row accepted in a charge list is exactly a body the charge POST accepts, with the same
 messages. Plain functions of plain values: no DRF, no models."""
 

@@ -1,5 +1,5 @@
 """Reading DT One DVS catalog objects (products, operators, countries, lookups) into the provider
-interface's terms (ledger/providers/base.py). Amounts arrive in major units with decimals and
+interface's terms (providers/base.py). Amounts arrive in major units with decimals and
 leave as integers of the smallest unit (core/currencies.py); a product this cannot read exactly
 becomes an UnreadableProduct with the reason, never a guess. Our reading of DVS's shapes, and
 every assumption in it: docs/provider.md, "The catalog"."""
@@ -7,7 +7,7 @@ every assumption in it: docs/provider.md, "The catalog"."""
 from decimal import ROUND_CEILING, Decimal
 
 from core.currencies import UnknownCurrency, rate_to_minor, to_minor
-from ledger.providers.base import CatalogCountry, CatalogOperator, CatalogProduct, NumberOperator, UnreadableProduct
+from providers.base import CatalogCountry, CatalogOperator, CatalogProduct, NumberOperator, UnreadableProduct
 
 FIXED_TYPES = ("FIXED_VALUE_RECHARGE", "FIXED_VALUE_PIN_PURCHASE")
 RANGED_TYPES = ("RANGED_VALUE_RECHARGE",)

@@ -4,8 +4,8 @@ from functools import cache
 
 from django.conf import settings
 
-from ledger.providers.base import Provider
-from ledger.providers.dtone import DTOneProvider
+from providers.base import Provider
+from providers.dtone import DTOneProvider
 
 
 @cache

@@ -1,11 +1,11 @@
 """Input fields with the contract's strict rules (money is an integer, phones are mobiles). The
-rules themselves are `ledger.charge_rules`, which the CSV import applies too."""
+rules themselves are `core.charge_rules`, which the CSV import applies too."""
 
 from django.conf import settings
 from rest_framework import serializers
 
-from ledger import charge_rules
-from ledger.charge_rules import normalize_phone  # noqa: F401  (the API's filters import it from here)
+from core import charge_rules
+from core.charge_rules import normalize_phone  # noqa: F401  (the API's filters import it from here)
 
 
 class AmountField(serializers.Field):
