@@ -29,6 +29,22 @@ def session_sandbox(tmp_path_factory):
     process.stop()
 
 
+@pytest.fixture(autouse=True)
+def house_catalog(request):
+    """Every test that uses the database sells from the house catalog (devstack/house_catalog.py):
+    loaded in the test's own transaction, or again after a transactional test's flush."""
+    uses_db = request.node.get_closest_marker("django_db") is not None or bool(
+        {"db", "transactional_db", "live_server"} & set(request.fixturenames)
+    )
+    if not uses_db:
+        return
+    from devstack.house_catalog import house_catalog_loaded, load_house_catalog
+
+    request.getfixturevalue("db")  # the database as the test asked for it (transactional wins)
+    if not house_catalog_loaded():
+        load_house_catalog()
+
+
 @pytest.fixture(scope="session")
 def shard_workers(session_sandbox, django_db_setup, django_db_blocker, broker, tmp_path_factory):
     """Real `celery worker` processes (the production command) consuming every shard, and beat."""

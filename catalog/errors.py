@@ -30,6 +30,19 @@ class AmountNotOfferedError(DomainError):
     default_detail = "This product does not sell this amount."
 
 
+class NoProductError(DomainError):
+    """No airtime product of the number's operator sells this amount; the body lists what would:
+    `amounts` (fixed denominations) and `ranges` (`min`, `max`, `step`), in `destination_currency`."""
+
+    code = "no_product"
+    default_detail = "No product of this number's operator sells this amount."
+
+
+class ProductRequiredError(DomainError):
+    code = "product_required"
+    default_detail = "Name a product, or an amount to find the product that sells it."
+
+
 class NoPriceError(DomainError):
     code = "no_price"
     default_detail = "This product has no price for you now."

@@ -265,8 +265,8 @@ class PriceRule(models.Model):
 
 class Quote(models.Model):
     """A price locked for one seller, number and product version until `expires_at`. A charge
-    will consume it at most once (`used_at`, `charge`: set by the charge integration, one
-    conditional update)."""
+    uses it at most once: one conditional update sets `used_at`, and the charge's `quote` is
+    unique."""
 
     seller = models.ForeignKey("core.Seller", on_delete=models.PROTECT, related_name="quotes")
     msisdn = models.CharField(max_length=16)
@@ -279,19 +279,12 @@ class Quote(models.Model):
     currency = models.CharField(max_length=3)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
-    used_at = models.DateTimeField(null=True, blank=True)
-    charge = models.OneToOneField(
-        "ledger.Charge", on_delete=models.PROTECT, null=True, blank=True, related_name="quote"
-    )
+    used_at = models.DateTimeField(null=True, blank=True)  # the charge that used it: `charge` (ledger.Charge.quote)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
                 condition=Q(price__gt=0, destination_amount__gt=0, cost__gte=0), name="quote_amounts"
-            ),
-            models.CheckConstraint(
-                condition=Q(used_at__isnull=True, charge__isnull=True) | Q(used_at__isnull=False),
-                name="quote_charge_only_when_used",
             ),
         ]
         indexes = [models.Index(fields=["seller", "created_at"], name="quote_seller_created_idx")]

@@ -19,6 +19,8 @@ IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 BLANK = "This field may not be blank."
 PHONE_INVALID = "Enter a valid mobile phone number."
+ID_INVALID = "Must be an id: a positive integer."
+_MAX_ID = 2**63 - 1
 REFERENCE_TOO_LONG = f"Ensure this field has no more than {REFERENCE_MAX_LENGTH} characters."
 # Keyed by the codes DRF's `Field.fail` uses; `max_value` takes the configured maximum.
 AMOUNT_MESSAGES = {
@@ -44,6 +46,14 @@ def amount_problem(value: int) -> str | None:
 
 def amount_message(problem: str) -> str:
     return AMOUNT_MESSAGES[problem].format(max_value=settings.LEDGER_MAX_AMOUNT)
+
+
+def id_from_text(text: str) -> int | None:
+    """A CSV cell naming a catalog object by id (ASCII digits), or None when it is not one."""
+    text = text.strip()
+    if not text.isascii() or not text.isdecimal() or len(text) > 19 or not 0 < int(text) <= _MAX_ID:
+        return None
+    return int(text)
 
 
 def amount_from_text(text: str) -> tuple[int | None, str | None]:

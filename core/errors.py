@@ -15,8 +15,9 @@ class DomainError(Exception):
     http_status = status.HTTP_400_BAD_REQUEST
     default_detail = "The request could not be completed."
 
-    def __init__(self, detail: str | None = None):
+    def __init__(self, detail: str | None = None, **extra):
         self.detail = detail or self.default_detail
+        self.extra = extra  # more of the contract's body for this code (e.g. the amounts that would work)
         super().__init__(self.detail)
 
 
@@ -159,7 +160,7 @@ def api_exception_handler(exc, context):
             headers={"Retry-After": str(exc.retry_after)},
         )
     if isinstance(exc, DomainError):
-        return Response({"detail": exc.detail, "code": exc.code}, status=exc.http_status)
+        return Response({"detail": exc.detail, "code": exc.code, **exc.extra}, status=exc.http_status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -3,13 +3,20 @@ through the same services as the API (`deposit_approve` enqueues the seller's wo
 commit). No screen here can add, change or delete a balance, an entry, a charge or a deposit."""
 
 import logging
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
 
 from core.admin_mixins import ReadOnlyAdmin
 from core.errors import DomainError
 from core.roles import Role, role_of
 from ledger.models import Charge, ChargeBatch, Deposit, Entry, ProviderMismatch
+from ledger.reports import MarginRow, margin_report
 from ledger.services.deposits import deposit_approve, deposit_reject
 
 logger = logging.getLogger(__name__)
@@ -85,7 +92,11 @@ class ChargeAdmin(ReadOnlyAdmin):
         "id",
         "seller",
         "phone_number",
+        "product",
+        "destination_amount",
+        "destination_currency",
         "amount",
+        "cost",
         "status",
         "failure_code",
         "balance_after",
@@ -94,8 +105,52 @@ class ChargeAdmin(ReadOnlyAdmin):
         "settled_at",
     )
     list_filter = ("status", "failure_code")
-    list_select_related = ("seller", "batch")
+    list_select_related = ("seller", "batch", "product")
     search_fields = ("=id", "=seller__id", "=phone_number", "=external_id", "reference")
+    change_list_template = "admin/ledger/charge/change_list.html"  # links to the margin chart
+
+    def get_urls(self):
+        margin = path("margin/", self.admin_site.admin_view(self.margin_view), name="ledger_charge_margin")
+        return [margin, *super().get_urls()]
+
+    def margin_view(self, request):
+        """Margin per day over the last `MARGIN_CHART_DAYS` days, as bars (an SVG drawn here) and
+        a table: the margin report's day grouping (ledger/reports.py)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        until = timezone.now()
+        since = (until - timedelta(days=MARGIN_CHART_DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        by_day = {row.key: row for row in margin_report(since=since, until=until, group_by="day")}
+        days = [(since + timedelta(days=n)).date().isoformat() for n in range(MARGIN_CHART_DAYS)]
+        rows = [by_day.get(day) or MarginRow(day, day, 0, 0, 0, 0) for day in days]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Margin per day, last {MARGIN_CHART_DAYS} days ({settings.PLATFORM_CURRENCY})",
+            "opts": self.model._meta,
+            "rows": rows,
+            "bars": _bars(rows),
+            "total": sum(row.margin for row in rows),
+        }
+        return TemplateResponse(request, "admin/ledger/charge/margin.html", context)
+
+
+MARGIN_CHART_DAYS = 30
+_CHART_WIDTH, _CHART_HEIGHT = 720, 200
+
+
+def _bars(rows) -> list[dict]:
+    """One bar per day, scaled to the largest margin (a loss is drawn below the axis)."""
+    largest = max((abs(row.margin) for row in rows), default=0) or 1
+    width = _CHART_WIDTH / len(rows)
+    half = _CHART_HEIGHT / 2
+    bars = []
+    for n, row in enumerate(rows):
+        height = round(half * abs(row.margin) / largest, 1)
+        top = half - height if row.margin >= 0 else half
+        bars.append(
+            {"x": round(n * width + 1, 1), "y": top, "width": round(width - 2, 1), "height": height, "row": row}
+        )
+    return bars
 
 
 @admin.register(ChargeBatch)

@@ -72,6 +72,10 @@ class Answer:
     outcome: str  # SUCCEEDED | FAILED
     failure_code: str | None = None
     provider_reference: str | None = None
+    # What the provider reports it delivered (a success), in the destination currency's smallest
+    # unit, and that currency when it names it (else the one asked for).
+    delivered_amount: int | None = None
+    delivered_currency: str | None = None
 
 
 # -- The settle's moves. `rows` are tuples, one column per array of the statement's `unnest`. Each
@@ -145,12 +149,18 @@ def _execute(cursor, statement: PreparedStatement, params: list, rows: list[tupl
 # Times are `clock_timestamp()`, the time of the statement, whatever transaction it runs in.
 
 
+# What we ask the provider for a charge (ledger.fulfilment.identity.Asked): the top-up's amount is
+# its destination amount (the amount itself on a charge recorded before the catalog), and the
+# provider's id of its product.
+ASKED_COLUMNS = """id, external_id, phone_number, coalesce(destination_amount, amount), created_at,
+    (SELECT p.provider_product_id FROM catalog_product p WHERE p.id = product_id)"""
+
+
 def claim_for_sending(charge_ids: list[int], *, first_check_after: float, external_id_prefix: str) -> list[tuple]:
     """reserved -> submitted, before any request leaves; fixes the external id of each one sent
     for the first time (a charge sent again keeps its own) and schedules its first lookup. Only
     charges still `reserved` are claimed: a redelivered task, or a second one for the same
-    charges, sends nothing twice. Answers (id, external_id, phone_number, amount, created_at) of
-    the claimed ones, by id."""
+    charges, sends nothing twice. Answers the `ASKED_COLUMNS` of the claimed ones, by id."""
     if not charge_ids:
         return []
     with connection.cursor() as cursor:
@@ -159,7 +169,7 @@ def claim_for_sending(charge_ids: list[int], *, first_check_after: float, extern
                    next_check_at = clock_timestamp() + make_interval(secs => %s),
                    external_id = coalesce(external_id, %s || id)
              WHERE id = ANY(%s) AND stage = '{RESERVED}'
-             RETURNING id, external_id, phone_number, amount, created_at""",
+             RETURNING {ASKED_COLUMNS}""",
             [first_check_after, external_id_prefix, list(charge_ids)],
         )
         return sorted(cursor.fetchall())
@@ -220,8 +230,12 @@ def record_answers(answers: list[Answer]) -> list[int]:
         cursor.execute(
             f"""UPDATE ledger_charge AS c SET outcome = u.outcome, outcome_code = nullif(u.code, ''),
                    provider_reference = coalesce(nullif(u.reference, ''), c.provider_reference),
+                   delivered_amount = u.delivered,
+                   delivered_currency = CASE WHEN u.delivered IS NOT NULL
+                                             THEN coalesce(nullif(u.currency, ''), c.destination_currency) END,
                    outcome_at = clock_timestamp(), next_check_at = NULL
-             FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS u(id, outcome, code, reference)
+             FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[])
+                  AS u(id, outcome, code, reference, delivered, currency)
              WHERE c.id = u.id AND c.outcome IS NULL AND c.stage IN {SENT_SQL}
              RETURNING c.seller_id""",
             [
@@ -229,6 +243,8 @@ def record_answers(answers: list[Answer]) -> list[int]:
                 [a.outcome for a in answers],
                 [(a.failure_code or PROVIDER_REJECTED) if a.outcome == FAILED else "" for a in answers],
                 [a.provider_reference or "" for a in answers],
+                [a.delivered_amount if a.outcome == SUCCEEDED else None for a in answers],
+                [a.delivered_currency or "" for a in answers],
             ],
         )
         return [row[0] for row in cursor.fetchall()]

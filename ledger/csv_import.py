@@ -16,7 +16,9 @@ from core import charge_rules
 from core.charge_rules import normalize_phone
 
 REQUIRED_COLUMNS = ("phone_number", "amount")
-OPTIONAL_COLUMNS = ("reference",)
+# `product` and `operator` name what a row sells (a product id, and the number's operator when it
+# is not the one its prefix says); with a product, a fixed one's `amount` may be left blank.
+OPTIONAL_COLUMNS = ("reference", "product", "operator")
 KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 # A real row is well under 1 KB; the bound keeps one newline-free blob from filling memory.
 MAX_LINE_CHARS = 64 * 1024
@@ -54,6 +56,8 @@ class Row:
     phone_number: str | None = None
     amount: int | None = None
     reference: str = ""
+    product: int | None = None
+    operator: int | None = None
     errors: list[RowError] | None = None
 
 
@@ -129,7 +133,7 @@ class ChargeListReader:
         if not self.columns:
             raise FileRefusedError(
                 "The file is empty: expected a header row naming the columns phone_number, amount "
-                "and optionally reference."
+                "and optionally reference, product and operator."
             )
 
 
@@ -167,7 +171,7 @@ def _header(record: list[str]) -> list[str]:
     names = [cell.strip().lower() for cell in record]
     while names and not names[-1]:
         names.pop()  # spreadsheets pad rows with empty cells; data rows may carry them too
-    expected = "phone_number, amount and optionally reference"
+    expected = "phone_number, amount and optionally reference, product and operator"
     if any(normalize_phone(cell) or cell.strip().isdecimal() for cell in record):
         raise FileRefusedError(f"The first row must be a header naming the columns {expected}; it holds data.")
     if len(names) == 1 and any(sep in names[0] for sep in ";\t|"):
@@ -200,9 +204,19 @@ def _validated(line: int, raw: dict[str, str]) -> Row:
         if row.phone_number is None:
             errors.append(RowError(line, "phone_number", charge_rules.PHONE_INVALID))
 
-    row.amount, amount_error = charge_rules.amount_from_text(raw.get("amount", ""))
-    if amount_error:
-        errors.append(RowError(line, "amount", amount_error))
+    for name in ("product", "operator"):
+        text = raw.get(name, "").strip()
+        if text:
+            value = charge_rules.id_from_text(text)
+            if value is None:
+                errors.append(RowError(line, name, charge_rules.ID_INVALID))
+            setattr(row, name, value)
+
+    amount_text = raw.get("amount", "")
+    if amount_text.strip() or row.product is None:  # a product alone may sell its one denomination
+        row.amount, amount_error = charge_rules.amount_from_text(amount_text)
+        if amount_error:
+            errors.append(RowError(line, "amount", amount_error))
 
     row.reference = raw.get("reference", "").strip()
     reference_error = charge_rules.reference_problem(row.reference)

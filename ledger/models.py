@@ -112,6 +112,7 @@ class Charge(models.Model):
         PROVIDER_TIMEOUT = "provider_timeout"
 
     OPEN_STAGES = (Stage.RESERVED, Stage.SUBMITTED, Stage.UNKNOWN)  # the charge holds credit
+    MARGIN = F("amount") - F("cost")  # the platform's margin on a priced charge (an annotation)
 
     # Indexed by charge_seller_recent_idx (seller, -id).
     seller = models.ForeignKey("core.Seller", on_delete=models.PROTECT, related_name="charges", db_index=False)
@@ -153,11 +154,59 @@ class Charge(models.Model):
     # The id the provider knows this charge by, fixed when it is first sent and never changed:
     # every resend, lookup and callback names it (ledger/fulfilment/identity.py).
     external_id = models.CharField(max_length=80, null=True, blank=True, unique=True)  # noqa: DJ001 (null until sent)
+    # What it sells (catalog/sales.py), fixed when it is recorded: a later sync or price change
+    # never rewrites a charge. `amount` is the seller's price (the hold, then the debit);
+    # `cost` what the provider charges us; the margin is the difference (`MARGIN`). All null on
+    # charges recorded before the catalog existed.
+    operator = models.ForeignKey(
+        "catalog.Operator", on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
+    product = models.ForeignKey(  # the version's product (a composite foreign key holds them together)
+        "catalog.Product", on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
+    product_version = models.ForeignKey(
+        "catalog.ProductVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="charges",
+        db_index=False,
+    )
+    quote = models.OneToOneField(  # unique: a quote is used at most once
+        "catalog.Quote", on_delete=models.PROTECT, null=True, blank=True, related_name="charge"
+    )
+    cost = models.BigIntegerField(null=True, blank=True)
+    # The top-up asked for, in the destination currency's smallest unit, and what the provider
+    # reports it delivered.
+    destination_amount = models.BigIntegerField(null=True, blank=True)
+    destination_currency = models.CharField(max_length=3, null=True, blank=True)  # noqa: DJ001 (null: not priced)
+    delivered_amount = models.BigIntegerField(null=True, blank=True)
+    delivered_currency = models.CharField(max_length=3, null=True, blank=True)  # noqa: DJ001 (null: not reported)
 
     class Meta:
         ordering = ["-id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="charge_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(
+                    operator__isnull=True,
+                    product__isnull=True,
+                    product_version__isnull=True,
+                    quote__isnull=True,
+                    cost__isnull=True,
+                    destination_amount__isnull=True,
+                    destination_currency__isnull=True,
+                )
+                | Q(
+                    operator__isnull=False,
+                    product__isnull=False,
+                    product_version__isnull=False,
+                    cost__gte=0,
+                    destination_amount__gt=0,
+                    destination_currency__regex=r"^[A-Z]{3}$",
+                ),
+                name="charge_sale_complete",
+            ),
             models.CheckConstraint(
                 condition=(
                     Q(

@@ -156,8 +156,17 @@ class Provider(Protocol):
     name: str
 
     def submit(
-        self, *, external_id: str, msisdn: str, amount: int, callback_url: str | None = None
-    ) -> SubmitResult: ...
+        self,
+        *,
+        external_id: str,
+        msisdn: str,
+        amount: int,
+        product_id: str | None = None,
+        callback_url: str | None = None,
+    ) -> SubmitResult:
+        """`amount`: the top-up's destination amount in its currency's smallest unit; `product_id`:
+        the provider's id of the product sold (None on a charge recorded before the catalog)."""
+        ...
 
     def lookup(self, external_id: str) -> LookupResult:
         """Raises ProviderError when it cannot tell."""

@@ -123,8 +123,18 @@ class DTOneProvider:
                 session.headers["Authorization"] = f"Bearer {self.api_key}"
         return session
 
-    def submit(self, *, external_id: str, msisdn: str, amount: int, callback_url: str | None = None) -> SubmitResult:
+    def submit(
+        self,
+        *,
+        external_id: str,
+        msisdn: str,
+        amount: int,
+        product_id: str | None = None,
+        callback_url: str | None = None,
+    ) -> SubmitResult:
         body = {"external_id": external_id, "msisdn": msisdn, "amount": amount}
+        if product_id is not None:
+            body["product_id"] = product_id
         if callback_url:
             body["callback_url"] = callback_url
         try:

@@ -1,5 +1,5 @@
 """Apps import in one direction (docs/architecture.md, "Modules and the direction of imports"):
-`workers -> notifications -> ledger -> core`, each app only the apps below it, and no deployed
+`workers -> notifications -> ledger -> catalog -> core`, each app only the apps below it, and no deployed
 module imports the benchmark, the tests or the development launcher. Read from the source with
 `ast`: every import counts, those inside functions too."""
 
@@ -10,11 +10,12 @@ from django.apps import apps
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The apps of this project, lowest first: each may import only those before it. The catalog and
-# the notifications sit beside the ledger: they may read it, the ledger never imports them and
-# tells the notifications (and the workers) about its events through `ledger.events` and the
-# subscribers the settings name. Any app may import a package of the project that is not an app.
-LAYERS = ["core", "ledger", "catalog", "notifications", "workers", "ops", "devstack"]
+# The apps of this project, lowest first: each may import only those before it. The catalog sits
+# under the ledger (a charge sells a product at a price); the notifications above it: the ledger
+# never imports them and tells the notifications (and the workers) about its events through
+# `ledger.events` and the subscribers the settings name. Any app may import a package of the
+# project that is not an app (`providers`, the adapters).
+LAYERS = ["core", "catalog", "ledger", "notifications", "workers", "ops", "devstack"]
 MAY_IMPORT = {app: set(LAYERS[:index]) for index, app in enumerate(LAYERS)}
 # What deployed code never imports: the benchmark, the tests and the development launcher.
 NOT_DEPLOYED = {"bench", "tests", "conftest", "devstack"}

@@ -1,8 +1,7 @@
 """Quotes: a price locked for one seller, number, product version and amount until `expires_at`.
 
-A charge consumes a quote at most once (`quote_consume`: one conditional update, so two charges
-racing for one quote get one success and one 409); the charge integration calls it in the
-charge's own transaction."""
+A charge uses a quote at most once: `quote_use` locks it and marks it used in the transaction
+that records the charge, and the charge's `quote` is unique (ledger.Charge.quote)."""
 
 from datetime import timedelta
 
@@ -10,52 +9,30 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from catalog import pricing
-from catalog.errors import (
-    AmountNotOfferedError,
-    NoPriceError,
-    ProductUnavailableError,
-    QuoteExpiredError,
-    QuoteUsedError,
-)
-from catalog.models import ProductKind, Quote
-from catalog.selectors import PriceBook, operator_for_number, product_on_sale
-from core.errors import NotFoundError
+from catalog.errors import QuoteExpiredError, QuoteUsedError
+from catalog.models import Quote
+from catalog.sales import sale_for_charge
+from core.errors import DomainError, NotFoundError
 from core.models import Seller
 
 
 def quote_create(
     *, seller: Seller, msisdn: str, product_id: int, amount: int | None = None, operator_id: int | None = None
 ) -> Quote:
-    """Raises NoOperatorError, OperatorMismatchError, UnknownOperatorError, ProductUnavailableError,
-    AmountNotOfferedError, NoPriceError (all 400)."""
-    resolved = operator_for_number(msisdn=msisdn, operator_id=operator_id)
-    product = product_on_sale(product_id=product_id)
-    if product is None or product.current_version is None or product.operator_id != resolved.operator.pk:
-        raise ProductUnavailableError()
-    version = product.current_version
-    if version.kind == ProductKind.FIXED:
-        amount = version.amount if amount is None else amount
-        if amount != version.amount:
-            raise AmountNotOfferedError(f"This product sells exactly {version.amount} {version.destination_currency}.")
-    elif amount is None or not pricing.in_range(version, amount):
-        step = f" in steps of {version.amount_step}" if version.amount_step else ""
-        raise AmountNotOfferedError(
-            f"amount: between {version.min_amount} and {version.max_amount}{step} {version.destination_currency}."
-        )
+    """Raises the errors of `catalog.sales.sale_for_charge` (400), recording nothing."""
+    sale = sale_for_charge(
+        seller_id=seller.pk, msisdn=msisdn, amount=amount, product_id=product_id, operator_id=operator_id
+    )
     now = timezone.now()
-    price = PriceBook(seller=seller, products=[product], at=now).price(product, version, amount)
-    if price is None:
-        raise NoPriceError()
     return Quote.objects.create(
         seller=seller,
         msisdn=msisdn,
-        operator=resolved.operator,
-        product_version=version,
-        rule=price.rule,
-        destination_amount=amount,
-        price=price.price,
-        cost=price.cost,
+        operator_id=sale.operator_id,
+        product_version_id=sale.product_version_id,
+        rule_id=sale.rule_id,
+        destination_amount=sale.destination_amount,
+        price=sale.price,
+        cost=sale.cost,
         currency=settings.PLATFORM_CURRENCY,
         expires_at=now + timedelta(seconds=settings.QUOTE_TTL),
     )
@@ -71,25 +48,27 @@ def quote_get(*, seller: Seller, quote_id: int) -> Quote:
     return quote
 
 
-def quote_usable(*, seller: Seller, quote_id: int) -> Quote:
-    """The quote a charge may consume now: 404 foreign or missing, 409 expired or used."""
-    quote = quote_get(seller=seller, quote_id=quote_id)
+def quote_use(*, seller_id: int, quote_id: int, msisdn: str | None = None) -> Quote:
+    """Lock the seller's quote and mark it used: 404 foreign or missing, 409 used or expired, 400
+    for another number. Must run inside the transaction that records the charge, so that a charge
+    that is not recorded leaves the quote unused."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("quote_use must run inside the transaction that records the charge")
+    quote = (
+        Quote.objects.select_for_update(of=("self",))
+        .select_related("product_version")
+        .filter(pk=quote_id, seller_id=seller_id)
+        .first()
+    )
+    if quote is None:
+        raise NotFoundError("No quote of yours has this id.")
     if quote.used_at is not None:
         raise QuoteUsedError()
-    if quote.expires_at <= timezone.now():
+    now = timezone.now()
+    if quote.expires_at <= now:
         raise QuoteExpiredError()
-    return quote
-
-
-def quote_consume(*, seller: Seller, quote_id: int, charge_id: int | None) -> Quote:
-    """Marks the quote used by the charge, once: must run inside the charge's transaction."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("quote_consume must run inside the transaction that records the charge")
-    quote = quote_usable(seller=seller, quote_id=quote_id)
-    updated = Quote.objects.filter(pk=quote.pk, used_at__isnull=True, expires_at__gt=timezone.now()).update(
-        used_at=timezone.now(), charge_id=charge_id
-    )
-    if updated != 1:
-        raise QuoteUsedError()
-    quote.refresh_from_db()
+    if msisdn is not None and msisdn != quote.msisdn:
+        raise DomainError(f"phone_number: the quote is for {quote.msisdn}.")
+    quote.used_at = now
+    quote.save(update_fields=["used_at"])
     return quote

@@ -11,9 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import DomainError
-from ledger.charge_lifecycle import Answer
 from ledger.fulfilment.identity import mismatch
-from ledger.fulfilment.service import asked_by_external_id, record_answers, record_mismatches
+from ledger.fulfilment.service import answer_from, asked_by_external_id, record_answers, record_mismatches
 from providers import get_provider
 from providers.base import InvalidCallback, Outcome
 
@@ -40,7 +39,5 @@ class ProviderCallbackApi(APIView):
         if why := mismatch(asked, answer):
             record_mismatches([(asked, why, answer)])
         else:
-            record_answers(
-                [Answer(asked.charge_id, answer.outcome.value, answer.failure_code, answer.provider_reference)]
-            )
+            record_answers([answer_from(asked, answer)])
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -82,10 +82,34 @@ class DepositOutput(serializers.ModelSerializer):
         ]
 
 
+_ID = {"min_value": 1, "max_value": 2**63 - 1}
+
+
 class ChargeCreateInput(serializers.Serializer):
-    phone_number = PhoneNumberField()
-    amount = AmountField()
+    """A product (with an amount for a ranged one), an amount alone (the number's product for it),
+    or a quote; the number is required unless the quote names it."""
+
+    phone_number = PhoneNumberField(required=False)
+    amount = AmountField(
+        required=False, help_text="The top-up's value in the destination currency's smallest unit (face value)."
+    )
+    product = serializers.IntegerField(required=False, help_text="A product id (GET /api/v1/products/).", **_ID)
+    operator = serializers.IntegerField(
+        required=False, help_text="The number's operator, when it is not the one its prefix says.", **_ID
+    )
+    quote = serializers.IntegerField(required=False, help_text="A quote id (POST /api/v1/quotes/).", **_ID)
     reference = serializers.CharField(max_length=REFERENCE_MAX_LENGTH, required=False, allow_blank=True, default="")
+
+    def validate(self, attrs):
+        if "quote" in attrs:
+            extra = sorted({"amount", "product", "operator"} & attrs.keys())
+            if extra:
+                raise serializers.ValidationError({extra[0]: ["A charge with a quote sells what the quote says."]})
+        elif "phone_number" not in attrs:
+            raise serializers.ValidationError({"phone_number": ["This field is required."]})
+        elif "amount" not in attrs and "product" not in attrs:
+            raise serializers.ValidationError({"amount": ["This field is required (or name a product)."]})
+        return attrs
 
 
 class ChargeOutput(serializers.Serializer):
@@ -94,8 +118,19 @@ class ChargeOutput(serializers.Serializer):
     id = serializers.IntegerField()
     seller = serializers.IntegerField(source="seller_id")
     phone_number = serializers.CharField()
-    amount = serializers.IntegerField()
+    amount = serializers.IntegerField(help_text="What the seller pays, in the platform currency: held, then debited.")
     reference = serializers.CharField()
+    operator = serializers.IntegerField(source="operator_id", allow_null=True)
+    product = serializers.IntegerField(source="product_id", allow_null=True)
+    quote = serializers.IntegerField(source="quote_id", allow_null=True)
+    destination_amount = serializers.IntegerField(
+        allow_null=True, help_text="The top-up asked for (face value), in the destination currency's smallest unit."
+    )
+    destination_currency = serializers.CharField(allow_null=True)
+    delivered_amount = serializers.IntegerField(
+        allow_null=True, help_text="What the provider reports it delivered, once it did."
+    )
+    delivered_currency = serializers.CharField(allow_null=True)
     status = serializers.ChoiceField(choices=Charge.Status.choices)
     stage = serializers.ChoiceField(choices=Charge.Stage.choices)
     provider_reference = serializers.CharField(allow_null=True)

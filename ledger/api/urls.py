@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ledger.api import batches, export, provider, views
+from ledger.api import batches, export, provider, reports, views
 
 urlpatterns = [
     path("me/", views.MeApi.as_view(), name="me"),
@@ -19,4 +19,5 @@ urlpatterns = [
     path("provider/callbacks/", provider.ProviderCallbackApi.as_view(), name="provider-callbacks"),
     path("transactions/", views.TransactionListApi.as_view(), name="transaction-list"),
     path("transactions/export/", export.TransactionExportApi.as_view(), name="transaction-export"),
+    path("reports/margin/", reports.MarginReportApi.as_view(), name="margin-report"),
 ]

@@ -24,15 +24,23 @@ class Breach:
 # Invariant 5, shared with the periodic audit (`ledger/audit/incremental.py`), which puts its own
 # filter where `{seller:c}` / `{seller:d}` stands.
 # A charge's hold (its `charge` entry) exists once it was reserved; a success keeps it, a
-# failure after the reservation has its release, and nothing else has either.
+# failure after the reservation has its release, and nothing else has either. The hold is the
+# price on record: the charge's `amount`, which for a charge sold from a quote is the quote's
+# price (with its cost, product version and number, and the quote marked used by this seller).
 CHARGE_ENTRIES_CHECK = f"""SELECT c.seller_id, coalesce(h.id, r.id), 'charge ' || c.id || ' is ' || c.status || '/' || c.stage
                   || CASE WHEN h.id IS NULL THEN ' without a hold' ELSE ' with a hold of ' || h.amount END
                   || CASE WHEN r.id IS NULL THEN '' ELSE ' and a release of ' || r.amount END
+                  || CASE WHEN q.id IS NULL THEN '' ELSE ' for quote ' || q.id || ' at ' || q.price
+                          || ' (cost ' || q.cost || ', used ' || coalesce(q.used_at::text, 'never') || ')' END
              FROM ledger_charge c
              LEFT JOIN ledger_entry h ON h.charge_id = c.id AND h.kind = 'charge'
              LEFT JOIN ledger_entry r ON r.charge_id = c.id AND r.kind = 'release'
+             LEFT JOIN catalog_quote q ON q.id = c.quote_id
             WHERE {{seller:c}} AND (
-                  (c.stage = '{QUEUED}' AND (h.id IS NOT NULL OR r.id IS NOT NULL))
+                  (q.id IS NOT NULL AND (q.price <> c.amount OR q.cost <> c.cost OR q.seller_id <> c.seller_id
+                   OR q.product_version_id <> c.product_version_id OR q.msisdn <> c.phone_number
+                   OR q.used_at IS NULL))
+               OR (c.stage = '{QUEUED}' AND (h.id IS NOT NULL OR r.id IS NOT NULL))
                OR ((c.stage IN {OPEN_SQL} OR c.status = '{SUCCEEDED}')
                    AND (h.id IS NULL OR r.id IS NOT NULL))
                OR (c.status = '{FAILED}' AND (h.id IS NULL) <> (r.id IS NULL))

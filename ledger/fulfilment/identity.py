@@ -55,8 +55,9 @@ class Asked:
     charge_id: int
     external_id: str
     msisdn: str
-    amount: int
+    amount: int  # the top-up's amount: the destination amount (ledger.charge_lifecycle.ASKED_COLUMNS)
     created_at: datetime
+    product_id: str | None = None  # the provider's id of the product
 
 
 def mismatch(asked: Asked, said: SubmitResult | LookupResult) -> str | None:

@@ -23,10 +23,20 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from ledger.charge_lifecycle import FAILED, OPEN, OPEN_SQL, RESERVED, SENT_SQL, SUCCEEDED, UNKNOWN, Answer
+from ledger.charge_lifecycle import (
+    ASKED_COLUMNS,
+    FAILED,
+    OPEN,
+    OPEN_SQL,
+    RESERVED,
+    SENT_SQL,
+    SUCCEEDED,
+    UNKNOWN,
+    Answer,
+)
 from ledger.fulfilment.gate import gate_for
 from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
-from ledger.fulfilment.service import asked_by_external_id, record_answers, record_mismatches, request_pool
+from ledger.fulfilment.service import answer_from, asked_by_external_id, record_answers, record_mismatches, request_pool
 from ledger.models import Charge
 from providers import get_provider
 from providers.base import LookupResult, Outcome, ProviderError
@@ -80,7 +90,7 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
         return run  # the provider is down: lookups wait with everything else
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT c.id, c.external_id, c.phone_number, c.amount, c.created_at,
+            f"""SELECT {ASKED_COLUMNS},
                       c.submitted_at < clock_timestamp() - make_interval(secs => %s)
                       AND NOT EXISTS (SELECT 1 FROM ledger_providermismatch m WHERE m.charge_id = c.id)
                  FROM ledger_charge c
@@ -88,7 +98,7 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
              ORDER BY c.next_check_at LIMIT %s""",
             [settings.PROVIDER_GRACE, limit],
         )
-        due = [(Asked(*row[:5]), row[5]) for row in cursor.fetchall()]
+        due = [(Asked(*row[:-1]), row[-1]) for row in cursor.fetchall()]
     if not due:
         return run
 
@@ -108,7 +118,7 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
             mismatched.append((asked, why, found))
             later.append(asked.charge_id)
         elif found.found and found.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
-            answers.append(Answer(asked.charge_id, found.outcome.value, found.failure_code, found.provider_reference))
+            answers.append(answer_from(asked, found))
         elif not found.found and past_grace:
             answers.append(Answer(asked.charge_id, FAILED, Charge.FailureCode.PROVIDER_TIMEOUT))
             run.timed_out += 1

@@ -75,7 +75,11 @@ def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
 
     def send(asked: Asked) -> SubmitResult:
         return provider.submit(
-            external_id=asked.external_id, msisdn=asked.msisdn, amount=asked.amount, callback_url=callback_url
+            external_id=asked.external_id,
+            msisdn=asked.msisdn,
+            amount=asked.amount,
+            product_id=asked.product_id,
+            callback_url=callback_url,
         )
 
     results = list(zip(claimed, request_pool().map(send, claimed), strict=True))
@@ -86,9 +90,7 @@ def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
         ):
             mismatched.append((asked, why, result))
         elif result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
-            answers.append(
-                Answer(asked.charge_id, result.outcome.value, result.failure_code, result.provider_reference)
-            )
+            answers.append(answer_from(asked, result))
         elif result.outcome is Outcome.PENDING:
             pending.append((asked.charge_id, result.provider_reference or ""))
         elif result.outcome is Outcome.UNKNOWN:
@@ -174,12 +176,18 @@ def _answered(said: SubmitResult | LookupResult) -> dict:
     }
 
 
+def answer_from(asked: Asked, said: SubmitResult | LookupResult) -> Answer:
+    """The final answer the provider gave about what we asked: on a success, the amount it reports
+    delivered (its `amount`, after `identity.mismatch` found it equal to what we asked)."""
+    delivered = said.amount if said.outcome is Outcome.SUCCEEDED else None
+    return Answer(asked.charge_id, said.outcome.value, said.failure_code, said.provider_reference, delivered)
+
+
 def asked_by_external_id(external_ids: list[str]) -> dict[str, Asked]:
     """Our charges sent under these external ids (callbacks, the provider's record)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT id, external_id, phone_number, amount, created_at FROM ledger_charge
-             WHERE external_id = ANY(%s)""",
+            f"SELECT {lifecycle.ASKED_COLUMNS} FROM ledger_charge WHERE external_id = ANY(%s)",
             [external_ids],
         )
         return {row[1]: Asked(*row) for row in cursor.fetchall()}

@@ -1,8 +1,9 @@
 """Charge list imports: the second step, on the import worker (`ledger.import_batch`, on its own
 queue) or in the CLI's process. `batch_import_run` reads the stored file of a `validating` batch,
 validates every row and, in one transaction, COPYs the valid rows into queued charges (in file
-order) and the invalid ones into rejected rows, and flips the batch to `queued` (or `rejected`
-when nothing of it can be queued); the seller's worker is woken after that commit. A run killed
+order; each sells what `catalog.sales` resolves for it, from one read of the catalog) and the
+invalid ones (the catalog's refusals too) into rejected rows, and flips the batch to `queued`
+(or `rejected` when nothing of it can be queued); the seller's worker is woken after that commit. A run killed
 half way leaves nothing, and a run finding the batch no longer `validating` does nothing:
 re-running after a crash queues every valid row exactly once.
 
@@ -24,9 +25,11 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transac
 from django.db.models import NOT_PROVIDED
 from django.utils import timezone
 
+from catalog.sales import CatalogSnapshot, Sale
+from core.errors import DomainError
 from ledger import events
 from ledger.batch_files import batch_file_delete, batch_file_open
-from ledger.csv_import import NO_DATA_ROWS, ChargeListReader, FileRefusedError, RowError
+from ledger.csv_import import NO_DATA_ROWS, ChargeListReader, FileRefusedError, Row, RowError
 from ledger.models import Charge, ChargeBatch, ChargeBatchImport, ChargeBatchRejectedRow
 
 logger = logging.getLogger(__name__)
@@ -73,7 +76,18 @@ def _copy_statement(model: type[models.Model], field_names: tuple[str, ...]) -> 
 
 
 # Each charge row is its values from the file, then the batch's constants, in these fields' order.
-_CHARGE_ROW_FIELDS = ("batch_line", "phone_number", "amount", "reference")
+_CHARGE_ROW_FIELDS = (
+    "batch_line",
+    "phone_number",
+    "amount",
+    "reference",
+    "operator",
+    "product",
+    "product_version",
+    "cost",
+    "destination_amount",
+    "destination_currency",
+)
 _CHARGE_BATCH_FIELDS = ("seller", "batch", "status", "request_fingerprint", "created_at")
 _REJECTED_ROW_FIELDS = ("batch", "line", "phone_number", "amount", "reference", "error")
 
@@ -148,9 +162,11 @@ def _load_rows(batch: ChargeBatch, reader: ChargeListReader, progress: _Progress
     copy_charges, copy_rejected = _copy_statements()
     valid = invalid = 0
     errors: list[RowError] = []
+    catalog = CatalogSnapshot(seller_id=batch.seller_id)
 
     with connection.cursor() as cursor:
         for row in reader:
+            sale = None if row.errors else _sale(catalog, row)
             if row.errors:
                 invalid += 1
                 if len(errors) < MAX_REPORTED_ERRORS:
@@ -168,7 +184,21 @@ def _load_rows(batch: ChargeBatch, reader: ChargeListReader, progress: _Progress
                 )
             else:
                 valid += 1
-                charge_out.writerow((row.line, row.phone_number, row.amount, row.reference, *constants))
+                charge_out.writerow(
+                    (
+                        row.line,
+                        row.phone_number,
+                        sale.price,
+                        row.reference,
+                        sale.operator_id,
+                        sale.product_id,
+                        sale.product_version_id,
+                        sale.cost,
+                        sale.destination_amount,
+                        sale.destination_currency,
+                        *constants,
+                    )
+                )
             if (valid + invalid) % CHUNK_ROWS == 0:
                 _flush(cursor, charges, copy_charges)
                 _flush(cursor, rejected, copy_rejected)
@@ -179,6 +209,28 @@ def _load_rows(batch: ChargeBatch, reader: ChargeListReader, progress: _Progress
     if valid + invalid == 0:
         raise FileRefusedError(NO_DATA_ROWS)
     return valid, invalid, errors
+
+
+def _sale(catalog: CatalogSnapshot, row: Row) -> Sale | None:
+    """What the row sells, or None with the reason on the row: an invalid row, nothing held."""
+    try:
+        return catalog.sale(
+            msisdn=row.phone_number, amount=row.amount, product_id=row.product, operator_id=row.operator
+        )
+    except DomainError as exc:
+        row.errors = [RowError(row.line, _SALE_ERROR_FIELDS.get(exc.code, "product"), exc.detail)]
+        return None
+
+
+# The column a catalog refusal is about (catalog/errors.py codes).
+_SALE_ERROR_FIELDS = {
+    "no_operator": "phone_number",
+    "unknown_operator": "operator",
+    "operator_mismatch": "operator",
+    "amount_not_offered": "amount",
+    "no_product": "amount",
+    "product_required": "amount",
+}
 
 
 def _finish(batch: ChargeBatch, columns: list[str], valid: int, invalid: int, errors: list[RowError]) -> None:

@@ -51,7 +51,7 @@ def _post_capturing(client, body, **headers):
     return response, [q["sql"] for q in queries.captured_queries]
 
 
-def test_a_charge_costs_the_user_and_one_statement_once_the_token_is_known():
+def test_a_charge_costs_the_user_the_catalog_reads_and_one_write_once_the_token_is_known():
     seller = make_seller()
     client = bearer(seller.user)
     assert (
@@ -60,9 +60,12 @@ def test_a_charge_costs_the_user_and_one_statement_once_the_token_is_known():
 
     response, statements = _post_capturing(client, {"phone_number": PHONE, "amount": 1_000, "reference": "r"})
     assert response.status_code == 202
-    assert len(statements) == 2, statements
     assert statements[0].startswith("SELECT") and "auth_user" in statements[0]  # the user, its seller and groups
-    assert statements[1].startswith(f"EXECUTE {RECORD}")
+    # What the number's operator sells at this seller's price: reads of the catalog, no network.
+    catalog_reads = statements[1:-1]
+    assert 1 <= len(catalog_reads) <= 4, statements
+    assert all(sql.startswith("SELECT") and '"catalog_' in sql for sql in catalog_reads), statements
+    assert statements[-1].startswith(f"EXECUTE {RECORD}")
     body = response.json()
     assert response["Location"] == f"/api/v1/charges/{body['id']}/"
     assert body == {
@@ -71,6 +74,13 @@ def test_a_charge_costs_the_user_and_one_statement_once_the_token_is_known():
         "phone_number": PHONE,
         "amount": 1_000,
         "reference": "r",
+        "operator": body["operator"],
+        "product": body["product"],
+        "quote": None,
+        "destination_amount": 1_000,  # the house catalog's domestic airtime: face value in the platform currency
+        "destination_currency": "USD",
+        "delivered_amount": None,
+        "delivered_currency": None,
         "status": "queued",
         "stage": "queued",
         "provider_reference": None,
@@ -82,6 +92,7 @@ def test_a_charge_costs_the_user_and_one_statement_once_the_token_is_known():
     }
     stored = Charge.objects.get(pk=body["id"])
     assert (stored.seller_id, stored.phone_number, stored.amount, stored.reference) == (seller.pk, PHONE, 1_000, "r")
+    assert (stored.operator.name, stored.product_id, stored.cost) == ("House MCI", body["product"], 970)
     assert stored.request_fingerprint and stored.idempotency_key is None
 
 

@@ -10,6 +10,11 @@ from provider_sandbox.catalog import SHIPPED
 from providers import get_provider
 
 
+@pytest.fixture(autouse=True)
+def house_catalog():
+    """These tests sell from the sandbox's catalog as synced, without the house catalog beside it."""
+
+
 @pytest.fixture
 def shipped() -> dict:
     return json.loads(SHIPPED.read_text())

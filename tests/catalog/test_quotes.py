@@ -4,14 +4,11 @@ seller's is not found, an expired or used one is refused; used at most once."""
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
 from django.utils import timezone
 
-from catalog.errors import QuoteExpiredError, QuoteUsedError
 from catalog.models import Operator, Product, Quote
 from catalog.services.prices import price_list_default, price_rule_create
-from catalog.services.quotes import quote_consume, quote_usable
-from core.errors import NotFoundError
+from ledger.models import Charge
 from tests.factories import client_for, make_seller
 
 pytestmark = pytest.mark.django_db
@@ -59,16 +56,19 @@ def test_quote_lifecycle(safaricom, settings, django_capture_on_commit_callbacks
     assert Quote.objects.get(pk=body["id"]).price == body["price"]
 
     # Another seller: not found, in the API and for a charge.
-    other = make_seller()
-    assert client_for(other.user).get(f"/api/v1/quotes/{body['id']}/").status_code == 404
-    with pytest.raises(NotFoundError):
-        quote_usable(seller=other, quote_id=body["id"])
+    other = client_for(make_seller().user)
+    assert other.get(f"/api/v1/quotes/{body['id']}/").status_code == 404
+    refused = other.post("/api/v1/charges/", {"quote": body["id"]}, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (404, "not_found")
 
-    # Used at most once.
-    with transaction.atomic():
-        quote_consume(seller=seller, quote_id=body["id"], charge_id=None)
-    with pytest.raises(QuoteUsedError), transaction.atomic():
-        quote_consume(seller=seller, quote_id=body["id"], charge_id=None)
+    # Used at most once: the charge sells the quote's price; a second charge is refused.
+    charge = client.post("/api/v1/charges/", {"quote": body["id"]}, format="json")
+    assert charge.status_code == 202, charge.json()
+    sold = Charge.objects.get(pk=charge.json()["id"])
+    assert (sold.amount, sold.quote_id, sold.phone_number) == (body["price"], body["id"], NUMBER)
+    again = client.post("/api/v1/charges/", {"quote": body["id"]}, format="json")
+    assert (again.status_code, again.json()["code"]) == (409, "quote_used")
+    assert client.get(f"/api/v1/quotes/{body['id']}/").json()["used"] is True
 
 
 def test_an_expired_quote_is_refused(safaricom):
@@ -77,9 +77,9 @@ def test_an_expired_quote_is_refused(safaricom):
         "/api/v1/quotes/", {"phone_number": NUMBER, "product": _fixed(safaricom).pk}, format="json"
     )
     Quote.objects.filter(pk=answer.json()["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
-    with pytest.raises(QuoteExpiredError) as refused:
-        quote_usable(seller=seller, quote_id=answer.json()["id"])
-    assert refused.value.http_status == 409
+    refused = client_for(seller.user).post("/api/v1/charges/", {"quote": answer.json()["id"]}, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (409, "quote_expired")
+    assert not Charge.objects.filter(seller=seller).exists()
 
 
 def test_a_ranged_quote_needs_an_amount_within_the_range(safaricom):

@@ -158,14 +158,16 @@ def test_stack_serves_a_charge_end_to_end_over_http(stack):
 
     charge = requests.post(
         f"{api}/charges/",
-        json={"phone_number": "+989121234567", "amount": 30_000},
+        json={"phone_number": "+989121234567", "amount": 50_000_000},  # MCI's 500,000 IRR (in 1/100 rial), as the stack synced it
         headers={**as_seller, "Idempotency-Key": "ops-e2e-1"},
         timeout=10,
     )
     assert charge.status_code == 202, charge.text
+    assert (charge.json()["amount"], charge.json()["destination_currency"]) == (85, "IRR")  # its retail price, cents
     settled = _poll(f"{stack.url}{charge.headers['Location']}", as_seller, "status", "succeeded")
-    assert settled["status"] == "succeeded" and settled["balance_after"] == 70_000, settled
-    assert requests.get(f"{api}/me/", headers=as_seller, timeout=10).json()["seller"]["balance"] == 70_000
+    assert settled["status"] == "succeeded" and settled["balance_after"] == 100_000 - 85, settled
+    assert settled["delivered_amount"] == 50_000_000, settled
+    assert requests.get(f"{api}/me/", headers=as_seller, timeout=10).json()["seller"]["balance"] == 100_000 - 85
 
     queues = requests.get(f"{api}/ops/queues/", headers=as_admin, timeout=10)
     assert queues.status_code == 200, queues.text

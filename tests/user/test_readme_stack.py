@@ -192,7 +192,7 @@ def test_two_stacks_on_fresh_databases_each_deliver_every_top_up_they_sell(priva
     """The same sales on the README's stack twice, each time on a fresh database, against one
     provider record: every charge the second database sells is a new top-up at the provider."""
     sandbox_db = tmp_path / "provider.sqlite3"
-    sales = [(f"+98912555{1000 + i}", 1_000 + i) for i in range(10)]
+    sales = [(f"+98912555{1000 + i}", 20_000_000 + 1_000_000 * i) for i in range(10)]  # MCI ranged, 1/100 IRR
     delivered: list[set[str]] = []
     for run in (1, 2):
         database = f"ledger_user_{os.getpid()}_{run}"
@@ -208,7 +208,8 @@ def test_two_stacks_on_fresh_databases_each_deliver_every_top_up_they_sell(priva
             assert len(new) == len(sales), f"run {run}: {len(new)} new top-ups for {len(sales)} sales"
             delivered.append(new)
             me = requests.get(f"{stack.url}/api/v1/me/", headers=seller, timeout=10).json()["seller"]
-            assert (me["balance"], me["held"]) == (100_000 - sum(a for _, a in sales), 0)
+            assert (me["balance"], me["held"]) == (100_000 - sum(c["amount"] for c in charges), 0)
+            assert all(0 < c["amount"] < c["destination_amount"] for c in charges)  # cents for rials
         finally:
             stack.stop()
             _drop_database(database)

@@ -22,7 +22,7 @@ from honcho.printer import Message
 
 from core.static_files import needs_collecting
 from devstack.front_proxy import FrontProxy, front_proxy, nginx_binary
-from devstack.sandbox import sandbox_argv
+from devstack.sandbox import SandboxProcess, sandbox_argv
 from devstack.stack import ROOT, stack_processes
 from ops.flower import flower_credentials_problem
 from workers.assignment import worker_groups
@@ -67,6 +67,7 @@ class Command(BaseCommand):
             self._prepare_database()
         self._collect_static()
         sandbox = self._provider(env, shown_host="127.0.0.1" if host in ("0.0.0.0", "::") else host, port=port)
+        self._sync_catalog(env, sandbox)
 
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.stdout.write(f"API:    http://{shown}:{port}/api/v1/   admin site: http://{shown}:{port}/admin/")
@@ -91,14 +92,14 @@ class Command(BaseCommand):
             ):
                 manager.add_process(spec.name, spec.command, env=env, cwd=str(ROOT))
             if sandbox:
-                manager.add_process("provider", shlex.join(sandbox), env=env, cwd=str(ROOT))
+                manager.add_process("provider", shlex.join(sandbox_argv(**sandbox)), env=env, cwd=str(ROOT))
             threading.Thread(
                 target=_announce_ready, args=(manager, f"http://{shown}:{port}/api/v1/ready/"), daemon=True
             ).start()
             manager.loop()
         sys.exit(manager.returncode)
 
-    def _provider(self, env: dict, *, shown_host: str, port: int) -> list[str] | None:
+    def _provider(self, env: dict, *, shown_host: str, port: int) -> dict | None:
         """The sandbox provider (provider_sandbox/, docs/provider.md) on PROVIDER_PORT, unless
         PROVIDER_URL names a provider: the embedded default, as real providers ship sandboxes. Its
         record survives restarts in .provider-sandbox.sqlite3 (or SANDBOX_DB), as a real provider
@@ -112,11 +113,33 @@ class Command(BaseCommand):
         env.setdefault("PROVIDER_CALLBACK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
         self.stdout.write(f"Provider: sandbox on {env['PROVIDER_URL']} (set PROVIDER_URL to use a real one)")
         self.stdout.flush()
-        return sandbox_argv(
-            port=provider_port,
-            db=env.get("SANDBOX_DB") or str(ROOT / ".provider-sandbox.sqlite3"),
-            callback_secret=env["PROVIDER_CALLBACK_SECRET"],
-        )
+        return {
+            "port": provider_port,
+            "db": env.get("SANDBOX_DB") or str(ROOT / ".provider-sandbox.sqlite3"),
+            "callback_secret": env["PROVIDER_CALLBACK_SECRET"],
+        }
+
+    def _sync_catalog(self, env: dict, sandbox: dict | None) -> None:
+        """The provider's catalog into ours before anything serves, so that the first charge finds
+        its product (beat's `catalog.sync` keeps it current afterwards). The embedded sandbox is
+        started for it alone, and again with the stack."""
+        with tempfile.TemporaryDirectory(prefix="ledger-sandbox-") as logs:
+            provider = SandboxProcess(Path(logs), env=env, **sandbox).start() if sandbox else None
+            try:
+                synced = subprocess.run(
+                    [sys.executable, str(ROOT / "manage.py"), "sync_catalog", "--quiet-progress"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                )
+            finally:
+                if provider:
+                    provider.stop()
+        if synced.returncode:
+            self.stdout.write(f"Catalog: not synced ({synced.stderr.strip()[-300:]}); beat's catalog.sync retries")
+        else:
+            self.stdout.write("Catalog: " + synced.stdout.splitlines()[0] if synced.stdout else "Catalog: synced")
+        self.stdout.flush()
 
     def _front_proxy(
         self, env: dict, *, host: str, port: int, run_dir: Path
