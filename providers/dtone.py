@@ -1,22 +1,20 @@
-"""The adapter for a DT One-shaped HTTP API (the sandbox's, provider_sandbox/; docs/provider.md).
-Which answer means which Outcome, and why, is in providers/base.py."""
+"""The adapter for the sandbox's own dialect (provider_sandbox/, /v1; docs/provider.md): a DT
+One-shaped catalog and balance, transactions of our own shape. Which answer means which Outcome,
+and why, is in providers/base.py. It sells no products: `product_id` is accepted and not sent."""
 
 import json
 import logging
-import threading
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook
-from urllib3.exceptions import ConnectTimeoutError
 
 from core.http import retry_after_seconds
-from providers import dtone_catalog
+from providers import dtone_catalog, dvs_shapes, http
 from providers.base import (
     FAILURE_CODES,
+    Balance,
     CatalogCountry,
     CatalogOperator,
     CatalogProduct,
@@ -32,22 +30,18 @@ from providers.base import (
 
 logger = logging.getLogger(__name__)
 
-STATUS_OUTCOMES = {"COMPLETED": Outcome.SUCCEEDED, "DECLINED": Outcome.FAILED, "SUBMITTED": Outcome.PENDING}
+STATUS_OUTCOMES = {
+    "COMPLETED": Outcome.SUCCEEDED,
+    "DECLINED": Outcome.FAILED,
+    "SUBMITTED": Outcome.PENDING,
+    "REVERSED": Outcome.REVERSED,
+}
 PAGE = 1000
 CATALOG_PAGE = 100  # DVS's largest per_page
 
 
 class _Unparsable(ValueError):
     pass
-
-
-def _never_reached(exc: requests.RequestException) -> bool:
-    """Failed while connecting (refused, DNS, connect timeout): nothing was sent. urllib3's
-    NewConnectionError and NameResolutionError are ConnectTimeoutErrors, the MaxRetryError's reason."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    cause = exc.args[0] if exc.args else None
-    return isinstance(exc, requests.ConnectionError) and isinstance(getattr(cause, "reason", None), ConnectTimeoutError)
 
 
 def _failure_code(transaction: dict) -> str | None:
@@ -101,29 +95,27 @@ class DTOneProvider:
         timeout: tuple[float, float] = (1.0, 5.0),
         name: str = "sandbox",
     ):
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"provider base_url must be an http(s) URL, not {base_url!r}")
-        self.base_url, self.api_key, self.callback_secret = base_url.rstrip("/"), api_key, callback_secret
+        self.base_url, self.api_key, self.callback_secret = http.base_url(base_url), api_key, callback_secret
         self.timeout, self.name = timeout, name
-        self._local = threading.local()
+        self._sessions = http.ThreadSessions(self._authorize)
+
+    def _authorize(self, session: requests.Session) -> None:
+        if self.api_key:
+            session.headers["Authorization"] = f"Bearer {self.api_key}"
 
     @property
     def _session(self) -> requests.Session:
-        """One keep-alive session per thread (requests.Session is not thread-safe). No retries
-        inside urllib3: a POST resent after a reset could be a second top-up."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            session.trust_env = False  # no proxy or .netrc from the environment replacing our Authorization
-            session.mount("http://", HTTPAdapter(max_retries=0))
-            session.mount("https://", HTTPAdapter(max_retries=0))
-            session.headers["Accept"] = "application/json"
-            if self.api_key:
-                session.headers["Authorization"] = f"Bearer {self.api_key}"
-        return session
+        return self._sessions.get()
 
-    def submit(self, *, external_id: str, msisdn: str, amount: int, callback_url: str | None = None) -> SubmitResult:
+    def submit(
+        self,
+        *,
+        external_id: str,
+        msisdn: str,
+        amount: int,
+        product_id: str | None = None,
+        callback_url: str | None = None,
+    ) -> SubmitResult:
         body = {"external_id": external_id, "msisdn": msisdn, "amount": amount}
         if callback_url:
             body["callback_url"] = callback_url
@@ -132,7 +124,7 @@ class DTOneProvider:
                 f"{self.base_url}/v1/transactions", json=body, timeout=self.timeout, allow_redirects=False
             )
         except requests.RequestException as exc:
-            if _never_reached(exc):
+            if http.never_reached(exc):
                 logger.info("provider %s not reached for %s: %s", self.name, external_id, exc)
                 return SubmitResult(Outcome.RETRY)
             logger.warning("provider %s: %s may have been processed: %r", self.name, external_id, exc)
@@ -296,3 +288,10 @@ class DTOneProvider:
             return [dtone_catalog.lookup_from(item) for item in response.json()]
         except (ValueError, KeyError, TypeError) as exc:
             raise ProviderError(f"provider {self.name}: unexpected lookup answer {response.text[:200]}") from exc
+
+    def balance(self) -> Balance:
+        """The account at the sandbox (`GET /v1/balances`, in DT One's shape)."""
+        try:
+            return dvs_shapes.balance_from(self._catalog_get("/v1/balances").json())
+        except ValueError as exc:  # also dvs_shapes.Unreadable
+            raise ProviderError(f"provider {self.name}: unexpected balances: {exc}") from exc
