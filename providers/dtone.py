@@ -11,7 +11,7 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from core.http import retry_after_seconds
-from providers import dtone_catalog, dvs_shapes, http
+from providers import http
 from providers.base import (
     FAILURE_CODES,
     Balance,
@@ -27,6 +27,7 @@ from providers.base import (
     SubmitResult,
     UnreadableProduct,
 )
+from providers.dvs_discovery import DvsDiscovery
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ STATUS_OUTCOMES = {
     "REVERSED": Outcome.REVERSED,
 }
 PAGE = 1000
-CATALOG_PAGE = 100  # DVS's largest per_page
 
 
 class _Unparsable(ValueError):
@@ -98,6 +98,7 @@ class DTOneProvider:
         self.base_url, self.api_key, self.callback_secret = http.base_url(base_url), api_key, callback_secret
         self.timeout, self.name = timeout, name
         self._sessions = http.ThreadSessions(self._authorize)
+        self._discovery = DvsDiscovery(sessions=self._sessions, root=f"{self.base_url}/v1", timeout=timeout, name=name)
 
     def _authorize(self, session: requests.Session) -> None:
         if self.api_key:
@@ -228,70 +229,18 @@ class DTOneProvider:
                 )
             after_id = page.get("next_after_id")
 
-    def _catalog_get(self, path: str, params: dict | None = None) -> requests.Response:
-        try:
-            response = self._session.get(
-                f"{self.base_url}{path}", params=params, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.RequestException as exc:
-            raise ProviderError(f"provider {self.name} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise ProviderError(f"provider {self.name}: HTTP {response.status_code} for {path}")
-        return response
-
-    def _pages(self, path: str) -> Iterator:
-        """Every item of a DVS list, page by page (`page`, `per_page`; the next in `X-Next-Page`)."""
-        page = 1
-        while page:
-            response = self._catalog_get(path, {"page": page, "per_page": CATALOG_PAGE})
-            try:
-                items = response.json()
-            except ValueError as exc:
-                raise ProviderError(f"provider {self.name}: unparsable page {page} of {path}") from exc
-            if not isinstance(items, list):
-                raise ProviderError(f"provider {self.name}: page {page} of {path} is not a list")
-            yield from items
-            following = response.headers.get("X-Next-Page", "")
-            page = int(following) if following.isdigit() and int(following) > page else 0
-
     def countries(self) -> Iterator[CatalogCountry]:
-        for item in self._pages("/v1/countries"):
-            try:
-                yield dtone_catalog.country_from(item)
-            except (KeyError, TypeError) as exc:
-                raise ProviderError(f"provider {self.name}: unexpected country {str(item)[:200]}") from exc
+        return self._discovery.countries()
 
     def operators(self) -> Iterator[CatalogOperator]:
-        for item in self._pages("/v1/operators"):
-            try:
-                yield dtone_catalog.operator_from(item)
-            except (KeyError, TypeError) as exc:
-                raise ProviderError(f"provider {self.name}: unexpected operator {str(item)[:200]}") from exc
+        return self._discovery.operators()
 
     def products(self) -> Iterator[CatalogProduct | UnreadableProduct]:
-        for item in self._pages("/v1/products"):
-            yield dtone_catalog.product_from(item)
+        return self._discovery.products()
 
     def lookup_number(self, msisdn: str) -> list[NumberOperator]:
-        try:
-            response = self._session.post(
-                f"{self.base_url}/v1/lookup/mobile-number",
-                json={"mobile_number": msisdn},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            raise ProviderError(f"provider {self.name} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise ProviderError(f"provider {self.name}: HTTP {response.status_code} for a number lookup")
-        try:
-            return [dtone_catalog.lookup_from(item) for item in response.json()]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ProviderError(f"provider {self.name}: unexpected lookup answer {response.text[:200]}") from exc
+        return self._discovery.lookup_number(msisdn)
 
     def balance(self) -> Balance:
         """The account at the sandbox (`GET /v1/balances`, in DT One's shape)."""
-        try:
-            return dvs_shapes.balance_from(self._catalog_get("/v1/balances").json())
-        except ValueError as exc:  # also dvs_shapes.Unreadable
-            raise ProviderError(f"provider {self.name}: unexpected balances: {exc}") from exc
+        return self._discovery.balance()
