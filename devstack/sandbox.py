@@ -12,6 +12,10 @@ import requests
 from devstack.processes import Process, free_port
 
 READY_MARKER = "sandbox provider ready"  # printed by provider_sandbox/__main__.py
+# Where each adapter (PROVIDER_KIND) finds its dialect under the sandbox's address, and the
+# credentials the sandbox's DT One and Reloadly dialects accept by default.
+SANDBOX_ROOTS = {"sandbox": "", "dvs": "/dvs/v1", "reloadly": "/reloadly"}
+SANDBOX_CLIENT = ("sandbox", "sandbox-secret")
 
 
 def sandbox_argv(*, host: str = "127.0.0.1", port: int, python: str = sys.executable, **options) -> list[str]:

@@ -168,3 +168,20 @@ def test_the_settings_choose_the_adapter(settings, kind, kind_of, url):
             get_provider()
     finally:
         get_provider.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("kind", "root", "key"),
+    [("sandbox", "", None), ("dvs", "/dvs/v1", "sandbox"), ("reloadly", "/reloadly", "sandbox")],
+)
+def test_make_up_points_the_chosen_adapter_at_the_sandbox_dialect(kind, root, key):
+    from devstack.management.commands.runstack import Command
+
+    env = {"PROVIDER_KIND": kind, "PROVIDER_PORT": "8111"}
+    argv = Command()._provider(env, shown_host="127.0.0.1", port=8000)
+    assert argv is not None and "--port" in argv
+    assert (env["PROVIDER_URL"], env.get("PROVIDER_API_KEY")) == (f"http://127.0.0.1:8111{root}", key)
+    if kind == "reloadly":
+        assert env["PROVIDER_AUTH_URL"] == "http://127.0.0.1:8111/reloadly/oauth/token"
+    named = {"PROVIDER_KIND": kind, "PROVIDER_URL": "https://provider.example"}
+    assert Command()._provider(named, shown_host="127.0.0.1", port=8000) is None  # a real one: no sandbox
