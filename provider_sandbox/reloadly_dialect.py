@@ -157,7 +157,7 @@ async def _top_up(app, body, where: str) -> tuple[int, dict, list]:
     if row["status"] in ("DECLINED", "REJECTED"):
         code = REFUSALS.get(row["failure_code"], "TOPUP_TRANSACTION_FAILED")
         raise error(400, code, "The top-up failed", where)
-    before = Decimal(app.store.account()["available"] + row["cost"]).scaleb(-2)
+    before = Decimal(app.store.available() + row["cost"]).scaleb(-2)
     answer = view(row) | {
         "balanceInfo": {
             "oldBalance": float(before),

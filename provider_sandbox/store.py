@@ -274,6 +274,9 @@ class Store:
         ]
         return {"available": available, "holding": holding, "currency": currency}
 
+    def available(self) -> int:
+        return self.db.execute("SELECT available FROM account WHERE id = 1").fetchone()[0]
+
     def set_available(self, available: int) -> None:
         self.db.execute("UPDATE account SET available = ? WHERE id = 1", (available,))
 
