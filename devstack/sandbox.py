@@ -12,6 +12,10 @@ import requests
 from devstack.processes import Process, free_port
 
 READY_MARKER = "sandbox provider ready"  # printed by provider_sandbox/__main__.py
+# Where each adapter (PROVIDER_KIND) finds its dialect under the sandbox's address, and the
+# credentials the sandbox's DT One and Reloadly dialects accept by default.
+SANDBOX_ROOTS = {"sandbox": "", "dvs": "/dvs/v1", "reloadly": "/reloadly"}
+SANDBOX_CLIENT = ("sandbox", "sandbox-secret")
 
 
 def sandbox_argv(*, host: str = "127.0.0.1", port: int, python: str = sys.executable, **options) -> list[str]:
@@ -63,6 +67,29 @@ class SandboxProcess:
         answer = self.session.post(f"{self.url}/_sandbox/config", json=changes, timeout=10)
         answer.raise_for_status()
         return answer.json()
+
+    def balance(self) -> dict:
+        """GET /_sandbox/balance: {available, holding, currency}, smallest units."""
+        answer = self.session.get(f"{self.url}/_sandbox/balance", timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def set_balance(self, available: int) -> dict:
+        """POST /_sandbox/balance: the account's available balance, in the smallest unit."""
+        answer = self.session.post(f"{self.url}/_sandbox/balance", json={"available": available}, timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def force_status(self, external_id: str, status: str, **more) -> dict:
+        """POST /_sandbox/transactions: sets a transaction's status (no money moves, no callback)."""
+        body = {"external_id": external_id, "status": status, **more}
+        answer = self.session.post(f"{self.url}/_sandbox/transactions", json=body, timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def expire_tokens(self) -> None:
+        """DELETE /_sandbox/tokens: every Reloadly access token issued so far is refused from now on."""
+        self.session.delete(f"{self.url}/_sandbox/tokens", timeout=10).raise_for_status()
 
     def stats(self) -> dict:
         answer = self.session.get(f"{self.url}/_sandbox/stats", timeout=10)

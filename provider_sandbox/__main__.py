@@ -9,6 +9,7 @@ import sys
 
 import uvicorn
 
+from core.currencies import to_minor
 from provider_sandbox.app import SandboxApp
 from provider_sandbox.catalog import Catalog
 from provider_sandbox.outcomes import RATES, Config
@@ -26,11 +27,27 @@ OPTIONS = [
     ("error_rate", float, 0.0, "share of requests answered 503 before processing"),
     ("drop_rate", float, 0.0, "share of transactions processed whose answer is dropped"),
     ("pending_rate", float, 0.0, "share of transactions SUBMITTED, COMPLETED pending-seconds later"),
+    ("reverse_rate", float, 0.0, "share of completed transactions REVERSED reverse-seconds later"),
     ("pending_seconds", float, 3.0, "seconds a SUBMITTED transaction takes to complete"),
-    ("hang_seconds", float, 30.0, "seconds a request to a ...9904 number hangs before its connection closes"),
+    (
+        "hang_seconds",
+        float,
+        30.0,
+        "seconds a request to a ...9904 or ...9907 number hangs before its connection closes",
+    ),
+    ("reverse_seconds", float, 3.0, "seconds after which a completed top-up due for reversal is reversed"),
+    ("token_seconds", float, 3600.0, "lifetime of the Reloadly dialect's access tokens"),
     ("seed", int, 0, "seed of every random draw"),
     ("api_key", str, "", "when set, /v1 requests need Authorization: Bearer <key>"),
     ("callback_secret", str, "", "Standard Webhooks secret (whsec_...) callbacks are signed with"),
+    ("client_id", str, "sandbox", "DT One key (basic auth user) and Reloadly client id"),
+    ("client_secret", str, "sandbox-secret", "DT One secret (basic auth password) and Reloadly client secret"),
+    (
+        "balance",
+        str,
+        "1000000000",
+        "the account's starting balance in USD (a new --db only), drawn by /dvs and /reloadly",
+    ),
     ("db", str, ":memory:", "SQLite file holding the transactions (kept across restarts)"),
     ("catalog", str, "", "JSON file of the catalog served (default: the shipped provider_sandbox/catalog.json)"),
 ]
@@ -58,6 +75,11 @@ def parse_args(argv: list[str] | None = None, environ=os.environ) -> argparse.Na
     for rate in RATES:
         if not 0 <= getattr(args, rate) <= 1:
             parser.error(f"--{rate.replace('_', '-')} must be between 0 and 1")
+    try:
+        if to_minor(args.balance, "USD") < 0:
+            raise ValueError
+    except (ValueError, ArithmeticError):
+        parser.error("--balance must be an amount in USD >= 0 with at most 2 decimals")
     if args.callback_secret and not args.callback_secret.startswith("whsec_"):
         parser.error("--callback-secret must be a Standard Webhooks secret (whsec_...)")
     return args
@@ -65,9 +87,14 @@ def parse_args(argv: list[str] | None = None, environ=os.environ) -> argparse.Na
 
 async def serve(args: argparse.Namespace) -> None:
     config = Config(
-        **{name: getattr(args, name) for name, *_ in OPTIONS if name not in ("host", "port", "db", "catalog")}
+        **{
+            name: getattr(args, name)
+            for name, *_ in OPTIONS
+            if name not in ("host", "port", "db", "catalog", "balance")
+        }
     )
-    app = SandboxApp(config, Store(args.db), Catalog(args.catalog or None))
+    store = Store(args.db, balance=to_minor(args.balance, "USD"), currency="USD")
+    app = SandboxApp(config, store, Catalog(args.catalog or None))
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -61,9 +61,8 @@ async def post(url: str, body: str, headers: dict[str, str]) -> int:
         raise ValueError(f"no HTTP status line: {status_line[:80]!r}") from None
 
 
-async def deliver(url: str, transaction: dict, secret: str, stats: dict) -> None:
+async def deliver(url: str, transaction: dict, secret: str, stats: dict, msg_id: str) -> None:
     body = json.dumps(transaction)
-    msg_id = f"tx_{transaction['id']}_{transaction['status']}"  # the same across retries: receivers dedupe
     for attempt, delay in enumerate((0, *BACKOFF_SECONDS), start=1):
         await asyncio.sleep(delay)
         headers = signed_headers(secret, msg_id=msg_id, body=body) if secret else {}

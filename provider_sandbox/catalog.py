@@ -40,6 +40,16 @@ class Catalog:
             ((prefix, operator) for operator in self.operators for prefix in operator.get("numbering_prefixes", [])),
             key=lambda item: -len(item[0]),
         )
+        self._products = {item.get("id"): item for item in self.products if isinstance(item, dict)}
+        self.version = getattr(self, "version", 0) + 1  # views built from the catalog rebuild on a change
+
+    def product(self, product_id: int) -> dict | None:
+        return self._products.get(product_id)
+
+    def identified(self, msisdn: str) -> dict | None:
+        """The operator whose numbering prefix matches the number longest."""
+        digits = msisdn.removeprefix("+")
+        return next((operator for prefix, operator in self._prefixes if digits.startswith(prefix)), None)
 
     def dump(self) -> dict:
         return copy.deepcopy({"countries": self.countries, "operators": self.operators, "products": self.products})
@@ -47,8 +57,7 @@ class Catalog:
     def lookup(self, msisdn: str) -> list[dict]:
         """Every operator of the number's country, the one whose prefix matches longest marked
         `identified`; no operator matches: an empty list."""
-        digits = msisdn.removeprefix("+")
-        found = next((operator for prefix, operator in self._prefixes if digits.startswith(prefix)), None)
+        found = self.identified(msisdn)
         if found is None:
             return []
         country = found["country"]["iso_code"]
@@ -61,8 +70,8 @@ class Catalog:
 
 def page_of(items: list, query: dict) -> tuple[list, list[tuple[str, str]]]:
     """DVS paging: `page` from 1, `per_page` up to 100; the totals and neighbours in headers."""
-    page = _positive(query, "page", 1)
-    per_page = min(_positive(query, "per_page", DEFAULT_PER_PAGE), MAX_PER_PAGE)
+    page = positive(query, "page", 1)
+    per_page = min(positive(query, "per_page", DEFAULT_PER_PAGE), MAX_PER_PAGE)
     total = len(items)
     pages = max(1, math.ceil(total / per_page))
     chunk = items[(page - 1) * per_page : page * per_page]
@@ -77,7 +86,7 @@ def page_of(items: list, query: dict) -> tuple[list, list[tuple[str, str]]]:
     return chunk, headers
 
 
-def _positive(query: dict, name: str, default: int) -> int:
+def positive(query: dict, name: str, default: int) -> int:
     raw = query.get(name, [None])[0]
     if raw is None:
         return default

@@ -14,6 +14,20 @@ answers, for one request:
   request was sent, any other 5xx, an answer that cannot be understood. Do not release the hold:
   ask `lookup` (or resubmit with the same external id, which the provider never processes twice).
 
+Providers that refuse a reused id instead of answering its transaction (DT One, Reloadly) make a
+refusal ambiguous: the id may be ours from an earlier attempt whose answer was lost. Their adapters
+believe a refusal (4xx) only once the provider's record shows no transaction under that id; a
+record found answers instead, and a record that cannot be read leaves the answer UNKNOWN.
+
+REVERSED when the provider completed the top-up and later reversed it (DT One `REVERSED`, Reloadly
+`REFUNDED`): our cost came back to our account there. For a charge still held that is a failure
+(nothing was delivered); for a succeeded one it calls for a refund entry. Never a success.
+
+A FAILED answer may carry a `refusal` (REFUSALS): the provider refused before processing for a
+reason about our account with it, not about the number or the operator (`insufficient_balance`,
+`product_unavailable`). Another provider may serve that sale under a new external id; a decline
+about the number or the operator has no refusal and must not move elsewhere.
+
 MISMATCH when the provider refused the external id as already used with another msisdn or amount
 (409): never a success or a failure; the charge stays held for an admin. Every answer about a
 transaction carries what the provider says it is (external id, msisdn, amount, creation time), and
@@ -39,9 +53,11 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"
     RETRY = "retry"
     MISMATCH = "mismatch"
+    REVERSED = "reversed"
 
 
 FAILURE_CODES = frozenset({"invalid_number", "operator_declined", "provider_rejected"})
+REFUSALS = frozenset({"insufficient_balance", "product_unavailable"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,10 @@ class SubmitResult:
     amount: int | None = None
     created_at: datetime | None = None
     detail: str | None = None  # why, for MISMATCH
+    product_id: str | None = None  # the provider's product (DVS product, Reloadly operator)
+    currency: str | None = None  # of `amount`, when the provider states it
+    provider_status: str | None = None  # the provider's own status or error code, for people
+    refusal: str | None = None  # one of REFUSALS, for FAILED
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,10 @@ class LookupResult:
     external_id: str | None = None  # what a callback is about
     created_at: datetime | None = None
     detail: str | None = None
+    product_id: str | None = None
+    currency: str | None = None
+    provider_status: str | None = None
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +104,22 @@ class ProviderTransaction:
     outcome: Outcome
     failure_code: str | None
     created_at: datetime
+    product_id: str | None = None
+    currency: str | None = None
+    cost: int | None = None  # what the provider charged our account, in cost_currency's smallest unit
+    cost_currency: str | None = None
+    provider_status: str | None = None
+
+
+@dataclass(frozen=True)
+class Balance:
+    """Our account at the provider: what it lets us spend now, in the smallest unit of `currency`.
+    `holding` (held for transactions in flight) and `credit_limit` where the provider states them."""
+
+    available: int
+    currency: str
+    holding: int | None = None
+    credit_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -164,8 +204,9 @@ class Provider(Protocol):
         product_id: str | None = None,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """`amount`: the top-up's destination amount in its currency's smallest unit; `product_id`:
-        the provider's id of the product sold (None on a charge recorded before the catalog)."""
+        """`amount`: what the number receives, in the smallest unit of the destination currency.
+        `product_id`: the provider's product (a DVS product id; a Reloadly operator id); None only
+        on a charge recorded before the catalog; an adapter that needs one and gets none raises ProviderError."""
         ...
 
     def lookup(self, external_id: str) -> LookupResult:
@@ -198,4 +239,8 @@ class Provider(Protocol):
     def lookup_number(self, msisdn: str) -> list[NumberOperator]:
         """The operators the provider names for an E.164 number (empty: none); a network call,
         so never from a web request. Raises ProviderError."""
+        ...
+
+    def balance(self) -> Balance:
+        """Our account's balance at the provider; raises ProviderError."""
         ...

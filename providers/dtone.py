@@ -1,22 +1,20 @@
-"""The adapter for a DT One-shaped HTTP API (the sandbox's, provider_sandbox/; docs/provider.md).
-Which answer means which Outcome, and why, is in providers/base.py."""
+"""The adapter for the sandbox's own dialect (provider_sandbox/, /v1; docs/provider.md): a DT
+One-shaped catalog and balance, transactions of our own shape. Which answer means which Outcome,
+and why, is in providers/base.py. It sells no products: `product_id` is accepted and not sent."""
 
 import json
 import logging
-import threading
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook
-from urllib3.exceptions import ConnectTimeoutError
 
 from core.http import retry_after_seconds
-from providers import dtone_catalog
+from providers import http
 from providers.base import (
     FAILURE_CODES,
+    Balance,
     CatalogCountry,
     CatalogOperator,
     CatalogProduct,
@@ -29,25 +27,21 @@ from providers.base import (
     SubmitResult,
     UnreadableProduct,
 )
+from providers.dvs_discovery import DvsDiscovery
 
 logger = logging.getLogger(__name__)
 
-STATUS_OUTCOMES = {"COMPLETED": Outcome.SUCCEEDED, "DECLINED": Outcome.FAILED, "SUBMITTED": Outcome.PENDING}
+STATUS_OUTCOMES = {
+    "COMPLETED": Outcome.SUCCEEDED,
+    "DECLINED": Outcome.FAILED,
+    "SUBMITTED": Outcome.PENDING,
+    "REVERSED": Outcome.REVERSED,
+}
 PAGE = 1000
-CATALOG_PAGE = 100  # DVS's largest per_page
 
 
 class _Unparsable(ValueError):
     pass
-
-
-def _never_reached(exc: requests.RequestException) -> bool:
-    """Failed while connecting (refused, DNS, connect timeout): nothing was sent. urllib3's
-    NewConnectionError and NameResolutionError are ConnectTimeoutErrors, the MaxRetryError's reason."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    cause = exc.args[0] if exc.args else None
-    return isinstance(exc, requests.ConnectionError) and isinstance(getattr(cause, "reason", None), ConnectTimeoutError)
 
 
 def _failure_code(transaction: dict) -> str | None:
@@ -101,27 +95,18 @@ class DTOneProvider:
         timeout: tuple[float, float] = (1.0, 5.0),
         name: str = "sandbox",
     ):
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"provider base_url must be an http(s) URL, not {base_url!r}")
-        self.base_url, self.api_key, self.callback_secret = base_url.rstrip("/"), api_key, callback_secret
+        self.base_url, self.api_key, self.callback_secret = http.base_url(base_url), api_key, callback_secret
         self.timeout, self.name = timeout, name
-        self._local = threading.local()
+        self._sessions = http.ThreadSessions(self._authorize)
+        self._discovery = DvsDiscovery(sessions=self._sessions, root=f"{self.base_url}/v1", timeout=timeout, name=name)
+
+    def _authorize(self, session: requests.Session) -> None:
+        if self.api_key:
+            session.headers["Authorization"] = f"Bearer {self.api_key}"
 
     @property
     def _session(self) -> requests.Session:
-        """One keep-alive session per thread (requests.Session is not thread-safe). No retries
-        inside urllib3: a POST resent after a reset could be a second top-up."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            session.trust_env = False  # no proxy or .netrc from the environment replacing our Authorization
-            session.mount("http://", HTTPAdapter(max_retries=0))
-            session.mount("https://", HTTPAdapter(max_retries=0))
-            session.headers["Accept"] = "application/json"
-            if self.api_key:
-                session.headers["Authorization"] = f"Bearer {self.api_key}"
-        return session
+        return self._sessions.get()
 
     def submit(
         self,
@@ -142,7 +127,7 @@ class DTOneProvider:
                 f"{self.base_url}/v1/transactions", json=body, timeout=self.timeout, allow_redirects=False
             )
         except requests.RequestException as exc:
-            if _never_reached(exc):
+            if http.never_reached(exc):
                 logger.info("provider %s not reached for %s: %s", self.name, external_id, exc)
                 return SubmitResult(Outcome.RETRY)
             logger.warning("provider %s: %s may have been processed: %r", self.name, external_id, exc)
@@ -246,63 +231,18 @@ class DTOneProvider:
                 )
             after_id = page.get("next_after_id")
 
-    def _catalog_get(self, path: str, params: dict | None = None) -> requests.Response:
-        try:
-            response = self._session.get(
-                f"{self.base_url}{path}", params=params, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.RequestException as exc:
-            raise ProviderError(f"provider {self.name} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise ProviderError(f"provider {self.name}: HTTP {response.status_code} for {path}")
-        return response
-
-    def _pages(self, path: str) -> Iterator:
-        """Every item of a DVS list, page by page (`page`, `per_page`; the next in `X-Next-Page`)."""
-        page = 1
-        while page:
-            response = self._catalog_get(path, {"page": page, "per_page": CATALOG_PAGE})
-            try:
-                items = response.json()
-            except ValueError as exc:
-                raise ProviderError(f"provider {self.name}: unparsable page {page} of {path}") from exc
-            if not isinstance(items, list):
-                raise ProviderError(f"provider {self.name}: page {page} of {path} is not a list")
-            yield from items
-            following = response.headers.get("X-Next-Page", "")
-            page = int(following) if following.isdigit() and int(following) > page else 0
-
     def countries(self) -> Iterator[CatalogCountry]:
-        for item in self._pages("/v1/countries"):
-            try:
-                yield dtone_catalog.country_from(item)
-            except (KeyError, TypeError) as exc:
-                raise ProviderError(f"provider {self.name}: unexpected country {str(item)[:200]}") from exc
+        return self._discovery.countries()
 
     def operators(self) -> Iterator[CatalogOperator]:
-        for item in self._pages("/v1/operators"):
-            try:
-                yield dtone_catalog.operator_from(item)
-            except (KeyError, TypeError) as exc:
-                raise ProviderError(f"provider {self.name}: unexpected operator {str(item)[:200]}") from exc
+        return self._discovery.operators()
 
     def products(self) -> Iterator[CatalogProduct | UnreadableProduct]:
-        for item in self._pages("/v1/products"):
-            yield dtone_catalog.product_from(item)
+        return self._discovery.products()
 
     def lookup_number(self, msisdn: str) -> list[NumberOperator]:
-        try:
-            response = self._session.post(
-                f"{self.base_url}/v1/lookup/mobile-number",
-                json={"mobile_number": msisdn},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            raise ProviderError(f"provider {self.name} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise ProviderError(f"provider {self.name}: HTTP {response.status_code} for a number lookup")
-        try:
-            return [dtone_catalog.lookup_from(item) for item in response.json()]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ProviderError(f"provider {self.name}: unexpected lookup answer {response.text[:200]}") from exc
+        return self._discovery.lookup_number(msisdn)
+
+    def balance(self) -> Balance:
+        """The account at the sandbox (`GET /v1/balances`, in DT One's shape)."""
+        return self._discovery.balance()

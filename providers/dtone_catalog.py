@@ -15,7 +15,7 @@ DATA_SUBSERVICES = ("data", "bundles", "data bundles")
 RATE_PLACES = Decimal("1e-12")  # ProductVersion.cost_rate's decimal places
 
 
-def _rate(rate, *, per: str, of: str) -> Decimal:
+def minor_rate(rate, *, per: str, of: str) -> Decimal:
     if rate is None or Decimal(str(rate)) <= 0:
         raise ValueError("a positive rate is required")
     return rate_to_minor(rate, per=per, of=of).quantize(RATE_PLACES, rounding=ROUND_CEILING)
@@ -101,10 +101,10 @@ def product_from(data) -> CatalogProduct | UnreadableProduct:
                 max_amount=to_minor(bounds["max"], dest_currency),
                 amount_step=to_minor(bounds["increment"], dest_currency) if bounds.get("increment") else None,
                 cost=to_minor(wholesale.get("fee") or 0, cost_currency),
-                cost_rate=_rate(rates.get("wholesale"), per=cost_currency, of=dest_currency),
+                cost_rate=minor_rate(rates.get("wholesale"), per=cost_currency, of=dest_currency),
                 retail_rate=None
                 if rates.get("retail") is None
-                else _rate(rates["retail"], per=cost_currency, of=dest_currency),
+                else minor_rate(rates["retail"], per=cost_currency, of=dest_currency),
                 **common,
             )
         return UnreadableProduct(product_id, f"type {kind_of!r} is not sold here")

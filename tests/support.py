@@ -28,8 +28,11 @@ SANDBOX_DEFAULTS = {
     "error_rate": 0,
     "drop_rate": 0,
     "pending_rate": 0,
+    "reverse_rate": 0,
     "pending_seconds": 1.0,
     "hang_seconds": 2.0,
+    "reverse_seconds": 1.0,
+    "token_seconds": 3600.0,
     "down": False,
 }
 

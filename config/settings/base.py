@@ -258,8 +258,17 @@ LEDGER_EVENT_SUBSCRIBERS = {
 }
 
 # The top-up provider (docs/provider.md, docs/operations.md). The sandbox of `make up` by default.
+# PROVIDER_KIND names the adapter: `sandbox` (the sandbox's own dialect), `dvs` (DT One) or
+# `reloadly`; PROVIDER_URL is its API root (DT One's ends in /v1).
+PROVIDER_KIND = env("PROVIDER_KIND") or "sandbox"
 PROVIDER_URL = env("PROVIDER_URL", "http://127.0.0.1:8090")
+# The sandbox: an optional bearer key. DT One: the API key and secret (basic auth). Reloadly: the
+# client id and secret; its tokens come from PROVIDER_AUTH_URL for PROVIDER_AUDIENCE (default
+# PROVIDER_URL).
 PROVIDER_API_KEY = env("PROVIDER_API_KEY", "")
+PROVIDER_API_SECRET = env("PROVIDER_API_SECRET", "")
+PROVIDER_AUTH_URL = env("PROVIDER_AUTH_URL", "https://auth.reloadly.com/oauth/token")
+PROVIDER_AUDIENCE = env("PROVIDER_AUDIENCE", "")
 PROVIDER_CALLBACK_SECRET = env("PROVIDER_CALLBACK_SECRET", "")
 # Where the provider posts its callbacks (our /api/v1/provider/callbacks/); empty: no callbacks,
 # pending top-ups are resolved by lookups alone.

@@ -1,5 +1,6 @@
 """One real sandbox provider process for the session (tmp SQLite record, short hang and pending
-times), its config reset after every test; a local receiver for its callbacks."""
+times), its config and account balance reset after every test; the three adapters pointed at its
+three dialects; a local receiver for its callbacks."""
 
 import json
 import threading
@@ -10,18 +11,51 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from providers.dtone import DTOneProvider
+from providers.dvs import DVSProvider
+from providers.reloadly import ReloadlyProvider
 from tests.support import SANDBOX_DEFAULTS as DEFAULTS
 from tests.support import SANDBOX_SECRET as SECRET
 from tests.support import sandbox_options  # noqa: F401  (the tests build their own sandboxes with it)
 
 HANG_SECONDS = DEFAULTS["hang_seconds"]
 PENDING_SECONDS = DEFAULTS["pending_seconds"]
+REVERSE_SECONDS = DEFAULTS["reverse_seconds"]
+BALANCE = 10**11  # the sandbox account's balance at the start of every test, US cents
+KEY, SECRET_KEY = "sandbox", "sandbox-secret"  # the sandbox's DT One key / Reloadly client (its defaults)
 
 
 @pytest.fixture
 def sandbox(session_sandbox):
+    session_sandbox.set_balance(BALANCE)
     yield session_sandbox
     session_sandbox.configure(**DEFAULTS)
+    session_sandbox.set_balance(BALANCE)
+
+
+def dvs_for(sandbox, **options) -> DVSProvider:
+    defaults = {"base_url": f"{sandbox.url}/dvs/v1", "key": KEY, "secret": SECRET_KEY, "timeout": (1.0, 5.0)}
+    return DVSProvider(**(defaults | options))
+
+
+def reloadly_for(sandbox, **options) -> ReloadlyProvider:
+    defaults = {
+        "base_url": f"{sandbox.url}/reloadly",
+        "auth_url": f"{sandbox.url}/reloadly/oauth/token",
+        "client_id": KEY,
+        "client_secret": SECRET_KEY,
+        "timeout": (1.0, 5.0),
+    }
+    return ReloadlyProvider(**(defaults | options))
+
+
+@pytest.fixture
+def dvs(sandbox):
+    return dvs_for(sandbox, callback_secret=SECRET)
+
+
+@pytest.fixture
+def reloadly(sandbox):
+    return reloadly_for(sandbox)
 
 
 @pytest.fixture

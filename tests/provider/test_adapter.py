@@ -173,3 +173,15 @@ def test_pending_becomes_final_by_lookup(provider, external_id):
 def test_free_port_nothing_listens_is_retry(external_id):
     provider = DTOneProvider(base_url=f"http://127.0.0.1:{free_port()}")
     assert provider.submit(external_id=external_id, msisdn=msisdn(), amount=5).outcome == Outcome.RETRY
+
+
+def test_a_reversal_and_a_late_success_in_the_sandboxs_own_dialect(sandbox, provider, external_id):
+    assert provider.submit(external_id=external_id, msisdn=msisdn("9908"), amount=5).outcome == Outcome.SUCCEEDED
+    late = f"{external_id}-late"
+    impatient = DTOneProvider(base_url=sandbox.url, timeout=(1.0, HANG_SECONDS / 4))
+    assert impatient.submit(external_id=late, msisdn=msisdn("9907"), amount=5).outcome == Outcome.UNKNOWN
+    assert provider.lookup(late).found is False
+    time.sleep(HANG_SECONDS + 0.5)  # longer than the reversal's delay too
+    assert provider.lookup(external_id).outcome == Outcome.REVERSED
+    assert provider.lookup(late).outcome == Outcome.SUCCEEDED
+    assert provider.balance().currency == "USD"  # the account, in DT One's shape

@@ -22,7 +22,7 @@ from honcho.printer import Message
 
 from core.static_files import needs_collecting
 from devstack.front_proxy import FrontProxy, front_proxy, nginx_binary
-from devstack.sandbox import SandboxProcess, sandbox_argv
+from devstack.sandbox import SANDBOX_CLIENT, SANDBOX_ROOTS, SandboxProcess, sandbox_argv
 from devstack.stack import ROOT, stack_processes
 from ops.flower import flower_credentials_problem
 from workers.assignment import worker_groups
@@ -103,12 +103,19 @@ class Command(BaseCommand):
         """The sandbox provider (provider_sandbox/, docs/provider.md) on PROVIDER_PORT, unless
         PROVIDER_URL names a provider: the embedded default, as real providers ship sandboxes. Its
         record survives restarts in .provider-sandbox.sqlite3 (or SANDBOX_DB), as a real provider
-        account outlives our databases; it signs callbacks to our API."""
+        account outlives our databases; it signs callbacks to our API. With PROVIDER_KIND=dvs or
+        reloadly the ledger talks to the sandbox's DT One or Reloadly dialect, with its credentials."""
         if env.get("PROVIDER_URL"):
             self.stdout.write(f"Provider: {env['PROVIDER_URL']} (PROVIDER_URL)")
             return None
         provider_port = int(env.get("PROVIDER_PORT") or 8090)
-        env["PROVIDER_URL"] = f"http://127.0.0.1:{provider_port}"
+        sandbox = f"http://127.0.0.1:{provider_port}"
+        kind = env.get("PROVIDER_KIND") or "sandbox"
+        env["PROVIDER_URL"] = sandbox + SANDBOX_ROOTS.get(kind, "")
+        if kind in ("dvs", "reloadly"):
+            env.setdefault("PROVIDER_API_KEY", SANDBOX_CLIENT[0])
+            env.setdefault("PROVIDER_API_SECRET", SANDBOX_CLIENT[1])
+            env.setdefault("PROVIDER_AUTH_URL", f"{sandbox}/reloadly/oauth/token")
         env.setdefault("PROVIDER_CALLBACK_URL", f"http://{shown_host}:{port}/api/v1/provider/callbacks/")
         env.setdefault("PROVIDER_CALLBACK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
         self.stdout.write(f"Provider: sandbox on {env['PROVIDER_URL']} (set PROVIDER_URL to use a real one)")
