@@ -158,7 +158,10 @@ def test_stack_serves_a_charge_end_to_end_over_http(stack):
 
     charge = requests.post(
         f"{api}/charges/",
-        json={"phone_number": "+989121234567", "amount": 50_000_000},  # MCI's 500,000 IRR (in 1/100 rial), as the stack synced it
+        json={
+            "phone_number": "+989121234567",
+            "amount": 50_000_000,
+        },  # MCI's 500,000 IRR (in 1/100 rial), as the stack synced it
         headers={**as_seller, "Idempotency-Key": "ops-e2e-1"},
         timeout=10,
     )
