@@ -178,8 +178,8 @@ def test_make_up_points_the_chosen_adapter_at_the_sandbox_dialect(kind, root, ke
     from devstack.management.commands.runstack import Command
 
     env = {"PROVIDER_KIND": kind, "PROVIDER_PORT": "8111"}
-    argv = Command()._provider(env, shown_host="127.0.0.1", port=8000)
-    assert argv is not None and "--port" in argv
+    sandbox = Command()._provider(env, shown_host="127.0.0.1", port=8000)
+    assert sandbox is not None and sandbox["port"] == 8111
     assert (env["PROVIDER_URL"], env.get("PROVIDER_API_KEY")) == (f"http://127.0.0.1:8111{root}", key)
     if kind == "reloadly":
         assert env["PROVIDER_AUTH_URL"] == "http://127.0.0.1:8111/reloadly/oauth/token"
