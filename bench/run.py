@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     clear_broker(args.redis_url, args.redis_key_prefix)
     sizes = Sizes.smoke() if args.smoke else Sizes()
     notes: list[str] = []
-    limits = None if args.no_limits else PgbenchLimits(args.database_url, log_dir)
+    limits = None if args.no_limits else PgbenchLimits(args.database_url)
     if limits is not None and not limits.available:
         print("bench: pgbench not found; ratios to the database limit are left out", flush=True)
         limits = None
