@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import requests
 
 from devstack.hosts.cluster import ADMIN_PASSWORD, Cluster
@@ -68,34 +69,28 @@ def charge(session: requests.Session, url: str, amount: int = 1) -> requests.Res
     return session.post(f"{url}/api/v1/charges/", json={"phone_number": next_phone(), "amount": amount}, timeout=10)
 
 
-def _cpu_times() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
-
-
 def closed_loop(sessions: list, urls: list[str], seconds: float) -> dict:
     """Each client submits one charge after another to its web host: accepted charges per second,
     and how busy the machine's cores were meanwhile (every host shares them)."""
-    counts, errors, stop = [0] * len(sessions), [0] * len(sessions), time.monotonic() + seconds
-    busy_before, total_before = _cpu_times()
+    accepted: list[bool] = []
+    stop, before = time.monotonic() + seconds, psutil.cpu_times()
 
     def client(i: int) -> None:
         while time.monotonic() < stop:
-            if charge(sessions[i], urls[i % len(urls)]).status_code == 202:
-                counts[i] += 1
-            else:
-                errors[i] += 1
+            accepted.append(charge(sessions[i], urls[i % len(urls)]).status_code == 202)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(len(sessions))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    busy_after, total_after = _cpu_times()
-    busy = (busy_after - busy_before) / max(total_after - total_before, 1)
-    return {"accepted_per_s": round(sum(counts) / seconds, 1), "errors": sum(errors), "machine_busy": round(busy, 2)}
+    after = psutil.cpu_times()
+    busy = 1 - (after.idle + after.iowait - before.idle - before.iowait) / max(sum(after) - sum(before), 1e-9)
+    return {
+        "accepted_per_s": round(sum(accepted) / seconds, 1),
+        "errors": accepted.count(False),
+        "machine_busy": round(busy, 2),
+    }
 
 
 def run(args: argparse.Namespace) -> dict:

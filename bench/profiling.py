@@ -4,6 +4,7 @@ short summary of where the samples were: by function, inclusive and own time."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -11,60 +12,41 @@ import sys
 from pathlib import Path
 
 
-def py_spy() -> str | None:
-    return shutil.which("py-spy") or (
-        str(Path(sys.executable).parent / "py-spy") if (Path(sys.executable).parent / "py-spy").exists() else None
+@contextlib.contextmanager
+def profiled(ctx, name: str, pid: int | None, into: dict, *, subprocesses: bool = False):
+    """`py-spy record` of `pid` (and its children with `subprocesses`) while the block runs, into
+    `<results>/profiles/<name>.raw.txt`, its summary then stored as `into["profile"]`; nothing
+    unless the run was asked for profiles (`--profile`), `name` is given and py-spy is installed."""
+    beside = Path(sys.executable).parent / "py-spy"
+    exe = shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+    if not (ctx.profile and name and exe and pid):
+        yield
+        return
+    out = ctx.out_dir / "profiles" / f"{name}.raw.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # --gil: only samples that hold the GIL, where the Python CPU goes, not where it waits.
+    argv = [
+        exe,
+        "record",
+        "--pid",
+        str(pid),
+        "--output",
+        str(out),
+        *"--format raw --rate 100 --nonblocking --gil".split(),
+    ]
+    proc = subprocess.Popen(
+        argv + ["--subprocesses"] * subprocesses, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-
-
-class Profile:
-    """`py-spy record --format raw` on a pid (and its children) while the block runs."""
-
-    def __init__(self, pid: int, out: Path, *, subprocesses: bool = False, rate: int = 100, gil: bool = True):
-        self.out = out
-        self.proc = None
-        exe = py_spy()
-        if exe is None:
-            return
-        argv = [
-            exe,
-            "record",
-            "--pid",
-            str(pid),
-            "--format",
-            "raw",
-            "--output",
-            str(out),
-            "--rate",
-            str(rate),
-            "--nonblocking",
-        ]
-        if subprocesses:
-            argv.append("--subprocesses")
-        if gil:
-            # Only samples that hold the GIL: where the Python CPU goes, not where it waits.
-            argv.append("--gil")
-        self.argv = argv
-
-    def __enter__(self) -> Profile:
-        if hasattr(self, "argv"):
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
         try:
-            self.proc.wait(timeout=30)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-    def summary(self, top: int = 30) -> dict | None:
-        if self.proc is None or not self.out.exists():
-            return None
-        return summarize(self.out, top=top)
+            proc.kill()
+    if out.exists():
+        into["profile"] = summarize(out)
 
 
 def summarize(path: Path, top: int = 30) -> dict:
@@ -97,8 +79,6 @@ def summarize(path: Path, top: int = 30) -> dict:
 def _short(frame: str) -> str:
     # "function (path/to/module.py:123)" -> "function (module.py)"
     name, _, where = frame.partition(" (")
-    where = where.rstrip(")")
-    file = where.rsplit(":", 1)[0]
+    file = where.rstrip(")").rsplit(":", 1)[0]
     parts = Path(file).parts
-    short = "/".join(parts[-2:]) if parts else file
-    return f"{name} ({short})"
+    return f"{name} ({'/'.join(parts[-2:]) if parts else file})"

@@ -11,13 +11,12 @@ import importlib
 import os
 import platform
 import subprocess
-import sys
 import time
 import traceback
 from pathlib import Path
 
-from bench import wrk
-from bench.stack import default_database_url, default_redis_url
+from bench.scenarios.http_load import wrk_available
+from bench.stack import DATABASE_URL, REDIS_URL
 from devstack.processes import free_port
 from devstack.stack import default_web_workers
 
@@ -30,45 +29,36 @@ LEDGER_SETTINGS = (
     "LEDGER_SWEEP_AFTER",
 )
 PROVIDER_SETTINGS = ("PROVIDER_RATE_LIMIT", "PROVIDER_CONCURRENCY", "PROVIDER_BATCH")
-SCENARIOS = ["hot_seller", "many_sellers", "http", "batch_import", "fulfilment"]
+# Each scenario: its module in bench/scenarios/ and function.
 RUNNERS = {
     "hot_seller": "settlement:hot_seller",
     "many_sellers": "settlement:many_sellers",
     "http": "http:run",
     "batch_import": "batch_import:run",
     "fulfilment": "fulfilment:run",
+    "catalog_sync": "catalog_sync:run",
+    "audit": "audit:run",
 }
+SCENARIOS = list(RUNNERS)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    add = parser.add_argument
+    add, env = parser.add_argument, os.environ.get
     add("--smoke", action="store_true", help="tiny sizes: checks that the benchmark works, measures nothing")
     add("--only", nargs="+", choices=SCENARIOS, help="run only these scenarios")
-    add("--database-url", default=default_database_url())
-    add("--redis-url", default=default_redis_url())
-    add(
-        "--redis-key-prefix",
-        default=os.environ.get("BENCH_REDIS_KEY_PREFIX", ""),
-        help="prefix every broker key (isolates the run on a Redis database others use)",
-    )
+    add("--database-url", default=DATABASE_URL)
+    add("--redis-url", default=REDIS_URL)
+    add("--redis-key-prefix", default=env("BENCH_REDIS_KEY_PREFIX", ""), help="isolates the run on a shared Redis db")
     add("--out", type=Path, help="results folder (default bench/results, smoke: bench/results/smoke)")
-    add("--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")) or None)
-    add("--worker-processes", type=int, default=int(os.environ.get("LEDGER_WORKER_PROCESSES", "2")))
+    add("--port", type=int, default=int(env("BENCH_PORT", "0")) or None)
+    add("--worker-processes", type=int, default=int(env("LEDGER_WORKER_PROCESSES", "2")))
     add("--web-workers", type=int, default=default_web_workers())
-    add(
-        "--load-generator",
-        choices=["wrk", "python"],
-        default="wrk" if wrk.available() else "python",
-        help="of the HTTP closed loops: wrk (Debian's package; the default where installed) or Python threads",
-    )
-    add(
-        "--provider-latency-ms",
-        type=float,
-        default=float(os.environ.get("BENCH_PROVIDER_LATENCY_MS", "50")),
-        help="the sandbox provider's wait before each answer, for every scenario (docs/provider.md)",
-    )
-    add("--profile", action="store_true", help="py-spy profiles of the worker (scenario 1) and web (3)")
+    generator = "wrk" if wrk_available() else "python"
+    add("--load-generator", choices=["wrk", "python"], default=generator, help="of the HTTP closed loops")
+    latency = float(env("BENCH_PROVIDER_LATENCY_MS", "50"))
+    add("--provider-latency-ms", type=float, default=latency, help="the sandbox provider's wait before each answer")
+    add("--profile", action="store_true", help="py-spy profiles of the shard, web and fulfilment workers")
     add("--no-limits", action="store_true", help="skip the pgbench limits")
     return parser.parse_args(argv)
 
@@ -91,36 +81,26 @@ def run_identity(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bench.stack import clear_broker, configure_environment
-    from devstack.postgres import create_database
+    from bench.stack import clear_broker, open_database
 
     if args.smoke:
         # The sweeper at the pace the test suite uses, so a lost wake-up costs seconds, not a minute.
         os.environ.setdefault("LEDGER_SWEEP_INTERVAL", "1")
         os.environ.setdefault("LEDGER_SWEEP_AFTER", "2")
-    configure_environment(
-        database_url=args.database_url,
-        redis_url=args.redis_url,
-        key_prefix=args.redis_key_prefix,
-        worker_processes=args.worker_processes,
-        web_workers=args.web_workers,
-    )
     out_dir = args.out or (ROOT / "bench" / "results" / ("smoke" if args.smoke else ""))
-    out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     log_dir = out_dir / "logs" / stamp
     log_dir.mkdir(parents=True, exist_ok=True)
 
     began = time.monotonic()
     print(f"bench: database {args.database_url}, redis {args.redis_url} prefix {args.redis_key_prefix!r}", flush=True)
-    created = create_database(args.database_url)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from bench.stack import migrate
-
-    migrate()
+    created = open_database(
+        args.database_url,
+        args.redis_url,
+        key_prefix=args.redis_key_prefix,
+        LEDGER_WORKER_PROCESSES=str(args.worker_processes),
+        WEB_WORKERS=str(args.web_workers),
+    )
     from django.conf import settings
 
     import celery_app  # noqa: F401  (binds the tasks to the configured app before any publish)
@@ -137,67 +117,45 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: pgbench not found; ratios to the database limit are left out", flush=True)
         limits = None
         notes.append("pgbench not found (Debian: postgresql-client): no database limit, no ratios")
-    stack = Stack(
-        log_dir, free_port() if args.port is None else args.port, provider_latency_ms=args.provider_latency_ms
-    )
-    ctx = Context(
-        smoke=args.smoke,
-        sizes=sizes,
-        stack=stack,
-        limits=limits,
-        out_dir=out_dir,
-        profile=args.profile,
-        notes=notes,
-        load_generator=args.load_generator,
-        provider_latency_ms=args.provider_latency_ms,
-    )
-
-    results: dict = {
-        "meta": {
-            "timestamp": stamp,
-            **run_identity(args),
-            "git_commit": _git("rev-parse", "--short", "HEAD"),
-            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-            "host": platform.node(),
-            "cpus": os.cpu_count(),
-            "load_average_before": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(),
-            "postgres": _postgres_version(),
-            "database_created": created,
-            "settings": {
-                **{name: getattr(settings, name) for name in LEDGER_SETTINGS},
-                "worker_processes": len(stack.workers),
-                "web_workers": args.web_workers,
-                "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
-                "provider_latency_ms": args.provider_latency_ms,
-                **{name: stack.fulfil.env.get(name) or getattr(settings, name) for name in PROVIDER_SETTINGS},
-            },
-            "sizes": sizes.__dict__,
-            "commands": {
-                "workers": [w.argv for w in stack.workers],
-                "web": stack.web.argv,
-                "fulfil": stack.fulfil.argv,
-                "provider": stack.provider.process.argv,
-            },
+    port = free_port() if args.port is None else args.port
+    stack = Stack(log_dir, port, provider_latency_ms=args.provider_latency_ms)
+    options = {name: getattr(args, name) for name in ("smoke", "profile", "load_generator", "provider_latency_ms")}
+    ctx = Context(sizes=sizes, stack=stack, limits=limits, out_dir=out_dir, notes=notes, **options)
+    meta = {
+        "timestamp": stamp,
+        **run_identity(args),
+        "git_commit": _git("rev-parse", "--short", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "postgres": _postgres_version(),
+        "database_created": created,
+        "settings": {
+            **{name: getattr(settings, name) for name in LEDGER_SETTINGS},
+            "worker_processes": len(stack.workers),
+            "web_workers": args.web_workers,
+            "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
+            "provider_latency_ms": args.provider_latency_ms,
+            **{name: stack.fulfil.env.get(name) or getattr(settings, name) for name in PROVIDER_SETTINGS},
         },
-        "scenarios": {},
+        "sizes": sizes.__dict__,
+        "commands": {p.name: p.argv for p in [*stack.workers, stack.web, stack.fulfil, stack.provider.process]},
     }
-    failed = False
+    results: dict = {"meta": meta, "scenarios": {}}
     try:
         stack.start_workers()
         for name in args.only or SCENARIOS:
             print(f"bench: scenario {name} ...", flush=True)
             t0 = time.monotonic()
             try:
-                stack.resume_fulfilment()  # a scenario that failed while it was paused left it stopped
                 module, _, function = RUNNERS[name].partition(":")
                 outcome = getattr(importlib.import_module(f"bench.scenarios.{module}"), function)(ctx)
                 outcome.setdefault("status", "ok")
             except ScenarioFailed as exc:
-                failed = True
                 outcome = {**exc.partial, "status": "failed", "error": str(exc)}
             except Exception as exc:  # a crashed scenario is reported, and the others still run
-                failed = True
                 outcome = {
                     "status": "error",
                     "error": f"{type(exc).__name__}: {exc}",
@@ -209,14 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.stop()
         clear_broker(args.redis_url, args.redis_key_prefix)
-    results["meta"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    results["meta"]["total_seconds"] = round(time.monotonic() - began, 1)
-    results["meta"]["notes"] = ctx.notes
+    meta["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    meta["total_seconds"] = round(time.monotonic() - began, 1)
+    meta["notes"] = ctx.notes
 
     paths = report.write(results, out_dir, stamp)
     print(paths["markdown"].read_text())
     print(f"bench: wrote {', '.join(str(p) for p in paths.values())}")
-    return 1 if failed else 0
+    return 0 if all(s["status"] == "ok" for s in results["scenarios"].values()) else 1
 
 
 def _git(*args: str) -> str:

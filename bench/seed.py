@@ -35,6 +35,14 @@ def make_sellers(count: int, *, prefix: str) -> list[int]:
     return [seller.pk for seller in sellers]
 
 
+def tokens(seller_ids: list[int]) -> list[str]:
+    """An access token of each seller's user, in order."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    users = {s.pk: s.user for s in Seller.objects.select_related("user").filter(pk__in=seller_ids)}
+    return [str(AccessToken.for_user(users[sid])) for sid in seller_ids]
+
+
 def fund(seller_ids: list[int], amount: int) -> None:
     """One deposit per seller, approved and then applied by `settle_seller` (the posting code)."""
     now = timezone.now()
@@ -70,15 +78,14 @@ def queue_charges(seller_ids: list[int], *, per_seller: int, amount: int) -> flo
     return time.monotonic() - started
 
 
-def unsettled(seller_ids: list[int] | None = None, *, reserved: bool = False) -> bool:
-    """Whether charges of these sellers (or of any) wait for a final status (queued, or held for
-    the provider's answer), or with `reserved` for their reservation, or deposits for their credit."""
+def unsettled(seller_ids: list[int], *, reserved: bool = False) -> bool:
+    """Whether charges of these sellers wait for a final status (queued, or held for the
+    provider's answer), or with `reserved` for their reservation, or deposits for their credit."""
     column = "stage" if reserved else "status"
-    scope = "" if seller_ids is None else " AND seller_id = ANY(%(ids)s)"
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE {column} = 'queued'{scope})"
-            f" OR EXISTS (SELECT 1 FROM ledger_deposit WHERE status = 'approving'{scope})",
+            f"SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE {column} = 'queued' AND seller_id = ANY(%(ids)s))"
+            " OR EXISTS (SELECT 1 FROM ledger_deposit WHERE status = 'approving' AND seller_id = ANY(%(ids)s))",
             {"ids": seller_ids},
         )
         return cur.fetchone()[0]

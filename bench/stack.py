@@ -1,46 +1,40 @@
-"""What the benchmark brings up, for every scenario and tool of `bench/`: its own database
-(created, migrated, emptied between scenarios), its own Redis database or key prefix, the sandbox
-provider (in memory, for the whole run) and the processes of `make up` (devstack/), with their
-peak memory and CPU sampled while they run."""
+"""What the benchmark brings up: its own database (created, migrated, emptied between scenarios),
+its own Redis database or key prefix, the sandbox provider (in memory, for the whole run) and the
+processes of `make up` (devstack/), with their peak memory and CPU sampled while they run."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
 
+from devstack.postgres import create_database
 from devstack.processes import Process, free_port, start_together, stop_together
 from devstack.sandbox import SandboxProcess
 from devstack.stack import collect_static, default_web_workers, ready_line, stack_processes
 
-BENCH_SETTINGS = "bench.settings"
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_bench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 ROOT_DIR = Path(__file__).resolve().parent.parent
 
 
-def default_database_url() -> str:
-    return os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_bench")
-
-
-def default_redis_url() -> str:
-    return os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-
-
-def configure_environment(
-    *, database_url: str, redis_url: str, key_prefix: str, worker_processes: int, web_workers: int
-) -> None:
-    """Environment for this process and every child: production settings against the bench's
-    own database and Redis. Runs before Django is imported."""
+def open_database(database_url: str, redis_url: str, *, key_prefix: str = "", **environment: str) -> bool:
+    """This process and its children (with `environment` besides) on the production settings,
+    through `bench/settings.py`, against the benchmark's own database (created if need be, and
+    migrated) and Redis; Django set up. Whether the database was created."""
     os.environ.update(
-        DJANGO_SETTINGS_MODULE=BENCH_SETTINGS,
+        DJANGO_SETTINGS_MODULE="bench.settings",
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         BENCH_REDIS_KEY_PREFIX=key_prefix,
-        LEDGER_WORKER_PROCESSES=str(worker_processes),
-        WEB_WORKERS=str(web_workers),
+        **environment,
         ALLOWED_HOSTS="127.0.0.1,localhost",
         # TLS ends at the load balancer in production; the benchmark speaks plain HTTP on loopback.
         SECURE_SSL_REDIRECT="0",
@@ -48,12 +42,13 @@ def configure_environment(
     )
     if len(os.environ.get("SECRET_KEY", "")) < 32 or "not-a-secret" in os.environ.get("SECRET_KEY", ""):
         os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
-
-
-def migrate() -> None:
+    created = create_database(database_url)
+    import django
     from django.core.management import call_command
 
+    django.setup()
     call_command("migrate", "--noinput", verbosity=0)
+    return created
 
 
 def reset_ledger() -> None:
@@ -85,19 +80,8 @@ def clear_broker(redis_url: str, key_prefix: str) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    patterns = (
-        [f"{key_prefix}*"]
-        if key_prefix
-        else [
-            "ledger.shard.*",
-            "ledger.default*",
-            "ledger.imports*",
-            "ledger.fulfil*",
-            "unacked*",
-            "_kombu.binding.*",
-        ]
-    )
-    for pattern in patterns:
+    queues = ["ledger.shard.*", "ledger.default*", "ledger.imports*", "ledger.fulfil*", "unacked*", "_kombu.binding.*"]
+    for pattern in [f"{key_prefix}*"] if key_prefix else queues:
         keys = list(client.scan_iter(match=pattern, count=1000))
         if keys:
             client.delete(*keys)
@@ -111,6 +95,22 @@ def broker_backlog() -> int:
 
     client = broker_client()
     return sum(queue_depths(all_shard_queues(), client).values()) + client.hlen(ops_key("unacked"))
+
+
+def task_runs(process: Process, task: str) -> list[tuple[float, float]]:
+    """(start time, run time in seconds) of each `task` a worker has run, from Celery's JSON log
+    line for each ("succeeded in", with its run time)."""
+    runs = []
+    for line in process.log_path.read_text(errors="replace").splitlines():
+        if f'"{task}"' in line and "succeeded in" in line:
+            try:
+                record = json.loads(line)
+                runtime = float(record["data"]["runtime"])
+                finished = datetime.strptime(record["time"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            except (ValueError, KeyError, TypeError):
+                continue
+            runs.append((finished - runtime, runtime))
+    return runs
 
 
 class Stack:
@@ -139,16 +139,21 @@ class Stack:
         self.provider.start()
         start_together([(p, ready_line(p.name)) for p in [*self.workers, self.imports, self.fulfil, self.beat]])
 
-    def pause_fulfilment(self) -> None:
-        """Stop the fulfilment worker: the settle's reservations are then measured alone, their
-        `ledger.fulfil` tasks waiting in the broker (charges held) until `resume_fulfilment`."""
-        self.fulfil.stop()
-
-    def resume_fulfilment(self) -> None:
-        if not self.fulfil.alive:
-            self.fulfil.start(ready_marker=ready_line("fulfil"), timeout=60)
+    @contextlib.contextmanager
+    def paused(self, process: Process):
+        """One of the workers or beat stopped for the block, started again after it (a failed
+        scenario included): the fulfilment worker while the settle's reservations are measured
+        alone (their `ledger.fulfil` tasks wait in the broker, the charges held), beat while the
+        audit is timed (its periodic audit would take the audit's lock)."""
+        process.stop()
+        try:
+            yield
+        finally:
+            process.start(ready_marker=ready_line(process.name), timeout=60)
 
     def start_web(self) -> None:
+        if self.web.alive:
+            return
         if not self.static_collected:
             collect_static(self.web.env)
             self.static_collected = True
@@ -175,9 +180,6 @@ class Stack:
     def web_pid(self) -> int | None:
         return self.web.popen.pid if self.web.alive else None
 
-    def stop_web(self) -> None:
-        self.web.stop()
-
     def stop(self) -> None:
         stop_together([self.web, self.beat, *self.workers, self.imports, self.fulfil])
         self.provider.stop()
@@ -196,10 +198,10 @@ class Usage:
         self.cpu: dict[tuple[str, int], list[float]] = {}  # (name, pid) -> [first seen, last seen]
         self.machine = psutil.cpu_times()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
         self._sample(first=True)
 
     def __enter__(self) -> Usage:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self
 
@@ -213,14 +215,12 @@ class Usage:
             self._sample()
 
     def _sample(self, *, first: bool = False, last: bool = False) -> None:
-        targets = []
+        targets = []  # (name, its label among the memory peaks or None, process)
         for name, pid in self.pids.items():
-            try:
+            with contextlib.suppress(psutil.Error):
                 proc = psutil.Process(pid)
                 children = proc.children(recursive=True) if self.children else []
                 targets += [(name, name, proc)] + [(name, f"{name}.{child.pid}", child) for child in children]
-            except psutil.Error:
-                continue
         if self.database and (first or last):
             from django.db import connection
 
@@ -230,18 +230,13 @@ class Usage:
                     ("postgres", None, psutil.Process(pid)) for (pid,) in cur.fetchall() if psutil.pid_exists(pid)
                 ]
         for name, label, target in targets:
-            try:
-                times = target.cpu_times()
-                rss = target.memory_info().rss
-            except psutil.Error:
-                continue
-            # A backend first seen at the end did all its work inside the window.
-            seen = self.cpu.setdefault(
-                (name, target.pid), [0.0 if last and name == "postgres" else times.user + times.system, 0.0]
-            )
-            seen[1] = times.user + times.system
-            if label is not None and rss > self.peaks.get(label, 0):
-                self.peaks[label] = rss
+            with contextlib.suppress(psutil.Error):
+                times, rss = target.cpu_times(), target.memory_info().rss
+                cpu = times.user + times.system
+                # A backend first seen at the end did all its work inside the window.
+                self.cpu.setdefault((name, target.pid), [0.0 if last and name == "postgres" else cpu, 0.0])[1] = cpu
+                if label is not None and rss > self.peaks.get(label, 0):
+                    self.peaks[label] = rss
 
     def stop(self) -> dict[str, float]:
         """CPU seconds by name, `postgres` and `machine` included."""
@@ -250,9 +245,9 @@ class Usage:
         for (name, _), (first, last) in self.cpu.items():
             used[name] = used.get(name, 0.0) + last - first
         if self.database:
-            times = psutil.cpu_times()
+            now = psutil.cpu_times()
             used["machine"] = sum(
-                getattr(times, f) - getattr(self.machine, f) for f in ("user", "system", "nice", "softirq")
+                getattr(now, f) - getattr(self.machine, f) for f in ("user", "system", "nice", "softirq")
             )
         return {name: round(value, 3) for name, value in used.items()}
 

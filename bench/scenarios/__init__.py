@@ -1,7 +1,6 @@
-"""The scenarios, each a function `(ctx) -> dict` (`bench.run.RUNNERS`: `settlement.hot_seller`,
-`settlement.many_sellers`, and `run` of `http`, `batch_import`, `fulfilment`). A scenario raises `ScenarioFailed` when
-the ledger is wrong afterwards (audit breach, a charge not settled exactly once): a fast wrong
-answer is a failure, not a result."""
+"""The scenarios, each a function `(ctx) -> dict` (`bench.run.RUNNERS`). A scenario raises
+`ScenarioFailed` when the ledger is wrong afterwards (audit breach, a charge not settled exactly
+once) or the system did not do its work: a fast wrong answer is a failure, not a result."""
 
 from __future__ import annotations
 
@@ -36,6 +35,13 @@ class Sizes:
     sandbox_seconds: float = 10.0
     fulfil_rows: int = 100_000
     single_seconds: float = 15.0
+    catalog_products: int = 10_000
+    # The audit: its sellers, the ledger sizes (entries) it is timed at, the new entries before
+    # each periodic run, and the sellers of the measured rolling full pass.
+    audit_sellers: int = 1_000
+    audit_sizes: tuple[int, ...] = (250_000, 1_000_000)
+    audit_new: tuple[int, ...] = (10_000, 100_000)
+    audit_rolling: int = 100
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -54,6 +60,11 @@ class Sizes:
             sandbox_seconds=0.5,
             fulfil_rows=200,
             single_seconds=0.5,
+            catalog_products=300,
+            audit_sellers=10,
+            audit_sizes=(2_000, 5_000),
+            audit_new=(100, 1_000),
+            audit_rolling=2,
         )
 
 
@@ -66,15 +77,48 @@ class Context:
     out_dir: Path
     profile: bool = False
     notes: list[str] = field(default_factory=list)
-    load_generator: str = "python"  # of the closed loops: "wrk" (bench/wrk.py) or "python"
+    load_generator: str = "python"  # of the HTTP closed loops: "wrk" or "python"
     provider_latency_ms: float = 50.0  # the sandbox provider's wait before each answer
 
 
-def check_audit(*, what: str) -> None:
+def check_settled(what: str, where: str, params: list, *, charges: int | None = None) -> None:
+    """Every charge `where` says (`charges` of them, when known) succeeded; then the ledger audit,
+    which holds each balance to its entries and every succeeded charge to exactly one of them."""
+    from django.db import connection
+
     from ledger.audit import audit_ledger
 
-    breaches = audit_ledger(limit=20)
-    if breaches:
-        raise ScenarioFailed(
-            f"{what}: ledger audit found {len(breaches)}+ breaches: " + "; ".join(map(str, breaches[:5]))
-        )
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT status, count(*) FROM ledger_charge WHERE {where} GROUP BY status", params)
+        statuses = dict(cur.fetchall())
+    if set(statuses) - {"succeeded"} or charges not in (None, statuses.get("succeeded", 0)):
+        raise ScenarioFailed(f"{what}: charges {statuses}, expected {charges or 'all'} succeeded")
+    if breaches := audit_ledger(limit=20):
+        raise ScenarioFailed(f"{what}: ledger audit found {len(breaches)}+ breaches: {breaches[:5]}")
+
+
+# Each hop of a charge's lifecycle: where its time to final goes.
+STAGES = {
+    "created_to_reserved": "reserved_at - created_at",
+    "reserved_to_submitted": "submitted_at - reserved_at",
+    "submitted_to_answer": "outcome_at - submitted_at",
+    "answer_to_settled": "settled_at - outcome_at",
+}
+
+
+def stages(where: str, params: list) -> dict:
+    """p50/p95/p99 (ms) of each of the `STAGES` of the charges `where` says."""
+    from django.db import connection
+
+    columns = ", ".join(
+        f"percentile_cont(array[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM {span}))"
+        for span in STAGES.values()
+    )
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {columns} FROM ledger_charge WHERE {where}", params)
+        row = cur.fetchone()
+    return {
+        name: dict(zip(("p50", "p95", "p99"), (round(v * 1000, 1) for v in values), strict=True))
+        for name, values in zip(STAGES, row, strict=True)
+        if values is not None
+    }

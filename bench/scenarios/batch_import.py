@@ -1,28 +1,26 @@
-"""Scenario 4: charge list imports through the real HTTP stack and the import worker. A
-100,000-row file from the first byte of its upload to its batch `completed` (the import worker
-parses, validates and COPYs it, the shard workers reserve it, the fulfilment worker sends it to
-the sandbox provider and the shard workers post the answers); then a 1,000,000-row file: its
-upload's answer time and gunicorn's peak memory while it takes it, the import worker's peak
-memory while it imports it, and the wait until that batch is completed too. Each batch must end
-with every valid row succeeded and the audit clean. The parts are reported separately, so a
-failure of the big file still leaves the first numbers."""
+"""Scenario `batch_import` (docs/performance.md, *What is measured*): charge lists through the
+real HTTP stack and the import worker. The first file from the first byte of its upload to its
+batch `completed` (`import_file`); then a big one: its upload's answer time and gunicorn's peak
+memory while it takes it, the import worker's peak memory while it imports it, and the wait until
+it is completed too. The parts are reported separately, so a failure of the big file still leaves
+the first numbers."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import random
 import secrets
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
+import requests
 from django.conf import settings
+from django.db import connection
 
 from bench import seed
-from bench.scenarios import Context, ScenarioFailed, check_audit
-from bench.stack import Usage, reset_ledger
+from bench.profiling import profiled
+from bench.scenarios import Context, ScenarioFailed, check_settled, stages
+from bench.stack import Usage, reset_ledger, task_runs
 
 AMOUNT = 1_000
 INVALID_EVERY = 1000  # one invalid row per thousand, so the rejected-row path is measured too
@@ -56,49 +54,33 @@ def generate(path: Path, rows: int, *, seed: int, invalid_every: int = INVALID_E
     return valid
 
 
-def upload(port: int, token: str, path: Path, *, timeout: float = 900) -> tuple[int | None, dict]:
-    """POST the file as multipart/form-data, streamed from disk: (status, body), or (None, error)
-    when no usable answer came back."""
-    boundary = uuid.uuid4().hex
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-        "Content-Type: text/csv\r\n\r\n"
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-
-    def body():
-        yield head
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                yield chunk
-        yield tail
-
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "Content-Type": f"multipart/form-data; boundary={boundary}",
-        "Content-Length": str(len(head) + path.stat().st_size + len(tail)),
-    }
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("POST", "/api/v1/charge-batches/", body=body(), headers=headers)
-        response = conn.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
-    except (OSError, http.client.HTTPException, json.JSONDecodeError) as exc:
-        return None, {"error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        conn.close()
-
-
-def _funded_seller(prefix: str, funding: int) -> str:
-    """A new seller credited with `funding` (settled now, so the measured settlement is the
-    batch's alone), and an access token for it."""
-    from rest_framework_simplejwt.tokens import AccessToken
-
-    from core.models import Seller
-
-    [seller_id] = seed.make_sellers(1, prefix=f"{prefix}-{secrets.token_hex(3)}")
+def _funded_token(funding: int) -> str:
+    """An access token of a new seller credited with `funding` (settled now, so the measured
+    settlement is the batch's alone)."""
+    [seller_id] = seed.make_sellers(1, prefix=f"import-{secrets.token_hex(3)}")
     seed.fund([seller_id], funding)
-    return str(AccessToken.for_user(Seller.objects.get(pk=seller_id).user))
+    return seed.tokens([seller_id])[0]
+
+
+def _upload_or_fail(ctx: Context, token: str, path: Path, rows: int) -> tuple[int, float]:
+    """The file POSTed as multipart/form-data, its body built beforehand so that the time starts
+    at its first byte: the batch's id, and the monotonic time the upload began."""
+    url = f"http://127.0.0.1:{ctx.stack.port}/api/v1/charge-batches/"
+    files = {"file": (path.name, path.read_bytes(), "text/csv")}
+    upload = requests.Request("POST", url, headers={"Authorization": f"Bearer {token}"}, files=files).prepare()
+    started = time.monotonic()
+    try:
+        answer = requests.Session().send(upload, timeout=900)
+        status, body = answer.status_code, answer.text
+    except requests.RequestException as exc:
+        status, body = None, f"{type(exc).__name__}: {exc}"
+    if status != 202:
+        timeout = "WORKER TIMEOUT" in ctx.stack.web.log_tail(200_000)
+        raise ScenarioFailed(
+            f"the {rows:,}-row upload answered {status} after {time.monotonic() - started:.1f} s"
+            f"{' (gunicorn killed the worker at its --timeout)' if timeout else ''}: {body[:300]}"
+        )
+    return answer.json()["id"], started
 
 
 def _wait_status(batch_id: int, final: set[str], timeout: float) -> float:
@@ -107,88 +89,75 @@ def _wait_status(batch_id: int, final: set[str], timeout: float) -> float:
     from ledger.models import ChargeBatch
 
     deadline = time.monotonic() + timeout
-    while True:
-        status = ChargeBatch.objects.values_list("status", flat=True).get(pk=batch_id)
-        if status in final:
-            return time.monotonic()
-        if status == ChargeBatch.Status.REJECTED:
-            raise ScenarioFailed(f"batch import: batch {batch_id} was rejected")
-        if time.monotonic() > deadline:
-            raise ScenarioFailed(f"batch import: batch {batch_id} still {status} after {timeout} s")
+    while (status := ChargeBatch.objects.values_list("status", flat=True).get(pk=batch_id)) not in final:
+        if status == ChargeBatch.Status.REJECTED or time.monotonic() > deadline:
+            raise ScenarioFailed(f"batch import: batch {batch_id} {status} (waited {timeout} s at most)")
         time.sleep(POLL)
+    return time.monotonic()
 
 
-def _check(batch_id: int, valid: int) -> None:
-    """Every valid row a succeeded charge, the batch's own counts agreeing; then the audit."""
-    from ledger.models import Charge, ChargeBatch
-
-    batch = ChargeBatch.objects.get(pk=batch_id)
-    succeeded = Charge.objects.filter(batch_id=batch_id, status=Charge.Status.SUCCEEDED).count()
-    if not (succeeded == batch.succeeded == batch.valid_rows == valid):
-        raise ScenarioFailed(
-            f"batch import: {succeeded} of {valid} valid rows succeeded (batch says {batch.succeeded} of "
-            f"{batch.valid_rows})"
-        )
-    check_audit(what="batch import")
-
-
-def _upload_or_fail(ctx: Context, token: str, path: Path, rows: int, started: float) -> int:
-    status, body = upload(ctx.stack.port, token, path)
-    if status != 202:
-        cause = ""
-        if "WORKER TIMEOUT" in ctx.stack.web.log_tail(200_000):
-            cause = " (gunicorn killed the worker at its --timeout)"
-        raise ScenarioFailed(
-            f"the {rows:,}-row upload answered {status} after {time.monotonic() - started:.1f} s{cause}: "
-            f"{str(body)[:300]}"
-        )
-    return body["id"]
+def import_file(
+    ctx: Context, tmp: Path, rows: int, *, seed: int, invalid_every: int = INVALID_EVERY, profile: str = ""
+) -> dict:
+    """A generated file of `rows` uploaded over HTTP by a seller funded for it and followed to its
+    batch `completed`, every valid row a succeeded charge and the batch's counts agreeing: seconds
+    from the upload's first byte to its answer, to `queued` and to `completed`; charges per second
+    from the first reservation to the last posted answer; each process's CPU from `queued` to
+    `completed` (per charge for the fulfilment worker, and as a share of a core); the time each hop
+    of a charge took. With `profile`, the fulfilment worker's py-spy profile under that name."""
+    path, stack = tmp / f"charges-{rows}.csv", ctx.stack
+    valid = generate(path, rows, seed=seed, invalid_every=invalid_every)
+    token = _funded_token(valid * AMOUNT)
+    result = {"rows": rows, "valid_rows": valid, "file_mb": round(path.stat().st_size / 2**20, 1)}
+    batch_id, started = _upload_or_fail(ctx, token, path, rows)
+    result["accepted_seconds"] = round(time.monotonic() - started, 2)
+    queued = _wait_status(batch_id, {"queued", "completed"}, ctx.sizes.fulfil_timeout)
+    pids = {"fulfil": stack.fulfil.popen.pid, "provider": stack.provider.process.popen.pid, **stack.worker_pids()}
+    cpu = Usage(pids | {"imports": stack.imports.popen.pid}, children=True, database=True)
+    fulfil_tasks = len(task_runs(stack.fulfil, "ledger.fulfil"))
+    with profiled(ctx, profile, pids["fulfil"], into=result):
+        done = _wait_status(batch_id, {"completed"}, ctx.sizes.fulfil_timeout)
+    used = cpu.stop()
+    path.unlink()
+    _check(batch_id, valid)
+    with connection.cursor() as cur:
+        cur.execute("SELECT max(settled_at) - min(reserved_at) FROM ledger_charge WHERE batch_id = %s", [batch_id])
+        seconds = cur.fetchone()[0].total_seconds()
+    return result | {
+        "queued_seconds": round(queued - started, 2),
+        "settled_seconds": round(done - started, 2),
+        "settled_rows_per_s": round(valid / (done - started)),
+        "seconds": round(seconds, 2),
+        "charges_per_s": round(valid / seconds),
+        "fulfil_cpu_us_per_charge": round(used["fulfil"] / valid * 1e6, 1),
+        # The reconciler's resends of charges still waiting show up as more than PROVIDER_BATCH a task.
+        "fulfil_tasks": len(task_runs(stack.fulfil, "ledger.fulfil")) - fulfil_tasks,
+        # CPU seconds per wall second from `queued` to `completed` (1.0: one core all the time).
+        "cpu_share": {name: round(value / (done - queued), 2) for name, value in used.items()},
+        "stages_ms": stages("batch_id = %s", [batch_id]),
+    }
 
 
 def run(ctx: Context) -> dict:
     rows, batch = ctx.sizes.import_rows, settings.LEDGER_SETTLE_BATCH_SIZE
     limits = []
-    if ctx.limits is not None:
-        limits = [
-            ctx.limits.debits(
-                name=f"{batch} debits per transaction, one row (import)",
-                debits_per_txn=batch,
-                sellers=1,
-                transactions=max(2, rows // batch),
-            )
-        ]
+    if ctx.limits:
+        name = f"{batch} debits per transaction, one row (import)"
+        limits.append(ctx.limits.debits(name=name, debits_per_txn=batch, sellers=1, transactions=max(2, rows // batch)))
     reset_ledger()
-    if not ctx.stack.web.alive:
-        ctx.stack.start_web()
-    result: dict = {"rows": rows, "limits": limits}
+    ctx.stack.start_web()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
-            path = Path(tmp) / f"charges-{rows}.csv"
-            valid = generate(path, rows, seed=4)
-            token = _funded_seller("import", valid * AMOUNT)
-            started = time.monotonic()
-            batch_id = _upload_or_fail(ctx, token, path, rows, started)
-            accepted = time.monotonic()
-            settled = _wait_status(batch_id, {"completed"}, ctx.sizes.fulfil_timeout)
-            _check(batch_id, valid)
-            result.update(
-                file_mb=round(path.stat().st_size / 2**20, 1),
-                valid_rows=valid,
-                invalid_rows=rows - valid,
-                accepted_seconds=round(accepted - started, 2),
-                settled_seconds=round(settled - started, 2),
-                settled_rows_per_s=round(valid / (settled - started)),
-            )
+            result = import_file(ctx, Path(tmp), rows, seed=4) | {"limits": limits}
             if limits:
                 result["ratio_to_limit"] = round(result["settled_rows_per_s"] / limits[0]["rows_per_s"], 3)
-            path.unlink()
             result["large"] = large = {}
             try:
                 _large(ctx, Path(tmp), large)
             except ScenarioFailed as exc:
                 raise ScenarioFailed(str(exc), partial=result) from exc
     finally:
-        ctx.stack.stop_web()
+        ctx.stack.web.stop()
     result["audit"] = "ok"
     return result
 
@@ -201,15 +170,12 @@ def _large(ctx: Context, tmp: Path, out: dict) -> None:
     rows = ctx.sizes.import_large_rows
     path = tmp / f"charges-{rows}.csv"
     valid = generate(path, rows, seed=5)
-    token = _funded_seller("import-large", valid * AMOUNT)
+    token = _funded_token(valid * AMOUNT)
     out.update(rows=rows, valid_rows=valid, file_mb=round(path.stat().st_size / 2**20, 1))
-    importer = {"imports": ctx.stack.imports.popen.pid}
-    web = {"web": ctx.stack.web_pid()}
-    with Usage(importer, interval=0.02) as worker_memory:
-        with Usage(web, children=True, interval=0.02) as web_memory:
-            started = time.monotonic()
+    with Usage({"imports": ctx.stack.imports.popen.pid}, interval=0.02) as worker_memory:
+        with Usage({"web": ctx.stack.web_pid()}, children=True, interval=0.02) as web_memory:
             try:
-                batch_id = _upload_or_fail(ctx, token, path, rows, started)
+                batch_id, started = _upload_or_fail(ctx, token, path, rows)
             finally:
                 out["web_peak_rss_mb"] = max(web_memory.peaks_mb().values(), default=None)
         out["accepted_seconds"] = round(time.monotonic() - started, 2)
@@ -221,3 +187,13 @@ def _large(ctx: Context, tmp: Path, out: dict) -> None:
     settled = _wait_status(batch_id, {"completed"}, ctx.sizes.fulfil_timeout)
     out["settled_seconds"] = round(settled - started, 2)
     _check(batch_id, valid)
+
+
+def _check(batch_id: int, valid: int) -> None:
+    """Every valid row a succeeded charge, the batch's own counts agreeing; then the audit."""
+    from ledger.models import ChargeBatch
+
+    batch = ChargeBatch.objects.get(pk=batch_id)
+    if not batch.succeeded == batch.valid_rows == valid:
+        raise ScenarioFailed(f"batch import: {batch.succeeded} of {batch.valid_rows} rows succeeded, by the batch")
+    check_settled("batch import", "batch_id = %s", [batch_id], charges=valid)

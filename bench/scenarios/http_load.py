@@ -1,71 +1,74 @@
-"""The HTTP load generator, run as its own process so that its threads never share a GIL with the
-benchmark's pollers: `python -m bench.scenarios.http_load SPEC.json OUT.json`.
+"""The HTTP load generators, and the summary of what they measured. On 2 shared cores the load
+generator competes with the server it measures.
 
-Closed loop (`rate` 0): each of `clients` threads sends single-charge POSTs back to back for
-`seconds`. Open loop (`rate` > 0): the threads together send `rate` requests a second on a fixed
-schedule, and a late request is sent at once and timed from when it was due, so a slow server
-shows up as latency rather than as fewer requests. The ledger's charge POSTs, or (with
-`external_id_prefix`) the provider's `POST /v1/transactions`. Standard library only."""
+The Python one runs as its own process (`python -m bench.scenarios.http_load SPEC.json OUT.json`),
+so that its threads never share a GIL with the benchmark's pollers. Closed loop (`rate` 0): each
+of `clients` threads sends single-charge POSTs back to back for `seconds`. Open loop (`rate` > 0):
+the threads together send `rate` requests a second on a fixed schedule, and a late request is sent
+at once and timed from when it was due, so a slow server shows up as latency rather than as fewer
+requests. The ledger's charge POSTs, or (with `external_id_prefix`) the provider's
+`POST /v1/transactions`.
+
+wrk (Debian's `wrk`: C and LuaJIT) drives the closed loops where it is installed: it costs a
+fraction of the Python generator's CPU per request, so more of the cores serve the API. Up to 4
+wrk threads, each with its share of the connections and of the sellers' tokens, which its requests
+take in turn (`wrk_charge.lua`). wrk stops at its deadline without counting the answers still in
+flight (at most one per connection), which the API did accept: callers check balances against
+what was settled. Standard library only."""
 
 from __future__ import annotations
 
+import collections
 import http.client
+import itertools
 import json
 import multiprocessing
+import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 
 def _client(spec: dict, index: int, start_at: float, out: list) -> None:
-    host, port = spec["host"], spec["port"]
-    path = spec.get("path", "/api/v1/charges/")
+    clients, rate, seconds, tokens = spec["clients"], spec["rate"], spec["seconds"], spec["tokens"]
     headers = {"Content-Type": "application/json"}
-    if spec["tokens"]:
-        headers["Authorization"] = f"Bearer {spec['tokens'][index % len(spec['tokens'])]}"
+    if tokens:
+        headers["Authorization"] = f"Bearer {tokens[index % len(tokens)]}"
     body = json.dumps({"phone_number": spec["phone_number"], "amount": spec["amount"]})
     # The provider's API instead (`external_id_prefix` set): a fresh external id per request, so
     # each one is processed, never answered from the provider's record.
     prefix = spec.get("external_id_prefix")
-    clients, rate, seconds = spec["clients"], spec["rate"], spec["seconds"]
-    conn = http.client.HTTPConnection(host, port, timeout=30)
-    interval = clients / rate if rate else 0.0
-    n = 0
-    while True:
-        due = start_at + (index / clients + n) * interval if rate else time.time()
+    conn = http.client.HTTPConnection(spec["host"], spec["port"], timeout=30)
+    for n in itertools.count():
+        due = start_at + (index / clients + n) * clients / rate if rate else time.time()
         if due - start_at >= seconds:
             break
         if rate:
-            delay = due - time.time()
-            if delay > 0:
-                time.sleep(delay)
+            time.sleep(max(0.0, due - time.time()))
         if prefix:
             body = json.dumps(
                 {"external_id": f"{prefix}{index}-{n}", "msisdn": spec["phone_number"], "amount": spec["amount"]}
             )
-        sent = time.time()
-        t0 = time.perf_counter()
+        sent, t0 = time.time(), time.perf_counter()
         try:
-            conn.request("POST", path, body=body, headers=headers)
+            conn.request("POST", spec.get("path", "/api/v1/charges/"), body=body, headers=headers)
             response = conn.getresponse()
-            payload = response.read()
-            status = response.status
+            status, payload = response.status, response.read()
             if response.getheader("Connection", "").lower() == "close":
                 conn.close()
         except (OSError, http.client.HTTPException):
             conn.close()
             status, payload = 0, b""
-        latency = time.perf_counter() - t0
-        if rate:
-            latency += max(0.0, sent - due)
-        charge_id = None
-        if status == 202:
-            try:
-                charge_id = json.loads(payload)["id"]
-            except (ValueError, KeyError):
-                charge_id = None
+        # An open loop's request sent late is timed from when it was due.
+        latency = time.perf_counter() - t0 + (max(0.0, sent - due) if rate else 0.0)
+        try:
+            charge_id = json.loads(payload)["id"] if status == 202 else None
+        except (ValueError, KeyError):
+            charge_id = None
         out.append((min(sent, due) if rate else sent, latency, status, charge_id))
-        n += 1
     conn.close()
 
 
@@ -98,6 +101,71 @@ def main(spec_path: str, out_path: str) -> int:
     with open(out_path, "w") as fh:
         json.dump({"started": start_at, "ended": ended, "requests": rows}, fh)
     return 0
+
+
+def percentiles(values: list[float]) -> dict:
+    """Nearest-rank percentiles and the maximum of durations in seconds, in milliseconds."""
+    ordered = sorted(values)
+
+    def pct(p: float) -> float | None:
+        k = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
+        return round(ordered[k] * 1000, 1) if ordered else None
+
+    return {name: pct(p) for name, p in (("p50", 50), ("p95", 95), ("p99", 99), ("p99.9", 99.9), ("max", 100))}
+
+
+def summarize(raw: dict, ok: int = 202) -> dict:
+    """The load generator's rows (send time, latency, status, charge id) summed up; `ok` the
+    status of a request done."""
+    rows, seconds = raw["requests"], raw["ended"] - raw["started"]
+    accepted = sum(1 for r in rows if r[2] == ok)
+    errors = collections.Counter(str(r[2]) for r in rows if r[2] != ok)
+    return {
+        "requests": len(rows),
+        "accepted": accepted,
+        "errors": dict(errors),
+        "seconds": round(seconds, 2),
+        "accepted_per_s": round(accepted / seconds, 1),
+        "latency_ms": percentiles([r[1] for r in rows]),
+    }
+
+
+WRK_SCRIPT = Path(__file__).with_name("wrk_charge.lua")
+# wrk's event-loop threads: a few are plenty for 128 connections, and on 2 shared cores every
+# extra runnable thread is scheduling the server pays for.
+WRK_THREADS = 4
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def wrk_closed_loop(*, port: int, tokens: list[str], clients: int, seconds: float, body: dict) -> dict:
+    """The closed loop summed up as `summarize` does (status 0 in `errors`: connection errors and
+    time-outs), the latency percentiles from wrk's own histogram."""
+    threads = max(1, min(WRK_THREADS, len(tokens), clients))
+    env = dict(os.environ, WRK_TOKENS=",".join(tokens), WRK_THREADS=str(threads), WRK_BODY=json.dumps(body))
+    argv = ["wrk", f"-t{threads}", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]
+    argv += ["-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}/api/v1/charges/"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 120, check=True)
+    line = next((line for line in done.stdout.splitlines() if line.startswith("WRK_RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{done.stdout}\n{done.stderr}")
+    result = json.loads(line.removeprefix("WRK_RESULT "))
+    errors = {status: count for status, count in result["statuses"].items() if status != "202"}
+    if result["errors"]:
+        errors["0"] = result["errors"]
+    accepted, elapsed = result["statuses"].get("202", 0), result["elapsed_us"] / 1e6
+    histogram = {"p50": "p50", "p90": "p90", "p95": "p95", "p99": "p99", "p99.9": "p999", "max": "max"}
+    return {
+        "requests": result["requests"],
+        "accepted": accepted,
+        "errors": errors,
+        "seconds": round(elapsed, 2),
+        "accepted_per_s": round(accepted / elapsed, 1),
+        "latency_ms": {name: round(result[f"{key}_us"] / 1000, 1) for name, key in histogram.items()},
+        "load_generator": "wrk",
+    }
 
 
 if __name__ == "__main__":

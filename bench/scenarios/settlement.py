@@ -1,25 +1,19 @@
-"""Scenarios 1 and 2: queued charges reserved by the shard workers, measured from the first
-wake-up's publish to the moment the poller sees no unreserved charge left (so it includes Celery's
-delivery and every commit), with the fulfilment worker stopped so the settle is measured alone.
-Then the fulfilment worker sends them to the sandbox provider, the settle posts the holds, and
-every charge must end succeeded with exact balances and a clean audit (not timed: the
-`fulfilment` scenario measures that).
-
-- `hot_seller`: 100,000 charges of one seller, one wake-up, settled by the one shard worker that
-  owns the seller;
-- `many_sellers`: 1,000 sellers x 100 charges, one wake-up each, settled by all the shard
-  workers; then as many wake-ups for sellers that do not exist, the floor under its time."""
+"""Scenarios `hot_seller` and `many_sellers` (docs/performance.md, *What is measured*): queued
+charges reserved by the shard workers, from the first wake-up's publish until the poller sees no
+unreserved charge left (Celery's delivery and every commit included), with the fulfilment worker
+stopped so that the settle is measured alone. Then, untimed (the `fulfilment` scenario measures
+it), every charge must end succeeded through the provider with a clean audit. `many_sellers` then
+times as many wake-ups for sellers that do not exist: the floor under its time."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 from django.conf import settings
 
 from bench import seed
-from bench.profiling import Profile
-from bench.scenarios import Context, ScenarioFailed, check_audit
+from bench.profiling import profiled
+from bench.scenarios import Context, check_settled
 from bench.stack import Usage, broker_backlog, reset_ledger
 
 AMOUNT = 1_000
@@ -27,21 +21,12 @@ AMOUNT = 1_000
 
 def hot_seller(ctx: Context) -> dict:
     n, batch = ctx.sizes.hot_charges, settings.LEDGER_SETTLE_BATCH_SIZE
-    limits = []
-    if ctx.limits is not None:
-        limits = [
-            ctx.limits.debits(
-                name=f"{debits} debit{'s' * (debits > 1)} per transaction, one row",
-                debits_per_txn=debits,
-                sellers=1,
-                transactions=transactions,
-            )
-            for debits, transactions in (
-                (1, ctx.sizes.limit_single_txns),
-                (100, max(1, n // 100)),
-                (batch, max(2, n // batch)),
-            )
-        ]
+    runs = [("one debit", 1, ctx.sizes.limit_single_txns), ("100 debits", 100, max(1, n // 100))]
+    runs.append((f"{batch} debits", batch, max(2, n // batch)))
+    limits = [
+        ctx.limits.debits(name=f"{what} per transaction, one row", debits_per_txn=d, sellers=1, transactions=t)
+        for what, d, t in (runs if ctx.limits else [])
+    ]
     [seller_id], copy_seconds = _prepare(sellers=1, per_seller=n, prefix="hot")
     worker = ctx.stack.worker_for_seller(seller_id)
     result = _reserve_and_fulfil(ctx, [seller_id], n, copy_seconds, profile_pid=worker.popen.pid, name="hot_seller")
@@ -53,19 +38,18 @@ def hot_seller(ctx: Context) -> dict:
 
 
 def many_sellers(ctx: Context) -> dict:
-    sellers, per_seller = ctx.sizes.many_sellers, ctx.sizes.many_per_seller
-    processes = len(ctx.stack.workers)
+    sellers, per_seller, processes = ctx.sizes.many_sellers, ctx.sizes.many_per_seller, len(ctx.stack.workers)
     limits = []
-    if ctx.limits is not None:
-        limits = [
+    if ctx.limits:
+        limits.append(
             ctx.limits.debits(
                 name=f"{per_seller} debits per transaction, {sellers} rows, {processes} connections",
                 debits_per_txn=per_seller,
                 sellers=sellers,
                 transactions=sellers,
                 clients=processes,
-            ),
-        ]
+            )
+        )
     seller_ids, copy_seconds = _prepare(sellers=sellers, per_seller=per_seller, prefix="many")
     profile_pid = ctx.stack.workers[0].popen.pid
     result = _reserve_and_fulfil(
@@ -92,10 +76,9 @@ def _reserve_and_fulfil(
 ) -> dict:
     from workers.dispatch import wake_seller
 
-    ctx.stack.pause_fulfilment()
-    profile = Profile(profile_pid, ctx.out_dir / "profiles" / f"{name}.raw.txt") if ctx.profile else None
-    with Usage(ctx.stack.worker_pids()) as usage:
-        with profile or contextlib.nullcontext():
+    result: dict = {}
+    with ctx.stack.paused(ctx.stack.fulfil), Usage(ctx.stack.worker_pids()) as usage:
+        with profiled(ctx, name, profile_pid, into=result):
             started = time.time()
             for seller_id in seller_ids:
                 wake_seller(seller_id)
@@ -103,13 +86,12 @@ def _reserve_and_fulfil(
             finished = seed.wait_until_settled(
                 lambda: seed.unsettled(seller_ids, reserved=True), timeout=ctx.sizes.settle_timeout
             )
-    ctx.stack.resume_fulfilment()
     fulfilled = seed.wait_until_settled(
         lambda: seed.unsettled(seller_ids), timeout=ctx.sizes.fulfil_timeout, interval=0.1
     )
-    _check(seller_ids, n, what=name.replace("_", " "))
+    check_settled(name.replace("_", " "), "seller_id = ANY(%s)", [seller_ids], charges=n)
     seconds = finished - started
-    return {
+    return result | {
         "charges": n,
         "seconds": round(seconds, 3),
         "publish_seconds": round(published - started, 3),
@@ -122,7 +104,6 @@ def _reserve_and_fulfil(
         "worker_peak_rss_mb": usage.peaks_mb(),
         "worker_cpu_seconds": usage.cpu_seconds(),
         "worker_cpu_us_per_charge": round(usage.cpu_seconds() / n * 1e6, 1),
-        **({"profile": profile.summary()} if profile and profile.summary() else {}),
         "audit": "ok",
     }
 
@@ -148,21 +129,3 @@ def _empty_tasks(ctx: Context, *, count: int) -> dict:
         "tasks_per_s": round(count / seconds),
         "worker_cpu_ms_per_task": round(usage.cpu_seconds() / count * 1000, 2),
     }
-
-
-def _check(seller_ids: list[int], n: int, *, what: str) -> None:
-    """Every charge succeeded, each seller's balance its funding less its charges, one entry per
-    charge and deposit; then the audit."""
-    from django.db.models import Count
-
-    from ledger.models import Account, Charge, Entry
-
-    statuses = dict(Charge.objects.filter(seller_id__in=seller_ids).values_list("status").annotate(n=Count("id")))
-    wrong = Account.objects.filter(seller_id__in=seller_ids).exclude(balance=1_000_000).count()
-    entries = Entry.objects.filter(seller_id__in=seller_ids).count()
-    if statuses != {Charge.Status.SUCCEEDED: n} or wrong or entries != n + len(seller_ids):
-        raise ScenarioFailed(
-            f"{what}: {statuses} (expected {n} succeeded), {wrong} accounts with a wrong balance, "
-            f"{entries} entries (expected {n + len(seller_ids)})"
-        )
-    check_audit(what=what)

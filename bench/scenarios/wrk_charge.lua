@@ -1,4 +1,4 @@
--- wrk script for bench/wrk.py: POST one charge per request, the sellers' tokens (WRK_TOKENS,
+-- wrk script for bench/scenarios/http_load.py: POST one charge per request, the sellers' tokens (WRK_TOKENS,
 -- comma-separated) shared out over the WRK_THREADS threads, counting statuses per thread and
 -- printing one JSON line of totals and latency percentiles (microseconds) at the end.
 local tokens = {}

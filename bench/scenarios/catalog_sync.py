@@ -1,0 +1,87 @@
+"""A large provider catalog synced into PostgreSQL, end to end: the run's sandbox serving
+`catalog_products` products in DT One DVS's pages of 100, 5 ms after each request, the DT One
+adapter reading every page over HTTP and `catalog_sync` writing them. Three syncs in a row: the
+first (every product added), a repeat (nothing changed), and one after the provider changed the
+cost of 10 % of its products and stopped listing 5 % (new versions and withdrawals); each must
+count exactly those. The sandbox gets back its own catalog and latency afterwards."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+
+from django.db import connection
+
+from bench.scenarios import Context, ScenarioFailed
+from provider_sandbox.catalog import SHIPPED
+
+LATENCY_MS = 5.0
+
+
+def synthetic_catalog(size: int) -> dict:
+    """The shipped catalog's operators, with `size` products made from its products: new ids,
+    amounts and prices scaled so that each is a distinct product."""
+    shipped = json.loads(SHIPPED.read_text())
+    products = []
+    for n in range(size):
+        template = copy.deepcopy(shipped["products"][n % len(shipped["products"])])
+        factor = 1 + n // len(shipped["products"])
+        template["id"] = 1_000_000 + n
+        template["name"] = f"{template['name']} x{factor}"
+        if template["type"] == "FIXED_VALUE_RECHARGE":
+            template["destination"]["amount"] *= factor
+            for price in template["prices"].values():
+                price["amount"] = round(price["amount"] * factor, 2)
+        products.append(template)
+    return {"countries": shipped["countries"], "operators": shipped["operators"], "products": products}
+
+
+def changed(catalog: dict) -> dict:
+    """Every tenth product's cost raised, every twentieth (from the eighth) withdrawn."""
+    result = copy.deepcopy(catalog)
+    products = result["products"]
+    for n, product in enumerate(products):
+        if n % 10 == 0 and product["type"] == "FIXED_VALUE_RECHARGE":
+            product["prices"]["wholesale"]["amount"] = round(product["prices"]["wholesale"]["amount"] + 0.01, 2)
+        elif n % 10 == 0:
+            product["rates"]["wholesale"] = round(product["rates"]["wholesale"] * 1.01, 6)
+    result["products"] = [p for n, p in enumerate(products) if n % 20 != 7]
+    return result
+
+
+def run(ctx: Context) -> dict:
+    from catalog.services.sync import catalog_sync
+    from providers.dtone import DTOneProvider
+
+    n, sandbox = ctx.sizes.catalog_products, ctx.stack.provider
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE catalog_quote, catalog_pricerule, catalog_pricelist, catalog_numberlookup, "
+            "catalog_numberingprefix, catalog_productversion, catalog_product, catalog_operator, catalog_country CASCADE"
+        )
+    catalog = synthetic_catalog(n)
+    provider = DTOneProvider(base_url=sandbox.url, name="bench", timeout=(2.0, 30.0))
+    # What each sync must find: (catalog served, added, changed, withdrawn).
+    syncs = {
+        "first": (catalog, n, 0, 0),
+        "repeat": (None, 0, 0, 0),
+        "changed": (changed(catalog), 0, len(range(0, n, 10)), len(range(7, n, 20))),
+    }
+    result: dict = {"products": n, "provider_latency_ms": LATENCY_MS}
+    sandbox.configure(latency_ms=LATENCY_MS)
+    try:
+        for name, (served, *expected) in syncs.items():
+            if served is not None:
+                sandbox.session.post(f"{sandbox.url}/_sandbox/catalog", json=served, timeout=60).raise_for_status()
+            started = time.perf_counter()
+            summary = catalog_sync(provider=provider)
+            found = {key: getattr(summary, f"products_{key}") for key in ("added", "changed", "withdrawn", "skipped")}
+            result[name] = {"seconds": round(time.perf_counter() - started, 2), "seen": summary.products_seen, **found}
+            if list(found.values()) != [*expected, 0]:
+                message = f"catalog sync, {name}: {found}, expected added, changed, withdrawn {expected}"
+                raise ScenarioFailed(f"{message}: {summary.skipped[:3]}", partial=result)
+    finally:
+        sandbox.session.post(f"{sandbox.url}/_sandbox/catalog", json={"reset": True}, timeout=60).raise_for_status()
+        sandbox.configure(latency_ms=ctx.provider_latency_ms)
+    return result
