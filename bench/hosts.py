@@ -117,19 +117,11 @@ def run(args: argparse.Namespace) -> dict:
         audit = "ok" if "passed" in cluster.audit() else "failed"
     finally:
         cluster.close()
+    ratio = round(two["accepted_per_s"] / max(one["accepted_per_s"], 0.1), 2)
+    meta = {"clients": args.clients, "seconds": args.seconds, "web_workers_per_host": 1, "lease_seconds": 5}
     return {
-        "meta": {
-            "run": dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"),
-            "clients": args.clients,
-            "seconds": args.seconds,
-            "web_workers_per_host": 1,
-            "lease_seconds": 5,
-        },  # fmt: skip
-        "web": {
-            "one_host": one,
-            "two_hosts": two,
-            "ratio": round(two["accepted_per_s"] / max(one["accepted_per_s"], 0.1), 2),
-        },  # fmt: skip
+        "meta": {"run": dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"), **meta},
+        "web": {"one_host": one, "two_hosts": two, "ratio": ratio},
         "takeover_seconds": round(takeover, 1),
         "audit": audit,
     }

@@ -1,7 +1,7 @@
 """`python -m bench`: bring up the benchmark's own database, broker keys and production processes,
 run the scenarios with the database limit measured next to each, write the results and print the
-summary. Exit status 1 when any scenario fails: the ledger wrong afterwards (audit, exact counts and
-balances), or the system not doing the scenario's work (an error answer, a time-out)."""
+summary. Exit status 1 when any scenario fails: the ledger wrong afterwards (the audit, the charges
+that should have succeeded), or the system not doing the scenario's work (an error answer, a time-out)."""
 
 from __future__ import annotations
 

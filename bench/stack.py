@@ -51,9 +51,11 @@ def open_database(database_url: str, redis_url: str, *, key_prefix: str = "", **
     return created
 
 
-def reset_ledger() -> None:
-    """Empty every table the scenarios write (TRUNCATE is not a row operation, so the entries'
-    append-only trigger does not apply).
+def reset_ledger(*, house_catalog: bool = True) -> None:
+    """Empty every table the scenarios write, the catalog's included (TRUNCATE is not a row
+    operation, so the entries' append-only trigger does not apply); then, unless not
+    `house_catalog`, load the catalog the charges sell from (`devstack/house_catalog.py`: the
+    amount asked is the amount held).
 
     The emptied tables are left without statistics, as a new deployment's are, and not analyzed
     while empty: statistics that say "empty" make the planner scan tables whole, and the plans
@@ -67,11 +69,17 @@ def reset_ledger() -> None:
     its record (200, the stored transaction, or 409 for another amount) instead of processed."""
     from django.db import connection
 
+    from devstack.house_catalog import load_house_catalog
+
     with connection.cursor() as cur:
         cur.execute(
             "TRUNCATE ledger_entry, ledger_charge, ledger_chargebatch, ledger_deposit, ledger_account, core_seller, "
-            "auth_user, django_celery_results_taskresult, notifications_event CASCADE"
+            "auth_user, django_celery_results_taskresult, notifications_event, catalog_quote, catalog_pricerule, "
+            "catalog_pricelist, catalog_numberlookup, catalog_numberingprefix, catalog_productversion, "
+            "catalog_product, catalog_operator, catalog_country CASCADE"
         )
+    if house_catalog:
+        load_house_catalog()
 
 
 def clear_broker(redis_url: str, key_prefix: str) -> None:

@@ -105,14 +105,15 @@ def _serving(view: str):
 
 
 def _prepare(args) -> int:
-    """The database migrated and a seller of its own: its id."""
+    """The database migrated and emptied, the catalog in it, and a seller of its own: its id."""
     from bench.stack import open_database
 
     open_database(args.database_url, args.redis_url, key_prefix=f"bench-web-cpu-{os.getpid()}:")
     from bench import seed
+    from bench.stack import reset_ledger
 
-    [seller_id] = seed.make_sellers(1, prefix=f"web-cpu-{os.getpid()}-{time.time_ns()}")
-    return seller_id
+    reset_ledger()
+    return seed.make_sellers(1, prefix="web-cpu")[0]
 
 
 def _child(args) -> int:

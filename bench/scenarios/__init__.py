@@ -82,8 +82,9 @@ class Context:
 
 
 def check_settled(what: str, where: str, params: list, *, charges: int | None = None) -> None:
-    """Every charge `where` says (`charges` of them, when known) succeeded; then the ledger audit,
-    which holds each balance to its entries and every succeeded charge to exactly one of them."""
+    """Every charge `where` says (`charges` of them when known, and at least one) succeeded; then
+    the ledger audit, which holds each balance to its entries and every succeeded charge to exactly
+    one of them."""
     from django.db import connection
 
     from ledger.audit import audit_ledger
@@ -91,7 +92,7 @@ def check_settled(what: str, where: str, params: list, *, charges: int | None = 
     with connection.cursor() as cur:
         cur.execute(f"SELECT status, count(*) FROM ledger_charge WHERE {where} GROUP BY status", params)
         statuses = dict(cur.fetchall())
-    if set(statuses) - {"succeeded"} or charges not in (None, statuses.get("succeeded", 0)):
+    if not statuses or set(statuses) - {"succeeded"} or charges not in (None, statuses.get("succeeded", 0)):
         raise ScenarioFailed(f"{what}: charges {statuses}, expected {charges or 'all'} succeeded")
     if breaches := audit_ledger(limit=20):
         raise ScenarioFailed(f"{what}: ledger audit found {len(breaches)}+ breaches: {breaches[:5]}")

@@ -11,9 +11,8 @@ import copy
 import json
 import time
 
-from django.db import connection
-
 from bench.scenarios import Context, ScenarioFailed
+from bench.stack import reset_ledger
 from provider_sandbox.catalog import SHIPPED
 
 LATENCY_MS = 5.0
@@ -55,11 +54,7 @@ def run(ctx: Context) -> dict:
     from providers.dtone import DTOneProvider
 
     n, sandbox = ctx.sizes.catalog_products, ctx.stack.provider
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE catalog_quote, catalog_pricerule, catalog_pricelist, catalog_numberlookup, "
-            "catalog_numberingprefix, catalog_productversion, catalog_product, catalog_operator, catalog_country CASCADE"
-        )
+    reset_ledger(house_catalog=False)  # the first sync finds an empty catalog
     catalog = synthetic_catalog(n)
     provider = DTOneProvider(base_url=sandbox.url, name="bench", timeout=(2.0, 30.0))
     # What each sync must find: (catalog served, added, changed, withdrawn).
