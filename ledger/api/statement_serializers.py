@@ -1,0 +1,37 @@
+"""Inputs and answers of the statements endpoints (docs/api.md, "Statements")."""
+
+from datetime import UTC, datetime
+
+from rest_framework import serializers
+
+BIGINT_MAX = 2**63 - 1
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+class BoundedDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time between 1970 and 9000, in UTC (PostgreSQL refuses offsets past 15:59)."""
+
+    def to_internal_value(self, value):
+        moment = super().to_internal_value(value)
+        if not (_EARLIEST <= moment <= _LATEST):
+            raise serializers.ValidationError("Must be between 1970 and 9000.")
+        return moment.astimezone(UTC)
+
+
+class SellerQuery(serializers.Serializer):
+    seller = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX, required=False)
+
+
+class BalanceAtQuery(SellerQuery):
+    at = BoundedDateTimeField(required=False, help_text="Default: now.")
+
+
+class BalanceAtOutput(serializers.Serializer):
+    seller = serializers.IntegerField(source="seller_id")
+    at = serializers.DateTimeField()
+    seq = serializers.IntegerField(help_text="The last entry at or before `at` (0: none yet).")
+    entry_created_at = serializers.DateTimeField(allow_null=True)
+    balance = serializers.IntegerField(help_text="Available to spend, as `balance` everywhere in this API.")
+    available = serializers.IntegerField(source="balance", help_text="The same number as `balance`.")
+    held = serializers.IntegerField(help_text="Reserved by charges not final at `at`.")

@@ -1,0 +1,41 @@
+"""The statements endpoints: balance at a time, signed checkpoints and their public keys,
+statements (docs/api.md, "Statements"). A seller reads its own; staff name the seller."""
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.models import Seller
+from core.permissions import IsSellerOrStaffReader
+from core.roles import seller_of
+from ledger.api.statement_serializers import BalanceAtOutput, BalanceAtQuery
+from ledger.statements.balance_at import balance_at
+
+
+def scoped_seller_id(request, requested: int | None) -> int:
+    """The seller a request reads: a seller its own (naming another is a 404, as any object of
+    another seller), staff the one `seller` names (required)."""
+    own = seller_of(request.user)
+    if own is not None:
+        if requested is not None and requested != own.pk:
+            raise NotFound()
+        return own.pk
+    if requested is None:
+        raise ValidationError({"seller": ["Staff must name the seller."]})
+    if not Seller.objects.filter(pk=requested).exists():
+        raise NotFound()
+    return requested
+
+
+class BalanceAtApi(APIView):
+    permission_classes = [IsSellerOrStaffReader]
+
+    @extend_schema(parameters=[BalanceAtQuery], responses=BalanceAtOutput)
+    def get(self, request):
+        query = BalanceAtQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        seller_id = scoped_seller_id(request, query.validated_data.get("seller"))
+        at = query.validated_data.get("at") or timezone.now()
+        return Response(BalanceAtOutput(balance_at(seller_id=seller_id, at=at)).data)
