@@ -563,3 +563,7 @@ class ProviderMismatch(models.Model):
 
     def __str__(self) -> str:
         return f"provider mismatch on charge #{self.charge_id}"
+
+
+# The statements' own tables, defined beside the code that writes them.
+from ledger.statements.models import ChainCheckpoint, Statement, StatementFile  # noqa: E402, F401

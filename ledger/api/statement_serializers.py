@@ -1,5 +1,6 @@
 """Inputs and answers of the statements endpoints (docs/api.md, "Statements")."""
 
+import base64
 from datetime import UTC, datetime
 
 from rest_framework import serializers
@@ -35,3 +36,36 @@ class BalanceAtOutput(serializers.Serializer):
     balance = serializers.IntegerField(help_text="Available to spend, as `balance` everywhere in this API.")
     available = serializers.IntegerField(source="balance", help_text="The same number as `balance`.")
     held = serializers.IntegerField(help_text="Reserved by charges not final at `at`.")
+
+
+class PublicKeyOutput(serializers.Serializer):
+    key_id = serializers.CharField()
+    algorithm = serializers.CharField(default="Ed25519")
+    public_key = serializers.CharField(source="base64", help_text="The raw 32-byte public key, base64.")
+    public_key_pem = serializers.CharField(source="pem")
+    current = serializers.BooleanField(help_text="The key signing new checkpoints; the others are retired.")
+
+
+class PublicKeysOutput(serializers.Serializer):
+    keys = PublicKeyOutput(many=True)
+
+
+class HexField(serializers.Field):
+    def to_representation(self, value):
+        return bytes(value).hex()
+
+
+class Base64Field(serializers.Field):
+    def to_representation(self, value):
+        return base64.b64encode(bytes(value)).decode()
+
+
+class CheckpointOutput(serializers.Serializer):
+    seller = serializers.IntegerField(source="seller_id")
+    seq = serializers.IntegerField()
+    hash = HexField(help_text="The hash of entry `seq` (hex); 64 zeros at seq 0.")
+    balance = serializers.IntegerField(help_text="That entry's balance_after.")
+    entry_created_at = serializers.DateTimeField(allow_null=True)
+    signed_at = serializers.DateTimeField()
+    key_id = serializers.CharField()
+    signature = Base64Field(help_text="Ed25519 over the checkpoint's message (docs/api.md), base64.")

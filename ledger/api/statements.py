@@ -1,17 +1,28 @@
 """The statements endpoints: balance at a time, signed checkpoints and their public keys,
 statements (docs/api.md, "Statements"). A seller reads its own; staff name the seller."""
 
+import django_filters
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.filters import IdFilter
 from core.models import Seller
 from core.permissions import IsSellerOrStaffReader
 from core.roles import seller_of
-from ledger.api.statement_serializers import BalanceAtOutput, BalanceAtQuery
+from ledger.api.statement_serializers import (
+    BalanceAtOutput,
+    BalanceAtQuery,
+    CheckpointOutput,
+    PublicKeysOutput,
+)
+from ledger.models import ChainCheckpoint
 from ledger.statements.balance_at import balance_at
+from ledger.statements.signing import published_keys
 
 
 def scoped_seller_id(request, requested: int | None) -> int:
@@ -39,3 +50,36 @@ class BalanceAtApi(APIView):
         seller_id = scoped_seller_id(request, query.validated_data.get("seller"))
         at = query.validated_data.get("at") or timezone.now()
         return Response(BalanceAtOutput(balance_at(seller_id=seller_id, at=at)).data)
+
+
+class PublicKeyApi(APIView):
+    """The public keys checkpoints are signed with: anyone may fetch them (no credentials)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses=PublicKeysOutput)
+    def get(self, request):
+        return Response(PublicKeysOutput({"keys": published_keys()}).data)
+
+
+class CheckpointFilter(django_filters.FilterSet):
+    seller = IdFilter(field_name="seller_id")
+    seq_after = IdFilter(field_name="seq", lookup_expr="gt")
+
+    class Meta:
+        model = ChainCheckpoint
+        fields = ["seller", "seq_after"]
+
+
+class CheckpointListApi(ListAPIView):
+    """A seller's signed checkpoints, newest first (staff: all, `?seller=`)."""
+
+    permission_classes = [IsSellerOrStaffReader]
+    serializer_class = CheckpointOutput
+    filterset_class = CheckpointFilter
+
+    def get_queryset(self):
+        seller = seller_of(self.request.user)
+        queryset = ChainCheckpoint.objects.order_by("-seq", "-id")
+        return queryset.filter(seller=seller) if seller is not None else queryset.order_by("-id")

@@ -21,4 +21,6 @@ urlpatterns = [
     path("transactions/export/", export.TransactionExportApi.as_view(), name="transaction-export"),
     path("reports/margin/", reports.MarginReportApi.as_view(), name="margin-report"),
     path("balance/", statements.BalanceAtApi.as_view(), name="balance-at"),
+    path("checkpoints/", statements.CheckpointListApi.as_view(), name="checkpoint-list"),
+    path("statements/public-key/", statements.PublicKeyApi.as_view(), name="statement-public-key"),
 ]
