@@ -62,3 +62,13 @@ def accounts_lock(cursor, *, seller_ids: list[int]) -> dict[int, LockedAccount]:
         return {} if account is None else {account.seller_id: account}
     _LOCK_ACCOUNTS.execute(cursor, [array_literal(sorted({int(s) for s in seller_ids}))])
     return {row[0]: LockedAccount(*row[:4], bytes(row[4]), row[5]) for row in cursor.fetchall()}
+
+
+def statement_lock(*, statement_id: int):
+    """Lock a statement row until the end of the current transaction: two builds of one statement
+    (a redelivered task beside the sweep's) take turns, and the second finds it ready."""
+    from ledger.statements.models import Statement
+
+    if not connection.in_atomic_block:
+        raise RuntimeError("statement_lock must be called inside transaction.atomic()")
+    return Statement.objects.select_for_update(no_key=True).get(pk=statement_id)

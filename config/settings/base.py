@@ -255,6 +255,9 @@ LEDGER_EVENT_SUBSCRIBERS = {
     "intents_settled": ["notifications.subscribers.intents_settled"],
     "batch_completed": ["notifications.subscribers.batch_completed"],
     "deposit_rejected": ["notifications.subscribers.deposit_rejected"],
+    # Build a requested statement on `ledger.imports` after commit; tell the seller when it is ready.
+    "statement_requested": ["workers.statement_tasks.build_statement_on_commit"],
+    "statement_ready": ["notifications.subscribers.statement_ready"],
 }
 
 # The top-up provider (docs/provider.md, docs/operations.md). The sandbox of `make up` by default.

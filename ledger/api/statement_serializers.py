@@ -3,6 +3,9 @@
 import base64
 from datetime import UTC, datetime
 
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 BIGINT_MAX = 2**63 - 1
@@ -50,11 +53,13 @@ class PublicKeysOutput(serializers.Serializer):
     keys = PublicKeyOutput(many=True)
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class HexField(serializers.Field):
     def to_representation(self, value):
         return bytes(value).hex()
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class Base64Field(serializers.Field):
     def to_representation(self, value):
         return base64.b64encode(bytes(value)).decode()
@@ -69,3 +74,37 @@ class CheckpointOutput(serializers.Serializer):
     signed_at = serializers.DateTimeField()
     key_id = serializers.CharField()
     signature = Base64Field(help_text="Ed25519 over the checkpoint's message (docs/api.md), base64.")
+
+
+class StatementRequestInput(serializers.Serializer):
+    seller = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX, required=False, help_text="Staff only.")
+    period_start = BoundedDateTimeField()
+    period_end = BoundedDateTimeField(help_text="Excluded; not in the future.")
+
+    def validate(self, attrs):
+        if attrs["period_start"] >= attrs["period_end"]:
+            raise serializers.ValidationError({"period_end": ["Must be after period_start."]})
+        if attrs["period_end"] > timezone.now():
+            raise serializers.ValidationError({"period_end": ["The period must be over."]})
+        return attrs
+
+
+class StatementOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    seller = serializers.IntegerField(source="seller_id")
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    status = serializers.ChoiceField(choices=["queued", "ready", "failed"])
+    created_at = serializers.DateTimeField()
+    ready_at = serializers.DateTimeField(allow_null=True)
+    entries = serializers.IntegerField(allow_null=True)
+    opening_seq = serializers.IntegerField(allow_null=True)
+    opening_balance = serializers.IntegerField(allow_null=True)
+    closing_seq = serializers.IntegerField(allow_null=True)
+    closing_balance = serializers.IntegerField(allow_null=True)
+    checkpoint = CheckpointOutput(allow_null=True)
+    formats = serializers.ListField(child=serializers.CharField())
+    downloads = serializers.SerializerMethodField()
+
+    def get_downloads(self, statement) -> dict[str, str]:
+        return {fmt: f"/api/v1/statements/{statement.pk}/download/{fmt}/" for fmt in statement.formats}

@@ -2,10 +2,13 @@
 statements (docs/api.md, "Statements"). A seller reads its own; staff name the seller."""
 
 import django_filters
+from django.http import StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.generics import ListAPIView
+from rest_framework.generics import GenericAPIView, ListAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,9 +22,13 @@ from ledger.api.statement_serializers import (
     BalanceAtQuery,
     CheckpointOutput,
     PublicKeysOutput,
+    StatementOutput,
+    StatementRequestInput,
 )
-from ledger.models import ChainCheckpoint
+from ledger.errors import InvalidStateError
+from ledger.models import ChainCheckpoint, Statement
 from ledger.statements.balance_at import balance_at
+from ledger.statements.build import statement_pieces, statement_request
 from ledger.statements.signing import published_keys
 
 
@@ -83,3 +90,73 @@ class CheckpointListApi(ListAPIView):
         seller = seller_of(self.request.user)
         queryset = ChainCheckpoint.objects.order_by("-seq", "-id")
         return queryset.filter(seller=seller) if seller is not None else queryset.order_by("-id")
+
+
+class StatementFilter(django_filters.FilterSet):
+    seller = IdFilter(field_name="seller_id")
+
+    class Meta:
+        model = Statement
+        fields = ["seller"]
+
+
+class _StatementScoped:
+    permission_classes = [IsSellerOrStaffReader]
+
+    def get_queryset(self):
+        seller = seller_of(self.request.user)
+        queryset = Statement.objects.select_related("checkpoint").order_by("-id")
+        return queryset.filter(seller=seller) if seller is not None else queryset
+
+
+class StatementListCreateApi(_StatementScoped, ListAPIView):
+    """Statements of a period, built by a worker; POST asks for one (the same period answers the
+    same statement)."""
+
+    serializer_class = StatementOutput
+    filterset_class = StatementFilter
+
+    @extend_schema(request=StatementRequestInput, responses={202: StatementOutput, 200: StatementOutput})
+    def post(self, request):
+        data = StatementRequestInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        seller_id = scoped_seller_id(request, data.validated_data.get("seller"))
+        statement, created = statement_request(
+            seller_id=seller_id,
+            period_start=data.validated_data["period_start"],
+            period_end=data.validated_data["period_end"],
+            requested_by=request.user,
+        )
+        return Response(
+            StatementOutput(statement).data,
+            status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
+            headers={"Location": f"/api/v1/statements/{statement.pk}/"},
+        )
+
+
+class StatementDetailApi(_StatementScoped, GenericAPIView):
+    serializer_class = StatementOutput
+
+    def get(self, request, pk):
+        return Response(StatementOutput(self.get_object()).data)
+
+
+_MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
+
+
+class StatementDownloadApi(_StatementScoped, GenericAPIView):
+    """The built statement in one format, streamed from its stored pieces."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)})
+    def get(self, request, pk, fmt):
+        if fmt not in _MEDIA:
+            raise NotFound()
+        statement = self.get_object()
+        if statement.status != Statement.Status.READY:
+            raise InvalidStateError("The statement is not ready yet.")
+        if fmt not in statement.formats:
+            raise NotFound(f"This statement has no {fmt} (too many entries for a PDF: use the CSV).")
+        response = StreamingHttpResponse(statement_pieces(statement=statement, fmt=fmt), content_type=_MEDIA[fmt])
+        name = f"statement-{statement.seller_id}-{statement.pk}.{fmt}"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response

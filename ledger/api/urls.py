@@ -23,4 +23,9 @@ urlpatterns = [
     path("balance/", statements.BalanceAtApi.as_view(), name="balance-at"),
     path("checkpoints/", statements.CheckpointListApi.as_view(), name="checkpoint-list"),
     path("statements/public-key/", statements.PublicKeyApi.as_view(), name="statement-public-key"),
+    path("statements/", statements.StatementListCreateApi.as_view(), name="statement-list"),
+    path("statements/<id:pk>/", statements.StatementDetailApi.as_view(), name="statement-detail"),
+    path(
+        "statements/<id:pk>/download/<str:fmt>/", statements.StatementDownloadApi.as_view(), name="statement-download"
+    ),
 ]

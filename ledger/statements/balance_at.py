@@ -26,7 +26,7 @@ BALANCE_AT_SQL = f"""WITH head AS (
     SELECT e.seq, e.balance_after, e.held_after, e.created_at FROM ledger_entry e
      WHERE e.seller_id = %(seller)s AND e.created_at <= %(at)s
      ORDER BY e.created_at DESC, e.seq DESC LIMIT 1)
-SELECT h.seq, h.balance_after, h.held_after - coalesce(p.total, 0), h.created_at
+SELECT h.seq, h.balance_after, (h.held_after - coalesce(p.total, 0))::bigint, h.created_at
   FROM head h
   LEFT JOIN LATERAL (
        SELECT sum(c.amount) AS total FROM ledger_charge c

@@ -122,3 +122,24 @@ def test_the_periodic_audit_reports_a_new_entry_edited_in_place():
 
     chain = [b for b in run.breaches if b.invariant == 8]
     assert [b.entry_id for b in chain] == [Entry.objects.get(seller=seller, seq=last - 1).pk]
+
+
+def test_the_sellers_verifier_builds_the_same_canonical_bytes():
+    import ledger_verify
+    from ledger.statements.documents import time_text
+
+    seller = _busy_seller()
+    for entry in _entries(seller):
+        listed = ledger_verify.Entry(
+            0,
+            entry.seq,
+            time_text(entry.created_at),
+            entry.kind,
+            entry.amount,
+            entry.balance_before,
+            entry.balance_after,
+            bytes(entry.hash).hex(),
+            entry.charge_id,
+            entry.deposit_id,
+        )
+        assert ledger_verify.canonical_bytes(seller.pk, listed) == _canonical(entry)
