@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench.stack import default_database_url, default_redis_url
+from ledger.statements.chain import CANONICAL_SQL
 
 FUND = 10**15
 PHONE = "+989121234567"
@@ -37,10 +38,37 @@ c AS (
            now(), 'succeeded', now()
       FROM a CROSS JOIN generate_series(1, %(per_seller)s) n
     RETURNING id, seller_id, balance_after)
-INSERT INTO ledger_entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, created_at)
+INSERT INTO ledger_entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, created_at,
+                          held_after, hash)
 SELECT c.seller_id, a.last_seq + (a.balance - c.balance_after), 'charge', -1, c.balance_after + 1,
-       c.balance_after, c.id, now()
+       c.balance_after, c.id, now(), 0, sha256('')
   FROM c JOIN a USING (seller_id)"""
+
+# The hash chain of the entries just written (`sha256('')` stands in until then), as the settle
+# would have computed it (ledger/statements/chain.py): a row at a time from each seller's last
+# hash, with the append-only trigger set aside inside the transaction. Then each account's head.
+_CHAIN = f"""
+SET CONSTRAINTS ALL IMMEDIATE;
+ALTER TABLE ledger_entry DISABLE TRIGGER ledger_entry_append_only;
+DO $$
+DECLARE
+    r record;
+    previous bytea;
+    seller bigint;
+BEGIN
+    FOR r IN SELECT e.id, e.seller_id, a.last_hash, {CANONICAL_SQL.format(e="e")} AS canonical
+               FROM ledger_entry e JOIN ledger_account a ON a.seller_id = e.seller_id
+              WHERE e.seller_id = ANY(%(sellers)s) AND e.seq > a.last_seq ORDER BY e.seller_id, e.seq LOOP
+        IF seller IS DISTINCT FROM r.seller_id THEN
+            previous := r.last_hash;
+            seller := r.seller_id;
+        END IF;
+        previous := sha256(previous || r.canonical);
+        UPDATE ledger_entry SET hash = previous WHERE id = r.id;
+    END LOOP;
+END $$;
+ALTER TABLE ledger_entry ENABLE TRIGGER ledger_entry_append_only;
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,10 +131,13 @@ def _fund(sellers: list[int]) -> None:
             " SELECT s, %(fund)s, '', 'approved', '', now(), now(), '', now(), %(fund)s FROM unnest(%(sellers)s) s"
             " RETURNING id, seller_id)"
             " INSERT INTO ledger_entry (seller_id, seq, kind, amount, balance_before, balance_after, deposit_id,"
-            " created_at) SELECT seller_id, 1, 'deposit', %(fund)s, 0, %(fund)s, id, now() FROM d",
+            " created_at, held_after, hash) SELECT seller_id, 1, 'deposit', %(fund)s, 0, %(fund)s, id, now(), 0,"
+            " sha256('') FROM d",
             {"fund": FUND, "sellers": sellers},
         )
+        _chain(cur, sellers)
         cur.execute("UPDATE ledger_account SET balance = %s, last_seq = 1 WHERE seller_id = ANY(%s)", [FUND, sellers])
+        _heads(cur, sellers)
 
 
 def _append(sellers: list[int], entries: int) -> int:
@@ -119,14 +150,28 @@ def _append(sellers: list[int], entries: int) -> int:
         n = min(step, per_seller - start)
         with transaction.atomic(), connection.cursor() as cur:
             cur.execute(_APPEND, {"sellers": sellers, "per_seller": n, "phone": PHONE})
+            _chain(cur, sellers)
             cur.execute(
                 "UPDATE ledger_account SET last_seq = last_seq + %s, balance = balance - %s WHERE seller_id = ANY(%s)",
                 [n, n, sellers],
             )
+            _heads(cur, sellers)
     with connection.cursor() as cur:
         cur.execute("ANALYZE ledger_entry")
         cur.execute("ANALYZE ledger_charge")
     return per_seller * len(sellers)
+
+
+def _chain(cur, sellers: list[int]) -> None:
+    cur.execute(_CHAIN, {"sellers": sellers})
+
+
+def _heads(cur, sellers: list[int]) -> None:
+    cur.execute(
+        "UPDATE ledger_account a SET last_hash = e.hash FROM ledger_entry e"
+        " WHERE e.seller_id = a.seller_id AND e.seq = a.last_seq AND a.seller_id = ANY(%s)",
+        [sellers],
+    )
 
 
 def _forget_checkpoints() -> None:

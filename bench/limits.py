@@ -13,7 +13,9 @@ never see them. Each run resets them, queues charges, and lets pgbench settle th
   it is an upper bound the Python worker can approach but not reach.
 - `submit`: one queued charge inserted per transaction, what the web layer writes per request.
 
-Debits per second are counted from the entries actually written (not assumed from tps)."""
+Debits per second are counted from the entries actually written (not assumed from tps). Each entry
+stores a 32-byte hash as the settle's do; the settle computes its chain in Python before the insert,
+so here one `sha256()` per row stands for it (the database's share: the column and its bytes)."""
 
 from __future__ import annotations
 
@@ -68,8 +70,8 @@ BEGIN;
 SELECT balance, last_seq FROM {SCHEMA}.account WHERE seller_id = :s FOR NO KEY UPDATE \\gset
 SELECT id AS cid, amount AS amt, id AS last_id FROM {SCHEMA}.charge
     WHERE seller_id = :s AND stage = 'queued' AND id > :after ORDER BY id LIMIT 1 \\gset
-INSERT INTO {SCHEMA}.entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, deposit_id, created_at)
-    VALUES (:s, :last_seq::bigint + 1, 'charge', -:amt::bigint, :balance::bigint, :balance::bigint - :amt::bigint, :cid, NULL, now());
+INSERT INTO {SCHEMA}.entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, deposit_id, created_at, held_after, hash)
+    VALUES (:s, :last_seq::bigint + 1, 'charge', -:amt::bigint, :balance::bigint, :balance::bigint - :amt::bigint, :cid, NULL, now(), :amt::bigint, sha256(int8send(:cid::bigint)));
 UPDATE {SCHEMA}.charge SET stage = 'reserved', reserved_at = now(), balance_after = :balance::bigint - :amt::bigint
     WHERE id = :cid AND stage = 'queued';
 UPDATE {SCHEMA}.account SET balance = :balance::bigint - :amt::bigint, held = held + :amt::bigint, last_seq = :last_seq::bigint + 1, updated_at = now() WHERE seller_id = :s;
@@ -87,8 +89,8 @@ WITH batch AS (
     FROM (SELECT id, amount FROM {SCHEMA}.charge WHERE seller_id = :s AND stage = 'queued' AND id > :after
           ORDER BY id LIMIT :debits::bigint) q
 ), ins AS (
-    INSERT INTO {SCHEMA}.entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, deposit_id, created_at)
-    SELECT :s, :last_seq::bigint + rn, 'charge', -amount, :balance::bigint - cum + amount, :balance::bigint - cum, id, NULL, now() FROM batch
+    INSERT INTO {SCHEMA}.entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, deposit_id, created_at, held_after, hash)
+    SELECT :s, :last_seq::bigint + rn, 'charge', -amount, :balance::bigint - cum + amount, :balance::bigint - cum, id, NULL, now(), cum, sha256(int8send(id)) FROM batch
     RETURNING charge_id, balance_after
 ), upd AS (
     UPDATE {SCHEMA}.charge c SET stage = 'reserved', reserved_at = now(), balance_after = ins.balance_after
