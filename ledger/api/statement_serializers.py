@@ -94,7 +94,7 @@ class StatementOutput(serializers.Serializer):
     seller = serializers.IntegerField(source="seller_id")
     period_start = serializers.DateTimeField()
     period_end = serializers.DateTimeField()
-    status = serializers.ChoiceField(choices=["queued", "ready", "failed"])
+    status = serializers.ChoiceField(choices=["queued", "ready"])
     created_at = serializers.DateTimeField()
     ready_at = serializers.DateTimeField(allow_null=True)
     entries = serializers.IntegerField(allow_null=True)

@@ -41,9 +41,8 @@ class Statement(models.Model):
     (`ledger.statements.build`) into `StatementFile` pieces, one set per format."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued"
+        QUEUED = "queued"  # until its build commits; a build that fails is tried again
         READY = "ready"
-        FAILED = "failed"
 
     seller = models.ForeignKey("core.Seller", on_delete=models.PROTECT, related_name="+", db_index=False)
     period_start = models.DateTimeField()
@@ -63,7 +62,6 @@ class Statement(models.Model):
         ChainCheckpoint, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
     formats = models.JSONField(default=list, blank=True)  # the formats built, e.g. ["json", "csv", "pdf"]
-    error = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-id"]

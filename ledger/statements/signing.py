@@ -67,9 +67,10 @@ def signing_key() -> Ed25519PrivateKey:
 
 
 def published_keys() -> list[PublicKey]:
-    """The current key first, then the retired ones still published."""
-    current = _raw_public(signing_key())
-    keys = [PublicKey(key_id_of(current), current, True)]
+    """The current key first (none where no key is configured), then the retired ones still published."""
+    configured = settings.STATEMENT_SIGNING_KEY or settings.STATEMENT_SIGNING_KEY_FILE
+    current = _raw_public(signing_key()) if configured else b""
+    keys = [PublicKey(key_id_of(current), current, True)] if current else []
     for item in settings.STATEMENT_RETIRED_PUBLIC_KEYS:
         raw = base64.b64decode(item)
         if raw != current:

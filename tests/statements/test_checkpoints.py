@@ -101,3 +101,14 @@ def test_after_a_rotation_the_retired_key_stays_published_and_new_heads_use_the_
             assert new.key_id == keys[0]["key_id"] != old.key_id
         finally:
             signing.signing_key.cache_clear()
+
+
+def test_without_a_configured_key_the_public_keys_are_only_the_retired_ones():
+    retired = base64.b64encode(Ed25519PrivateKey.generate().public_key().public_bytes_raw()).decode()
+    with override_settings(STATEMENT_SIGNING_KEY="", STATEMENT_RETIRED_PUBLIC_KEYS=[retired]):
+        signing.signing_key.cache_clear()
+        try:
+            keys = client_for(None).get("/api/v1/statements/public-key/").json()["keys"]
+        finally:
+            signing.signing_key.cache_clear()
+    assert [(k["public_key"], k["current"]) for k in keys] == [(retired, False)]
