@@ -47,10 +47,13 @@ def microseconds(text: str) -> int:
 
 def canonical_bytes(seller: int, entry: Entry) -> bytes:
     """`v1|seller|seq|kind|amount|balance_after|charge|deposit|created_at in µs since the epoch`."""
+    return _canonical(seller, entry, microseconds(entry.created_at))
+
+
+def _canonical(seller: int, entry: Entry, at: int) -> bytes:
     charge = "" if entry.charge is None else entry.charge
     deposit = "" if entry.deposit is None else entry.deposit
-    fields = ("v1", seller, entry.seq, entry.kind, entry.amount, entry.balance_after, charge, deposit)
-    return ("|".join(str(f) for f in fields) + f"|{microseconds(entry.created_at)}").encode()
+    return f"v1|{seller}|{entry.seq}|{entry.kind}|{entry.amount}|{entry.balance_after}|{charge}|{deposit}|{at}".encode()
 
 
 def checkpoint_message(cp: dict) -> bytes:
@@ -101,10 +104,6 @@ def _int(value) -> int:
     if isinstance(value, bool) or value in (None, ""):
         raise InputError(f"expected an integer, got {value!r}")
     return int(value)
-
-
-def _optional_int(value) -> int | None:
-    return None if value in (None, "") else int(value)
 
 
 def _cell(value: str) -> str:
@@ -159,30 +158,37 @@ def _from_json(data: dict) -> Statement:
     return statement
 
 
+_ENTRY_COLUMNS = ("seq", "created_at", "kind", "amount", "balance_before", "balance_after", "hash", "charge", "deposit")
+
+
 def _from_csv(lines) -> Statement:
-    statement = None
     opening = closing = checkpoint = None
     entries, totals = [], {}
-    for row in csv.DictReader(lines):
-        row = {k: _cell(v or "") for k, v in row.items()}
-        record = row.get("record")
-        if record == "opening":
-            opening, start = {**row, "balance": row["balance_after"]}, row["created_at"]
-        elif record == "entry":
+    rows = csv.reader(lines)
+    header = next(rows)
+    at = {name: header.index(name) for name in _ENTRY_COLUMNS}
+    for cells in rows:
+        if cells[0] == "entry":  # most rows: only the cells the checks read, none of them a text a spreadsheet runs
+            seq, created, kind, amount, before, after, hash_, charge, deposit = (cells[at[c]] for c in _ENTRY_COLUMNS)
             entries.append(
                 Entry(
                     len(entries),
-                    _int(row["seq"]),
-                    row["created_at"],
-                    row["kind"],
-                    _int(row["amount"]),
-                    _int(row["balance_before"]),
-                    _int(row["balance_after"]),
-                    row["hash"],
-                    _optional_int(row["charge"]),
-                    _optional_int(row["deposit"]),
+                    int(seq),
+                    created,
+                    kind,
+                    int(amount),
+                    int(before),
+                    int(after),
+                    hash_,
+                    int(charge) if charge else None,
+                    int(deposit) if deposit else None,
                 )
             )
+            continue
+        row = {name: _cell(value) for name, value in zip(header, cells, strict=True)}
+        record = row.get("record")
+        if record == "opening":
+            opening, start = {**row, "balance": row["balance_after"]}, row["created_at"]
         elif record == "total":
             totals[row["kind"]] = {"count": _int(row["count"]), "amount": _int(row["amount"])}
         elif record == "closing":
@@ -193,7 +199,7 @@ def _from_csv(lines) -> Statement:
             raise InputError(f"unknown record {record!r}")
     if opening is None or closing is None or checkpoint is None:
         raise InputError("a statement CSV has an opening, a closing and a checkpoint row")
-    statement = Statement(
+    return Statement(
         seller=_int(opening["seller"]),
         period_start=start,
         period_end=end,
@@ -203,7 +209,6 @@ def _from_csv(lines) -> Statement:
         totals=totals,
         checkpoint=checkpoint,
     )
-    return statement
 
 
 def read_statement(path: Path) -> Statement:
@@ -297,7 +302,8 @@ def check_chain(statement: Statement) -> list[str]:
         problems.append("the opening head at seq 0 is not the chain's start (zero hash, zero balance)")
     previous, balance, time = bytes.fromhex(opening["hash"]), opening["balance"], None
     for entry in sorted(statement.entries, key=lambda e: (e.seq, e.position)):
-        expected = hashlib.sha256(previous + canonical_bytes(statement.seller, entry)).hexdigest()
+        moment = microseconds(entry.created_at)
+        expected = hashlib.sha256(previous + _canonical(statement.seller, entry, moment)).hexdigest()
         if expected != entry.hash:
             problems.append(
                 f"edited: entry seq {entry.seq} does not match its hash (its content was changed, or the entry "
@@ -310,7 +316,6 @@ def check_chain(statement: Statement) -> list[str]:
             )
         if entry.balance_after != entry.balance_before + entry.amount:
             problems.append(f"balance chain broken at seq {entry.seq}: balance_after != balance_before + amount")
-        moment = microseconds(entry.created_at)
         if time is not None and moment < time:
             problems.append(f"reordered: entry seq {entry.seq} is dated before the entry preceding it")
         previous, balance, time = bytes.fromhex(entry.hash), entry.balance_after, moment
