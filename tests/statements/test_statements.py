@@ -214,3 +214,14 @@ def test_a_statement_of_a_period_not_over_is_refused_and_other_sellers_see_nothi
     assert other.get(f"/api/v1/statements/{statement.pk}/").status_code == 404
     assert other.get(f"/api/v1/statements/{statement.pk}/download/csv/").status_code == 404
     assert other.get("/api/v1/statements/").json()["results"] == []
+
+
+def test_the_verifier_fails_an_entry_inserted_into_the_file_and_refuses_an_unreadable_one(history, tmp_path):
+    seller, start, end = history
+    data = json.loads(_download(client_for(seller.user), _statement(seller, start, end), "json"))
+    forged = dict(data["entries"][2], amount=data["entries"][2]["amount"])
+    data["entries"].insert(3, forged)
+    code, out = _verify(tmp_path, json.dumps(data).encode())
+    assert code == 1 and f"inserted: seq {forged['seq']} appears more than once" in out, out
+    code, out = _verify(tmp_path, b"not a statement")
+    assert code == 2 and "cannot read" in out, out
