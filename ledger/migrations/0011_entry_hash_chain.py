@@ -63,7 +63,7 @@ ALTER TABLE ledger_entry ENABLE TRIGGER ledger_entry_append_only;
 class Migration(migrations.Migration):
     dependencies = [
         ("core", "0002_sellerapikey"),
-        ("ledger", "0009_charge_status_follows_the_answer"),
+        ("ledger", "0010_charge_sells_a_product"),
     ]
 
     operations = [

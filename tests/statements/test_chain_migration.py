@@ -8,7 +8,12 @@ from django.db.migrations.executor import MigrationExecutor
 from ledger.models import Account, Entry
 from tests.statements.test_chain import _busy_seller
 
-BEFORE = ("ledger", "0009_charge_status_follows_the_answer")
+CHAIN = ("ledger", "0011_entry_hash_chain")
+
+
+def _before_the_chain() -> tuple[str, str]:
+    graph = MigrationExecutor(connection).loader.graph
+    return next(parent.key for parent in graph.node_map[CHAIN].parents if parent.key[0] == "ledger")
 
 
 def _latest_ledger_migration() -> tuple[str, str]:
@@ -27,7 +32,7 @@ def test_the_backfill_recomputes_what_the_settle_wrote():
     assert any(held > 0 for rows in written.values() for _, _, held in rows)  # holds open between batches
     latest = _latest_ledger_migration()
 
-    MigrationExecutor(connection).migrate([BEFORE])
+    MigrationExecutor(connection).migrate([_before_the_chain()])
     MigrationExecutor(connection).migrate([latest])
 
     for seller in sellers:
