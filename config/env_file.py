@@ -4,6 +4,7 @@ Plain Python (no Django), because the development settings call it before Django
 the first `make up` or `manage.py` command of a checkout writes it, and every later one reads the
 same key from it (`manage.py init_env` writes it on demand)."""
 
+import base64
 import os
 import secrets
 from pathlib import Path
@@ -17,6 +18,8 @@ GENERATED = {
     "METRICS_TOKEN": lambda: secrets.token_urlsafe(32),
     "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
     "REDIS_PASSWORD": lambda: secrets.token_urlsafe(24),
+    # An Ed25519 private key is any 32 random bytes (ledger/statements/signing.py).
+    "STATEMENT_SIGNING_KEY": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
 }
 
 
@@ -40,3 +43,21 @@ def write_env_file(target: Path, example: Path = ROOT / ".env.example") -> list[
     with os.fdopen(fd, "w") as fh:
         fh.write("\n".join(out) + "\n")
     return generated
+
+
+def add_missing_secrets(target: Path, example: Path = ROOT / ".env.example") -> list[str]:
+    """Append to an existing `target` the generated secrets it lacks (a checkout whose .env was
+    written before a secret was added to .env.example); never changes a line already there."""
+    if not target.exists():
+        return []
+    present = {line.partition("=")[0].strip() for line in target.read_text().splitlines() if "=" in line}
+    wanted = [
+        line.partition("=")[0].strip()
+        for line in example.read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    ]
+    missing = [key for key in wanted if key in GENERATED and key not in present]
+    if missing:
+        with target.open("a") as fh:
+            fh.write("".join(f"{key}={GENERATED[key]()}\n" for key in missing))
+    return missing

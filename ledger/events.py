@@ -27,6 +27,8 @@ EVENTS = (
     "intents_settled",
     "batch_completed",
     "deposit_rejected",
+    "statement_requested",
+    "statement_ready",
 )
 
 
@@ -66,6 +68,18 @@ def batch_completed(*, seller_id: int, batch_id: int, status: str, succeeded: in
 def deposit_rejected(*, seller_id: int, deposit_id: int, amount: int, reason: str) -> None:
     for subscriber in _subscribers("deposit_rejected"):
         subscriber(seller_id=seller_id, deposit_id=deposit_id, amount=amount, reason=reason)
+
+
+def statement_requested(*, statement_id: int) -> None:
+    """A statement was recorded `queued` (build it)."""
+    for subscriber in _subscribers("statement_requested"):
+        subscriber(statement_id=statement_id)
+
+
+def statement_ready(*, seller_id: int, statement_id: int, period_start: datetime, period_end: datetime) -> None:
+    """A statement was built and can be downloaded."""
+    for subscriber in _subscribers("statement_ready"):
+        subscriber(seller_id=seller_id, statement_id=statement_id, period_start=period_start, period_end=period_end)
 
 
 @cache

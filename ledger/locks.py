@@ -6,6 +6,7 @@ layer takes no account lock at all: approving a deposit is a conditional UPDATE 
 row alone."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import connection
 
@@ -17,12 +18,15 @@ class LockedAccount:
     seller_id: int
     balance: int
     last_seq: int
-    held: int = 0
+    held: int
+    last_hash: bytes  # the hash of the seller's last entry (ledger/statements/chain.py)
+    updated_at: datetime  # the time of the seller's last settle that changed it
 
 
 _LOCK_ACCOUNT = PreparedStatement(
     "ledger_lock_account",
-    "SELECT balance, last_seq, held FROM ledger_account WHERE seller_id = $1 FOR NO KEY UPDATE",
+    """SELECT balance, last_seq, held, last_hash, updated_at FROM ledger_account WHERE seller_id = $1
+    FOR NO KEY UPDATE""",
     ["bigint"],
 )
 
@@ -36,12 +40,12 @@ def account_lock(cursor, *, seller_id: int) -> LockedAccount | None:
         raise RuntimeError("account_lock must be called inside transaction.atomic()")
     _LOCK_ACCOUNT.execute(cursor, [seller_id])
     row = cursor.fetchone()
-    return None if row is None else LockedAccount(seller_id, row[0], row[1], row[2])
+    return None if row is None else LockedAccount(seller_id, *row[:3], bytes(row[3]), row[4])
 
 
 _LOCK_ACCOUNTS = PreparedStatement(
     "ledger_lock_accounts",
-    """SELECT seller_id, balance, last_seq, held FROM ledger_account WHERE seller_id = ANY($1)
+    """SELECT seller_id, balance, last_seq, held, last_hash, updated_at FROM ledger_account WHERE seller_id = ANY($1)
     ORDER BY seller_id FOR NO KEY UPDATE""",
     ["bigint[]"],
 )
@@ -57,4 +61,14 @@ def accounts_lock(cursor, *, seller_ids: list[int]) -> dict[int, LockedAccount]:
         account = account_lock(cursor, seller_id=seller_ids[0])
         return {} if account is None else {account.seller_id: account}
     _LOCK_ACCOUNTS.execute(cursor, [array_literal(sorted({int(s) for s in seller_ids}))])
-    return {row[0]: LockedAccount(*row) for row in cursor.fetchall()}
+    return {row[0]: LockedAccount(*row[:4], bytes(row[4]), row[5]) for row in cursor.fetchall()}
+
+
+def statement_lock(*, statement_id: int):
+    """Lock a statement row until the end of the current transaction: two builds of one statement
+    (a redelivered task beside the sweep's) take turns, and the second finds it ready."""
+    from ledger.statements.models import Statement
+
+    if not connection.in_atomic_block:
+        raise RuntimeError("statement_lock must be called inside transaction.atomic()")
+    return Statement.objects.select_for_update(no_key=True).get(pk=statement_id)

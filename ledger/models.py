@@ -7,6 +7,10 @@ by `ledger.posting`; nothing else may call `save()` on them."""
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Length
+from django.db.models.lookups import Exact
+
+from ledger.statements.chain import GENESIS
 
 
 class Account(models.Model):
@@ -17,6 +21,8 @@ class Account(models.Model):
     balance = models.BigIntegerField(default=0)
     held = models.BigIntegerField(default=0, db_default=0)
     last_seq = models.BigIntegerField(default=0)
+    # The hash of the last entry (ledger/statements/chain.py); 32 zero bytes before the first.
+    last_hash = models.BinaryField(max_length=32, default=GENESIS, db_default=GENESIS)
     updated_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -281,6 +287,9 @@ class Charge(models.Model):
                 name="charge_open_idx",
             ),
             models.Index(fields=["seller", "-id"], name="charge_seller_recent_idx"),
+            # Holds posted after a seller's last entry before a time (the balance at a past time):
+            # a post writes no entry.
+            models.Index(fields=["seller", "settled_at"], condition=Q(status="succeeded"), name="charge_posted_idx"),
             models.Index(fields=["batch", "status"], condition=Q(batch__isnull=False), name="charge_batch_status_idx"),
         ]
 
@@ -444,12 +453,23 @@ class Entry(models.Model):
     )
     deposit = models.OneToOneField(Deposit, on_delete=models.PROTECT, null=True, blank=True, related_name="entry")
     created_at = models.DateTimeField()
+    # The seller's held credit once the entry's settle batch is applied up to this entry, counting
+    # every hold that batch posted (posting a hold writes no entry): the balance at a past time
+    # reads it (ledger/statements/balance_at.py). Not covered by the hash.
+    held_after = models.BigIntegerField()
+    # SHA-256(previous entry's hash || this entry's canonical bytes): ledger/statements/chain.py.
+    hash = models.BinaryField(max_length=32)
 
     class Meta:
         ordering = ["-seller_id", "-seq"]
         verbose_name_plural = "entries"
+        indexes = [
+            # The last entry at or before a time (the balance at a past time, statements' bounds).
+            models.Index(fields=["seller", "created_at", "seq"], name="entry_seller_time_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["seller", "seq"], name="entry_seq_unique_per_seller"),
+            models.CheckConstraint(condition=Exact(Length("hash"), 32), name="entry_hash_is_sha256"),
             # A charge's hold is placed once and released at most once.
             models.UniqueConstraint(
                 fields=["charge", "kind"], condition=Q(charge__isnull=False), name="entry_one_per_charge_and_kind"
@@ -543,3 +563,7 @@ class ProviderMismatch(models.Model):
 
     def __str__(self) -> str:
         return f"provider mismatch on charge #{self.charge_id}"
+
+
+# The statements' own tables, defined beside the code that writes them.
+from ledger.statements.models import ChainCheckpoint, Statement, StatementFile  # noqa: E402, F401

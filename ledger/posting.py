@@ -18,10 +18,18 @@ reverse.
 
 A batch, `_settle`: lock the accounts (ledger/locks.py), read what waits (`_read_waiting`), apply
 it in memory (`_apply`, one `_Walk` per seller), write the result (`_write`), then log. The charges'
-moves (reserve, fail_unfunded, post, release) are the lifecycle's (ledger/charge_lifecycle.py)."""
+moves (reserve, fail_unfunded, post, release) are the lifecycle's (ledger/charge_lifecycle.py).
+
+Each entry also carries its link in the seller's hash chain (ledger/statements/chain.py), computed
+here in memory from the account's `last_hash` before the one insert, and `held_after`, the seller's
+held credit once the entry's batch is applied up to it: what answers the balance at a past time
+(ledger/statements/balance_at.py) without reading the charges. Every entry and posted hold of a
+batch carries the batch's one time, strictly later than the seller's previous batch's, so "the
+last entry at or before T" is the last by seq and a post-only batch is told apart by its time."""
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -32,10 +40,12 @@ from ledger import events
 from ledger.charge_lifecycle import ANSWERED_SQL, INSUFFICIENT_FUNDS, QUEUED_SQL
 from ledger.locks import accounts_lock
 from ledger.models import ChargeBatch
+from ledger.statements.chain import entry_hashes
 
 logger = logging.getLogger(__name__)
 
 BATCH_QUEUED, BATCH_COMPLETED = ChargeBatch.Status.QUEUED, ChargeBatch.Status.COMPLETED
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -97,15 +107,28 @@ _SELECT_ANSWERED_CHARGES_OF_SELLERS = PreparedStatement(
     WHERE seller_id = ANY($1) AND {ANSWERED_SQL} ORDER BY seller_id, id LIMIT $2""",
     ["bigint[]", "bigint"],
 )
+# The hashes travel as hex text: an array literal of bytea would need quoting.
 _INSERT_ENTRIES = PreparedStatement(
     "ledger_settle_insert_entries",
     """INSERT INTO ledger_entry
-        (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, deposit_id, created_at)
+        (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, deposit_id, created_at,
+         held_after, hash)
     SELECT e.seller_id, e.seq, e.kind, e.amount, e.balance_after - e.amount, e.balance_after, e.charge_id,
-           e.deposit_id, $1
-    FROM unnest($2, $3, $4, $5, $6, $7, $8)
-        AS e(seller_id, seq, kind, amount, balance_after, charge_id, deposit_id)""",
-    ["timestamptz", "bigint[]", "bigint[]", "text[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]"],
+           e.deposit_id, $1, e.held_after, decode(e.hash, 'hex')
+    FROM unnest($2, $3, $4, $5, $6, $7, $8, $9, $10)
+        AS e(seller_id, seq, kind, amount, balance_after, charge_id, deposit_id, held_after, hash)""",
+    [
+        "timestamptz",
+        "bigint[]",
+        "bigint[]",
+        "text[]",
+        "bigint[]",
+        "bigint[]",
+        "bigint[]",
+        "bigint[]",
+        "bigint[]",
+        "text[]",
+    ],
 )
 # Names each row by seller and id, though the id alone would do, as the lifecycle's moves of charges
 # do, and for the same reason (ledger/charge_lifecycle.py): every index the planner may pick is then
@@ -136,10 +159,11 @@ _COUNT_BATCH_OUTCOMES = PreparedStatement(
 )
 _UPDATE_ACCOUNTS = PreparedStatement(
     "ledger_settle_update_accounts",
-    """UPDATE ledger_account AS a SET balance = u.balance, held = u.held, last_seq = u.last_seq, updated_at = $1
-    FROM unnest($2, $3, $4, $5) AS u(seller_id, balance, held, last_seq)
+    """UPDATE ledger_account AS a SET balance = u.balance, held = u.held, last_seq = u.last_seq, updated_at = $1,
+        last_hash = decode(u.last_hash, 'hex')
+    FROM unnest($2, $3, $4, $5, $6) AS u(seller_id, balance, held, last_seq, last_hash)
     WHERE a.seller_id = u.seller_id""",
-    ["timestamptz", "bigint[]", "bigint[]", "bigint[]", "bigint[]"],
+    ["timestamptz", "bigint[]", "bigint[]", "bigint[]", "bigint[]", "text[]"],
 )
 
 
@@ -186,7 +210,7 @@ def _settle(
                 for sid in ids
             }
         walks = _apply([accounts[sid] for sid in ids], waiting)
-        _write(cursor, walks, now=timezone.now())
+        _write(cursor, walks, now=_batch_time(accounts.values()))
     _log_settled(walks)
     more_pending = waiting.count >= limit
     return {
@@ -247,6 +271,12 @@ def _apply(accounts: list, waiting: _Waiting) -> list["_Walk"]:
     return list(walks.values())
 
 
+def _batch_time(accounts) -> datetime:
+    """Now, or just after the latest previous batch of these sellers if a clock (another host's)
+    is behind: a seller's batches then carry strictly increasing times."""
+    return max(timezone.now(), *(account.updated_at + _MICROSECOND for account in accounts))
+
+
 # -- Write: what the walks decided, set-based, each statement checked against what it expected.
 
 
@@ -255,14 +285,15 @@ def _write(cursor, walks: list["_Walk"], *, now) -> None:
     _write_entries_and_intents(cursor, walks, changed, now)
     completed_batches = _count_batch_outcomes(cursor, walks, now)
     if changed:
-        _UPDATE_ACCOUNTS.execute(cursor, [now, *_columns([(w.seller_id, w.balance, w.held, w.seq) for w in changed])])
+        heads = [(w.seller_id, w.balance, w.held, w.seq, w.last_hash.hex()) for w in changed]
+        _UPDATE_ACCOUNTS.execute(cursor, [now, *_columns(heads)])
         _expect(cursor.rowcount, len(changed), "accounts")
     _record_events(cursor, walks, changed, completed_batches, now)
 
 
 def _write_entries_and_intents(cursor, walks: list["_Walk"], changed: list["_Walk"], now) -> None:
-    entries = [entry for walk in changed for entry in walk.entries]
-    if entries:  # seller, seq, kind, amount, balance_after, charge, deposit
+    entries = [entry for walk in changed for entry in walk.chained_entries(now)]
+    if entries:  # seller, seq, kind, amount, balance_after, charge, deposit, held_after, hash
         _INSERT_ENTRIES.execute(cursor, [now, *_columns(entries)])
     posted = [(w.seller_id, c) for w in changed for c in w.posted]
     _expect(lifecycle.post(cursor, now=now, rows=posted), len(posted), "posted charges")
@@ -339,6 +370,7 @@ class _Walk:
     def __init__(self, account):
         self.seller_id, self.balance, self.seq = account.seller_id, account.balance, account.last_seq
         self.held = account.held
+        self.last_hash = account.last_hash
         self.balance_before = account.balance
         self.entries: list[tuple] = []  # (seller, seq, kind, amount, balance_after, charge, deposit)
         self.approved: list[tuple[int, int]] = []  # (deposit id, balance after)
@@ -355,6 +387,26 @@ class _Walk:
     @property
     def changed(self) -> bool:
         return bool(self.entries or self.posted)
+
+    def chained_entries(self, now) -> list[tuple]:
+        """The entries with `held_after` and their hash (hex), chained from the account's last
+        hash; moves `last_hash` to the new head. `held_after` counts every hold this batch posts,
+        whatever its place among the answers: the batch is one instant, and its last entry then
+        carries the account's `held` once the batch is applied."""
+        if not self.entries:
+            return []
+        hashes = entry_hashes(self.last_hash, self.entries, now)
+        self.last_hash = hashes[-1]
+        held, after = self.held, []
+        for entry in reversed(self.entries):
+            after.append(held)
+            if entry[2] in ("charge", "release"):  # a hold placed (amount < 0) or given back (> 0)
+                held += entry[3]
+        after.reverse()
+        return [
+            (*entry, held_after, digest.hex())
+            for entry, held_after, digest in zip(self.entries, after, hashes, strict=True)
+        ]
 
     def outcome(self, *, more_pending: bool, after_charge_id: int, after_answered_id: int) -> BatchOutcome:
         return BatchOutcome(

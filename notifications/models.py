@@ -39,6 +39,7 @@ class Event(models.Model):
         CHARGE_FAILED = "charge.failed"
         BATCH_COMPLETED = "batch.completed"
         BALANCE_LOW = "balance.low"
+        STATEMENT_READY = "statement.ready"
         ENDPOINT_DISABLED = "webhook_endpoint.disabled"
         TEST = "webhook.test"
 

@@ -27,3 +27,16 @@ def deposit_rejected(*, seller_id: int, deposit_id: int, amount: int, reason: st
         type=Event.Type.DEPOSIT_REJECTED,
         data={"deposit_id": deposit_id, "amount": amount, "status": "rejected", "reason": reason},
     )
+
+
+def statement_ready(*, seller_id: int, statement_id: int, period_start, period_end) -> None:
+    event_record(
+        seller_id=seller_id,
+        type=Event.Type.STATEMENT_READY,
+        data={
+            "statement_id": statement_id,
+            "period_start": period_start.isoformat(),
+            "period_end": period_end.isoformat(),
+            "url": f"/api/v1/statements/{statement_id}/",
+        },
+    )

@@ -13,6 +13,8 @@ IMPORTS_QUEUE = "ledger.imports"
 # Consumed by every shard worker process, so sweeping survives the loss of any one of them.
 SWEEP_QUEUE = "ledger.sweep"
 SWEEP_TASK = "ledger.sweep_stale_sellers"
+# Statements and checkpoints: long or rare work, on the import worker's queue (workers/statement_tasks.py).
+STATEMENT_TASKS = ("ledger.sign_checkpoints", "ledger.build_statement", "ledger.monthly_statements")
 WEBHOOK_QUEUE = "ledger.webhooks"
 # Provider calls: a worker of their own, threads (they wait on the network), never a shard's.
 FULFIL_QUEUE = "ledger.fulfil"
@@ -45,7 +47,7 @@ def route_task(name, args, kwargs, options, task=None, **kw):
         if value is None and args:
             value = args[0]
         return {"queue": queue_for(value) if key == "seller_id" else shard_queue(value)}
-    if name == "ledger.import_batch":
+    if name in ("ledger.import_batch", *STATEMENT_TASKS):
         return {"queue": IMPORTS_QUEUE}
     if name == "ledger.fulfil":
         return {"queue": FULFIL_QUEUE}

@@ -308,3 +308,8 @@ def _fulfilment_idle() -> bool:
         return queue_depths([FULFIL_QUEUE], broker_client())[FULFIL_QUEUE] == 0
     except redis.RedisError:
         return False
+
+
+# The statements' tasks live in a module of their own; importing it here registers them wherever
+# Celery autodiscovers `workers.tasks`.
+from workers import statement_tasks  # noqa: E402, F401

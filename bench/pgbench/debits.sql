@@ -1,7 +1,7 @@
 -- pgbench script of bench/limits.py: `debits` debits per transaction, set-based (one INSERT ...
 -- SELECT of the entries, one UPDATE of the charges), computed entirely inside the server. It
 -- ships no rows to a client and back, so it is an upper bound the Python worker can approach but
--- not reach. The seller and the keyset continuation as in debit.sql.
+-- not reach. The seller, the keyset continuation and the hash as in debit.sql.
 SELECT nextval('benchlimit.seller_pick') % :sellers + 1 AS s \gset
 \set after :keyset * :last_id
 BEGIN;
@@ -11,8 +11,8 @@ WITH batch AS (
     FROM (SELECT id, amount FROM benchlimit.charge WHERE seller_id = :s AND stage = 'queued' AND id > :after
           ORDER BY id LIMIT :debits::bigint) q
 ), ins AS (
-    INSERT INTO benchlimit.entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, deposit_id, created_at)
-    SELECT :s, :last_seq::bigint + rn, 'charge', -amount, :balance::bigint - cum + amount, :balance::bigint - cum, id, NULL, now() FROM batch
+    INSERT INTO benchlimit.entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, deposit_id, created_at, held_after, hash)
+    SELECT :s, :last_seq::bigint + rn, 'charge', -amount, :balance::bigint - cum + amount, :balance::bigint - cum, id, NULL, now(), cum, sha256(int8send(id)) FROM batch
     RETURNING charge_id, balance_after
 ), upd AS (
     UPDATE benchlimit.charge c SET stage = 'reserved', reserved_at = now(), balance_after = ins.balance_after

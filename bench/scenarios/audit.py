@@ -16,11 +16,13 @@ from django.db import connection, transaction
 from bench import seed
 from bench.scenarios import Context, ScenarioFailed
 from bench.stack import reset_ledger
+from ledger.statements.chain import CANONICAL_SQL
 
 FUND = 10**15
 
 # `per_seller` succeeded charges and their holds for every seller in %(sellers)s, continuing each
-# seller's sequence and balance; then the accounts. One transaction, as a settle would.
+# seller's sequence and balance; then (`_CHAIN`) their hashes and the accounts. One transaction, as
+# a settle would.
 _APPEND = """
 WITH a AS (SELECT seller_id, last_seq, balance FROM ledger_account WHERE seller_id = ANY(%(sellers)s)),
 c AS (
@@ -31,12 +33,40 @@ c AS (
            now(), 'succeeded', now()
       FROM a CROSS JOIN generate_series(1, %(per_seller)s) n
     RETURNING id, seller_id, balance_after)
-INSERT INTO ledger_entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, created_at)
+INSERT INTO ledger_entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, created_at,
+                          held_after, hash)
 SELECT c.seller_id, a.last_seq + (a.balance - c.balance_after), 'charge', -1, c.balance_after + 1,
-       c.balance_after, c.id, now()
-  FROM c JOIN a USING (seller_id);
+       c.balance_after, c.id, now(), 0, sha256('')
+  FROM c JOIN a USING (seller_id)"""
+
+# The hash chain of the entries just written (`sha256('')` stands in until then), as the settle
+# computes it (ledger/statements/chain.py): a row at a time from each seller's last hash, with the
+# append-only trigger set aside inside the transaction; then the accounts and their heads.
+_CHAIN = f"""
+SET CONSTRAINTS ALL IMMEDIATE;
+ALTER TABLE ledger_entry DISABLE TRIGGER ledger_entry_append_only;
+DO $$
+DECLARE
+    r record;
+    previous bytea;
+    seller bigint;
+BEGIN
+    FOR r IN SELECT e.id, e.seller_id, a.last_hash, {CANONICAL_SQL.format(e="e")} AS canonical
+               FROM ledger_entry e JOIN ledger_account a ON a.seller_id = e.seller_id
+              WHERE e.seller_id = ANY(%(sellers)s) AND e.seq > a.last_seq ORDER BY e.seller_id, e.seq LOOP
+        IF seller IS DISTINCT FROM r.seller_id THEN
+            previous := r.last_hash;
+            seller := r.seller_id;
+        END IF;
+        previous := sha256(previous || r.canonical);
+        UPDATE ledger_entry SET hash = previous WHERE id = r.id;
+    END LOOP;
+END $$;
+ALTER TABLE ledger_entry ENABLE TRIGGER ledger_entry_append_only;
 UPDATE ledger_account SET last_seq = last_seq + %(per_seller)s, balance = balance - %(per_seller)s
- WHERE seller_id = ANY(%(sellers)s)"""
+ WHERE seller_id = ANY(%(sellers)s);
+UPDATE ledger_account a SET last_hash = e.hash FROM ledger_entry e
+ WHERE e.seller_id = a.seller_id AND e.seq = a.last_seq AND a.seller_id = ANY(%(sellers)s)"""
 
 
 def run(ctx: Context) -> dict:
@@ -89,7 +119,9 @@ def _append(sellers: list[int], entries: int) -> int:
     step = max(1, 200_000 // len(sellers))
     for start in range(0, per_seller, step):
         with transaction.atomic(), connection.cursor() as cur:
-            cur.execute(_APPEND, {"sellers": sellers, "per_seller": min(step, per_seller - start), "phone": seed.PHONE})
+            params = {"sellers": sellers, "per_seller": min(step, per_seller - start), "phone": seed.PHONE}
+            cur.execute(_APPEND, params)
+            cur.execute(_CHAIN, params)
     with connection.cursor() as cur:
         cur.execute("ANALYZE ledger_entry, ledger_charge")
     return per_seller * len(sellers)

@@ -255,6 +255,9 @@ LEDGER_EVENT_SUBSCRIBERS = {
     "intents_settled": ["notifications.subscribers.intents_settled"],
     "batch_completed": ["notifications.subscribers.batch_completed"],
     "deposit_rejected": ["notifications.subscribers.deposit_rejected"],
+    # Build a requested statement on `ledger.imports` after commit; tell the seller when it is ready.
+    "statement_requested": ["workers.statement_tasks.build_statement_on_commit"],
+    "statement_ready": ["notifications.subscribers.statement_ready"],
 }
 
 # The top-up provider (docs/provider.md, docs/operations.md). The sandbox of `make up` by default.
@@ -311,6 +314,20 @@ QUOTE_TTL = env_int("QUOTE_TTL", 300)
 CATALOG_SYNC_INTERVAL = env_float("CATALOG_SYNC_INTERVAL", 3600.0)
 # How long the provider's answer to a number lookup is trusted, in seconds.
 NUMBER_LOOKUP_TTL = env_int("NUMBER_LOOKUP_TTL", 7 * 24 * 3600)
+
+# Statements a seller can verify (docs/api.md, "Statements"). The checkpoints' Ed25519 key: the
+# base64 of its 32 raw bytes, or a PEM file; no default (development generates one into .env).
+STATEMENT_SIGNING_KEY = env("STATEMENT_SIGNING_KEY", "")
+STATEMENT_SIGNING_KEY_FILE = env("STATEMENT_SIGNING_KEY_FILE", "")
+# Public keys of retired signing keys (base64 of their raw 32 bytes), still published so the
+# checkpoints they signed verify.
+STATEMENT_RETIRED_PUBLIC_KEYS = env_list("STATEMENT_RETIRED_PUBLIC_KEYS")
+# Seconds between two signings of every active seller's chain head (at least daily).
+STATEMENT_CHECKPOINT_INTERVAL = env_float("STATEMENT_CHECKPOINT_INTERVAL", 24 * 3600.0)
+# Seconds between two looks for sellers whose last month has no statement yet.
+STATEMENT_MONTHLY_INTERVAL = env_float("STATEMENT_MONTHLY_INTERVAL", 3600.0)
+# A statement with more entries than this is built as JSON and CSV only (a PDF would be thousands of pages).
+STATEMENT_PDF_MAX_ENTRIES = env_int("STATEMENT_PDF_MAX_ENTRIES", 5000)
 
 # Seller notifications (docs/notifications.md).
 NOTIFICATIONS_EVENTS = env_bool("NOTIFICATIONS_EVENTS", True)
@@ -414,6 +431,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.sweep",
         "schedule": NOTIFICATIONS_SWEEP_INTERVAL,
         "options": {"expires": NOTIFICATIONS_SWEEP_INTERVAL, "queue": "ledger.webhooks"},
+    },
+    "ledger.sign_checkpoints": {
+        "task": "ledger.sign_checkpoints",
+        "schedule": STATEMENT_CHECKPOINT_INTERVAL,
+        "options": {"expires": STATEMENT_CHECKPOINT_INTERVAL},
+    },
+    "ledger.monthly_statements": {
+        "task": "ledger.monthly_statements",
+        "schedule": STATEMENT_MONTHLY_INTERVAL,
+        "options": {"expires": STATEMENT_MONTHLY_INTERVAL},
     },
     "notifications.prune_events": {
         "task": "notifications.prune_events",

@@ -10,7 +10,7 @@ import sys
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
-from config.env_file import ROOT, write_env_file
+from config.env_file import ROOT, add_missing_secrets, write_env_file
 
 # Before base.py reads the environment, so that .env counts for every setting and for the
 # processes `runstack` starts (they inherit this environment). The environment always wins.
@@ -19,6 +19,10 @@ if not os.environ.get("SECRET_KEY"):
     _generated = write_env_file(_env_file)
     if _generated:
         print(f"wrote {_env_file} (mode 600) with fresh {', '.join(_generated)}", file=sys.stderr)
+if not os.environ.get("STATEMENT_SIGNING_KEY") and not os.environ.get("STATEMENT_SIGNING_KEY_FILE"):
+    _added = add_missing_secrets(_env_file)
+    if _added:
+        print(f"added {', '.join(_added)} to {_env_file}", file=sys.stderr)
 load_dotenv(_env_file, override=False)
 if not os.environ.get("SECRET_KEY"):
     raise ImproperlyConfigured(f"{_env_file} has no SECRET_KEY: set one, or delete the file to get a fresh one")

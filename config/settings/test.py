@@ -1,5 +1,6 @@
 """The test suite: real PostgreSQL and Redis, fast password hashing."""
 
+import base64
 import os
 import secrets
 
@@ -9,6 +10,10 @@ from .base import env, env_float
 # A fresh key per run unless one is given, put into the environment so that the processes the
 # tests start (gunicorn, workers, runstack) verify the tokens the tests sign.
 SECRET_KEY = os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+# The checkpoints' signing key likewise (the workers the tests start sign with it too).
+STATEMENT_SIGNING_KEY = os.environ.setdefault(
+    "STATEMENT_SIGNING_KEY", base64.b64encode(secrets.token_bytes(32)).decode()
+)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # The suite uses its own Redis database so that flushing it (the broker-loss test) touches

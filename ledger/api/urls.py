@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ledger.api import batches, export, provider, reports, views
+from ledger.api import batches, export, provider, reports, statements, views
 
 urlpatterns = [
     path("me/", views.MeApi.as_view(), name="me"),
@@ -20,4 +20,12 @@ urlpatterns = [
     path("transactions/", views.TransactionListApi.as_view(), name="transaction-list"),
     path("transactions/export/", export.TransactionExportApi.as_view(), name="transaction-export"),
     path("reports/margin/", reports.MarginReportApi.as_view(), name="margin-report"),
+    path("balance/", statements.BalanceAtApi.as_view(), name="balance-at"),
+    path("checkpoints/", statements.CheckpointListApi.as_view(), name="checkpoint-list"),
+    path("statements/public-key/", statements.PublicKeyApi.as_view(), name="statement-public-key"),
+    path("statements/", statements.StatementListCreateApi.as_view(), name="statement-list"),
+    path("statements/<id:pk>/", statements.StatementDetailApi.as_view(), name="statement-detail"),
+    path(
+        "statements/<id:pk>/download/<str:fmt>/", statements.StatementDownloadApi.as_view(), name="statement-download"
+    ),
 ]

@@ -1,4 +1,4 @@
-"""The ledger audit: checks invariants 1-7 of the design for every seller, one, or a set of them
+"""The ledger audit: checks invariants 1-8 of the design for every seller, one, or a set of them
 straight in SQL and reports every breach with seller and entry. It never repairs anything."""
 
 from collections.abc import Sequence
@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from django.db import connection
 
 from ledger.charge_lifecycle import FAILED, OPEN_SQL, QUEUED, SUCCEEDED
+from ledger.statements.chain import CANONICAL_SQL
+
+GENESIS_SQL = "decode(repeat('00', 32), 'hex')"
 
 
 @dataclass(frozen=True)
@@ -92,16 +95,19 @@ _CHECKS: list[tuple[int, str]] = [
     ),
     (
         3,
-        """SELECT a.seller_id, NULL, 'balance ' || a.balance || ' but entries sum to ' || coalesce(s.total, 0)
+        f"""SELECT a.seller_id, NULL, 'balance ' || a.balance || ' but entries sum to ' || coalesce(s.total, 0)
                   || ', last balance_after ' || coalesce(last.balance_after, 0)
                   || ', last_seq ' || a.last_seq || ' vs max seq ' || coalesce(s.max_seq, 0)
+                  || CASE WHEN a.last_hash <> coalesce(last.hash, {GENESIS_SQL})
+                          THEN ', last_hash is not the last entry''s hash' ELSE '' END
              FROM ledger_account a
              LEFT JOIN (SELECT se.seller_id, sum(se.amount) AS total, max(se.seq) AS max_seq
-                          FROM ledger_entry se WHERE {seller:se} GROUP BY se.seller_id) s ON s.seller_id = a.seller_id
-             LEFT JOIN LATERAL (SELECT balance_after FROM ledger_entry le WHERE le.seller_id = a.seller_id
+                          FROM ledger_entry se WHERE {{seller:se}} GROUP BY se.seller_id) s ON s.seller_id = a.seller_id
+             LEFT JOIN LATERAL (SELECT balance_after, hash FROM ledger_entry le WHERE le.seller_id = a.seller_id
                                  ORDER BY seq DESC LIMIT 1) last ON TRUE
-            WHERE {seller:a} AND (a.balance <> coalesce(s.total, 0)
-                   OR a.balance <> coalesce(last.balance_after, 0) OR a.last_seq <> coalesce(s.max_seq, 0))""",
+            WHERE {{seller:a}} AND (a.balance <> coalesce(s.total, 0)
+                   OR a.balance <> coalesce(last.balance_after, 0) OR a.last_seq <> coalesce(s.max_seq, 0)
+                   OR a.last_hash <> coalesce(last.hash, {GENESIS_SQL}))""",
     ),
     (
         4,
@@ -115,6 +121,23 @@ _CHECKS: list[tuple[int, str]] = [
         """SELECT min(e.seller_id), min(e.id), 'deposit ' || e.deposit_id || ' has ' || count(*) || ' entries'
              FROM ledger_entry e WHERE e.deposit_id IS NOT NULL AND {seller:e}
             GROUP BY e.deposit_id HAVING count(*) > 1""",
+    ),
+    (
+        8,
+        # The hash chain: each entry's hash recomputed from the previous one's and its own
+        # canonical bytes; times never go back along the sequence (balance at a past time reads
+        # the last entry at or before it).
+        f"""SELECT seller_id, id, msg FROM (
+               SELECT e.seller_id, e.id,
+                      CASE WHEN e.hash <> sha256(coalesce(lag(e.hash) OVER w, {GENESIS_SQL})
+                                                 || {CANONICAL_SQL.format(e="e")})
+                             THEN 'hash of seq ' || e.seq || ' does not chain from the previous entry''s'
+                           WHEN e.created_at < lag(e.created_at) OVER w
+                             THEN 'created_at of seq ' || e.seq || ' is before the previous entry''s'
+                      END AS msg
+                 FROM ledger_entry e WHERE {{seller:e}}
+               WINDOW w AS (PARTITION BY e.seller_id ORDER BY e.seq)
+           ) t WHERE msg IS NOT NULL""",
     ),
     (5, CHARGE_ENTRIES_CHECK),
     (5, DEPOSIT_ENTRY_CHECK),
@@ -209,7 +232,7 @@ def audit_checks(cursor, *, sellers: Sellers, limit: int) -> list[Breach]:
 
 
 def audit_ledger(*, seller_id: int | None = None, limit: int = 1000) -> list[Breach]:
-    """Every breach of invariants 1-7 (up to `limit`), for one seller or all of them.
+    """Every breach of invariants 1-8 (up to `limit`), for one seller or all of them.
 
     Runs in one REPEATABLE READ snapshot so that settlements committing meanwhile cannot make
     the checks disagree with each other."""

@@ -4,13 +4,19 @@ subquery bounded by the seller and its checkpoint (`seq > ...`, `id >= ...`), so
 the size of the ledger. (A plain join on `seq > checkpoint.seq` is estimated at a third of the table
 and planned as a scan of all of it.)"""
 
+from ledger.audit.full import GENESIS_SQL
 from ledger.charge_lifecycle import DONE, OPEN_SQL, SUCCEEDED
+from ledger.statements.chain import CANONICAL_SQL
+
+# The hash of the seller's entry at its checkpoint's seq (the chain's genesis at seq 0).
+_CHECKPOINT_HASH = f"""coalesce((SELECT p.hash FROM ledger_entry p WHERE p.seller_id = s.seller_id AND p.seq = s.seq),
+                   {GENESIS_SQL})"""
 
 # Each account with a checkpoint, but for the sellers in %(full)s (the rolling full pass): they, and
 # sellers without a checkpoint, are verified from nothing by the full audit's own checks
 # (`FULL_STATE` below).
 _SCOPE = """scope AS (
-    SELECT a.seller_id, a.balance, a.held, a.last_seq, FALSE AS from_zero, cp.seq, cp.balance AS cp_balance,
+    SELECT a.seller_id, a.balance, a.held, a.last_seq, a.last_hash, FALSE AS from_zero, cp.seq, cp.balance AS cp_balance,
            cp.entry_sum, cp.other_sum, cp.charge_floor, cp.succeeded_below, cp.deposit_floor, cp.approved_below,
            cp.charge_seen, cp.deposit_seen, cp.snapshot_xmax
       FROM ledger_account a
@@ -47,7 +53,7 @@ _CHARGE_LIMIT = """greatest(%(charge_bound)s, CASE WHEN %(xmin)s >= {cp}.snapsho
 _DEPOSIT_LIMIT = """greatest(%(deposit_bound)s, CASE WHEN %(xmin)s >= {cp}.snapshot_xmax
                                                THEN {cp}.deposit_seen + 1 ELSE {floor} END)"""
 
-# Invariants 2 and 4 on each entry after the checkpoint: (invariant, seller, entry, message).
+# Invariants 2, 4 and 8 on each entry after the checkpoint: (invariant, seller, entry, message).
 ENTRY_CHECKS = f"""WITH {_SCOPE}
 SELECT c.invariant, s.seller_id, e.id, c.message
   FROM scope s
@@ -55,6 +61,9 @@ SELECT c.invariant, s.seller_id, e.id, c.message
        SELECT e.id, e.seq, e.kind, e.amount, e.balance_before, e.balance_after, e.charge_id, e.deposit_id,
               s.seq + row_number() OVER w AS expected_seq,
               coalesce(lag(e.balance_after) OVER w, s.cp_balance) AS expected_before,
+              e.hash <> sha256(coalesce(lag(e.hash) OVER w, {_CHECKPOINT_HASH})
+                               || {CANONICAL_SQL.format(e="e")}) AS unchained,
+              e.created_at < lag(e.created_at) OVER w AS earlier,
               CASE WHEN e.charge_id IS NOT NULL THEN (SELECT count(*) FROM ledger_entry o
                     WHERE o.charge_id = e.charge_id AND o.kind = e.kind) END AS same_charge,
               CASE WHEN e.deposit_id IS NOT NULL THEN (SELECT count(*) FROM ledger_entry o
@@ -65,7 +74,8 @@ SELECT c.invariant, s.seller_id, e.id, c.message
  -- Only the entries that fail something reach the per-check rows (building them for every entry
  -- cost more than the checks).
  CROSS JOIN LATERAL (SELECT WHERE e.balance_after <> e.balance_before + e.amount OR e.seq <> e.expected_seq
-                        OR e.balance_before <> e.expected_before OR e.same_charge > 1 OR e.same_deposit > 1) bad
+                        OR e.balance_before <> e.expected_before OR e.same_charge > 1 OR e.same_deposit > 1
+                        OR e.unchained OR e.earlier) bad
  CROSS JOIN LATERAL (VALUES
        (2, CASE WHEN e.balance_after <> e.balance_before + e.amount THEN 'balance_after ' || e.balance_after
                      || ' != balance_before ' || e.balance_before || ' + amount ' || e.amount END),
@@ -76,7 +86,9 @@ SELECT c.invariant, s.seller_id, e.id, c.message
        (4, CASE WHEN e.same_charge > 1 THEN 'charge ' || e.charge_id || ' has ' || e.same_charge || ' '
                      || e.kind || ' entries' END),
        (4, CASE WHEN e.same_deposit > 1 THEN 'deposit ' || e.deposit_id || ' has ' || e.same_deposit
-                     || ' entries' END)
+                     || ' entries' END),
+       (8, CASE WHEN e.unchained THEN 'hash of seq ' || e.seq || ' does not chain from the previous entry''s'
+                WHEN e.earlier THEN 'created_at of seq ' || e.seq || ' is before the previous entry''s' END)
  ) c(invariant, message)
  WHERE c.message IS NOT NULL
  LIMIT %(limit)s"""
@@ -89,6 +101,7 @@ state AS (
     SELECT s.*, coalesce(ne.n, 0) AS new_entries, coalesce(ne.total, 0) AS new_total,
            coalesce(ne.other, 0) AS new_other, coalesce(ne.max_seq, s.seq) AS max_seq,
            coalesce(last.balance_after, s.cp_balance) AS last_after,
+           coalesce(last.hash, {_CHECKPOINT_HASH}) AS last_entry_hash,
            coalesce(ch.ids, '{{}}') || coalesce(ne.charge_ids, '{{}}') AS charge_ids,
            coalesce(dp.ids, '{{}}') || coalesce(ne.deposit_ids, '{{}}') AS deposit_ids,
            ch.open_min AS charge_open_min, coalesce(ch.max_id, 0) AS charge_max,
@@ -105,7 +118,7 @@ state AS (
                   array_agg(e.deposit_id) FILTER (WHERE e.deposit_id IS NOT NULL) AS deposit_ids
              FROM ledger_entry e WHERE e.seller_id = s.seller_id AND e.seq > s.seq) ne ON TRUE
       LEFT JOIN LATERAL (
-           SELECT e.balance_after FROM ledger_entry e WHERE e.seller_id = s.seller_id AND e.seq > s.seq
+           SELECT e.balance_after, e.hash FROM ledger_entry e WHERE e.seller_id = s.seller_id AND e.seq > s.seq
             ORDER BY e.seq DESC LIMIT 1) last ON TRUE
       LEFT JOIN LATERAL (
            SELECT array_agg(c.id) AS ids, min(c.id) FILTER (WHERE c.stage <> '{DONE}') AS open_min,
@@ -134,9 +147,12 @@ result AS (
            CASE WHEN m.balance < 0 OR m.held < 0 THEN 'negative balance ' || m.balance || ' or held ' || m.held
            END AS negative,
            CASE WHEN m.balance <> m.entry_sum + m.new_total OR m.balance <> m.last_after OR m.last_seq <> m.max_seq
+                     OR m.last_hash <> m.last_entry_hash
                 THEN 'balance ' || m.balance || ' but entries sum to ' || (m.entry_sum + m.new_total)
                      || ', last balance_after ' || m.last_after || ', last_seq ' || m.last_seq
                      || ' vs max seq ' || m.max_seq
+                     || CASE WHEN m.last_hash <> m.last_entry_hash
+                             THEN ', last_hash is not the last entry''s hash' ELSE '' END
            END AS unbalanced,
            CASE WHEN m.balance <> m.conserved
                 THEN 'balance ' || m.balance || ' != approved deposits ' || (m.approved_below + m.deposit_approved)

@@ -5,6 +5,7 @@ those objects (never 403, never the data)."""
 
 import io
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -16,6 +17,7 @@ from ledger.services.batch_import import batch_import_run
 from ledger.services.batch_upload import batch_upload
 from ledger.services.charges import charge_submit
 from ledger.services.deposits import deposit_request
+from ledger.statements.build import statement_build, statement_request
 from tests.api.helpers import assert_error, bearer
 from tests.factories import make_admin, make_seller, make_staff
 
@@ -72,6 +74,18 @@ CASES = [
     Case("get", "/api/v1/charge-batches/{batch}/results/", (401, 200, 404, 200, 200, 200)),
     Case("get", "/api/v1/transactions/", (401, 200, 200, 200, 200, 200)),
     Case("get", "/api/v1/transactions/export/", (401, 200, 200, 200, 200, 200)),
+    Case("get", "/api/v1/balance/?seller={seller}", (401, 200, 404, 200, 200, 200)),
+    Case("get", "/api/v1/checkpoints/", (401, 200, 200, 200, 200, 200)),
+    Case("get", "/api/v1/statements/public-key/", (200, 200, 200, 200, 200, 200)),
+    Case("get", "/api/v1/statements/", (401, 200, 200, 200, 200, 200)),
+    Case(
+        "post",
+        "/api/v1/statements/",
+        (401, 202, 202, 400, 400, 400),
+        {"period_start": "2026-01-01T00:00:00Z", "period_end": "2026-02-01T00:00:00Z"},
+    ),
+    Case("get", "/api/v1/statements/{statement}/", (401, 200, 404, 200, 200, 200)),
+    Case("get", "/api/v1/statements/{statement}/download/json/", (401, 200, 404, 200, 200, 200)),
     Case("get", "/api/v1/ops/queues/", (401, 403, 403, 403, 403, 200)),
     Case("get", "/api/v1/ops/metrics/", (401, 403, 403, 403, 403, 200)),
     Case("get", "/api/v1/health/", (200, 200, 200, 200, 200, 200)),
@@ -89,6 +103,10 @@ def world(db):
     api_key, _ = api_key_issue(seller=seller, name="erp")
     batch, _ = batch_upload(seller=seller, file=io.BytesIO(_CHARGE_LIST), filename="list.csv")
     batch_import_run(batch_id=batch.pk)
+    statement, _ = statement_request(
+        seller_id=seller.pk, period_start=datetime(2025, 1, 1, tzinfo=UTC), period_end=datetime(2025, 2, 1, tzinfo=UTC)
+    )
+    statement_build(statement_id=statement.pk)
     users = {
         "seller": seller.user,
         "other": other.user,
@@ -103,6 +121,7 @@ def world(db):
         "key": api_key.pk,
         "batch": batch.pk,
         "staff": make_staff("auditor").pk,
+        "statement": statement.pk,
     }
     return users, ids
 

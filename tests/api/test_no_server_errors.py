@@ -199,6 +199,9 @@ def _plausible(world) -> dict:
         "refresh": st.just(world["refresh"]),
         "role": st.sampled_from(["admin", "approver", "auditor", "seller"]),
         "is_active": st.booleans(),
+        # A statement's period: any order, past or future, any offset.
+        "period_start": st.datetimes(timezones=st.timezones()).map(lambda t: t.isoformat()),
+        "period_end": st.datetimes(timezones=st.timezones()).map(lambda t: t.isoformat()),
     }
 
 
@@ -343,6 +346,7 @@ def test_no_request_answers_a_server_error(world):
     statuses: list[int] = []
 
     charge = ("application/json", b'{"phone_number": "09121234567", "amount": 100}')
+    period = ("application/json", b'{"period_start": "2025-01-01T00:00:00Z", "period_end": "2025-02-01T00:00:00Z"}')
     seller = world["credentials"]["seller"]
 
     @given(request=_requests(world))
@@ -354,6 +358,8 @@ def test_no_request_answers_a_server_error(world):
     @example(
         request=("GET", "/api/v1/transactions/", f"cursor={_cursor('r=1&p=x')}", {"Authorization": seller}, ("", b""))
     )
+    # A request that is accepted (202) is always among them, whatever the generated ones reach.
+    @example(request=("POST", "/api/v1/statements/", "", {"Authorization": seller}, period))
     @settings(
         max_examples=MAX_EXAMPLES,
         deadline=None,

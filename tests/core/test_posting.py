@@ -98,8 +98,8 @@ def test_database_refuses_an_entry_with_wrong_arithmetic():
     with pytest.raises(IntegrityError), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
-                "INSERT INTO ledger_entry (seller_id, seq, kind, amount, balance_before, balance_after, created_at)"
-                " VALUES (%s, 1, 'adjustment', 100, 0, 99, now())",
+                "INSERT INTO ledger_entry (seller_id, seq, kind, amount, balance_before, balance_after, created_at,"
+                " held_after, hash) VALUES (%s, 1, 'adjustment', 100, 0, 99, now(), 0, sha256(''))",
                 [seller.pk],
             )
 
@@ -112,8 +112,8 @@ def test_database_refuses_a_second_entry_for_one_charge():
     with pytest.raises(IntegrityError), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
-                "INSERT INTO ledger_entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id, created_at)"
-                " VALUES (%s, 3, 'charge', -1000, 4000, 3000, %s, now())",
+                "INSERT INTO ledger_entry (seller_id, seq, kind, amount, balance_before, balance_after, charge_id,"
+                " created_at, held_after, hash) VALUES (%s, 3, 'charge', -1000, 4000, 3000, %s, now(), 2000, sha256(''))",
                 [seller.pk, charge.pk],
             )
     assert_ledger_audit()  # the refused write left the ledger whole

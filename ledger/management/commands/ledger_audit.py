@@ -7,7 +7,7 @@ from ledger.audit import audit_ledger, audit_ledger_incremental
 
 class Command(BaseCommand):
     help = (
-        "Check ledger invariants 1-7 over every entry of every seller (or one); exit non-zero on any"
+        "Check ledger invariants 1-8 over every entry of every seller (or one); exit non-zero on any"
         " breach. --incremental runs the periodic audit instead (new entries since each checkpoint)."
     )
 
