@@ -72,6 +72,8 @@ class Cluster:
     def start(self) -> Cluster:
         self._start_database_host()
         self._manage("migrate", "--noinput")
+        # What the charges sell: the house catalog (the amount asked is the amount held).
+        self._manage("shell", "-c", "from devstack.house_catalog import load_house_catalog; load_house_catalog()")
         self._manage("collectstatic", "--noinput", "--verbosity", "0")  # the production web needs them
         admin_env = {"DJANGO_SUPERUSER_USERNAME": "admin", "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD}
         self._manage("createsuperuser", "--noinput", "--email", "admin@example.com", extra=admin_env)
