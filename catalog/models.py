@@ -189,6 +189,8 @@ class NumberLookup(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["provider", "msisdn"], name="number_lookup_unique"),
         ]
+        # A charge reads a number's answers by the number alone (catalog.selectors._fresh_lookups).
+        indexes = [models.Index(fields=["msisdn", "-looked_up_at"], name="number_lookup_msisdn_idx")]
 
     def __str__(self) -> str:
         return f"{self.msisdn} → {self.operator_id}"

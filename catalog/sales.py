@@ -33,7 +33,7 @@ from catalog.errors import (
     UnknownOperatorError,
 )
 from catalog.models import NumberingPrefix, NumberLookup, Operator, Product, ProductKind, ProductService, Quote
-from catalog.selectors import ON_SALE, PriceBook, operator_for_number, products_on_sale
+from catalog.selectors import ON_SALE, PriceBook, operator_for_number, products_for_number
 
 
 @dataclass(frozen=True)
@@ -122,12 +122,14 @@ def sale_of(*, operator_id: int, product: Product, amount: int, book: PriceBook)
 def sale_for_charge(
     *, seller_id: int, msisdn: str, amount: int | None, product_id: int | None = None, operator_id: int | None = None
 ) -> Sale:
-    """One charge's sale, now. Raises the catalog's errors (400), each with its stable code."""
-    operator = operator_for_number(msisdn=msisdn, operator_id=operator_id).operator
-    product, amount = pick_product(products_on_sale(operator=operator), amount=amount, product_id=product_id)
-    return sale_of(
-        operator_id=operator.pk, product=product, amount=amount, book=PriceBook(seller=seller_id, products=[product])
-    )
+    """One charge's sale, now, in two reads (the number's products, the seller's rules). Raises
+    the catalog's errors (400), each with its stable code."""
+    products = products_for_number(msisdn=msisdn, operator_id=operator_id)
+    if not products:  # which error: no operator, or one that sells nothing
+        operator_for_number(msisdn=msisdn, operator_id=operator_id)
+    product, amount = pick_product(products, amount=amount, product_id=product_id)
+    book = PriceBook(seller=seller_id, products=[product])
+    return sale_of(operator_id=product.operator_id, product=product, amount=amount, book=book)
 
 
 def sale_of_quote(quote: Quote) -> Sale:

@@ -8,13 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q
-from django.db.models.functions import Length
+from django.db.models import F, Q, Subquery
+from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
 
 from catalog import pricing
 from catalog.errors import NoOperatorError, OperatorMismatchError, UnknownOperatorError
-from catalog.models import NumberingPrefix, NumberLookup, Operator, PriceList, PriceRule, Product, ProductVersion
+from catalog.models import NumberingPrefix, NumberLookup, Operator, PriceRule, Product, ProductVersion
 
 ON_SALE = Q(enabled=True, withdrawn_at__isnull=True)
 
@@ -36,31 +36,63 @@ def operator_for_number(*, msisdn: str, operator_id: int | None = None) -> Resol
     """The operator a number (E.164) is sold for: the one the seller names, which wins (a ported
     number); else the provider's cached lookup while fresh; else the longest numbering prefix.
     Raises NoOperatorError (400 `no_operator`) when none serves it."""
-    digits = msisdn.removeprefix("+")
     if operator_id is not None:
-        operator = operator_on_sale(operator_id=operator_id)
-        if operator.country.dialing_code and not digits.startswith(operator.country.dialing_code):
-            raise OperatorMismatchError()
-        return ResolvedOperator(operator, "explicit")
-    lookup = (
-        NumberLookup.objects.select_related("operator__country")
-        .filter(msisdn=msisdn, expires_at__gt=timezone.now(), operator__enabled=True)
-        .filter(operator__withdrawn_at__isnull=True)
-        .order_by("-looked_up_at")
-        .first()
-    )
+        return ResolvedOperator(_named_operator(msisdn, operator_on_sale(operator_id=operator_id)), "explicit")
+    lookup = _fresh_lookups(msisdn).select_related("operator__country").first()
     if lookup is not None:
         return ResolvedOperator(lookup.operator, "lookup")
-    match = (
-        NumberingPrefix.objects.select_related("operator__country")
-        .filter(prefix__in=[digits[:n] for n in range(2, len(digits) + 1)])
-        .filter(operator__enabled=True, operator__withdrawn_at__isnull=True)
-        .order_by(Length("prefix").desc(), "operator_id")
-        .first()
-    )
+    match = _prefix_matches(msisdn).select_related("operator__country").first()
     if match is None:
         raise NoOperatorError()
     return ResolvedOperator(match.operator, "prefix")
+
+
+def _named_operator(msisdn: str, operator: Operator) -> Operator:
+    code = operator.country.dialing_code
+    if code and not msisdn.removeprefix("+").startswith(code):
+        raise OperatorMismatchError()
+    return operator
+
+
+def _fresh_lookups(msisdn: str):
+    """The provider's answers for the number still trusted, about operators on sale, newest first."""
+    return NumberLookup.objects.filter(
+        msisdn=msisdn, expires_at__gt=timezone.now(), operator__enabled=True, operator__withdrawn_at__isnull=True
+    ).order_by("-looked_up_at")
+
+
+def _prefix_matches(msisdn: str):
+    """The numbering prefixes of operators on sale that the number starts with, longest first."""
+    digits = msisdn.removeprefix("+")
+    return (
+        NumberingPrefix.objects.filter(prefix__in=[digits[:n] for n in range(2, len(digits) + 1)])
+        .filter(operator__enabled=True, operator__withdrawn_at__isnull=True)
+        .order_by(Length("prefix").desc(), "operator_id")
+    )
+
+
+def products_for_number(*, msisdn: str, operator_id: int | None = None) -> list[Product]:
+    """What `products_on_sale(operator=operator_for_number(...))` answers, in one query: the
+    operator found in the database, as a subquery (named, else looked up, else by prefix). Empty
+    when no operator serves the number or it sells nothing: the caller asks
+    `operator_for_number` then, to tell which (an error path only)."""
+    if operator_id is not None:
+        operator = Q(operator_id=operator_id)
+    else:
+        found = Coalesce(
+            Subquery(_fresh_lookups(msisdn).values("operator_id")[:1]),
+            Subquery(_prefix_matches(msisdn).values("operator_id")[:1]),
+        )
+        operator = Q(operator_id=found)
+    products = list(
+        Product.objects.filter(ON_SALE, operator, current_version__isnull=False)
+        .filter(operator__enabled=True, operator__withdrawn_at__isnull=True)
+        .select_related("current_version", "operator__country")
+        .order_by("id")
+    )
+    if operator_id is not None and products:
+        _named_operator(msisdn, products[0].operator)
+    return products
 
 
 def number_lookup_due(*, msisdn: str) -> bool:
@@ -93,7 +125,8 @@ class Price:
 
 
 class PriceBook:
-    """Every rule that can price `products` for `seller` at `at`, read in one query; `price()`
+    """Every rule that can price `products` for `seller` at `at`, read in one query (with the
+    list each belongs to); `price()`
     then picks per product and amount, in this order: the seller's own list (a product rule,
     else an operator rule), then the default list (the same), the latest `effective_from` of each
     kind winning; with no rule, the face value. A price below cost is no price unless the rule
@@ -102,24 +135,31 @@ class PriceBook:
     def __init__(self, *, seller, products: Iterable[Product], at: datetime | None = None):
         self.at = at or timezone.now()
         products = list(products)
-        wanted = Q(is_default=True) | Q(seller=seller) if seller is not None else Q(is_default=True)
-        # The seller's own list first (is_default False sorts first), then the default one.
-        self.layers = [lst.pk for lst in sorted(PriceList.objects.filter(wanted), key=lambda lst: lst.is_default)]
-        rules = PriceRule.objects.filter(
-            Q(product__in=[p.pk for p in products]) | Q(operator__in={p.operator_id for p in products}),
-            price_list__in=self.layers,
-            effective_from__lte=self.at,
-        ).order_by("-effective_from", "-id")
+        of_lists = (
+            Q(price_list__is_default=True) | Q(price_list__seller=seller)
+            if seller is not None
+            else Q(price_list__is_default=True)
+        )
+        rules = (
+            PriceRule.objects.filter(
+                of_lists,
+                Q(product__in=[p.pk for p in products]) | Q(operator__in={p.operator_id for p in products}),
+                effective_from__lte=self.at,
+            )
+            .annotate(in_default_list=F("price_list__is_default"))
+            .order_by("-effective_from", "-id")
+        )
+        # Keyed by (in the default list, "product" | "operator", id): the latest of each wins.
         self.rules: dict[tuple, PriceRule] = {}
         for rule in rules:
-            key = (rule.price_list_id, "product", rule.product_id) if rule.product_id else (
-                rule.price_list_id, "operator", rule.operator_id)  # fmt: skip
+            key = (rule.in_default_list, "product", rule.product_id) if rule.product_id else (
+                rule.in_default_list, "operator", rule.operator_id)  # fmt: skip
             self.rules.setdefault(key, rule)
 
     def rule_for(self, product: Product) -> PriceRule | None:
-        for layer in self.layers:
-            rule = self.rules.get((layer, "product", product.pk)) or self.rules.get(
-                (layer, "operator", product.operator_id)
+        for in_default_list in (False, True):  # the seller's own list first, then the default one
+            rule = self.rules.get((in_default_list, "product", product.pk)) or self.rules.get(
+                (in_default_list, "operator", product.operator_id)
             )
             if rule is not None:
                 return rule
