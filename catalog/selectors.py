@@ -8,13 +8,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import F, Q, Subquery
-from django.db.models.functions import Coalesce, Length
+from django.db import connection
+from django.db.models import Q
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from catalog import pricing
 from catalog.errors import NoOperatorError, OperatorMismatchError, UnknownOperatorError
 from catalog.models import NumberingPrefix, NumberLookup, Operator, PriceRule, Product, ProductVersion
+from core.db.prepared import PreparedStatement, array_literal
 
 ON_SALE = Q(enabled=True, withdrawn_at__isnull=True)
 
@@ -71,27 +73,58 @@ def _prefix_matches(msisdn: str):
     )
 
 
-def products_for_number(*, msisdn: str, operator_id: int | None = None) -> list[Product]:
-    """What `products_on_sale(operator=operator_for_number(...))` answers, in one query: the
-    operator found in the database, as a subquery (named, else looked up, else by prefix). Empty
-    when no operator serves the number or it sells nothing: the caller asks
-    `operator_for_number` then, to tell which (an error path only)."""
-    if operator_id is not None:
-        operator = Q(operator_id=operator_id)
-    else:
-        found = Coalesce(
-            Subquery(_fresh_lookups(msisdn).values("operator_id")[:1]),
-            Subquery(_prefix_matches(msisdn).values("operator_id")[:1]),
-        )
-        operator = Q(operator_id=found)
-    products = list(
-        Product.objects.filter(ON_SALE, operator, current_version__isnull=False)
-        .filter(operator__enabled=True, operator__withdrawn_at__isnull=True)
-        .select_related("current_version", "operator__country")
-        .order_by("id")
+# The version's columns a sale reads (catalog.sales.pick_product, catalog.pricing).
+_VERSION_FIELDS = (
+    "id", "product_id", "kind", "service", "destination_currency", "amount", "min_amount", "max_amount",
+    "amount_step", "cost", "cost_rate", "retail_price", "retail_rate",
+)  # fmt: skip
+
+# The products on sale of a number's operator, with their current versions, in one statement: the
+# operator named ($2), else the provider's fresh lookup of the number ($1), else its longest
+# numbering prefix ($3: the number's leading digits, every length), as `operator_for_number`
+# decides (tests/catalog/test_number_products.py holds them to the same answers). The hot read of a
+# charge POST, so prepared, like the charge's insert: the ORM's compilation of it cost more than
+# the rest of the request.
+_NUMBER_PRODUCTS = PreparedStatement(
+    "catalog_number_products",
+    f"""WITH operator AS (
+        SELECT coalesce(
+            $2,
+            (SELECT l.operator_id FROM catalog_numberlookup l JOIN catalog_operator o ON o.id = l.operator_id
+              WHERE l.msisdn = $1 AND l.expires_at > clock_timestamp() AND o.enabled AND o.withdrawn_at IS NULL
+              ORDER BY l.looked_up_at DESC LIMIT 1),
+            (SELECT n.operator_id FROM catalog_numberingprefix n JOIN catalog_operator o ON o.id = n.operator_id
+              WHERE n.prefix = ANY($3) AND o.enabled AND o.withdrawn_at IS NULL
+              ORDER BY length(n.prefix) DESC, n.operator_id LIMIT 1)) AS id
     )
-    if operator_id is not None and products:
-        _named_operator(msisdn, products[0].operator)
+    SELECT p.id, p.operator_id, p.name, c.dialing_code, {", ".join(f"v.{f}" for f in _VERSION_FIELDS)}
+      FROM operator
+      JOIN catalog_operator o ON o.id = operator.id AND o.enabled AND o.withdrawn_at IS NULL
+      JOIN catalog_country c ON c.id = o.country_id
+      JOIN catalog_product p ON p.operator_id = o.id AND p.enabled AND p.withdrawn_at IS NULL
+      JOIN catalog_productversion v ON v.id = p.current_version_id
+     ORDER BY p.id""",
+    ["varchar", "bigint", "varchar[]"],
+)
+
+
+def products_for_number(*, msisdn: str, operator_id: int | None = None) -> list[Product]:
+    """What `products_on_sale(operator=operator_for_number(...).operator)` answers, in one
+    statement. Empty when no operator serves the number or it sells nothing: the caller asks
+    `operator_for_number` then, to tell which (an error path only)."""
+    digits = msisdn.removeprefix("+")
+    with connection.cursor() as cursor:
+        _NUMBER_PRODUCTS.execute(
+            cursor, [msisdn, operator_id, array_literal(digits[:n] for n in range(2, len(digits) + 1))]
+        )
+        rows = cursor.fetchall()
+    products = []
+    for product_id, operator, name, dialing_code, *version in rows:
+        if operator_id is not None and dialing_code and not digits.startswith(dialing_code):
+            raise OperatorMismatchError()
+        product = Product(id=product_id, operator_id=operator, name=name, current_version_id=version[0])
+        product.current_version = ProductVersion(**dict(zip(_VERSION_FIELDS, version, strict=True)))
+        products.append(product)
     return products
 
 
@@ -124,6 +157,19 @@ class Price:
     rule: PriceRule | None
 
 
+# The rules of the default list and of the seller's own ($1) for these products ($2) or their
+# operators ($3), in force at $4, latest first. Prepared: read by every charge POST.
+_PRICE_RULES = PreparedStatement(
+    "catalog_price_rules",
+    """SELECT r.id, l.is_default, r.product_id, r.operator_id, r.method, r.basis_points, r.allow_below_cost
+         FROM catalog_pricerule r JOIN catalog_pricelist l ON l.id = r.price_list_id
+        WHERE (l.is_default OR l.seller_id = $1) AND (r.product_id = ANY($2) OR r.operator_id = ANY($3))
+          AND r.effective_from <= $4
+        ORDER BY r.effective_from DESC, r.id DESC""",
+    ["bigint", "bigint[]", "bigint[]", "timestamptz"],
+)
+
+
 class PriceBook:
     """Every rule that can price `products` for `seller` at `at`, read in one query (with the
     list each belongs to); `price()`
@@ -135,25 +181,30 @@ class PriceBook:
     def __init__(self, *, seller, products: Iterable[Product], at: datetime | None = None):
         self.at = at or timezone.now()
         products = list(products)
-        of_lists = (
-            Q(price_list__is_default=True) | Q(price_list__seller=seller)
-            if seller is not None
-            else Q(price_list__is_default=True)
-        )
-        rules = (
-            PriceRule.objects.filter(
-                of_lists,
-                Q(product__in=[p.pk for p in products]) | Q(operator__in={p.operator_id for p in products}),
-                effective_from__lte=self.at,
+        seller_id = getattr(seller, "pk", seller)
+        with connection.cursor() as cursor:
+            _PRICE_RULES.execute(
+                cursor,
+                [
+                    seller_id,
+                    array_literal(p.pk for p in products),
+                    array_literal({p.operator_id for p in products}),
+                    self.at,
+                ],
             )
-            .annotate(in_default_list=F("price_list__is_default"))
-            .order_by("-effective_from", "-id")
-        )
+            rows = cursor.fetchall()
         # Keyed by (in the default list, "product" | "operator", id): the latest of each wins.
         self.rules: dict[tuple, PriceRule] = {}
-        for rule in rules:
-            key = (rule.in_default_list, "product", rule.product_id) if rule.product_id else (
-                rule.in_default_list, "operator", rule.operator_id)  # fmt: skip
+        for rule_id, in_default_list, product_id, operator_id, method, basis_points, allow_below_cost in rows:
+            rule = PriceRule(
+                id=rule_id,
+                product_id=product_id,
+                operator_id=operator_id,
+                method=method,
+                basis_points=basis_points,
+                allow_below_cost=allow_below_cost,
+            )
+            key = (in_default_list, "product", product_id) if product_id else (in_default_list, "operator", operator_id)
             self.rules.setdefault(key, rule)
 
     def rule_for(self, product: Product) -> PriceRule | None:
