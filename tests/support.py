@@ -29,6 +29,7 @@ SANDBOX_DEFAULTS = {
     "drop_rate": 0,
     "pending_rate": 0,
     "reverse_rate": 0,
+    "stale_rate": 0,
     "pending_seconds": 1.0,
     "hang_seconds": 2.0,
     "reverse_seconds": 1.0,
