@@ -65,13 +65,14 @@ def subprocess_env(extra: dict | None = None) -> dict:
         WEBHOOK_LEASE="6",
         WEBHOOK_TIMEOUT="2",
         PYTHONUNBUFFERED="1",
-        # Fulfilment on a short clock too: lookups a second after sending, "never processed" after 3 s.
+        # Fulfilment on a short clock too: lookups seconds after sending.
         PROVIDER_URL=settings.PROVIDER_URL,
         PROVIDER_CALLBACK_SECRET=settings.PROVIDER_CALLBACK_SECRET,
         PROVIDER_EXTERNAL_ID_PREFIX=settings.PROVIDER_EXTERNAL_ID_PREFIX,
         PROVIDER_READ_TIMEOUT=str(settings.PROVIDER_READ_TIMEOUT),
         PROVIDER_LOOKUP_AFTER=str(settings.PROVIDER_LOOKUP_AFTER),
-        PROVIDER_GRACE=str(settings.PROVIDER_GRACE),
+        PROVIDER_RESEND_AFTER=str(settings.PROVIDER_RESEND_AFTER),
+        PROVIDER_RESEND_BACKOFF_MAX=str(settings.PROVIDER_RESEND_BACKOFF_MAX),
         PROVIDER_REDISPATCH_AFTER=str(settings.PROVIDER_REDISPATCH_AFTER),
         PROVIDER_RECONCILE_INTERVAL=str(settings.PROVIDER_RECONCILE_INTERVAL),
         PROVIDER_BREAKER_RESET=str(settings.PROVIDER_BREAKER_RESET),
