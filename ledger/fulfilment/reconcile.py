@@ -18,7 +18,8 @@
   a request the provider may have processed. A found transaction that is not the one we asked for
   is a mismatch (ledger/fulfilment/identity.py): the charge stays held for an admin, never resent.
 - The lookups and resends share the gate with the sends: nothing while the breaker is open, resends
-  within the rate limit, and the breaker told whether the provider answered anything.
+  within the rate limit; a run that reached nothing is a failure for the breaker, and one that got
+  any answer closes it when it was the half-open breaker's trial.
 - `provider_window` compares our charges with the provider's own record over a time window
   (`manage.py reconcile_provider`)."""
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
+import redis
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -98,6 +100,7 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
     gate = gate_for(provider.name)
     if not _any_due():
         return run  # before allow(): a half-open breaker's one trial is not spent on nothing
+    trial = _half_open(gate)  # read first: whether allow() admits this run as the breaker's trial
     if not gate.allow():
         return run  # the provider is down: lookups wait with everything else
     due = _take_due(limit)
@@ -131,12 +134,16 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
     run.unreachable = len(unreachable)
     resent = _send_again(provider, gate, missing)
     run.resent, run.answered = resent.sent, run.answered + resent.recorded
-    # One charge the provider never answers must not hold the breaker open while it answers the
-    # rest: the provider is alive when anything was answered.
-    if run.checked > run.unreachable or resent.sent > len(resent.unknown) + len(resent.retry) - resent.throttled:
-        gate.record_success()
-    else:
+    # The breaker hears the provider's health from the reconciler as from the sends, with two
+    # differences: it is alive when anything was answered (a lookup too), so one charge it never
+    # answers does not count against it while it answers the rest; and a success closes a
+    # half-open breaker (after an outage, the lookups are often the first to reach the provider)
+    # but never clears the failures the sends are counting while it is closed.
+    answered = run.checked - run.unreachable + resent.sent - len(resent.unknown) - len(resent.retry) + resent.throttled
+    if not answered:
         gate.record_failure()
+    elif trial:
+        gate.record_success()
     if run.answered or run.unreachable or run.resent:
         logger.info(
             "reconciler looked up %s charges: %s answered, %s sent again, %s unreachable",
@@ -147,6 +154,13 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
             extra={"event": "ledger.provider_lookups", **run.__dict__},
         )
     return run
+
+
+def _half_open(gate: ProviderGate) -> bool:
+    try:
+        return gate.breaker_state() == "half-open"
+    except redis.RedisError:
+        return False  # allow() refuses then too
 
 
 def _any_due() -> bool:

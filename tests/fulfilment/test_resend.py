@@ -5,8 +5,11 @@ provider never answers stays held. Against the session's real sandbox provider, 
 run in this process; every test ends with the audit."""
 
 import time
+import uuid
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 
 from ledger import charge_lifecycle as lifecycle
 from ledger.fulfilment.gate import gate_for
@@ -108,6 +111,64 @@ def test_a_charge_whose_answer_came_meanwhile_is_not_sent_again(session_sandbox)
     assert look_up_open_charges().checked == 0
     assert _record(session_sandbox, charge) == []
     settle_seller(seller_id=seller.pk)
+    assert_ledger_audit(seller.pk)
+
+
+@pytest.fixture
+def own_gate(settings):
+    """The provider's gate on keys of this test's own, closed."""
+    prefix = f"test:resend:{uuid.uuid4().hex[:12]}:"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": prefix}
+    gate_for.cache_clear()
+    yield gate_for(get_provider().name)
+    gate_for.cache_clear()
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    if keys := list(client.scan_iter(f"{prefix}*")):
+        client.delete(*keys)
+
+
+def test_after_an_outage_the_reconcilers_lookups_close_the_half_open_breaker(own_gate, settings):
+    seller = _funded(10_000)
+    for _ in range(settings.PROVIDER_BREAKER_FAILURES):
+        own_gate.record_failure()
+    assert own_gate.breaker_state() == "open"
+    charge = _lost_before_it_reached_the_provider(seller)
+    assert look_up_open_charges().checked == 0  # open: nothing is asked
+    time.sleep(settings.PROVIDER_BREAKER_RESET + 0.1)
+    assert own_gate.breaker_state() == "half-open"
+
+    assert look_up_open_charges().resent == 1  # the trial: looked up, sent again, answered
+
+    assert own_gate.breaker_state() == "closed"
+    settle_seller(seller_id=seller.pk)
+    assert Charge.objects.get(pk=charge.pk).status == "succeeded"
+    assert_ledger_audit(seller.pk)
+
+
+def test_while_closed_the_reconciler_never_clears_the_failures_the_sends_count(own_gate):
+    seller = _funded(10_000)
+    own_gate.record_failure()
+    own_gate.record_failure()
+    _lost_before_it_reached_the_provider(seller)
+    assert look_up_open_charges().answered == 1
+    assert own_gate.snapshot()["failures"] == 2
+    settle_seller(seller_id=seller.pk)
+    assert_ledger_audit(seller.pk)
+
+
+def test_a_reconciler_run_that_reaches_nothing_is_a_failure_and_resends_nothing(own_gate, session_sandbox):
+    seller = _funded(10_000)
+    charge = _lost_before_it_reached_the_provider(seller)
+    session_sandbox.configure(down=True)
+    try:
+        run = look_up_open_charges()
+    finally:
+        session_sandbox.configure(down=False)
+    assert (run.checked, run.unreachable, run.resent) == (1, 1, 0)
+    assert own_gate.snapshot()["failures"] == 1
+    charge.refresh_from_db()
+    assert (charge.stage, charge.outcome, charge.sends, charge.checks) == ("unknown", None, 1, 1)
+    assert _account(seller) == (9_000, 1_000)
     assert_ledger_audit(seller.pk)
 
 
