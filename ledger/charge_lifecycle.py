@@ -4,9 +4,11 @@
             |
             v                      claim_for_sending
          queued --reserve--> reserved ------------> submitted --mark_unknown--> unknown
-            |                    ^                   |     |                       |
-            |                    +------unclaim------+     | record_answers        | record_answers
-            | fail_unfunded                                v                       v
+            |                    ^                   | ^   |                     |  |
+            |                    +------unclaim------+ |   |                     |  |
+            |                                          +---|------resend---------+  |
+            |                                              | record_answers         | record_answers
+            | fail_unfunded                                v                        v
             |                                  answered (`outcome` recorded, stage unchanged)
             v                                          |                      |
     done, failed (insufficient_funds)              post |                      | release
@@ -16,9 +18,9 @@
 - `reserve`, `fail_unfunded`, `post`, `release`: the settle (ledger/posting.py), under the
   seller's account lock, in the transaction that writes the entries and balances they imply.
   Set-based prepared statements (a batch is a handful of statements, whatever its size).
-- `claim_for_sending`, `unclaim`, `mark_pending`, `mark_unknown`, `record_answers`: the fulfilment
-  workers, the provider's callback and the reconciler (ledger/fulfilment/), each statement
-  committed on its own: a claim must be committed before its request leaves.
+- `claim_for_sending`, `unclaim`, `mark_pending`, `mark_unknown`, `resend`, `record_answers`: the
+  fulfilment workers, the provider's callback and the reconciler (ledger/fulfilment/), each
+  statement committed on its own: a claim (or a resend) must be committed before its request leaves.
 Every move is a guarded UPDATE that names the stage it leaves, so a charge anywhere else is left
 alone: a function answers what it moved, and the caller decides whether less than it asked is a
 conflict (the settle rolls back) or a duplicate (a redelivered task sends nothing twice). The
@@ -167,7 +169,7 @@ def claim_for_sending(charge_ids: list[int], *, first_check_after: float, extern
         cursor.execute(
             f"""UPDATE ledger_charge SET stage = '{SUBMITTED}', submitted_at = clock_timestamp(),
                    next_check_at = clock_timestamp() + make_interval(secs => %s),
-                   external_id = coalesce(external_id, %s || id)
+                   external_id = coalesce(external_id, %s || id), sends = sends + 1
              WHERE id = ANY(%s) AND stage = '{RESERVED}'
              RETURNING {ASKED_COLUMNS}""",
             [first_check_after, external_id_prefix, list(charge_ids)],
@@ -204,19 +206,40 @@ def mark_pending(pending: list[tuple[int, str]]) -> int:
         return cursor.rowcount
 
 
-def mark_unknown(charge_ids: list[int]) -> int:
+def mark_unknown(charge_ids: list[int], *, check_after: float) -> int:
     """submitted -> unknown: the answer was lost (a timeout, a reset, a 5xx after sending), or it
-    was about another transaction. Never released blindly, never sent again: the reconciler
-    looks it up."""
+    was about another transaction. Never released blindly: the reconciler looks it up
+    `check_after` seconds from now, and sends it again under its own external id while the
+    provider has no record of it (`resend`)."""
     if not charge_ids:
         return 0
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""UPDATE ledger_charge SET stage = '{UNKNOWN}'
+            f"""UPDATE ledger_charge SET stage = '{UNKNOWN}',
+                   next_check_at = clock_timestamp() + make_interval(secs => %s)
              WHERE id = ANY(%s) AND stage = '{SUBMITTED}' AND outcome IS NULL""",
-            [charge_ids],
+            [check_after, charge_ids],
         )
         return cursor.rowcount
+
+
+def resend(charge_ids: list[int], *, lease: float) -> list[tuple]:
+    """submitted or unknown -> submitted: the provider has no record of these (its lookup found
+    nothing), so each is sent again now under its own external id, which the provider dedupes by:
+    never a second top-up, never a new identity. Its next check waits `lease` seconds, longer than
+    the request can take, so a second reconciler leaves it alone meanwhile. Only charges still
+    without an answer are taken. Answers the `ASKED_COLUMNS` of those taken, by id."""
+    if not charge_ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE ledger_charge SET stage = '{SUBMITTED}', sends = sends + 1,
+                   next_check_at = clock_timestamp() + make_interval(secs => %s)
+             WHERE id = ANY(%s) AND stage IN {SENT_SQL} AND outcome IS NULL
+             RETURNING {ASKED_COLUMNS}""",
+            [lease, list(charge_ids)],
+        )
+        return sorted(cursor.fetchall())
 
 
 def record_answers(answers: list[Answer]) -> list[int]:

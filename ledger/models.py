@@ -115,6 +115,11 @@ class Charge(models.Model):
         INVALID_NUMBER = "invalid_number"
         OPERATOR_DECLINED = "operator_declined"
         PROVIDER_REJECTED = "provider_rejected"
+        # The provider refused before processing for a reason about our account with it.
+        PRODUCT_UNAVAILABLE = "product_unavailable"
+        PROVIDER_INSUFFICIENT_BALANCE = "provider_insufficient_balance"
+        # No longer given: a charge the provider has no record of is sent again, never timed out
+        # (docs/architecture.md, "Fulfilment"). Charges failed so before keep it.
         PROVIDER_TIMEOUT = "provider_timeout"
 
     OPEN_STAGES = (Stage.RESERVED, Stage.SUBMITTED, Stage.UNKNOWN)  # the charge holds credit
@@ -157,6 +162,9 @@ class Charge(models.Model):
     # The reconciler's next lookup of a submitted or unknown charge, and how many it made.
     next_check_at = models.DateTimeField(null=True, blank=True)
     checks = models.IntegerField(default=0, db_default=0)
+    # Requests sent under its external id: the first send, a send again after a refusal before
+    # processing, and each resend of the reconciler while the provider has no record of it.
+    sends = models.IntegerField(default=0, db_default=0)
     # The id the provider knows this charge by, fixed when it is first sent and never changed:
     # every resend, lookup and callback names it (ledger/fulfilment/identity.py).
     external_id = models.CharField(max_length=80, null=True, blank=True, unique=True)  # noqa: DJ001 (null until sent)

@@ -69,8 +69,11 @@ _QUEUES = inline_serializer(
                 "oldest_age_seconds": serializers.DictField(
                     child=serializers.FloatField(), help_text="by stage: since the oldest was reserved"
                 ),
+                "resending": serializers.IntegerField(
+                    help_text="sent charges not answered yet that were sent more than once under their external id (the provider had no record of them, or refused them before processing)"
+                ),
                 "unknown_overdue": serializers.IntegerField(
-                    help_text="unknown outcomes older than PROVIDER_UNKNOWN_ALERT_AFTER: someone should look"
+                    help_text="unknown or resent outcomes first sent over PROVIDER_UNKNOWN_ALERT_AFTER ago: someone should look"
                 ),
                 "provider_mismatches": serializers.IntegerField(
                     help_text="charges held because the provider answered about another transaction"

@@ -107,8 +107,13 @@ class LedgerCollector:
             holding.add_metric([stage], count)
         yield holding
         yield GaugeMetricFamily(
+            "ledger_charges_resending",
+            "Sent charges the provider had no record of, sent again under their external id, not answered yet",
+            value=fulfilment["resending"],
+        )
+        yield GaugeMetricFamily(
             "ledger_charges_unknown_overdue",
-            "Charges whose provider outcome is still unknown after PROVIDER_UNKNOWN_ALERT_AFTER",
+            "Charges whose provider outcome is still unknown (or being resent) after PROVIDER_UNKNOWN_ALERT_AFTER",
             value=fulfilment["unknown_overdue"],
         )
         yield GaugeMetricFamily(

@@ -12,6 +12,7 @@ import uvicorn
 from core.currencies import to_minor
 from provider_sandbox.app import SandboxApp
 from provider_sandbox.catalog import Catalog
+from provider_sandbox.connections import KEEP_ALIVE_SECONDS
 from provider_sandbox.outcomes import RATES, Config
 from provider_sandbox.store import Store
 
@@ -28,6 +29,7 @@ OPTIONS = [
     ("drop_rate", float, 0.0, "share of transactions processed whose answer is dropped"),
     ("pending_rate", float, 0.0, "share of transactions SUBMITTED, COMPLETED pending-seconds later"),
     ("reverse_rate", float, 0.0, "share of completed transactions REVERSED reverse-seconds later"),
+    ("stale_rate", float, 0.0, "share of requests on a reused keep-alive connection closed unread, unprocessed"),
     ("pending_seconds", float, 3.0, "seconds a SUBMITTED transaction takes to complete"),
     (
         "hang_seconds",
@@ -103,6 +105,7 @@ async def serve(args: argparse.Namespace) -> None:
             lifespan="on",
             access_log=False,
             log_level="warning",
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             # A request hanging on purpose (9904) must not hold a stop for hang-seconds.
             timeout_graceful_shutdown=2,
         )

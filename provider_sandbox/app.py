@@ -6,11 +6,13 @@ same in each (processing.py); how it is asked and answered is the dialect's."""
 import asyncio
 import json
 import logging
+import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from provider_sandbox import callbacks, dvs_dialect, legacy_dialect, processing, reloadly_dialect
 from provider_sandbox.catalog import Catalog, CatalogError
+from provider_sandbox.connections import KeepAlive
 from provider_sandbox.errors import Drop, HttpError, invalid
 from provider_sandbox.outcomes import Config
 from provider_sandbox.store import STATUSES, Store, public
@@ -32,6 +34,8 @@ class SandboxApp:
         self.tokens: dict[str, float] = {}  # Reloadly access token -> when it expires (time.monotonic)
         self.tasks: set = set()  # referenced until done (the loop keeps weak ones)
         self.views: dict = {}  # what a dialect builds from the catalog, with the catalog version it read
+        self.keep_alive = KeepAlive()
+        self.stale_draws = random.Random(f"{config.seed}:stale")  # the stale-connection fault's draws
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -39,12 +43,17 @@ class SandboxApp:
         if scope["type"] != "http":
             return None
         self.stats["requests"] += 1
+        client = scope.get("client")
+        if self.stale(scope["path"], client):
+            self.stats["stale_closed"] += 1
+            return "drop"  # closed before reading the request, as below
         try:
             status, payload, headers = await self.route(scope, receive)
         except HttpError as exc:
             status, headers, payload = exc.status, exc.headers, exc.payload()
         except Drop:
             self.stats["dropped"] += 1
+            self.keep_alive.closed(client)
             # uvicorn closes the connection, sending nothing, when the app returns a value other
             # than None (an ASGI protocol error it logs); raising or returning None after no
             # http.response.start would send a 500 instead. tests/provider checks it stays so.
@@ -63,7 +72,19 @@ class SandboxApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
+        self.keep_alive.answered(client)
         return None
+
+    def stale(self, path: str, client) -> bool:
+        """The stale-connection fault: a dialect's request on a reused keep-alive connection is,
+        at `stale_rate`, met by the connection closing unread and unprocessed, as when a server
+        closes a connection it held idle just as the request arrives on it."""
+        if not self.keep_alive.arrived(client) or path.startswith("/_sandbox/"):
+            return False
+        if not self.config.stale_rate or self.stale_draws.random() >= self.config.stale_rate:
+            return False
+        self.keep_alive.closed(client)
+        return True
 
     async def lifespan(self, receive, send):
         while True:
@@ -185,6 +206,7 @@ class SandboxApp:
             "transactions": {status: counts.get(status, 0) for status in STATUSES},
             "requests": self.stats["requests"],
             "dropped": self.stats["dropped"],
+            "stale_closed": self.stats["stale_closed"],
             "responses": {
                 key.removeprefix("responses_"): n for key, n in self.stats.items() if key.startswith("responses_")
             },

@@ -18,7 +18,7 @@ MAGIC_DROP, MAGIC_HANG, MAGIC_PENDING, MAGIC_THROTTLE_FIRST = "9903", "9904", "9
 MAGIC_LATE, MAGIC_REVERSED = "9907", "9908"
 
 FIXED = ("seed", "api_key", "callback_secret", "client_id", "client_secret")  # set at start only
-RATES = ("decline_rate", "throttle_rate", "error_rate", "drop_rate", "pending_rate", "reverse_rate")
+RATES = ("decline_rate", "throttle_rate", "error_rate", "drop_rate", "pending_rate", "reverse_rate", "stale_rate")
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Config:
     drop_rate: float = 0.0
     pending_rate: float = 0.0
     reverse_rate: float = 0.0
+    stale_rate: float = 0.0  # app.py: requests on a reused keep-alive connection closed unread
     pending_seconds: float = 3.0
     hang_seconds: float = 30.0
     reverse_seconds: float = 3.0

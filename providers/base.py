@@ -11,8 +11,10 @@ answers, for one request:
   502/503 (answered before processing, by the provider's contract), connection refused, DNS
   failure, connect timeout (the request never reached it). Resubmit with the same external id;
 - UNKNOWN whenever it may have been processed: read timeout, connection reset or closed after the
-  request was sent, any other 5xx, an answer that cannot be understood. Do not release the hold:
-  ask `lookup` (or resubmit with the same external id, which the provider never processes twice).
+  request was sent (on a reused keep-alive connection, only once the transport's one resend of it
+  failed too: providers/http.py), any other 5xx, an answer that cannot be understood. Do not
+  release the hold: ask `lookup` (or resubmit with the same external id, which the provider never
+  processes twice).
 
 Providers that refuse a reused id instead of answering its transaction (DT One, Reloadly) make a
 refusal ambiguous: the id may be ours from an earlier attempt whose answer was lost. Their adapters

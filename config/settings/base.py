@@ -292,12 +292,15 @@ PROVIDER_RATE_LIMIT = env_float("PROVIDER_RATE_LIMIT", 2000.0)
 PROVIDER_RATE_BURST = env_int("PROVIDER_RATE_BURST", 200)
 PROVIDER_BREAKER_FAILURES = env_int("PROVIDER_BREAKER_FAILURES", 5)
 PROVIDER_BREAKER_RESET = env_float("PROVIDER_BREAKER_RESET", 5.0)
-# A sent charge is first looked up this long after it was sent (longer than a request can take),
-# then with doubling delays up to the max. Not found PROVIDER_GRACE after sending: never processed,
-# failed `provider_timeout` and released. Both must exceed PROVIDER_READ_TIMEOUT.
+# A sent charge is first looked up this long after it was sent (and no sooner than its request can
+# be over), then, while the provider says it is pending, with doubling delays up to the max.
 PROVIDER_LOOKUP_AFTER = env_float("PROVIDER_LOOKUP_AFTER", 10.0)
 PROVIDER_LOOKUP_BACKOFF_MAX = env_float("PROVIDER_LOOKUP_BACKOFF_MAX", 300.0)
-PROVIDER_GRACE = env_float("PROVIDER_GRACE", 60.0)
+# A charge whose answer was lost is looked up this long after, and sent again under its external id
+# whenever the provider has no record of it; a lost answer again, or a lookup that cannot be made,
+# is tried again after doubling delays up to the max. It fails only on the provider's refusal.
+PROVIDER_RESEND_AFTER = env_float("PROVIDER_RESEND_AFTER", 1.0)
+PROVIDER_RESEND_BACKOFF_MAX = env_float("PROVIDER_RESEND_BACKOFF_MAX", 8.0)
 # Reserved charges not sent for this long (a lost publish) are sent again.
 PROVIDER_REDISPATCH_AFTER = env_float("PROVIDER_REDISPATCH_AFTER", 15.0)
 # Unknown outcomes older than this are reported (ops/queues, metrics): someone should look.

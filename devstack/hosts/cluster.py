@@ -55,7 +55,6 @@ class Cluster:
             "PROVIDER_URL": f"http://{self.hosts['ops'].address}:8090",
             "PROVIDER_CALLBACK_SECRET": CALLBACK_SECRET,
             "PROVIDER_LOOKUP_AFTER": "1",
-            "PROVIDER_GRACE": "3",
             "PROVIDER_READ_TIMEOUT": "1",
             "PROVIDER_REDISPATCH_AFTER": "2",
             "PROVIDER_RECONCILE_INTERVAL": "0.5",

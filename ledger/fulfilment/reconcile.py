@@ -5,12 +5,21 @@
   its shards' reserved charges at once (`charges_reserved_of_shard`): a shard worker killed
   between its settle's commit and its publish loses the send of what that settle reserved.
 - Charges `submitted` (pending at the provider, or a worker killed between its claim and its
-  record) or `unknown` are looked up by external id when their `next_check_at` comes, with
-  exponential backoff. A final status is recorded as the answer. "Not found" is taken as "never
-  processed" only once PROVIDER_GRACE has passed since the charge was sent (longer than any
-  request can be in flight), and then fails it `provider_timeout`, releasing the hold. A found
-  transaction that is not the one we asked for is a mismatch (ledger/fulfilment/identity.py): the
-  charge stays held for an admin, and is never timed out.
+  record) or `unknown` (the answer was lost) are looked up by external id when their
+  `next_check_at` comes. A final status is recorded as the answer. A transaction still pending
+  there is looked up again later (PROVIDER_LOOKUP_AFTER, doubling to PROVIDER_LOOKUP_BACKOFF_MAX).
+  When the provider has **no record** of the charge, it is sent again at once under the same
+  external id (`charge_lifecycle.resend`): every provider dedupes by it, so a resend is never a
+  second top-up, and its answer settles the charge like a first send's. A resend whose answer is
+  lost, or a lookup that could not be made, is tried again on the short schedule
+  (PROVIDER_RESEND_AFTER, doubling to PROVIDER_RESEND_BACKOFF_MAX). So a charge fails only on the
+  provider's own refusal; one the provider never answers stays held (`unknown`, reported as
+  overdue after PROVIDER_UNKNOWN_ALERT_AFTER) and is never timed out: a hold is never released for
+  a request the provider may have processed. A found transaction that is not the one we asked for
+  is a mismatch (ledger/fulfilment/identity.py): the charge stays held for an admin, never resent.
+- The lookups and resends share the gate with the sends: nothing while the breaker is open, resends
+  within the rate limit; a run that reached nothing is a failure for the breaker, and one that got
+  any answer closes it when it was the half-open breaker's trial.
 - `provider_window` compares our charges with the provider's own record over a time window
   (`manage.py reconcile_provider`)."""
 
@@ -19,27 +28,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
+import redis
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from ledger.charge_lifecycle import (
-    ASKED_COLUMNS,
-    FAILED,
-    OPEN,
-    OPEN_SQL,
-    RESERVED,
-    SENT_SQL,
-    SUCCEEDED,
-    UNKNOWN,
-    Answer,
-)
-from ledger.fulfilment.gate import gate_for
+from ledger import charge_lifecycle as lifecycle
+from ledger.charge_lifecycle import ASKED_COLUMNS, OPEN, OPEN_SQL, RESERVED, SENT_SQL, SUCCEEDED, UNKNOWN
+from ledger.fulfilment.gate import ProviderGate, gate_for
 from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
-from ledger.fulfilment.service import answer_from, asked_by_external_id, record_answers, record_mismatches, request_pool
+from ledger.fulfilment.service import (
+    SentAnswers,
+    answer_from,
+    asked_by_external_id,
+    record_answers,
+    record_mismatches,
+    request_lease,
+    request_pool,
+    send_all,
+)
 from ledger.models import Charge
 from providers import get_provider
-from providers.base import LookupResult, Outcome, ProviderError
+from providers.base import LookupResult, Outcome, Provider, ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -77,30 +87,25 @@ def charges_reserved_of_shard(
 @dataclass
 class LookupRun:
     checked: int = 0
-    answered: int = 0
-    timed_out: int = 0
+    answered: int = 0  # final answers recorded, from lookups and resends
+    resent: int = 0
     unreachable: int = 0
 
 
 def look_up_open_charges(*, limit: int = 500) -> LookupRun:
-    """Look up the submitted and unknown charges whose next check is due."""
+    """Look up the submitted and unknown charges whose next check is due, and send again those the
+    provider has no record of (the module docstring)."""
     run = LookupRun()
     provider = get_provider()
-    if not gate_for(provider.name).allow():
+    gate = gate_for(provider.name)
+    if not _any_due():
+        return run  # before allow(): a half-open breaker's one trial is not spent on nothing
+    trial = _half_open(gate)  # read first: whether allow() admits this run as the breaker's trial
+    if not gate.allow():
         return run  # the provider is down: lookups wait with everything else
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT {ASKED_COLUMNS},
-                      c.submitted_at < clock_timestamp() - make_interval(secs => %s)
-                      AND NOT EXISTS (SELECT 1 FROM ledger_providermismatch m WHERE m.charge_id = c.id)
-                 FROM ledger_charge c
-             WHERE c.stage IN {SENT_SQL} AND c.outcome IS NULL AND c.next_check_at <= clock_timestamp()
-             ORDER BY c.next_check_at LIMIT %s""",
-            [settings.PROVIDER_GRACE, limit],
-        )
-        due = [(Asked(*row[:-1]), row[-1]) for row in cursor.fetchall()]
+    due = _take_due(limit)
     if not due:
-        return run
+        return run  # another reconciler took them first
 
     def look_up(asked: Asked) -> LookupResult | None:
         try:
@@ -108,38 +113,122 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
         except ProviderError:
             return None
 
-    answers, later, mismatched = [], [], []
-    for (asked, past_grace), found in zip(due, request_pool().map(look_up, [a for a, _ in due]), strict=True):
+    answers, mismatched, pending, unreachable, missing = [], [], [], [], []
+    for asked, found in zip(due, request_pool().map(look_up, due), strict=True):
         run.checked += 1
         if found is None:
-            run.unreachable += 1
-            later.append(asked.charge_id)
+            unreachable.append(asked.charge_id)
         elif found.found and (why := mismatch(asked, found)):
             mismatched.append((asked, why, found))
-            later.append(asked.charge_id)
         elif found.found and found.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
             answers.append(answer_from(asked, found))
-        elif not found.found and past_grace:
-            answers.append(Answer(asked.charge_id, FAILED, Charge.FailureCode.PROVIDER_TIMEOUT))
-            run.timed_out += 1
+        elif found.found:
+            pending.append(asked.charge_id)  # the provider is still at it
         else:
-            later.append(asked.charge_id)  # pending at the provider, or not found yet
+            missing.append(asked)  # no record: send it again, under the same id
     run.answered = record_answers(answers)
     record_mismatches(mismatched)
-    _check_later(later)
-    if run.answered or run.unreachable:
+    pending += [asked.charge_id for asked, _, _ in mismatched]
+    _check_later(pending, first=settings.PROVIDER_LOOKUP_AFTER, most=settings.PROVIDER_LOOKUP_BACKOFF_MAX)
+    _check_soon(unreachable)
+    run.unreachable = len(unreachable)
+    resent = _send_again(provider, gate, missing)
+    run.resent, run.answered = resent.sent, run.answered + resent.recorded
+    # The breaker hears the provider's health from the reconciler as from the sends, with two
+    # differences: it is alive when anything was answered (a lookup too), so one charge it never
+    # answers does not count against it while it answers the rest; and a success closes a
+    # half-open breaker (after an outage, the lookups are often the first to reach the provider)
+    # but never clears the failures the sends are counting while it is closed.
+    answered = run.checked - run.unreachable + resent.sent - len(resent.unknown) - len(resent.retry) + resent.throttled
+    if not answered:
+        gate.record_failure()
+    elif trial:
+        gate.record_success()
+    if run.answered or run.unreachable or run.resent:
         logger.info(
-            "reconciler looked up %s charges: %s answered (%s timed out), %s unreachable",
+            "reconciler looked up %s charges: %s answered, %s sent again, %s unreachable",
             run.checked,
             run.answered,
-            run.timed_out,
+            run.resent,
             run.unreachable,
             extra={"event": "ledger.provider_lookups", **run.__dict__},
         )
     return run
 
 
-def _check_later(charge_ids: list[int]) -> None:
+def _half_open(gate: ProviderGate) -> bool:
+    try:
+        return gate.breaker_state() == "half-open"
+    except redis.RedisError:
+        return False  # allow() refuses then too
+
+
+def _any_due() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT EXISTS (SELECT 1 FROM ledger_charge
+             WHERE stage IN {SENT_SQL} AND outcome IS NULL AND next_check_at <= clock_timestamp())"""
+        )
+        return cursor.fetchone()[0]
+
+
+def _take_due(limit: int) -> list[Asked]:
+    """The open sent charges whose check is due, each taken by pushing its next check past the
+    time a lookup and a resend can take: two reconcilers running at once (beat's interval is
+    shorter than a slow run) never take the same charge, and one that dies leaves them due again."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE ledger_charge SET next_check_at = clock_timestamp() + make_interval(secs => %s)
+             WHERE id IN (SELECT id FROM ledger_charge
+                           WHERE stage IN {SENT_SQL} AND outcome IS NULL AND next_check_at <= clock_timestamp()
+                           ORDER BY next_check_at LIMIT %s FOR UPDATE SKIP LOCKED)
+             RETURNING {ASKED_COLUMNS}""",
+            [request_lease(), limit],
+        )
+        return [Asked(*row) for row in sorted(cursor.fetchall())]
+
+
+def _send_again(provider: Provider, gate: ProviderGate, missing: list[Asked]) -> SentAnswers:
+    """Send again, under the same external id, charges the provider has no record of; those the
+    rate limit does not let through now are looked up again soon."""
+    if not missing:
+        return SentAnswers()
+    granted = gate.take(len(missing))
+    _check_soon([asked.charge_id for asked in missing[granted:]])
+    taken = [Asked(*row) for row in lifecycle.resend([a.charge_id for a in missing[:granted]], lease=request_lease())]
+    if not taken:
+        return SentAnswers()
+    sorted_ = SentAnswers.of(send_all(provider, taken))
+    if sorted_.retry_after:
+        gate.pause(sorted_.retry_after)
+    sorted_.recorded = record_answers(sorted_.answers)
+    lifecycle.mark_pending(sorted_.pending)
+    _check_later(
+        [charge for charge, _ in sorted_.pending],
+        first=settings.PROVIDER_LOOKUP_AFTER,
+        most=settings.PROVIDER_LOOKUP_BACKOFF_MAX,
+    )
+    record_mismatches(sorted_.mismatched)
+    # Not processed this time, or lost again: the earlier attempts' fate is still unknown.
+    lost = sorted_.unknown + sorted_.retry
+    lifecycle.mark_unknown(lost, check_after=settings.PROVIDER_RESEND_AFTER)
+    _check_soon(lost)
+    logger.info(
+        "sent again %s charges the provider had no record of: %s answered, %s still unknown",
+        len(taken),
+        sorted_.recorded,
+        len(lost),
+        extra={"event": "ledger.provider_resent", "charge_ids": [a.charge_id for a in taken][:100]},
+    )
+    return sorted_
+
+
+def _check_soon(charge_ids: list[int]) -> None:
+    """The short schedule of a charge whose fate is unknown (a lost answer, an unreachable lookup)."""
+    _check_later(charge_ids, first=settings.PROVIDER_RESEND_AFTER, most=settings.PROVIDER_RESEND_BACKOFF_MAX)
+
+
+def _check_later(charge_ids: list[int], *, first: float, most: float) -> None:
     if not charge_ids:
         return
     with connection.cursor() as cursor:
@@ -147,32 +236,37 @@ def _check_later(charge_ids: list[int]) -> None:
             """UPDATE ledger_charge SET checks = checks + 1,
                    next_check_at = clock_timestamp() + make_interval(secs => least(%s, %s * power(2, checks)))
              WHERE id = ANY(%s) AND outcome IS NULL""",
-            [settings.PROVIDER_LOOKUP_BACKOFF_MAX, settings.PROVIDER_LOOKUP_AFTER, charge_ids],
+            [most, first, charge_ids],
         )
 
 
 def open_charges_report() -> dict:
-    """Charges holding credit, by stage, with the oldest of each, how many unknowns are older than
-    PROVIDER_UNKNOWN_ALERT_AFTER and how many are held on a provider mismatch (ops/queues, metrics).
-    Read through the open-holds index."""
+    """Charges holding credit, by stage, with the oldest of each; how many sent charges the provider
+    has no answer for yet were sent more than once (`resending`), and how many of those or of the
+    unknowns were first sent over PROVIDER_UNKNOWN_ALERT_AFTER ago (`unknown_overdue`); how many
+    are held on a provider mismatch (ops/queues, metrics). Read through the open-holds index."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT stage, count(*), extract(epoch FROM clock_timestamp() - min(reserved_at)),
-                      count(*) FILTER (WHERE stage = '{UNKNOWN}'
-                                       AND submitted_at < clock_timestamp() - make_interval(secs => %s))
+                      count(*) FILTER (WHERE (stage = '{UNKNOWN}' OR sends > 1)
+                                       AND submitted_at < clock_timestamp() - make_interval(secs => %s)),
+                      count(*) FILTER (WHERE stage IN {SENT_SQL} AND sends > 1 AND outcome IS NULL)
                  FROM ledger_charge WHERE stage IN {OPEN_SQL} GROUP BY stage""",
             [settings.PROVIDER_UNKNOWN_ALERT_AFTER],
         )
-        rows = {stage: (n, float(age or 0), overdue) for stage, n, age, overdue in cursor.fetchall()}
+        rows = {
+            stage: (n, float(age or 0), overdue, resending) for stage, n, age, overdue, resending in cursor.fetchall()
+        }
         cursor.execute(
             f"""SELECT count(*) FROM ledger_providermismatch m JOIN ledger_charge c ON c.id = m.charge_id
              WHERE c.stage IN {OPEN_SQL}"""
         )
         mismatches = cursor.fetchone()[0]
     return {
-        "charges": {stage.value: rows.get(stage, (0, 0.0, 0))[0] for stage in OPEN},
-        "oldest_age_seconds": {stage.value: round(rows.get(stage, (0, 0.0, 0))[1], 3) for stage in OPEN},
-        "unknown_overdue": rows.get(UNKNOWN, (0, 0.0, 0))[2],
+        "charges": {stage.value: rows.get(stage, (0,))[0] for stage in OPEN},
+        "oldest_age_seconds": {stage.value: round(rows.get(stage, (0, 0.0))[1], 3) for stage in OPEN},
+        "resending": sum(row[3] for row in rows.values()),
+        "unknown_overdue": sum(row[2] for row in rows.values()),
         "provider_mismatches": mismatches,
     }
 

@@ -13,7 +13,8 @@ the adapter's answer (providers/base.py):
 - succeeded / failed: recorded, the seller's settle is woken;
 - pending: left `submitted`; a callback or the reconciler's lookup brings the final answer;
 - unknown (the request may have been processed): `unknown`; never released blindly, never resent
-  under a new id: the reconciler looks it up (ledger/fulfilment/reconcile.py);
+  under a new id: the reconciler looks it up a moment later and, while the provider has no record
+  of it, sends it again under the same id (ledger/fulfilment/reconcile.py);
 - retry (certainly not processed: 429, refused, down): back to `reserved`, sent again later;
 - an answer about another transaction (a mismatch): `unknown`, held, recorded for an admin
   (ProviderMismatch) and logged as an error; never a success, never a failure.
@@ -34,10 +35,18 @@ from django.db import connection, transaction
 from ledger import charge_lifecycle as lifecycle
 from ledger import events
 from ledger.charge_lifecycle import Answer
-from ledger.fulfilment.gate import gate_for
+from ledger.fulfilment.gate import ProviderGate, gate_for
 from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
+from ledger.models import Charge
 from providers import get_provider
-from providers.base import LookupResult, Outcome, SubmitResult
+from providers.base import LookupResult, Outcome, Provider, ProviderError, SubmitResult
+
+# A refusal names its reason (providers/base.py, REFUSALS): the charge fails with a code of its
+# own rather than the provider_rejected the adapter gives any refusal.
+REFUSAL_FAILURE_CODES = {
+    "insufficient_balance": Charge.FailureCode.PROVIDER_INSUFFICIENT_BALANCE.value,
+    "product_unavailable": Charge.FailureCode.PRODUCT_UNAVAILABLE.value,
+}
 
 logger = logging.getLogger(__name__)
 
@@ -71,77 +80,128 @@ def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
     claimed = _claim(charge_ids[:granted])
     if not claimed:
         return run
-    callback_url = settings.PROVIDER_CALLBACK_URL or None
 
-    def send(asked: Asked) -> SubmitResult:
-        return provider.submit(
-            external_id=asked.external_id,
-            msisdn=asked.msisdn,
-            amount=asked.amount,
-            product_id=asked.product_id,
-            callback_url=callback_url,
-        )
-
-    results = list(zip(claimed, request_pool().map(send, claimed), strict=True))
-    answers, pending, unknown, retry, mismatched = [], [], [], [], []
-    for asked, result in results:
-        if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.PENDING, Outcome.MISMATCH) and (
-            why := mismatch(asked, result)
-        ):
-            mismatched.append((asked, why, result))
-        elif result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
-            answers.append(answer_from(asked, result))
-        elif result.outcome is Outcome.PENDING:
-            pending.append((asked.charge_id, result.provider_reference or ""))
-        elif result.outcome is Outcome.UNKNOWN:
-            unknown.append(asked.charge_id)
-        else:
-            retry.append(asked.charge_id)
-            if result.retry_after:
-                gate.pause(result.retry_after)
-                run.countdown = max(run.countdown, result.retry_after)
-    # The breaker counts the provider's health: an answer is a sign of life; no answer, or a
-    # not-processed 5xx, is not. A 429 is an answer (and pauses everyone instead).
-    throttled = sum(1 for _, r in results if r.outcome is Outcome.RETRY and r.retry_after)
-    failures = len(unknown) + len(retry) - throttled  # a mismatch is an answer: the provider is alive
-    if failures:
-        gate.record_failure()
-    elif results:
-        gate.record_success()
-
-    run.answered = record_answers(answers)
-    lifecycle.mark_pending(pending)
-    lifecycle.mark_unknown(unknown)
-    record_mismatches(mismatched)
-    if retry:
-        lifecycle.unclaim(retry)
-        run.retry_later.extend(retry)
+    results = send_all(provider, claimed)
+    sorted_ = SentAnswers.of(results)
+    failures = sorted_.report_health(gate)
+    if sorted_.retry_after:
+        gate.pause(sorted_.retry_after)
+        run.countdown = max(run.countdown, sorted_.retry_after)
+    run.answered = record_answers(sorted_.answers)
+    lifecycle.mark_pending(sorted_.pending)
+    lifecycle.mark_unknown(sorted_.unknown, check_after=settings.PROVIDER_RESEND_AFTER)
+    record_mismatches(sorted_.mismatched)
+    if sorted_.retry:
+        lifecycle.unclaim(sorted_.retry)
+        run.retry_later.extend(sorted_.retry)
         run.countdown = max(run.countdown, gate.paused_for(), 1.0 if failures else 0.1)
-    run.pending, run.unknown = len(pending), len(unknown)
-    if unknown:
+    run.pending, run.unknown = len(sorted_.pending), len(sorted_.unknown)
+    if sorted_.unknown:
         logger.warning(
             "%s charges with an unknown outcome: the reconciler looks them up",
-            len(unknown),
-            extra={"event": "ledger.fulfil_unknown", "charge_ids": unknown[:100]},
+            len(sorted_.unknown),
+            extra={"event": "ledger.fulfil_unknown", "charge_ids": sorted_.unknown[:100]},
         )
     return run
 
 
+def send_all(provider: Provider, asked: list[Asked]) -> list[tuple[Asked, SubmitResult]]:
+    """One request per charge, from the process's pool, under each charge's external id. A
+    provider that cannot be asked (ProviderError: refusing our credentials, a charge it cannot be
+    sent as named) leaves that charge unknown, the conservative answer: held, logged at ERROR,
+    looked up and sent again on the reconciler's short schedule, never failed, and no other
+    charge of the batch loses its answer."""
+    callback_url = settings.PROVIDER_CALLBACK_URL or None
+
+    def send(one: Asked) -> SubmitResult:
+        try:
+            return provider.submit(
+                external_id=one.external_id,
+                msisdn=one.msisdn,
+                amount=one.amount,
+                product_id=one.product_id,
+                callback_url=callback_url,
+            )
+        except ProviderError as exc:
+            logger.error("provider %s cannot be asked about charge %s: %s", provider.name, one.charge_id, exc)
+            return SubmitResult(Outcome.UNKNOWN, detail=str(exc))
+
+    return list(zip(asked, request_pool().map(send, asked), strict=True))
+
+
+def request_lease() -> float:
+    """Longer than a request to the provider can take, the transport's one resend of a stale
+    connection's included (providers/http.py): a lookup (at most two requests) or a resend begun
+    no earlier than this ago is over."""
+    return 2 * (settings.PROVIDER_CONNECT_TIMEOUT + settings.PROVIDER_READ_TIMEOUT) + 1.0
+
+
+@dataclass
+class SentAnswers:
+    """What a batch of sends answered, sorted by what each answer calls for (the module docstring)."""
+
+    answers: list[Answer] = field(default_factory=list)  # final, and about what we asked
+    pending: list[tuple[int, str]] = field(default_factory=list)  # (charge, provider reference or "")
+    unknown: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)  # certainly not processed by this request
+    mismatched: list[tuple[Asked, str, SubmitResult]] = field(default_factory=list)
+    retry_after: float = 0.0  # the longest Retry-After of a 429
+    throttled: int = 0
+    sent: int = 0
+    recorded: int = 0  # answers recorded (a duplicate of one recorded already is not)
+
+    @classmethod
+    def of(cls, results: list[tuple[Asked, SubmitResult]]) -> "SentAnswers":
+        sorted_ = cls(sent=len(results))
+        for asked, result in results:
+            if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.PENDING, Outcome.MISMATCH) and (
+                why := mismatch(asked, result)
+            ):
+                sorted_.mismatched.append((asked, why, result))
+            elif result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
+                sorted_.answers.append(answer_from(asked, result))
+            elif result.outcome is Outcome.PENDING:
+                sorted_.pending.append((asked.charge_id, result.provider_reference or ""))
+            elif result.outcome is Outcome.RETRY:
+                sorted_.retry.append(asked.charge_id)
+                if result.retry_after:
+                    sorted_.throttled += 1
+                    sorted_.retry_after = max(sorted_.retry_after, result.retry_after)
+            else:  # UNKNOWN, and a REVERSED before any answer (a reversal is a lookup's concern)
+                sorted_.unknown.append(asked.charge_id)
+        return sorted_
+
+    def report_health(self, gate: ProviderGate) -> int:
+        """The breaker counts the provider's health: an answer is a sign of life; no answer, or a
+        not-processed 5xx, is not. A 429 is an answer (and pauses everyone instead), and so is a
+        mismatch. Returns the failures."""
+        failures = len(self.unknown) + len(self.retry) - self.throttled
+        if failures:
+            gate.record_failure()
+        elif self.sent:
+            gate.record_success()
+        return failures
+
+
 def _claim(charge_ids: list[int]) -> list[Asked]:
-    """What we ask the provider for each charge claimed: committed before any request leaves."""
+    """What we ask the provider for each charge claimed: committed before any request leaves. Its
+    first lookup (a pending top-up's, or a worker's killed before it recorded the answer) comes
+    once the request is surely over: a lookup of a request still in flight finds nothing, and
+    would send it again for nothing."""
+    first_check_after = max(settings.PROVIDER_LOOKUP_AFTER, request_lease())
     rows = lifecycle.claim_for_sending(
-        charge_ids, first_check_after=settings.PROVIDER_LOOKUP_AFTER, external_id_prefix=external_id_prefix()
+        charge_ids, first_check_after=first_check_after, external_id_prefix=external_id_prefix()
     )
     return [Asked(*row) for row in rows]
 
 
 def record_mismatches(mismatched: list[tuple[Asked, str, SubmitResult | LookupResult]]) -> None:
     """Answers about another transaction: the charge stays held, `unknown`, and is kept out of
-    the reconciler's timeout (it was found, just not as asked); an admin looks. Logged at ERROR
+    the reconciler's resends (it was found, just not as asked); an admin looks. Logged at ERROR
     with the event `ledger.provider_mismatch` and counted by the metrics (an alert)."""
     if not mismatched:
         return
-    lifecycle.mark_unknown([asked.charge_id for asked, _, _ in mismatched])
+    lifecycle.mark_unknown([asked.charge_id for asked, _, _ in mismatched], check_after=settings.PROVIDER_LOOKUP_AFTER)
     with connection.cursor() as cursor:
         cursor.execute(
             """INSERT INTO ledger_providermismatch (charge_id, detail, answered, first_seen_at, last_seen_at)
@@ -178,9 +238,11 @@ def _answered(said: SubmitResult | LookupResult) -> dict:
 
 def answer_from(asked: Asked, said: SubmitResult | LookupResult) -> Answer:
     """The final answer the provider gave about what we asked: on a success, the amount it reports
-    delivered (its `amount`, after `identity.mismatch` found it equal to what we asked)."""
+    delivered (its `amount`, after `identity.mismatch` found it equal to what we asked); on a
+    failure its reason, a refusal's own code where it gave one."""
     delivered = said.amount if said.outcome is Outcome.SUCCEEDED else None
-    return Answer(asked.charge_id, said.outcome.value, said.failure_code, said.provider_reference, delivered)
+    failure_code = REFUSAL_FAILURE_CODES.get(said.refusal or "", said.failure_code)
+    return Answer(asked.charge_id, said.outcome.value, failure_code, said.provider_reference, delivered)
 
 
 def asked_by_external_id(external_ids: list[str]) -> dict[str, Asked]:

@@ -45,7 +45,8 @@ MOVES = {
     ),
     "unclaim": lambda c: lifecycle.unclaim([c.pk]),
     "mark_pending": lambda c: lifecycle.mark_pending([(c.pk, "ref-1")]),
-    "mark_unknown": lambda c: lifecycle.mark_unknown([c.pk]),
+    "mark_unknown": lambda c: lifecycle.mark_unknown([c.pk], check_after=1),
+    "resend": lambda c: len(lifecycle.resend([c.pk], lease=60)),
     "record_answers": lambda c: len(lifecycle.record_answers([Answer(c.pk, S.SUCCEEDED)])),
     "post": _settle_move(lifecycle.post),
     "release": _settle_move(lifecycle.release),
@@ -73,6 +74,8 @@ ALLOWED = {
     ("unclaim", "submitted"): (S.RESERVED, "queued", None),
     ("mark_pending", "submitted"): (S.SUBMITTED, "queued", None),  # notes the provider's reference
     ("mark_unknown", "submitted"): (S.UNKNOWN, "queued", None),
+    ("resend", "submitted"): (S.SUBMITTED, "queued", None),  # the provider has no record: sent again
+    ("resend", "unknown"): (S.SUBMITTED, "queued", None),
     ("record_answers", "submitted"): (S.SUBMITTED, "queued", S.SUCCEEDED),
     ("record_answers", "unknown"): (S.UNKNOWN, "queued", S.SUCCEEDED),
     ("post", "answered succeeded"): (S.DONE, S.SUCCEEDED, S.SUCCEEDED),
@@ -99,7 +102,7 @@ def _charges_in_every_place() -> dict[str, Charge]:
     settle_seller(seller_id=seller.pk)  # reserves them all but the one the balance does not cover
     sent = [c[p] for p in c if p not in ("reserved", "done unfunded")]
     assert len(lifecycle.claim_for_sending([x.pk for x in sent], first_check_after=60, external_id_prefix="t-")) == 6
-    assert lifecycle.mark_unknown([c["unknown"].pk, c["answered failed"].pk]) == 2
+    assert lifecycle.mark_unknown([c["unknown"].pk, c["answered failed"].pk], check_after=60) == 2
     finals = [Answer(c["done succeeded"].pk, S.SUCCEEDED), Answer(c["done released"].pk, S.FAILED, "invalid_number")]
     assert len(lifecycle.record_answers(finals)) == 2
     settle_seller(seller_id=seller.pk)  # posts one, releases the other

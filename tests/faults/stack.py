@@ -1,6 +1,7 @@
-"""The stack the fault suite breaks: a private redis-server it can kill, gunicorn, the shard workers
-and beat, each started with the production command (`workers.commands`, `devstack.stack`) and production settings,
-against the test database."""
+"""The stack the fault suite breaks: a private redis-server it can kill, a sandbox provider of its
+own it can take down, slow, kill and restart with its record, gunicorn, the shard workers, the
+fulfilment worker and beat, each started with the production command (`workers.commands`,
+`devstack.stack`) and production settings, against the test database."""
 
 from __future__ import annotations
 
@@ -17,12 +18,18 @@ from django.db import connection
 
 from core import redis_client
 from devstack.processes import free_port, start_together, stop_together
+from devstack.sandbox import SandboxProcess
 from devstack.stack import collect_static, ready_line, web_argv
-from tests.support import Process, subprocess_env
+from tests.support import Process, sandbox_options, subprocess_env
 from workers.assignment import shard_assignment
 from workers.commands import beat_argv, fulfil_worker_argv, worker_argv
 
 WORKER_READY = " ready."
+PROVIDER_OPTIONS = sandbox_options(latency_ms=5)
+# What ensure_running puts back, whatever a test left the provider doing.
+PROVIDER_DEFAULTS = {
+    name: PROVIDER_OPTIONS[name] for name in ("latency_ms", "decline_rate", "drop_rate", "stale_rate")
+} | {"down": False}
 # Settings of a production deployment behind TLS, served over plain http on loopback.
 PRODUCTION_ENV = {
     "DJANGO_SETTINGS_MODULE": "config.settings.production",
@@ -72,7 +79,11 @@ class FaultStack:
         """`redis`: a PrivateRedis, or anything with its `env`, `start`, `alive`, `client` and `stop`
         (tests/broker/sentinel.py: a Sentinel-managed pair)."""
         self.redis = redis
-        self.env = subprocess_env({**PRODUCTION_ENV, **redis.env})
+        # The provider, its transactions in a file so that a killed one comes back with them.
+        self.sandbox = SandboxProcess(
+            log_dir, port=free_port(8300, 8399), name="provider", db=log_dir / "provider.db", **PROVIDER_OPTIONS
+        )
+        self.env = subprocess_env({**PRODUCTION_ENV, **redis.env, "PROVIDER_URL": self.sandbox.url})
         for name in ("LEDGER_SWEEP_INTERVAL", "LEDGER_SWEEP_AFTER"):
             self.env.pop(name)  # the production defaults: recovery must not lean on a fast sweeper
         self.port = free_port(8200, 8299)
@@ -89,6 +100,7 @@ class FaultStack:
 
     def start(self) -> FaultStack:
         self.redis.start()
+        self.sandbox.start()
         start_together([(process, ready_line(process.name)) for process in [*self.workers, self.fulfil, self.beat]])
         self.start_web()
         return self
@@ -97,6 +109,9 @@ class FaultStack:
         """Restart whatever an earlier test left killed."""
         if not self.redis.alive:
             self.redis.start()
+        if not self.sandbox.alive:
+            self.sandbox.start()
+        self.sandbox.configure(**PROVIDER_DEFAULTS)
         for worker in [*self.workers, self.fulfil]:
             if not worker.alive:
                 worker.start(ready_marker=WORKER_READY)
@@ -150,6 +165,7 @@ class FaultStack:
 
     def stop(self) -> None:
         stop_together([self.web, *self.workers, self.fulfil, self.beat])
+        self.sandbox.stop()
         self.redis.stop()
 
 

@@ -15,14 +15,16 @@ from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import close_old_connections
 from django.db.models import Sum
+from django.utils import timezone
 
 from ledger.models import Account, Charge, Deposit, Entry
 from tests.factories import PASSWORD, make_admin, make_seller
 from tests.faults.load import ChargeClient
-from tests.faults.stack import WORKER_READY, FaultStack, terminate_database_backends
+from tests.faults.stack import PROVIDER_OPTIONS, WORKER_READY, FaultStack, terminate_database_backends
 from tests.support import assert_ledger_audit, wait_settled
 
 FUNDS = 10_000_000
+DECLINE_RATE = 0.02
 SINGLE_FAULTS = (
     "shard_worker_sigkill",
     "redis_restart_empty",
@@ -32,7 +34,16 @@ SINGLE_FAULTS = (
     "beat_sigkill",
     "duplicate_and_reordered_wakeups",
 )
-ALL_FAULTS = (*SINGLE_FAULTS, "everything_at_once")
+# The provider's own faults: the fulfilment's. A provider blip must cost no sale the provider did
+# not refuse, and every charge must be final within PROVIDER_RECOVERY_LIMIT of its coming back.
+PROVIDER_FAULTS = (
+    "provider_down",
+    "provider_slow",
+    "provider_killed_and_restarted",
+    "provider_answers_dropped",
+    "provider_stale_connections",
+)
+ALL_FAULTS = (*SINGLE_FAULTS, *PROVIDER_FAULTS, "everything_at_once")
 
 
 @dataclass
@@ -46,6 +57,9 @@ class Fault:
     unavailable: int = 0  # 503, each with Retry-After
     no_answer: int = 0  # connection refused or reset
     recovery: float | None = None  # seconds after `back` until every charge accepted meanwhile settled
+    # A provider fault: seconds after the provider was healthy again until every charge accepted
+    # before then was final (None: not a provider fault).
+    final_after_healthy: float | None = None
 
 
 @dataclass
@@ -163,6 +177,63 @@ class Scenario:
             self.broker.send_task(name, kwargs=kwargs, queue=queue, ignore_result=True)
         fault.notes["published"] = len(tasks)
 
+    def provider_down(self, fault: Fault) -> None:
+        """Every request answered 503 before processing for 3.5 s (the breaker opens)."""
+        self.stack.sandbox.configure(down=True)
+        time.sleep(3.5)
+        self.stack.sandbox.configure(down=False)
+        self._provider_healthy(fault)
+
+    def provider_slow(self, fault: Fault) -> None:
+        """Answers after 3 s, past our read timeout: every send and lookup times out meanwhile
+        (unknown outcomes), yet the provider processes each request."""
+        self.stack.sandbox.configure(latency_ms=3000)
+        time.sleep(self.rng.uniform(3.0, 5.0))
+        self.stack.sandbox.configure(latency_ms=PROVIDER_OPTIONS["latency_ms"])
+        self._provider_healthy(fault)  # requests that came in meanwhile still take their 3 s
+
+    def provider_killed_and_restarted(self, fault: Fault) -> None:
+        """SIGKILLed with requests in flight (processed or not, their answers lost), restarted with
+        its record."""
+        self.stack.sandbox.kill()
+        time.sleep(self.rng.uniform(1.0, 3.0))
+        self.stack.sandbox.start()
+        self.stack.sandbox.configure(decline_rate=DECLINE_RATE)  # what it started with is the command line's
+        self._provider_healthy(fault)
+
+    def provider_answers_dropped(self, fault: Fault) -> None:
+        """A third of the top-ups processed, then their connection closed without an answer."""
+        before = self.stack.sandbox.stats()["dropped"]
+        self.stack.sandbox.configure(drop_rate=0.3)
+        time.sleep(3.0)
+        self.stack.sandbox.configure(drop_rate=PROVIDER_OPTIONS["drop_rate"])
+        fault.notes["dropped"] = self.stack.sandbox.stats()["dropped"] - before
+        self._provider_healthy(fault)
+
+    def provider_stale_connections(self, fault: Fault) -> None:
+        """Half the requests arriving on a reused keep-alive connection met by the connection
+        closing, unread: what a provider closing idle connections does to a request sent just then."""
+        before = self.stack.sandbox.stats()["stale_closed"]
+        self.stack.sandbox.configure(stale_rate=0.5)
+        time.sleep(3.0)
+        self.stack.sandbox.configure(stale_rate=PROVIDER_OPTIONS["stale_rate"])
+        fault.notes["stale_closed"] = self.stack.sandbox.stats()["stale_closed"] - before
+        self._provider_healthy(fault)
+
+    def _provider_healthy(self, fault: Fault, *, limit: float = 60.0) -> None:
+        """The provider answers normally again from now (the fault's `back`): wait until every
+        charge accepted before now is final, and note how long that took."""
+        fault.back = time.time()
+        healthy = timezone.now()
+        waiting = Charge.objects.filter(seller__in=self.sellers, created_at__lt=healthy).exclude(
+            stage=Charge.Stage.DONE
+        )
+        close_old_connections()
+        while waiting.exists() and time.time() - fault.back < limit:
+            time.sleep(0.1)
+        fault.final_after_healthy = round(time.time() - fault.back, 2)
+        fault.notes["still_open"] = waiting.count()
+
     def everything_at_once(self, fault: Fault) -> None:
         worker = self.rng.choice(self.stack.workers)
         worker.kill()
@@ -177,6 +248,8 @@ class Scenario:
     def run(self, kinds: tuple[str, ...], *, quiet: tuple[float, float] = (2.0, 3.5)) -> Run:
         order = list(kinds)
         self.rng.shuffle(order)
+        # A share of the top-ups declined: refusals the checks must find on the provider's record.
+        self.stack.sandbox.configure(decline_rate=DECLINE_RATE)
         for client in self.clients:
             client.start()
         faults = []
@@ -185,13 +258,14 @@ class Scenario:
             for kind in order:
                 fault = Fault(kind, time.time(), 0.0)
                 getattr(self, kind)(fault)
-                fault.back = time.time()
+                fault.back = fault.back or time.time()
                 faults.append(fault)
                 time.sleep(self.rng.uniform(*quiet))
         finally:
             self.stop.set()
             for client in self.clients:
                 client.join(timeout=90)
+            self.stack.sandbox.configure(decline_rate=PROVIDER_OPTIONS["decline_rate"])
         close_old_connections()
         seller_ids = [s.pk for s in self.sellers]
         wait_settled(*seller_ids, timeout=120)
@@ -248,6 +322,7 @@ class Scenario:
             assert holds.count() == holds.values("charge_id").distinct().count()
             assert holds.count() == succeeded.count() + releases.count()
             assert not releases.exclude(charge__status="failed").exists()
+        self._check_against_the_providers_record()
         assert not Charge.objects.filter(seller__in=self.sellers, status="queued").exists()
         assert not Deposit.objects.filter(seller__in=self.sellers, status="approving").exists()
         assert all(status in (200, 202) for status in self.approvals), self.approvals
@@ -256,6 +331,25 @@ class Scenario:
             assert time.monotonic() < deadline, f"{self.stack.broker_depth()} messages still queued"
             time.sleep(0.5)
         assert_ledger_audit()
+
+    def _check_against_the_providers_record(self) -> None:
+        """The provider's record equals the ledger: each succeeded charge exactly one completed
+        top-up, no completed top-up without a succeeded charge, and no charge failed that the
+        provider did not refuse (its record has the charge's transaction, declined for the same
+        reason)."""
+        charges = Charge.objects.filter(seller__in=self.sellers)
+        sent_as = dict(charges.exclude(external_id=None).values_list("external_id", "id"))
+        record = {t["external_id"]: t for t in self.stack.sandbox.transactions() if t["external_id"] in sent_as}
+        completed = {sent_as[i] for i, t in record.items() if t["status"] == "COMPLETED"}
+        assert completed == set(charges.filter(status="succeeded").values_list("id", flat=True))
+        unfunded = Charge.FailureCode.INSUFFICIENT_FUNDS
+        failed = charges.filter(status="failed").exclude(failure_code=unfunded)
+        for charge_id, external_id, code in failed.values_list("id", "external_id", "failure_code"):
+            refused = record.get(external_id)
+            assert refused is not None and refused["status"] == "DECLINED", (
+                f"charge {charge_id} failed {code}, but the provider has {refused} for it"
+            )
+            assert refused["failure_code"] == code, f"charge {charge_id} failed {code}, refused {refused}"
 
 
 def report(runs: list[Run]) -> str:
@@ -267,8 +361,8 @@ def report(runs: list[Run]) -> str:
     lines = [
         f"{len(runs)} seeded runs, {sum(r.charges for r in runs)} charges accepted, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
-        "| fault | runs | 5xx (not 503) | 500 outcome_unknown | 503 + Retry-After | no answer | recovery max (s) | recovery median (s) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| fault | runs | 5xx (not 503) | 500 outcome_unknown | 503 + Retry-After | no answer | recovery max (s) | recovery median (s) | final after the provider's return, max (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for kind in ALL_FAULTS:
         faults = kinds.get(kind, [])
@@ -278,6 +372,12 @@ def report(runs: list[Run]) -> str:
         lines.append(
             f"| {kind} | {len(faults)} | {sum(f.server_errors for f in faults)} "
             f"| {sum(f.outcome_unknown for f in faults)} | {sum(f.unavailable for f in faults)} "
-            f"| {sum(f.no_answer for f in faults)} | {recoveries[-1]:.2f} | {recoveries[len(recoveries) // 2]:.2f} |"
+            f"| {sum(f.no_answer for f in faults)} | {recoveries[-1]:.2f} | {recoveries[len(recoveries) // 2]:.2f} "
+            f"| {_worst_final(faults)} |"
         )
     return "\n".join(lines)
+
+
+def _worst_final(faults: list[Fault]) -> str:
+    finals = [f.final_after_healthy for f in faults if f.final_after_healthy is not None]
+    return f"{max(finals):.2f}" if finals else ""

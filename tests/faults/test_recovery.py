@@ -13,6 +13,7 @@ from ledger.fulfilment.service import fulfil_charges
 from ledger.models import Charge, Deposit
 from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller
+from providers import get_provider
 from tests.factories import make_admin, make_seller
 from tests.faults.stack import WORKER_READY
 from tests.faults.suite import _login, _with_production_hash
@@ -130,8 +131,17 @@ def _final_within(charge_ids: list[int], seconds: float) -> float:
     return time.monotonic() - started
 
 
+@pytest.fixture
+def stack_provider(stack, settings):
+    """This process's provider is the stack's sandbox, as its workers' is."""
+    settings.PROVIDER_URL = stack.sandbox.url
+    get_provider.cache_clear()
+    yield stack.sandbox
+    get_provider.cache_clear()
+
+
 def test_charges_a_killed_worker_reserved_or_whose_answers_it_missed_are_final_within_seconds_of_its_restart(
-    stack, admin_headers, session_sandbox, redispatch_at_production_pace, monkeypatch
+    stack, admin_headers, stack_provider, redispatch_at_production_pace, monkeypatch
 ):
     seller = _funded(stack, admin_headers)
     worker = stack.worker_for_shard(seller.shard)
@@ -158,7 +168,7 @@ def test_charges_a_killed_worker_reserved_or_whose_answers_it_missed_are_final_w
 
     assert Charge.objects.filter(pk__in=ids, status=Charge.Status.SUCCEEDED).count() == 6
     sent_as = dict(Charge.objects.filter(pk__in=ids).values_list("external_id", "id"))
-    record = [t for t in session_sandbox.transactions() if t["external_id"] in sent_as]
+    record = [t for t in stack_provider.transactions() if t["external_id"] in sent_as]
     assert sorted(sent_as[t["external_id"]] for t in record if t["status"] == "COMPLETED") == sorted(ids)
     assert len(record) == len(ids)  # each topped up exactly once
     assert_ledger_audit(seller.seller.pk)

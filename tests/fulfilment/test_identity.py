@@ -42,7 +42,6 @@ def _send_and_look_up(seller, settings) -> Charge:
     settle_seller(seller_id=seller.pk)
     fulfil_charges(list(Charge.objects.filter(seller=seller, stage="reserved").values_list("id", flat=True)))
     settings.PROVIDER_LOOKUP_AFTER = 0
-    settings.PROVIDER_GRACE = 0  # a charge not found would be timed out now; a mismatched one must not be
     Charge.objects.filter(seller=seller).update(next_check_at="2000-01-01T00:00:00Z")
     look_up_open_charges()
     settle_seller(seller_id=seller.pk)
@@ -93,6 +92,7 @@ def test_an_answer_about_an_earlier_databases_transaction_settles_nothing(sessio
         charge = _send_and_look_up(seller, settings)
 
     assert (charge.status, charge.stage, charge.outcome, charge.failure_code) == ("queued", "unknown", None, None)
+    assert charge.sends == 1  # found, though not as asked: never sent again
     assert _account(seller)[1] == 2_000  # still held: neither posted nor released
     mismatch = ProviderMismatch.objects.get(charge=charge)
     assert "before our charge" in mismatch.detail
@@ -107,7 +107,13 @@ def test_an_id_the_provider_holds_with_another_body_is_a_mismatch_not_a_failed_s
 
     charge = _send_and_look_up(seller, settings)
 
-    assert (charge.status, charge.stage, charge.outcome, charge.failure_code) == ("queued", "unknown", None, None)
+    assert (charge.status, charge.stage, charge.outcome, charge.failure_code, charge.sends) == (
+        "queued",
+        "unknown",
+        None,
+        None,
+        1,
+    )
     assert _account(seller) == (7_000, 3_000)
     assert (
         "409" in ProviderMismatch.objects.get(charge=charge).detail

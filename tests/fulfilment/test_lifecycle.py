@@ -7,8 +7,11 @@ import json
 import time
 
 import pytest
+import requests
 from standardwebhooks import Webhook
 
+from ledger import charge_lifecycle as lifecycle
+from ledger.fulfilment.identity import external_id_prefix
 from ledger.fulfilment.reconcile import (
     charges_reserved_of_shard,
     charges_to_redispatch,
@@ -124,40 +127,24 @@ def test_an_overdraft_fails_at_the_reservation_and_is_never_sent(session_sandbox
 
 def test_a_dropped_answer_is_unknown_until_the_lookup_finds_the_top_up(session_sandbox):
     seller = _funded(10_000)
-    charge = _charge(seller, 2_500, "9903")  # processed, the answer dropped
+    charge = _charge(seller, 2_500)
     settle_seller(seller_id=seller.pk)
-
-    run = fulfil_charges(_reserved_ids(seller))
-    charge.refresh_from_db()
-    assert (run.unknown, charge.stage, charge.outcome) == (1, "unknown", None)
+    # The worker's claim; its request reached the provider, which topped up, and the answer was
+    # lost on the way back (a dropped connection the transport cannot take for a stale one).
+    [asked] = lifecycle.claim_for_sending([charge.pk], first_check_after=60, external_id_prefix=external_id_prefix())
+    body = {"external_id": asked[1], "msisdn": phone(), "amount": 2_500}
+    requests.post(f"{session_sandbox.url}/v1/transactions", json=body, timeout=5).raise_for_status()
+    assert lifecycle.mark_unknown([charge.pk], check_after=0) == 1
     assert _account(seller) == (7_500, 2_500)  # never released blindly
 
-    _look_up_until_answered(charge)
+    run = look_up_open_charges()
+    assert (run.answered, run.resent) == (1, 0)  # found: never sent again
     settle_seller(seller_id=seller.pk)
     charge.refresh_from_db()
-    assert (charge.status, charge.provider_reference is not None) == ("succeeded", True)
+    assert (charge.status, charge.provider_reference is not None, charge.sends) == ("succeeded", True, 1)
     assert _account(seller) == (7_500, 0)
     record = [t for t in session_sandbox.transactions() if t["external_id"] == _external_id(charge)]
     assert len(record) == 1  # one top-up, found, never sent again under a new identity
-    assert_ledger_audit(seller.pk)
-
-
-def test_a_request_that_timed_out_unprocessed_fails_after_the_grace_period(settings):
-    seller = _funded(10_000)
-    charge = _charge(seller, 2_500, "9904")  # hangs past our read timeout, never processed
-    settle_seller(seller_id=seller.pk)
-    fulfil_charges(_reserved_ids(seller))
-    charge.refresh_from_db()
-    assert charge.stage == "unknown"
-
-    _look_up_until_answered(charge, timeout=settings.PROVIDER_GRACE + 5)
-    charge.refresh_from_db()
-    assert (charge.outcome, charge.outcome_code) == ("failed", "provider_timeout")
-    assert (charge.submitted_at.timestamp() + settings.PROVIDER_GRACE) <= time.time()
-    settle_seller(seller_id=seller.pk)
-    charge.refresh_from_db()
-    assert (charge.status, charge.failure_code) == ("failed", "provider_timeout")
-    assert _account(seller) == (10_000, 0)
     assert_ledger_audit(seller.pk)
 
 

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -70,6 +71,13 @@ def external_id():
 
 def msisdn(suffix: str = "4567") -> str:
     return f"+98912123{suffix}"
+
+
+def in_a_new_thread(call):
+    """`call()` on a thread of its own: an adapter keeps a session, and its connections, per thread,
+    so this thread's first request goes out on a new connection."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(call).result()
 
 
 class Receiver:

@@ -20,6 +20,7 @@ from tests.provider.conftest import (
     REVERSE_SECONDS,
     SECRET_KEY,
     dvs_for,
+    in_a_new_thread,
     msisdn,
 )
 
@@ -224,8 +225,14 @@ def test_a_late_success_after_a_read_timeout(sandbox, external_id):
 def test_the_money_rule(sandbox, dvs, external_id):
     impatient = dvs_for(sandbox, timeout=(1.0, HANG_SECONDS / 4))
     assert _send(impatient, f"{external_id}-hang", "9904").outcome == Outcome.UNKNOWN  # read timeout
-    assert _send(dvs, f"{external_id}-drop", "9903").outcome == Outcome.UNKNOWN  # processed, answer lost
+    assert _send(dvs, f"{external_id}-warm").outcome == Outcome.SUCCEEDED  # what it sells, read and kept
+    dropped = in_a_new_thread(lambda: _send(dvs, f"{external_id}-drop", "9903"))  # on a new connection
+    assert dropped.outcome == Outcome.UNKNOWN  # processed, answer lost
     assert dvs.lookup(f"{external_id}-drop").outcome == Outcome.SUCCEEDED
+    # On a reused keep-alive connection the same loss is a stale connection's: sent again at once,
+    # refused as used, and answered with the transaction the first request made.
+    assert _send(dvs, f"{external_id}-drop2", "9903").outcome == Outcome.SUCCEEDED
+    assert len(_raw(sandbox, f"{external_id}-drop2")) == 1
     throttled = _send(dvs, f"{external_id}-429", "9906")
     assert (throttled.outcome, throttled.retry_after) == (Outcome.RETRY, 1.0)
     sandbox.configure(down=True)

@@ -15,7 +15,15 @@ import requests
 from devstack.processes import free_port
 from providers.base import InvalidCallback, Outcome, ProviderError
 from providers.reloadly_auth import MARGIN_SHARE
-from tests.provider.conftest import BALANCE, HANG_SECONDS, PENDING_SECONDS, REVERSE_SECONDS, msisdn, reloadly_for
+from tests.provider.conftest import (
+    BALANCE,
+    HANG_SECONDS,
+    PENDING_SECONDS,
+    REVERSE_SECONDS,
+    in_a_new_thread,
+    msisdn,
+    reloadly_for,
+)
 
 RANGE, FIXED = "202", "203"  # MCI, by Reloadly's operators the sandbox derives from its catalog
 AMOUNT, COST = 26_000_000, 42  # 260,000 IRR at the ranged wholesale rate: US$0.42
@@ -219,8 +227,14 @@ def test_the_money_rule(reloadly, sandbox, external_id):
     impatient = reloadly_for(sandbox, timeout=(1.0, HANG_SECONDS / 4))
     impatient.tokens.token()
     assert _send(impatient, f"{external_id}-hang", "9904").outcome == Outcome.UNKNOWN  # read timeout
-    assert _send(reloadly, f"{external_id}-drop", "9903").outcome == Outcome.UNKNOWN  # processed, answer lost
+    assert _send(reloadly, f"{external_id}-warm").outcome == Outcome.SUCCEEDED  # what it sells, read and kept
+    dropped = in_a_new_thread(lambda: _send(reloadly, f"{external_id}-drop", "9903"))  # on a new connection
+    assert dropped.outcome == Outcome.UNKNOWN  # processed, answer lost
     assert reloadly.lookup(f"{external_id}-drop").outcome == Outcome.SUCCEEDED
+    # On a reused keep-alive connection the same loss is a stale connection's: sent again at once,
+    # refused as used, and answered with the transaction the first request made.
+    assert _send(reloadly, f"{external_id}-drop2", "9903").outcome == Outcome.SUCCEEDED
+    assert len(_report(sandbox, reloadly, f"{external_id}-drop2")) == 1
     throttled = _send(reloadly, f"{external_id}-429", "9906")
     assert (throttled.outcome, throttled.retry_after) == (Outcome.RETRY, 1.0)
     sandbox.configure(down=True)
