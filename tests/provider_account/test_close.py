@@ -19,6 +19,7 @@ from ledger.services.settlement import settle_seller
 from providers import get_provider
 from tests.factories import client_for, make_admin, make_seller, request_and_approve
 from tests.support import settle_through_provider
+from workers.provider_account_tasks import provider_close_task
 
 pytestmark = pytest.mark.django_db
 
@@ -145,11 +146,13 @@ def test_without_a_snapshot_at_both_bounds_the_equation_is_unknown(sandbox):
     assert (close.balanced, close.difference, close.start_balance) == (None, None, None)
 
 
-def test_the_admin_endpoints_queue_a_close_and_list_the_results(sandbox):
+def test_the_admin_endpoints_queue_a_close_and_list_the_results(sandbox, django_capture_on_commit_callbacks):
     admin = client_for(make_admin())
-    queued = admin.post("/api/v1/ops/provider-close/", {"date": _today().isoformat()}, format="json")
+    with django_capture_on_commit_callbacks() as published:
+        queued = admin.post("/api/v1/ops/provider-close/", {"date": _today().isoformat()}, format="json")
+    assert len(published) == 1  # the task's publish, once the request committed
     assert queued.status_code == 202 and queued.json()["status"] == "queued"
-    close_day(get_provider(), _today())  # what the worker runs
+    provider_close_task(_today().isoformat())  # what the import worker runs
     listed = admin.get("/api/v1/ops/provider-closes/").json()["results"]
     assert [(c["provider"], c["day"], c["status"]) for c in listed] == [
         (get_provider().name, _today().isoformat(), "done")

@@ -58,7 +58,10 @@ def test_a_low_float_warns_once_while_it_lasts_and_says_when_it_recovers(sandbox
     admin = client_for(make_admin())
     (shown,) = admin.get("/api/v1/ops/queues/").json()["provider_floats"]
     assert (shown["low"], shown["low_threshold"], shown["ok"]) == (True, 50_000, True)  # an alert, not a stop
-    assert f'ledger_provider_float_low{{provider="{provider.name}"}} 1.0' in admin.get("/api/v1/ops/metrics/").content.decode()
+    assert (
+        f'ledger_provider_float_low{{provider="{provider.name}"}} 1.0'
+        in admin.get("/api/v1/ops/metrics/").content.decode()
+    )
 
     sandbox.set_balance(50_000)
     poll_float(provider)
