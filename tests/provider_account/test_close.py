@@ -164,3 +164,24 @@ def test_the_admin_endpoints_queue_a_close_and_list_the_results(sandbox, django_
     seller = client_for(make_seller().user)
     assert seller.get("/api/v1/ops/provider-closes/").status_code == 403
     assert seller.post("/api/v1/ops/provider-funding/", {}, format="json").status_code == 403
+
+
+def test_the_admin_site_adds_funding_and_never_changes_it(client):
+    admin = make_admin()
+    client.force_login(admin)
+    added = client.post(
+        "/admin/ledger/providerfunding/add/",
+        {
+            "provider": "sandbox",
+            "amount": 500,
+            "currency": "USD",
+            "at_0": "2026-12-01",
+            "at_1": "10:00:00",
+            "reference": "w-9",
+        },
+    )
+    assert added.status_code == 302, added.content[:2000]
+    funding = ProviderFunding.objects.get(reference="w-9")
+    assert (funding.amount, funding.recorded_by) == (500, admin)
+    assert client.post(f"/admin/ledger/providerfunding/{funding.pk}/change/", {"amount": 1}).status_code == 403
+    assert client.post(f"/admin/ledger/providerfunding/{funding.pk}/delete/", {"post": "yes"}).status_code == 403
