@@ -15,6 +15,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from core.permissions import IsAdmin
+from ledger.provider_account.close import EARLIEST_DAY
 from ledger.provider_account.models import ProviderClose, ProviderFunding
 from providers import get_provider
 from workers.provider_account_tasks import provider_close_on_commit
@@ -42,6 +43,8 @@ class ProviderCloseInput(serializers.Serializer):
     def validate_date(self, value):
         if value > timezone.now().date():
             raise serializers.ValidationError("a day that has not begun cannot be closed")
+        if value < EARLIEST_DAY:
+            raise serializers.ValidationError(f"a day from {EARLIEST_DAY} on")
         return value
 
 
@@ -112,6 +115,8 @@ class ProviderFundingSerializer(serializers.ModelSerializer):
     def validate_at(self, value):
         if value > timezone.now() + timedelta(minutes=5):
             raise serializers.ValidationError("in the future")
+        if value.date() < EARLIEST_DAY:
+            raise serializers.ValidationError(f"from {EARLIEST_DAY} on")
         return value
 
     def validate(self, attrs):

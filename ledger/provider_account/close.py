@@ -31,6 +31,7 @@ from providers.base import Provider, ProviderError
 logger = logging.getLogger(__name__)
 
 CLOSE_LIST_LIMIT = 1000  # discrepancies kept per kind (the counts are complete)
+EARLIEST_DAY = date(2000, 1, 1)  # before any charge; keeps a day's bounds within datetime's range
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:

@@ -4,8 +4,9 @@ result it keeps, exits non-zero when the records disagree or the money equation 
 from datetime import date, datetime
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from ledger.provider_account.close import close_day
+from ledger.provider_account.close import EARLIEST_DAY, close_day
 from ledger.provider_account.models import ProviderClose
 from providers import get_provider
 
@@ -22,6 +23,8 @@ class Command(BaseCommand):
             day = _day(date)
         except ValueError as exc:
             raise CommandError(f"--date: {date!r} is not YYYY-MM-DD") from exc
+        if not EARLIEST_DAY <= day <= timezone.now().date():
+            raise CommandError(f"--date: a day from {EARLIEST_DAY} to today")
         adapter = get_provider()
         if provider and provider != adapter.name:
             raise CommandError(f"--provider: {provider!r} is not configured (the configured one is {adapter.name!r})")
