@@ -163,6 +163,10 @@ def _record_equation(close: ProviderClose, ours: dict[str, Ours], found: Compari
     close.end_polled_at = last.polled_at if last else None
     comparable = first is not None and last is not None and first.pk != last.pk
     comparable = comparable and first.currency == last.currency == settings.PLATFORM_CURRENCY
+    day_funding = ProviderFunding.objects.filter(provider=close.provider, at__gte=start, at__lt=end)
+    if day_funding.exclude(currency=close.currency).exists():
+        close.error = f"funding recorded in another currency than the balance's ({close.currency}): not counted"
+        comparable = False
     if not comparable:
         close.difference = close.balanced = None
         return

@@ -146,6 +146,15 @@ def test_without_a_snapshot_at_both_bounds_the_equation_is_unknown(sandbox):
     assert (close.balanced, close.difference, close.start_balance) == (None, None, None)
 
 
+def test_funding_in_another_currency_leaves_the_equation_unknown_and_says_why(sandbox):
+    start, _ = day_bounds(_today())
+    _snapshot_at(start + timedelta(seconds=30), 5_000)
+    _snapshot_at(start + timedelta(seconds=90), 5_000)
+    ProviderFunding.objects.create(provider=get_provider().name, amount=10, currency="EUR", at=start, reference="eur")
+    close = close_day(get_provider(), _today())
+    assert close.balanced is None and "another currency" in close.error
+
+
 def test_the_admin_endpoints_queue_a_close_and_list_the_results(sandbox, django_capture_on_commit_callbacks):
     admin = client_for(make_admin())
     with django_capture_on_commit_callbacks() as published:
