@@ -15,7 +15,16 @@ from django.utils import timezone
 from core.admin_mixins import ReadOnlyAdmin
 from core.errors import DomainError
 from core.roles import Role, role_of
-from ledger.models import Charge, ChargeBatch, Deposit, Entry, ProviderMismatch
+from ledger.models import (
+    Charge,
+    ChargeBatch,
+    Deposit,
+    Entry,
+    ProviderClose,
+    ProviderFloat,
+    ProviderFunding,
+    ProviderMismatch,
+)
 from ledger.reports import MarginRow, margin_report
 from ledger.services.deposits import deposit_approve, deposit_reject
 
@@ -208,3 +217,52 @@ class ProviderMismatchAdmin(ReadOnlyAdmin):
     list_display = ("charge", "detail", "first_seen_at", "last_seen_at")
     list_select_related = ("charge",)
     search_fields = ("=charge__id", "=charge__external_id")
+
+
+@admin.register(ProviderFunding)
+class ProviderFundingAdmin(admin.ModelAdmin):
+    """Money we sent to our account at a provider (a term of the daily close's equation). Added
+    here or through `POST /api/v1/ops/provider-funding/`, never changed or deleted: a correction
+    is another entry (negative for a withdrawal)."""
+
+    list_display = ("provider", "amount", "currency", "at", "reference", "recorded_by", "recorded_at")
+    list_filter = ("provider",)
+    search_fields = ("=reference",)
+    fields = ("provider", "amount", "currency", "at", "reference")
+
+    def has_add_permission(self, request) -> bool:
+        return role_of(request.user) == Role.ADMIN
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None  # the list, and the add form; never an existing entry
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change):
+        obj.recorded_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(ProviderClose)
+class ProviderCloseAdmin(ReadOnlyAdmin):
+    """The daily closes per provider (docs/operations.md, *The daily close per provider*)."""
+
+    list_display = (
+        "day",
+        "provider",
+        "status",
+        "matched",
+        "missing_at_provider",
+        "missing_here",
+        "mismatched",
+        "reversed",
+        "balanced",
+        "difference",
+    )
+    list_filter = ("provider", "status", "balanced")
+
+
+@admin.register(ProviderFloat)
+class ProviderFloatAdmin(ReadOnlyAdmin):
+    list_display = ("provider", "available", "currency", "polled_at", "low", "refused_at", "error")

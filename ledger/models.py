@@ -573,5 +573,12 @@ class ProviderMismatch(models.Model):
         return f"provider mismatch on charge #{self.charge_id}"
 
 
-# The statements' own tables, defined beside the code that writes them.
+# Tables defined beside the code that writes them: our accounts at the providers (the float,
+# funding, the daily close) and the statements.
+from ledger.provider_account.models import (  # noqa: E402, F401
+    ProviderBalanceSnapshot,
+    ProviderClose,
+    ProviderFloat,
+    ProviderFunding,
+)
 from ledger.statements.models import ChainCheckpoint, Statement, StatementFile  # noqa: E402, F401

@@ -81,6 +81,24 @@ _QUEUES = inline_serializer(
                 "gate": serializers.DictField(help_text="the provider's breaker, pause and rate window"),
             },
         ),
+        "provider_floats": inline_serializer(
+            "OpsProviderFloat",
+            {
+                "provider": serializers.CharField(),
+                "available": serializers.IntegerField(allow_null=True, help_text="null: no poll answered yet"),
+                "currency": serializers.CharField(),
+                "holding": serializers.IntegerField(allow_null=True),
+                "polled_at": serializers.DateTimeField(allow_null=True, help_text="of the last poll that answered"),
+                "low_threshold": serializers.IntegerField(allow_null=True, help_text="PROVIDER_FLOAT_LOW (null: none)"),
+                "low": serializers.BooleanField(help_text="below the threshold at the last poll: fund the account"),
+                "low_since": serializers.DateTimeField(allow_null=True),
+                "ok": serializers.BooleanField(help_text="routing may send sales there (provider_float_ok)"),
+                "error": serializers.CharField(allow_null=True, help_text="why the last poll failed"),
+                "error_at": serializers.DateTimeField(allow_null=True),
+            },
+            many=True,
+            help_text="our balance at each provider (the float)",
+        ),
         "replica": inline_serializer(
             "OpsReplica",
             {

@@ -11,6 +11,7 @@ import json
 
 import redis
 from django.db import connection
+from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -159,6 +160,44 @@ class LedgerCollector:
                 "ledger_audit_last_run_timestamp_seconds", "When the last audit finished", value=audit["at"].timestamp()
             )
         yield from _replica_metrics(report["replica"])
+        yield from _float_metrics(report["provider_floats"])
+
+
+def _float_metrics(floats: list[dict]):
+    """Our balance at each provider, and its alert state: alert on `ledger_provider_float_low == 1`
+    (the account needs funding) and on `ledger_provider_float_ok == 0` (routing skips it)."""
+    balance = GaugeMetricFamily(
+        "ledger_provider_float",
+        "Our available balance at the provider, smallest unit of its currency (last poll that answered)",
+        labels=["provider", "currency"],
+    )
+    threshold = GaugeMetricFamily(
+        "ledger_provider_float_low_threshold", "PROVIDER_FLOAT_LOW for the provider", labels=["provider", "currency"]
+    )
+    low = GaugeMetricFamily(
+        "ledger_provider_float_low", "1 while the float is below its threshold", labels=["provider"]
+    )
+    ok = GaugeMetricFamily(
+        "ledger_provider_float_ok", "1 if routing may send sales there (provider_float_ok)", labels=["provider"]
+    )
+    age = GaugeMetricFamily(
+        "ledger_provider_float_poll_age_seconds", "Since the last poll that answered", labels=["provider"]
+    )
+    failing = GaugeMetricFamily(
+        "ledger_provider_float_poll_failing", "1 while the last poll of the balance failed", labels=["provider"]
+    )
+    now = timezone.now()
+    for row in floats:
+        name = row["provider"]
+        if row["available"] is not None:
+            balance.add_metric([name, row["currency"]], row["available"])
+            age.add_metric([name], (now - row["polled_at"]).total_seconds())
+        if row["low_threshold"] is not None:
+            threshold.add_metric([name, row["currency"]], row["low_threshold"])
+        low.add_metric([name], int(row["low"]))
+        ok.add_metric([name], int(row["ok"]))
+        failing.add_metric([name], int(row["error"] is not None))
+    yield from (balance, threshold, low, ok, age, failing)
 
 
 def _replica_metrics(replica: dict | None):

@@ -13,6 +13,7 @@ import redis
 from django.conf import settings
 
 from core.db.replica import replica_report
+from ledger.provider_account.floats import floats_report
 from ledger.selectors import Waiting, sellers_waiting, sellers_with_oldest_intents
 from workers.broker import broker_client, ops_key, queue_depths
 from workers.heartbeat import live_entries
@@ -105,6 +106,7 @@ def queue_report(*, oldest_limit: int = 10) -> dict:
         "standbys": sorted(standbys, key=lambda standby: standby["shards"]),
         "oldest_waiting": oldest_sellers,
         "fulfilment": fulfilment_report(),
+        "provider_floats": floats_report(),
         "replica": replica_report(),  # null without DATABASE_REPLICA_URL
     }
 

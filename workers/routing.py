@@ -15,10 +15,12 @@ SWEEP_QUEUE = "ledger.sweep"
 SWEEP_TASK = "ledger.sweep_stale_sellers"
 # Statements and checkpoints: long or rare work, on the import worker's queue (workers/statement_tasks.py).
 STATEMENT_TASKS = ("ledger.sign_checkpoints", "ledger.build_statement", "ledger.monthly_statements")
+# The daily close of a provider: long, rare, on the import worker's queue too.
+PROVIDER_CLOSE_TASK = "ledger.provider_close"
 WEBHOOK_QUEUE = "ledger.webhooks"
 # Provider calls: a worker of their own, threads (they wait on the network), never a shard's.
 FULFIL_QUEUE = "ledger.fulfil"
-# The reconciler, on a queue of its own that the fulfilment worker also consumes: its lookups must
+# The reconciler and the float's poll, on a queue of its own that the fulfilment worker also consumes: its lookups must
 # not wait behind a backlog of sends (Celery takes from each of a worker's queues in turn).
 RECONCILE_QUEUE = "ledger.fulfil.reconcile"
 
@@ -47,11 +49,11 @@ def route_task(name, args, kwargs, options, task=None, **kw):
         if value is None and args:
             value = args[0]
         return {"queue": queue_for(value) if key == "seller_id" else shard_queue(value)}
-    if name in ("ledger.import_batch", *STATEMENT_TASKS):
+    if name in ("ledger.import_batch", PROVIDER_CLOSE_TASK, *STATEMENT_TASKS):
         return {"queue": IMPORTS_QUEUE}
     if name == "ledger.fulfil":
         return {"queue": FULFIL_QUEUE}
-    if name == "ledger.reconcile_fulfilment":
+    if name in ("ledger.reconcile_fulfilment", "ledger.poll_provider_float"):
         return {"queue": RECONCILE_QUEUE}
     if name == SWEEP_TASK:
         return {"queue": SWEEP_QUEUE}

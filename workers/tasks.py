@@ -310,6 +310,6 @@ def _fulfilment_idle() -> bool:
         return False
 
 
-# The statements' tasks live in a module of their own; importing it here registers them wherever
-# Celery autodiscovers `workers.tasks`.
-from workers import statement_tasks  # noqa: E402, F401
+# The statements' and the provider accounts' tasks live in modules of their own; importing them
+# here registers them wherever Celery autodiscovers `workers.tasks`.
+from workers import provider_account_tasks, statement_tasks  # noqa: E402, F401

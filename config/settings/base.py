@@ -306,6 +306,25 @@ PROVIDER_REDISPATCH_AFTER = env_float("PROVIDER_REDISPATCH_AFTER", 15.0)
 # Unknown outcomes older than this are reported (ops/queues, metrics): someone should look.
 PROVIDER_UNKNOWN_ALERT_AFTER = env_float("PROVIDER_UNKNOWN_ALERT_AFTER", 300.0)
 PROVIDER_RECONCILE_INTERVAL = env_float("PROVIDER_RECONCILE_INTERVAL", 2.0)
+# The float, our balance at the provider (ledger/provider_account/floats.py): polled every
+# PROVIDER_FLOAT_INTERVAL seconds; below PROVIDER_FLOAT_LOW (smallest unit of the balance's
+# currency) it is low: one WARNING, shown in ops/queues and the metrics. One amount for every
+# provider ("5000000") or per provider ("dtone=5000000,reloadly=200000"); empty: no alert.
+PROVIDER_FLOAT_INTERVAL = env_float("PROVIDER_FLOAT_INTERVAL", 60.0)
+
+
+def _float_low(value: str) -> int | dict[str, int] | None:
+    if not value.strip():
+        return None
+    if "=" not in value:
+        return int(value)
+    pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+    if any(not name.strip() or not amount.strip().isdigit() for name, _, amount in pairs):
+        raise ImproperlyConfigured(f"PROVIDER_FLOAT_LOW: {value!r} is neither an amount nor name=amount,...")
+    return {name.strip(): int(amount) for name, _, amount in pairs}
+
+
+PROVIDER_FLOAT_LOW = _float_low(env("PROVIDER_FLOAT_LOW", ""))
 
 # The catalog, prices and quotes (docs/api.md, "Catalog, prices and quotes"; docs/operations.md).
 # Every price and cost is an integer of this currency's smallest unit (ISO 4217 code); a provider
@@ -423,6 +442,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "ledger.reconcile_fulfilment",
         "schedule": PROVIDER_RECONCILE_INTERVAL,
         "options": {"expires": PROVIDER_RECONCILE_INTERVAL},
+    },
+    "ledger.poll_provider_float": {
+        "task": "ledger.poll_provider_float",
+        "schedule": PROVIDER_FLOAT_INTERVAL,
+        "options": {"expires": PROVIDER_FLOAT_INTERVAL},
     },
     "catalog.sync": {
         "task": "catalog.sync",

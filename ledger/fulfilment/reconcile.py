@@ -26,21 +26,20 @@
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
 
 import redis
 from django.conf import settings
 from django.db import connection
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ledger import charge_lifecycle as lifecycle
-from ledger.charge_lifecycle import ASKED_COLUMNS, OPEN, OPEN_SQL, RESERVED, SENT_SQL, SUCCEEDED, UNKNOWN
+from ledger.charge_lifecycle import ASKED_COLUMNS, FAILED, OPEN, OPEN_SQL, RESERVED, SENT_SQL, SUCCEEDED, UNKNOWN
 from ledger.fulfilment.gate import ProviderGate, gate_for
 from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
 from ledger.fulfilment.service import (
     SentAnswers,
     answer_from,
-    asked_by_external_id,
     record_answers,
     record_mismatches,
     request_lease,
@@ -48,6 +47,8 @@ from ledger.fulfilment.service import (
     send_all,
 )
 from ledger.models import Charge
+from ledger.provider_account.compare import OPEN as OPEN_STATE
+from ledger.provider_account.compare import Ours, compare
 from providers import get_provider
 from providers.base import LookupResult, Outcome, Provider, ProviderError
 
@@ -284,39 +285,24 @@ class WindowReport:
 
 
 def provider_window(*, since: datetime, until: datetime | None = None) -> WindowReport:
-    """Our charges created in [since, until) against the provider's transactions of the window:
-    each succeeded charge must be one completed top-up of the same amount, and each completed
-    top-up one succeeded charge. A charge still open is left out (it is not final yet)."""
+    """Our charges created in [since, until) against the provider's transactions of the window
+    (ledger/provider_account/compare.py): each succeeded charge must be one completed top-up of the
+    same amount, and each completed top-up one succeeded charge. A charge still open is left out
+    (it is not final yet); a reversed top-up is missing at the provider."""
     until = until or timezone.now()
-    ours = dict(
-        Charge.objects.filter(created_at__gte=since, created_at__lt=until, status=SUCCEEDED).values_list("id", "amount")
+    rows = Charge.objects.filter(created_at__gte=since, created_at__lt=until, external_id__isnull=False)
+    asked = Coalesce("destination_amount", "amount")  # what the provider was asked to deliver
+    ours = {
+        external_id: Ours(charge_id, status if status in (SUCCEEDED, FAILED) else OPEN_STATE, amount)
+        for charge_id, external_id, status, amount in rows.values_list("id", "external_id", "status", asked)
+    }
+    found = compare(
+        ours, get_provider().transactions(created_after=since, created_before=until), prefix=external_id_prefix()
     )
-    open_ids = set(
-        Charge.objects.filter(created_at__gte=since, created_at__lt=until, stage__in=OPEN).values_list("id", flat=True)
+    reversed_here = [charge_id for charge_id, _, state, _ in found.reversals if state == SUCCEEDED]
+    return WindowReport(
+        matched=found.matched,
+        missing_at_provider=sorted(found.missing_at_provider + reversed_here),
+        missing_here=found.missing_here,
+        amount_mismatches=found.amount_mismatches,
     )
-    report = WindowReport()
-    seen = set()
-    ours_prefix = external_id_prefix()
-    completed = (
-        t
-        for t in get_provider().transactions(created_after=since, created_before=until)
-        if t.outcome is Outcome.SUCCEEDED
-    )
-    while chunk := list(islice(completed, 1000)):
-        asked = asked_by_external_id([t.external_id for t in chunk])
-        for transaction in chunk:
-            charge_id = asked[transaction.external_id].charge_id if transaction.external_id in asked else None
-            if charge_id is None and not transaction.external_id.startswith(ours_prefix):
-                continue  # another installation's transaction on the same provider account
-            if charge_id in open_ids:
-                continue
-            if charge_id not in ours:
-                report.missing_here.append(transaction.external_id)
-                continue
-            seen.add(charge_id)
-            if ours[charge_id] != transaction.amount:
-                report.amount_mismatches.append((charge_id, ours[charge_id], transaction.amount))
-            else:
-                report.matched += 1
-    report.missing_at_provider = sorted(set(ours) - seen)
-    return report
