@@ -307,7 +307,7 @@ def test_reconcile_provider_window_matches_our_succeeded_charges_with_its_top_up
 
     report = provider_window(since=since)
     assert report.clean and report.matched >= 2
-    Charge.objects.filter(pk=charges[0].pk).update(amount=999)  # a mismatch the comparison must show
+    Charge.objects.filter(pk=charges[0].pk).update(destination_amount=999)  # what we asked differs from what it delivered
     report = provider_window(since=since)
     assert report.amount_mismatches == [(charges[0].pk, 999, 1_000)]
 
@@ -355,7 +355,7 @@ def test_the_reconcile_provider_command_reports_and_fails_on_a_disagreement():
     call_command("reconcile_provider", "--since", since, stdout=out)
     assert "amount mismatches: 0" in out.getvalue()
 
-    Charge.objects.filter(pk=charges[1].pk).update(amount=1_001)
+    Charge.objects.filter(pk=charges[1].pk).update(destination_amount=1_001)
     with pytest.raises(CommandError, match="disagree"):
         call_command("reconcile_provider", "--since", since, stdout=io.StringIO())
     with pytest.raises(CommandError, match="neither"):
