@@ -307,7 +307,9 @@ def test_reconcile_provider_window_matches_our_succeeded_charges_with_its_top_up
 
     report = provider_window(since=since)
     assert report.clean and report.matched >= 2
-    Charge.objects.filter(pk=charges[0].pk).update(destination_amount=999)  # what we asked differs from what it delivered
+    Charge.objects.filter(pk=charges[0].pk).update(
+        destination_amount=999
+    )  # what we asked differs from what it delivered
     report = provider_window(since=since)
     assert report.amount_mismatches == [(charges[0].pk, 999, 1_000)]
 
