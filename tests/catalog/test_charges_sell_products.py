@@ -9,12 +9,14 @@ import math
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError
 from django.db.models import Sum
 from django.utils import timezone
 
 from catalog.models import Operator, Product, ProductVersion, Quote
 from catalog.services.prices import price_list_default, price_list_for_seller, price_rule_create
 from catalog.services.sync import catalog_sync
+from ledger.audit import audit_ledger
 from ledger.models import Charge, Entry
 from providers import get_provider
 from tests.batches.helpers import csv_bytes, imported, results_rows
@@ -237,3 +239,42 @@ def test_a_named_operator_wins_over_the_numbering_prefix():
     assert (nobody.status_code, nobody.json()["code"]) == (400, "no_operator")
     settle_through_provider(seller.pk)
     assert_ledger_audit(seller.pk)
+
+
+def test_the_admin_site_charts_the_margin_per_day(client):
+    seller = _funded()
+    for _ in range(2):
+        _charge(client_for(seller.user), phone_number=SAFARICOM, amount=50_000)
+    settle_through_provider(seller.pk)
+    sold = Charge.objects.filter(seller=seller, status="succeeded")
+    margin = sum(c.amount - c.cost for c in sold)
+    client.force_login(make_admin())
+
+    listing = client.get("/admin/ledger/charge/")
+    assert listing.status_code == 200 and b"/admin/ledger/charge/margin/" in listing.content
+    page = client.get("/admin/ledger/charge/margin/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count('class="margin-bar"') == 30  # a bar per day of the last 30, today's last
+    today = timezone.now().date().isoformat()
+    assert f"{today}: margin {margin} on 2 charges" in html
+    client.force_login(seller.user)  # a seller has no admin site
+    assert client.get("/admin/ledger/charge/margin/").status_code == 302
+
+
+def test_the_audit_finds_a_quoted_charge_held_at_another_price_than_its_quote(settings):
+    seller = _funded()
+    client = client_for(seller.user)
+    product = _product("Safaricom", kind="fixed", amount=10_000)
+    quote = client.post("/api/v1/quotes/", {"phone_number": SAFARICOM, "product": product.pk}, format="json").json()
+    charge = _charge(client, quote=quote["id"]).json()
+    settle_through_provider(seller.pk)
+    assert_ledger_audit(seller.pk)
+
+    Quote.objects.filter(pk=quote["id"]).update(price=quote["price"] + 1)  # the price on record differs
+    breaches = audit_ledger(seller_id=seller.pk)
+    assert [(b.invariant, b.seller_id) for b in breaches] == [(5, seller.pk)]
+    assert f"charge {charge['id']} is succeeded/done with a hold of -{quote['price']}" in breaches[0].message
+    assert f"for quote {quote['id']} at {quote['price'] + 1}" in breaches[0].message
+    with pytest.raises(CommandError, match="FAILED"):
+        assert_ledger_audit(seller.pk)
