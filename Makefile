@@ -42,7 +42,11 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	touch $(BENCH_STAMP)
 
+# wrk drives the HTTP closed loops (docs/performance.md); Debian's package, installed when missing and
+# possible, else the bench falls back to its Python load generator and records which one ran.
 bench: $(BENCH_STAMP)
+	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1 \
+		|| echo "warning: wrk is not installed (apt-get install wrk); the HTTP closed loops use Python" >&2
 	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) $(PY) scripts/check_services.py --create-db
 	$(PY) -m bench --database-url $(BENCH_DATABASE_URL) --redis-url $(BENCH_REDIS_URL) $(BENCH_ARGS)
 

@@ -169,7 +169,8 @@ def markdown(results: dict) -> str:
         f"{meta['cpus']} CPUs, load average {meta['load_average_before']} before / "
         f"{meta.get('load_average_after')} after, PostgreSQL {meta['postgres']}, Python {meta['python']}, "
         f"batch size {settings['LEDGER_SETTLE_BATCH_SIZE']}, {settings['LEDGER_SHARDS']} shards on "
-        f"{settings['worker_processes']} worker processes, {settings['web_workers']} gunicorn workers; "
+        f"{settings['worker_processes']} worker processes, {settings['web_workers']} gunicorn workers, "
+        f"{settings.get('load_generator', 'python')} load generator; "
         f"{meta['total_seconds']} s in all.",
     ]
     lines += _table(
