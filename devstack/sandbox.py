@@ -81,7 +81,8 @@ class SandboxProcess:
         return answer.json()
 
     def force_status(self, external_id: str, status: str, **more) -> dict:
-        """POST /_sandbox/transactions: sets a transaction's status (no money moves, no callback)."""
+        """POST /_sandbox/transactions: sets a transaction's status (no money moves; a callback only
+        with `callback=True`)."""
         body = {"external_id": external_id, "status": status, **more}
         answer = self.session.post(f"{self.url}/_sandbox/transactions", json=body, timeout=10)
         answer.raise_for_status()

@@ -14,11 +14,20 @@
     done, failed (insufficient_funds)              post |                      | release
                                                        v                      v
                                               done, succeeded          done, failed (outcome_code)
+                                                       |
+                                                       | record_reversals (the provider reversed it: `reversal_reason`)
+                                                       v
+                                     reversal waiting (`reversal_reason` recorded, still succeeded)
+                                                       |
+                                                       | reverse (settle: a `refund` entry gives the debit back)
+                                                       v
+                                               done, reversed
 
-- `reserve`, `fail_unfunded`, `post`, `release`: the settle (ledger/posting.py), under the
+- `reserve`, `fail_unfunded`, `post`, `release`, `reverse`: the settle (ledger/posting.py), under the
   seller's account lock, in the transaction that writes the entries and balances they imply.
   Set-based prepared statements (a batch is a handful of statements, whatever its size).
-- `claim_for_sending`, `unclaim`, `mark_pending`, `mark_unknown`, `resend`, `record_answers`: the
+- `claim_for_sending`, `unclaim`, `mark_pending`, `mark_unknown`, `resend`, `record_answers`,
+  `record_reversals`: the
   fulfilment workers, the provider's callback and the reconciler (ledger/fulfilment/), each
   statement committed on its own: a claim (or a resend) must be committed before its request leaves.
 Every move is a guarded UPDATE that names the stage it leaves, so a charge anywhere else is left
@@ -28,8 +37,9 @@ database refuses a row whose columns disagree with its stage (`charge_status_con
 `charge_outcome_consistent`, `charge_succeeded_by_provider`).
 
 `status`, what clients read, follows from `stage` and `outcome`: `queued` until the charge is
-`done`, then `succeeded` when the provider said so, else `failed`. It is written here only, by the
-moves to `done`, and the constraints above hold it to that. It is stored, not computed: the
+`done`, then `succeeded` when the provider said so, else `failed`; a succeeded charge the provider
+later reversed ends `reversed` (its debit stands, a `refund` entry gives it back). It is written
+here only, by the moves to `done` and `reverse`, and the constraints above hold it to that. It is stored, not computed: the
 contract, the admin and the batch results' index read it (docs/architecture.md, "Fulfilment: a
 charge's lifecycle").
 
@@ -50,6 +60,8 @@ SENT = (SUBMITTED, UNKNOWN)  # the request may have reached the provider: only i
 
 # The provider's answer (`outcome`) and what clients read (`status`) share these values.
 SUCCEEDED, FAILED = Charge.Status.SUCCEEDED, Charge.Status.FAILED
+REVERSED = Charge.Status.REVERSED  # a status only: the outcome of a reversed charge stays succeeded
+POSTED = Charge.POSTED_STATUSES  # the hold was posted: the debit stands (a reversal adds a refund)
 INSUFFICIENT_FUNDS = Charge.FailureCode.INSUFFICIENT_FUNDS.value
 PROVIDER_REJECTED = Charge.FailureCode.PROVIDER_REJECTED.value  # a failure the provider gave no reason for
 
@@ -64,6 +76,9 @@ QUEUED_SQL = f"stage = '{QUEUED}'"  # waiting for the settle to reserve it
 ANSWERED_SQL = f"outcome IS NOT NULL AND stage <> '{DONE}'"  # an answer waiting for the settle to apply it
 OPEN_SQL = _sql_list(OPEN)  # `stage IN ...`: charge_open_idx
 SENT_SQL = _sql_list(SENT)
+POSTED_SQL = _sql_list(POSTED)  # `status IN ...`: charge_posted_idx
+# A reversal recorded and not applied yet: the condition of charge_reversal_waiting_idx.
+REVERSAL_WAITING_SQL = f"status = '{SUCCEEDED}' AND reversal_reason IS NOT NULL"
 
 
 @dataclass(frozen=True)
@@ -138,6 +153,21 @@ def release(cursor, *, now, rows: list[tuple[int, int]]) -> int:
     """answered failed -> done, failed with the provider's code: the hold is given back (the
     settle writes its `release` entry). rows: (seller, charge)."""
     return _execute(cursor, _RELEASE, [now], rows)
+
+
+_REVERSE = PreparedStatement(
+    "ledger_settle_reverse_charges",
+    f"""UPDATE ledger_charge AS c SET status = '{REVERSED}', reversed_at = $1
+    FROM unnest($2, $3) AS u(seller_id, id)
+    WHERE c.seller_id = u.seller_id AND c.id = u.id AND c.status = '{SUCCEEDED}' AND c.reversal_reason IS NOT NULL""",
+    ["timestamptz", "bigint[]", "bigint[]"],
+)
+
+
+def reverse(cursor, *, now, rows: list[tuple[int, int]]) -> int:
+    """done, succeeded with a reversal recorded -> done, reversed: the settle gives the debit back
+    (its `refund` entry). rows: (seller, charge)."""
+    return _execute(cursor, _REVERSE, [now], rows)
 
 
 def _execute(cursor, statement: PreparedStatement, params: list, rows: list[tuple]) -> int:
@@ -271,3 +301,52 @@ def record_answers(answers: list[Answer]) -> list[int]:
             ],
         )
         return [row[0] for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """The provider reversed (refunded) a top-up it had completed: `reason` in its own words."""
+
+    charge_id: int
+    reason: str
+    provider_reference: str | None = None
+
+
+@dataclass(frozen=True)
+class ReversalsRecorded:
+    sellers: list[int]  # one per charge whose reversal or failure was recorded
+    not_posted_yet: list[int]  # answered succeeded, not posted yet: ask again once it is
+
+
+def record_reversals(reversals: list[Reversal]) -> ReversalsRecorded:
+    """The provider's reversal of a top-up, from a callback or a lookup (the reconciler, the close):
+    - a charge it succeeded, posted: the reversal is recorded (`reversal_reason`) as an intent, once
+      (a second one changes nothing); the seller's settle gives the debit back (`reverse`);
+    - a charge still held without an answer: nothing was delivered, so it is recorded as a failed
+      answer (`provider_rejected`), and the settle releases its hold as any failure's;
+    - a charge answered succeeded but not posted yet is left for now (`not_posted_yet`): the
+      caller asks again (a callback answers 503, which the provider retries).
+    Nothing else is touched: a failed or reversed charge stays as it is."""
+    if not reversals:
+        return ReversalsRecorded([], [])
+    ids = [r.charge_id for r in reversals]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE ledger_charge AS c SET reversal_reason = u.reason, reversal_recorded_at = clock_timestamp()
+             FROM unnest(%s::bigint[], %s::text[]) AS u(id, reason)
+             WHERE c.id = u.id AND c.status = '{SUCCEEDED}' AND c.reversal_reason IS NULL
+             RETURNING c.seller_id""",
+            [ids, [r.reason[:64] for r in reversals]],
+        )
+        sellers = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            f"SELECT id FROM ledger_charge WHERE id = ANY(%s) AND outcome = '{SUCCEEDED}' AND stage <> '{DONE}'",
+            [ids],
+        )
+        not_posted = sorted(row[0] for row in cursor.fetchall())
+    held = [
+        Answer(r.charge_id, FAILED, PROVIDER_REJECTED, r.provider_reference)
+        for r in reversals
+        if r.charge_id not in not_posted
+    ]
+    return ReversalsRecorded(sellers + record_answers(held), not_posted)

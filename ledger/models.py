@@ -101,6 +101,8 @@ class Charge(models.Model):
         QUEUED = "queued"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        # Succeeded, then reversed by the provider: its debit stands and a `refund` entry gives it back.
+        REVERSED = "reversed"
 
     class Stage(models.TextChoices):
         QUEUED = "queued"
@@ -123,6 +125,7 @@ class Charge(models.Model):
         PROVIDER_TIMEOUT = "provider_timeout"
 
     OPEN_STAGES = (Stage.RESERVED, Stage.SUBMITTED, Stage.UNKNOWN)  # the charge holds credit
+    POSTED_STATUSES = (Status.SUCCEEDED, Status.REVERSED)  # its hold was posted: its debit stands
     MARGIN = F("amount") - F("cost")  # the platform's margin on a priced charge (an annotation)
 
     # Indexed by charge_seller_recent_idx (seller, -id).
@@ -196,11 +199,34 @@ class Charge(models.Model):
     destination_currency = models.CharField(max_length=3, null=True, blank=True)  # noqa: DJ001 (null: not priced)
     delivered_amount = models.BigIntegerField(null=True, blank=True)
     delivered_currency = models.CharField(max_length=3, null=True, blank=True)  # noqa: DJ001 (null: not reported)
+    # A reversal of the delivered top-up by the provider (ledger/charge_lifecycle.py): its reason in
+    # the provider's words, recorded as an intent on a succeeded charge; the settle then writes the
+    # `refund` entry and marks the charge `reversed` (`reversed_at`).
+    reversal_reason = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 (null: not reversed)
+    reversal_recorded_at = models.DateTimeField(null=True, blank=True)
+    reversed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="charge_amount_positive"),
+            # A reversal is recorded only on a charge the provider said it delivered, and applied
+            # (reversed_at) exactly when the charge is `reversed`.
+            models.CheckConstraint(
+                condition=(
+                    Q(reversal_reason__isnull=True, reversal_recorded_at__isnull=True, reversed_at__isnull=True)
+                    | Q(
+                        reversal_reason__isnull=False,
+                        reversal_recorded_at__isnull=False,
+                        outcome="succeeded",
+                        status__in=["succeeded", "reversed"],
+                    )
+                )
+                & (
+                    Q(status="reversed", reversed_at__isnull=False) | Q(~Q(status="reversed"), reversed_at__isnull=True)
+                ),
+                name="charge_reversal_consistent",
+            ),
             models.CheckConstraint(
                 condition=Q(
                     operator__isnull=True,
@@ -253,6 +279,13 @@ class Charge(models.Model):
                         balance_after__isnull=True,
                         settled_at__isnull=False,
                     )
+                    | Q(
+                        status="reversed",
+                        stage="done",
+                        failure_code__isnull=True,
+                        balance_after__isnull=False,
+                        settled_at__isnull=False,
+                    )
                 ),
                 name="charge_status_consistent",
             ),
@@ -266,8 +299,8 @@ class Charge(models.Model):
             # `status` is a function of `stage` and `outcome`. `outcome IS NOT NULL` is spelled out:
             # without it a charge with no answer at all passed, as a CHECK passes on NULL.
             models.CheckConstraint(
-                condition=(~Q(status="succeeded") | Q(outcome__isnull=False, outcome="succeeded"))
-                & (~Q(stage="done", outcome="succeeded") | Q(status="succeeded")),
+                condition=(~Q(status__in=["succeeded", "reversed"]) | Q(outcome__isnull=False, outcome="succeeded"))
+                & (~Q(stage="done", outcome="succeeded") | Q(status__in=["succeeded", "reversed"])),
                 name="charge_succeeded_by_provider",
             ),
             models.UniqueConstraint(
@@ -297,7 +330,17 @@ class Charge(models.Model):
             models.Index(fields=["seller", "-id"], name="charge_seller_recent_idx"),
             # Holds posted after a seller's last entry before a time (the balance at a past time):
             # a post writes no entry.
-            models.Index(fields=["seller", "settled_at"], condition=Q(status="succeeded"), name="charge_posted_idx"),
+            models.Index(
+                fields=["seller", "settled_at"],
+                condition=Q(status__in=["succeeded", "reversed"]),
+                name="charge_posted_idx",
+            ),
+            # Reversals recorded and not applied yet: the settle's queue of refunds.
+            models.Index(
+                fields=["seller", "id"],
+                condition=Q(status="succeeded", reversal_reason__isnull=False),
+                name="charge_reversal_waiting_idx",
+            ),
             models.Index(fields=["batch", "status"], condition=Q(batch__isnull=False), name="charge_batch_status_idx"),
         ]
 
@@ -445,8 +488,8 @@ class Entry(models.Model):
         DEPOSIT = "deposit"
         CHARGE = "charge"  # the debit of a charge, placed as its hold when reserved
         RELEASE = "release"  # the hold of a charge the provider did not fulfil, given back
-        REFUND = "refund"
-        ADJUSTMENT = "adjustment"
+        REFUND = "refund"  # the debit of a charge the provider reversed after delivering it, given back
+        ADJUSTMENT = "adjustment"  # e.g. the debit of a late success an admin charged to the seller
 
     # Indexed by the (seller, seq) unique constraint; a second index would only slow inserts.
     seller = models.ForeignKey("core.Seller", on_delete=models.PROTECT, related_name="entries", db_index=False)
@@ -495,7 +538,8 @@ class Entry(models.Model):
                     Q(kind="deposit", deposit__isnull=False, charge__isnull=True, amount__gt=0)
                     | Q(kind="charge", charge__isnull=False, deposit__isnull=True, amount__lt=0)
                     | Q(kind="release", charge__isnull=False, deposit__isnull=True, amount__gt=0)
-                    | Q(kind__in=["refund", "adjustment"], deposit__isnull=True)
+                    | Q(kind="refund", charge__isnull=False, deposit__isnull=True, amount__gt=0)
+                    | Q(kind="adjustment", deposit__isnull=True)
                 ),
                 name="entry_kind_matches_intent",
             ),
@@ -571,6 +615,65 @@ class ProviderMismatch(models.Model):
 
     def __str__(self) -> str:
         return f"provider mismatch on charge #{self.charge_id}"
+
+
+class ProviderConflict(models.Model):
+    """The provider's word contradicts a final outcome we applied: a **late success** (it says it
+    delivered a top-up whose charge we failed and released). Never applied silently: it waits for
+    an admin (ops/queues, the metrics), who settles it (ledger/conflicts.py) either by debiting the
+    seller (`debiting`, then the settle writes an `adjustment` entry of the charge's amount:
+    `debited`; a balance that cannot cover it leaves the conflict `open` with `refusal` saying so)
+    or by booking the loss (`loss_booked`, no entry). Only ledger/conflicts.py changes `status`."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        DEBITING = "debiting"  # an admin asked for the debit; the seller's settle applies it
+        DEBITED = "debited"
+        LOSS_BOOKED = "loss_booked"
+
+    class Kind(models.TextChoices):
+        LATE_SUCCESS = "late_success"
+
+    charge = models.OneToOneField(Charge, on_delete=models.PROTECT, primary_key=True, related_name="+")
+    seller = models.ForeignKey("core.Seller", on_delete=models.PROTECT, related_name="+", db_index=False)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LATE_SUCCESS)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    amount = models.BigIntegerField()  # what a debit takes: the charge's price
+    detail = models.TextField()
+    answered = models.JSONField(default=dict)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    requested_at = models.DateTimeField(null=True, blank=True)
+    # Why the last debit asked could not be applied (the balance did not cover it).
+    refusal = models.CharField(max_length=200, blank=True, default="")
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["open", "debiting", "debited", "loss_booked"]),
+                name="conflict_status_known",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="conflict_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(status__in=["debited", "loss_booked"], settled_at__isnull=False)
+                | Q(status__in=["open", "debiting"], settled_at__isnull=True),
+                name="conflict_settled_when_final",
+            ),
+        ]
+        indexes = [
+            # The settle's queue of debits an admin asked for; the open conflicts (ops/queues).
+            models.Index(fields=["seller"], condition=Q(status="debiting"), name="conflict_debiting_idx"),
+            models.Index(
+                fields=["first_seen_at"], condition=Q(status__in=["open", "debiting"]), name="conflict_open_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on charge #{self.charge_id} ({self.status})"
 
 
 # Tables defined beside the code that writes them: our accounts at the providers (the float,

@@ -3,6 +3,9 @@
 `settle_batch` applies a seller's waiting intents under the account lock, in one transaction:
 - provider answers recorded on reserved charges (`outcome`): a success posts the hold (the charge
   succeeds; `held` goes down), a failure releases it (a `release` entry gives the credit back);
+- reversals recorded on succeeded charges: a `refund` entry gives the debit back and the charge
+  ends `reversed`; late successes an admin asked to debit (ledger/conflicts.py): an `adjustment`
+  entry takes the charge's price, if the balance covers it;
 - approved deposits credit;
 - queued charges are reserved when the available balance covers them (a `charge` entry debits
   the balance and `held` goes up; the fulfilment workers then send them to the provider) and
@@ -36,8 +39,9 @@ from django.utils import timezone
 
 from core.db.prepared import PreparedStatement, array_literal
 from ledger import charge_lifecycle as lifecycle
-from ledger import events
-from ledger.charge_lifecycle import ANSWERED_SQL, INSUFFICIENT_FUNDS, QUEUED_SQL
+from ledger import conflicts, events
+from ledger.charge_lifecycle import ANSWERED_SQL, INSUFFICIENT_FUNDS, QUEUED_SQL, REVERSAL_WAITING_SQL
+from ledger.conflicts import DEBITING_SQL
 from ledger.locks import accounts_lock
 from ledger.models import ChargeBatch
 from ledger.statements.chain import entry_hashes
@@ -45,6 +49,8 @@ from ledger.statements.chain import entry_hashes
 logger = logging.getLogger(__name__)
 
 BATCH_QUEUED, BATCH_COMPLETED = ChargeBatch.Status.QUEUED, ChargeBatch.Status.COMPLETED
+# The two rare kinds of row the answers' read also returns (its `outcome` column).
+REVERSAL, CONFLICT_DEBIT = "reversed", "debit"
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -94,17 +100,27 @@ _SELECT_QUEUED_CHARGES_OF_SELLERS = PreparedStatement(
     WHERE seller_id = ANY($1) AND {QUEUED_SQL} ORDER BY seller_id, id LIMIT $2""",
     ["bigint[]", "bigint"],
 )
-# Reserved charges with the provider's answer recorded, to post or release.
+# Reserved charges with the provider's answer recorded, to post or release; in the same read (one
+# round trip, each part through a partial index that is empty but for the rare case), succeeded
+# charges the provider reversed (outcome `reversed`, the code its reason: a refund is due) and late
+# successes an admin asked to debit (outcome `debit`, ledger/conflicts.py). Only the answers
+# continue a drain's keyset: the rare parts are applied by whichever batch reads them first.
+_ANSWERED_PARTS = f"""SELECT seller_id, id, amount, batch_id, outcome, outcome_code, balance_after FROM ledger_charge
+    WHERE seller_id {{seller}} AND {ANSWERED_SQL} {{after}}
+    UNION ALL
+    SELECT seller_id, id, amount, NULL, '{REVERSAL}', reversal_reason, balance_after FROM ledger_charge
+    WHERE seller_id {{seller}} AND {REVERSAL_WAITING_SQL}
+    UNION ALL
+    SELECT seller_id, charge_id, amount, NULL, '{CONFLICT_DEBIT}', NULL, NULL FROM ledger_providerconflict
+    WHERE seller_id {{seller}} AND {DEBITING_SQL}"""
 _SELECT_ANSWERED_CHARGES = PreparedStatement(
     "ledger_settle_select_answered",
-    f"""SELECT seller_id, id, amount, batch_id, outcome, outcome_code, balance_after FROM ledger_charge
-    WHERE seller_id = $1 AND {ANSWERED_SQL} AND id > $2 ORDER BY id LIMIT $3""",
+    _ANSWERED_PARTS.format(seller="= $1", after="AND id > $2") + " ORDER BY id LIMIT $3",
     ["bigint", "bigint", "bigint"],
 )
 _SELECT_ANSWERED_CHARGES_OF_SELLERS = PreparedStatement(
     "ledger_settle_select_answered_of_sellers",
-    f"""SELECT seller_id, id, amount, batch_id, outcome, outcome_code, balance_after FROM ledger_charge
-    WHERE seller_id = ANY($1) AND {ANSWERED_SQL} ORDER BY seller_id, id LIMIT $2""",
+    _ANSWERED_PARTS.format(seller="= ANY($1)", after="") + " ORDER BY seller_id, id LIMIT $2",
     ["bigint[]", "bigint"],
 )
 # The hashes travel as hex text: an array literal of bytea would need quoting.
@@ -299,6 +315,12 @@ def _write_entries_and_intents(cursor, walks: list["_Walk"], changed: list["_Wal
     _expect(lifecycle.post(cursor, now=now, rows=posted), len(posted), "posted charges")
     released = [(w.seller_id, c) for w in changed for c in w.released]
     _expect(lifecycle.release(cursor, now=now, rows=released), len(released), "released charges")
+    refunded = [(w.seller_id, c) for w in changed for c in w.refunded]
+    _expect(lifecycle.reverse(cursor, now=now, rows=refunded), len(refunded), "reversed charges")
+    debited = [(w.seller_id, c) for w in changed for c in w.debited]
+    _expect(conflicts.debited(cursor, now=now, rows=debited), len(debited), "debited conflicts")
+    refused = [(w.seller_id, *r) for w in walks for r in w.debit_refused]
+    _expect(conflicts.debit_refused(cursor, rows=refused), len(refused), "refused debits")
     approved = [(w.seller_id, *d) for w in changed for d in w.approved]
     if approved:
         _APPROVE_DEPOSITS.execute(cursor, [now, *_columns(approved)])
@@ -355,6 +377,9 @@ def _log_settled(walks: list["_Walk"]) -> None:
                     "reserved": len(walk.reserved),
                     "posted": len(walk.posted),
                     "released": len(walk.released),
+                    "refunded": walk.refunded,
+                    "debited": walk.debited,
+                    "debit_refused": [c for c, _ in walk.debit_refused],
                     "failed": len(walk.failed_ids),
                     "failed_charge_ids": walk.failed_ids[:100],
                     "balance": walk.balance,
@@ -377,6 +402,9 @@ class _Walk:
         self.reserved: list[tuple[int, int]] = []  # (charge id, balance after its hold)
         self.posted: list[int] = []  # charges whose hold the provider's success turned final
         self.released: list[int] = []  # charges whose hold the provider's failure gave back
+        self.refunded: list[int] = []  # succeeded charges the provider reversed: their debit given back
+        self.debited: list[int] = []  # late successes an admin charged to the seller
+        self.debit_refused: list[tuple[int, str]] = []  # (charge, why): the balance did not cover it
         self.failed_ids: list[int] = []  # charges the balance did not cover
         self.taken_charge_ids: list[int] = []
         self.answered_ids: list[int] = []
@@ -425,7 +453,14 @@ class _Walk:
         return None if batch_id is None else self.batch_outcomes.setdefault(batch_id, [0, 0, 0])
 
     def answer(self, charge_id, amount, batch_id, outcome, failure_code, balance_after) -> None:
-        """The provider's final answer on a reserved charge: post its hold or release it."""
+        """The provider's final answer on a reserved charge: post its hold or release it. (Or one
+        of the rare rows the same read returns: a reversal to refund, a conflict's debit.)"""
+        if outcome == REVERSAL:
+            self.refund(charge_id, amount, reason=failure_code)
+            return
+        if outcome == CONFLICT_DEBIT:
+            self.debit(charge_id, amount)
+            return
         self.answered_ids.append(charge_id)
         self.held -= amount
         batch = self._batch(batch_id)
@@ -443,6 +478,26 @@ class _Walk:
         if batch is not None:
             batch[1] += 1
         self.events.append((self.seller_id, "charge.failed", charge_id, None, amount, None, failure_code))
+
+    def refund(self, charge_id: int, amount: int, *, reason: str) -> None:
+        """A succeeded charge the provider reversed: its debit is given back by a `refund` entry in
+        the seller's sequence (the hold was posted long ago: `held` does not move)."""
+        self.balance += amount
+        self.seq += 1
+        self.entries.append((self.seller_id, self.seq, "refund", amount, self.balance, charge_id, None))
+        self.refunded.append(charge_id)
+        self.events.append((self.seller_id, "charge.reversed", charge_id, None, amount, self.balance, reason))
+
+    def debit(self, charge_id: int, amount: int) -> None:
+        """A late success an admin charged to the seller: an `adjustment` of the charge's price,
+        only if the balance covers it (never below zero); else the conflict goes back open."""
+        if amount > self.balance:
+            self.debit_refused.append((charge_id, f"balance {self.balance} does not cover {amount}"))
+            return
+        self.balance -= amount
+        self.seq += 1
+        self.entries.append((self.seller_id, self.seq, "adjustment", -amount, self.balance, charge_id, None))
+        self.debited.append(charge_id)
 
     def deposit(self, deposit_id: int, amount: int) -> None:
         self.balance += amount

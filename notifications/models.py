@@ -37,6 +37,7 @@ class Event(models.Model):
         DEPOSIT_REJECTED = "deposit.rejected"
         CHARGE_SUCCEEDED = "charge.succeeded"
         CHARGE_FAILED = "charge.failed"
+        CHARGE_REVERSED = "charge.reversed"
         BATCH_COMPLETED = "batch.completed"
         BALANCE_LOW = "balance.low"
         STATEMENT_READY = "statement.ready"

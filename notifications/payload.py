@@ -17,7 +17,14 @@ COLUMNS = [
     "failure_code",
     "data",
 ]
-_STATUS = {"deposit.approved": "approved", "charge.succeeded": "succeeded", "charge.failed": "failed"}
+_STATUS = {
+    "deposit.approved": "approved",
+    "charge.succeeded": "succeeded",
+    "charge.failed": "failed",
+    "charge.reversed": "reversed",
+}
+# The settle's events carry one text column: a failure's code, or for a reversal the provider's reason.
+_CODE_KEY = {"charge.reversed": "reason"}
 
 
 def event_data(type_, charge_id, deposit_id, amount, balance_after, failure_code, data) -> dict:
@@ -29,7 +36,7 @@ def event_data(type_, charge_id, deposit_id, amount, balance_after, failure_code
         "amount": amount,
         "status": _STATUS.get(type_),
         "balance_after": balance_after,
-        "failure_code": failure_code,
+        _CODE_KEY.get(type_, "failure_code"): failure_code,
     }
     return {**{k: v for k, v in typed.items() if v is not None}, **(data or {})}
 

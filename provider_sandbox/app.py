@@ -161,8 +161,10 @@ class SandboxApp:
         self.store.set_available(available)
 
     def force_status(self, body) -> dict:
-        """`{"external_id", "status", "status_detail"?, "failure_code"?}`: sets a transaction's status
-        as an operator would, without moving money and without a callback (tests of the mapping)."""
+        """`{"external_id", "status", "status_detail"?, "failure_code"?, "callback"?}`: sets a
+        transaction's status as an operator would, without moving money (tests of the mapping); with
+        `"callback": true` its callback is sent as for any final status (a provider's late word,
+        such as a success after it had declined)."""
         if not isinstance(body, dict) or not isinstance(body.get("external_id"), str):
             raise invalid("external_id is required")
         if body.get("status") not in STATUSES:
@@ -175,6 +177,8 @@ class SandboxApp:
         )
         if row is None:
             raise HttpError(404, "not_found")
+        if body.get("callback") is True:
+            self.callback(row)
         return public(row)
 
     def allow(self, method: str, *allowed: str) -> None:

@@ -2,7 +2,9 @@
 
 Checked against what we asked (ledger/fulfilment/identity.py), recorded as the charge's answer,
 exactly as a fulfilment worker records one, and applied by the seller's settle; a duplicate, a late callback or one about a charge already answered changes
-nothing. No credentials: the signature is the authentication."""
+nothing, except a success for a charge we failed (a late success: a conflict for an admin). A
+reversal goes through the same lifecycle function as a lookup's (a refund of a succeeded charge,
+the release of a held one). No credentials: the signature is the authentication."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -12,7 +14,15 @@ from rest_framework.views import APIView
 
 from core.errors import DomainError
 from ledger.fulfilment.identity import mismatch
-from ledger.fulfilment.service import answer_from, asked_by_external_id, record_answers, record_mismatches
+from ledger.fulfilment.service import (
+    answer_from,
+    asked_by_external_id,
+    record_answers,
+    record_late_successes,
+    record_mismatches,
+    record_reversals,
+    reversal_from,
+)
 from providers import get_provider
 from providers.base import InvalidCallback, Outcome
 
@@ -20,6 +30,12 @@ from providers.base import InvalidCallback, Outcome
 class InvalidCallbackError(DomainError):
     code = "invalid_callback"
     default_detail = "The callback's signature does not verify or its body is not a transaction."
+
+
+class ReversalNotPostedError(DomainError):
+    code = "not_ready"
+    http_status = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The charge's success is not posted yet: send the reversal again later."
 
 
 class ProviderCallbackApi(APIView):
@@ -34,10 +50,15 @@ class ProviderCallbackApi(APIView):
         except InvalidCallback as exc:
             raise InvalidCallbackError() from exc
         asked = asked_by_external_id([answer.external_id or ""]).get(answer.external_id or "")
-        if asked is None or answer.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED):
+        if asked is None or answer.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.REVERSED):
             return Response(status=status.HTTP_204_NO_CONTENT)
         if why := mismatch(asked, answer):
             record_mismatches([(asked, why, answer)])
+        elif answer.outcome is Outcome.REVERSED:
+            if record_reversals([reversal_from(asked, answer)]).not_posted_yet:
+                raise ReversalNotPostedError()  # the provider retries its callback
         else:
             record_answers([answer_from(asked, answer)])
+            if answer.outcome is Outcome.SUCCEEDED:
+                record_late_successes([(asked, answer)])  # only a charge we failed: a conflict
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from ledger.charge_lifecycle import FAILED, OPEN_SQL, QUEUED, SUCCEEDED
+from ledger.charge_lifecycle import FAILED, OPEN_SQL, POSTED_SQL, QUEUED, REVERSED
+from ledger.conflicts import DEBITED
 from ledger.statements.chain import CANONICAL_SQL
 
 GENESIS_SQL = "decode(repeat('00', 32), 'hex')"
@@ -30,22 +31,36 @@ class Breach:
 # failure after the reservation has its release, and nothing else has either. The hold is the
 # price on record: the charge's `amount`, which for a charge sold from a quote is the quote's
 # price (with its cost, product version and number, and the quote marked used by this seller).
-CHARGE_ENTRIES_CHECK = f"""SELECT c.seller_id, coalesce(h.id, r.id), 'charge ' || c.id || ' is ' || c.status || '/' || c.stage
+# A reversed charge keeps its hold (its debit) and has exactly one refund of its amount after it;
+# only a reversed charge has a refund. A late success an admin debited (ledger/conflicts.py) has one
+# adjustment of minus its amount on its failed charge; only a debited conflict's charge has one.
+CHARGE_ENTRIES_CHECK = f"""SELECT c.seller_id, coalesce(h.id, r.id, f.id, j.id), 'charge ' || c.id || ' is ' || c.status || '/' || c.stage
                   || CASE WHEN h.id IS NULL THEN ' without a hold' ELSE ' with a hold of ' || h.amount END
                   || CASE WHEN r.id IS NULL THEN '' ELSE ' and a release of ' || r.amount END
+                  || CASE WHEN f.id IS NULL THEN '' ELSE ' and a refund of ' || f.amount END
+                  || CASE WHEN j.id IS NULL THEN '' ELSE ' and an adjustment of ' || j.amount END
+                  || CASE WHEN k.charge_id IS NULL THEN '' ELSE ' (its late success is ' || k.status || ')' END
                   || CASE WHEN q.id IS NULL THEN '' ELSE ' for quote ' || q.id || ' at ' || q.price
                           || ' (cost ' || q.cost || ', used ' || coalesce(q.used_at::text, 'never') || ')' END
              FROM ledger_charge c
              LEFT JOIN ledger_entry h ON h.charge_id = c.id AND h.kind = 'charge'
              LEFT JOIN ledger_entry r ON r.charge_id = c.id AND r.kind = 'release'
+             LEFT JOIN ledger_entry f ON f.charge_id = c.id AND f.kind = 'refund'
+             LEFT JOIN ledger_entry j ON j.charge_id = c.id AND j.kind = 'adjustment'
+             LEFT JOIN ledger_providerconflict k ON k.charge_id = c.id
              LEFT JOIN catalog_quote q ON q.id = c.quote_id
             WHERE {{seller:c}} AND (
                   (q.id IS NOT NULL AND (q.price <> c.amount OR q.cost <> c.cost OR q.seller_id <> c.seller_id
                    OR q.product_version_id <> c.product_version_id OR q.msisdn <> c.phone_number
                    OR q.used_at IS NULL))
                OR (c.stage = '{QUEUED}' AND (h.id IS NOT NULL OR r.id IS NOT NULL))
-               OR ((c.stage IN {OPEN_SQL} OR c.status = '{SUCCEEDED}')
+               OR ((c.stage IN {OPEN_SQL} OR c.status IN {POSTED_SQL})
                    AND (h.id IS NULL OR r.id IS NOT NULL))
+               OR ((c.status = '{REVERSED}') <> (f.id IS NOT NULL))
+               OR (f.id IS NOT NULL AND (f.amount <> c.amount OR f.seller_id <> c.seller_id OR f.seq < h.seq))
+               OR (coalesce(k.status = '{DEBITED}', FALSE) <> (j.id IS NOT NULL))
+               OR (j.id IS NOT NULL AND (j.amount <> -c.amount OR j.seller_id <> c.seller_id
+                   OR c.status <> '{FAILED}' OR k.amount <> c.amount))
                OR (c.status = '{FAILED}' AND (h.id IS NULL) <> (r.id IS NULL))
                OR (h.id IS NOT NULL AND (h.amount <> -c.amount OR h.seller_id <> c.seller_id
                    OR (c.balance_after IS NOT NULL AND h.balance_after <> c.balance_after)))
@@ -143,15 +158,16 @@ _CHECKS: list[tuple[int, str]] = [
     (5, DEPOSIT_ENTRY_CHECK),
     (
         6,
-        # Every credit the seller has, spent or held: approved deposits, less succeeded charges,
-        # less the open holds, plus refunds and adjustments. A released hold nets to nothing.
+        # Every credit the seller has, spent or held: approved deposits, less succeeded charges
+        # (reversed ones too: their refund is among the other entries), less the open holds, plus
+        # refunds and adjustments. A released hold nets to nothing.
         f"""SELECT a.seller_id, NULL, 'balance ' || a.balance || ' != approved deposits ' || coalesce(d.total, 0)
                   || ' - succeeded charges ' || coalesce(c.succeeded, 0) || ' - open holds ' || coalesce(c.open, 0)
                   || ' + other entries ' || coalesce(o.total, 0)
              FROM ledger_account a
              LEFT JOIN (SELECT sd.seller_id, sum(sd.amount) AS total FROM ledger_deposit sd
                          WHERE sd.status = 'approved' AND {{seller:sd}} GROUP BY sd.seller_id) d ON d.seller_id = a.seller_id
-             LEFT JOIN (SELECT sc.seller_id, sum(sc.amount) FILTER (WHERE sc.status = '{SUCCEEDED}') AS succeeded,
+             LEFT JOIN (SELECT sc.seller_id, sum(sc.amount) FILTER (WHERE sc.status IN {POSTED_SQL}) AS succeeded,
                                sum(sc.amount) FILTER (WHERE sc.stage IN {OPEN_SQL}) AS open
                           FROM ledger_charge sc WHERE {{seller:sc}} GROUP BY sc.seller_id) c ON c.seller_id = a.seller_id
              LEFT JOIN (SELECT so.seller_id, sum(so.amount) AS total FROM ledger_entry so

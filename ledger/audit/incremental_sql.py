@@ -5,7 +5,7 @@ the size of the ledger. (A plain join on `seq > checkpoint.seq` is estimated at 
 and planned as a scan of all of it.)"""
 
 from ledger.audit.full import GENESIS_SQL
-from ledger.charge_lifecycle import DONE, OPEN_SQL, SUCCEEDED
+from ledger.charge_lifecycle import DONE, OPEN_SQL, POSTED_SQL
 from ledger.statements.chain import CANONICAL_SQL
 
 # The hash of the seller's entry at its checkpoint's seq (the chain's genesis at seq 0).
@@ -122,7 +122,7 @@ state AS (
             ORDER BY e.seq DESC LIMIT 1) last ON TRUE
       LEFT JOIN LATERAL (
            SELECT array_agg(c.id) AS ids, min(c.id) FILTER (WHERE c.stage <> '{DONE}') AS open_min,
-                  max(c.id) AS max_id, sum(c.amount) FILTER (WHERE c.status = '{SUCCEEDED}') AS succeeded
+                  max(c.id) AS max_id, sum(c.amount) FILTER (WHERE c.status IN {POSTED_SQL}) AS succeeded
              FROM ledger_charge c WHERE c.seller_id = s.seller_id AND c.id >= s.charge_floor) ch ON TRUE
       LEFT JOIN LATERAL (
            SELECT sum(c.amount) AS total FROM ledger_charge c
@@ -171,7 +171,7 @@ result AS (
             OR m.deposit_max > m.deposit_seen) AS changed
       FROM moved m
       LEFT JOIN LATERAL (
-           SELECT sum(c.amount) FILTER (WHERE c.status = '{SUCCEEDED}') AS succeeded FROM ledger_charge c
+           SELECT sum(c.amount) FILTER (WHERE c.status IN {POSTED_SQL}) AS succeeded FROM ledger_charge c
             WHERE c.seller_id = m.seller_id AND c.id >= m.charge_floor AND c.id < m.new_charge_floor) cb ON TRUE
       LEFT JOIN LATERAL (
            SELECT sum(d.amount) FILTER (WHERE d.status = 'approved') AS approved FROM ledger_deposit d
@@ -197,7 +197,7 @@ FULL_STATE = f"""SELECT a.seller_id, TRUE, a.last_seq, a.balance, a.balance,
   FROM ledger_account a
   LEFT JOIN ledger_auditcheckpoint cp ON cp.seller_id = a.seller_id
   LEFT JOIN (SELECT x.seller_id, count(*) AS n, max(x.id) AS max_id, min(x.id) FILTER (WHERE x.stage <> '{DONE}') AS open_min,
-                    sum(x.amount) FILTER (WHERE x.status = '{SUCCEEDED}') AS succeeded,
+                    sum(x.amount) FILTER (WHERE x.status IN {POSTED_SQL}) AS succeeded,
                     sum(x.amount) FILTER (WHERE x.stage IN {OPEN_SQL}) AS open
                FROM ledger_charge x WHERE x.seller_id = ANY(%(sellers)s::bigint[]) GROUP BY x.seller_id) c
          ON c.seller_id = a.seller_id
@@ -210,7 +210,7 @@ FULL_STATE = f"""SELECT a.seller_id, TRUE, a.last_seq, a.balance, a.balance,
                             {_DEPOSIT_LIMIT.format(cp="cp", floor="0")} AS deposit) lim
  CROSS JOIN LATERAL (SELECT least(coalesce(c.open_min, lim.charge), lim.charge) AS charge_floor,
                             least(coalesce(d.open_min, lim.deposit), lim.deposit) AS deposit_floor) f
-  LEFT JOIN LATERAL (SELECT sum(x.amount) FILTER (WHERE x.status = '{SUCCEEDED}') AS succeeded FROM ledger_charge x
+  LEFT JOIN LATERAL (SELECT sum(x.amount) FILTER (WHERE x.status IN {POSTED_SQL}) AS succeeded FROM ledger_charge x
                       WHERE x.seller_id = a.seller_id AND x.id >= f.charge_floor) ca ON TRUE
   LEFT JOIN LATERAL (SELECT sum(x.amount) FILTER (WHERE x.status = 'approved') AS approved FROM ledger_deposit x
                       WHERE x.seller_id = a.seller_id AND x.id >= f.deposit_floor) da ON TRUE

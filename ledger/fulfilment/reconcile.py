@@ -42,8 +42,10 @@ from ledger.fulfilment.service import (
     answer_from,
     record_answers,
     record_mismatches,
+    record_reversals,
     request_lease,
     request_pool,
+    reversal_from,
     send_all,
 )
 from ledger.models import Charge
@@ -114,7 +116,7 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
         except ProviderError:
             return None
 
-    answers, mismatched, pending, unreachable, missing = [], [], [], [], []
+    answers, mismatched, pending, unreachable, missing, reversals = [], [], [], [], [], []
     for asked, found in zip(due, request_pool().map(look_up, due), strict=True):
         run.checked += 1
         if found is None:
@@ -123,11 +125,13 @@ def look_up_open_charges(*, limit: int = 500) -> LookupRun:
             mismatched.append((asked, why, found))
         elif found.found and found.outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
             answers.append(answer_from(asked, found))
+        elif found.found and found.outcome is Outcome.REVERSED:
+            reversals.append(reversal_from(asked, found))  # completed and reversed: nothing delivered
         elif found.found:
             pending.append(asked.charge_id)  # the provider is still at it
         else:
             missing.append(asked)  # no record: send it again, under the same id
-    run.answered = record_answers(answers)
+    run.answered = record_answers(answers) + len(record_reversals(reversals).sellers)
     record_mismatches(mismatched)
     pending += [asked.charge_id for asked, _, _ in mismatched]
     _check_later(pending, first=settings.PROVIDER_LOOKUP_AFTER, most=settings.PROVIDER_LOOKUP_BACKOFF_MAX)

@@ -33,8 +33,8 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from ledger import charge_lifecycle as lifecycle
-from ledger import events
-from ledger.charge_lifecycle import Answer
+from ledger import conflicts, events
+from ledger.charge_lifecycle import Answer, Reversal, ReversalsRecorded
 from ledger.fulfilment.gate import ProviderGate, gate_for
 from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
 from ledger.models import Charge
@@ -266,3 +266,49 @@ def record_answers(answers: list[Answer]) -> int:
         for seller_id in sorted(set(sellers)):
             events.intents_recorded(seller_id=seller_id)
     return len(sellers)
+
+
+def reversal_from(asked: Asked, said: LookupResult) -> Reversal:
+    """The provider's reversal of what we asked, with its reason (its own status or detail)."""
+    return Reversal(asked.charge_id, said.provider_status or said.detail or "reversed", said.provider_reference)
+
+
+def record_reversals(reversals: list[Reversal]) -> ReversalsRecorded:
+    """Record the provider's reversals (a callback, a lookup, the daily close) through the one
+    lifecycle function (`charge_lifecycle.record_reversals`: a refund for a charge it succeeded, a
+    release for one still held), and wake the sellers' settles after commit. A second delivery of
+    the same reversal records nothing."""
+    if not reversals:
+        return ReversalsRecorded([], [])
+    with transaction.atomic():
+        recorded = lifecycle.record_reversals(reversals)
+        for seller_id in sorted(set(recorded.sellers)):
+            events.intents_recorded(seller_id=seller_id)
+    if recorded.sellers:
+        logger.warning(
+            "provider reversed %s top-ups: refunds (or releases) recorded",
+            len(recorded.sellers),
+            extra={"event": "ledger.provider_reversal", "charge_ids": [r.charge_id for r in reversals][:100]},
+        )
+    return recorded
+
+
+def record_late_successes(found: list[tuple[Asked, LookupResult | SubmitResult]]) -> list[int]:
+    """Successes the provider reports for charges we failed and released: recorded as conflicts for
+    an admin (ledger/conflicts.py), never applied. Logged at ERROR (`ledger.late_success`) when
+    first seen. Answers the charges recorded for the first time."""
+    if not found:
+        return []
+    recorded = conflicts.record_late_successes(
+        [
+            conflicts.LateSuccess(asked.charge_id, "the provider reports a success after we failed it", _answered(said))
+            for asked, said in found
+        ]
+    )
+    if recorded:
+        logger.error(
+            "provider reports %s top-ups delivered that we failed and released: held for an admin",
+            len(recorded),
+            extra={"event": "ledger.late_success", "charge_ids": recorded[:100]},
+        )
+    return recorded

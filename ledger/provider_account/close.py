@@ -12,7 +12,11 @@ equation of our account there (docs/operations.md, "The daily close per provider
   the snapshot and the bound); delivered_cost the recorded cost of our charges of the day that
   succeeded; reversed_cost the cost of those the provider reversed (counted on the day of the
   top-up, as the provider's list shows it when the close runs); funding the ProviderFunding rows
-  of the day. `balanced` is null when a bound has no snapshot or the currencies differ."""
+  of the day. `balanced` is null when a bound has no snapshot or the currencies differ.
+- **What it acts on.** A reversal of a charge that succeeded here is recorded as a refund through
+  the charge's lifecycle (as a callback's would be), and a top-up completed there whose charge we
+  failed is recorded as a late-success conflict for an admin (ledger/conflicts.py). Nothing else
+  is repaired: the other discrepancies are reported."""
 
 import logging
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,7 +26,10 @@ from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from ledger import conflicts
+from ledger.charge_lifecycle import POSTED, Reversal
 from ledger.fulfilment.identity import external_id_prefix
+from ledger.fulfilment.service import record_reversals
 from ledger.models import Charge
 from ledger.provider_account.compare import FAILED, OPEN, SUCCEEDED, Comparison, Ours, compare
 from ledger.provider_account.models import ProviderBalanceSnapshot, ProviderClose, ProviderFunding
@@ -46,7 +53,7 @@ def our_charges(start: datetime, end: datetime) -> dict[str, Ours]:
     return {
         external_id: Ours(
             charge_id,
-            status if status in (SUCCEEDED, FAILED) else OPEN,
+            SUCCEEDED if status in POSTED else FAILED if status == FAILED else OPEN,
             destination_amount if destination_amount is not None else amount,
             currency,
             cost,
@@ -105,6 +112,7 @@ def close_day(provider: Provider, day: date) -> ProviderClose:
         return close
     _record_comparison(close, ours, found)
     _record_equation(close, ours, found, start, end)
+    _act_on_provider_word(close, found)
     close.status, close.finished_at = ProviderClose.Status.DONE, timezone.now()
     close.save()
     clean = not (close.missing_at_provider or close.missing_here or close.mismatched) and close.balanced is not False
@@ -145,6 +153,23 @@ def _record_comparison(close: ProviderClose, ours: dict[str, Ours], found: Compa
             for charge, external_id, state, cost in found.reversals[:limit]
         ],
     }
+
+
+def _act_on_provider_word(close: ProviderClose, found: Comparison) -> None:
+    """What the provider's record says that we have not applied: reversals of charges that succeeded
+    here become refunds (the lifecycle's one function; a reversal applied already records nothing),
+    and completed top-ups of charges we failed become late-success conflicts for an admin."""
+    reversals = [
+        Reversal(charge_id, found.reversal_reasons.get(charge_id, "reversed"))
+        for charge_id, _, state, _ in found.reversals
+        if state == SUCCEEDED
+    ]
+    record_reversals(reversals)
+    late = [
+        conflicts.LateSuccess(charge_id, f"the provider's record of {close.day} shows it completed", {})
+        for charge_id in found.late_successes
+    ]
+    conflicts.record_late_successes(late)
 
 
 def _record_equation(close: ProviderClose, ours: dict[str, Ours], found: Comparison, start, end) -> None:

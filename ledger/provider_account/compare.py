@@ -38,6 +38,8 @@ class Comparison:
     # (charge, external id, our state, cost): completed there, then reversed (our cost came back)
     reversals: list[tuple[int, str, str, int | None]] = field(default_factory=list)
     reversed_cost: int = 0  # of reversals of charges that succeeded here
+    reversal_reasons: dict[int, str] = field(default_factory=dict)  # charge -> the provider's status
+    late_successes: list[int] = field(default_factory=list)  # ours failed, completed there
 
 
 def compare(
@@ -85,6 +87,7 @@ def _classify(result: Comparison, charge: Ours, transaction: ProviderTransaction
     elif outcome is Outcome.REVERSED:
         cost = charge.cost if charge.cost is not None else transaction.cost
         result.reversals.append((charge.charge_id, transaction.external_id, charge.state, cost))
+        result.reversal_reasons[charge.charge_id] = transaction.provider_status or "reversed"
         if charge.state == SUCCEEDED:
             result.reversed_cost += cost or 0
     elif outcome is Outcome.FAILED:
@@ -94,6 +97,7 @@ def _classify(result: Comparison, charge: Ours, transaction: ProviderTransaction
             result.agreed_failed += 1
     elif charge.state != SUCCEEDED:
         result.missing_here.append(transaction.external_id)
+        result.late_successes.append(charge.charge_id)
     elif charge.amount != transaction.amount:
         result.amount_mismatches.append((charge.charge_id, charge.amount, transaction.amount))
     elif charge.currency and transaction.currency and charge.currency != transaction.currency:

@@ -1,7 +1,8 @@
 """A seller's balance and held credit as of a past instant, from the ledger's own sequence: the
 last entry at or before it (by the `(seller, created_at, seq)` index: a seller's batches carry
 strictly increasing times, so that entry is also the last by seq), less the holds posted after that
-entry and by then (a post writes no entry; `charge_posted_idx`). Two index reads, whatever the
+entry and by then (a post writes no entry; `charge_posted_idx`, which keeps a charge reversed
+since: its post stands, its refund is an entry of its own). Two index reads, whatever the
 length of the history: the posts read are at most the holds open at that entry."""
 
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from datetime import datetime
 
 from django.db import connection
 
-from ledger.charge_lifecycle import SUCCEEDED
+from ledger.charge_lifecycle import POSTED_SQL
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ SELECT h.seq, h.balance_after, (h.held_after - coalesce(p.total, 0))::bigint, h.
   FROM head h
   LEFT JOIN LATERAL (
        SELECT sum(c.amount) AS total FROM ledger_charge c
-        WHERE c.seller_id = %(seller)s AND c.status = '{SUCCEEDED}'
+        WHERE c.seller_id = %(seller)s AND c.status IN {POSTED_SQL}
           AND c.settled_at > h.created_at AND c.settled_at <= %(at)s) p ON TRUE"""
 
 

@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ledger import charge_lifecycle as lifecycle
-from ledger.charge_lifecycle import Answer
+from ledger.charge_lifecycle import Answer, Reversal
 from ledger.models import Charge
 from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller
@@ -50,42 +50,54 @@ MOVES = {
     "record_answers": lambda c: len(lifecycle.record_answers([Answer(c.pk, S.SUCCEEDED)])),
     "post": _settle_move(lifecycle.post),
     "release": _settle_move(lifecycle.release),
+    "record_reversals": lambda c: len(lifecycle.record_reversals([Reversal(c.pk, "REVERSED")]).sellers),
+    "reverse": _settle_move(lifecycle.reverse),
 }
+R = "reversal recorded"
 
 # (stage, status, outcome) of each place a charge can be. `answered` is a sent charge with the
 # provider's answer recorded, waiting for its seller's settle.
 PLACES = {
-    "queued": (S.QUEUED, "queued", None),
-    "reserved": (S.RESERVED, "queued", None),
-    "submitted": (S.SUBMITTED, "queued", None),
-    "unknown": (S.UNKNOWN, "queued", None),
-    "answered succeeded": (S.SUBMITTED, "queued", S.SUCCEEDED),
-    "answered failed": (S.UNKNOWN, "queued", S.FAILED),
-    "done succeeded": (S.DONE, S.SUCCEEDED, S.SUCCEEDED),
-    "done released": (S.DONE, S.FAILED, S.FAILED),
-    "done unfunded": (S.DONE, S.FAILED, None),
+    "queued": (S.QUEUED, "queued", None, None),
+    "reserved": (S.RESERVED, "queued", None, None),
+    "submitted": (S.SUBMITTED, "queued", None, None),
+    "unknown": (S.UNKNOWN, "queued", None, None),
+    "answered succeeded": (S.SUBMITTED, "queued", S.SUCCEEDED, None),
+    "answered failed": (S.UNKNOWN, "queued", S.FAILED, None),
+    "done succeeded": (S.DONE, S.SUCCEEDED, S.SUCCEEDED, None),
+    "done released": (S.DONE, S.FAILED, S.FAILED, None),
+    "done unfunded": (S.DONE, S.FAILED, None, None),
+    # A succeeded charge the provider reversed: recorded, waiting for the settle's refund; refunded.
+    "reversal waiting": (S.DONE, S.SUCCEEDED, S.SUCCEEDED, R),
+    "done reversed": (S.DONE, S.REVERSED, S.SUCCEEDED, R),
 }
 
 # The allowed moves: (move, from) -> where the charge is afterwards. Every other pair moves nothing.
 ALLOWED = {
-    ("reserve", "queued"): (S.RESERVED, "queued", None),
-    ("fail_unfunded", "queued"): (S.DONE, S.FAILED, None),
-    ("claim_for_sending", "reserved"): (S.SUBMITTED, "queued", None),
-    ("unclaim", "submitted"): (S.RESERVED, "queued", None),
-    ("mark_pending", "submitted"): (S.SUBMITTED, "queued", None),  # notes the provider's reference
-    ("mark_unknown", "submitted"): (S.UNKNOWN, "queued", None),
-    ("resend", "submitted"): (S.SUBMITTED, "queued", None),  # the provider has no record: sent again
-    ("resend", "unknown"): (S.SUBMITTED, "queued", None),
-    ("record_answers", "submitted"): (S.SUBMITTED, "queued", S.SUCCEEDED),
-    ("record_answers", "unknown"): (S.UNKNOWN, "queued", S.SUCCEEDED),
-    ("post", "answered succeeded"): (S.DONE, S.SUCCEEDED, S.SUCCEEDED),
-    ("release", "answered failed"): (S.DONE, S.FAILED, S.FAILED),
+    ("reserve", "queued"): (S.RESERVED, "queued", None, None),
+    ("fail_unfunded", "queued"): (S.DONE, S.FAILED, None, None),
+    ("claim_for_sending", "reserved"): (S.SUBMITTED, "queued", None, None),
+    ("unclaim", "submitted"): (S.RESERVED, "queued", None, None),
+    ("mark_pending", "submitted"): (S.SUBMITTED, "queued", None, None),  # notes the provider's reference
+    ("mark_unknown", "submitted"): (S.UNKNOWN, "queued", None, None),
+    ("resend", "submitted"): (S.SUBMITTED, "queued", None, None),  # the provider has no record: sent again
+    ("resend", "unknown"): (S.SUBMITTED, "queued", None, None),
+    ("record_answers", "submitted"): (S.SUBMITTED, "queued", S.SUCCEEDED, None),
+    ("record_answers", "unknown"): (S.UNKNOWN, "queued", S.SUCCEEDED, None),
+    ("post", "answered succeeded"): (S.DONE, S.SUCCEEDED, S.SUCCEEDED, None),
+    ("release", "answered failed"): (S.DONE, S.FAILED, S.FAILED, None),
+    # A reversal: of a charge still held, nothing was delivered (a failed answer, released by the
+    # settle); of a succeeded one, a refund is due. An answered success not posted yet waits.
+    ("record_reversals", "submitted"): (S.SUBMITTED, "queued", S.FAILED, None),
+    ("record_reversals", "unknown"): (S.UNKNOWN, "queued", S.FAILED, None),
+    ("record_reversals", "done succeeded"): (S.DONE, S.SUCCEEDED, S.SUCCEEDED, R),
+    ("reverse", "reversal waiting"): (S.DONE, S.REVERSED, S.SUCCEEDED, R),
 }
 
 
 def _where(charge: Charge) -> tuple:
     charge.refresh_from_db()
-    return (charge.stage, charge.status, charge.outcome)
+    return (charge.stage, charge.status, charge.outcome, R if charge.reversal_reason else None)
 
 
 def _charges_in_every_place() -> dict[str, Charge]:
@@ -101,11 +113,15 @@ def _charges_in_every_place() -> dict[str, Charge]:
     c["done unfunded"] = submit(1_000_000)
     settle_seller(seller_id=seller.pk)  # reserves them all but the one the balance does not cover
     sent = [c[p] for p in c if p not in ("reserved", "done unfunded")]
-    assert len(lifecycle.claim_for_sending([x.pk for x in sent], first_check_after=60, external_id_prefix="t-")) == 6
+    assert len(lifecycle.claim_for_sending([x.pk for x in sent], first_check_after=60, external_id_prefix="t-")) == 8
     assert lifecycle.mark_unknown([c["unknown"].pk, c["answered failed"].pk], check_after=60) == 2
     finals = [Answer(c["done succeeded"].pk, S.SUCCEEDED), Answer(c["done released"].pk, S.FAILED, "invalid_number")]
-    assert len(lifecycle.record_answers(finals)) == 2
-    settle_seller(seller_id=seller.pk)  # posts one, releases the other
+    finals += [Answer(c["reversal waiting"].pk, S.SUCCEEDED), Answer(c["done reversed"].pk, S.SUCCEEDED)]
+    assert len(lifecycle.record_answers(finals)) == 4
+    settle_seller(seller_id=seller.pk)  # posts three, releases one
+    assert len(lifecycle.record_reversals([Reversal(c["done reversed"].pk, "REVERSED")]).sellers) == 1
+    settle_seller(seller_id=seller.pk)  # the refund
+    assert len(lifecycle.record_reversals([Reversal(c["reversal waiting"].pk, "REVERSED")]).sellers) == 1
     waiting = [
         Answer(c["answered succeeded"].pk, S.SUCCEEDED),
         Answer(c["answered failed"].pk, S.FAILED, "operator_declined"),
@@ -154,6 +170,13 @@ REFUSED_BY_THE_DATABASE = [
     ("done succeeded", "status = 'queued'", "charge_status_consistent"),
     # Final with the provider's success, yet failed to clients.
     ("done released", "outcome = 'succeeded', outcome_code = NULL", "charge_succeeded_by_provider"),
+    # A reversal only of a delivered top-up, and `reversed` only once it is applied.
+    ("done released", "reversal_reason = 'x', reversal_recorded_at = now()", "charge_reversal_consistent"),
+    ("answered succeeded", "status = 'reversed', reversed_at = now()", "charge_reversal_consistent"),
+    ("done succeeded", "status = 'reversed', reversed_at = now()", "charge_reversal_consistent"),
+    ("reversal waiting", "status = 'reversed'", "charge_reversal_consistent"),  # no reversed_at
+    ("done reversed", "status = 'succeeded'", "charge_reversal_consistent"),  # the refund stays
+    ("done reversed", "outcome = 'failed', outcome_code = 'x'", "charge_reversal_consistent"),
 ]
 
 
