@@ -15,12 +15,14 @@ from django.utils import timezone
 from core.admin_mixins import ReadOnlyAdmin
 from core.errors import DomainError
 from core.roles import Role, role_of
+from ledger.conflicts import ConflictStateError, conflict_book_loss, conflict_debit_request
 from ledger.models import (
     Charge,
     ChargeBatch,
     Deposit,
     Entry,
     ProviderClose,
+    ProviderConflict,
     ProviderFloat,
     ProviderFunding,
     ProviderMismatch,
@@ -217,6 +219,44 @@ class ProviderMismatchAdmin(ReadOnlyAdmin):
     list_display = ("charge", "detail", "first_seen_at", "last_seen_at")
     list_select_related = ("charge",)
     search_fields = ("=charge__id", "=charge__external_id")
+
+
+@admin.register(ProviderConflict)
+class ProviderConflictAdmin(ReadOnlyAdmin):
+    """Late successes: the provider says it delivered a top-up whose charge we failed
+    (docs/operations.md, *Reversals and late successes*). Settled by one of the two actions, through
+    the same functions as the staff API (ledger/conflicts.py); asking twice changes nothing."""
+
+    list_display = ("charge", "seller", "status", "amount", "refusal", "first_seen_at", "settled_at")
+    list_filter = ("status",)
+    list_select_related = ("charge", "seller")
+    search_fields = ("=charge__id", "=seller__id")
+    actions = ["debit_sellers", "book_losses"]
+
+    def has_settle_permission(self, request) -> bool:
+        return role_of(request.user) == Role.ADMIN
+
+    @admin.action(description="Debit the seller (if its balance covers it)", permissions=["settle"])
+    def debit_sellers(self, request, queryset):
+        self._settle(request, queryset, conflict_debit_request, "debit asked (the seller's worker applies it)")
+
+    @admin.action(description="Book the loss (the seller is not charged)", permissions=["settle"])
+    def book_losses(self, request, queryset):
+        self._settle(request, queryset, conflict_book_loss, "loss booked")
+
+    def _settle(self, request, queryset, settle, what: str) -> None:
+        done, refused = [], []
+        for charge_id in queryset.order_by("charge_id").values_list("charge_id", flat=True):
+            try:
+                settle(charge_id=charge_id, user_id=request.user.pk)
+            except ConflictStateError as exc:
+                refused.append(f"#{charge_id}: {exc.status}")
+                continue
+            done.append(charge_id)
+        if done:
+            self.message_user(request, f"{what}: {', '.join(f'#{i}' for i in done)}", messages.SUCCESS)
+        if refused:
+            self.message_user(request, "Not changed: " + "; ".join(refused), messages.WARNING)
 
 
 @admin.register(ProviderFunding)

@@ -99,7 +99,7 @@ class LedgerCollector:
 
         charges = GaugeMetricFamily("ledger_charges", "Charges by status", labels=["status"])
         counts = _status_counts("ledger_charge")
-        for status in ("queued", "succeeded", "failed"):
+        for status in ("queued", "succeeded", "failed", "reversed"):
             charges.add_metric([status], counts.get(status, 0))
         yield charges
         fulfilment = report["fulfilment"]
@@ -121,6 +121,16 @@ class LedgerCollector:
             "ledger_provider_mismatches",
             "Charges held because the provider answered about another transaction: page someone",
             value=fulfilment["provider_mismatches"],
+        )
+        yield GaugeMetricFamily(
+            "ledger_provider_late_successes_open",
+            "Top-ups the provider says it delivered for charges we failed, not settled by an admin: page someone",
+            value=fulfilment["conflicts"]["late_successes_open"],
+        )
+        yield GaugeMetricFamily(
+            "ledger_provider_late_success_debits_refused",
+            "Open late successes whose debit the seller's balance did not cover",
+            value=fulfilment["conflicts"]["debit_refused"],
         )
         yield GaugeMetricFamily(
             "ledger_provider_breaker_open",

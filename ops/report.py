@@ -114,9 +114,15 @@ def queue_report(*, oldest_limit: int = 10) -> dict:
 def fulfilment_report() -> dict:
     """Charges holding credit while the provider works on them, and the provider's gate: a
     breaker that is open explains reserved charges that wait (held, not lost)."""
+    from ledger.conflicts import conflicts_report
     from ledger.fulfilment.gate import gate_for
     from ledger.fulfilment.reconcile import open_charges_report
     from providers import get_provider
 
     provider = get_provider()
-    return {"provider": provider.name, **open_charges_report(), "gate": gate_for(provider.name).snapshot()}
+    return {
+        "provider": provider.name,
+        **open_charges_report(),
+        "gate": gate_for(provider.name).snapshot(),
+        "conflicts": conflicts_report(),
+    }

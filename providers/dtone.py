@@ -82,6 +82,7 @@ def _lookup_result(transaction: dict) -> LookupResult:
         amount=transaction["amount"],
         msisdn=transaction["msisdn"],
         created_at=_created_at(transaction),
+        provider_status=transaction["status"],
     )
 
 
@@ -228,6 +229,7 @@ class DTOneProvider:
                     outcome=STATUS_OUTCOMES[transaction["status"]],
                     failure_code=_failure_code(transaction),
                     created_at=created_at,
+                    provider_status=transaction["status"],
                 )
             after_id = page.get("next_after_id")
 
