@@ -139,6 +139,12 @@ class ChargeOutput(serializers.Serializer):
     batch = serializers.IntegerField(source="batch_id", allow_null=True)
     created_at = serializers.DateTimeField()
     settled_at = serializers.DateTimeField(allow_null=True)
+    reversal_reason = serializers.CharField(
+        allow_null=True, help_text="Why the provider reversed the delivered top-up (its own words), once it did."
+    )
+    reversed_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the refund was applied (status `reversed`)."
+    )
 
 
 @cache

@@ -88,6 +88,9 @@ CASES = [
     Case("get", "/api/v1/statements/{statement}/download/json/", (401, 200, 404, 200, 200, 200)),
     Case("get", "/api/v1/ops/queues/", (401, 403, 403, 403, 403, 200)),
     Case("get", "/api/v1/ops/metrics/", (401, 403, 403, 403, 403, 200)),
+    Case("get", "/api/v1/ops/conflicts/", (401, 403, 403, 403, 403, 200)),
+    # No conflict on the charge: an admin is told so; nobody else may ask.
+    Case("post", "/api/v1/ops/conflicts/{charge}/settle/", (401, 403, 403, 403, 403, 404), {"action": "debit"}),
     Case("get", "/api/v1/health/", (200, 200, 200, 200, 200, 200)),
     Case("get", "/api/v1/schema/", (200, 200, 200, 200, 200, 200)),
 ]

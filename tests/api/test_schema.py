@@ -30,6 +30,15 @@ def test_schema_generates_without_warnings_and_validates(schema):
     assert "text/csv" in schema["paths"]["/api/v1/transactions/export/"]["get"]["responses"]["200"]["content"]
 
 
+def test_a_charges_status_includes_reversed_with_its_reason(schema):
+    charge = schema["components"]["schemas"]["ChargeOutput"]["properties"]
+    statuses = schema["components"]["schemas"][charge["status"]["$ref"].rsplit("/", 1)[-1]]["enum"]
+    assert statuses == ["queued", "succeeded", "failed", "reversed"]
+    assert charge["reversal_reason"]["nullable"] and charge["reversed_at"]["format"] == "date-time"
+    settle = schema["paths"]["/api/v1/ops/conflicts/{charge_id}/settle/"]["post"]
+    assert {"200", "202"} <= set(settle["responses"])
+
+
 def _operations(schema):
     for path, item in schema["paths"].items():
         for method, operation in item.items():
