@@ -60,6 +60,7 @@ class BatchOutcome:
     charges_reserved: int = 0
     charges_succeeded: int = 0
     charges_failed: int = 0
+    refunds_and_debits: int = 0  # reversals refunded, late successes debited
     balance: int | None = None
     held: int | None = None
     more_pending: bool = False
@@ -70,7 +71,13 @@ class BatchOutcome:
 
     @property
     def intents(self) -> int:
-        return self.deposits_applied + self.charges_reserved + self.charges_succeeded + self.charges_failed
+        return (
+            self.deposits_applied
+            + self.charges_reserved
+            + self.charges_succeeded
+            + self.charges_failed
+            + self.refunds_and_debits
+        )
 
 
 # Prepared once per database session (core/db/prepared.py): planning these cost PostgreSQL more
@@ -442,6 +449,7 @@ class _Walk:
             charges_reserved=len(self.reserved),
             charges_succeeded=len(self.posted),
             charges_failed=len(self.failed_ids) + len(self.released),
+            refunds_and_debits=len(self.refunded) + len(self.debited),
             balance=self.balance,
             held=self.held,
             more_pending=more_pending,

@@ -9,7 +9,8 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from core.models import Seller
-from ledger.charge_lifecycle import ANSWERED_SQL, QUEUED_SQL
+from ledger.charge_lifecycle import ANSWERED_SQL, QUEUED_SQL, REVERSAL_WAITING_SQL
+from ledger.conflicts import DEBITING_SQL
 from ledger.models import Charge, ChargeBatch, Deposit, Entry
 
 
@@ -92,7 +93,8 @@ def batch_results(*, batch: ChargeBatch) -> tuple[list[str], Iterator[tuple]]:
 
 def sellers_with_stale_intents(*, older_than_seconds: float, limit: int = 1000) -> list[int]:
     """Sellers whose oldest intent waiting for their settle (a queued charge, a provider answer to
-    apply, an approved deposit) waited longer than the threshold (the sweeper's input)."""
+    apply, an approved deposit, a reversal to refund, a late success's debit) waited longer than
+    the threshold (the sweeper's input)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -106,9 +108,15 @@ def sellers_with_stale_intents(*, older_than_seconds: float, limit: int = 1000) 
             UNION
             SELECT seller_id FROM ledger_deposit
              WHERE status = 'approving' AND decided_at < now() - make_interval(secs => %s)
+            UNION
+            SELECT seller_id FROM ledger_charge
+             WHERE {REVERSAL_WAITING_SQL} AND reversal_recorded_at < now() - make_interval(secs => %s)
+            UNION
+            SELECT seller_id FROM ledger_providerconflict
+             WHERE {DEBITING_SQL} AND requested_at < now() - make_interval(secs => %s)
             LIMIT %s
             """,
-            [older_than_seconds, older_than_seconds, older_than_seconds, limit],
+            [*[older_than_seconds] * 5, limit],
         )
         return [row[0] for row in cursor.fetchall()]
 

@@ -28,7 +28,7 @@ WORKER_READY = " ready."
 PROVIDER_OPTIONS = sandbox_options(latency_ms=5)
 # What ensure_running puts back, whatever a test left the provider doing.
 PROVIDER_DEFAULTS = {
-    name: PROVIDER_OPTIONS[name] for name in ("latency_ms", "decline_rate", "drop_rate", "stale_rate")
+    name: PROVIDER_OPTIONS[name] for name in ("latency_ms", "decline_rate", "drop_rate", "stale_rate", "reverse_rate")
 } | {"down": False}
 # Settings of a production deployment behind TLS, served over plain http on loopback.
 PRODUCTION_ENV = {
@@ -83,11 +83,15 @@ class FaultStack:
         self.sandbox = SandboxProcess(
             log_dir, port=free_port(8300, 8399), name="provider", db=log_dir / "provider.db", **PROVIDER_OPTIONS
         )
-        self.env = subprocess_env({**PRODUCTION_ENV, **redis.env, "PROVIDER_URL": self.sandbox.url})
-        for name in ("LEDGER_SWEEP_INTERVAL", "LEDGER_SWEEP_AFTER"):
-            self.env.pop(name)  # the production defaults: recovery must not lean on a fast sweeper
         self.port = free_port(8200, 8299)
         self.url = f"http://127.0.0.1:{self.port}"
+        # The provider calls back as a real one does (every final status, reversals included),
+        # signed with the secret the sandbox was started with.
+        callbacks = {"PROVIDER_CALLBACK_URL": f"{self.url}/api/v1/provider/callbacks/"}
+        callbacks["PROVIDER_CALLBACK_SECRET"] = PROVIDER_OPTIONS["callback_secret"]
+        self.env = subprocess_env({**PRODUCTION_ENV, **redis.env, "PROVIDER_URL": self.sandbox.url, **callbacks})
+        for name in ("LEDGER_SWEEP_INTERVAL", "LEDGER_SWEEP_AFTER"):
+            self.env.pop(name)  # the production defaults: recovery must not lean on a fast sweeper
         self.web = Process("web", web_argv(host="127.0.0.1", port=self.port, workers=web_workers), self.env, log_dir)
         self.static_collected = False
         self.workers = [

@@ -17,7 +17,10 @@ from django.db import close_old_connections
 from django.db.models import Sum
 from django.utils import timezone
 
-from ledger.models import Account, Charge, Deposit, Entry
+from ledger.fulfilment import identity
+from ledger.models import Account, Charge, Deposit, Entry, Installation, ProviderConflict
+from ledger.provider_account.close import close_day
+from providers.dtone import DTOneProvider
 from tests.factories import PASSWORD, make_admin, make_seller
 from tests.faults.load import ChargeClient
 from tests.faults.stack import PROVIDER_OPTIONS, WORKER_READY, FaultStack, terminate_database_backends
@@ -42,6 +45,8 @@ PROVIDER_FAULTS = (
     "provider_killed_and_restarted",
     "provider_answers_dropped",
     "provider_stale_connections",
+    "provider_reversals",
+    "provider_late_successes",
 )
 ALL_FAULTS = (*SINGLE_FAULTS, *PROVIDER_FAULTS, "everything_at_once")
 
@@ -96,6 +101,7 @@ class Scenario:
             _with_production_hash(seller.user)
         self.tokens = {s.pk: _login(stack.url, s.user.username) for s in self.sellers}
         self.approvals: list[int] = []
+        self.late_successes: list[int] = []  # charges the provider completed after declining them
         self.pending: list[int] = []  # deposits filed to be approved during a broker outage
         for seller in self.sellers:
             self.pending.append(self._deposit(seller, FUNDS))
@@ -220,6 +226,30 @@ class Scenario:
         fault.notes["stale_closed"] = self.stack.sandbox.stats()["stale_closed"] - before
         self._provider_healthy(fault)
 
+    def provider_reversals(self, fault: Fault) -> None:
+        """A fifth of the top-ups completed for 3 s reversed a second later: their callbacks (and
+        the checks' close, for any callback a killed web lost) refund the sellers."""
+        before = self.stack.sandbox.stats()["transactions"].get("REVERSED", 0)
+        self.stack.sandbox.configure(reverse_rate=0.2)
+        time.sleep(3.0)
+        self.stack.sandbox.configure(reverse_rate=PROVIDER_OPTIONS["reverse_rate"])
+        time.sleep(PROVIDER_OPTIONS["reverse_seconds"] + 0.5)
+        fault.notes["reversed"] = self.stack.sandbox.stats()["transactions"].get("REVERSED", 0) - before
+        self._provider_healthy(fault)
+
+    def provider_late_successes(self, fault: Fault) -> None:
+        """The provider turns up to three of its declines into completions and calls back: each is
+        a conflict for an admin, never a second outcome (settled in `check`)."""
+        declined = Charge.objects.filter(
+            seller__in=self.sellers, status="failed", failure_code="operator_declined"
+        ).exclude(pk__in=self.late_successes)
+        chosen = list(declined.order_by("id").values_list("id", "external_id")[:3])
+        for charge_id, external_id in chosen:
+            self.stack.sandbox.force_status(external_id, "COMPLETED", callback=True)
+            self.late_successes.append(charge_id)
+        fault.notes["late_successes"] = len(chosen)
+        self._provider_healthy(fault)
+
     def _provider_healthy(self, fault: Fault, *, limit: float = 60.0) -> None:
         """The provider answers normally again from now (the fault's `back`): wait until every
         charge accepted before now is final, and note how long that took."""
@@ -310,11 +340,16 @@ class Scenario:
             assert set(rows) <= set(log.amounts), "a charge under a key no client sent"
             for key, charge_id in log.accepted.items():
                 assert rows.get(key) == charge_id, f"{key}: answered {charge_id}, recorded {rows.get(key)}"
+        self._reversals_by_the_close()
+        self._settle_late_successes()
         for seller in self.sellers:
             deposits = Deposit.objects.filter(seller=seller, status="approved").aggregate(s=Sum("amount"))["s"] or 0
-            succeeded = Charge.objects.filter(seller=seller, status="succeeded")
+            succeeded = Charge.objects.filter(seller=seller, status__in=Charge.POSTED_STATUSES)
             spent = succeeded.aggregate(s=Sum("amount"))["s"] or 0
-            assert Account.objects.get(seller=seller).balance == deposits - spent
+            refunds = Entry.objects.filter(seller=seller, kind__in=("refund", "adjustment"))
+            assert Account.objects.get(seller=seller).balance == deposits - spent + (
+                refunds.aggregate(s=Sum("amount"))["s"] or 0
+            )
             # Each charge held at most once; a hold stays only on a success, else its release follows
             # (a charge the provider did not top up in time fails after its hold, under load too).
             holds = Entry.objects.filter(seller=seller, kind="charge")
@@ -322,6 +357,10 @@ class Scenario:
             assert holds.count() == holds.values("charge_id").distinct().count()
             assert holds.count() == succeeded.count() + releases.count()
             assert not releases.exclude(charge__status="failed").exists()
+            # One refund per reversed charge, of its price, and none elsewhere.
+            reversed_ = Charge.objects.filter(seller=seller, status="reversed")
+            refunded = Entry.objects.filter(seller=seller, kind="refund")
+            assert sorted(refunded.values_list("charge_id", "amount")) == sorted(reversed_.values_list("id", "amount"))
         self._check_against_the_providers_record()
         assert not Charge.objects.filter(seller__in=self.sellers, status="queued").exists()
         assert not Deposit.objects.filter(seller__in=self.sellers, status="approving").exists()
@@ -340,16 +379,72 @@ class Scenario:
         charges = Charge.objects.filter(seller__in=self.sellers)
         sent_as = dict(charges.exclude(external_id=None).values_list("external_id", "id"))
         record = {t["external_id"]: t for t in self.stack.sandbox.transactions() if t["external_id"] in sent_as}
+        late = set(self.late_successes)
         completed = {sent_as[i] for i, t in record.items() if t["status"] == "COMPLETED"}
-        assert completed == set(charges.filter(status="succeeded").values_list("id", flat=True))
+        assert completed - late == set(charges.filter(status="succeeded").values_list("id", flat=True))
+        # The provider's reversals are ours: each one of a charge that had succeeded refunded (by its
+        # callback, or the close); one that came before its success reached us failed the charge
+        # (nothing was delivered), its hold released.
+        reversed_there = {sent_as[i] for i, t in record.items() if t["status"] == "REVERSED"}
+        refunded = set(charges.filter(status="reversed").values_list("id", flat=True))
+        assert refunded <= reversed_there
+        failed_so = set(charges.filter(pk__in=reversed_there - refunded).values_list("failure_code", flat=True))
+        assert failed_so <= {Charge.FailureCode.PROVIDER_REJECTED}, failed_so
+        # A completion after a decline is a conflict an admin settled, the charge still failed.
+        assert set(charges.filter(pk__in=late, status="failed").values_list("id", flat=True)) == late
+        assert completed & late == late
         unfunded = Charge.FailureCode.INSUFFICIENT_FUNDS
-        failed = charges.filter(status="failed").exclude(failure_code=unfunded)
+        failed = charges.filter(status="failed").exclude(failure_code=unfunded).exclude(pk__in=late)
         for charge_id, external_id, code in failed.values_list("id", "external_id", "failure_code"):
             refused = record.get(external_id)
+            if refused is not None and refused["status"] == "REVERSED" and code == Charge.FailureCode.PROVIDER_REJECTED:
+                continue  # reversed before its success reached us: nothing delivered
             assert refused is not None and refused["status"] == "DECLINED", (
                 f"charge {charge_id} failed {code}, but the provider has {refused} for it"
             )
             assert refused["failure_code"] == code, f"charge {charge_id} failed {code}, refused {refused}"
+
+    def _reversals_by_the_close(self) -> None:
+        """The daily close against the stack's provider, run here: any reversal whose callbacks a
+        killed web lost is recorded through the same lifecycle function, and its seller woken on
+        the stack's broker. Then wait until every reversal is refunded."""
+        charge = Charge.objects.filter(seller__in=self.sellers).exclude(external_id=None).first()
+        token = charge.external_id[len(settings.PROVIDER_EXTERNAL_ID_PREFIX) :].rsplit("-", 1)[0]
+        Installation.objects.update_or_create(id=1, defaults={"token": token})
+        identity.installation_token.cache_clear()
+        provider = DTOneProvider(base_url=self.stack.sandbox.url, timeout=(5.0, 30.0))
+        close_day(provider, timezone.now().date())
+        for seller in self.sellers:
+            self.broker.send_task(
+                "ledger.settle_seller",
+                kwargs={"seller_id": seller.pk},
+                queue=f"ledger.shard.{seller.pk % settings.LEDGER_SHARDS}",
+                ignore_result=True,
+            )
+        waiting = Charge.objects.filter(seller__in=self.sellers, status="succeeded", reversal_reason__isnull=False)
+        deadline = time.monotonic() + 60
+        while waiting.exists():
+            assert time.monotonic() < deadline, f"reversals not refunded: {list(waiting.values_list('id'))}"
+            time.sleep(0.2)
+
+    def _settle_late_successes(self) -> None:
+        """Each late success is listed for an admin; the first is debited from its seller, the
+        others booked as losses; settling again changes nothing."""
+        headers = {"Authorization": f"Bearer {self.admin_token}"}
+        listed = requests.get(f"{self.stack.url}/api/v1/ops/conflicts/?status=open", headers=headers, timeout=30)
+        assert listed.status_code == 200, listed.text
+        assert {c["charge"] for c in listed.json()["results"]} == set(self.late_successes)
+        for n, charge_id in enumerate(self.late_successes):
+            action = "debit" if n == 0 else "book_loss"
+            url = f"{self.stack.url}/api/v1/ops/conflicts/{charge_id}/settle/"
+            for _ in range(2):
+                answer = requests.post(url, json={"action": action}, headers=headers, timeout=30)
+                assert answer.status_code in (200, 202), answer.text
+        done = ProviderConflict.objects.filter(charge_id__in=self.late_successes, status__in=("debited", "loss_booked"))
+        deadline = time.monotonic() + 60
+        while done.count() < len(self.late_successes):
+            assert time.monotonic() < deadline, "late successes not settled"
+            time.sleep(0.2)
 
 
 def report(runs: list[Run]) -> str:

@@ -4,9 +4,10 @@ production settings, a private redis-server, a sandbox provider of its own, the 
 under retrying clients, broken in every way an operator meets: SIGKILLed shard workers, gunicorn
 workers and master, beat; Redis killed and restarted empty; every database backend terminated
 mid-settle; floods of duplicate and reordered wake-ups; all at once; and the provider down, slow,
-killed and restarted, dropping answers, closing keep-alive connections as requests arrive. No
-charge may fail that the provider did not refuse, and every charge is final within seconds of the
-provider being healthy again.
+killed and restarted, dropping answers, closing keep-alive connections as requests arrive,
+reversing completed top-ups and completing top-ups it had declined (late successes, settled by an
+admin). No charge may fail that the provider did not refuse, every reversal is refunded once, and
+every charge is final within seconds of the provider being healthy again.
 
 Quick mode (in `make test`): one seed, every fault once. Full mode: `FAULT_SEEDS=N` seeds, a
 results table printed and written to test-artifacts/faults/report.md (details in report.json)."""
@@ -41,7 +42,8 @@ def _assert_targets(runs) -> None:
                 assert fault.final_after_healthy <= PROVIDER_RECOVERY_LIMIT, (
                     f"{where}: charges final {fault.final_after_healthy}s after the provider was back"
                 )
-                assert fault.notes.get("stale_closed", 1) and fault.notes.get("dropped", 1), f"{where}: no fault met"
+                met = [fault.notes.get(name, 1) for name in ("stale_closed", "dropped", "reversed", "late_successes")]
+                assert all(met), f"{where}: no fault met"
             elif fault.kind in SINGLE_FAULTS:
                 assert fault.server_errors == 0, f"{where}: {fault.server_errors} 5xx answers"
                 # Every client sends a key: a write lost mid-way answers 503, never outcome_unknown.

@@ -13,9 +13,11 @@ from django.utils import timezone
 from ledger import charge_lifecycle as lifecycle
 from ledger.audit.full import audit_ledger
 from ledger.charge_lifecycle import Reversal
+from ledger.conflicts import LateSuccess, conflict_debit_request, record_late_successes
 from ledger.fulfilment.reconcile import look_up_open_charges
 from ledger.fulfilment.service import fulfil_charges, record_reversals
 from ledger.models import Account, Charge, Entry
+from ledger.selectors import sellers_with_stale_intents
 from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller
 from ledger.statements.chain import entry_hashes
@@ -79,6 +81,26 @@ def test_a_reversal_before_the_success_is_posted_is_asked_for_again():
     charge.refresh_from_db()
     assert charge.status == "reversed" and _balance(seller) == (10_000, 0)
     assert_ledger_audit(seller.pk)
+
+
+def test_the_sweeper_wakes_a_seller_whose_refund_or_debit_waits():
+    """A reversal or a debit whose wake-up was lost is found by the sweeper, as any waiting intent."""
+    reversed_seller, debited_seller = _funded(10_000), _funded(10_000)
+    charge = _charge(reversed_seller, "4567")
+    settle_through_provider(reversed_seller.pk)
+    declined = _charge(debited_seller, "9902")
+    settle_through_provider(debited_seller.pk)
+    assert sellers_with_stale_intents(older_than_seconds=0) == []
+
+    record_reversals([Reversal(charge.pk, "REVERSED")])
+    record_late_successes([LateSuccess(declined.pk, "completed after all", {})])
+    conflict_debit_request(charge_id=declined.pk, user_id=None)
+    assert sorted(sellers_with_stale_intents(older_than_seconds=0)) == [reversed_seller.pk, debited_seller.pk]
+    settle_seller(seller_id=reversed_seller.pk)
+    settle_seller(seller_id=debited_seller.pk)
+    assert sellers_with_stale_intents(older_than_seconds=0) == []
+    assert _balance(reversed_seller) == (10_000, 0) and _balance(debited_seller) == (9_000, 0)
+    assert_ledger_audit()
 
 
 def test_a_statement_shows_the_refund_as_its_own_kind_with_the_charge():
