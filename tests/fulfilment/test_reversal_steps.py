@@ -84,21 +84,22 @@ def test_a_reversal_before_the_success_is_posted_is_asked_for_again():
 
 
 def test_the_sweeper_wakes_a_seller_whose_refund_or_debit_waits():
-    """A reversal or a debit whose wake-up was lost is found by the sweeper, as any waiting intent."""
+    """A reversal or a debit whose wake-up was lost is found by the sweeper, as any waiting intent.
+    (The test runs in one transaction, whose `now()` is its start: a negative age takes all.)"""
     reversed_seller, debited_seller = _funded(10_000), _funded(10_000)
     charge = _charge(reversed_seller, "4567")
     settle_through_provider(reversed_seller.pk)
     declined = _charge(debited_seller, "9902")
     settle_through_provider(debited_seller.pk)
-    assert sellers_with_stale_intents(older_than_seconds=0) == []
+    assert sellers_with_stale_intents(older_than_seconds=-3600) == []
 
     record_reversals([Reversal(charge.pk, "REVERSED")])
     record_late_successes([LateSuccess(declined.pk, "completed after all", {})])
     conflict_debit_request(charge_id=declined.pk, user_id=None)
-    assert sorted(sellers_with_stale_intents(older_than_seconds=0)) == [reversed_seller.pk, debited_seller.pk]
+    assert sorted(sellers_with_stale_intents(older_than_seconds=-3600)) == [reversed_seller.pk, debited_seller.pk]
     settle_seller(seller_id=reversed_seller.pk)
     settle_seller(seller_id=debited_seller.pk)
-    assert sellers_with_stale_intents(older_than_seconds=0) == []
+    assert sellers_with_stale_intents(older_than_seconds=-3600) == []
     assert _balance(reversed_seller) == (10_000, 0) and _balance(debited_seller) == (9_000, 0)
     assert_ledger_audit()
 
