@@ -108,26 +108,30 @@ _SELECT_QUEUED_CHARGES_OF_SELLERS = PreparedStatement(
     ["bigint[]", "bigint"],
 )
 # Reserved charges with the provider's answer recorded, to post or release; in the same read (one
-# round trip, each part through a partial index that is empty but for the rare case), succeeded
-# charges the provider reversed (outcome `reversed`, the code its reason: a refund is due) and late
-# successes an admin asked to debit (outcome `debit`, ledger/conflicts.py). Only the answers
-# continue a drain's keyset: the rare parts are applied by whichever batch reads them first.
-_ANSWERED_PARTS = f"""SELECT seller_id, id, amount, batch_id, outcome, outcome_code, balance_after FROM ledger_charge
-    WHERE seller_id {{seller}} AND {ANSWERED_SQL} {{after}}
+# round trip), succeeded charges the provider reversed (outcome `reversed`, the code its reason: a
+# refund is due) and late successes an admin asked to debit (outcome `debit`, ledger/conflicts.py).
+# The answers are limited inside their own part, so a drain's backlog of answers is still walked
+# in order through its partial index and cut there; the two rare parts read partial indexes that
+# are empty but for them; the outer sort sees at most `limit` rows and those few. Only the answers
+# continue a drain's keyset: the rare rows are applied by whichever batch reads them first.
+_ANSWERED_PARTS = f"""SELECT * FROM (
+    (SELECT seller_id, id, amount, batch_id, outcome, outcome_code, balance_after FROM ledger_charge
+      WHERE seller_id {{seller}} AND {ANSWERED_SQL} {{after}} ORDER BY {{order}} LIMIT {{limit}})
     UNION ALL
     SELECT seller_id, id, amount, NULL, '{REVERSAL}', reversal_reason, balance_after FROM ledger_charge
-    WHERE seller_id {{seller}} AND {REVERSAL_WAITING_SQL}
+     WHERE seller_id {{seller}} AND {REVERSAL_WAITING_SQL}
     UNION ALL
     SELECT seller_id, charge_id, amount, NULL, '{CONFLICT_DEBIT}', NULL, NULL FROM ledger_providerconflict
-    WHERE seller_id {{seller}} AND {DEBITING_SQL}"""
+     WHERE seller_id {{seller}} AND {DEBITING_SQL}
+) AS waiting ORDER BY {{order}} LIMIT {{limit}}"""
 _SELECT_ANSWERED_CHARGES = PreparedStatement(
     "ledger_settle_select_answered",
-    _ANSWERED_PARTS.format(seller="= $1", after="AND id > $2") + " ORDER BY id LIMIT $3",
+    _ANSWERED_PARTS.format(seller="= $1", after="AND id > $2", order="id", limit="$3"),
     ["bigint", "bigint", "bigint"],
 )
 _SELECT_ANSWERED_CHARGES_OF_SELLERS = PreparedStatement(
     "ledger_settle_select_answered_of_sellers",
-    _ANSWERED_PARTS.format(seller="= ANY($1)", after="") + " ORDER BY seller_id, id LIMIT $2",
+    _ANSWERED_PARTS.format(seller="= ANY($1)", after="", order="seller_id, id", limit="$2"),
     ["bigint[]", "bigint"],
 )
 # The hashes travel as hex text: an array literal of bytea would need quoting.
