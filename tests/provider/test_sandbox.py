@@ -222,3 +222,24 @@ def test_seeded_rates_are_reproducible(tmp_path):
     for kind in [(429, None), (503, None), (201, "DECLINED"), (201, "SUBMITTED"), (201, "COMPLETED"), "dropped"]:
         assert kind in first, kind
     assert runs[1] != first  # a retry meets its own draws: a throttled id is not throttled forever
+
+
+def test_a_forced_status_calls_back_only_when_asked(sandbox, receiver):
+    """An operator's change of a declined top-up into a completion (a late success), with its
+    callback on request: what the ledger's late-success tests and the fault suite drive."""
+    external_id = f"late-{uuid.uuid4().hex[:12]}"
+    assert _post(sandbox, external_id, number=msisdn("9902"), callback_url=receiver.url).status_code == 201
+    receiver.for_external_id(external_id)  # the decline's callback
+    sandbox.force_status(external_id, "SUBMITTED")
+    sandbox.force_status(external_id, "COMPLETED", callback=True)
+
+    deadline = time.monotonic() + 10
+    statuses: list[str] = []
+    while time.monotonic() < deadline and "COMPLETED" not in statuses:
+        statuses = [
+            Webhook(SECRET).verify(body, headers)["status"]
+            for headers, body in list(receiver.received)
+            if json.loads(body)["external_id"] == external_id
+        ]
+        time.sleep(0.05)
+    assert statuses == ["DECLINED", "COMPLETED"]  # none for the forced SUBMITTED
