@@ -90,6 +90,8 @@ def test_a_charge_costs_the_user_the_catalog_reads_and_one_write_once_the_token_
         "batch": None,
         "created_at": body["created_at"],
         "settled_at": None,
+        "reversal_reason": None,
+        "reversed_at": None,
     }
     stored = Charge.objects.get(pk=body["id"])
     assert (stored.seller_id, stored.phone_number, stored.amount, stored.reference) == (seller.pk, PHONE, 1_000, "r")

@@ -97,3 +97,43 @@ def test_staff_without_the_deciding_role_sees_no_decision_actions(client):
     assert b"approve_deposits" not in page.content
     client.post("/admin/ledger/deposit/", {"action": "approve_deposits", "_selected_action": [pending.pk], "index": 0})
     assert Deposit.objects.get(pk=pending.pk).status == Deposit.Status.PENDING
+
+
+def test_conflict_actions_settle_through_the_conflicts_functions_once(client, django_capture_on_commit_callbacks):
+    from ledger import charge_lifecycle as lifecycle
+    from ledger.charge_lifecycle import Answer
+    from ledger.conflicts import LateSuccess, record_late_successes
+    from ledger.models import ProviderConflict
+
+    admin, seller = make_admin(), make_seller()
+    request_and_approve(seller, 5_000, admin)
+    settle_seller(seller_id=seller.pk)
+    charges = [charge_submit(seller_id=seller.pk, phone_number="+989121234567", amount=100)[0] for _ in range(2)]
+    settle_seller(seller_id=seller.pk)
+    ids = [c.pk for c in charges]
+    lifecycle.claim_for_sending(ids, first_check_after=60, external_id_prefix="adm-")
+    lifecycle.record_answers([Answer(i, lifecycle.FAILED, "operator_declined") for i in ids])
+    settle_seller(seller_id=seller.pk)
+    assert record_late_successes([LateSuccess(i, "completed after all", {}) for i in ids]) == ids
+    client.force_login(admin)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        client.post(
+            "/admin/ledger/providerconflict/", {"action": "debit_sellers", "_selected_action": [ids[0]], "index": 0}
+        )
+    assert [getattr(cb, "ledger_seller_id", None) for cb in callbacks] == [seller.pk]  # the worker debits
+    for _ in range(2):  # a second time changes nothing
+        response = client.post(
+            "/admin/ledger/providerconflict/",
+            {"action": "book_losses", "_selected_action": ids, "index": 0},
+            follow=True,
+        )
+    assert f"#{ids[0]}: debiting" in response.content.decode()
+    assert dict(ProviderConflict.objects.values_list("charge_id", "status")) == {
+        ids[0]: "debiting",
+        ids[1]: "loss_booked",
+    }
+    settle_seller(seller_id=seller.pk)
+    assert ProviderConflict.objects.get(charge_id=ids[0]).status == "debited"
+    assert Account.objects.get(seller=seller).balance == 4_900
+    assert_ledger_audit(seller.pk)
