@@ -116,7 +116,9 @@ def fulfilment_report() -> dict:
     breaker that is open explains reserved charges that wait (held, not lost)."""
     from ledger.fulfilment.gate import gate_for
     from ledger.fulfilment.reconcile import open_charges_report
-    from providers import get_provider
+    from providers import get_provider, provider_names
 
     provider = get_provider()
-    return {"provider": provider.name, **open_charges_report(), "gate": gate_for(provider.name).snapshot()}
+    gates = {name: gate_for(name).snapshot() for name in provider_names()}
+    # "provider" and "gate": the default provider's (as before routing); "gates": every provider's.
+    return {"provider": provider.name, **open_charges_report(), "gate": gates[provider.name], "gates": gates}
