@@ -44,6 +44,7 @@ MOVES = {
         lifecycle.claim_for_sending([c.pk], first_check_after=60, external_id_prefix="test-")
     ),
     "unclaim": lambda c: lifecycle.unclaim([c.pk]),
+    "reroute": lambda c: len(lifecycle.reroute([(c.pk, "a", "unavailable", "b", None, None)])),
     "mark_pending": lambda c: lifecycle.mark_pending([(c.pk, "ref-1")]),
     "mark_unknown": lambda c: lifecycle.mark_unknown([c.pk], check_after=1),
     "resend": lambda c: len(lifecycle.resend([c.pk], lease=60)),
@@ -72,6 +73,9 @@ ALLOWED = {
     ("fail_unfunded", "queued"): (S.DONE, S.FAILED, None),
     ("claim_for_sending", "reserved"): (S.SUBMITTED, "queued", None),
     ("unclaim", "submitted"): (S.RESERVED, "queued", None),
+    # Refused before processing: to the next provider (never from unknown, never once answered).
+    ("reroute", "reserved"): (S.RESERVED, "queued", None),
+    ("reroute", "submitted"): (S.RESERVED, "queued", None),
     ("mark_pending", "submitted"): (S.SUBMITTED, "queued", None),  # notes the provider's reference
     ("mark_unknown", "submitted"): (S.UNKNOWN, "queued", None),
     ("resend", "submitted"): (S.SUBMITTED, "queued", None),  # the provider has no record: sent again
