@@ -1,10 +1,12 @@
 """The stack the fault suite breaks: a private redis-server it can kill, a sandbox provider of its
-own it can take down, slow, kill and restart with its record, gunicorn, the shard workers, the
-fulfilment worker and beat, each started with the production command (`workers.commands`,
-`devstack.stack`) and production settings, against the test database."""
+own it can take down, slow, kill and restart with its record, a second sandbox provider (`backup`,
+its own record) that routing fails over to, gunicorn, the shard workers, the fulfilment worker and
+beat, each started with the production command (`workers.commands`, `devstack.stack`) and
+production settings, against the test database."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -25,6 +27,7 @@ from workers.assignment import shard_assignment
 from workers.commands import beat_argv, fulfil_worker_argv, worker_argv
 
 WORKER_READY = " ready."
+PRIMARY, BACKUP = "sandbox", "backup"  # the providers' names (PROVIDERS)
 PROVIDER_OPTIONS = sandbox_options(latency_ms=5)
 # What ensure_running puts back, whatever a test left the provider doing.
 PROVIDER_DEFAULTS = {
@@ -83,7 +86,24 @@ class FaultStack:
         self.sandbox = SandboxProcess(
             log_dir, port=free_port(8300, 8399), name="provider", db=log_dir / "provider.db", **PROVIDER_OPTIONS
         )
-        self.env = subprocess_env({**PRODUCTION_ENV, **redis.env, "PROVIDER_URL": self.sandbox.url})
+        # The provider routing moves charges to when the first refuses them before processing; no
+        # product is routed to it until a fault adds routes (suite.py, provider_failover).
+        self.backup = SandboxProcess(
+            log_dir, port=_another_port(self.sandbox.port), name="backup", db=log_dir / "backup.db", **PROVIDER_OPTIONS
+        )
+        providers = {
+            name: {"kind": "sandbox", "url": sandbox.url, "callback_secret": settings.PROVIDER_CALLBACK_SECRET}
+            for name, sandbox in ((PRIMARY, self.sandbox), (BACKUP, self.backup))
+        }
+        self.env = subprocess_env(
+            {
+                **PRODUCTION_ENV,
+                **redis.env,
+                "PROVIDER_URL": self.sandbox.url,
+                "PROVIDERS": json.dumps(providers),
+                "PROVIDER_DEFAULT": PRIMARY,
+            }
+        )
         for name in ("LEDGER_SWEEP_INTERVAL", "LEDGER_SWEEP_AFTER"):
             self.env.pop(name)  # the production defaults: recovery must not lean on a fast sweeper
         self.port = free_port(8200, 8299)
@@ -101,6 +121,7 @@ class FaultStack:
     def start(self) -> FaultStack:
         self.redis.start()
         self.sandbox.start()
+        self.backup.start()
         start_together([(process, ready_line(process.name)) for process in [*self.workers, self.fulfil, self.beat]])
         self.start_web()
         return self
@@ -109,9 +130,10 @@ class FaultStack:
         """Restart whatever an earlier test left killed."""
         if not self.redis.alive:
             self.redis.start()
-        if not self.sandbox.alive:
-            self.sandbox.start()
-        self.sandbox.configure(**PROVIDER_DEFAULTS)
+        for sandbox in (self.sandbox, self.backup):
+            if not sandbox.alive:
+                sandbox.start()
+            sandbox.configure(**PROVIDER_DEFAULTS)
         for worker in [*self.workers, self.fulfil]:
             if not worker.alive:
                 worker.start(ready_marker=WORKER_READY)
@@ -166,7 +188,14 @@ class FaultStack:
     def stop(self) -> None:
         stop_together([self.web, *self.workers, self.fulfil, self.beat])
         self.sandbox.stop()
+        self.backup.stop()
         self.redis.stop()
+
+
+def _another_port(taken: int) -> int:
+    while (port := free_port(8300, 8399)) == taken:
+        pass
+    return port
 
 
 def terminate_database_backends() -> int:

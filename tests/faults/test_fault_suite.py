@@ -4,7 +4,8 @@ production settings, a private redis-server, a sandbox provider of its own, the 
 under retrying clients, broken in every way an operator meets: SIGKILLed shard workers, gunicorn
 workers and master, beat; Redis killed and restarted empty; every database backend terminated
 mid-settle; floods of duplicate and reordered wake-ups; all at once; and the provider down, slow,
-killed and restarted, dropping answers, closing keep-alive connections as requests arrive. No
+killed and restarted, dropping answers, closing keep-alive connections as requests arrive, and
+down while products are routed to it and to a second provider (failover). No
 charge may fail that the provider did not refuse, and every charge is final within seconds of the
 provider being healthy again.
 
@@ -42,6 +43,7 @@ def _assert_targets(runs) -> None:
                     f"{where}: charges final {fault.final_after_healthy}s after the provider was back"
                 )
                 assert fault.notes.get("stale_closed", 1) and fault.notes.get("dropped", 1), f"{where}: no fault met"
+                assert fault.notes.get("moved", 1) and fault.notes.get("at_backup", 1), f"{where}: nothing failed over"
             elif fault.kind in SINGLE_FAULTS:
                 assert fault.server_errors == 0, f"{where}: {fault.server_errors} 5xx answers"
                 # Every client sends a key: a write lost mid-way answers 503, never outcome_unknown.
