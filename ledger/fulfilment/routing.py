@@ -123,7 +123,7 @@ def plan(charge_ids: list[int]) -> dict[str, list[Planned]]:
     if moves:
         moved = set(move(moves))
         # Moved charges are reserved at their next provider: plan them again, which sends them.
-        planned += [p for pid, group in plan(sorted(moved)).items() for p in group]
+        planned += [p for group in plan(sorted(moved)).values() for p in group]
     by_provider: dict[str, list[Planned]] = defaultdict(list)
     for one in planned:
         by_provider[one.route.provider].append(one)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from urllib.parse import urlencode
 
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -69,6 +70,16 @@ class FulfilRun:
     countdown: float = 0.0
     moved: list[int] = field(default_factory=list)  # refused before processing: at their next provider now
 
+    def add(self, other: "FulfilRun") -> None:
+        """Another provider's part of the same call (its moves are not ours to report)."""
+        self.answered, self.pending, self.unknown = (
+            self.answered + other.answered,
+            self.pending + other.pending,
+            self.unknown + other.unknown,
+        )
+        self.retry_later += other.retry_later
+        self.countdown = max(self.countdown, other.countdown)
+
 
 def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
     """Send what the gates let through now, each charge to its provider (routing.py); the rest
@@ -77,22 +88,9 @@ def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
     run = FulfilRun()
     for provider_name, planned in routing.plan(charge_ids).items():
         at = fulfil_at(get_provider(provider_name), planned)
-        run.answered, run.pending, run.unknown = (
-            run.answered + at.answered,
-            run.pending + at.pending,
-            run.unknown + at.unknown,
-        )
-        run.retry_later += at.retry_later
-        run.countdown = max(run.countdown, at.countdown)
+        run.add(at)
         if at.moved:
-            again = fulfil_charges(at.moved)  # each move leaves a provider behind: bounded by the routes
-            run.answered, run.pending, run.unknown = (
-                run.answered + again.answered,
-                run.pending + again.pending,
-                run.unknown + again.unknown,
-            )
-            run.retry_later += again.retry_later
-            run.countdown = max(run.countdown, again.countdown)
+            run.add(fulfil_charges(at.moved))  # each move leaves a provider behind: bounded by the routes
     return run
 
 
@@ -101,7 +99,9 @@ def fulfil_at(provider: Provider, planned: list[routing.Planned]) -> FulfilRun:
     charge_ids = [one.charge_id for one in planned]
     gate = gate_for(provider.name)
     if not gate.allow():  # the breaker is open (or Redis is away): move on, or wait held
-        run = FulfilRun(moved=routing.fail_over(provider.name, planned, routing.Reason.UNAVAILABLE))
+        # Only an open breaker says the provider is unavailable; Redis away says nothing of it.
+        moved = routing.fail_over(provider.name, planned, routing.Reason.UNAVAILABLE) if _open(gate) else []
+        run = FulfilRun(moved=moved)
         run.retry_later = [charge for charge in charge_ids if charge not in set(run.moved)]
         run.countdown = max(gate.open_for(), 1.0) if run.retry_later else 0.0
         return run
@@ -136,6 +136,13 @@ def fulfil_at(provider: Provider, planned: list[routing.Planned]) -> FulfilRun:
             extra={"event": "ledger.fulfil_unknown", "charge_ids": sorted_.unknown[:100]},
         )
     return run
+
+
+def _open(gate: ProviderGate) -> bool:
+    try:
+        return gate.breaker_state() == "open"
+    except redis.RedisError:
+        return False
 
 
 def send_all(provider: Provider, asked: list[Asked]) -> list[tuple[Asked, SubmitResult]]:

@@ -16,7 +16,9 @@ from django.utils import timezone
 from catalog.models import Product, ProductRoute
 from catalog.services.sync import catalog_sync
 from devstack.sandbox import SandboxProcess
+from ledger import charge_lifecycle as lifecycle
 from ledger.fulfilment.gate import gate_for
+from ledger.fulfilment.identity import external_id_prefix
 from ledger.fulfilment.reconcile import look_up_open_charges, provider_window
 from ledger.models import Account, Charge, ChargeRouteMove
 from ledger.provider_account.close import close_day
@@ -191,6 +193,13 @@ def test_an_open_breaker_sends_new_charges_to_the_next_provider_and_moves_those_
     start = timezone.now()
     product = _routed("a", "b")
     seller = _funded()
+    waiting = _sell(seller, product)
+    settle_seller(seller_id=seller.pk)
+    # Claimed for A, then put back certainly unsent (as after a 429 at its last route): waiting at A.
+    [asked] = lifecycle.claim_for_sending(
+        [waiting.pk], first_check_after=60, external_id_prefix=external_id_prefix(), provider="a"
+    )
+    assert lifecycle.unclaim([waiting.pk]) == 1
     gate = gate_for("a")
     for _ in range(settings.PROVIDER_BREAKER_FAILURES):
         gate.record_failure()
@@ -201,6 +210,10 @@ def test_an_open_breaker_sends_new_charges_to_the_next_provider_and_moves_those_
 
     charge.refresh_from_db()
     assert (charge.status, charge.provider, _moves(charge)) == ("succeeded", "b", [])  # A never asked
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.provider) == ("succeeded", "b")
+    assert _moves(waiting) == [("a", asked[1], "unavailable", "b")]
+    assert waiting.external_id == f"{asked[1]}-2"
     assert pair.a.transactions() == []
     _records_equal_ledger(start)
     assert_ledger_audit(seller.pk)
