@@ -21,11 +21,12 @@ its last provider: a RETRY waits there, a refusal fails it with the refusal's co
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import redis
 from django.db import connection
 
-from catalog.models import ProductRoute
+from catalog.models import ProductVersion
 from catalog.pricing import product_cost
 from ledger import charge_lifecycle as lifecycle
 from ledger.charge_lifecycle import FAILED, RESERVED
@@ -91,15 +92,14 @@ def plan(charge_ids: list[int]) -> dict[str, list[Planned]]:
     rows = _reserved(charge_ids)
     if not rows:
         return {}
-    routes = _routes({product for _, product, _, _, _, _ in rows if product is not None})
     configured, default = set(provider_names()), default_provider_name()
     available = Availability()
     planned, moves = [], []
-    for charge_id, product, current, amount, own_provider, refused in rows:
+    for charge_id, current, amount, own_provider, refused, routes in rows:
         candidates = [
-            Route(route.served_by.provider, route.served_by_id, _cost(route, amount))
-            for route in routes.get(product, [])
-            if route.served_by.provider in configured
+            Route(provider, served_by, _cost(terms, amount))
+            for provider, served_by, *terms in routes or []
+            if provider in configured
         ] or [Route(own_provider if own_provider in configured else default)]
         candidates = [route for route in candidates if route.provider not in refused]
         if current:
@@ -193,38 +193,33 @@ def _first_available(candidates: list[Route], available: Availability) -> Route 
     return next((route for route in candidates if available.refusal(route.provider) is None), None)
 
 
-def _cost(route: ProductRoute, amount: int) -> int | None:
-    version = route.served_by.current_version
-    return None if version is None else product_cost(version, amount)
+def _cost(terms: list, amount: int) -> int | None:
+    """What a route's provider charges for `amount`: its product's current version's cost."""
+    kind, cost, cost_rate = terms
+    if kind is None:
+        return None  # no version yet: the charge keeps the cost it was recorded with
+    version = ProductVersion(kind=kind, cost=cost, cost_rate=None if cost_rate is None else Decimal(cost_rate))
+    return product_cost(version, amount)
 
 
 def _reserved(charge_ids: list[int]) -> list[tuple]:
-    """(charge, product, provider so far, destination amount, its product's provider, providers
-    that refused it before), for the reserved ones, by id."""
+    """(charge, provider so far, destination amount, its product's provider, providers that refused
+    it before, its product's routes), for the reserved ones, by id, in one statement. A route:
+    [provider, its product, its version's kind, cost and cost rate (text: exact)], by priority,
+    only enabled ones to products still on sale there."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT c.id, c.product_id, c.provider, coalesce(c.destination_amount, c.amount),
-                      (SELECT p.provider FROM catalog_product p WHERE p.id = c.product_id),
+            f"""SELECT c.id, c.provider, coalesce(c.destination_amount, c.amount), p.provider,
                       CASE WHEN c.route_moves > 0 THEN ARRAY(SELECT m.provider FROM ledger_chargeroutemove m
-                                                             WHERE m.charge_id = c.id) ELSE '{{}}' END
-                 FROM ledger_charge c WHERE c.id = ANY(%s) AND c.stage = '{RESERVED}' ORDER BY c.id""",
+                                                             WHERE m.charge_id = c.id) ELSE '{{}}' END,
+                      (SELECT json_agg(json_build_array(sp.provider, sp.id, v.kind, v.cost, v.cost_rate::text)
+                                       ORDER BY r.priority)
+                         FROM catalog_productroute r
+                         JOIN catalog_product sp ON sp.id = r.served_by_id
+                         LEFT JOIN catalog_productversion v ON v.id = sp.current_version_id
+                        WHERE r.product_id = c.product_id AND r.enabled AND sp.enabled AND sp.withdrawn_at IS NULL)
+                 FROM ledger_charge c LEFT JOIN catalog_product p ON p.id = c.product_id
+                WHERE c.id = ANY(%s) AND c.stage = '{RESERVED}' ORDER BY c.id""",
             [list(charge_ids)],
         )
         return cursor.fetchall()
-
-
-def _routes(products: set[int]) -> dict[int, list[ProductRoute]]:
-    """The enabled routes of these products, by priority, to products still on sale there."""
-    if not products:
-        return {}
-    found: dict[int, list[ProductRoute]] = defaultdict(list)
-    routes = (
-        ProductRoute.objects.filter(
-            product_id__in=products, enabled=True, served_by__enabled=True, served_by__withdrawn_at__isnull=True
-        )
-        .select_related("served_by__current_version")
-        .order_by("product_id", "priority")
-    )
-    for route in routes:
-        found[route.product_id].append(route)
-    return found
