@@ -91,17 +91,24 @@ def default_provider_name() -> str:
     return chosen
 
 
-@cache
 def get_provider(name: str | None = None) -> Provider:
     """A configured provider by name (None: the default), built once per process and name (its
     sessions are per thread, its caches and tokens shared by the threads). An unknown name is
     ImproperlyConfigured: a charge routed to a provider since removed waits, held, until it is
     configured again."""
+    return _built(name or default_provider_name())
+
+
+@cache
+def _built(name: str) -> Provider:
     configs = provider_configs()
-    name = name or default_provider_name()
     if name not in configs:
         raise ImproperlyConfigured(f"no provider named {name!r} is configured ({', '.join(configs)})")
     return build(configs[name])
+
+
+# Tests (and the benchmark) that change the provider settings forget the adapters built so far.
+get_provider.cache_clear = _built.cache_clear  # type: ignore[attr-defined]
 
 
 def build(config: ProviderConfig) -> Provider:
