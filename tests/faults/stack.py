@@ -1,6 +1,7 @@
 """The stack the fault suite breaks: a private redis-server it can kill, a sandbox provider of its
 own it can take down, slow, kill and restart with its record, a second sandbox provider (`backup`,
-its own record) that routing fails over to, gunicorn, the shard workers, the fulfilment worker and
+its own record and balance, spoken to in DT One's dialect, selling one product that delivers what
+the house catalog sells) that routing fails over to and that can refuse for balance, gunicorn, the shard workers, the fulfilment worker and
 beat, each started with the production command (`workers.commands`, `devstack.stack`) and
 production settings, against the test database."""
 
@@ -28,6 +29,54 @@ from workers.commands import beat_argv, fulfil_worker_argv, worker_argv
 
 WORKER_READY = " ready."
 PRIMARY, BACKUP = "sandbox", "backup"  # the providers' names (PROVIDERS)
+BACKUP_BALANCE = 10**9  # US cents
+# The backup's catalog: one ranged airtime product in the platform currency, as the house catalog
+# sells (devstack/house_catalog.py), wholesale 97 % of the amount. Every house product is routed
+# to it (suite.py, route_house_products).
+BACKUP_PRODUCT = "990001"
+_USD = {"unit": "USD", "unit_type": "CURRENCY"}
+BACKUP_CATALOG = {
+    "countries": [{"iso_code": "IRN", "name": "Iran", "regions": None, "calling_code": "98"}],
+    "operators": [
+        {
+            "id": 9901,
+            "name": "Backup MCI",
+            "country": {"iso_code": "IRN", "name": "Iran", "regions": None},
+            "regions": None,
+            "numbering_prefixes": ["98912"],
+        }
+    ],
+    "products": [
+        {
+            "id": int(BACKUP_PRODUCT),
+            "name": "Backup airtime 0.01-1,000,000 USD",
+            "description": "",
+            "tags": [],
+            "service": {"id": 1, "name": "Mobile", "subservice": {"id": 11, "name": "Airtime"}},
+            "operator": {
+                "id": 9901,
+                "name": "Backup MCI",
+                "country": {"iso_code": "IRN", "name": "Iran", "regions": None},
+                "regions": None,
+            },
+            "regions": None,
+            "type": "RANGED_VALUE_RECHARGE",
+            "validity": None,
+            "required_debit_party_identifier_fields": [],
+            "required_credit_party_identifier_fields": [["mobile_number"]],
+            "availability_zones": ["INTERNATIONAL"],
+            "source": {"amount": {"min": 0.01, "max": 970000.0, "increment": 0.01}, **_USD},
+            "destination": {"amount": {"min": 0.01, "max": 1000000.0, "increment": 0.01}, **_USD},
+            "prices": {
+                "wholesale": {"amount": {"min": 0.01, "max": 970000.0}, "fee": 0, **_USD},
+                "retail": {"amount": {"min": 0.01, "max": 1000000.0}, "fee": 0, **_USD},
+            },
+            "rates": {"base": 1.0, "wholesale": 1.030927835052, "retail": 1.0},
+            "benefits": [],
+            "promotions": [],
+        }
+    ],
+}
 PROVIDER_OPTIONS = sandbox_options(latency_ms=5)
 # What ensure_running puts back, whatever a test left the provider doing.
 PROVIDER_DEFAULTS = {
@@ -91,9 +140,16 @@ class FaultStack:
         self.backup = SandboxProcess(
             log_dir, port=_another_port(self.sandbox.port), name="backup", db=log_dir / "backup.db", **PROVIDER_OPTIONS
         )
+        secret = settings.PROVIDER_CALLBACK_SECRET
         providers = {
-            name: {"kind": "sandbox", "url": sandbox.url, "callback_secret": settings.PROVIDER_CALLBACK_SECRET}
-            for name, sandbox in ((PRIMARY, self.sandbox), (BACKUP, self.backup))
+            PRIMARY: {"kind": "sandbox", "url": self.sandbox.url, "callback_secret": secret},
+            BACKUP: {
+                "kind": "dvs",
+                "url": f"{self.backup.url}/dvs/v1",
+                "key": "sandbox",
+                "secret": "sandbox-secret",
+                "callback_secret": secret,
+            },
         }
         self.env = subprocess_env(
             {
@@ -102,6 +158,8 @@ class FaultStack:
                 "PROVIDER_URL": self.sandbox.url,
                 "PROVIDERS": json.dumps(providers),
                 "PROVIDER_DEFAULT": PRIMARY,
+                # A provider that refused for balance is used again once a poll sees it funded.
+                "PROVIDER_FLOAT_INTERVAL": "1",
             }
         )
         for name in ("LEDGER_SWEEP_INTERVAL", "LEDGER_SWEEP_AFTER"):
@@ -122,6 +180,7 @@ class FaultStack:
         self.redis.start()
         self.sandbox.start()
         self.backup.start()
+        _serve_backup_catalog(self.backup)
         start_together([(process, ready_line(process.name)) for process in [*self.workers, self.fulfil, self.beat]])
         self.start_web()
         return self
@@ -134,6 +193,8 @@ class FaultStack:
             if not sandbox.alive:
                 sandbox.start()
             sandbox.configure(**PROVIDER_DEFAULTS)
+        _serve_backup_catalog(self.backup)
+        self.backup.set_balance(BACKUP_BALANCE)
         for worker in [*self.workers, self.fulfil]:
             if not worker.alive:
                 worker.start(ready_marker=WORKER_READY)
@@ -190,6 +251,10 @@ class FaultStack:
         self.sandbox.stop()
         self.backup.stop()
         self.redis.stop()
+
+
+def _serve_backup_catalog(sandbox: SandboxProcess) -> None:
+    sandbox.session.post(f"{sandbox.url}/_sandbox/catalog", json=BACKUP_CATALOG, timeout=10).raise_for_status()
 
 
 def _another_port(taken: int) -> int:

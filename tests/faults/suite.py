@@ -24,6 +24,8 @@ from tests.factories import PASSWORD, make_admin, make_seller
 from tests.faults.load import ChargeClient
 from tests.faults.stack import (
     BACKUP,
+    BACKUP_BALANCE,
+    BACKUP_PRODUCT,
     PRIMARY,
     PROVIDER_OPTIONS,
     WORKER_READY,
@@ -52,6 +54,7 @@ PROVIDER_FAULTS = (
     "provider_answers_dropped",
     "provider_stale_connections",
     "provider_failover",
+    "provider_insufficient_balance",
 )
 ALL_FAULTS = (*SINGLE_FAULTS, *PROVIDER_FAULTS, "everything_at_once")
 
@@ -246,6 +249,21 @@ class Scenario:
         self._provider_healthy(fault)
         fault.notes["at_backup"] = Charge.objects.filter(seller__in=self.sellers, provider=BACKUP).count()
 
+    def provider_insufficient_balance(self, fault: Fault) -> None:
+        """Every product routed to the backup first and to the provider second, and our balance at
+        the backup gone for 3 s: it refuses the top-ups (insufficient balance, nothing recorded),
+        they move to the provider under new external ids, and routing skips the backup until its
+        polled float is funded again (PROVIDER_FLOAT_INTERVAL is 1 s here)."""
+        moves = ChargeRouteMove.objects.filter(charge__seller__in=self.sellers, reason="insufficient_balance")
+        moved_before = moves.count()
+        routes = route_house_products(BACKUP, PRIMARY)
+        self.stack.backup.set_balance(0)
+        time.sleep(3.0)
+        ProductRoute.objects.filter(pk__in=routes).update(enabled=False)
+        self.stack.backup.set_balance(BACKUP_BALANCE)
+        fault.notes["moved"] = moves.count() - moved_before
+        self._provider_healthy(fault)
+
     def _provider_healthy(self, fault: Fault, *, limit: float = 60.0) -> None:
         """The provider answers normally again from now (the fault's `back`): wait until every
         charge accepted before now is final, and note how long that took."""
@@ -404,25 +422,25 @@ class Scenario:
 
 def route_house_products(*providers: str) -> list[int]:
     """Route every house product to each provider in turn (priority in the order given), through a
-    product of that provider's with the same terms (the sandbox's own dialect sends no product id).
-    Returns the routes, enabled."""
+    product of that provider's with the same terms: the backup's one product (stack.py), the
+    house product's own id at the provider (its own dialect sends no product id). Returns the
+    routes, enabled."""
     routes = []
     fields = [f.name for f in ProductVersion._meta.fields if f.name not in ("id", "product")]
-    for sold in Product.objects.filter(provider=HOUSE).select_related("current_version"):
+    house = Product.objects.filter(provider=HOUSE).select_related("current_version")
+    ProductRoute.objects.filter(product__in=house).delete()  # an earlier fault's, in another order
+    for sold in house:
         for priority, name in enumerate(providers):
             served, _ = Product.objects.get_or_create(
                 provider=name,
-                provider_product_id=sold.provider_product_id,
+                provider_product_id=BACKUP_PRODUCT if name == BACKUP else sold.provider_product_id,
                 defaults={"operator": sold.operator, "name": sold.name},
             )
             if served.current_version is None:
                 terms = {field: getattr(sold.current_version, field) for field in fields}
                 served.current_version = ProductVersion.objects.create(product=served, **terms)
                 served.save(update_fields=["current_version"])
-            route, _ = ProductRoute.objects.update_or_create(
-                product=sold, served_by=served, defaults={"priority": priority, "enabled": True}
-            )
-            routes.append(route.pk)
+            routes.append(ProductRoute.objects.create(product=sold, served_by=served, priority=priority).pk)
     return routes
 
 

@@ -4,8 +4,9 @@ production settings, a private redis-server, a sandbox provider of its own, the 
 under retrying clients, broken in every way an operator meets: SIGKILLed shard workers, gunicorn
 workers and master, beat; Redis killed and restarted empty; every database backend terminated
 mid-settle; floods of duplicate and reordered wake-ups; all at once; and the provider down, slow,
-killed and restarted, dropping answers, closing keep-alive connections as requests arrive, and
-down while products are routed to it and to a second provider (failover). No
+killed and restarted, dropping answers, closing keep-alive connections as requests arrive, down
+while products are routed to it and to a second provider (failover), and the second provider out
+of money while products are routed to it first (insufficient balance: failover back). No
 charge may fail that the provider did not refuse, and every charge is final within seconds of the
 provider being healthy again.
 
