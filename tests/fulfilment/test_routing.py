@@ -269,6 +269,30 @@ def test_an_unknown_outcome_never_moves_it_is_sent_again_under_the_same_id_to_th
     assert_ledger_audit(seller.pk)
 
 
+def test_a_refusal_a_lookup_finds_never_moves_the_charge(pair):
+    """Accepted, pending, then REJECTED for our balance there: only a send's own answer moves a
+    charge, so this one fails with the refusal's code at the provider it was sent to."""
+    start = timezone.now()
+    product = _routed("a", "b")
+    seller = _funded()
+    charge = _sell(seller, product, ending="9905")  # SUBMITTED at A, completed later
+    settle_through_provider(seller.pk)
+    charge.refresh_from_db()
+    assert (charge.stage, charge.provider, charge.outcome) == ("submitted", "a", None)
+    pair.a.force_status(charge.external_id, "REJECTED", status_detail="REJECTED-INSUFFICIENT-BALANCE")
+
+    Charge.objects.filter(pk=charge.pk).update(next_check_at=timezone.now())
+    look_up_open_charges()
+    settle_seller(seller_id=seller.pk)
+
+    charge.refresh_from_db()
+    assert (charge.status, charge.failure_code, charge.provider) == ("failed", "provider_insufficient_balance", "a")
+    assert _moves(charge) == [] and pair.b.transactions() == []
+    assert Account.objects.get(seller=seller).held == 0
+    _records_equal_ledger(start)
+    assert_ledger_audit(seller.pk)
+
+
 @pytest.mark.parametrize(("ending", "code"), [("9901", "invalid_number"), ("9902", "operator_declined")])
 def test_a_decline_about_the_number_or_the_operator_never_moves(pair, ending, code):
     start = timezone.now()
