@@ -4,7 +4,17 @@ rules (checked against cost as the API checks them); synced data and versions ar
 from django import forms
 from django.contrib import admin
 
-from catalog.models import Country, NumberingPrefix, Operator, PriceList, PriceRule, Product, ProductVersion, Quote
+from catalog.models import (
+    Country,
+    NumberingPrefix,
+    Operator,
+    PriceList,
+    PriceRule,
+    Product,
+    ProductRoute,
+    ProductVersion,
+    Quote,
+)
 from catalog.services.prices import PAST_SLACK, price_rule_problems
 from core.admin_mixins import ReadOnlyAdminMixin
 
@@ -50,6 +60,19 @@ class ProductVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "product", "kind", "service", "amount", "min_amount", "max_amount", "cost", "effective_from"]
     list_filter = ["kind", "service"]
     list_select_related = ["product"]
+
+
+@admin.register(ProductRoute)
+class ProductRouteAdmin(admin.ModelAdmin):
+    """Which providers deliver a product, in order (docs/operations.md, "Routes"): an admin's to
+    write; the model's clean() refuses a provider not configured or a product delivering otherwise."""
+
+    list_display = ["id", "product", "priority", "served_by", "enabled", "updated_at"]
+    list_editable = ["enabled"]
+    list_filter = ["enabled", "served_by__provider"]
+    search_fields = ["product__name", "served_by__name", "served_by__provider_product_id"]
+    autocomplete_fields = ["product", "served_by"]
+    list_select_related = ["product", "served_by"]
 
 
 @admin.register(NumberingPrefix)

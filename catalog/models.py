@@ -176,6 +176,50 @@ class ProductVersion(models.Model):
         return f"{self.product_id} v{self.pk} from {self.effective_from:%Y-%m-%d %H:%M}"
 
 
+class ProductRoute(models.Model):
+    """One provider that can deliver a product we sell: its own product there (`served_by`, whose
+    `provider` names the configured provider) and its priority, lowest first. A charge goes to the
+    product's first route and moves to the next only when a provider refused it before processing
+    (ledger/fulfilment/routing.py); each provider's cost is its product's current version's. A
+    product without routes is served by its own provider (or the default one)."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="routes")
+    served_by = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="serves")
+    priority = models.PositiveSmallIntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["product_id", "priority"]
+        constraints = [
+            models.UniqueConstraint(fields=["product", "served_by"], name="product_route_unique_provider_product"),
+            models.UniqueConstraint(fields=["product", "priority"], name="product_route_unique_priority"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} → {self.served_by_id} (priority {self.priority})"
+
+    def clean(self) -> None:
+        """An admin's route must name a configured provider's product that delivers what the sold
+        product delivers: the same destination currency and kind of amount."""
+        from django.core.exceptions import ValidationError
+
+        from providers import provider_names
+
+        if not (self.product_id and self.served_by_id):
+            return
+        if self.served_by.provider not in provider_names():
+            raise ValidationError({"served_by": f"provider {self.served_by.provider!r} is not configured"})
+        sold, served = self.product.current_version, self.served_by.current_version
+        if sold is None or served is None:
+            raise ValidationError("both products need a current version")
+        if (sold.destination_currency, sold.kind) != (served.destination_currency, served.kind):
+            raise ValidationError({"served_by": "delivers another currency or kind of amount than the product"})
+        if sold.kind == ProductKind.FIXED and sold.amount != served.amount:
+            raise ValidationError({"served_by": "delivers another amount than the product"})
+
+
 class NumberLookup(models.Model):
     """The provider's answer for a number (its lookup, run by a worker), kept until `expires_at`."""
 

@@ -19,6 +19,7 @@ from ledger.conflicts import ConflictStateError, conflict_book_loss, conflict_de
 from ledger.models import (
     Charge,
     ChargeBatch,
+    ChargeRouteMove,
     Deposit,
     Entry,
     ProviderClose,
@@ -107,6 +108,7 @@ class ChargeAdmin(ReadOnlyAdmin):
         "destination_amount",
         "destination_currency",
         "amount",
+        "provider",
         "cost",
         "status",
         "failure_code",
@@ -115,7 +117,7 @@ class ChargeAdmin(ReadOnlyAdmin):
         "created_at",
         "settled_at",
     )
-    list_filter = ("status", "failure_code")
+    list_filter = ("status", "failure_code", "provider")
     list_select_related = ("seller", "batch", "product")
     search_fields = ("=id", "=seller__id", "=phone_number", "=external_id", "reference")
     change_list_template = "admin/ledger/charge/change_list.html"  # links to the margin chart
@@ -209,6 +211,17 @@ class EntryAdmin(ReadOnlyAdmin):
     list_filter = ("kind",)
     list_select_related = ("seller", "charge", "deposit")
     search_fields = ("=seller__id", "=charge__id", "=deposit__id")
+
+
+@admin.register(ChargeRouteMove)
+class ChargeRouteMoveAdmin(ReadOnlyAdmin):
+    """Charges routing moved to their next provider after a refusal before processing
+    (docs/provider.md, *Routing*): which provider refused, under which external id, and why."""
+
+    list_display = ("charge", "provider", "external_id", "reason", "moved_to", "at")
+    list_filter = ("reason", "provider", "moved_to")
+    list_select_related = ("charge",)
+    search_fields = ("=charge__id", "=external_id")
 
 
 @admin.register(ProviderMismatch)

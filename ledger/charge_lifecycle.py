@@ -5,7 +5,7 @@
             v                      claim_for_sending
          queued --reserve--> reserved ------------> submitted --mark_unknown--> unknown
             |                    ^                   | ^   |                     |  |
-            |                    +------unclaim------+ |   |                     |  |
+            |                    +--unclaim/reroute--+ |   |                     |  |
             |                                          +---|------resend---------+  |
             |                                              | record_answers         | record_answers
             | fail_unfunded                                v                        v
@@ -23,10 +23,13 @@
                                                        v
                                                done, reversed
 
+  `reroute` (submitted with no answer, or reserved -> reserved at the next provider): only after a
+  refusal before processing, never from `unknown`.
+
 - `reserve`, `fail_unfunded`, `post`, `release`, `reverse`: the settle (ledger/posting.py), under the
   seller's account lock, in the transaction that writes the entries and balances they imply.
   Set-based prepared statements (a batch is a handful of statements, whatever its size).
-- `claim_for_sending`, `unclaim`, `mark_pending`, `mark_unknown`, `resend`, `record_answers`,
+- `claim_for_sending`, `unclaim`, `reroute`, `mark_pending`, `mark_unknown`, `resend`, `record_answers`,
   `record_reversals`: the
   fulfilment workers, the provider's callback and the reconciler (ledger/fulfilment/), each
   statement committed on its own: a claim (or a resend) must be committed before its request leaves.
@@ -184,27 +187,89 @@ def _execute(cursor, statement: PreparedStatement, params: list, rows: list[tupl
 # What we ask the provider for a charge (ledger.fulfilment.identity.Asked): the top-up's amount is
 # its destination amount (the amount itself on a charge recorded before the catalog), and the
 # provider's id of its product.
+# The product is the one routing chose at the charge's provider (`served_by`), else its own; the
+# provider is the one it is sent to ("" on a charge sent before routing: the default one).
 ASKED_COLUMNS = """id, external_id, phone_number, coalesce(destination_amount, amount), created_at,
-    (SELECT p.provider_product_id FROM catalog_product p WHERE p.id = product_id)"""
+    (SELECT p.provider_product_id FROM catalog_product p WHERE p.id = coalesce(served_by_id, product_id)),
+    provider"""
 
 
-def claim_for_sending(charge_ids: list[int], *, first_check_after: float, external_id_prefix: str) -> list[tuple]:
-    """reserved -> submitted, before any request leaves; fixes the external id of each one sent
-    for the first time (a charge sent again keeps its own) and schedules its first lookup. Only
-    charges still `reserved` are claimed: a redelivered task, or a second one for the same
-    charges, sends nothing twice. Answers the `ASKED_COLUMNS` of the claimed ones, by id."""
+def claim_for_sending(
+    charge_ids: list[int],
+    *,
+    first_check_after: float,
+    external_id_prefix: str,
+    provider: str = "",
+    routes: dict[int, tuple[int | None, int | None]] | None = None,
+) -> list[tuple]:
+    """reserved -> submitted, before any request leaves, to `provider`; fixes the external id of
+    each one sent for the first time there (a charge sent again keeps its own; one routing moved
+    gets a new one, `-<n>` after the id, which no provider saw) and schedules its first lookup.
+    A charge claimed for the first time takes its provider, and from `routes` (charge ->
+    (that provider's product, its cost)) the product and cost of its route; a charge already
+    at another provider is not claimed. Only charges still `reserved` are claimed: a redelivered
+    task, or a second one for the same charges, sends nothing twice. Answers the `ASKED_COLUMNS`
+    of the claimed ones, by id."""
     if not charge_ids:
+        return []
+    routes = routes or {}
+    served = [routes.get(charge, (None, None)) for charge in charge_ids]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE ledger_charge AS c SET stage = '{SUBMITTED}', submitted_at = clock_timestamp(),
+                   next_check_at = clock_timestamp() + make_interval(secs => %s),
+                   external_id = coalesce(c.external_id, %s || c.id
+                                          || CASE WHEN c.route_moves > 0 THEN '-' || (c.route_moves + 1) ELSE '' END),
+                   sends = c.sends + 1,
+                   provider = %s,
+                   served_by_id = CASE WHEN c.provider = '' THEN r.served ELSE c.served_by_id END,
+                   cost = CASE WHEN c.provider = '' THEN coalesce(r.route_cost, c.cost) ELSE c.cost END
+             FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS r(charge, served, route_cost)
+             WHERE c.id = r.charge AND c.stage = '{RESERVED}' AND c.provider IN ('', %s)
+             RETURNING {ASKED_COLUMNS.replace("id, external_id", "c.id, c.external_id", 1)}""",
+            [
+                first_check_after,
+                external_id_prefix,
+                provider,
+                list(charge_ids),
+                [s for s, _ in served],
+                [c for _, c in served],
+                provider,
+            ],
+        )
+        return sorted(cursor.fetchall())
+
+
+def reroute(moves: list[tuple[int, str, str, str, int | None, int | None]]) -> list[int]:
+    """reserved or submitted (no answer) -> reserved, at the next provider of the charge's routes:
+    its provider refused it *before processing* (insufficient balance, the product withdrawn
+    there, 503/429, its breaker open; ledger/fulfilment/routing.py decides), so the charge is
+    free to go elsewhere. It leaves its external id behind (recorded with the refusal in
+    ChargeRouteMove) and is claimed again under a new one. Never called after an unknown outcome.
+    moves: (charge, the provider that refused, reason, next provider, its product, its cost).
+    Answers the charges moved."""
+    if not moves:
         return []
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""UPDATE ledger_charge SET stage = '{SUBMITTED}', submitted_at = clock_timestamp(),
-                   next_check_at = clock_timestamp() + make_interval(secs => %s),
-                   external_id = coalesce(external_id, %s || id), sends = sends + 1
-             WHERE id = ANY(%s) AND stage = '{RESERVED}'
-             RETURNING {ASKED_COLUMNS}""",
-            [first_check_after, external_id_prefix, list(charge_ids)],
+            f"""WITH moved AS (
+                 UPDATE ledger_charge AS c SET stage = '{RESERVED}', provider = m.next_provider,
+                        served_by_id = m.served, cost = coalesce(m.route_cost, c.cost), external_id = NULL,
+                        route_moves = c.route_moves + 1, submitted_at = NULL, next_check_at = NULL,
+                        provider_reference = NULL
+                   FROM (SELECT u.*, old.external_id AS old_external_id
+                           FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[])
+                                AS u(charge, refused_by, reason, next_provider, served, route_cost)
+                           JOIN ledger_charge old ON old.id = u.charge) AS m
+                  WHERE c.id = m.charge AND c.stage IN ('{RESERVED}', '{SUBMITTED}') AND c.outcome IS NULL
+                    AND c.provider IN ('', m.refused_by)
+              RETURNING c.id, m.refused_by, m.old_external_id, m.reason, m.next_provider)
+             INSERT INTO ledger_chargeroutemove (charge_id, provider, external_id, reason, moved_to, at)
+             SELECT id, refused_by, old_external_id, reason, next_provider, clock_timestamp() FROM moved
+             RETURNING charge_id""",
+            [list(column) for column in zip(*moves, strict=True)],
         )
-        return sorted(cursor.fetchall())
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 def unclaim(charge_ids: list[int]) -> int:

@@ -168,9 +168,20 @@ class Charge(models.Model):
     # Requests sent under its external id: the first send, a send again after a refusal before
     # processing, and each resend of the reconciler while the provider has no record of it.
     sends = models.IntegerField(default=0, db_default=0)
-    # The id the provider knows this charge by, fixed when it is first sent and never changed:
-    # every resend, lookup and callback names it (ledger/fulfilment/identity.py).
+    # The id the provider knows this charge by, fixed when it is first sent to a provider: every
+    # resend, lookup and callback names it (ledger/fulfilment/identity.py). A new one only when
+    # routing moves the charge to another provider, which never saw it (`route_moves`).
     external_id = models.CharField(max_length=80, null=True, blank=True, unique=True)  # noqa: DJ001 (null until sent)
+    # The provider it is sent to (a name of `PROVIDERS`), fixed when it is first claimed; "" until
+    # then, and on charges sent before routing (the default provider's). `served_by`: that
+    # provider's product, when a route named it (null: the product itself); `cost` is then that
+    # provider's. `route_moves`: how often routing moved it after a refusal before processing
+    # (ChargeRouteMove rows, ledger/fulfilment/routing.py).
+    provider = models.CharField(max_length=50, blank=True, default="", db_default="")
+    served_by = models.ForeignKey(
+        "catalog.Product", on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
+    route_moves = models.SmallIntegerField(default=0, db_default=0)
     # What it sells (catalog/sales.py), fixed when it is recorded: a later sync or price change
     # never rewrites a charge. `amount` is the seller's price (the hold, then the debit);
     # `cost` what the provider charges us; the margin is the difference (`MARGIN`). All null on
@@ -678,6 +689,31 @@ class ProviderConflict(models.Model):
 
 # Tables defined beside the code that writes them: our accounts at the providers (the float,
 # funding, the daily close) and the statements.
+class ChargeRouteMove(models.Model):
+    """A provider that refused a charge before processing it, so routing moved the charge to the
+    next (ledger/fulfilment/routing.py): which provider, under which external id (null: never sent
+    there, e.g. its breaker was open) and why. Written only by `charge_lifecycle.reroute`."""
+
+    class Reason(models.TextChoices):
+        INSUFFICIENT_BALANCE = "insufficient_balance"  # our float there (refused, or known refused)
+        PRODUCT_UNAVAILABLE = "product_unavailable"  # the product withdrawn there
+        UNAVAILABLE = "unavailable"  # 503/429 before processing, or its breaker open
+
+    charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="route_moves_made")
+    provider = models.CharField(max_length=50)
+    external_id = models.CharField(max_length=80, null=True, blank=True, unique=True)  # noqa: DJ001 (null: never sent there)
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    moved_to = models.CharField(max_length=50)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["charge_id", "id"]
+        indexes = [models.Index(fields=["charge"], name="charge_route_move_charge_idx")]
+
+    def __str__(self) -> str:
+        return f"charge {self.charge_id}: {self.provider} → {self.moved_to} ({self.reason})"
+
+
 from ledger.provider_account.models import (  # noqa: E402, F401
     ProviderBalanceSnapshot,
     ProviderClose,

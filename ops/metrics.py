@@ -132,11 +132,14 @@ class LedgerCollector:
             "Open late successes whose debit the seller's balance did not cover",
             value=fulfilment["conflicts"]["debit_refused"],
         )
-        yield GaugeMetricFamily(
+        breaker = GaugeMetricFamily(
             "ledger_provider_breaker_open",
-            "1 while the provider's circuit breaker holds sends back",
-            value=int(fulfilment["gate"].get("state") == "open"),
+            "1 while the provider's circuit breaker holds sends back (routing sends elsewhere meanwhile)",
+            labels=["provider"],
         )
+        for name, gate in fulfilment["gates"].items():
+            breaker.add_metric([name], int(gate.get("state") == "open"))
+        yield breaker
         deposits = GaugeMetricFamily("ledger_deposits", "Deposits by status", labels=["status"])
         counts = _status_counts("ledger_deposit")
         for status in ("pending", "approving", "approved", "rejected"):

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from core.permissions import IsAdmin
 from ledger.provider_account.close import EARLIEST_DAY
 from ledger.provider_account.models import ProviderClose, ProviderFunding
-from providers import get_provider
+from providers import default_provider_name, provider_names
 from workers.provider_account_tasks import provider_close_on_commit
 
 
@@ -27,15 +27,17 @@ class _Admin:
 
 
 def _configured(name: str | None) -> str:
-    configured = get_provider().name
-    if name not in (None, "", configured):
-        raise serializers.ValidationError(f"not a configured provider (the configured one is {configured!r})")
-    return configured
+    """A configured provider's name; none given: the default one."""
+    if not name:
+        return default_provider_name()
+    if name not in provider_names():
+        raise serializers.ValidationError(f"not a configured provider (configured: {', '.join(provider_names())})")
+    return name
 
 
 class ProviderCloseInput(serializers.Serializer):
     date = serializers.DateField(help_text="the UTC day to close, YYYY-MM-DD")
-    provider = serializers.CharField(required=False, help_text="default: the configured provider")
+    provider = serializers.CharField(required=False, help_text="default: the default provider")
 
     def validate_provider(self, value):
         return _configured(value)
@@ -78,7 +80,7 @@ class ProviderCloseRequestApi(_Admin, APIView):
             close, _ = ProviderClose.objects.update_or_create(
                 provider=provider, day=day, defaults={"status": ProviderClose.Status.QUEUED, "error": ""}
             )
-            provider_close_on_commit(day)
+            provider_close_on_commit(day, provider)
         return Response(ProviderCloseOutput(close).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -91,7 +93,7 @@ class ProviderCloseListApi(_Admin, ListAPIView):
 
 
 class ProviderFundingSerializer(serializers.ModelSerializer):
-    provider = serializers.CharField(required=False, help_text="default: the configured provider")
+    provider = serializers.CharField(required=False, help_text="default: the default provider")
 
     class Meta:
         model = ProviderFunding

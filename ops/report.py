@@ -117,12 +117,15 @@ def fulfilment_report() -> dict:
     from ledger.conflicts import conflicts_report
     from ledger.fulfilment.gate import gate_for
     from ledger.fulfilment.reconcile import open_charges_report
-    from providers import get_provider
+    from providers import get_provider, provider_names
 
     provider = get_provider()
+    gates = {name: gate_for(name).snapshot() for name in provider_names()}
+    # "provider" and "gate": the default provider's (as before routing); "gates": every provider's.
     return {
         "provider": provider.name,
         **open_charges_report(),
-        "gate": gate_for(provider.name).snapshot(),
+        "gate": gates[provider.name],
+        "gates": gates,
         "conflicts": conflicts_report(),
     }

@@ -16,11 +16,12 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="ledger.poll_provider_float", ignore_result=True)
 def poll_provider_float_task() -> None:
-    """Beat, every PROVIDER_FLOAT_INTERVAL: the configured provider's balance."""
+    """Beat, every PROVIDER_FLOAT_INTERVAL: every configured provider's balance."""
     from ledger.provider_account.floats import poll_float
-    from providers import get_provider
+    from providers import get_provider, provider_names
 
-    poll_float(get_provider())
+    for name in provider_names():
+        poll_float(get_provider(name))
 
 
 @shared_task(
@@ -33,17 +34,18 @@ def poll_provider_float_task() -> None:
     soft_time_limit=480,
     time_limit=540,
 )
-def provider_close_task(day: str) -> None:
+def provider_close_task(day: str, provider: str | None = None) -> None:
     from ledger.provider_account.close import close_day
     from providers import get_provider
 
-    close_day(get_provider(), date.fromisoformat(day))
+    close_day(get_provider(provider), date.fromisoformat(day))
 
 
-def provider_close_on_commit(day: date) -> None:
-    """Publish the close once the request that queued it is committed."""
+def provider_close_on_commit(day: date, provider: str | None = None) -> None:
+    """Publish the close of a provider (None: the default one) once the request that queued it is
+    committed."""
     transaction.on_commit(
         lambda: provider_close_task.apply_async(
-            kwargs={"day": day.isoformat()}, retry_policy=dispatch.PUBLISH_RETRY_POLICY
+            kwargs={"day": day.isoformat(), "provider": provider}, retry_policy=dispatch.PUBLISH_RETRY_POLICY
         )
     )

@@ -297,14 +297,14 @@ def _fulfilment_idle() -> bool:
     breaker or a Retry-After holds sends back, they are merely waiting, and sending them again
     would only pile duplicate tasks (each a no-op, after its claim) in front of new charges."""
     from ledger.fulfilment.gate import gate_for
-    from providers import get_provider
+    from providers import provider_names
     from workers.broker import broker_client, queue_depths
     from workers.routing import FULFIL_QUEUE
 
-    gate = gate_for(get_provider().name)
     try:
-        if gate.breaker_state() != "closed" or gate.paused_for() > 0:
-            return False
+        for gate in (gate_for(name) for name in provider_names()):
+            if gate.breaker_state() != "closed" or gate.paused_for() > 0:
+                return False
         return queue_depths([FULFIL_QUEUE], broker_client())[FULFIL_QUEUE] == 0
     except redis.RedisError:
         return False

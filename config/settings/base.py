@@ -2,6 +2,7 @@
 environment; see `.env.example` for the full list."""
 
 import importlib.util
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -260,6 +261,19 @@ LEDGER_EVENT_SUBSCRIBERS = {
     "statement_ready": ["notifications.subscribers.statement_ready"],
 }
 
+
+def _providers(value: str) -> dict | None:
+    if not value.strip():
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"PROVIDERS is not JSON: {exc}") from exc
+    if not isinstance(parsed, dict) or not all(isinstance(options, dict) for options in parsed.values()):
+        raise ImproperlyConfigured("PROVIDERS must map each provider's name to its settings")
+    return parsed
+
+
 # The top-up provider (docs/provider.md, docs/operations.md). The sandbox of `make up` by default.
 # PROVIDER_KIND names the adapter: `sandbox` (the sandbox's own dialect), `dvs` (DT One) or
 # `reloadly`; PROVIDER_URL is its API root (DT One's ends in /v1).
@@ -273,6 +287,13 @@ PROVIDER_API_SECRET = env("PROVIDER_API_SECRET", "")
 PROVIDER_AUTH_URL = env("PROVIDER_AUTH_URL", "https://auth.reloadly.com/oauth/token")
 PROVIDER_AUDIENCE = env("PROVIDER_AUDIENCE", "")
 PROVIDER_CALLBACK_SECRET = env("PROVIDER_CALLBACK_SECRET", "")
+# Several providers at once (routing, docs/provider.md "Routing"): a JSON object mapping each
+# provider's name to {kind, url, key, secret, callback_secret, auth_url, audience}, e.g.
+# {"dtone": {"kind": "dvs", "url": "https://dvs-api.dtone.com/v1", "key": "...", "secret": "..."}}.
+# Empty: the one provider of the settings above, named by its kind. PROVIDER_DEFAULT (default: the
+# first) serves products no route names.
+PROVIDERS = _providers(env("PROVIDERS", ""))
+PROVIDER_DEFAULT = env("PROVIDER_DEFAULT", "")
 # Where the provider posts its callbacks (our /api/v1/provider/callbacks/); empty: no callbacks,
 # pending top-ups are resolved by lookups alone.
 PROVIDER_CALLBACK_URL = env("PROVIDER_CALLBACK_URL", "")

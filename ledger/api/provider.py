@@ -23,7 +23,7 @@ from ledger.fulfilment.service import (
     record_reversals,
     reversal_from,
 )
-from providers import get_provider
+from providers import default_provider_name, get_provider, provider_names
 from providers.base import InvalidCallback, Outcome
 
 
@@ -38,6 +38,15 @@ class ReversalNotPostedError(DomainError):
     default_detail = "The charge's success is not posted yet: send the reversal again later."
 
 
+def _provider(request):
+    """The provider a callback is from: `?provider=` in the callback URL we gave it (send_all adds
+    it when several are configured), else the default one."""
+    name = request.query_params.get("provider") or None
+    if name is not None and name not in provider_names():
+        raise InvalidCallback(f"no provider named {name!r}")
+    return get_provider(name)
+
+
 class ProviderCallbackApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -46,10 +55,13 @@ class ProviderCallbackApi(APIView):
     @extend_schema(request=None, responses={204: None}, auth=[])
     def post(self, request):
         try:
-            answer = get_provider().parse_callback(request.headers, request.body)
+            provider = _provider(request)
+            answer = provider.parse_callback(request.headers, request.body)
         except InvalidCallback as exc:
             raise InvalidCallbackError() from exc
         asked = asked_by_external_id([answer.external_id or ""]).get(answer.external_id or "")
+        if asked is not None and (asked.provider or default_provider_name()) != provider.name:
+            asked = None  # not the provider this charge was sent to: nothing it says settles it
         if asked is None or answer.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.REVERSED):
             return Response(status=status.HTTP_204_NO_CONTENT)
         if why := mismatch(asked, answer):

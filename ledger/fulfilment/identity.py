@@ -58,6 +58,7 @@ class Asked:
     amount: int  # the top-up's amount: the destination amount (ledger.charge_lifecycle.ASKED_COLUMNS)
     created_at: datetime
     product_id: str | None = None  # the provider's id of the product
+    provider: str = ""  # the provider it is sent to ("": sent before routing, the default one)
 
 
 def mismatch(asked: Asked, said: SubmitResult | LookupResult) -> str | None:

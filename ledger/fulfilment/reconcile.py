@@ -49,9 +49,10 @@ from ledger.fulfilment.service import (
     send_all,
 )
 from ledger.models import Charge
+from ledger.provider_account.close import sent_to
 from ledger.provider_account.compare import OPEN as OPEN_STATE
 from ledger.provider_account.compare import Ours, compare
-from providers import get_provider
+from providers import default_provider_name, get_provider, provider_names
 from providers.base import LookupResult, Outcome, Provider, ProviderError
 
 logger = logging.getLogger(__name__)
@@ -96,17 +97,29 @@ class LookupRun:
 
 
 def look_up_open_charges(*, limit: int = 500) -> LookupRun:
-    """Look up the submitted and unknown charges whose next check is due, and send again those the
-    provider has no record of (the module docstring)."""
+    """Look up the submitted and unknown charges whose next check is due, each at the provider it
+    was sent to, and send again there those the provider has no record of (the module docstring).
+    A charge sent to a provider no longer configured waits, held, until it is configured again."""
     run = LookupRun()
-    provider = get_provider()
+    default = default_provider_name()
+    for name in provider_names():
+        at = _look_up_at(get_provider(name), [name, ""] if name == default else [name], limit=limit)
+        run.checked, run.answered = run.checked + at.checked, run.answered + at.answered
+        run.resent, run.unreachable = run.resent + at.resent, run.unreachable + at.unreachable
+    return run
+
+
+def _look_up_at(provider: Provider, names: list[str], *, limit: int) -> LookupRun:
+    """The lookups and resends of the charges sent to one provider (`names`: its name, and "" for
+    the default one: charges sent before routing)."""
+    run = LookupRun()
     gate = gate_for(provider.name)
-    if not _any_due():
+    if not _any_due(names):
         return run  # before allow(): a half-open breaker's one trial is not spent on nothing
     trial = _half_open(gate)  # read first: whether allow() admits this run as the breaker's trial
     if not gate.allow():
         return run  # the provider is down: lookups wait with everything else
-    due = _take_due(limit)
+    due = _take_due(limit, names)
     if not due:
         return run  # another reconciler took them first
 
@@ -168,16 +181,18 @@ def _half_open(gate: ProviderGate) -> bool:
         return False  # allow() refuses then too
 
 
-def _any_due() -> bool:
+def _any_due(names: list[str]) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT EXISTS (SELECT 1 FROM ledger_charge
-             WHERE stage IN {SENT_SQL} AND outcome IS NULL AND next_check_at <= clock_timestamp())"""
+             WHERE stage IN {SENT_SQL} AND outcome IS NULL AND next_check_at <= clock_timestamp()
+               AND provider = ANY(%s))""",
+            [names],
         )
         return cursor.fetchone()[0]
 
 
-def _take_due(limit: int) -> list[Asked]:
+def _take_due(limit: int, names: list[str]) -> list[Asked]:
     """The open sent charges whose check is due, each taken by pushing its next check past the
     time a lookup and a resend can take: two reconcilers running at once (beat's interval is
     shorter than a slow run) never take the same charge, and one that dies leaves them due again."""
@@ -186,9 +201,10 @@ def _take_due(limit: int) -> list[Asked]:
             f"""UPDATE ledger_charge SET next_check_at = clock_timestamp() + make_interval(secs => %s)
              WHERE id IN (SELECT id FROM ledger_charge
                            WHERE stage IN {SENT_SQL} AND outcome IS NULL AND next_check_at <= clock_timestamp()
+                             AND provider = ANY(%s)
                            ORDER BY next_check_at LIMIT %s FOR UPDATE SKIP LOCKED)
              RETURNING {ASKED_COLUMNS}""",
-            [request_lease(), limit],
+            [request_lease(), names, limit],
         )
         return [Asked(*row) for row in sorted(cursor.fetchall())]
 
@@ -288,21 +304,22 @@ class WindowReport:
         return not (self.missing_at_provider or self.missing_here or self.amount_mismatches)
 
 
-def provider_window(*, since: datetime, until: datetime | None = None) -> WindowReport:
+def provider_window(*, since: datetime, until: datetime | None = None, provider: str | None = None) -> WindowReport:
     """Our charges created in [since, until) against the provider's transactions of the window
     (ledger/provider_account/compare.py): each succeeded charge must be one completed top-up of the
     same amount, and each completed top-up one succeeded charge. A charge still open is left out
     (it is not final yet); a reversed top-up is missing at the provider."""
     until = until or timezone.now()
-    rows = Charge.objects.filter(created_at__gte=since, created_at__lt=until, external_id__isnull=False)
+    adapter = get_provider(provider)
+    rows = Charge.objects.filter(
+        sent_to(adapter.name), created_at__gte=since, created_at__lt=until, external_id__isnull=False
+    )
     asked = Coalesce("destination_amount", "amount")  # what the provider was asked to deliver
     ours = {
         external_id: Ours(charge_id, status if status in (SUCCEEDED, FAILED) else OPEN_STATE, amount)
         for charge_id, external_id, status, amount in rows.values_list("id", "external_id", "status", asked)
     }
-    found = compare(
-        ours, get_provider().transactions(created_after=since, created_before=until), prefix=external_id_prefix()
-    )
+    found = compare(ours, adapter.transactions(created_after=since, created_before=until), prefix=external_id_prefix())
     reversed_here = [charge_id for charge_id, _, state, _ in found.reversals if state == SUCCEEDED]
     return WindowReport(
         matched=found.matched,

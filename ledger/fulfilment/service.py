@@ -28,17 +28,20 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
+from urllib.parse import urlencode
 
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 
 from ledger import charge_lifecycle as lifecycle
 from ledger import conflicts, events
 from ledger.charge_lifecycle import Answer, Reversal, ReversalsRecorded
+from ledger.fulfilment import routing
 from ledger.fulfilment.gate import ProviderGate, gate_for
 from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
 from ledger.models import Charge
-from providers import get_provider
+from providers import get_provider, provider_names
 from providers.base import LookupResult, Outcome, Provider, ProviderError, SubmitResult
 
 # A refusal names its reason (providers/base.py, REFUSALS): the charge fails with a code of its
@@ -65,19 +68,48 @@ class FulfilRun:
     unknown: int = 0
     retry_later: list[int] = field(default_factory=list)  # to send again after `countdown`
     countdown: float = 0.0
+    moved: list[int] = field(default_factory=list)  # refused before processing: at their next provider now
+
+    def add(self, other: "FulfilRun") -> None:
+        """Another provider's part of the same call (its moves are not ours to report)."""
+        self.answered, self.pending, self.unknown = (
+            self.answered + other.answered,
+            self.pending + other.pending,
+            self.unknown + other.unknown,
+        )
+        self.retry_later += other.retry_later
+        self.countdown = max(self.countdown, other.countdown)
 
 
 def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
-    """Send what the gate lets through now; the rest comes back in `retry_later`."""
-    provider = get_provider()
+    """Send what the gates let through now, each charge to its provider (routing.py); the rest
+    comes back in `retry_later`. A charge its provider refused before processing moves to its next
+    route and is sent there in the same call."""
+    run = FulfilRun()
+    for provider_name, planned in routing.plan(charge_ids).items():
+        at = fulfil_at(get_provider(provider_name), planned)
+        run.add(at)
+        if at.moved:
+            run.add(fulfil_charges(at.moved))  # each move leaves a provider behind: bounded by the routes
+    return run
+
+
+def fulfil_at(provider: Provider, planned: list[routing.Planned]) -> FulfilRun:
+    """Send charges planned for one provider, through its gate."""
+    charge_ids = [one.charge_id for one in planned]
     gate = gate_for(provider.name)
-    if not gate.allow():  # the breaker is open (or Redis is away): wait, held
-        return FulfilRun(retry_later=list(charge_ids), countdown=max(gate.open_for(), 1.0))
+    if not gate.allow():  # the breaker is open (or Redis is away): move on, or wait held
+        # Only an open breaker says the provider is unavailable; Redis away says nothing of it.
+        moved = routing.fail_over(provider.name, planned, routing.Reason.UNAVAILABLE) if _open(gate) else []
+        run = FulfilRun(moved=moved)
+        run.retry_later = [charge for charge in charge_ids if charge not in set(run.moved)]
+        run.countdown = max(gate.open_for(), 1.0) if run.retry_later else 0.0
+        return run
     granted = gate.take(len(charge_ids))
     run = FulfilRun(retry_later=list(charge_ids[granted:]))
     if run.retry_later:
         run.countdown = max(gate.paused_for(), gate.wait_hint(), 0.1)
-    claimed = _claim(charge_ids[:granted])
+    claimed = _claim(provider.name, planned[:granted])
     if not claimed:
         return run
 
@@ -87,6 +119,7 @@ def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
     if sorted_.retry_after:
         gate.pause(sorted_.retry_after)
         run.countdown = max(run.countdown, sorted_.retry_after)
+    run.moved = routing.after_refusals(provider.name, planned, sorted_)
     run.answered = record_answers(sorted_.answers)
     lifecycle.mark_pending(sorted_.pending)
     lifecycle.mark_unknown(sorted_.unknown, check_after=settings.PROVIDER_RESEND_AFTER)
@@ -105,13 +138,20 @@ def fulfil_charges(charge_ids: list[int]) -> FulfilRun:
     return run
 
 
+def _open(gate: ProviderGate) -> bool:
+    try:
+        return gate.breaker_state() == "open"
+    except redis.RedisError:
+        return False
+
+
 def send_all(provider: Provider, asked: list[Asked]) -> list[tuple[Asked, SubmitResult]]:
     """One request per charge, from the process's pool, under each charge's external id. A
     provider that cannot be asked (ProviderError: refusing our credentials, a charge it cannot be
     sent as named) leaves that charge unknown, the conservative answer: held, logged at ERROR,
     looked up and sent again on the reconciler's short schedule, never failed, and no other
     charge of the batch loses its answer."""
-    callback_url = settings.PROVIDER_CALLBACK_URL or None
+    callback_url = callback_url_for(provider.name)
 
     def send(one: Asked) -> SubmitResult:
         try:
@@ -127,6 +167,15 @@ def send_all(provider: Provider, asked: list[Asked]) -> list[tuple[Asked, Submit
             return SubmitResult(Outcome.UNKNOWN, detail=str(exc))
 
     return list(zip(asked, request_pool().map(send, asked), strict=True))
+
+
+def callback_url_for(provider: str) -> str | None:
+    """Where this provider posts its callbacks: PROVIDER_CALLBACK_URL, naming the provider when
+    several are configured (ledger/api/provider.py reads it back)."""
+    url = settings.PROVIDER_CALLBACK_URL or None
+    if url is None or len(provider_names()) == 1:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{urlencode({'provider': provider})}"
 
 
 def request_lease() -> float:
@@ -183,14 +232,18 @@ class SentAnswers:
         return failures
 
 
-def _claim(charge_ids: list[int]) -> list[Asked]:
+def _claim(provider: str, planned: list[routing.Planned]) -> list[Asked]:
     """What we ask the provider for each charge claimed: committed before any request leaves. Its
     first lookup (a pending top-up's, or a worker's killed before it recorded the answer) comes
     once the request is surely over: a lookup of a request still in flight finds nothing, and
     would send it again for nothing."""
     first_check_after = max(settings.PROVIDER_LOOKUP_AFTER, request_lease())
     rows = lifecycle.claim_for_sending(
-        charge_ids, first_check_after=first_check_after, external_id_prefix=external_id_prefix()
+        [one.charge_id for one in planned],
+        first_check_after=first_check_after,
+        external_id_prefix=external_id_prefix(),
+        provider=provider,
+        routes={one.charge_id: (one.route.served_by, one.route.cost) for one in planned},
     )
     return [Asked(*row) for row in rows]
 

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('catalog', '0003_number_lookup_by_number'),
         ('core', '0002_sellerapikey'),
-        ('ledger', '0014_provider_accounts'),
+        ('ledger', '0015_charge_routes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

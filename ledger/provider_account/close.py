@@ -22,7 +22,7 @@ import logging
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -33,6 +33,7 @@ from ledger.fulfilment.service import record_reversals
 from ledger.models import Charge
 from ledger.provider_account.compare import FAILED, OPEN, SUCCEEDED, Comparison, Ours, compare
 from ledger.provider_account.models import ProviderBalanceSnapshot, ProviderClose, ProviderFunding
+from providers import default_provider_name
 from providers.base import Provider, ProviderError
 
 logger = logging.getLogger(__name__)
@@ -46,9 +47,21 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def our_charges(start: datetime, end: datetime) -> dict[str, Ours]:
-    """Our charges sent in [start, end), by external id: one query, in memory."""
-    rows = Charge.objects.filter(submitted_at__gte=start, submitted_at__lt=end, external_id__isnull=False)
+def sent_to(provider: str) -> Q:
+    """Our charges at this provider: routed there, or sent before routing when it is the default."""
+    return Q(provider__in=[provider, ""]) if provider == default_provider_name() else Q(provider=provider)
+
+
+def our_charges(start: datetime, end: datetime, provider: str | None = None) -> dict[str, Ours]:
+    """Our charges sent in [start, end) to the provider (None: the default one), by external id:
+    one query, in memory. A charge routing moved elsewhere is the next provider's; its refused
+    attempt here left nothing to compare (a transaction there, if any, is a failed one)."""
+    rows = Charge.objects.filter(
+        sent_to(provider or default_provider_name()),
+        submitted_at__gte=start,
+        submitted_at__lt=end,
+        external_id__isnull=False,
+    )
     columns = ("id", "external_id", "status", "amount", "destination_amount", "destination_currency", "cost")
     return {
         external_id: Ours(
@@ -91,7 +104,7 @@ def close_day(provider: Provider, day: date) -> ProviderClose:
         provider=provider.name, day=day, defaults={"status": ProviderClose.Status.RUNNING, "error": ""}
     )
     skew = timedelta(seconds=settings.PROVIDER_CLOCK_SKEW)
-    ours = our_charges(start, end)
+    ours = our_charges(start, end, provider.name)
     try:
         found = compare(
             ours,

@@ -44,6 +44,7 @@ MOVES = {
         lifecycle.claim_for_sending([c.pk], first_check_after=60, external_id_prefix="test-")
     ),
     "unclaim": lambda c: lifecycle.unclaim([c.pk]),
+    "reroute": lambda c: len(lifecycle.reroute([(c.pk, "a", "unavailable", "b", None, None)])),
     "mark_pending": lambda c: lifecycle.mark_pending([(c.pk, "ref-1")]),
     "mark_unknown": lambda c: lifecycle.mark_unknown([c.pk], check_after=1),
     "resend": lambda c: len(lifecycle.resend([c.pk], lease=60)),
@@ -78,6 +79,9 @@ ALLOWED = {
     ("fail_unfunded", "queued"): (S.DONE, S.FAILED, None, None),
     ("claim_for_sending", "reserved"): (S.SUBMITTED, "queued", None, None),
     ("unclaim", "submitted"): (S.RESERVED, "queued", None, None),
+    # Refused before processing: to the next provider (never from unknown, never once answered).
+    ("reroute", "reserved"): (S.RESERVED, "queued", None, None),
+    ("reroute", "submitted"): (S.RESERVED, "queued", None, None),
     ("mark_pending", "submitted"): (S.SUBMITTED, "queued", None, None),  # notes the provider's reference
     ("mark_unknown", "submitted"): (S.UNKNOWN, "queued", None, None),
     ("resend", "submitted"): (S.SUBMITTED, "queued", None, None),  # the provider has no record: sent again

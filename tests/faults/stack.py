@@ -1,10 +1,13 @@
 """The stack the fault suite breaks: a private redis-server it can kill, a sandbox provider of its
-own it can take down, slow, kill and restart with its record, gunicorn, the shard workers, the
-fulfilment worker and beat, each started with the production command (`workers.commands`,
-`devstack.stack`) and production settings, against the test database."""
+own it can take down, slow, kill and restart with its record, a second sandbox provider (`backup`,
+its own record and balance, spoken to in DT One's dialect, selling one product that delivers what
+the house catalog sells) that routing fails over to and that can refuse for balance, gunicorn, the shard workers, the fulfilment worker and
+beat, each started with the production command (`workers.commands`, `devstack.stack`) and
+production settings, against the test database."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -25,6 +28,55 @@ from workers.assignment import shard_assignment
 from workers.commands import beat_argv, fulfil_worker_argv, worker_argv
 
 WORKER_READY = " ready."
+PRIMARY, BACKUP = "sandbox", "backup"  # the providers' names (PROVIDERS)
+BACKUP_BALANCE = 10**9  # US cents
+# The backup's catalog: one ranged airtime product in the platform currency, as the house catalog
+# sells (devstack/house_catalog.py), wholesale 97 % of the amount. Every house product is routed
+# to it (suite.py, route_house_products).
+BACKUP_PRODUCT = "990001"
+_USD = {"unit": "USD", "unit_type": "CURRENCY"}
+BACKUP_CATALOG = {
+    "countries": [{"iso_code": "IRN", "name": "Iran", "regions": None, "calling_code": "98"}],
+    "operators": [
+        {
+            "id": 9901,
+            "name": "Backup MCI",
+            "country": {"iso_code": "IRN", "name": "Iran", "regions": None},
+            "regions": None,
+            "numbering_prefixes": ["98912"],
+        }
+    ],
+    "products": [
+        {
+            "id": int(BACKUP_PRODUCT),
+            "name": "Backup airtime 0.01-1,000,000 USD",
+            "description": "",
+            "tags": [],
+            "service": {"id": 1, "name": "Mobile", "subservice": {"id": 11, "name": "Airtime"}},
+            "operator": {
+                "id": 9901,
+                "name": "Backup MCI",
+                "country": {"iso_code": "IRN", "name": "Iran", "regions": None},
+                "regions": None,
+            },
+            "regions": None,
+            "type": "RANGED_VALUE_RECHARGE",
+            "validity": None,
+            "required_debit_party_identifier_fields": [],
+            "required_credit_party_identifier_fields": [["mobile_number"]],
+            "availability_zones": ["INTERNATIONAL"],
+            "source": {"amount": {"min": 0.01, "max": 970000.0, "increment": 0.01}, **_USD},
+            "destination": {"amount": {"min": 0.01, "max": 1000000.0, "increment": 0.01}, **_USD},
+            "prices": {
+                "wholesale": {"amount": {"min": 0.01, "max": 970000.0}, "fee": 0, **_USD},
+                "retail": {"amount": {"min": 0.01, "max": 1000000.0}, "fee": 0, **_USD},
+            },
+            "rates": {"base": 1.0, "wholesale": 1.030927835052, "retail": 1.0},
+            "benefits": [],
+            "promotions": [],
+        }
+    ],
+}
 PROVIDER_OPTIONS = sandbox_options(latency_ms=5)
 # What ensure_running puts back, whatever a test left the provider doing.
 PROVIDER_DEFAULTS = {
@@ -83,13 +135,39 @@ class FaultStack:
         self.sandbox = SandboxProcess(
             log_dir, port=free_port(8300, 8399), name="provider", db=log_dir / "provider.db", **PROVIDER_OPTIONS
         )
+        # The provider routing moves charges to when the first refuses them before processing; no
+        # product is routed to it until a fault adds routes (suite.py, provider_failover).
+        self.backup = SandboxProcess(
+            log_dir, port=_another_port(self.sandbox.port), name="backup", db=log_dir / "backup.db", **PROVIDER_OPTIONS
+        )
         self.port = free_port(8200, 8299)
         self.url = f"http://127.0.0.1:{self.port}"
-        # The provider calls back as a real one does (every final status, reversals included),
-        # signed with the secret the sandbox was started with.
-        callbacks = {"PROVIDER_CALLBACK_URL": f"{self.url}/api/v1/provider/callbacks/"}
-        callbacks["PROVIDER_CALLBACK_SECRET"] = PROVIDER_OPTIONS["callback_secret"]
-        self.env = subprocess_env({**PRODUCTION_ENV, **redis.env, "PROVIDER_URL": self.sandbox.url, **callbacks})
+        # The providers call back as real ones do (every final status, reversals included), signed
+        # with the secret the sandboxes were started with.
+        secret = PROVIDER_OPTIONS["callback_secret"]
+        providers = {
+            PRIMARY: {"kind": "sandbox", "url": self.sandbox.url, "callback_secret": secret},
+            BACKUP: {
+                "kind": "dvs",
+                "url": f"{self.backup.url}/dvs/v1",
+                "key": "sandbox",
+                "secret": "sandbox-secret",
+                "callback_secret": secret,
+            },
+        }
+        self.env = subprocess_env(
+            {
+                **PRODUCTION_ENV,
+                **redis.env,
+                "PROVIDER_URL": self.sandbox.url,
+                "PROVIDERS": json.dumps(providers),
+                "PROVIDER_DEFAULT": PRIMARY,
+                # A provider that refused for balance is used again once a poll sees it funded.
+                "PROVIDER_FLOAT_INTERVAL": "1",
+                "PROVIDER_CALLBACK_URL": f"{self.url}/api/v1/provider/callbacks/",
+                "PROVIDER_CALLBACK_SECRET": secret,
+            }
+        )
         for name in ("LEDGER_SWEEP_INTERVAL", "LEDGER_SWEEP_AFTER"):
             self.env.pop(name)  # the production defaults: recovery must not lean on a fast sweeper
         self.web = Process("web", web_argv(host="127.0.0.1", port=self.port, workers=web_workers), self.env, log_dir)
@@ -105,6 +183,8 @@ class FaultStack:
     def start(self) -> FaultStack:
         self.redis.start()
         self.sandbox.start()
+        self.backup.start()
+        _serve_backup_catalog(self.backup)
         start_together([(process, ready_line(process.name)) for process in [*self.workers, self.fulfil, self.beat]])
         self.start_web()
         return self
@@ -113,9 +193,12 @@ class FaultStack:
         """Restart whatever an earlier test left killed."""
         if not self.redis.alive:
             self.redis.start()
-        if not self.sandbox.alive:
-            self.sandbox.start()
-        self.sandbox.configure(**PROVIDER_DEFAULTS)
+        for sandbox in (self.sandbox, self.backup):
+            if not sandbox.alive:
+                sandbox.start()
+            sandbox.configure(**PROVIDER_DEFAULTS)
+        _serve_backup_catalog(self.backup)
+        self.backup.set_balance(BACKUP_BALANCE)
         for worker in [*self.workers, self.fulfil]:
             if not worker.alive:
                 worker.start(ready_marker=WORKER_READY)
@@ -170,7 +253,18 @@ class FaultStack:
     def stop(self) -> None:
         stop_together([self.web, *self.workers, self.fulfil, self.beat])
         self.sandbox.stop()
+        self.backup.stop()
         self.redis.stop()
+
+
+def _serve_backup_catalog(sandbox: SandboxProcess) -> None:
+    sandbox.session.post(f"{sandbox.url}/_sandbox/catalog", json=BACKUP_CATALOG, timeout=10).raise_for_status()
+
+
+def _another_port(taken: int) -> int:
+    while (port := free_port(8300, 8399)) == taken:
+        pass
+    return port
 
 
 def terminate_database_backends() -> int:

@@ -17,13 +17,24 @@ from django.db import close_old_connections
 from django.db.models import Sum
 from django.utils import timezone
 
+from catalog.models import Product, ProductRoute, ProductVersion
+from devstack.house_catalog import PROVIDER as HOUSE
 from ledger.fulfilment import identity
-from ledger.models import Account, Charge, Deposit, Entry, Installation, ProviderConflict
+from ledger.models import Account, Charge, ChargeRouteMove, Deposit, Entry, Installation, ProviderConflict
 from ledger.provider_account.close import close_day
 from providers.dtone import DTOneProvider
 from tests.factories import PASSWORD, make_admin, make_seller
 from tests.faults.load import ChargeClient
-from tests.faults.stack import PROVIDER_OPTIONS, WORKER_READY, FaultStack, terminate_database_backends
+from tests.faults.stack import (
+    BACKUP,
+    BACKUP_BALANCE,
+    BACKUP_PRODUCT,
+    PRIMARY,
+    PROVIDER_OPTIONS,
+    WORKER_READY,
+    FaultStack,
+    terminate_database_backends,
+)
 from tests.support import assert_ledger_audit, wait_settled
 
 FUNDS = 10_000_000
@@ -47,6 +58,8 @@ PROVIDER_FAULTS = (
     "provider_stale_connections",
     "provider_reversals",
     "provider_late_successes",
+    "provider_failover",
+    "provider_insufficient_balance",
 )
 ALL_FAULTS = (*SINGLE_FAULTS, *PROVIDER_FAULTS, "everything_at_once")
 
@@ -248,6 +261,36 @@ class Scenario:
             self.stack.sandbox.force_status(external_id, "COMPLETED", callback=True)
             self.late_successes.append(charge_id)
         fault.notes["late_successes"] = len(chosen)
+
+    def provider_failover(self, fault: Fault) -> None:
+        """Every product routed to the provider first and to the backup second, and the provider
+        down (503 before processing) for 3.5 s: the charges it refuses move to the backup under new
+        external ids, and once its breaker opens new charges go straight there. The routes are
+        switched off again when it is back (charges moved stay at the backup)."""
+        moves = ChargeRouteMove.objects.filter(charge__seller__in=self.sellers)
+        moved_before = moves.count()
+        routes = route_house_products(PRIMARY, BACKUP)
+        self.stack.sandbox.configure(down=True)
+        time.sleep(3.5)
+        self.stack.sandbox.configure(down=False)
+        ProductRoute.objects.filter(pk__in=routes).update(enabled=False)
+        fault.notes["moved"] = moves.count() - moved_before
+        self._provider_healthy(fault)
+        fault.notes["at_backup"] = Charge.objects.filter(seller__in=self.sellers, provider=BACKUP).count()
+
+    def provider_insufficient_balance(self, fault: Fault) -> None:
+        """Every product routed to the backup first and to the provider second, and our balance at
+        the backup gone for 3 s: it refuses the top-ups (insufficient balance, nothing recorded),
+        they move to the provider under new external ids, and routing skips the backup until its
+        polled float is funded again (PROVIDER_FLOAT_INTERVAL is 1 s here)."""
+        moves = ChargeRouteMove.objects.filter(charge__seller__in=self.sellers, reason="insufficient_balance")
+        moved_before = moves.count()
+        routes = route_house_products(BACKUP, PRIMARY)
+        self.stack.backup.set_balance(0)
+        time.sleep(3.0)
+        ProductRoute.objects.filter(pk__in=routes).update(enabled=False)
+        self.stack.backup.set_balance(BACKUP_BALANCE)
+        fault.notes["moved"] = moves.count() - moved_before
         self._provider_healthy(fault)
 
     def _provider_healthy(self, fault: Fault, *, limit: float = 60.0) -> None:
@@ -372,14 +415,38 @@ class Scenario:
         assert_ledger_audit()
 
     def _check_against_the_providers_record(self) -> None:
-        """The provider's record equals the ledger: each succeeded charge exactly one completed
-        top-up, no completed top-up without a succeeded charge, and no charge failed that the
-        provider did not refuse (its record has the charge's transaction, declined for the same
-        reason)."""
+        """Each provider's record equals the ledger: each succeeded charge exactly one completed
+        top-up at the provider it was routed to, no completed top-up without a succeeded charge,
+        none under an external id a charge left behind when it moved to another provider, and no
+        charge failed that the provider did not refuse (its record has the charge's transaction,
+        declined for the same reason)."""
         charges = Charge.objects.filter(seller__in=self.sellers)
+        records = {PRIMARY: self.stack.sandbox.transactions(), BACKUP: self.stack.backup.transactions()}
+        at = dict(charges.exclude(external_id=None).values_list("external_id", "provider"))
+        record = {
+            t["external_id"]: t
+            for name, transactions in records.items()
+            for t in transactions
+            if t["external_id"] in at and (at[t["external_id"]] or PRIMARY) == name
+        }
         sent_as = dict(charges.exclude(external_id=None).values_list("external_id", "id"))
-        record = {t["external_id"]: t for t in self.stack.sandbox.transactions() if t["external_id"] in sent_as}
         late = set(self.late_successes)
+        left_behind = set(
+            ChargeRouteMove.objects.filter(charge__seller__in=self.sellers)
+            .exclude(external_id=None)
+            .values_list("external_id", flat=True)
+        )
+        elsewhere = [
+            t
+            for name, transactions in records.items()
+            for t in transactions
+            if t["status"] == "COMPLETED"
+            and (
+                t["external_id"] in left_behind
+                or (t["external_id"] in at and (at[t["external_id"]] or PRIMARY) != name)
+            )
+        ]
+        assert elsewhere == [], f"top-ups under ids no charge is at there: {elsewhere[:5]}"
         completed = {sent_as[i] for i, t in record.items() if t["status"] == "COMPLETED"}
         assert completed - late == set(charges.filter(status="succeeded").values_list("id", flat=True))
         # The provider's reversals are ours: each one of a charge that had succeeded refunded (by its
@@ -445,6 +512,30 @@ class Scenario:
         while done.count() < len(self.late_successes):
             assert time.monotonic() < deadline, "late successes not settled"
             time.sleep(0.2)
+
+
+def route_house_products(*providers: str) -> list[int]:
+    """Route every house product to each provider in turn (priority in the order given), through a
+    product of that provider's with the same terms: the backup's one product (stack.py), the
+    house product's own id at the provider (its own dialect sends no product id). Returns the
+    routes, enabled."""
+    routes = []
+    fields = [f.name for f in ProductVersion._meta.fields if f.name not in ("id", "product")]
+    house = Product.objects.filter(provider=HOUSE).select_related("current_version")
+    ProductRoute.objects.filter(product__in=house).delete()  # an earlier fault's, in another order
+    for sold in house:
+        for priority, name in enumerate(providers):
+            served, _ = Product.objects.get_or_create(
+                provider=name,
+                provider_product_id=BACKUP_PRODUCT if name == BACKUP else sold.provider_product_id,
+                defaults={"operator": sold.operator, "name": sold.name},
+            )
+            if served.current_version is None:
+                terms = {field: getattr(sold.current_version, field) for field in fields}
+                served.current_version = ProductVersion.objects.create(product=served, **terms)
+                served.save(update_fields=["current_version"])
+            routes.append(ProductRoute.objects.create(product=sold, served_by=served, priority=priority).pk)
+    return routes
 
 
 def report(runs: list[Run]) -> str:

@@ -6,8 +6,10 @@ workers and master, beat; Redis killed and restarted empty; every database backe
 mid-settle; floods of duplicate and reordered wake-ups; all at once; and the provider down, slow,
 killed and restarted, dropping answers, closing keep-alive connections as requests arrive,
 reversing completed top-ups and completing top-ups it had declined (late successes, settled by an
-admin). No charge may fail that the provider did not refuse, every reversal is refunded once, and
-every charge is final within seconds of the provider being healthy again.
+admin), down while products are routed to it and to a second provider (failover), and the second
+provider out of money while products are routed to it first (insufficient balance: failover back).
+No charge may fail that the provider did not refuse, every reversal is refunded once, and every
+charge is final within seconds of the provider being healthy again.
 
 Quick mode (in `make test`): one seed, every fault once. Full mode: `FAULT_SEEDS=N` seeds, a
 results table printed and written to test-artifacts/faults/report.md (details in report.json)."""
@@ -44,6 +46,7 @@ def _assert_targets(runs) -> None:
                 )
                 met = [fault.notes.get(name, 1) for name in ("stale_closed", "dropped", "reversed", "late_successes")]
                 assert all(met), f"{where}: no fault met"
+                assert fault.notes.get("moved", 1) and fault.notes.get("at_backup", 1), f"{where}: nothing failed over"
             elif fault.kind in SINGLE_FAULTS:
                 assert fault.server_errors == 0, f"{where}: {fault.server_errors} 5xx answers"
                 # Every client sends a key: a write lost mid-way answers 503, never outcome_unknown.

@@ -1,4 +1,5 @@
-"""`manage.py sync_catalog`: the configured provider's catalog into ours, now, with a progress bar
+"""`manage.py sync_catalog [--provider NAME]`: a configured provider's catalog (the default one's
+unless named) into ours, now, with a progress bar
 and a summary of what changed (the same service the periodic `catalog.sync` runs)."""
 
 import sys
@@ -7,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from catalog.services.sync import catalog_sync
-from providers import get_provider
+from providers import get_provider, provider_names
 from providers.base import ProviderError
 
 
@@ -16,9 +17,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--quiet-progress", action="store_true", help="no progress bar")
+        parser.add_argument("--provider", help="the provider's name (default: the default one)")
 
     def handle(self, *args, **options):
-        provider = get_provider()
+        name = options.get("provider")
+        if name and name not in provider_names():
+            raise CommandError(f"--provider: {name!r} is not configured ({', '.join(provider_names())})")
+        provider = get_provider(name or None)
         show = not options["quiet_progress"] and sys.stderr.isatty()
         with tqdm(unit=" products", desc=f"reading {provider.name}", disable=not show, file=self.stderr) as bar:
             try:

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from ledger.provider_account.close import EARLIEST_DAY, close_day
 from ledger.provider_account.models import ProviderClose
-from providers import get_provider
+from providers import get_provider, provider_names
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--date", required=True, help="the UTC day, YYYY-MM-DD")
-        parser.add_argument("--provider", help="the provider's name (default: the configured one)")
+        parser.add_argument("--provider", help="the provider's name (default: the default one)")
 
     def handle(self, *args, date: str, provider: str | None, **options):
         try:
@@ -25,9 +25,9 @@ class Command(BaseCommand):
             raise CommandError(f"--date: {date!r} is not YYYY-MM-DD") from exc
         if not EARLIEST_DAY <= day <= timezone.now().date():
             raise CommandError(f"--date: a day from {EARLIEST_DAY} to today")
-        adapter = get_provider()
-        if provider and provider != adapter.name:
-            raise CommandError(f"--provider: {provider!r} is not configured (the configured one is {adapter.name!r})")
+        if provider and provider not in provider_names():
+            raise CommandError(f"--provider: {provider!r} is not configured ({', '.join(provider_names())})")
+        adapter = get_provider(provider or None)
         close = close_day(adapter, day)
         self._print(close)
         if close.status == ProviderClose.Status.FAILED:

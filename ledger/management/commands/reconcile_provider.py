@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime, parse_duration
 
 from ledger.fulfilment.reconcile import provider_window
+from providers import provider_names
 from providers.base import ProviderError
 
 
@@ -31,11 +32,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--since", required=True, help="ISO 8601 time, or a duration back from now (2h, 1d)")
         parser.add_argument("--until", help="ISO 8601 time (default: now)")
+        parser.add_argument("--provider", help="the provider's name (default: the default one)")
 
-    def handle(self, *args, since: str, until: str | None, **options):
+    def handle(self, *args, since: str, until: str | None, provider: str | None = None, **options):
         start, end = _moment(since), _moment(until) if until else timezone.now()
+        if provider and provider not in provider_names():
+            raise CommandError(f"--provider: {provider!r} is not configured ({', '.join(provider_names())})")
         try:
-            report = provider_window(since=start, until=end)
+            report = provider_window(since=start, until=end, provider=provider or None)
         except ProviderError as exc:
             raise CommandError(f"the provider could not be asked: {exc}") from exc
         self.stdout.write(f"window {start.isoformat()} .. {end.isoformat()}")
