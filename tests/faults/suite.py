@@ -261,6 +261,7 @@ class Scenario:
             self.stack.sandbox.force_status(external_id, "COMPLETED", callback=True)
             self.late_successes.append(charge_id)
         fault.notes["late_successes"] = len(chosen)
+        self._provider_healthy(fault)
 
     def provider_failover(self, fault: Fault) -> None:
         """Every product routed to the provider first and to the backup second, and the provider
