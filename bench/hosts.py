@@ -1,21 +1,13 @@
-"""`python -m bench.hosts` (root: it makes network namespaces): the stack on six hosts
-(devstack/hosts/cluster.py), measured where one host cannot show it; its client (logins, sellers,
-deposits, charges) is what tests/hosts/ drives the stack with too.
-
-1. Web throughput with one web host, then with two, in the same run: `--clients` closed-loop
-   clients POST charges for `--seconds` to web1 only, then split over web1 and web2. On one
-   machine both hosts share its cores, so the ratio says what a second host adds when the CPU
-   is not the bound, and what bounds it otherwise (docs/scaling.md).
-2. Takeover: the worker host w1 is cut off (link down, processes killed) under submissions; the
-   seconds until the standby on w2 has settled every charge accepted for w1's group since.
-
-Writes bench/results/latest-hosts.json and .md (or --out)."""
+"""`python -m bench.hosts` (root: network namespaces): the stack on six hosts (devstack/hosts/),
+measured where one host cannot show it (docs/scaling.md), with the cluster's client.
+1. Charges accepted/s from `--clients` closed loops to web1 alone, then split over web1 and web2.
+2. Takeover: worker host w1 cut off under submissions; the seconds until the standby on w2 has
+   settled every charge accepted for w1's group since. Writes latest-hosts.json and .md."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import itertools
 import json
 import tempfile
 import threading
@@ -23,50 +15,14 @@ import time
 from pathlib import Path
 
 import psutil
-import requests
 
+from devstack.hosts.client import charge, create_seller, fund, login
 from devstack.hosts.cluster import ADMIN_PASSWORD, Cluster
 from devstack.hosts.network import why_namespaces_unavailable
 from devstack.postgres import why_unavailable as why_postgres_unavailable
 from workers.assignment import shard_assignment
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-PASSWORD = "correct-horse-battery"
-# Phones without the sandbox's magic endings (docs/provider.md): every top-up succeeds.
-_phones = (f"+98912{n:06d}0" for n in itertools.count(1))
-
-
-def next_phone() -> str:
-    return next(_phones)
-
-
-def login(url: str, username: str, password: str = PASSWORD) -> requests.Session:
-    session = requests.Session()
-    answer = session.post(f"{url}/api/v1/auth/token/", json={"username": username, "password": password}, timeout=10)
-    answer.raise_for_status()
-    session.headers["Authorization"] = f"Bearer {answer.json()['access']}"
-    return session
-
-
-def create_seller(admin: requests.Session, url: str, username: str) -> int:
-    answer = admin.post(
-        f"{url}/api/v1/sellers/", json={"username": username, "password": PASSWORD, "name": username}, timeout=10
-    )
-    assert answer.status_code == 201, answer.text
-    return answer.json()["id"]
-
-
-def fund(seller: requests.Session, seller_url: str, admin: requests.Session, admin_url: str, amount: int) -> None:
-    """The seller asks for a deposit on one web host, the admin approves it on another."""
-    answer = seller.post(f"{seller_url}/api/v1/deposits/", json={"amount": amount}, timeout=10)
-    assert answer.status_code == 201, answer.text
-    approved = admin.post(f"{admin_url}/api/v1/deposits/{answer.json()['id']}/approve/", timeout=10)
-    assert approved.status_code == 202, approved.text
-
-
-def charge(session: requests.Session, url: str, amount: int = 1) -> requests.Response:
-    return session.post(f"{url}/api/v1/charges/", json={"phone_number": next_phone(), "amount": amount}, timeout=10)
 
 
 def closed_loop(sessions: list, urls: list[str], seconds: float) -> dict:
@@ -86,11 +42,8 @@ def closed_loop(sessions: list, urls: list[str], seconds: float) -> dict:
         thread.join()
     after = psutil.cpu_times()
     busy = 1 - (after.idle + after.iowait - before.idle - before.iowait) / max(sum(after) - sum(before), 1e-9)
-    return {
-        "accepted_per_s": round(sum(accepted) / seconds, 1),
-        "errors": accepted.count(False),
-        "machine_busy": round(busy, 2),
-    }
+    per_s, errors = round(sum(accepted) / seconds, 1), accepted.count(False)
+    return {"accepted_per_s": per_s, "errors": errors, "machine_busy": round(busy, 2)}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -119,12 +72,8 @@ def run(args: argparse.Namespace) -> dict:
         cluster.close()
     ratio = round(two["accepted_per_s"] / max(one["accepted_per_s"], 0.1), 2)
     meta = {"clients": args.clients, "seconds": args.seconds, "web_workers_per_host": 1, "lease_seconds": 5}
-    return {
-        "meta": {"run": dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"), **meta},
-        "web": {"one_host": one, "two_hosts": two, "ratio": ratio},
-        "takeover_seconds": round(takeover, 1),
-        "audit": audit,
-    }
+    return {"meta": {"run": dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"), **meta}, "audit": audit,
+            "web": {"one_host": one, "two_hosts": two, "ratio": ratio}, "takeover_seconds": round(takeover, 1)}  # fmt: skip
 
 
 def markdown(results: dict) -> str:
@@ -149,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    reason = why_namespaces_unavailable() or why_postgres_unavailable()
-    if reason:
+    if reason := why_namespaces_unavailable() or why_postgres_unavailable():
         print(f"cannot run: {reason}")
         return 2
     results = run(args)

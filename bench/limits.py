@@ -1,14 +1,11 @@
-"""The limit: the ledger's work driven straight at PostgreSQL by `pgbench`, with the scripts in
-`bench/pgbench/`: one debit per transaction (`debit.sql`: the "one task, one commit per charge"
-design), B debits per transaction computed set-based inside the server (`debits.sql`: an upper
-bound the worker can approach but not reach), one queued-charge insert per transaction
-(`submit.sql`: what the web writes per request).
+"""The limit: the ledger's work driven straight at PostgreSQL by `pgbench` (`bench/pgbench/`): one
+debit per transaction (`debit.sql`), B debits per transaction set-based inside the server
+(`debits.sql`, and `debits_unhashed.sql` without the hash step: upper bounds the worker can approach
+but not reach), one queued-charge insert per transaction (`submit.sql`: the web's write).
 
-They run on scratch copies of the real tables (`CREATE TABLE ... (LIKE ... INCLUDING ALL)`: the
-same columns, CHECK constraints, unique and partial indexes; foreign keys added back, deferred like
-Django's) in the schema `benchlimit` of the benchmark's own database, which the ledger and its
-audit never see, reset and queued before each run. Rows per second are counted from the rows
-actually written, not assumed from tps."""
+On scratch copies of the real tables (`LIKE ... INCLUDING ALL`, foreign keys added back deferred)
+in the schema `benchlimit`, which the ledger never sees, reset before each run. Rows per second are
+counted from the rows written."""
 
 from __future__ import annotations
 
@@ -34,11 +31,15 @@ ALTER TABLE {SCHEMA}.account ADD FOREIGN KEY (seller_id) REFERENCES {SCHEMA}.sel
 ALTER TABLE {SCHEMA}.charge ADD FOREIGN KEY (seller_id) REFERENCES {SCHEMA}.seller (id) DEFERRABLE INITIALLY DEFERRED;
 ALTER TABLE {SCHEMA}.entry ADD FOREIGN KEY (seller_id) REFERENCES {SCHEMA}.seller (id) DEFERRABLE INITIALLY DEFERRED;
 ALTER TABLE {SCHEMA}.entry ADD FOREIGN KEY (charge_id) REFERENCES {SCHEMA}.charge (id) DEFERRABLE INITIALLY DEFERRED;
+CREATE TABLE {SCHEMA}.entry_unhashed (LIKE {SCHEMA}.entry INCLUDING ALL);
+ALTER TABLE {SCHEMA}.entry_unhashed DROP COLUMN hash;
+ALTER TABLE {SCHEMA}.entry_unhashed ADD FOREIGN KEY (seller_id) REFERENCES {SCHEMA}.seller (id) DEFERRABLE INITIALLY DEFERRED;
+ALTER TABLE {SCHEMA}.entry_unhashed ADD FOREIGN KEY (charge_id) REFERENCES {SCHEMA}.charge (id) DEFERRABLE INITIALLY DEFERRED;
 CREATE SEQUENCE {SCHEMA}.seller_pick;
 """
 
 _RESET = f"""
-TRUNCATE {SCHEMA}.entry, {SCHEMA}.charge, {SCHEMA}.account, {SCHEMA}.seller;
+TRUNCATE {SCHEMA}.entry, {SCHEMA}.entry_unhashed, {SCHEMA}.charge, {SCHEMA}.account, {SCHEMA}.seller;
 ALTER SEQUENCE {SCHEMA}.seller_pick RESTART WITH 1;
 INSERT INTO {SCHEMA}.seller SELECT g FROM generate_series(1, %(sellers)s) g;
 INSERT INTO {SCHEMA}.account (seller_id, balance, last_seq, updated_at)
@@ -60,27 +61,32 @@ class PgbenchLimits:
             self._sql(_SETUP)
 
     def _sql(self, sql: str, params: dict | None = None) -> int | None:
-        """Runs `sql` autocommitted, then analyzes the scratch tables; the first column of its
-        answer, if it has one."""
+        """`sql` autocommitted, the scratch tables analyzed; the first column of its answer if any."""
         conn = psycopg2.connect(self.database_url)
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, params)
                 answer = cur.fetchone()[0] if cur.description else None
-                cur.execute(f"ANALYZE {SCHEMA}.seller, {SCHEMA}.account, {SCHEMA}.charge, {SCHEMA}.entry")
+                cur.execute(
+                    f"ANALYZE {SCHEMA}.seller, {SCHEMA}.account, {SCHEMA}.charge, {SCHEMA}.entry, {SCHEMA}.entry_unhashed"
+                )
                 return answer
         finally:
             conn.close()
 
-    def debits(self, *, name: str, debits_per_txn: int, sellers: int, transactions: int, clients: int = 1) -> dict:
+    def debits(
+        self, *, name: str, debits_per_txn: int, sellers: int, transactions: int, clients: int = 1, hashed=True
+    ) -> dict:
         """Settle `transactions` batches of `debits_per_txn` queued charges, each of a different
-        seller in turn (`sellers` of them), from `clients` connections."""
+        seller in turn (`sellers` of them), from `clients` connections; without `hashed`, into
+        entries without the hash column (`debits_unhashed.sql`)."""
         self._sql(_RESET, {"sellers": sellers, "per_seller": -(-debits_per_txn * transactions // sellers)})
         variables = {"sellers": sellers, "debits": debits_per_txn, "last_id": 0, "keyset": int(sellers == 1)}
-        script = "debit.sql" if debits_per_txn == 1 else "debits.sql"
+        script = "debit.sql" if debits_per_txn == 1 else "debits.sql" if hashed else "debits_unhashed.sql"
         spec = {"name": name, "kind": "debits", "debits_per_txn": debits_per_txn, "clients": clients}
-        return self._run(script, spec, transactions=transactions, variables=variables, table="entry")
+        table = "entry" if hashed else "entry_unhashed"
+        return self._run(script, spec, transactions=transactions, variables=variables, table=table)
 
     def submits(self, *, name: str, clients: int, transactions: int, sellers: int = 32) -> dict:
         self._sql(_RESET, {"sellers": sellers, "per_seller": 0})
@@ -92,9 +98,8 @@ class PgbenchLimits:
         with what was measured, `rows_per_s` counted from the rows now in `table`."""
         name, clients = spec["name"], spec["clients"]
         url = urlparse(self.database_url)
-        argv = [self.pgbench, "-n", "-M", "prepared", "-f", str(SCRIPTS / script), "-c", str(clients)]
-        argv += ["-j", str(min(clients, 2))]
-        argv += ["-t", str(max(1, transactions // clients)), "-h", url.hostname or "127.0.0.1"]
+        argv = [self.pgbench, "-n", "-M", "prepared", "-f", str(SCRIPTS / script), "-c", str(clients), "-j"]
+        argv += [str(min(clients, 2)), "-t", str(max(1, transactions // clients)), "-h", url.hostname or "127.0.0.1"]
         argv += ["-p", str(url.port or 5432), "-U", url.username or "postgres"]
         argv += [f"-D{key}={value}" for key, value in variables.items()] + [url.path.lstrip("/")]
         env = {**os.environ, **({"PGPASSWORD": url.password} if url.password else {})}
@@ -105,11 +110,6 @@ class PgbenchLimits:
         done = int(re.search(r"number of transactions actually processed: (\d+)", proc.stdout).group(1))
         latency = re.search(r"latency average = ([\d.]+) ms", proc.stdout)
         seconds = done / tps if tps else float("inf")
-        return spec | {
-            "sellers": variables["sellers"],
-            "transactions": done,
-            "seconds": seconds,
-            "tps": tps,
-            "latency_ms": float(latency.group(1)) if latency else None,
-            "rows_per_s": self._sql(f"SELECT count(*) FROM {SCHEMA}.{table}") / seconds,
-        }
+        rows = self._sql(f"SELECT count(*) FROM {SCHEMA}.{table}")
+        return spec | {"sellers": variables["sellers"], "transactions": done, "seconds": seconds, "tps": tps,
+                       "latency_ms": float(latency.group(1)) if latency else None, "rows_per_s": rows / seconds}  # fmt: skip

@@ -14,9 +14,8 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def profiled(ctx, name: str, pid: int | None, into: dict, *, subprocesses: bool = False):
-    """`py-spy record` of `pid` (and its children with `subprocesses`) while the block runs, into
-    `<results>/profiles/<name>.raw.txt`, its summary then stored as `into["profile"]`; nothing
-    unless the run was asked for profiles (`--profile`), `name` is given and py-spy is installed."""
+    """`py-spy record` of `pid` (and children with `subprocesses`) while the block runs, into
+    `<results>/profiles/<name>.raw.txt`, summed up in `into["profile"]`; only with `--profile`."""
     beside = Path(sys.executable).parent / "py-spy"
     exe = shutil.which("py-spy") or (str(beside) if beside.exists() else None)
     if not (ctx.profile and name and exe and pid):
@@ -25,18 +24,9 @@ def profiled(ctx, name: str, pid: int | None, into: dict, *, subprocesses: bool 
     out = ctx.out_dir / "profiles" / f"{name}.raw.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     # --gil: only samples that hold the GIL, where the Python CPU goes, not where it waits.
-    argv = [
-        exe,
-        "record",
-        "--pid",
-        str(pid),
-        "--output",
-        str(out),
-        *"--format raw --rate 100 --nonblocking --gil".split(),
-    ]
-    proc = subprocess.Popen(
-        argv + ["--subprocesses"] * subprocesses, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    argv = [exe, "record", "--pid", str(pid), "--output", str(out), "--format", "raw", "--rate", "100"]
+    argv += ["--nonblocking", "--gil"] + ["--subprocesses"] * subprocesses
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
     finally:

@@ -1,8 +1,6 @@
-"""The results of one run: `<timestamp>.json` (everything) and `<timestamp>.md` (the summary that
-is printed) in the results folder. A full run also copies them as `latest.*`, a partial one
-(`--only` some scenarios) as `latest-partial.*`, a smoke run not at all (`LATEST`): `latest.*` is
-always the last full run, and those copies are the only results git keeps (older runs are in git's
-history)."""
+"""The results of one run: `<timestamp>.json` (everything) and `.md` (the printed summary), copied
+as `latest.*` by a full run, `latest-partial.*` by a partial one, not by a smoke run (`LATEST`):
+git keeps only those copies."""
 
 from __future__ import annotations
 
@@ -16,7 +14,9 @@ from pathlib import Path
 METRICS = [
     ("hot_seller", "charges_per_s", "reservations/s", 20_000, "min"),
     ("hot_seller", "worker_cpu_us_per_charge", "shard worker CPU µs per charge"),
-    ("hot_seller", "ratio_to_limit", "ratio to pgbench at the settle's batch size"),
+    ("hot_seller", "ratio_to_limit", "ratio to pgbench at the settle's batch size", 0.8, "min"),
+    ("hot_seller", "ratio_to_unhashed_limit", "ratio to the same pgbench without the hash step"),
+    ("hot_seller", "hash_us_per_entry", "the settle's hashing, worker µs per entry"),
     ("hot_seller", "times_one_debit_per_txn", "× pgbench at one debit per commit"),
     ("hot_seller", "worker_peak_rss_mb", "shard workers' peak RSS, MB"),
     ("hot_seller", "worker_peak_rss_mb.max", "shard workers' peak RSS, the largest, MB", 200, "max"),
@@ -64,6 +64,11 @@ METRICS = [
     ("catalog_sync", "first.seconds", "first sync (all added), s", 30, "max"),
     ("catalog_sync", "repeat.seconds", "repeat (nothing changed), s", 30, "max"),
     ("catalog_sync", "changed.seconds", "10 % repriced and 5 % withdrawn, s", 30, "max"),
+    ("provider_close", "seconds", "the day's close, s"),
+    ("provider_close", "charges_per_s", "the day's close: charges/s"),
+    ("statements", "balance_at.latency_ms.p99", "GET balance at a past time: p99 ms", 20, "max"),
+    ("statements", "build_seconds", "a month's statement: request → built by the worker, s", 60, "max"),
+    ("statements", "verify_seconds", "the seller's verifier over its CSV, s", 60, "max"),
 ]
 # Where docs/performance.md says what bounds each scenario's numbers, shown when one is missed.
 SECTIONS = {
@@ -73,6 +78,8 @@ SECTIONS = {
     "batch_import": "Batch import",
     "fulfilment": "Fulfilment",
     "catalog_sync": "Catalog sync",
+    "provider_close": "Provider close",
+    "statements": "Statements",
 }
 
 
@@ -162,6 +169,7 @@ def markdown(results: dict) -> str:
         title += " (smoke: tiny sizes, numbers mean nothing)"
     elif meta.get("run") == "partial":
         title += f" (partial: only {', '.join(meta['scenarios_run'])}; the last full run is latest.md)"
+    # fmt: off
     lines = [
         title,
         "",
@@ -173,30 +181,19 @@ def markdown(results: dict) -> str:
         f"{settings.get('load_generator', 'python')} load generator; "
         f"{meta['total_seconds']} s in all.",
     ]
-    lines += _table(
-        "| scenario | status | ledger audit | seconds |",
-        [[name, s.get("status"), s.get("audit", "–"), s.get("wall_seconds")] for name, s in scenarios.items()],
-    )
-    lines += ["", "## Measured, and the targets"] + _table(
-        "| scenario | what | value | target | verdict |",
-        [
-            [row["scenario"], row["what"], row["value"], _target(row), row.get("verdict", "")]
-            for row in results["summary"]
-        ],
-    )
+    lines += _table("| scenario | status | ledger audit | seconds |", [
+        [name, s.get("status"), s.get("audit", "–"), s.get("wall_seconds")] for name, s in scenarios.items()])
+    lines += ["", "## Measured, and the targets"] + _table("| scenario | what | value | target | verdict |", [
+        [r["scenario"], r["what"], r["value"], _target(r), r.get("verdict", "")] for r in results["summary"]])
     if limits := [lim for s in scenarios.values() for lim in s.get("limits", [])]:
-        lines += ["", "## The limit: pgbench on scratch copies of the ledger tables"] + _table(
-            "| run | clients | transactions | rows/s | latency ms |",
-            [
-                [lim["name"], lim["clients"], lim["transactions"], lim["rows_per_s"], lim["latency_ms"]]
-                for lim in limits
-            ],
-        )
+        lines += ["", "## The limit: pgbench on scratch copies of the ledger tables"]
+        lines += _table("| run | clients | transactions | rows/s | latency ms |", [
+            [lim["name"], lim["clients"], lim["transactions"], lim["rows_per_s"], lim["latency_ms"]] for lim in limits])
     if runs := scenarios.get("audit", {}).get("runs"):
-        lines += ["", f"## The ledger audit, {scenarios['audit']['sellers']} sellers"] + _table(
-            "| ledger entries | run | entries read | charges read | seconds |",
-            [[r["ledger_entries"], r["run"], r["entries_read"], r["charges_read"], r["seconds"]] for r in runs],
-        )
+        lines += ["", f"## The ledger audit, {scenarios['audit']['sellers']} sellers"]
+        lines += _table("| ledger entries | run | entries read | charges read | seconds |", [
+            [r["ledger_entries"], r["run"], r["entries_read"], r["charges_read"], r["seconds"]] for r in runs])
+    # fmt: on
     for name, s in scenarios.items():
         if s.get("status") != "ok":
             lines += ["", f"**{name} {s.get('status')}**: {s.get('error')}"]

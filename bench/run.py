@@ -37,6 +37,8 @@ RUNNERS = {
     "batch_import": "batch_import:run",
     "fulfilment": "fulfilment:run",
     "catalog_sync": "catalog_sync:run",
+    "provider_close": "provider_close:run",
+    "statements": "statements:run",
     "audit": "audit:run",
 }
 SCENARIOS = list(RUNNERS)
@@ -64,14 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_kind(args: argparse.Namespace) -> str:
-    """What this run is, which decides the copy it leaves beside its `<timestamp>.*` files
-    (`bench.report.LATEST`): "smoke" (tiny sizes, measures nothing), "partial" (`--only` some of
-    the scenarios) or "full" (every scenario at full size; `--only` naming them all is one too)."""
-    if args.smoke:
-        return "smoke"
-    if args.only and set(args.only) != set(SCENARIOS):
-        return "partial"
-    return "full"
+    """ "smoke", "partial" (`--only` some scenarios) or "full": the copy it leaves (`report.LATEST`)."""
+    return "smoke" if args.smoke else "partial" if args.only and set(args.only) != set(SCENARIOS) else "full"
 
 
 def run_identity(args: argparse.Namespace) -> dict:
@@ -94,13 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
     began = time.monotonic()
     print(f"bench: database {args.database_url}, redis {args.redis_url} prefix {args.redis_key_prefix!r}", flush=True)
-    created = open_database(
-        args.database_url,
-        args.redis_url,
-        key_prefix=args.redis_key_prefix,
-        LEDGER_WORKER_PROCESSES=str(args.worker_processes),
-        WEB_WORKERS=str(args.web_workers),
-    )
+    processes = {"LEDGER_WORKER_PROCESSES": str(args.worker_processes), "WEB_WORKERS": str(args.web_workers)}
+    created = open_database(args.database_url, args.redis_url, key_prefix=args.redis_key_prefix, **processes)
     from django.conf import settings
 
     import celery_app  # noqa: F401  (binds the tasks to the configured app before any publish)
@@ -114,36 +105,28 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     limits = None if args.no_limits else PgbenchLimits(args.database_url)
     if limits is not None and not limits.available:
-        print("bench: pgbench not found; ratios to the database limit are left out", flush=True)
-        limits = None
         notes.append("pgbench not found (Debian: postgresql-client): no database limit, no ratios")
+        print(f"bench: {notes[-1]}", flush=True)
+        limits = None
     port = free_port() if args.port is None else args.port
     stack = Stack(log_dir, port, provider_latency_ms=args.provider_latency_ms)
     options = {name: getattr(args, name) for name in ("smoke", "profile", "load_generator", "provider_latency_ms")}
     ctx = Context(sizes=sizes, stack=stack, limits=limits, out_dir=out_dir, notes=notes, **options)
     meta = {
-        "timestamp": stamp,
-        **run_identity(args),
-        "git_commit": _git("rev-parse", "--short", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
-        "load_average_before": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "postgres": _postgres_version(),
-        "database_created": created,
+        "timestamp": stamp, **run_identity(args), "git_commit": _git("rev-parse", "--short", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")), "host": platform.node(),
+        "cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(), "postgres": _postgres_version(), "database_created": created,
         "settings": {
-            **{name: getattr(settings, name) for name in LEDGER_SETTINGS},
-            "worker_processes": len(stack.workers),
-            "web_workers": args.web_workers,
-            "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
+            **{name: getattr(settings, name) for name in LEDGER_SETTINGS}, "worker_processes": len(stack.workers),
+            "web_workers": args.web_workers, "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
             "provider_latency_ms": args.provider_latency_ms,
             "load_generator": args.load_generator,
             **{name: stack.fulfil.env.get(name) or getattr(settings, name) for name in PROVIDER_SETTINGS},
         },
         "sizes": sizes.__dict__,
         "commands": {p.name: p.argv for p in [*stack.workers, stack.web, stack.fulfil, stack.provider.process]},
-    }
+    }  # fmt: skip
     results: dict = {"meta": meta, "scenarios": {}}
     try:
         stack.start_workers()
@@ -157,11 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             except ScenarioFailed as exc:
                 outcome = {**exc.partial, "status": "failed", "error": str(exc)}
             except Exception as exc:  # a crashed scenario is reported, and the others still run
-                outcome = {
-                    "status": "error",
-                    "error": f"{type(exc).__name__}: {exc}",
-                    "traceback": traceback.format_exc()[-4000:],
-                }
+                error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()[-4000:]
+                outcome = {"status": "error", "error": error, "traceback": trace}
             outcome["wall_seconds"] = round(time.monotonic() - t0, 1)
             results["scenarios"][name] = outcome
             print(f"bench: scenario {name}: {outcome['status']} in {outcome['wall_seconds']} s", flush=True)

@@ -4,6 +4,7 @@ processes of `make up` (devstack/), with their peak memory and CPU sampled while
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -29,19 +30,14 @@ def open_database(database_url: str, redis_url: str, *, key_prefix: str = "", **
     """This process and its children (with `environment` besides) on the production settings,
     through `bench/settings.py`, against the benchmark's own database (created if need be, and
     migrated) and Redis; Django set up. Whether the database was created."""
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="bench.settings",
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        BENCH_REDIS_KEY_PREFIX=key_prefix,
-        **environment,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        # TLS ends at the load balancer in production; the benchmark speaks plain HTTP on loopback.
-        SECURE_SSL_REDIRECT="0",
-        PYTHONUNBUFFERED="1",
-    )
+    # TLS ends at the load balancer in production; the benchmark speaks plain HTTP on loopback.
+    os.environ.update(DJANGO_SETTINGS_MODULE="bench.settings", DATABASE_URL=database_url, REDIS_URL=redis_url,
+                      BENCH_REDIS_KEY_PREFIX=key_prefix, **environment, ALLOWED_HOSTS="127.0.0.1,localhost",
+                      SECURE_SSL_REDIRECT="0", PYTHONUNBUFFERED="1")  # fmt: skip
     if len(os.environ.get("SECRET_KEY", "")) < 32 or "not-a-secret" in os.environ.get("SECRET_KEY", ""):
         os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
+    if not os.environ.get("STATEMENT_SIGNING_KEY_FILE"):  # the statements' checkpoints are signed
+        os.environ.setdefault("STATEMENT_SIGNING_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
     created = create_database(database_url)
     import django
     from django.core.management import call_command
@@ -52,21 +48,13 @@ def open_database(database_url: str, redis_url: str, *, key_prefix: str = "", **
 
 
 def reset_ledger(*, house_catalog: bool = True) -> None:
-    """Empty every table the scenarios write, the catalog's included (TRUNCATE is not a row
-    operation, so the entries' append-only trigger does not apply); then, unless not
-    `house_catalog`, load the catalog the charges sell from (`devstack/house_catalog.py`: the
-    amount asked is the amount held).
+    """Empty every table the scenarios write (TRUNCATE: the entries' append-only trigger does not
+    apply), then load the house catalog the charges sell from unless not `house_catalog`.
 
-    The emptied tables are left without statistics, as a new deployment's are, and not analyzed
-    while empty: statistics that say "empty" make the planner scan tables whole, and the plans
-    the processes cache in their first seconds (the foreign-key checks run at every settle's
-    commit among them) then read every row inserted since, each settle slower than the one
-    before, until autovacuum analyzes the table (docs/performance.md). Scenarios analyze what
-    they seed (`seed.queue_charges`).
-
-    Identities are not restarted: a charge's external id at the provider is derived from its id,
-    and the run's sandbox keeps every transaction it saw, so a reused id would be answered from
-    its record (200, the stored transaction, or 409 for another amount) instead of processed."""
+    Not analyzed while empty: plans cached on "empty" statistics (the settle's foreign-key checks
+    among them) would scan every row inserted since (docs/performance.md); scenarios analyze what
+    they seed. Identities are not restarted: the run's sandbox would answer a reused external id
+    from its record instead of processing it."""
     from django.db import connection
 
     from devstack.house_catalog import load_house_catalog
@@ -96,8 +84,7 @@ def clear_broker(redis_url: str, key_prefix: str) -> None:
 
 
 def broker_backlog() -> int:
-    """Wake-ups not yet finished: waiting in a shard queue, or delivered and not yet acknowledged
-    (`acks_late`: a message is acknowledged after its task ran)."""
+    """Wake-ups waiting in a shard queue or delivered and not yet acknowledged (`acks_late`)."""
     from workers.broker import broker_client, ops_key, queue_depths
     from workers.routing import all_shard_queues
 
@@ -106,25 +93,20 @@ def broker_backlog() -> int:
 
 
 def task_runs(process: Process, task: str) -> list[tuple[float, float]]:
-    """(start time, run time in seconds) of each `task` a worker has run, from Celery's JSON log
-    line for each ("succeeded in", with its run time)."""
+    """(start time, run time in seconds) of each `task` a worker has run, from Celery's JSON log."""
     runs = []
     for line in process.log_path.read_text(errors="replace").splitlines():
         if f'"{task}"' in line and "succeeded in" in line:
-            try:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
                 record = json.loads(line)
                 runtime = float(record["data"]["runtime"])
-                finished = datetime.strptime(record["time"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            except (ValueError, KeyError, TypeError):
-                continue
-            runs.append((finished - runtime, runtime))
+                runs.append((datetime.strptime(record["time"], "%Y-%m-%d %H:%M:%S,%f").timestamp() - runtime, runtime))
     return runs
 
 
 class Stack:
-    """The processes `make up` runs, from its definitions (`devstack.stack.stack_processes`) and
-    with its process wrapper, but Flower, the webhook worker and the event stream; and the sandbox
-    provider the fulfilment worker sends the charges to."""
+    """The processes of `make up` (`devstack.stack.stack_processes`, its process wrapper) but
+    Flower, the webhook worker and the event stream; and the sandbox provider."""
 
     def __init__(self, log_dir: Path, port: int, *, provider_latency_ms: float = 50.0):
         self.log_dir, self.port = log_dir, port
@@ -137,11 +119,9 @@ class Stack:
         os.environ.setdefault("BEAT_SCHEDULE_DIR", str(log_dir))
         processes = {s.name: Process(s.name, s.argv, env, log_dir) for s in stack_processes(port=port, flower_port=0)}
         self.workers = [process for name, process in processes.items() if name.startswith("shards")]
-        self.imports, self.fulfil, self.web = processes["imports"], processes["fulfil"], processes["web"]
         # Beat runs as in production: its sweeper is what settles intents whose wake-up was lost.
-        self.beat = processes["beat"]
-        self.static_collected = False
-        self.web_workers = default_web_workers()
+        self.imports, self.fulfil, self.web, self.beat = (processes[n] for n in ("imports", "fulfil", "web", "beat"))
+        self.static_collected, self.web_workers = False, default_web_workers()
 
     def start_workers(self) -> None:
         self.provider.start()
@@ -149,10 +129,8 @@ class Stack:
 
     @contextlib.contextmanager
     def paused(self, process: Process):
-        """One of the workers or beat stopped for the block, started again after it (a failed
-        scenario included): the fulfilment worker while the settle's reservations are measured
-        alone (their `ledger.fulfil` tasks wait in the broker, the charges held), beat while the
-        audit is timed (its periodic audit would take the audit's lock)."""
+        """A worker or beat stopped for the block, started again after it: the fulfilment worker
+        while reservations are measured alone, beat while the audit is timed (its lock)."""
         process.stop()
         try:
             yield
@@ -194,11 +172,9 @@ class Stack:
 
 
 class Usage:
-    """CPU seconds and peak resident memory of named processes (with their children when
-    `children`: gunicorn's workers), from creation to `stop()`; memory is sampled every `interval`
-    seconds while it is used as a context manager. With `database`, also the CPU of this database's
-    PostgreSQL backends (`postgres`) and of the whole machine (`machine`). CPU time, unlike wall
-    time, barely moves when other work shares the machine."""
+    """CPU seconds and peak RSS of named processes (and their children with `children`) from
+    creation to `stop()`, memory sampled every `interval` s inside a `with`; with `database`, also
+    the CPU of this database's backends (`postgres`) and of the machine (`machine`)."""
 
     def __init__(self, pids: dict[str, int], *, children: bool = False, database: bool = False, interval=0.05):
         self.pids, self.children, self.database, self.interval = pids, children, database, interval

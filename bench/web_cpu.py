@@ -7,14 +7,10 @@ real PostgreSQL and Redis, under the production settings; no server and no load 
     .venv/bin/python -m bench.web_cpu --instructions [--view charge|plain|drf] [--requests 500]
     .venv/bin/python -m bench.web_cpu --breakdown [--requests 2000]
 
-CPU microseconds per request by default; `--instructions` counts them with callgrind, the same
-whatever else runs: two children serve `--warmup` and `--warmup + --requests` requests, everything
-else identical, so start-up and warm-up cancel out of the difference. `--breakdown`: each layer's
-share of the charge POST (`LAYERS`) by cProfile, whose cost per call weighs more on Python-heavy
-layers. `--view plain|drf`: the same body to the trivial views of `bench/reference_views.py`.
-
-Uses the database of `BENCH_DATABASE_URL` with `_web_cpu` appended and the Redis database of
-`BENCH_REDIS_URL`, under a key prefix of its own; its charges and keys are deleted at the end."""
+CPU µs per request; `--instructions`: counted by callgrind in two children serving `--warmup` and
+`--warmup + --requests` requests (start-up cancels out); `--breakdown`: each layer's share (`LAYERS`)
+by cProfile; `--view plain|drf`: the trivial views of `bench/reference_views.py`. On the database of
+`BENCH_DATABASE_URL` + `_web_cpu` and `BENCH_REDIS_URL` under a prefix of its own, cleaned after."""
 
 from __future__ import annotations
 
@@ -47,8 +43,7 @@ SELLER_VARIABLE = "BENCH_WEB_CPU_SELLER"
 
 @contextlib.contextmanager
 def _quiet():
-    """The application's log lines are still formatted and written, to /dev/null: as in
-    production, where they go to a pipe, minus what the pipe's reader costs."""
+    """Log lines still formatted and written, to /dev/null (production's pipe, without its reader)."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
@@ -67,9 +62,8 @@ def _quiet():
 
 @contextlib.contextmanager
 def _serving(view: str):
-    """A function that serves N POSTs to `view` through Django's WSGI handler, with the prepared
-    seller's token, and returns the CPU seconds this process spent on them; the answers' statuses
-    are counted in `statuses`. Raises unless every answer was the view's expected one."""
+    """A function serving N POSTs to `view` through Django's WSGI handler with the prepared seller's
+    token, answering the CPU seconds spent; raises unless every answer was the expected one."""
     from django.core.wsgi import get_wsgi_application
     from django.test.utils import override_settings
     from rest_framework_simplejwt.tokens import AccessToken
@@ -207,15 +201,12 @@ def _breakdown(args) -> dict:
         **{layer: share[layer] for layer in INSIDE_DISPATCH[:4]},
         "validation (without phone parsing)": share["validation"] - share["phone parsing"],
         "phone parsing": share["phone parsing"],
-        "charge_submit's own (fingerprint, charge object)": share["charge_submit"]
-        - sum(share[layer] for layer in INSIDE_SUBMIT),
+        "charge_submit's own (fingerprint, charge object)": share["charge_submit"] - sum(map(share.get, INSIDE_SUBMIT)),
         **{layer: share[layer] for layer in INSIDE_SUBMIT},
         "answer and rendering": share["answer"] + share["rendering"],
     }
-    return {
-        "profiled_cpu_us_per_request": round(inclusive["request"] / args.requests * 1e6, 1),
-        "share": {layer: round(value, 3) for layer, value in layers.items()},
-    }
+    cpu_us = round(inclusive["request"] / args.requests * 1e6, 1)
+    return {"profiled_cpu_us_per_request": cpu_us, "share": {layer: round(v, 3) for layer, v in layers.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         return _child(args)
     if args.requests is None:
         args.requests = 500 if args.instructions else 2000 if args.breakdown else 5000
-    seller_id = _prepare(args)
-    os.environ[SELLER_VARIABLE] = str(seller_id)
+    os.environ[SELLER_VARIABLE] = str(seller_id := _prepare(args))
     try:
         measure = _breakdown if args.breakdown else _instructions if args.instructions else _cpu
         result = {"view": "charge" if args.breakdown else args.view, "requests": args.requests, **measure(args)}

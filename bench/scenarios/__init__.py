@@ -9,11 +9,9 @@ from pathlib import Path
 
 
 class ScenarioFailed(Exception):
-    """`partial`: what was measured before the failure, still reported."""
-
     def __init__(self, message: str, *, partial: dict | None = None):
         super().__init__(message)
-        self.partial = partial or {}
+        self.partial = partial or {}  # what was measured before the failure, still reported
 
 
 @dataclass
@@ -42,30 +40,20 @@ class Sizes:
     audit_sizes: tuple[int, ...] = (250_000, 1_000_000)
     audit_new: tuple[int, ...] = (10_000, 100_000)
     audit_rolling: int = 100
+    close_charges: int = 100_000
+    # The statements: one seller's ledger entries, and the balance-at requests timed over them.
+    statement_entries: int = 1_000_000
+    balance_requests: int = 2_000
 
     @classmethod
     def smoke(cls) -> Sizes:
         return cls(
-            hot_charges=1_000,
-            many_sellers=10,
-            many_per_seller=20,
-            http_clients=(4,),
-            http_seconds=1.0,
-            http_sellers=4,
-            import_rows=300,
-            import_large_rows=600,
-            limit_single_txns=200,
-            settle_timeout=60.0,
-            fulfil_timeout=60.0,
-            sandbox_seconds=0.5,
-            fulfil_rows=200,
-            single_seconds=0.5,
-            catalog_products=300,
-            audit_sellers=10,
-            audit_sizes=(2_000, 5_000),
-            audit_new=(100, 1_000),
-            audit_rolling=2,
-        )
+            hot_charges=1_000, many_sellers=10, many_per_seller=20, http_clients=(4,), http_seconds=1.0,
+            http_sellers=4, import_rows=300, import_large_rows=600, limit_single_txns=200, settle_timeout=60.0,
+            fulfil_timeout=60.0, sandbox_seconds=0.5, fulfil_rows=200, single_seconds=0.5, catalog_products=300,
+            audit_sellers=10, audit_sizes=(2_000, 5_000), audit_new=(100, 1_000), audit_rolling=2,
+            close_charges=2_000, statement_entries=3_000, balance_requests=50,
+        )  # fmt: skip
 
 
 @dataclass

@@ -1,9 +1,6 @@
-"""Scenario `batch_import` (docs/performance.md, *What is measured*): charge lists through the
-real HTTP stack and the import worker. The first file from the first byte of its upload to its
-batch `completed` (`import_file`); then a big one: its upload's answer time and gunicorn's peak
-memory while it takes it, the import worker's peak memory while it imports it, and the wait until
-it is completed too. The parts are reported separately, so a failure of the big file still leaves
-the first numbers."""
+"""Scenario `batch_import` (docs/performance.md): charge lists through HTTP and the import worker.
+The first file from its upload's first byte to its batch `completed`; then a big one: its upload's
+answer time, gunicorn's and the import worker's peak memory, the wait until completed."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-from bench import seed
+from bench import seed as seeding
 from bench.profiling import profiled
 from bench.scenarios import Context, ScenarioFailed, check_settled, stages
 from bench.stack import Usage, reset_ledger, task_runs
@@ -28,9 +25,8 @@ POLL = 0.05  # seconds between looks at the batch's status
 
 
 def generate(path: Path, rows: int, *, seed: int, invalid_every: int = INVALID_EVERY) -> int:
-    """Write a charge list of `rows` data rows (phones in national, international, spaced and
-    Persian-digit forms, a reference per row, one invalid row every `invalid_every`, none when 0).
-    Returns the valid rows."""
+    """A charge list of `rows` rows (phones in four forms, one invalid row every `invalid_every`,
+    none when 0); returns the valid rows."""
     rng = random.Random(seed)
     persian = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
     valid = 0
@@ -54,17 +50,18 @@ def generate(path: Path, rows: int, *, seed: int, invalid_every: int = INVALID_E
     return valid
 
 
-def _funded_token(funding: int) -> str:
-    """An access token of a new seller credited with `funding` (settled now, so the measured
-    settlement is the batch's alone)."""
-    [seller_id] = seed.make_sellers(1, prefix=f"import-{secrets.token_hex(3)}")
-    seed.fund([seller_id], funding)
-    return seed.tokens([seller_id])[0]
+def _prepared_file(tmp: Path, rows: int, *, seed: int, invalid_every: int = INVALID_EVERY) -> tuple:
+    """A generated file of `rows`, an access token of a new seller funded for it, and what it is."""
+    path = tmp / f"charges-{rows}.csv"
+    valid = generate(path, rows, seed=seed, invalid_every=invalid_every)
+    [seller_id] = seeding.make_sellers(1, prefix=f"import-{secrets.token_hex(3)}")
+    seeding.fund([seller_id], valid * AMOUNT)
+    about = {"rows": rows, "valid_rows": valid, "file_mb": round(path.stat().st_size / 2**20, 1)}
+    return path, seeding.tokens([seller_id])[0], about
 
 
 def _upload_or_fail(ctx: Context, token: str, path: Path, rows: int) -> tuple[int, float]:
-    """The file POSTed as multipart/form-data, its body built beforehand so that the time starts
-    at its first byte: the batch's id, and the monotonic time the upload began."""
+    """The file POSTed (its body built beforehand): the batch's id, and when the upload began."""
     url = f"http://127.0.0.1:{ctx.stack.port}/api/v1/charge-batches/"
     files = {"file": (path.name, path.read_bytes(), "text/csv")}
     upload = requests.Request("POST", url, headers={"Authorization": f"Bearer {token}"}, files=files).prepare()
@@ -84,8 +81,7 @@ def _upload_or_fail(ctx: Context, token: str, path: Path, rows: int) -> tuple[in
 
 
 def _wait_status(batch_id: int, final: set[str], timeout: float) -> float:
-    """Until the batch reaches one of `final` (`rejected` ends the wait as a failure); returns
-    the monotonic time it was seen."""
+    """Until the batch reaches one of `final` (`rejected` fails); returns when it was seen."""
     from ledger.models import ChargeBatch
 
     deadline = time.monotonic() + timeout
@@ -99,17 +95,13 @@ def _wait_status(batch_id: int, final: set[str], timeout: float) -> float:
 def import_file(
     ctx: Context, tmp: Path, rows: int, *, seed: int, invalid_every: int = INVALID_EVERY, profile: str = ""
 ) -> dict:
-    """A generated file of `rows` uploaded over HTTP by a seller funded for it and followed to its
-    batch `completed`, every valid row a succeeded charge and the batch's counts agreeing: seconds
-    from the upload's first byte to its answer, to `queued` and to `completed`; charges per second
-    from the first reservation to the last posted answer; each process's CPU from `queued` to
-    `completed` (per charge for the fulfilment worker, and as a share of a core); the time each hop
-    of a charge took. With `profile`, the fulfilment worker's py-spy profile under that name."""
-    path, stack = tmp / f"charges-{rows}.csv", ctx.stack
-    valid = generate(path, rows, seed=seed, invalid_every=invalid_every)
-    token = _funded_token(valid * AMOUNT)
-    result = {"rows": rows, "valid_rows": valid, "file_mb": round(path.stat().st_size / 2**20, 1)}
+    """A generated file uploaded and followed to `completed`, every valid row a succeeded charge:
+    seconds to the upload's answer, to `queued`, to `completed`; charges/s from the first reservation
+    to the last answer; each process's CPU; each hop's time; with `profile`, a py-spy profile."""
+    stack = ctx.stack
+    path, token, result = _prepared_file(tmp, rows, seed=seed, invalid_every=invalid_every)
     batch_id, started = _upload_or_fail(ctx, token, path, rows)
+    valid = result["valid_rows"]
     result["accepted_seconds"] = round(time.monotonic() - started, 2)
     queued = _wait_status(batch_id, {"queued", "completed"}, ctx.sizes.fulfil_timeout)
     pids = {"fulfil": stack.fulfil.popen.pid, "provider": stack.provider.process.popen.pid, **stack.worker_pids()}
@@ -163,15 +155,10 @@ def run(ctx: Context) -> dict:
 
 
 def _large(ctx: Context, tmp: Path, out: dict) -> None:
-    """The big file: the upload's answer time and gunicorn's peak RSS while it takes it (its
-    master and workers), the import worker's peak RSS and CPU until the rows are queued, then the
-    wait until the batch is completed. Fills `out` as it goes, so a failure keeps what was
-    measured."""
+    """The big file, filling `out` as it goes (a failure keeps what was measured)."""
     rows = ctx.sizes.import_large_rows
-    path = tmp / f"charges-{rows}.csv"
-    valid = generate(path, rows, seed=5)
-    token = _funded_token(valid * AMOUNT)
-    out.update(rows=rows, valid_rows=valid, file_mb=round(path.stat().st_size / 2**20, 1))
+    path, token, about = _prepared_file(tmp, rows, seed=5)
+    out.update(about)
     with Usage({"imports": ctx.stack.imports.popen.pid}, interval=0.02) as worker_memory:
         with Usage({"web": ctx.stack.web_pid()}, children=True, interval=0.02) as web_memory:
             try:
@@ -186,11 +173,11 @@ def _large(ctx: Context, tmp: Path, out: dict) -> None:
     out["import_worker_cpu_us_per_row"] = round(worker_memory.cpu_seconds() / rows * 1e6, 1)
     settled = _wait_status(batch_id, {"completed"}, ctx.sizes.fulfil_timeout)
     out["settled_seconds"] = round(settled - started, 2)
-    _check(batch_id, valid)
+    _check(batch_id, about["valid_rows"])
 
 
 def _check(batch_id: int, valid: int) -> None:
-    """Every valid row a succeeded charge, the batch's own counts agreeing; then the audit."""
+    """Every valid row a succeeded charge, the batch's counts agreeing; then the audit."""
     from ledger.models import ChargeBatch
 
     batch = ChargeBatch.objects.get(pk=batch_id)

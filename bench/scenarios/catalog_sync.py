@@ -1,9 +1,7 @@
-"""A large provider catalog synced into PostgreSQL, end to end: the run's sandbox serving
-`catalog_products` products in DT One DVS's pages of 100, 5 ms after each request, the DT One
-adapter reading every page over HTTP and `catalog_sync` writing them. Three syncs in a row: the
-first (every product added), a repeat (nothing changed), and one after the provider changed the
-cost of 10 % of its products and stopped listing 5 % (new versions and withdrawals); each must
-count exactly those. The sandbox gets back its own catalog and latency afterwards."""
+"""A provider catalog of `catalog_products` synced end to end: the sandbox serving DT One DVS's
+pages of 100 (5 ms each), the DT One adapter reading them, `catalog_sync` writing them. Three syncs:
+the first (all added), a repeat (nothing changed), one after 10 % repriced and 5 % withdrawn; each
+must count exactly those."""
 
 from __future__ import annotations
 
@@ -19,8 +17,7 @@ LATENCY_MS = 5.0
 
 
 def synthetic_catalog(size: int) -> dict:
-    """The shipped catalog's operators, with `size` products made from its products: new ids,
-    amounts and prices scaled so that each is a distinct product."""
+    """The shipped catalog's operators with `size` distinct products made from its own."""
     shipped = json.loads(SHIPPED.read_text())
     products = []
     for n in range(size):

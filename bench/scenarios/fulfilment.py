@@ -1,12 +1,7 @@
-"""Scenario `fulfilment` (docs/performance.md, *What is measured*): charges delivered through the
-sandbox provider, which answers after `--provider-latency-ms`, in three parts:
-
-a. the sandbox alone: closed loops of fresh `POST /v1/transactions` at PROVIDER_CONCURRENCY
-   clients (the fulfilment worker's own concurrency: the denominator of every ratio) and at four
-   times that (what the sandbox serves when latency does not bound it);
-b. an import delivered end to end (`batch_import.import_file`);
-c. single charges POSTed over HTTP at half b's rate (at most 500/s): from `created_at` to
-   `settled_at`, read from the database."""
+"""Scenario `fulfilment` (docs/performance.md): charges delivered through the sandbox provider,
+which answers after `--provider-latency-ms`: a. the sandbox alone, closed loops at PROVIDER_CONCURRENCY
+clients (the denominator of every ratio) and at four times that; b. an import delivered end to end;
+c. single charges POSTed at half b's rate (at most 500/s), from `created_at` to `settled_at`."""
 
 from __future__ import annotations
 
@@ -56,24 +51,15 @@ def _sandbox_alone(ctx: Context) -> dict:
     out = {}
     for clients in (settings.PROVIDER_CONCURRENCY, 4 * settings.PROVIDER_CONCURRENCY):
         cpu = Usage(children=True, pids={"provider": ctx.stack.provider.process.popen.pid})
-        raw = _load(
-            ctx,
-            [],
-            clients=clients,
-            seconds=ctx.sizes.sandbox_seconds,
-            name=f"sandbox-c{clients}",
-            port=ctx.stack.provider.port,
-            path="/v1/transactions",
-            external_id_prefix=f"bench-c{clients}-",
-        )
-        used = cpu.stop()
-        summary = summarize(raw, ok=201)  # a transaction created
-        out[f"c{clients}"] = {
-            "clients": clients,
-            **summary,
-            "sandbox_cpu_share": round(used["provider"] / summary["seconds"], 2),
-            **_load_average(),
+        target = {
+            "port": ctx.stack.provider.port,
+            "path": "/v1/transactions",
+            "external_id_prefix": f"bench-c{clients}-",
         }
+        raw = _load(ctx, [], clients=clients, seconds=ctx.sizes.sandbox_seconds, name=f"sandbox-c{clients}", **target)
+        used, summary = cpu.stop(), summarize(raw, ok=201)  # a transaction created
+        share = round(used["provider"] / summary["seconds"], 2)
+        out[f"c{clients}"] = {"clients": clients, **summary, "sandbox_cpu_share": share, **_load_average()}
     return out
 
 
@@ -82,12 +68,8 @@ def _single(ctx: Context, rate: float) -> dict:
     seed.fund(sellers, 10**12)
     # Enough threads that each has time for a slow answer before its next request is due.
     clients = ctx.sizes.http_clients[-1]
-    stack = ctx.stack
-    cpu = Usage(
-        children=True,
-        pids={"web": stack.web_pid(), "fulfil": stack.fulfil.popen.pid, **stack.worker_pids()},
-        database=True,
-    )
+    pids = {"web": ctx.stack.web_pid(), "fulfil": ctx.stack.fulfil.popen.pid, **ctx.stack.worker_pids()}
+    cpu = Usage(pids, children=True, database=True)
     raw = _load(ctx, sellers, clients=clients, seconds=ctx.sizes.single_seconds, rate=rate, name="fulfil-single")
     used = cpu.stop()
     seed.wait_until_settled(lambda: seed.unsettled(sellers), timeout=ctx.sizes.fulfil_timeout, interval=0.1)
@@ -98,18 +80,10 @@ def _single(ctx: Context, rate: float) -> dict:
         cur.execute(f"SELECT extract(epoch FROM settled_at - created_at) FROM ledger_charge WHERE {where[0]}", where[1])
         final = [float(seconds) for (seconds,) in cur.fetchall()]
     sent = summarize(raw)
-    return {
-        "rate": round(rate, 1),
-        "clients": clients,
-        "accepted": sent["accepted"],
-        "errors": sent["errors"],
-        "achieved_per_s": sent["accepted_per_s"],
-        "submit_latency_ms": sent["latency_ms"],
-        "latency_ms": percentiles(final),
-        "cpu_share": {name: round(value / sent["seconds"], 2) for name, value in used.items()},
-        "stages_ms": stages(*where),
-        **_load_average(),
-    }
+    return {"rate": round(rate, 1), "clients": clients, "accepted": sent["accepted"], "errors": sent["errors"],
+            "achieved_per_s": sent["accepted_per_s"], "submit_latency_ms": sent["latency_ms"],
+            "latency_ms": percentiles(final), "stages_ms": stages(*where), **_load_average(),
+            "cpu_share": {name: round(value / sent["seconds"], 2) for name, value in used.items()}}  # fmt: skip
 
 
 def _load_average() -> dict:

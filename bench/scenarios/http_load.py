@@ -1,20 +1,11 @@
-"""The HTTP load generators, and the summary of what they measured. On 2 shared cores the load
-generator competes with the server it measures.
+"""The HTTP load generators (standard library only) and the summary of what they measured.
 
-The Python one runs as its own process (`python -m bench.scenarios.http_load SPEC.json OUT.json`),
-so that its threads never share a GIL with the benchmark's pollers. Closed loop (`rate` 0): each
-of `clients` threads sends single-charge POSTs back to back for `seconds`. Open loop (`rate` > 0):
-the threads together send `rate` requests a second on a fixed schedule, and a late request is sent
-at once and timed from when it was due, so a slow server shows up as latency rather than as fewer
-requests. The ledger's charge POSTs, or (with `external_id_prefix`) the provider's
-`POST /v1/transactions`.
-
-wrk (Debian's `wrk`: C and LuaJIT) drives the closed loops where it is installed: it costs a
-fraction of the Python generator's CPU per request, so more of the cores serve the API. Up to 4
-wrk threads, each with its share of the connections and of the sellers' tokens, which its requests
-take in turn (`wrk_charge.lua`). wrk stops at its deadline without counting the answers still in
-flight (at most one per connection), which the API did accept: callers check balances against
-what was settled. Standard library only."""
+The Python one is a process of its own (`python -m bench.scenarios.http_load SPEC.json OUT.json`),
+its threads never sharing a GIL with the benchmark's pollers: closed loop (`rate` 0), each client
+POSTing back to back; open loop, `rate` requests a second on a fixed schedule, a late one timed from
+when it was due. The ledger's charge POSTs, or with `external_id_prefix` the provider's transactions.
+wrk (C and LuaJIT, `wrk_charge.lua`) drives the closed loops where installed, at a fraction of the
+CPU per request; it does not count the answers in flight at its deadline."""
 
 from __future__ import annotations
 
@@ -37,9 +28,9 @@ def _client(spec: dict, index: int, start_at: float, out: list) -> None:
     headers = {"Content-Type": "application/json"}
     if tokens:
         headers["Authorization"] = f"Bearer {tokens[index % len(tokens)]}"
-    body = json.dumps({"phone_number": spec["phone_number"], "amount": spec["amount"]})
-    # The provider's API instead (`external_id_prefix` set): a fresh external id per request, so
-    # each one is processed, never answered from the provider's record.
+    phone = spec["phone_number"]
+    body = json.dumps({"phone_number": phone, "amount": spec["amount"]})
+    # The provider's API: a fresh external id per request, never answered from its record.
     prefix = spec.get("external_id_prefix")
     conn = http.client.HTTPConnection(spec["host"], spec["port"], timeout=30)
     for n in itertools.count():
@@ -49,9 +40,7 @@ def _client(spec: dict, index: int, start_at: float, out: list) -> None:
         if rate:
             time.sleep(max(0.0, due - time.time()))
         if prefix:
-            body = json.dumps(
-                {"external_id": f"{prefix}{index}-{n}", "msisdn": spec["phone_number"], "amount": spec["amount"]}
-            )
+            body = json.dumps({"external_id": f"{prefix}{index}-{n}", "msisdn": phone, "amount": spec["amount"]})
         sent, t0 = time.time(), time.perf_counter()
         try:
             conn.request("POST", spec.get("path", "/api/v1/charges/"), body=body, headers=headers)
@@ -74,10 +63,8 @@ def _client(spec: dict, index: int, start_at: float, out: list) -> None:
 
 def _process(spec: dict, indexes: list[int], start_at: float) -> list:
     results: list[list] = [[] for _ in indexes]
-    threads = [
-        threading.Thread(target=_client, args=(spec, i, start_at, results[n]), daemon=True)
-        for n, i in enumerate(indexes)
-    ]
+    args = [(spec, i, start_at, out) for i, out in zip(indexes, results, strict=True)]
+    threads = [threading.Thread(target=_client, args=a, daemon=True) for a in args]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -88,9 +75,7 @@ def _process(spec: dict, indexes: list[int], start_at: float) -> list:
 def main(spec_path: str, out_path: str) -> int:
     with open(spec_path) as fh:
         spec = json.load(fh)
-    # Several processes, so that a client reads and closes its answer promptly even at 128
-    # clients: gunicorn's sync worker waits for the client to close before it takes the next
-    # request, so a GIL-starved load generator would slow the server it measures.
+    # Several processes: a GIL-starved client would close late, and gunicorn's sync worker waits for it.
     processes = max(1, min(spec.get("processes", 4), spec["clients"]))
     start_at = time.time() + 0.5
     groups = [list(range(p, spec["clients"], processes)) for p in range(processes)]
@@ -115,8 +100,7 @@ def percentiles(values: list[float]) -> dict:
 
 
 def summarize(raw: dict, ok: int = 202) -> dict:
-    """The load generator's rows (send time, latency, status, charge id) summed up; `ok` the
-    status of a request done."""
+    """The rows (send time, latency, status, charge id) summed up; `ok` the status of one done."""
     rows, seconds = raw["requests"], raw["ended"] - raw["started"]
     accepted = sum(1 for r in rows if r[2] == ok)
     errors = collections.Counter(str(r[2]) for r in rows if r[2] != ok)
@@ -131,8 +115,7 @@ def summarize(raw: dict, ok: int = 202) -> dict:
 
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_charge.lua")
-# wrk's event-loop threads: a few are plenty for 128 connections, and on 2 shared cores every
-# extra runnable thread is scheduling the server pays for.
+# wrk's threads: plenty for 128 connections; on 2 cores each extra one costs the server.
 WRK_THREADS = 4
 
 
@@ -141,8 +124,7 @@ def wrk_available() -> bool:
 
 
 def wrk_closed_loop(*, port: int, tokens: list[str], clients: int, seconds: float, body: dict) -> dict:
-    """The closed loop summed up as `summarize` does (status 0 in `errors`: connection errors and
-    time-outs), the latency percentiles from wrk's own histogram."""
+    """As `summarize` (status 0: connection errors, time-outs), percentiles from wrk's histogram."""
     threads = max(1, min(WRK_THREADS, len(tokens), clients))
     env = dict(os.environ, WRK_TOKENS=",".join(tokens), WRK_THREADS=str(threads), WRK_BODY=json.dumps(body))
     argv = ["wrk", f"-t{threads}", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 
-from ledger.models import Charge, Deposit
 from ledger.statements.balance_at import balance_at
 from ledger.statements.chain import GENESIS
 from ledger.statements.checkpoints import checkpoint_at
@@ -19,15 +18,16 @@ from ledger.statements.models import ChainCheckpoint
 PIECE = 5000  # entries read per query
 _MICROSECOND = timedelta(microseconds=1)
 
-# What a charge carries beyond its id, where the charge model has it: the fields a later schema adds
-# (the product sold, its face value) are read only once they exist.
-_CHARGE_FIELDS = ("phone_number", "reference", "amount")
-_PRODUCT_FIELDS = {
-    "destination_amount": "destination_amount",
-    "destination_currency": "destination_currency",
-    "product_version": "product_version__product_id",
-    "product_name": "product_version__product__name",
-}
+# A piece of entries with what a statement shows of each one's charge (the product sold, its face
+# value, the seller's price: what the hold is) or deposit, in one query.
+_PIECE_SQL = """SELECT e.seq, e.created_at, e.kind, e.amount, e.balance_before, e.balance_after, e.hash, e.charge_id,
+       c.phone_number, c.reference, c.amount, c.product_id, p.name, c.destination_amount, c.destination_currency,
+       e.deposit_id, d.reference
+  FROM ledger_entry e
+  LEFT JOIN ledger_charge c ON c.id = e.charge_id
+  LEFT JOIN catalog_product p ON p.id = c.product_id
+  LEFT JOIN ledger_deposit d ON d.id = e.deposit_id
+ WHERE e.seller_id = %s AND e.seq > %s AND e.seq <= %s ORDER BY e.seq LIMIT %s"""
 
 
 def time_text(moment: datetime | None) -> str | None:
@@ -100,67 +100,41 @@ def statement_open(*, seller_id: int, period_start: datetime, period_end: dateti
     return Statement(seller_id, period_start, period_end, opening, closing, checkpoint)
 
 
-def _charge_columns() -> dict[str, str]:
-    present = {f.name for f in Charge._meta.get_fields()}
-    columns = {name: name for name in _CHARGE_FIELDS}
-    columns.update({key: path for key, path in _PRODUCT_FIELDS.items() if path.split("__")[0] in present})
-    return columns
-
-
-def _charges(ids: list[int]) -> dict[int, dict]:
-    if not ids:
-        return {}
-    columns = _charge_columns()
-    rows = Charge.objects.filter(id__in=ids).values("id", *columns.values())
-    found = {}
-    for row in rows:
-        detail = {"id": row["id"], "phone_number": row["phone_number"], "reference": row["reference"]}
-        detail["price"] = row["amount"]  # the seller's price: what the charge holds
-        product = row.get(columns.get("product_version", "-"))
-        detail["product"] = None if product is None else {"id": product, "name": row.get(columns["product_name"])}
-        amount = row.get(columns.get("destination_amount", "-"))
-        detail["face_value"] = (
-            None if amount is None else {"amount": amount, "currency": row.get(columns["destination_currency"])}
-        )
-        found[row["id"]] = detail
-    return found
-
-
-def _deposits(ids: list[int]) -> dict[int, dict]:
-    if not ids:
-        return {}
-    return {d["id"]: d for d in Deposit.objects.filter(id__in=ids).values("id", "reference")}
-
-
 def statement_entries(statement: Statement) -> Iterator[dict]:
     """Every entry after the opening head up to the closing one, in seq order, with its charge's
     or deposit's details; adds each to the statement's totals per kind."""
-    after = statement.opening.seq
+    after, totals, at, at_text = statement.opening.seq, statement.totals, None, None
     while after < statement.closing.seq:
         with connection.cursor() as cursor:
-            cursor.execute(
-                """SELECT seq, created_at, kind, amount, balance_before, balance_after, hash, charge_id, deposit_id
-                     FROM ledger_entry WHERE seller_id = %s AND seq > %s AND seq <= %s ORDER BY seq LIMIT %s""",
-                [statement.seller_id, after, statement.closing.seq, PIECE],
-            )
+            cursor.execute(_PIECE_SQL, [statement.seller_id, after, statement.closing.seq, PIECE])
             rows = cursor.fetchall()
         if not rows:
             return  # entries missing at the end: the verifier reports the history cut short
-        charges = _charges([r[7] for r in rows if r[7] is not None])
-        deposits = _deposits([r[8] for r in rows if r[8] is not None])
-        for seq, created_at, kind, amount, before, balance_after, hash_, charge_id, deposit_id in rows:
-            total = statement.totals.setdefault(kind, {"count": 0, "amount": 0})
+        for (seq, created_at, kind, amount, before, balance_after, hash_, charge_id, phone, reference, price,
+             product_id, product_name, face_amount, face_currency, deposit_id, deposit_reference) in rows:  # fmt: skip
+            total = totals.get(kind) or totals.setdefault(kind, {"count": 0, "amount": 0})
             total["count"] += 1
             total["amount"] += amount
+            charge = deposit = None
+            if charge_id is not None:
+                charge = {"id": charge_id, "phone_number": phone, "reference": reference, "price": price}
+                charge["product"] = None if product_id is None else {"id": product_id, "name": product_name}
+                charge["face_value"] = (
+                    None if face_amount is None else {"amount": face_amount, "currency": face_currency}
+                )
+            if deposit_id is not None:
+                deposit = {"id": deposit_id, "reference": deposit_reference}
+            if created_at != at:  # a settle's entries share its time
+                at, at_text = created_at, time_text(created_at)
             yield {
                 "seq": seq,
-                "created_at": time_text(created_at),
+                "created_at": at_text,
                 "kind": kind,
                 "amount": amount,
                 "balance_before": before,
                 "balance_after": balance_after,
-                "hash": bytes(hash_).hex(),
-                "charge": None if charge_id is None else charges.get(charge_id, {"id": charge_id}),
-                "deposit": None if deposit_id is None else deposits.get(deposit_id, {"id": deposit_id}),
+                "hash": hash_.hex(),
+                "charge": charge,
+                "deposit": deposit,
             }
         after = rows[-1][0]

@@ -34,21 +34,28 @@ CSV_COLUMNS = [
 ]
 
 
-def _compact(value) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# One encoder for every entry: `json.dumps` with options builds a new one per call.
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class JsonWriter:
     """`{header..., "opening", "entries": [...], "totals", "closing", "checkpoint"}`, one entry a line."""
 
     def __init__(self, statement: Statement, sink):
-        self.statement, self.sink, self.first = statement, sink, True
+        self.statement, self.sink, self.lines, self.separator = statement, sink, [], " "
         head = _compact({**statement.header(), "opening": statement.opening.as_dict()})
         sink((head[:-1] + ',"entries":[\n').encode())
 
     def entry(self, entry: dict) -> None:
-        self.sink(((" " if self.first else ",") + _compact(entry) + "\n").encode())
-        self.first = False
+        # Handed on a thousand lines at a time: a million entries make a month.
+        self.lines.append(self.separator + _compact(entry) + "\n")
+        self.separator = ","
+        if len(self.lines) >= 1000:
+            self.flush()
+
+    def flush(self) -> None:
+        self.sink("".join(self.lines).encode())
+        self.lines = []
 
     def close(self) -> None:
         tail = {
@@ -56,6 +63,7 @@ class JsonWriter:
             "closing": self.statement.closing.as_dict(),
             "checkpoint": self.statement.checkpoint_dict(),
         }
+        self.flush()
         self.sink(("]," + _compact(tail)[1:] + "\n").encode())
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from bench.hosts import charge, create_seller, fund, login, next_phone
+from devstack.hosts.client import charge, create_seller, fund, login, next_phone
 from devstack.hosts.cluster import ADMIN_PASSWORD, Cluster
 from devstack.hosts.network import why_namespaces_unavailable
 from devstack.postgres import why_unavailable as why_postgres_unavailable
