@@ -17,6 +17,7 @@ METRICS = [
     ("hot_seller", "ratio_to_limit", "ratio to pgbench at the settle's batch size", 0.8, "min"),
     ("hot_seller", "ratio_to_unhashed_limit", "ratio to the same pgbench without the hash step"),
     ("hot_seller", "hash_us_per_entry", "the settle's hashing, worker µs per entry"),
+    ("hot_seller", "unhashed_estimate_per_s", "reservations/s without hashing, estimated from the two"),
     ("hot_seller", "times_one_debit_per_txn", "× pgbench at one debit per commit"),
     ("hot_seller", "worker_peak_rss_mb", "shard workers' peak RSS, MB"),
     ("hot_seller", "worker_peak_rss_mb.max", "shard workers' peak RSS, the largest, MB", 200, "max"),

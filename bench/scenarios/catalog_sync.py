@@ -52,7 +52,7 @@ def run(ctx: Context) -> dict:
 
     n, sandbox = ctx.sizes.catalog_products, ctx.stack.provider
     reset_ledger(house_catalog=False)  # the first sync finds an empty catalog
-    catalog = synthetic_catalog(n)
+    catalog, result = synthetic_catalog(n), {"products": n, "provider_latency_ms": LATENCY_MS}
     provider = DTOneProvider(base_url=sandbox.url, name="bench", timeout=(2.0, 30.0))
     # What each sync must find: (catalog served, added, changed, withdrawn).
     syncs = {
@@ -60,7 +60,6 @@ def run(ctx: Context) -> dict:
         "repeat": (None, 0, 0, 0),
         "changed": (changed(catalog), 0, len(range(0, n, 10)), len(range(7, n, 20))),
     }
-    result: dict = {"products": n, "provider_latency_ms": LATENCY_MS}
     sandbox.configure(latency_ms=LATENCY_MS)
     try:
         for name, (served, *expected) in syncs.items():
