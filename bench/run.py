@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             **{name: getattr(settings, name) for name in LEDGER_SETTINGS}, "worker_processes": len(stack.workers),
             "web_workers": args.web_workers, "DJANGO_SETTINGS_MODULE": os.environ["DJANGO_SETTINGS_MODULE"],
-            "provider_latency_ms": args.provider_latency_ms,
-            "load_generator": args.load_generator,
+            "provider_latency_ms": args.provider_latency_ms, "load_generator": args.load_generator,
             **{name: stack.fulfil.env.get(name) or getattr(settings, name) for name in PROVIDER_SETTINGS},
         },
         "sizes": sizes.__dict__,
