@@ -40,8 +40,8 @@ def hot_seller(ctx: Context) -> dict:
         result["ratio_to_unhashed_limit"] = round(result["charges_per_s"] / unhashed["rows_per_s"], 3)
         result["times_one_debit_per_txn"] = round(result["charges_per_s"] / limits[0]["rows_per_s"], 1)
         # Without hashing, estimated: the drain's time less the worker's hashing (serial, under the
-        # lock) and the database's share per entry (the difference of the two limits).
-        saved = n * (result["hash_us_per_entry"] / 1e6 + 1 / hashed["rows_per_s"] - 1 / unhashed["rows_per_s"])
+        # lock) and the database's share per entry (the difference of the two limits, if any).
+        saved = n * (result["hash_us_per_entry"] / 1e6 + max(0, 1 / hashed["rows_per_s"] - 1 / unhashed["rows_per_s"]))
         result["unhashed_estimate_per_s"] = round(n / (result["seconds"] - saved))
     return result
 
