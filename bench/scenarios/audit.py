@@ -1,8 +1,8 @@
 """The ledger audit's cost against the entries it reads, beat stopped (its periodic audit would
 take the lock): at each ledger size, the full audit and the periodic one (a first run without
 checkpoints, one with nothing new, one after each batch of new entries, one with a rolling full
-pass of `audit_rolling` sellers). Entries are succeeded charges' holds written in SQL at bulk
-speed, as the posting would; every run must find the ledger clean."""
+pass of `audit_rolling` sellers). Entries are succeeded charges' holds written at bulk speed as
+the settle writes them (`seed.append_charges`); every run must find the ledger clean."""
 
 from __future__ import annotations
 
