@@ -85,7 +85,7 @@ class StatementFile(models.Model):
     statement = models.ForeignKey(Statement, on_delete=models.CASCADE, related_name="+", db_index=False)
     format = models.CharField(max_length=8)
     index = models.IntegerField()
-    data = models.BinaryField()  # compressed with lz4 where the server has it (migration 0015)
+    data = models.BinaryField()  # compressed with lz4 where the server has it (migration 0017)
 
     class Meta:
         constraints = [

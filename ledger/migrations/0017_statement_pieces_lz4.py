@@ -12,6 +12,6 @@ PGLZ = "ALTER TABLE ledger_statementfile ALTER COLUMN data SET COMPRESSION pglz"
 
 
 class Migration(migrations.Migration):
-    dependencies = [("ledger", "0014_provider_accounts")]
+    dependencies = [("ledger", "0016_reversals_and_conflicts")]
 
     operations = [migrations.RunSQL(LZ4, PGLZ)]
