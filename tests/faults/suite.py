@@ -130,6 +130,8 @@ class Scenario:
         ]
         # Not the current app: the test process's own wake-ups must keep going to its own broker.
         self.broker = Celery(broker=stack.redis.url, set_as_current=False)
+        if master := stack.redis.env.get("REDIS_SENTINEL_MASTER"):  # a Sentinel-managed pair
+            self.broker.conf.broker_transport_options = {"master_name": master}
 
     def _deposit(self, seller, amount: int) -> int:
         response = requests.post(
