@@ -24,6 +24,7 @@ from devstack.stack import collect_static, default_web_workers, ready_line, stac
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 ROOT_DIR = Path(__file__).resolve().parent.parent
+DVS = "dvs"  # the name of the provider that delivers the house catalog (PROVIDERS)
 
 
 def open_database(database_url: str, redis_url: str, *, key_prefix: str = "", **environment: str) -> bool:
@@ -49,7 +50,8 @@ def open_database(database_url: str, redis_url: str, *, key_prefix: str = "", **
 
 def reset_ledger(*, house_catalog: bool = True) -> None:
     """Empty every table the scenarios write (TRUNCATE: the entries' append-only trigger does not
-    apply), then load the house catalog the charges sell from unless not `house_catalog`.
+    apply), then load the house catalog the charges sell from, routed to the provider speaking DT
+    One's dialect (`Stack`), unless not `house_catalog`.
 
     Not analyzed while empty: plans cached on "empty" statistics (the settle's foreign-key checks
     among them) would scan every row inserted since (docs/performance.md); scenarios analyze what
@@ -57,7 +59,7 @@ def reset_ledger(*, house_catalog: bool = True) -> None:
     from its record instead of processing it."""
     from django.db import connection
 
-    from devstack.house_catalog import load_house_catalog
+    from devstack.house_catalog import load_house_catalog, route_house_products
 
     with connection.cursor() as cur:
         cur.execute(
@@ -68,6 +70,7 @@ def reset_ledger(*, house_catalog: bool = True) -> None:
         )
     if house_catalog:
         load_house_catalog()
+        route_house_products(DVS, dvs=[DVS])
 
 
 def clear_broker(redis_url: str, key_prefix: str) -> None:
@@ -106,13 +109,22 @@ def task_runs(process: Process, task: str) -> list[tuple[float, float]]:
 
 class Stack:
     """The processes of `make up` (`devstack.stack.stack_processes`, its process wrapper) but
-    Flower, the webhook worker and the event stream; and the sandbox provider."""
+    Flower, the webhook worker and the event stream; and the sandbox provider, serving the house
+    catalog in DT One's dialect (`DVS`, through providers/dvs.py); charges naming no product (the
+    settlement scenarios' seeded ones) go to it in its own dialect (`PROVIDER_DEFAULT`)."""
 
     def __init__(self, log_dir: Path, port: int, *, provider_latency_ms: float = 50.0):
+        from devstack.house_catalog import HOUSE_DVS_CATALOG, sandbox_dvs_provider
+
         self.log_dir, self.port = log_dir, port
+        (catalog := log_dir / "house-dvs-catalog.json").write_text(json.dumps(HOUSE_DVS_CATALOG))
         # Its own range: the web's port is chosen before gunicorn binds it.
-        self.provider = SandboxProcess(log_dir, port=free_port(8500, 8599), latency_ms=provider_latency_ms)
-        env = dict(os.environ, PROVIDER_URL=self.provider.url)
+        self.provider = SandboxProcess(
+            log_dir, port=free_port(8500, 8599), latency_ms=provider_latency_ms, catalog=catalog
+        )
+        url, own = self.provider.url, {"kind": "sandbox", "url": self.provider.url}
+        providers = json.dumps({"sandbox": own, DVS: sandbox_dvs_provider(url)})
+        env = dict(os.environ, PROVIDER_URL=url, PROVIDERS=providers, PROVIDER_DEFAULT="sandbox")
         # The gate's default (2000/s) stands for a real provider's contract; the benchmark measures
         # the fulfilment itself, so the limit must not be what bounds it.
         env.setdefault("PROVIDER_RATE_LIMIT", "100000")

@@ -115,19 +115,16 @@ def import_file(
     with connection.cursor() as cur:
         cur.execute("SELECT max(settled_at) - min(reserved_at) FROM ledger_charge WHERE batch_id = %s", [batch_id])
         seconds = cur.fetchone()[0].total_seconds()
+    # `fulfil_tasks`: the reconciler's resends of charges still waiting show up as more than
+    # PROVIDER_BATCH a task. `cpu_share`: CPU seconds per wall second from `queued` to `completed`.
     return result | {
-        "queued_seconds": round(queued - started, 2),
-        "settled_seconds": round(done - started, 2),
-        "settled_rows_per_s": round(valid / (done - started)),
-        "seconds": round(seconds, 2),
-        "charges_per_s": round(valid / seconds),
-        "fulfil_cpu_us_per_charge": round(used["fulfil"] / valid * 1e6, 1),
-        # The reconciler's resends of charges still waiting show up as more than PROVIDER_BATCH a task.
+        "queued_seconds": round(queued - started, 2), "settled_seconds": round(done - started, 2),
+        "settled_rows_per_s": round(valid / (done - started)), "seconds": round(seconds, 2),
+        "charges_per_s": round(valid / seconds), "fulfil_cpu_us_per_charge": round(used["fulfil"] / valid * 1e6, 1),
         "fulfil_tasks": len(task_runs(stack.fulfil, "ledger.fulfil")) - fulfil_tasks,
-        # CPU seconds per wall second from `queued` to `completed` (1.0: one core all the time).
         "cpu_share": {name: round(value / (done - queued), 2) for name, value in used.items()},
         "stages_ms": stages("batch_id = %s", [batch_id]),
-    }
+    }  # fmt: skip
 
 
 def run(ctx: Context) -> dict:

@@ -1,7 +1,8 @@
-"""Scenario `fulfilment` (docs/performance.md): charges delivered through the sandbox provider,
-which answers after `--provider-latency-ms`: a. the sandbox alone, closed loops at PROVIDER_CONCURRENCY
-clients (the denominator of every ratio) and at four times that; b. an import delivered end to end;
-c. single charges POSTed at half b's rate (at most 500/s), from `created_at` to `settled_at`."""
+"""Scenario `fulfilment` (docs/performance.md): charges delivered through the DT One adapter
+(providers/dvs.py) to the sandbox, which answers after `--provider-latency-ms`: a. the sandbox alone
+in the same dialect and request, closed loops at PROVIDER_CONCURRENCY clients (the denominator of
+every ratio) and at four times that; b. an import delivered end to end; c. single charges POSTed at
+half b's rate (at most 500/s), from `created_at` to `settled_at`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django.db import connection
 from bench import seed
 from bench.scenarios import Context, ScenarioFailed, check_settled, stages
 from bench.scenarios.batch_import import import_file
-from bench.scenarios.http import _load
+from bench.scenarios.http import AMOUNT, _load
 from bench.scenarios.http_load import percentiles, summarize
 from bench.stack import Usage, reset_ledger
 
@@ -48,15 +49,14 @@ def run(ctx: Context) -> dict:
 
 
 def _sandbox_alone(ctx: Context) -> dict:
-    out = {}
+    from devstack.house_catalog import house_dvs_request, sandbox_dvs_headers
+
+    out, path, body = {}, "/dvs/v1/async/transactions", house_dvs_request(seed.PHONE, AMOUNT)
+    target = {"port": ctx.stack.provider.port, "path": path, "headers": sandbox_dvs_headers(), "provider_body": body}
     for clients in (settings.PROVIDER_CONCURRENCY, 4 * settings.PROVIDER_CONCURRENCY):
         cpu = Usage(children=True, pids={"provider": ctx.stack.provider.process.popen.pid})
-        target = {
-            "port": ctx.stack.provider.port,
-            "path": "/v1/transactions",
-            "external_id_prefix": f"bench-c{clients}-",
-        }
-        raw = _load(ctx, [], clients=clients, seconds=ctx.sizes.sandbox_seconds, name=f"sandbox-c{clients}", **target)
+        raw = _load(ctx, [], clients=clients, seconds=ctx.sizes.sandbox_seconds, name=f"sandbox-c{clients}",
+                    external_id_prefix=f"bench-c{clients}-", **target)  # fmt: skip
         used, summary = cpu.stop(), summarize(raw, ok=201)  # a transaction created
         share = round(used["provider"] / summary["seconds"], 2)
         out[f"c{clients}"] = {"clients": clients, **summary, "sandbox_cpu_share": share, **_load_average()}

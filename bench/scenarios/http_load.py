@@ -3,7 +3,8 @@
 The Python one is a process of its own (`python -m bench.scenarios.http_load SPEC.json OUT.json`),
 its threads never sharing a GIL with the benchmark's pollers: closed loop (`rate` 0), each client
 POSTing back to back; open loop, `rate` requests a second on a fixed schedule, a late one timed from
-when it was due. The ledger's charge POSTs, or with `external_id_prefix` the provider's transactions.
+when it was due. The ledger's charge POSTs, or with `external_id_prefix` the provider's transactions
+(`provider_body` and `headers`: DT One's, as providers/dvs.py sends them).
 wrk (C and LuaJIT, `wrk_charge.lua`) drives the closed loops where installed, at a fraction of the
 CPU per request; it does not count the answers in flight at its deadline."""
 
@@ -25,13 +26,12 @@ from pathlib import Path
 
 def _client(spec: dict, index: int, start_at: float, out: list) -> None:
     clients, rate, seconds, tokens = spec["clients"], spec["rate"], spec["seconds"], spec["tokens"]
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **spec.get("headers", {})}
     if tokens:
         headers["Authorization"] = f"Bearer {tokens[index % len(tokens)]}"
-    phone = spec["phone_number"]
-    body = json.dumps({"phone_number": phone, "amount": spec["amount"]})
-    # The provider's API: a fresh external id per request, never answered from its record.
-    prefix = spec.get("external_id_prefix")
+    body = json.dumps({"phone_number": spec["phone_number"], "amount": spec["amount"]})
+    # The provider's API (`provider_body`): a fresh external id per request, never answered from its record.
+    prefix, provider_body = spec.get("external_id_prefix"), spec.get("provider_body")
     conn = http.client.HTTPConnection(spec["host"], spec["port"], timeout=30)
     for n in itertools.count():
         due = start_at + (index / clients + n) * clients / rate if rate else time.time()
@@ -40,7 +40,7 @@ def _client(spec: dict, index: int, start_at: float, out: list) -> None:
         if rate:
             time.sleep(max(0.0, due - time.time()))
         if prefix:
-            body = json.dumps({"external_id": f"{prefix}{index}-{n}", "msisdn": phone, "amount": spec["amount"]})
+            body = json.dumps({**provider_body, "external_id": f"{prefix}{index}-{n}"})
         sent, t0 = time.time(), time.perf_counter()
         try:
             conn.request("POST", spec.get("path", "/api/v1/charges/"), body=body, headers=headers)
@@ -104,14 +104,8 @@ def summarize(raw: dict, ok: int = 202) -> dict:
     rows, seconds = raw["requests"], raw["ended"] - raw["started"]
     accepted = sum(1 for r in rows if r[2] == ok)
     errors = collections.Counter(str(r[2]) for r in rows if r[2] != ok)
-    return {
-        "requests": len(rows),
-        "accepted": accepted,
-        "errors": dict(errors),
-        "seconds": round(seconds, 2),
-        "accepted_per_s": round(accepted / seconds, 1),
-        "latency_ms": percentiles([r[1] for r in rows]),
-    }
+    return {"requests": len(rows), "accepted": accepted, "errors": dict(errors), "seconds": round(seconds, 2),
+            "accepted_per_s": round(accepted / seconds, 1), "latency_ms": percentiles([r[1] for r in rows])}  # fmt: skip
 
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_charge.lua")
@@ -139,15 +133,9 @@ def wrk_closed_loop(*, port: int, tokens: list[str], clients: int, seconds: floa
         errors["0"] = result["errors"]
     accepted, elapsed = result["statuses"].get("202", 0), result["elapsed_us"] / 1e6
     histogram = {"p50": "p50", "p90": "p90", "p95": "p95", "p99": "p99", "p99.9": "p999", "max": "max"}
-    return {
-        "requests": result["requests"],
-        "accepted": accepted,
-        "errors": errors,
-        "seconds": round(elapsed, 2),
-        "accepted_per_s": round(accepted / elapsed, 1),
-        "latency_ms": {name: round(result[f"{key}_us"] / 1000, 1) for name, key in histogram.items()},
-        "load_generator": "wrk",
-    }
+    return {"requests": result["requests"], "accepted": accepted, "errors": errors, "seconds": round(elapsed, 2),
+            "accepted_per_s": round(accepted / elapsed, 1), "load_generator": "wrk",
+            "latency_ms": {name: round(result[f"{key}_us"] / 1000, 1) for name, key in histogram.items()}}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import connection
 
 from core import redis_client
+from devstack.house_catalog import HOUSE_DVS_CATALOG, sandbox_dvs_provider
 from devstack.processes import free_port, start_together, stop_together
 from devstack.sandbox import SandboxProcess
 from devstack.stack import collect_static, ready_line, web_argv
@@ -30,53 +31,6 @@ from workers.commands import beat_argv, fulfil_worker_argv, worker_argv
 WORKER_READY = " ready."
 PRIMARY, BACKUP = "sandbox", "backup"  # the providers' names (PROVIDERS)
 BACKUP_BALANCE = 10**9  # US cents
-# The backup's catalog: one ranged airtime product in the platform currency, as the house catalog
-# sells (devstack/house_catalog.py), wholesale 97 % of the amount. Every house product is routed
-# to it (suite.py, route_house_products).
-BACKUP_PRODUCT = "990001"
-_USD = {"unit": "USD", "unit_type": "CURRENCY"}
-BACKUP_CATALOG = {
-    "countries": [{"iso_code": "IRN", "name": "Iran", "regions": None, "calling_code": "98"}],
-    "operators": [
-        {
-            "id": 9901,
-            "name": "Backup MCI",
-            "country": {"iso_code": "IRN", "name": "Iran", "regions": None},
-            "regions": None,
-            "numbering_prefixes": ["98912"],
-        }
-    ],
-    "products": [
-        {
-            "id": int(BACKUP_PRODUCT),
-            "name": "Backup airtime 0.01-1,000,000 USD",
-            "description": "",
-            "tags": [],
-            "service": {"id": 1, "name": "Mobile", "subservice": {"id": 11, "name": "Airtime"}},
-            "operator": {
-                "id": 9901,
-                "name": "Backup MCI",
-                "country": {"iso_code": "IRN", "name": "Iran", "regions": None},
-                "regions": None,
-            },
-            "regions": None,
-            "type": "RANGED_VALUE_RECHARGE",
-            "validity": None,
-            "required_debit_party_identifier_fields": [],
-            "required_credit_party_identifier_fields": [["mobile_number"]],
-            "availability_zones": ["INTERNATIONAL"],
-            "source": {"amount": {"min": 0.01, "max": 970000.0, "increment": 0.01}, **_USD},
-            "destination": {"amount": {"min": 0.01, "max": 1000000.0, "increment": 0.01}, **_USD},
-            "prices": {
-                "wholesale": {"amount": {"min": 0.01, "max": 970000.0}, "fee": 0, **_USD},
-                "retail": {"amount": {"min": 0.01, "max": 1000000.0}, "fee": 0, **_USD},
-            },
-            "rates": {"base": 1.0, "wholesale": 1.030927835052, "retail": 1.0},
-            "benefits": [],
-            "promotions": [],
-        }
-    ],
-}
 PROVIDER_OPTIONS = sandbox_options(latency_ms=5)
 # What ensure_running puts back, whatever a test left the provider doing.
 PROVIDER_DEFAULTS = {
@@ -147,13 +101,7 @@ class FaultStack:
         secret = PROVIDER_OPTIONS["callback_secret"]
         providers = {
             PRIMARY: {"kind": "sandbox", "url": self.sandbox.url, "callback_secret": secret},
-            BACKUP: {
-                "kind": "dvs",
-                "url": f"{self.backup.url}/dvs/v1",
-                "key": "sandbox",
-                "secret": "sandbox-secret",
-                "callback_secret": secret,
-            },
+            BACKUP: sandbox_dvs_provider(self.backup.url, callback_secret=secret),
         }
         self.env = subprocess_env(
             {
@@ -258,7 +206,8 @@ class FaultStack:
 
 
 def _serve_backup_catalog(sandbox: SandboxProcess) -> None:
-    sandbox.session.post(f"{sandbox.url}/_sandbox/catalog", json=BACKUP_CATALOG, timeout=10).raise_for_status()
+    """The house catalog in DT One's dialect, every house product routed to it (suite.py)."""
+    sandbox.session.post(f"{sandbox.url}/_sandbox/catalog", json=HOUSE_DVS_CATALOG, timeout=10).raise_for_status()
 
 
 def _another_port(taken: int) -> int:

@@ -17,8 +17,8 @@ from django.db import close_old_connections
 from django.db.models import Sum
 from django.utils import timezone
 
-from catalog.models import Product, ProductRoute, ProductVersion
-from devstack.house_catalog import PROVIDER as HOUSE
+from catalog.models import ProductRoute
+from devstack.house_catalog import route_house_products
 from ledger.fulfilment import identity
 from ledger.models import Account, Charge, ChargeRouteMove, Deposit, Entry, Installation, ProviderConflict
 from ledger.provider_account.close import close_day
@@ -28,7 +28,6 @@ from tests.faults.load import ChargeClient
 from tests.faults.stack import (
     BACKUP,
     BACKUP_BALANCE,
-    BACKUP_PRODUCT,
     PRIMARY,
     PROVIDER_OPTIONS,
     WORKER_READY,
@@ -272,7 +271,7 @@ class Scenario:
         switched off again when it is back (charges moved stay at the backup)."""
         moves = ChargeRouteMove.objects.filter(charge__seller__in=self.sellers)
         moved_before = moves.count()
-        routes = route_house_products(PRIMARY, BACKUP)
+        routes = route_house_products(PRIMARY, BACKUP, dvs=[BACKUP])
         self.stack.sandbox.configure(down=True)
         time.sleep(3.5)
         self.stack.sandbox.configure(down=False)
@@ -288,7 +287,7 @@ class Scenario:
         polled float is funded again (PROVIDER_FLOAT_INTERVAL is 1 s here)."""
         moves = ChargeRouteMove.objects.filter(charge__seller__in=self.sellers, reason="insufficient_balance")
         moved_before = moves.count()
-        routes = route_house_products(BACKUP, PRIMARY)
+        routes = route_house_products(BACKUP, PRIMARY, dvs=[BACKUP])
         self.stack.backup.set_balance(0)
         time.sleep(3.0)
         ProductRoute.objects.filter(pk__in=routes).update(enabled=False)
@@ -515,30 +514,6 @@ class Scenario:
         while done.count() < len(self.late_successes):
             assert time.monotonic() < deadline, "late successes not settled"
             time.sleep(0.2)
-
-
-def route_house_products(*providers: str) -> list[int]:
-    """Route every house product to each provider in turn (priority in the order given), through a
-    product of that provider's with the same terms: the backup's one product (stack.py), the
-    house product's own id at the provider (its own dialect sends no product id). Returns the
-    routes, enabled."""
-    routes = []
-    fields = [f.name for f in ProductVersion._meta.fields if f.name not in ("id", "product")]
-    house = Product.objects.filter(provider=HOUSE).select_related("current_version")
-    ProductRoute.objects.filter(product__in=house).delete()  # an earlier fault's, in another order
-    for sold in house:
-        for priority, name in enumerate(providers):
-            served, _ = Product.objects.get_or_create(
-                provider=name,
-                provider_product_id=BACKUP_PRODUCT if name == BACKUP else sold.provider_product_id,
-                defaults={"operator": sold.operator, "name": sold.name},
-            )
-            if served.current_version is None:
-                terms = {field: getattr(sold.current_version, field) for field in fields}
-                served.current_version = ProductVersion.objects.create(product=served, **terms)
-                served.save(update_fields=["current_version"])
-            routes.append(ProductRoute.objects.create(product=sold, served_by=served, priority=priority).pk)
-    return routes
 
 
 def report(runs: list[Run]) -> str:
