@@ -93,7 +93,7 @@ def default_provider_name() -> str:
 
 def get_provider(name: str | None = None) -> Provider:
     """A configured provider by name (None: the default), built once per process and name (its
-    sessions are per thread, its caches and tokens shared by the threads). An unknown name is
+    connection pool, caches and tokens shared by the threads). An unknown name is
     ImproperlyConfigured: a charge routed to a provider since removed waits, held, until it is
     configured again."""
     return _built(name or default_provider_name())

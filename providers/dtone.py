@@ -7,7 +7,6 @@ import logging
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 
-import requests
 from standardwebhooks.webhooks import Webhook
 
 from core.http import retry_after_seconds
@@ -98,16 +97,8 @@ class DTOneProvider:
     ):
         self.base_url, self.api_key, self.callback_secret = http.base_url(base_url), api_key, callback_secret
         self.timeout, self.name = timeout, name
-        self._sessions = http.ThreadSessions(self._authorize)
-        self._discovery = DvsDiscovery(sessions=self._sessions, root=f"{self.base_url}/v1", timeout=timeout, name=name)
-
-    def _authorize(self, session: requests.Session) -> None:
-        if self.api_key:
-            session.headers["Authorization"] = f"Bearer {self.api_key}"
-
-    @property
-    def _session(self) -> requests.Session:
-        return self._sessions.get()
+        self.client = http.Client(timeout=timeout, headers={"Authorization": f"Bearer {api_key}"} if api_key else None)
+        self._discovery = DvsDiscovery(client=self.client, root=f"{self.base_url}/v1", name=name)
 
     def submit(
         self,
@@ -124,17 +115,15 @@ class DTOneProvider:
         if callback_url:
             body["callback_url"] = callback_url
         try:
-            response = self._session.post(
-                f"{self.base_url}/v1/transactions", json=body, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.RequestException as exc:
-            if http.never_reached(exc):
-                logger.info("provider %s not reached for %s: %s", self.name, external_id, exc)
-                return SubmitResult(Outcome.RETRY)
+            response = self.client.request("POST", f"{self.base_url}/v1/transactions", json=body)
+        except http.NotReached as exc:
+            logger.info("provider %s not reached for %s: %s", self.name, external_id, exc)
+            return SubmitResult(Outcome.RETRY)
+        except http.RequestFailed as exc:
             logger.warning("provider %s: %s may have been processed: %r", self.name, external_id, exc)
             return SubmitResult(Outcome.UNKNOWN)
 
-        status = response.status_code
+        status = response.status
         if status in (200, 201):
             try:
                 transaction = _transaction(response.json())
@@ -159,20 +148,18 @@ class DTOneProvider:
                 Outcome.MISMATCH, detail=f"the provider has {external_id} already, with another msisdn or amount (409)"
             )
         if 400 <= status < 500:
-            logger.warning("provider %s rejected %s: HTTP %s %s", self.name, external_id, status, response.text[:300])
+            logger.warning("provider %s rejected %s: HTTP %s %s", self.name, external_id, status, http.text(response))
             return SubmitResult(Outcome.FAILED, failure_code="provider_rejected")
         logger.warning("provider %s: HTTP %s for %s, may have been processed", self.name, status, external_id)
         return SubmitResult(Outcome.UNKNOWN)
 
     def _get(self, path: str, params: dict) -> dict:
         try:
-            response = self._session.get(
-                f"{self.base_url}{path}", params=params, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.RequestException as exc:
+            response = self.client.request("GET", f"{self.base_url}{path}", params=params)
+        except http.RequestFailed as exc:
             raise ProviderError(f"provider {self.name} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise ProviderError(f"provider {self.name}: HTTP {response.status_code} for {path}")
+        if response.status != 200:
+            raise ProviderError(f"provider {self.name}: HTTP {response.status} for {path}")
         try:
             payload = response.json()
         except ValueError as exc:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-import requests
+import urllib3
 from standardwebhooks.webhooks import Webhook
 
 from core.currencies import exponent
@@ -66,8 +66,8 @@ class DVSProvider:
         callbacks come signed (the sandbox signs them; DT One documents no signature)."""
         self.base_url, self.callback_secret, self.currency = http.base_url(base_url), callback_secret, currency
         self.timeout, self.name = timeout, name
-        self._sessions = http.ThreadSessions(lambda session: setattr(session, "auth", (key, secret)))
-        self._discovery = DvsDiscovery(sessions=self._sessions, root=self.base_url, timeout=timeout, name=name)
+        self.client = http.Client(timeout=timeout, headers=urllib3.make_headers(basic_auth=f"{key}:{secret}"))
+        self._discovery = DvsDiscovery(client=self.client, root=self.base_url, name=name)
         self._products: dict[str, tuple[float, CatalogProduct]] = {}
         self._products_lock = threading.Lock()
 
@@ -97,13 +97,11 @@ class DVSProvider:
         if callback_url:
             body["callback_url"] = callback_url
         try:
-            response = self._sessions.get().post(
-                f"{self.base_url}/async/transactions", json=body, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.RequestException as exc:
-            if http.never_reached(exc):
-                logger.info("provider %s not reached for %s: %s", self.name, external_id, exc)
-                return SubmitResult(Outcome.RETRY)
+            response = self.client.request("POST", f"{self.base_url}/async/transactions", json=body)
+        except http.NotReached as exc:
+            logger.info("provider %s not reached for %s: %s", self.name, external_id, exc)
+            return SubmitResult(Outcome.RETRY)
+        except http.RequestFailed as exc:
             logger.warning("provider %s: %s may have been processed: %r", self.name, external_id, exc)
             return SubmitResult(Outcome.UNKNOWN)
         return self._answer(external_id, response)
@@ -151,8 +149,8 @@ class DVSProvider:
             self._products[product_id] = (time.monotonic(), product)
         return product
 
-    def _answer(self, external_id: str, response: requests.Response) -> SubmitResult:
-        status = response.status_code
+    def _answer(self, external_id: str, response: http.Response) -> SubmitResult:
+        status = response.status
         if status in (200, 201, 202):
             try:
                 return _submit_result(dvs_shapes.transaction_from(response.json()))
@@ -260,7 +258,7 @@ class DVSProvider:
         return self._discovery.lookup_number(msisdn)
 
 
-def _json(response: requests.Response):
+def _json(response: http.Response):
     try:
         return response.json()
     except ValueError:

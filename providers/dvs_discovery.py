@@ -5,9 +5,7 @@ Reading each object is providers/dtone_catalog.py's and providers/dvs_shapes.py'
 
 from collections.abc import Iterator
 
-import requests
-
-from providers import dtone_catalog, dvs_shapes
+from providers import dtone_catalog, dvs_shapes, http
 from providers.base import (
     Balance,
     CatalogCountry,
@@ -17,7 +15,6 @@ from providers.base import (
     ProviderError,
     UnreadableProduct,
 )
-from providers.http import ThreadSessions
 
 CATALOG_PAGE = 100  # DVS's largest per_page
 
@@ -25,21 +22,19 @@ CATALOG_PAGE = 100  # DVS's largest per_page
 class DvsDiscovery:
     """`root` is the API's versioned root (`https://dvs-api.dtone.com/v1`, the sandbox's `.../v1`)."""
 
-    def __init__(self, *, sessions: ThreadSessions, root: str, timeout: tuple[float, float], name: str):
-        self.sessions, self.root, self.timeout, self.name = sessions, root, timeout, name
+    def __init__(self, *, client: http.Client, root: str, name: str):
+        self.client, self.root, self.name = client, root, name
 
-    def get(self, path: str, params: dict | None = None, *, missing_ok: bool = False) -> requests.Response | None:
+    def get(self, path: str, params: dict | None = None, *, missing_ok: bool = False) -> http.Response | None:
         """A 200 answer, or None for a 404 when `missing_ok`; raises ProviderError otherwise."""
         try:
-            response = self.sessions.get().get(
-                f"{self.root}{path}", params=params, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.RequestException as exc:
+            response = self.client.request("GET", f"{self.root}{path}", params=params)
+        except http.RequestFailed as exc:
             raise ProviderError(f"provider {self.name} unreachable: {exc}") from exc
-        if missing_ok and response.status_code == 404 and dvs_shapes.error_codes(_json(response)):
+        if missing_ok and response.status == 404 and dvs_shapes.error_codes(_json(response)):
             return None
-        if response.status_code != 200:
-            raise ProviderError(f"provider {self.name}: HTTP {response.status_code} for {path}")
+        if response.status != 200:
+            raise ProviderError(f"provider {self.name}: HTTP {response.status} for {path}")
         return response
 
     def pages(self, path: str, params: dict | None = None) -> Iterator:
@@ -79,20 +74,15 @@ class DvsDiscovery:
 
     def lookup_number(self, msisdn: str) -> list[NumberOperator]:
         try:
-            response = self.sessions.get().post(
-                f"{self.root}/lookup/mobile-number",
-                json={"mobile_number": msisdn},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
+            response = self.client.request("POST", f"{self.root}/lookup/mobile-number", json={"mobile_number": msisdn})
+        except http.RequestFailed as exc:
             raise ProviderError(f"provider {self.name} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise ProviderError(f"provider {self.name}: HTTP {response.status_code} for a number lookup")
+        if response.status != 200:
+            raise ProviderError(f"provider {self.name}: HTTP {response.status} for a number lookup")
         try:
             return [dtone_catalog.lookup_from(item) for item in response.json()]
         except (ValueError, KeyError, TypeError) as exc:
-            raise ProviderError(f"provider {self.name}: unexpected lookup answer {response.text[:200]}") from exc
+            raise ProviderError(f"provider {self.name}: unexpected lookup answer {http.text(response, 200)}") from exc
 
     def balance(self, currency: str | None = None) -> Balance:
         try:
@@ -101,7 +91,7 @@ class DvsDiscovery:
             raise ProviderError(f"provider {self.name}: {exc}") from exc
 
 
-def _json(response: requests.Response):
+def _json(response: http.Response):
     try:
         return response.json()
     except ValueError:

@@ -1,6 +1,12 @@
-"""HTTP plumbing every adapter shares: one keep-alive session per thread, which failures of a
-request mean the provider certainly never received it (providers/base.py, the money rule), and the
-one resend a stale keep-alive connection calls for.
+"""HTTP plumbing every adapter shares: one keep-alive connection pool per adapter (urllib3's, which
+its threads share), which failures of a request mean the provider certainly never received it
+(providers/base.py, the money rule), and the one resend a stale keep-alive connection calls for.
+
+urllib3 directly rather than requests: a top-up request is a few hundred bytes each way, and the
+fulfilment worker sends thousands a second; requests' per-request work (merging session settings,
+preparing, hooks, cookies) cost the worker about three times the CPU of the request itself
+(docs/performance.md, *The fulfilment worker*). Nothing here follows a redirect or retries: a POST
+resent after a reset could be a second top-up with a provider that did not dedupe.
 
 A stale connection: a server closes a keep-alive connection it holds idle (its keep-alive timeout,
 a restart, a load balancer), and our request leaves on it in the instant before we see the close.
@@ -15,14 +21,13 @@ resend is then answered with the transaction it made, never a second one."""
 
 import logging
 import threading
-from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from django.conf import settings
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, ProtocolError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -30,31 +35,16 @@ logger = logging.getLogger(__name__)
 # adapter sends again with a new token): after a resend they tell nothing about the first attempt.
 NOT_PROCESSED = frozenset({401, 408, 429, 502, 503})
 
-
-def never_reached(exc: requests.RequestException) -> bool:
-    """Failed while connecting (refused, DNS, connect timeout): nothing was sent. urllib3's
-    NewConnectionError and NameResolutionError are ConnectTimeoutErrors, the MaxRetryError's reason."""
-    if isinstance(exc, AnswerLost):
-        return False
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    cause = exc.args[0] if exc.args else None
-    return isinstance(exc, requests.ConnectionError) and isinstance(getattr(cause, "reason", None), ConnectTimeoutError)
+Response = urllib3.BaseHTTPResponse  # status, headers (case-insensitive), data, json()
 
 
-def closed_unanswered(exc: requests.RequestException) -> bool:
-    """The server closed the connection without a byte of an answer (urllib3's "Connection
-    aborted." around http.client's RemoteDisconnected, a reset or a broken pipe). Not a timeout."""
-    cause = exc.args[0] if exc.args else None
-    if not isinstance(exc, requests.ConnectionError) or not isinstance(cause, ProtocolError):
-        return False
-    return any(isinstance(arg, ConnectionResetError | BrokenPipeError) for arg in cause.args)
+class RequestFailed(Exception):
+    """No answer came: the request may have been processed (a read timeout, a connection lost
+    after sending, a stale connection's resend that was not processed either)."""
 
 
-class AnswerLost(requests.ConnectionError):
-    """A request sent on a stale connection, whose resend was not processed either (not reached,
-    or answered 429/503...): the first attempt may still have been processed, so this is never
-    `never_reached`."""
+class NotReached(RequestFailed):
+    """Failed while connecting (refused, DNS, connect timeout): nothing was sent."""
 
 
 def base_url(url: str) -> str:
@@ -64,8 +54,13 @@ def base_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def text(response: Response, limit: int = 300) -> str:
+    """The start of an answer's body, for a log line or an error."""
+    return response.data[:limit].decode("utf-8", "replace")
+
+
 # Whether the request this thread sent last went out on a connection that had already carried an
-# answer. requests sends synchronously on the calling thread, and each thread has its own session.
+# answer. urllib3 sends synchronously on the calling thread.
 _last_send = threading.local()
 
 
@@ -106,59 +101,59 @@ class _SecurePool(HTTPSConnectionPool):
     ConnectionCls = _SecureConnection
 
 
-class StaleConnectionAdapter(HTTPAdapter):
-    """requests' transport adapter, without urllib3 retries (a POST resent after a reset could be a
-    second top-up with a provider that did not dedupe), plus the one resend of a request a stale
-    keep-alive connection lost (module docstring)."""
+def _closed_unanswered(exc: HTTPError) -> bool:
+    """The server closed the connection without a byte of an answer ("Connection aborted." around
+    http.client's RemoteDisconnected, a reset or a broken pipe). Not a timeout."""
+    return isinstance(exc, ProtocolError) and any(
+        isinstance(arg, ConnectionResetError | BrokenPipeError) for arg in exc.args
+    )
 
-    def __init__(self):
-        super().__init__(max_retries=0)
 
-    def init_poolmanager(self, *args, **kwargs) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        # urllib3 keeps the pool classes per manager so that a manager can use its own.
-        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _SecurePool}
+class Client:
+    """An adapter's connections to its provider: a keep-alive pool per host, as many connections
+    kept as the fulfilment worker has request threads (PROVIDER_CONCURRENCY), `headers` on every
+    request. Raises NotReached and RequestFailed; any answer, whatever its status, is returned."""
 
-    def send(self, request: requests.PreparedRequest, *args, **kwargs) -> requests.Response:
-        _last_send.reused = False
-        try:
-            return super().send(request, *args, **kwargs)
-        except requests.ConnectionError as exc:
-            if not (_last_send.reused and closed_unanswered(exc)):
-                raise
-            lost = exc
-        logger.info(
-            "%s %s: the keep-alive connection was closed unanswered (%r); sent again", request.method, request.url, lost
+    def __init__(self, *, timeout: tuple[float, float], headers: dict[str, str] | None = None):
+        self.timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+        self.headers = {"Accept": "application/json", **(headers or {})}
+        self._pools = urllib3.PoolManager(
+            maxsize=int(getattr(settings, "PROVIDER_CONCURRENCY", 10)), retries=False, timeout=self.timeout
         )
+        # urllib3 keeps the pool classes per manager so that a manager can use its own.
+        self._pools.pool_classes_by_scheme = {"http": _Pool, "https": _SecurePool}
+
+    def request(
+        self, method: str, url: str, *, params: dict | None = None, json=None, headers: dict[str, str] | None = None
+    ) -> Response:
+        if params:
+            url = f"{url}?{urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)}"
+        headers = {**self.headers, **(headers or {})}
         try:
-            response = super().send(request, *args, **kwargs)
-        except requests.RequestException as exc:
-            if never_reached(exc):
-                raise AnswerLost(f"{lost}; sent again, not reached: {exc}", request=request) from exc
-            raise
-        if response.status_code in NOT_PROCESSED:
-            response.close()
-            raise AnswerLost(f"{lost}; sent again, answered {response.status_code}", request=request)
+            return self._send(method, url, json, headers)
+        except HTTPError as exc:
+            if not (_last_send.reused and _closed_unanswered(exc)):
+                raise self._failure(exc) from exc
+            lost = exc
+        logger.info("%s %s: the keep-alive connection was closed unanswered (%r); sent again", method, url, lost)
+        try:
+            response = self._send(method, url, json, headers)
+        except HTTPError as exc:
+            raise RequestFailed(f"{lost}; sent again: {exc}") from exc
+        if response.status in NOT_PROCESSED:
+            raise RequestFailed(f"{lost}; sent again, answered {response.status}")
         return response
 
+    def clear(self) -> None:
+        """Close the connections kept: the next request opens its own (as after a provider's
+        restart; the tests' way to send on a connection opened for the request)."""
+        self._pools.clear()
 
-class ThreadSessions:
-    """One keep-alive requests.Session per thread (a Session is not thread-safe; the fulfilment
-    worker sends from a thread pool), through StaleConnectionAdapter. `configure` sets what every
-    request of the adapter carries."""
+    def _send(self, method: str, url: str, json, headers: dict[str, str]) -> Response:
+        _last_send.reused = False
+        return self._pools.request(method, url, json=json, headers=headers, redirect=False)
 
-    def __init__(self, configure: Callable[[requests.Session], None] | None = None):
-        self._local = threading.local()
-        self._configure = configure
-
-    def get(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            session.trust_env = False  # no proxy or .netrc from the environment replacing our Authorization
-            session.mount("http://", StaleConnectionAdapter())
-            session.mount("https://", StaleConnectionAdapter())
-            session.headers["Accept"] = "application/json"
-            if self._configure is not None:
-                self._configure(session)
-        return session
+    @staticmethod
+    def _failure(exc: HTTPError) -> RequestFailed:
+        # urllib3's NewConnectionError and NameResolutionError are ConnectTimeoutErrors.
+        return NotReached(str(exc)) if isinstance(exc, ConnectTimeoutError) else RequestFailed(repr(exc))

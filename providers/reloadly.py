@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import phonenumbers
-import requests
 
 from core.countries import alpha3
 from core.currencies import UnknownCurrency, exponent, to_minor
@@ -79,28 +78,23 @@ class ReloadlyProvider:
             timeout=timeout,
             name=name,
         )
-        self._sessions = http.ThreadSessions(lambda session: session.headers.update({"Accept": ACCEPT}))
+        self.client = http.Client(timeout=timeout, headers={"Accept": ACCEPT})
         self._operators: dict[str, tuple[float, dict]] = {}
         self._operators_lock = threading.Lock()
 
-    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
+    def _request(self, method: str, path: str, **kwargs) -> http.Response:
         """One call with a token. A 401 drops the token and the call is made once more with a new
-        one: a 401 is answered before anything is processed. Raises TokenUnavailable and requests'
-        exceptions."""
+        one: a 401 is answered before anything is processed. Raises TokenUnavailable and
+        http.RequestFailed."""
 
-        def send(token: str) -> requests.Response:
-            return self._sessions.get().request(
-                method,
-                f"{self.base_url}{path}",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=self.timeout,
-                allow_redirects=False,
-                **kwargs,
+        def send(token: str) -> http.Response:
+            return self.client.request(
+                method, f"{self.base_url}{path}", headers={"Authorization": f"Bearer {token}"}, **kwargs
             )
 
         token = self.tokens.token()
         response = send(token)
-        if response.status_code == 401:
+        if response.status == 401:
             logger.info("provider %s: token refused (%s), asking for a new one", self.name, _code(response))
             self.tokens.invalidate(token)
             response = send(self.tokens.token())
@@ -111,12 +105,12 @@ class ReloadlyProvider:
         ProviderError otherwise."""
         try:
             response = self._request("GET", path, params=params)
-        except requests.RequestException as exc:
+        except http.RequestFailed as exc:
             raise ProviderError(f"provider {self.name} unreachable: {exc}") from exc
-        if missing_ok and response.status_code == 404 and _code(response):
+        if missing_ok and response.status == 404 and _code(response):
             return None
-        if response.status_code != 200:
-            raise ProviderError(f"provider {self.name}: HTTP {response.status_code} for {path} ({_code(response)})")
+        if response.status != 200:
+            raise ProviderError(f"provider {self.name}: HTTP {response.status} for {path} ({_code(response)})")
         try:
             return response.json()
         except ValueError as exc:
@@ -153,10 +147,10 @@ class ReloadlyProvider:
         except TokenUnavailable as exc:
             logger.warning("provider %s: %s not sent: %s", self.name, external_id, exc)
             return SubmitResult(Outcome.RETRY, detail=str(exc))
-        except requests.RequestException as exc:
-            if http.never_reached(exc):
-                logger.info("provider %s not reached for %s: %s", self.name, external_id, exc)
-                return SubmitResult(Outcome.RETRY)
+        except http.NotReached as exc:
+            logger.info("provider %s not reached for %s: %s", self.name, external_id, exc)
+            return SubmitResult(Outcome.RETRY)
+        except http.RequestFailed as exc:
             logger.warning("provider %s: %s may have been processed: %r", self.name, external_id, exc)
             return SubmitResult(Outcome.UNKNOWN)
         return self._answer(external_id, response)
@@ -183,8 +177,8 @@ class ReloadlyProvider:
             self._operators[key] = (time.monotonic(), operator)
         return operator
 
-    def _answer(self, external_id: str, response: requests.Response) -> SubmitResult:
-        status = response.status_code
+    def _answer(self, external_id: str, response: http.Response) -> SubmitResult:
+        status = response.status
         if status in (200, 201):
             try:
                 return _submit_result(shapes.transaction_from(response.json()))
@@ -335,7 +329,7 @@ class ReloadlyProvider:
             raise ProviderError(f"provider {self.name}: unexpected operator {str(found)[:200]}") from exc
 
 
-def _code(response: requests.Response) -> str | None:
+def _code(response: http.Response) -> str | None:
     try:
         return shapes.error_code(response.json())
     except ValueError:

@@ -9,8 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-import requests
-
+from providers import http
 from providers.base import ProviderError
 
 logger = logging.getLogger(__name__)
@@ -44,8 +43,7 @@ class TokenSource:
         self._credentials = {"client_id": client_id, "client_secret": client_secret}
         self._lock = threading.Lock()
         self._token: Token | None = None
-        self._session = requests.Session()  # only ever used under the lock
-        self._session.trust_env = False
+        self._client = http.Client(timeout=timeout)
 
     def token(self) -> str:
         """A token valid for a while yet; raises TokenUnavailable."""
@@ -68,17 +66,15 @@ class TokenSource:
     def _fetch(self) -> Token:
         asked_at = time.monotonic()
         try:
-            response = self._session.post(
+            response = self._client.request(
+                "POST",
                 self.auth_url,
                 json={**self._credentials, "grant_type": "client_credentials", "audience": self.audience},
-                headers={"Accept": "application/json"},
-                timeout=self.timeout,
-                allow_redirects=False,
             )
-        except requests.RequestException as exc:
+        except http.RequestFailed as exc:
             raise TokenUnavailable(f"provider {self.name}: no token: {exc}") from exc
-        if response.status_code != 200:
-            raise TokenUnavailable(f"provider {self.name}: the auth server answered HTTP {response.status_code}")
+        if response.status != 200:
+            raise TokenUnavailable(f"provider {self.name}: the auth server answered HTTP {response.status}")
         try:
             payload = response.json()
             value, lifetime = payload["access_token"], float(payload["expires_in"])

@@ -6,7 +6,6 @@ import json
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -73,11 +72,11 @@ def msisdn(suffix: str = "4567") -> str:
     return f"+98912123{suffix}"
 
 
-def in_a_new_thread(call):
-    """`call()` on a thread of its own: an adapter keeps a session, and its connections, per thread,
-    so this thread's first request goes out on a new connection."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(call).result()
+def on_a_new_connection(adapter, call):
+    """`call()` once the adapter has closed the connections it kept: its request goes out on a
+    connection opened for it."""
+    adapter.client.clear()
+    return call()
 
 
 class Receiver:

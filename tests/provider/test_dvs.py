@@ -20,8 +20,8 @@ from tests.provider.conftest import (
     REVERSE_SECONDS,
     SECRET_KEY,
     dvs_for,
-    in_a_new_thread,
     msisdn,
+    on_a_new_connection,
 )
 
 FIXED, FIXED_AMOUNT, FIXED_COST = "10101", 50_000_000, 81  # MCI 500,000 IRR for US$0.81
@@ -226,7 +226,7 @@ def test_the_money_rule(sandbox, dvs, external_id):
     impatient = dvs_for(sandbox, timeout=(1.0, HANG_SECONDS / 4))
     assert _send(impatient, f"{external_id}-hang", "9904").outcome == Outcome.UNKNOWN  # read timeout
     assert _send(dvs, f"{external_id}-warm").outcome == Outcome.SUCCEEDED  # what it sells, read and kept
-    dropped = in_a_new_thread(lambda: _send(dvs, f"{external_id}-drop", "9903"))  # on a new connection
+    dropped = on_a_new_connection(dvs, lambda: _send(dvs, f"{external_id}-drop", "9903"))  # on a new connection
     assert dropped.outcome == Outcome.UNKNOWN  # processed, answer lost
     assert dvs.lookup(f"{external_id}-drop").outcome == Outcome.SUCCEEDED
     # On a reused keep-alive connection the same loss is a stale connection's: sent again at once,

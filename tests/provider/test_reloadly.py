@@ -20,8 +20,8 @@ from tests.provider.conftest import (
     HANG_SECONDS,
     PENDING_SECONDS,
     REVERSE_SECONDS,
-    in_a_new_thread,
     msisdn,
+    on_a_new_connection,
     reloadly_for,
 )
 
@@ -228,7 +228,9 @@ def test_the_money_rule(reloadly, sandbox, external_id):
     impatient.tokens.token()
     assert _send(impatient, f"{external_id}-hang", "9904").outcome == Outcome.UNKNOWN  # read timeout
     assert _send(reloadly, f"{external_id}-warm").outcome == Outcome.SUCCEEDED  # what it sells, read and kept
-    dropped = in_a_new_thread(lambda: _send(reloadly, f"{external_id}-drop", "9903"))  # on a new connection
+    dropped = on_a_new_connection(
+        reloadly, lambda: _send(reloadly, f"{external_id}-drop", "9903")
+    )  # on a new connection
     assert dropped.outcome == Outcome.UNKNOWN  # processed, answer lost
     assert reloadly.lookup(f"{external_id}-drop").outcome == Outcome.SUCCEEDED
     # On a reused keep-alive connection the same loss is a stale connection's: sent again at once,
