@@ -63,4 +63,7 @@ def array_literal(values) -> str:
     element: three times slower for the settle's entry insert. Only ints, None and names
     without commas, quotes, braces or spaces (the ledger's entry kinds, event types) go through
     here, so no element needs quoting."""
-    return "{" + ",".join("NULL" if value is None else str(value) for value in values) + "}"
+    values = values if isinstance(values, list | tuple) else list(values)
+    if None in values:
+        return "{" + ",".join("NULL" if value is None else str(value) for value in values) + "}"
+    return "{" + ",".join(map(str, values)) + "}"  # the common case, without a Python step per value
