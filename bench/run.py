@@ -21,13 +21,8 @@ from devstack.processes import free_port
 from devstack.stack import default_web_workers
 
 ROOT = Path(__file__).resolve().parent.parent
-LEDGER_SETTINGS = (
-    "LEDGER_SHARDS",
-    "LEDGER_SETTLE_BATCH_SIZE",
-    "LEDGER_SETTLE_TIME_BUDGET",
-    "LEDGER_SWEEP_INTERVAL",
-    "LEDGER_SWEEP_AFTER",
-)
+LEDGER_SETTINGS = ("LEDGER_SHARDS", "LEDGER_SETTLE_BATCH_SIZE", "LEDGER_SETTLE_TIME_BUDGET", "LEDGER_SWEEP_INTERVAL",
+                   "LEDGER_SWEEP_AFTER")  # fmt: skip
 PROVIDER_SETTINGS = ("PROVIDER_RATE_LIMIT", "PROVIDER_CONCURRENCY", "PROVIDER_BATCH")
 # Each scenario: its module in bench/scenarios/ and function.
 RUNNERS = {

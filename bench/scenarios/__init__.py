@@ -87,6 +87,12 @@ def check_settled(what: str, where: str, params: list, *, charges: int | None = 
         raise ScenarioFailed(f"{what}: ledger audit found {len(breaches)}+ breaches: {breaches[:5]}")
 
 
+def cpu_per_charge(used: dict[str, float], charges: int) -> dict[str, int]:
+    """CPU µs per charge by process (`Usage.stop()`); `server`: all but the sandbox and `machine`."""
+    each = {name: round(seconds / charges * 1e6) for name, seconds in used.items()}
+    return each | {"server": sum(us for name, us in each.items() if name not in ("provider", "machine"))}
+
+
 # Each hop of a charge's lifecycle: where its time to final goes.
 STAGES = {
     "created_to_reserved": "reserved_at - created_at",

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from bench import seed
-from bench.scenarios import Context, ScenarioFailed, check_settled, stages
+from bench.scenarios import Context, ScenarioFailed, check_settled, cpu_per_charge, stages
 from bench.scenarios.batch_import import import_file
 from bench.scenarios.http import AMOUNT, _load
 from bench.scenarios.http_load import percentiles, summarize
@@ -71,8 +71,8 @@ def _single(ctx: Context, rate: float) -> dict:
     pids = {"web": ctx.stack.web_pid(), "fulfil": ctx.stack.fulfil.popen.pid, **ctx.stack.worker_pids()}
     cpu = Usage(pids, children=True, database=True)
     raw = _load(ctx, sellers, clients=clients, seconds=ctx.sizes.single_seconds, rate=rate, name="fulfil-single")
-    used = cpu.stop()
     seed.wait_until_settled(lambda: seed.unsettled(sellers), timeout=ctx.sizes.fulfil_timeout, interval=0.1)
+    used = cpu.stop()  # once every charge is final: all the work of delivering them
     accepted = [r[3] for r in raw["requests"] if r[2] == 202]
     where = ("seller_id = ANY(%s) AND id = ANY(%s)", [sellers, accepted])
     check_settled("fulfilment (single charges)", *where, charges=len(accepted))
@@ -83,7 +83,8 @@ def _single(ctx: Context, rate: float) -> dict:
     return {"rate": round(rate, 1), "clients": clients, "accepted": sent["accepted"], "errors": sent["errors"],
             "achieved_per_s": sent["accepted_per_s"], "submit_latency_ms": sent["latency_ms"],
             "latency_ms": percentiles(final), "stages_ms": stages(*where), **_load_average(),
-            "cpu_share": {name: round(value / sent["seconds"], 2) for name, value in used.items()}}  # fmt: skip
+            "cpu_share": {name: round(value / sent["seconds"], 2) for name, value in used.items()},
+            "cpu_us_per_charge": cpu_per_charge(used, len(accepted))}  # fmt: skip
 
 
 def _load_average() -> dict:

@@ -85,9 +85,11 @@ def test_make_bench_smoke_writes_sane_results(tmp_path):
     assert all(level["accepted_per_s"] > 0 and level["errors"] == {} for level in fulfilment["sandbox"].values())
     delivered = fulfilment["import"]
     assert delivered["valid_rows"] == sizes.fulfil_rows and delivered["charges_per_s"] > 0
-    assert 0 < delivered["fulfil_cpu_us_per_charge"] and 0 < delivered["ratio_to_sandbox"]
+    assert 0 < delivered["cpu_us_per_charge"]["fulfil"] < delivered["cpu_us_per_charge"]["server"]
+    assert 0 < delivered["ratio_to_sandbox"]
     single = fulfilment["single"]
     assert single["accepted"] > 0 and single["errors"] == {}
+    assert 0 < single["cpu_us_per_charge"]["web"] < single["cpu_us_per_charge"]["server"]
     assert 0 < single["latency_ms"]["p50"] <= single["latency_ms"]["p95"] <= single["latency_ms"]["p99"]
 
     if shutil.which("pgbench"):
