@@ -84,6 +84,17 @@ POSTED_SQL = _sql_list(POSTED)  # `status IN ...`: charge_posted_idx
 REVERSAL_WAITING_SQL = f"status = '{SUCCEEDED}' AND reversal_reason IS NOT NULL"
 
 
+def stage_in(*stages: str) -> str:
+    """`stage = ANY(...)` for the fulfilment's moves, which find their charges by id: the stages
+    as a value (an InitPlan), never as constants. A constant open stage implies charge_open_idx's
+    condition, and the planner then walks that whole partial index, with the ids as a mere filter,
+    whenever its statistics say the index is small: they say so after nearly every ANALYZE
+    (charges leave it within seconds), and still say so once an import has put a million charges
+    in it, when every claim became a walk of a million index entries. As a value, only the
+    primary key can find the charges: an exact lookup whatever the statistics."""
+    return "stage = ANY(ARRAY[" + ", ".join(f"(SELECT '{stage}'::varchar)" for stage in stages) + "])"
+
+
 @dataclass(frozen=True)
 class Answer:
     """A provider's final answer about one charge, from any source (a send, a callback, a lookup)."""
@@ -225,7 +236,7 @@ def claim_for_sending(
                    served_by_id = CASE WHEN c.provider = '' THEN r.served ELSE c.served_by_id END,
                    cost = CASE WHEN c.provider = '' THEN coalesce(r.route_cost, c.cost) ELSE c.cost END
              FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS r(charge, served, route_cost)
-             WHERE c.id = r.charge AND c.stage = '{RESERVED}' AND c.provider IN ('', %s)
+             WHERE c.id = r.charge AND c.{stage_in(RESERVED)} AND c.provider IN ('', %s)
              RETURNING {ASKED_COLUMNS.replace("id, external_id", "c.id, c.external_id", 1)}""",
             [
                 first_check_after,
@@ -261,7 +272,7 @@ def reroute(moves: list[tuple[int, str, str, str, int | None, int | None]]) -> l
                            FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[])
                                 AS u(charge, refused_by, reason, next_provider, served, route_cost)
                            JOIN ledger_charge old ON old.id = u.charge) AS m
-                  WHERE c.id = m.charge AND c.stage IN ('{RESERVED}', '{SUBMITTED}') AND c.outcome IS NULL
+                  WHERE c.id = m.charge AND c.{stage_in(RESERVED, SUBMITTED)} AND c.outcome IS NULL
                     AND c.provider IN ('', m.refused_by)
               RETURNING c.id, m.refused_by, m.old_external_id, m.reason, m.next_provider)
              INSERT INTO ledger_chargeroutemove (charge_id, provider, external_id, reason, moved_to, at)
@@ -280,7 +291,7 @@ def unclaim(charge_ids: list[int]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             f"""UPDATE ledger_charge SET stage = '{RESERVED}', submitted_at = NULL, next_check_at = NULL
-             WHERE id = ANY(%s) AND stage = '{SUBMITTED}' AND outcome IS NULL""",
+             WHERE id = ANY(%s) AND {stage_in(SUBMITTED)} AND outcome IS NULL""",
             [charge_ids],
         )
         return cursor.rowcount
@@ -295,7 +306,7 @@ def mark_pending(pending: list[tuple[int, str]]) -> int:
         cursor.execute(
             f"""UPDATE ledger_charge AS c SET provider_reference = nullif(u.reference, '')
              FROM unnest(%s::bigint[], %s::text[]) AS u(id, reference)
-             WHERE c.id = u.id AND c.stage = '{SUBMITTED}' AND c.outcome IS NULL""",
+             WHERE c.id = u.id AND c.{stage_in(SUBMITTED)} AND c.outcome IS NULL""",
             [[c for c, _ in pending], [r for _, r in pending]],
         )
         return cursor.rowcount
@@ -312,7 +323,7 @@ def mark_unknown(charge_ids: list[int], *, check_after: float) -> int:
         cursor.execute(
             f"""UPDATE ledger_charge SET stage = '{UNKNOWN}',
                    next_check_at = clock_timestamp() + make_interval(secs => %s)
-             WHERE id = ANY(%s) AND stage = '{SUBMITTED}' AND outcome IS NULL""",
+             WHERE id = ANY(%s) AND {stage_in(SUBMITTED)} AND outcome IS NULL""",
             [check_after, charge_ids],
         )
         return cursor.rowcount
@@ -330,7 +341,7 @@ def resend(charge_ids: list[int], *, lease: float) -> list[tuple]:
         cursor.execute(
             f"""UPDATE ledger_charge SET stage = '{SUBMITTED}', sends = sends + 1,
                    next_check_at = clock_timestamp() + make_interval(secs => %s)
-             WHERE id = ANY(%s) AND stage IN {SENT_SQL} AND outcome IS NULL
+             WHERE id = ANY(%s) AND {stage_in(*SENT)} AND outcome IS NULL
              RETURNING {ASKED_COLUMNS}""",
             [lease, list(charge_ids)],
         )
@@ -354,7 +365,7 @@ def record_answers(answers: list[Answer]) -> list[int]:
                    outcome_at = clock_timestamp(), next_check_at = NULL
              FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[])
                   AS u(id, outcome, code, reference, delivered, currency)
-             WHERE c.id = u.id AND c.outcome IS NULL AND c.stage IN {SENT_SQL}
+             WHERE c.id = u.id AND c.outcome IS NULL AND c.{stage_in(*SENT)}
              RETURNING c.seller_id""",
             [
                 [a.charge_id for a in answers],

@@ -219,7 +219,7 @@ def _reserved(charge_ids: list[int]) -> list[tuple]:
                          LEFT JOIN catalog_productversion v ON v.id = sp.current_version_id
                         WHERE r.product_id = c.product_id AND r.enabled AND sp.enabled AND sp.withdrawn_at IS NULL)
                  FROM ledger_charge c LEFT JOIN catalog_product p ON p.id = c.product_id
-                WHERE c.id = ANY(%s) AND c.stage = '{RESERVED}' ORDER BY c.id""",
+                WHERE c.id = ANY(%s) AND c.{lifecycle.stage_in(RESERVED)} ORDER BY c.id""",
             [list(charge_ids)],
         )
         return cursor.fetchall()
