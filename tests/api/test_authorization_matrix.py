@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from rest_framework.test import APIClient
 
 from core.services import api_key_issue
+from devstack.house_catalog import house_catalog_loaded, load_house_catalog
 from ledger.models import Charge
 from ledger.services.batch_import import batch_import_run
 from ledger.services.batch_upload import batch_upload
@@ -98,8 +100,24 @@ CASES = [
 _CODES = {401: "not_authenticated", 403: "permission_denied", 404: "not_found"}
 
 
+@pytest.fixture(scope="module")
+def shared_world(django_db_setup, django_db_blocker):
+    """Built once for the module inside a transaction of its own, which each test's transaction
+    nests in as a savepoint (what Django's `TestCase.setUpTestData` does): every test starts from
+    the same rows, and whatever it changes is rolled back with it."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        if not house_catalog_loaded():
+            load_house_catalog()
+        yield _build_world()
+        transaction.set_rollback(True)
+
+
 @pytest.fixture
-def world(db):
+def world(shared_world, db):
+    return shared_world
+
+
+def _build_world():
     seller, other = make_seller(), make_seller()
     deposit, _ = deposit_request(seller=seller, amount=10_000)
     charge, _ = charge_submit(seller_id=seller.pk, phone_number="+989121234567", amount=100)

@@ -83,6 +83,23 @@ def _delivery_statuses(endpoint_id, expected: set[str], timeout: float = 15) -> 
         time.sleep(0.1)
 
 
+def _refused_before_listening(endpoint_id, *, deliveries: int, timeout: float = 30) -> None:
+    """Until each of the endpoint's deliveries has been attempted while nobody listens (connection
+    refused), the first three times: an attempt counts once claimed, so the third may still be in
+    flight when the receiver comes up, and the first is delivered on its third attempt at the
+    earliest."""
+    deadline = time.monotonic() + timeout
+    while True:
+        close_old_connections()
+        attempts = list(
+            WebhookDelivery.objects.filter(endpoint_id=endpoint_id).order_by("id").values_list("attempts", flat=True)
+        )
+        if len(attempts) == deliveries and attempts[0] >= 3 and min(attempts) >= 1:
+            return
+        assert time.monotonic() < deadline, f"attempts before the receiver listened: {attempts}"
+        time.sleep(0.1)
+
+
 def _event_ids(seller) -> set[str]:
     close_old_connections()
     return {f"evt_{pk}" for pk in Event.objects.filter(seller=seller).values_list("pk", flat=True)}
@@ -121,7 +138,7 @@ def test_receiver_down_then_back_gets_every_event_on_schedule(workers, tmp_path)
     request_and_approve(seller, 1000, admin)
     _charges(seller, 20)
     wait_settled(seller.pk, timeout=30)
-    time.sleep(4)  # nobody listening: attempts fail with connection refused
+    _refused_before_listening(endpoint["id"], deliveries=21)
     receiver.start(secrets=[endpoint["secret"]])
     lines = receiver.wait_for(21, timeout=60)
     received = [line["webhook_id"] for line in lines if line["verified"]]
