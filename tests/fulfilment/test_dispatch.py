@@ -10,6 +10,7 @@ from ledger.models import Charge
 from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller
 from tests.factories import make_admin, make_seller, request_and_approve
+from tests.support import assert_ledger_audit
 from workers.dispatch import FULFIL
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +50,7 @@ def test_the_charges_one_settle_reserved_leave_after_its_commit_in_tasks_of_prov
     assert [len(kwargs["charge_ids"]) for kwargs, _ in published] == [50, 50, 20]
     assert [charge for kwargs, _ in published for charge in kwargs["charge_ids"]] == reserved
     assert all(headers["kwargsrepr"] == repr(kwargs) for kwargs, headers in published)
+    assert_ledger_audit()
 
 
 @pytest.mark.parametrize(

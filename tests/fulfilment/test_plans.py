@@ -17,6 +17,7 @@ from ledger.models import Charge
 from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller
 from tests.factories import make_admin, make_seller, request_and_approve
+from tests.support import assert_ledger_audit
 
 pytestmark = pytest.mark.django_db
 
@@ -74,3 +75,4 @@ def test_every_move_of_the_fulfilment_finds_its_charges_by_primary_key_with_stal
     for sql, params in statements:
         used = _indexes(sql, params)
         assert "charge_open_idx" not in used, (sql, used)
+    assert_ledger_audit()
