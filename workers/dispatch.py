@@ -126,10 +126,13 @@ def send_fulfil(charge_ids: list[int], *, countdown: float | None = None, produc
 # acknowledgement) besides the settle itself, and with a task per seller every active seller
 # costs tasks of its own; per shard it is at most LEDGER_SHARDS tasks per cooldown.
 #
-# Cooldown: taking a shard's set also marks, for `LEDGER_WAKE_COOLDOWN` seconds, that its settle
-# started; a wake-up claimed inside that window is published with a countdown to its end, so under
-# load each shard is settled in a few batches a second, and the flag stays set meanwhile, so the
-# window's commits publish nothing. A shard not settled within the window is woken at once.
+# Cooldown: past its first `LEDGER_WAKE_BURST` settles in a second, taking a shard's set also
+# marks, for `LEDGER_WAKE_COOLDOWN` seconds, that its settle started; a wake-up claimed inside that
+# window is published with a countdown to its end, so under load each shard is settled in a few
+# batches a second, and the flag stays set meanwhile, so the window's commits publish nothing. A
+# shard not settled within the window is woken at once, and so is a shard that settles rarely: at
+# low rates a charge's two settles (its reservation, its provider's answer) each start as soon as
+# they are asked for, instead of waiting out a cooldown meant to batch a busy shard's work.
 #
 # Losing a wake-up costs latency, never money, and for seconds at most. The flag lives
 # WAKE_FLAG_TTL: a web process killed between its claim and its publish, or a worker killed while
@@ -157,10 +160,15 @@ end
 return -1
 """
 
-# KEYS: flag, cooldown, dirty set; ARGV: cooldown in ms. Returns the sellers to settle.
+# KEYS: flag, cooldown, dirty set, settles this second; ARGV: cooldown in ms, burst. Returns the
+# sellers to settle.
 _TAKE_DIRTY = """
 redis.call('DEL', KEYS[1])
-if tonumber(ARGV[1]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[1]) end
+if tonumber(ARGV[1]) > 0 then
+  local settles = redis.call('INCR', KEYS[4])
+  if settles == 1 then redis.call('PEXPIRE', KEYS[4], 1000) end
+  if settles > tonumber(ARGV[2]) then redis.call('SET', KEYS[2], '1', 'PX', ARGV[1]) end
+end
 local sellers = redis.call('SMEMBERS', KEYS[3])
 redis.call('DEL', KEYS[3])
 return sellers
@@ -193,7 +201,8 @@ def _take_dirty():
 def _shard_keys(shard: int) -> list[str]:
     # Under the broker's key prefix, so stacks sharing a Redis database never silence each other.
     prefix = (getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}).get("global_keyprefix", "")
-    return [f"{prefix}ledger:{name}:{int(shard)}" for name in ("wake-pending", "settle-started", "dirty")]
+    names = ("wake-pending", "settle-started", "dirty", "settles")
+    return [f"{prefix}ledger:{name}:{int(shard)}" for name in names]
 
 
 def wake_shard(
@@ -256,8 +265,9 @@ def wake_orphaned_shard(shard: int) -> bool:
 
 
 def take_dirty_sellers(shard: int) -> list[int]:
-    """Reopen the shard's flag, start its cooldown, and take the sellers whose commits asked for
-    a settle since the last take. Called by the shard's task before it settles them."""
+    """Reopen the shard's flag, start its cooldown once it is past its burst, and take the sellers
+    whose commits asked for a settle since the last take. Called by the shard's task before it
+    settles them."""
     cooldown_ms = int(settings.LEDGER_WAKE_COOLDOWN * 1000)
-    sellers = _take_dirty()(keys=_shard_keys(shard), args=[cooldown_ms])
+    sellers = _take_dirty()(keys=_shard_keys(shard), args=[cooldown_ms, settings.LEDGER_WAKE_BURST])
     return sorted(int(seller_id) for seller_id in sellers)

@@ -36,7 +36,7 @@ def published():
 
 
 def _keys(seller):
-    flag, cooldown, dirty = dispatch._shard_keys(shard_for(seller.pk))
+    flag, cooldown, dirty, _settles = dispatch._shard_keys(shard_for(seller.pk))
     return flag, cooldown, dirty
 
 
@@ -109,6 +109,35 @@ def test_a_wake_up_within_the_cooldown_is_delayed_to_its_end_and_still_settles(w
     assert time.monotonic() - started >= 1.0  # not before the cooldown's end
     assert Account.objects.get(seller=seller).balance == 48_000
     assert_ledger_audit()
+
+
+def test_a_shards_first_settles_in_a_second_start_at_once_and_the_next_wait_out_the_cooldown(settings):
+    settings.LEDGER_WAKE_BURST = 3
+    shard = 97  # no worker consumes it: only this test takes its set
+    keys = dispatch._shard_keys(shard)
+    flag, cooldown, _dirty, settles = keys
+    redis = dispatch._broker_redis()
+    redis.delete(*keys)
+
+    def claim_then_take() -> int:
+        """What a commit's claim finds (0: publish at once, else the countdown in ms), then the
+        shard task's take."""
+        left_ms = dispatch._claim_wake_up(keys=keys, args=[1, dispatch.WAKE_FLAG_TTL])
+        assert dispatch.take_dirty_sellers(shard) == [1]
+        return left_ms
+
+    try:
+        assert [claim_then_take() for _ in range(3)] == [0, 0, 0]  # the burst: no cooldown started
+        assert not redis.exists(cooldown)
+        assert claim_then_take() == 0  # the fourth take of the second starts the cooldown
+        left_ms = claim_then_take()
+        assert 0 < left_ms <= settings.LEDGER_WAKE_COOLDOWN * 1000
+        redis.delete(cooldown)
+        time.sleep(max(redis.pttl(settles), 0) / 1000 + 0.05)  # the next second: a burst again
+        assert [claim_then_take() for _ in range(3)] == [0, 0, 0]
+        assert not redis.exists(flag)
+    finally:
+        redis.delete(*keys)
 
 
 def test_the_sweepers_wake_up_settles_one_seller_whatever_the_shard_flag_says(workers, published):

@@ -31,7 +31,7 @@ class Seller:
         _with_production_hash(self.seller.user)
         self.headers = {"Authorization": f"Bearer {_login(stack.url, self.seller.user.username)}"}
         self.shard = shard_for(self.seller.pk)
-        self.keys = dispatch._shard_keys(self.shard)  # flag, cooldown, dirty set
+        self.keys = dispatch._shard_keys(self.shard)  # flag, cooldown, dirty set, settles this second
 
     def deposit(self, amount: int) -> int:
         response = requests.post(
