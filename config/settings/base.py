@@ -229,7 +229,7 @@ LEDGER_SETTLE_TIME_BUDGET = env_float("LEDGER_SETTLE_TIME_BUDGET", 2.0)
 # batch, fewer tasks and publishes, at the price of at most this much added latency. The first
 # LEDGER_WAKE_BURST settles of a shard in each second start at once: at low rates nothing waits.
 LEDGER_WAKE_COOLDOWN = env_float("LEDGER_WAKE_COOLDOWN", 0.1)
-LEDGER_WAKE_BURST = env_int("LEDGER_WAKE_BURST", 20)
+LEDGER_WAKE_BURST = env_int("LEDGER_WAKE_BURST", 10)
 LEDGER_SWEEP_INTERVAL = env_float("LEDGER_SWEEP_INTERVAL", 10.0)
 LEDGER_SWEEP_AFTER = env_float("LEDGER_SWEEP_AFTER", 15.0)
 # ops/queues and the metrics call a shard stalled when its oldest waiting intent is older than this
