@@ -124,7 +124,8 @@ def send_fulfil(charge_ids: list[int], *, countdown: float | None = None, produc
 #
 # Per shard rather than per seller: a task costs the worker Celery's overhead (message, events,
 # acknowledgement) besides the settle itself, and with a task per seller every active seller
-# costs tasks of its own; per shard it is at most LEDGER_SHARDS tasks per cooldown.
+# costs tasks of its own; per shard it is at most LEDGER_WAKE_BURST tasks a second plus one per
+# cooldown.
 #
 # Cooldown: past its first `LEDGER_WAKE_BURST` settles in a second, taking a shard's set also
 # marks, for `LEDGER_WAKE_COOLDOWN` seconds, that its settle started; a wake-up claimed inside that
