@@ -1,7 +1,7 @@
 import pytest
 
 from tests.faults.stack import FaultStack, PrivateRedis
-from tests.support import stop_session_workers
+from tests.support import stop_session_workers, wait_quiet
 
 
 @pytest.fixture(scope="package")
@@ -23,6 +23,12 @@ def fault_stack(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture
 def stack(fault_stack):
-    """Per test: the session's fault stack, with anything an earlier test killed started again."""
+    """Per test: the session's fault stack, with anything an earlier test killed started again.
+
+    After the test, the stack is whole again and has finished what the test left it before
+    pytest-django's flush: a worker restarted by the test (or here) recovers its charges at once,
+    and TRUNCATE beside that recovery can deadlock and fail the test's teardown."""
     fault_stack.ensure_running()
-    return fault_stack
+    yield fault_stack
+    fault_stack.ensure_running()
+    wait_quiet()
