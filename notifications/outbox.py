@@ -8,7 +8,9 @@ The settle writes a batch's events in two statements whatever its size: lock and
 sellers' feed rows, then insert the events (plain columns, numbered here) and the new last seqs.
 
 After commit, `settings.NOTIFICATIONS_EVENTS_RECORDED` (by default the webhook fan-out's enqueue)
-is called with the sellers that got events; a lost call is made up by the periodic sweep."""
+is called with the sellers that got events and have an enabled webhook endpoint, as the writing
+statement saw them: a seller without one costs no fan-out task. A lost call, or an endpoint
+created or enabled while the events were being written, is made up by the periodic sweep."""
 
 import json
 import threading
@@ -42,7 +44,9 @@ _INSERT_SETTLED_EVENTS = PreparedStatement(
                     $9::text[]) AS e(seller_id, seq, type, charge_id, deposit_id, amount, balance_after, failure_code)
     )
     UPDATE notifications_sellerfeed AS f SET last_seq = u.last_seq
-    FROM unnest($10::bigint[], $11::bigint[]) AS u(seller_id, last_seq) WHERE f.seller_id = u.seller_id""",
+    FROM unnest($10::bigint[], $11::bigint[]) AS u(seller_id, last_seq) WHERE f.seller_id = u.seller_id
+    RETURNING f.seller_id, EXISTS (
+        SELECT 1 FROM notifications_webhookendpoint e WHERE e.seller_id = f.seller_id AND e.enabled)""",
     [
         "timestamptz",
         "bigint[]",
@@ -59,6 +63,8 @@ _INSERT_SETTLED_EVENTS = PreparedStatement(
 )
 _INSERT_BALANCE_LOW = """INSERT INTO notifications_event (seller_id, seq, type, created_at, data)
     VALUES (%s, %s, 'balance.low', %s, %s)"""
+# Whether seller %s has an enabled webhook endpoint: only then is the fan-out announced.
+_SUBSCRIBED = """SELECT EXISTS (SELECT 1 FROM notifications_webhookendpoint WHERE seller_id = %s AND enabled)"""
 
 _INSERT_EVENT = PreparedStatement(
     "notifications_insert_event",
@@ -68,7 +74,8 @@ _INSERT_EVENT = PreparedStatement(
         RETURNING f.last_seq
     )
     INSERT INTO notifications_event (seller_id, seq, type, created_at, data)
-    SELECT $1, last_seq, $2, $3, $4 FROM bumped RETURNING id""",
+    SELECT $1, last_seq, $2, $3, $4 FROM bumped RETURNING id, EXISTS (
+        SELECT 1 FROM notifications_webhookendpoint WHERE seller_id = $1 AND enabled)""",
     ["bigint", "text", "timestamptz", "jsonb"],
 )
 
@@ -109,6 +116,7 @@ def _settled_events_write(cursor, now, sellers: set[int], intents: list[tuple], 
         if low is not None and after < low <= before:
             last_seq[seller_id] += 1
             lows.append((seller_id, last_seq[seller_id], now, json.dumps({"balance": after, "threshold": low})))
+    subscribed = set()
     if intents:  # also moves every locked feed's last_seq, the balance.low ones included
         columns = [array_literal(column) for column in zip(*intents, strict=True)]
         _INSERT_SETTLED_EVENTS.execute(
@@ -122,13 +130,17 @@ def _settled_events_write(cursor, now, sellers: set[int], intents: list[tuple], 
                 array_literal(last_seq.values()),
             ],
         )
+        subscribed = {seller_id for seller_id, has_endpoint in cursor.fetchall() if has_endpoint}
     elif not lows:
         return
     for low in lows:
         cursor.execute(_INSERT_BALANCE_LOW, low)
         if not intents:
             cursor.execute("UPDATE notifications_sellerfeed SET last_seq = %s WHERE seller_id = %s", [low[1], low[0]])
-    _after_commit(set(last_seq))
+            cursor.execute(_SUBSCRIBED, [low[0]])
+            if cursor.fetchone()[0]:
+                subscribed.add(low[0])
+    _after_commit(subscribed)
 
 
 def event_record(*, seller_id: int, type: str, data: dict) -> int:
@@ -137,8 +149,8 @@ def event_record(*, seller_id: int, type: str, data: dict) -> int:
         raise RuntimeError("event_record must be called inside transaction.atomic()")
     with connection.cursor() as cursor:
         _INSERT_EVENT.execute(cursor, [seller_id, type, timezone.now(), json.dumps(data)])
-        (event_id,) = cursor.fetchone()
-    _after_commit({seller_id})
+        event_id, has_endpoint = cursor.fetchone()
+    _after_commit({seller_id} if has_endpoint else set())
     return event_id
 
 
@@ -159,7 +171,8 @@ def _after_commit(seller_ids: set[int]) -> None:
     if pending is None:
         pending = _unannounced.sellers = set()
     pending.update(seller_ids)
-    transaction.on_commit(_announce, robust=True)
+    if pending:
+        transaction.on_commit(_announce, robust=True)
 
 
 def _announce() -> None:

@@ -8,8 +8,9 @@ from django.test import override_settings
 from ledger.models import Charge
 from ledger.posting import settle_batch
 from ledger.services.deposits import deposit_reject, deposit_request
+from notifications import tasks
 from notifications.api.serializers import EventOutput
-from notifications.models import Event, SellerFeed
+from notifications.models import Event, SellerFeed, WebhookEndpoint
 from notifications.services import feed_settings_update
 from tests.factories import client_for, make_admin, make_seller, make_staff, request_and_approve
 from tests.support import assert_ledger_audit, settle_through_provider
@@ -95,6 +96,27 @@ def test_events_can_be_turned_off_for_the_settle():
     settle_batch(seller_id=seller.pk, limit=100)
     assert _events(seller) == []
     assert_ledger_audit(seller.pk)
+
+
+def test_only_sellers_with_an_enabled_endpoint_get_a_fan_out_task(monkeypatch, django_capture_on_commit_callbacks):
+    """A fan-out task per settle of every seller cost the shard worker a publish and the webhook
+    worker a task, for sellers with nothing to deliver to."""
+    admin = make_admin()
+    subscribed, disabled, without = make_seller(), make_seller(), make_seller()
+    for seller, enabled in ((subscribed, True), (disabled, False)):
+        WebhookEndpoint.objects.create(seller=seller, url="https://hooks.example/x", secret="s", enabled=enabled)
+    for seller in (subscribed, disabled, without):
+        request_and_approve(seller, 100, admin)
+    published = []
+    monkeypatch.setattr(tasks.fan_out_task, "apply_async", lambda args, **_: published.append(args[0]))
+    for seller in (subscribed, disabled, without):
+        with django_capture_on_commit_callbacks(execute=True):
+            settle_batch(seller_id=seller.pk, limit=100)  # deposit.approved
+        with django_capture_on_commit_callbacks(execute=True):
+            deposit, _ = deposit_request(seller=seller, amount=5)
+            deposit_reject(deposit_id=deposit.pk, rejected_by=admin, reason="no proof")  # deposit.rejected
+    assert published == [[subscribed.pk], [subscribed.pk]]
+    assert [SellerFeed.objects.get(seller=s).last_seq for s in (subscribed, disabled, without)] == [2, 2, 2]
 
 
 def test_feed_shows_a_seller_only_its_own_events_newest_first():
