@@ -4,6 +4,7 @@ from ledger.batch_files import CHUNK_BYTES
 from ledger.csv_import import HEAD_BYTES
 from ledger.models import Charge, ChargeBatch, ChargeBatchFileChunk, ChargeBatchRejectedRow
 from ledger.services.batch_import import batch_import_run
+from notifications.models import WebhookEndpoint
 from tests.batches.helpers import csv_bytes, e164, imported, phone, results_rows, upload
 from tests.factories import client_for, make_seller
 from tests.support import assert_ledger_audit
@@ -123,13 +124,15 @@ def test_a_file_without_a_valid_row_ends_rejected_with_its_errors_and_queues_not
     django_capture_on_commit_callbacks,
 ):
     seller = make_seller()
+    WebhookEndpoint.objects.create(seller=seller, url="https://hooks.example/x", secret="s")
     client = client_for(seller.user)
     content = csv_bytes("phone_number,amount", f"{phone(1)},0", "x,5", f"{phone(2)},99999999999999999999999")
     response = upload(client, content)
     assert (response.status_code, response.json()["status"]) == (202, "validating")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         batch_import_run(batch_id=response.json()["id"])
-    # Nothing to settle, so no wake-up: only the announcement of its batch.completed event.
+    # Nothing to settle, so no wake-up: only the announcement of its batch.completed event to the
+    # seller's webhook endpoint.
     assert [callback.__module__ for callback in callbacks] == ["notifications.outbox"]
     body = client.get(f"/api/v1/charge-batches/{response.json()['id']}/").json()
     assert body["status"] == "rejected"
