@@ -63,8 +63,10 @@ _INSERT_SETTLED_EVENTS = PreparedStatement(
 )
 _INSERT_BALANCE_LOW = """INSERT INTO notifications_event (seller_id, seq, type, created_at, data)
     VALUES (%s, %s, 'balance.low', %s, %s)"""
-# Whether seller %s has an enabled webhook endpoint: only then is the fan-out announced.
-_SUBSCRIBED = """SELECT EXISTS (SELECT 1 FROM notifications_webhookendpoint WHERE seller_id = %s AND enabled)"""
+# A balance.low alone moves its seller's last seq, and reads whether the seller has an enabled
+# webhook endpoint (only then is the fan-out announced).
+_BUMP_FEED = """UPDATE notifications_sellerfeed AS f SET last_seq = %s WHERE seller_id = %s
+    RETURNING EXISTS (SELECT 1 FROM notifications_webhookendpoint e WHERE e.seller_id = f.seller_id AND e.enabled)"""
 
 _INSERT_EVENT = PreparedStatement(
     "notifications_insert_event",
@@ -136,8 +138,7 @@ def _settled_events_write(cursor, now, sellers: set[int], intents: list[tuple], 
     for low in lows:
         cursor.execute(_INSERT_BALANCE_LOW, low)
         if not intents:
-            cursor.execute("UPDATE notifications_sellerfeed SET last_seq = %s WHERE seller_id = %s", [low[1], low[0]])
-            cursor.execute(_SUBSCRIBED, [low[0]])
+            cursor.execute(_BUMP_FEED, [low[1], low[0]])
             if cursor.fetchone()[0]:
                 subscribed.add(low[0])
     _after_commit(subscribed)
