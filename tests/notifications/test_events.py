@@ -117,6 +117,7 @@ def test_only_sellers_with_an_enabled_endpoint_get_a_fan_out_task(monkeypatch, d
             deposit_reject(deposit_id=deposit.pk, rejected_by=admin, reason="no proof")  # deposit.rejected
     assert published == [[subscribed.pk], [subscribed.pk]]
     assert [SellerFeed.objects.get(seller=s).last_seq for s in (subscribed, disabled, without)] == [2, 2, 2]
+    assert_ledger_audit()
 
 
 def test_feed_shows_a_seller_only_its_own_events_newest_first():
