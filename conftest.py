@@ -1,6 +1,8 @@
 import pytest
 import redis
 from django.conf import settings
+from django.db import DatabaseError
+from django.db.backends.signals import connection_created
 
 from devstack.sandbox import SandboxProcess
 from tests.support import SANDBOX_SECRET, WorkerStack, sandbox_options, started_stacks, wait_quiet
@@ -100,6 +102,24 @@ def workers(shard_workers):
     """Per test: the session's workers, restarted if an earlier test killed one."""
     shard_workers.ensure_running()
     return shard_workers
+
+
+def _flush_outwaits_the_workers(sender, connection, **kwargs):
+    """The tests' own connections wait 20 s, not PostgreSQL's 1 s, before they look for a deadlock.
+    Between tests pytest-django's flush TRUNCATEs every table while the workers may still run a
+    periodic task (a sweep, the reconciler, an audit); if the two deadlock, the backend whose wait
+    reaches its deadlock_timeout first is the one rolled back. So it is the worker's transaction
+    (a worker survives a deadlock and retries), not the flush, which would fail the test."""
+    if connection.vendor != "postgresql":
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET deadlock_timeout = '20s'")
+    except DatabaseError:
+        pass  # only a superuser may set it (the tests' usual user): without, the flush waits 1 s as before
+
+
+connection_created.connect(_flush_outwaits_the_workers, dispatch_uid="tests-flush-outwaits-the-workers")
 
 
 @pytest.fixture(autouse=True)
