@@ -181,12 +181,16 @@ def _half_open(gate: ProviderGate) -> bool:
         return False  # allow() refuses then too
 
 
+# The due condition of the reconciler's reads: charge_check_due_idx's predicate, its key bounded by
+# a stable function (statement_timestamp(), not clock_timestamp(), so the bound is an index condition
+# and a read walks only the due entries, not the whole index).
+DUE_SQL = f"stage IN {SENT_SQL} AND outcome IS NULL AND next_check_at <= statement_timestamp()"
+
+
 def _any_due(names: list[str]) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT EXISTS (SELECT 1 FROM ledger_charge
-             WHERE stage IN {SENT_SQL} AND outcome IS NULL AND next_check_at <= clock_timestamp()
-               AND provider = ANY(%s))""",
+            f"SELECT EXISTS (SELECT 1 FROM ledger_charge WHERE {DUE_SQL} AND provider = ANY(%s))",
             [names],
         )
         return cursor.fetchone()[0]
@@ -200,8 +204,7 @@ def _take_due(limit: int, names: list[str]) -> list[Asked]:
         cursor.execute(
             f"""UPDATE ledger_charge SET next_check_at = clock_timestamp() + make_interval(secs => %s)
              WHERE id IN (SELECT id FROM ledger_charge
-                           WHERE stage IN {SENT_SQL} AND outcome IS NULL AND next_check_at <= clock_timestamp()
-                             AND provider = ANY(%s)
+                           WHERE {DUE_SQL} AND provider = ANY(%s)
                            ORDER BY next_check_at LIMIT %s FOR UPDATE SKIP LOCKED)
              RETURNING {ASKED_COLUMNS}""",
             [request_lease(), names, limit],

@@ -12,7 +12,7 @@ from django.db import connection
 
 from ledger import charge_lifecycle as lifecycle
 from ledger.charge_lifecycle import Answer
-from ledger.fulfilment import routing
+from ledger.fulfilment import reconcile, routing
 from ledger.models import Charge
 from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller
@@ -40,29 +40,41 @@ def reserved_after_analyze():
     return ids
 
 
-def _indexes(sql: str, params) -> set[str]:
+def _index_scans(sql: str, params) -> dict[str, str | None]:
+    """The indexes of ledger_charge the statement's plan reads, each with its index condition."""
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         (plan,) = cursor.fetchone()
-    found, nodes = set(), [(plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]]
+    found, nodes = {}, [(plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]]
     while nodes:
         node = nodes.pop()
         if node.get("Relation Name") == "ledger_charge" and "Index Name" in node:
-            found.add(node["Index Name"])
+            found[node["Index Name"]] = node.get("Index Cond")
         nodes.extend(node.get("Plans", []))
     return found
 
 
-def test_every_move_of_the_fulfilment_finds_its_charges_by_primary_key_with_stale_statistics(reserved_after_analyze):
-    ids = reserved_after_analyze[:50]
+def _indexes(sql: str, params) -> set[str]:
+    return set(_index_scans(sql, params))
+
+
+def _statements_of(action) -> list[tuple[str, list]]:
     statements = []
 
-    def explain_instead(execute, sql, params, many, context):
+    def record(execute, sql, params, many, context):
         if "ledger_charge" in sql and sql.lstrip().startswith(("SELECT", "UPDATE", "WITH")):
             statements.append((sql, params))
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(explain_instead):
+    with connection.execute_wrapper(record):
+        action()
+    return statements
+
+
+def test_every_move_of_the_fulfilment_finds_its_charges_by_primary_key_with_stale_statistics(reserved_after_analyze):
+    ids = reserved_after_analyze[:50]
+
+    def moves():
         routing.plan(ids)
         lifecycle.claim_for_sending(ids, first_check_after=60, external_id_prefix="plan-", provider="sandbox")
         lifecycle.mark_pending([(ids[0], "ref")])
@@ -71,8 +83,38 @@ def test_every_move_of_the_fulfilment_finds_its_charges_by_primary_key_with_stal
         lifecycle.unclaim(ids[3:5])
         lifecycle.record_answers([Answer(ids[5], "succeeded", delivered_amount=100)])
 
+    statements = _statements_of(moves)
     assert len(statements) >= 7
     for sql, params in statements:
         used = _indexes(sql, params)
         assert "charge_open_idx" not in used, (sql, used)
+    assert_ledger_audit()
+
+
+def test_the_reconcilers_due_reads_range_over_when_the_check_is_due(reserved_after_analyze):
+    """After an import is delivered, every charge it sent has left the sent stages, but its entries
+    stay in the open-charge indexes until a vacuum. The reconciler asks every two seconds whether
+    any lookup is due: through charge_open_idx that walked all of them, as a bitmap scan that never
+    marks one dead. Its reads must range over charge_check_due_idx, bounded by the due time."""
+    ids = reserved_after_analyze
+    lifecycle.claim_for_sending(ids, first_check_after=0, external_id_prefix="due-", provider="sandbox")
+    answered = [Answer(charge, "succeeded", delivered_amount=100) for charge in ids[: CHARGES - 10]]
+    lifecycle.record_answers(answered)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE ledger_charge")
+
+    taken = []
+
+    def ask_and_take():
+        if reconcile._any_due(["sandbox"]):
+            taken.extend(reconcile._take_due(500, ["sandbox"]))
+
+    statements = _statements_of(ask_and_take)
+
+    assert sorted(asked.charge_id for asked in taken) == ids[CHARGES - 10 :]
+    assert len(statements) == 2  # the question, then the take
+    for sql, params in statements:
+        scans = _index_scans(sql, params)
+        assert "charge_open_idx" not in scans, (sql, scans)
+        assert "next_check_at" in (scans.get("charge_check_due_idx") or ""), (sql, scans)
     assert_ledger_audit()
