@@ -205,6 +205,25 @@ ASKED_COLUMNS = """id, external_id, phone_number, coalesce(destination_amount, a
     provider"""
 
 
+# The fulfilment's statements run once per task, a charge or a few at a time when traffic is light,
+# so they are prepared like the settle's: planning them cost PostgreSQL more than running them.
+_CLAIM = PreparedStatement(
+    "ledger_fulfil_claim",
+    f"""UPDATE ledger_charge AS c SET stage = '{SUBMITTED}', submitted_at = clock_timestamp(),
+           next_check_at = clock_timestamp() + make_interval(secs => $1),
+           external_id = coalesce(c.external_id, $2 || c.id
+                                  || CASE WHEN c.route_moves > 0 THEN '-' || (c.route_moves + 1) ELSE '' END),
+           sends = c.sends + 1,
+           provider = $3,
+           served_by_id = CASE WHEN c.provider = '' THEN r.served ELSE c.served_by_id END,
+           cost = CASE WHEN c.provider = '' THEN coalesce(r.route_cost, c.cost) ELSE c.cost END
+     FROM unnest($4, $5, $6) AS r(charge, served, route_cost)
+     WHERE c.id = r.charge AND c.{stage_in(RESERVED)} AND c.provider IN ('', $3)
+     RETURNING {ASKED_COLUMNS.replace("id, external_id", "c.id, c.external_id", 1)}""",
+    ["float8", "text", "varchar", "bigint[]", "bigint[]", "bigint[]"],
+)
+
+
 def claim_for_sending(
     charge_ids: list[int],
     *,
@@ -226,26 +245,15 @@ def claim_for_sending(
     routes = routes or {}
     served = [routes.get(charge, (None, None)) for charge in charge_ids]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""UPDATE ledger_charge AS c SET stage = '{SUBMITTED}', submitted_at = clock_timestamp(),
-                   next_check_at = clock_timestamp() + make_interval(secs => %s),
-                   external_id = coalesce(c.external_id, %s || c.id
-                                          || CASE WHEN c.route_moves > 0 THEN '-' || (c.route_moves + 1) ELSE '' END),
-                   sends = c.sends + 1,
-                   provider = %s,
-                   served_by_id = CASE WHEN c.provider = '' THEN r.served ELSE c.served_by_id END,
-                   cost = CASE WHEN c.provider = '' THEN coalesce(r.route_cost, c.cost) ELSE c.cost END
-             FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS r(charge, served, route_cost)
-             WHERE c.id = r.charge AND c.{stage_in(RESERVED)} AND c.provider IN ('', %s)
-             RETURNING {ASKED_COLUMNS.replace("id, external_id", "c.id, c.external_id", 1)}""",
+        _CLAIM.execute(
+            cursor,
             [
                 first_check_after,
                 external_id_prefix,
                 provider,
-                list(charge_ids),
-                [s for s, _ in served],
-                [c for _, c in served],
-                provider,
+                array_literal(charge_ids),
+                array_literal([s for s, _ in served]),
+                array_literal([c for _, c in served]),
             ],
         )
         return sorted(cursor.fetchall())
@@ -348,6 +356,21 @@ def resend(charge_ids: list[int], *, lease: float) -> list[tuple]:
         return sorted(cursor.fetchall())
 
 
+_RECORD_ANSWERS = PreparedStatement(
+    "ledger_fulfil_record_answers",
+    f"""UPDATE ledger_charge AS c SET outcome = u.outcome, outcome_code = nullif(u.code, ''),
+           provider_reference = coalesce(nullif(u.reference, ''), c.provider_reference),
+           delivered_amount = u.delivered,
+           delivered_currency = CASE WHEN u.delivered IS NOT NULL
+                                     THEN coalesce(nullif(u.currency, ''), c.destination_currency) END,
+           outcome_at = clock_timestamp(), next_check_at = NULL
+     FROM unnest($1, $2, $3, $4, $5, $6) AS u(id, outcome, code, reference, delivered, currency)
+     WHERE c.id = u.id AND c.outcome IS NULL AND c.{stage_in(*SENT)}
+     RETURNING c.seller_id""",
+    ["bigint[]", "text[]", "text[]", "text[]", "bigint[]", "text[]"],
+)
+
+
 def record_answers(answers: list[Answer]) -> list[int]:
     """submitted or unknown -> answered: the provider's final word, recorded as an intent on
     charges that have none yet (the first answer wins; a duplicate or late one changes nothing).
@@ -356,23 +379,14 @@ def record_answers(answers: list[Answer]) -> list[int]:
     if not answers:
         return []
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""UPDATE ledger_charge AS c SET outcome = u.outcome, outcome_code = nullif(u.code, ''),
-                   provider_reference = coalesce(nullif(u.reference, ''), c.provider_reference),
-                   delivered_amount = u.delivered,
-                   delivered_currency = CASE WHEN u.delivered IS NOT NULL
-                                             THEN coalesce(nullif(u.currency, ''), c.destination_currency) END,
-                   outcome_at = clock_timestamp(), next_check_at = NULL
-             FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[])
-                  AS u(id, outcome, code, reference, delivered, currency)
-             WHERE c.id = u.id AND c.outcome IS NULL AND c.{stage_in(*SENT)}
-             RETURNING c.seller_id""",
+        _RECORD_ANSWERS.execute(
+            cursor,
             [
-                [a.charge_id for a in answers],
+                array_literal([a.charge_id for a in answers]),
                 [a.outcome for a in answers],
                 [(a.failure_code or PROVIDER_REJECTED) if a.outcome == FAILED else "" for a in answers],
                 [a.provider_reference or "" for a in answers],
-                [a.delivered_amount if a.outcome == SUCCEEDED else None for a in answers],
+                array_literal([a.delivered_amount if a.outcome == SUCCEEDED else None for a in answers]),
                 [a.delivered_currency or "" for a in answers],
             ],
         )

@@ -115,6 +115,13 @@ DATABASE_URL = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ledger")
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)
 }
+# The project's prepared statements (core/db/prepared.py) are planned once per session. Left to
+# choose, PostgreSQL plans a statement with array parameters again at every execution, a custom plan
+# for the values at hand, since its generic plan guesses ten elements per array. Each of them finds
+# its rows by primary key whatever the arrays hold (tests/fulfilment/test_plans.py reads both
+# plans). It applies to prepared statements only; `?options=` in the URL is kept, before it.
+_OPTIONS = DATABASES["default"].setdefault("OPTIONS", {})
+_OPTIONS["options"] = f"{_OPTIONS.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
 # A streaming replica of DATABASE_URL for the heavy reads (lists, the transaction export): see
 # core/db/replica.py for which reads go there and when they fall back. Unset: no replica, every read
 # on the primary. In tests it mirrors the default database (a standby cannot create one of its own:

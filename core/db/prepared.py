@@ -4,7 +4,9 @@ lock, the charge POST's insert, the notifications' outbox).
 PostgreSQL plans every statement psycopg2 sends, and for the settle's set-based statements and
 the charge POST's guarded insert planning cost more than running them: the guarded insert took
 0.41 ms of PostgreSQL CPU unprepared and 0.18 ms prepared. A statement here is prepared once per
-database session (the first time the session runs it) and executed by name after that.
+database session (the first time the session runs it) and executed by name after that, on the
+plan made once for the session: every connection sets `plan_cache_mode = force_generic_plan`
+(config/settings/base.py), else PostgreSQL plans a statement with array parameters again each time.
 
 Prepared statements are session state and survive a rollback. A session can still lose them (a
 pooler's `DISCARD ALL`): then the execution fails with 26000 before doing anything; outside a

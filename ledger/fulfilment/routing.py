@@ -28,6 +28,7 @@ from django.db import connection
 
 from catalog.models import ProductVersion
 from catalog.pricing import product_cost
+from core.db.prepared import PreparedStatement, array_literal
 from ledger import charge_lifecycle as lifecycle
 from ledger.charge_lifecycle import FAILED, RESERVED
 from ledger.fulfilment.gate import gate_for
@@ -202,24 +203,30 @@ def _cost(terms: list, amount: int) -> int | None:
     return product_cost(version, amount)
 
 
+# Prepared (core/db/prepared.py): one per task, often for a single charge, and planning it cost
+# PostgreSQL more than running it.
+_RESERVED_WITH_ROUTES = PreparedStatement(
+    "ledger_fulfil_reserved_with_routes",
+    f"""SELECT c.id, c.provider, coalesce(c.destination_amount, c.amount), p.provider,
+              CASE WHEN c.route_moves > 0 THEN ARRAY(SELECT m.provider FROM ledger_chargeroutemove m
+                                                     WHERE m.charge_id = c.id) ELSE '{{}}' END,
+              (SELECT json_agg(json_build_array(sp.provider, sp.id, v.kind, v.cost, v.cost_rate::text)
+                               ORDER BY r.priority)
+                 FROM catalog_productroute r
+                 JOIN catalog_product sp ON sp.id = r.served_by_id
+                 LEFT JOIN catalog_productversion v ON v.id = sp.current_version_id
+                WHERE r.product_id = c.product_id AND r.enabled AND sp.enabled AND sp.withdrawn_at IS NULL)
+         FROM ledger_charge c LEFT JOIN catalog_product p ON p.id = c.product_id
+        WHERE c.id = ANY($1) AND c.{lifecycle.stage_in(RESERVED)} ORDER BY c.id""",
+    ["bigint[]"],
+)
+
+
 def _reserved(charge_ids: list[int]) -> list[tuple]:
     """(charge, provider so far, destination amount, its product's provider, providers that refused
     it before, its product's routes), for the reserved ones, by id, in one statement. A route:
     [provider, its product, its version's kind, cost and cost rate (text: exact)], by priority,
     only enabled ones to products still on sale there."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT c.id, c.provider, coalesce(c.destination_amount, c.amount), p.provider,
-                      CASE WHEN c.route_moves > 0 THEN ARRAY(SELECT m.provider FROM ledger_chargeroutemove m
-                                                             WHERE m.charge_id = c.id) ELSE '{{}}' END,
-                      (SELECT json_agg(json_build_array(sp.provider, sp.id, v.kind, v.cost, v.cost_rate::text)
-                                       ORDER BY r.priority)
-                         FROM catalog_productroute r
-                         JOIN catalog_product sp ON sp.id = r.served_by_id
-                         LEFT JOIN catalog_productversion v ON v.id = sp.current_version_id
-                        WHERE r.product_id = c.product_id AND r.enabled AND sp.enabled AND sp.withdrawn_at IS NULL)
-                 FROM ledger_charge c LEFT JOIN catalog_product p ON p.id = c.product_id
-                WHERE c.id = ANY(%s) AND c.{lifecycle.stage_in(RESERVED)} ORDER BY c.id""",
-            [list(charge_ids)],
-        )
+        _RESERVED_WITH_ROUTES.execute(cursor, [array_literal(charge_ids)])
         return cursor.fetchall()

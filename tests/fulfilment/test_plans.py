@@ -41,16 +41,23 @@ def reserved_after_analyze():
 
 
 def _index_scans(sql: str, params) -> dict[str, str | None]:
-    """The indexes of ledger_charge the statement's plan reads, each with its index condition."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
-        (plan,) = cursor.fetchone()
-    found, nodes = {}, [(plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]]
-    while nodes:
-        node = nodes.pop()
-        if node.get("Relation Name") == "ledger_charge" and "Index Name" in node:
-            found[node["Index Name"]] = node.get("Index Cond")
-        nodes.extend(node.get("Plans", []))
+    """The indexes of ledger_charge the statement's plan reads, each with its index condition. A
+    prepared statement's plan is read twice: as planned for these values, and as the generic plan
+    PostgreSQL may keep for the session after five executions."""
+    modes = ["auto", "force_generic_plan"] if sql.startswith("EXECUTE ") else ["auto"]
+    found = {}
+    for mode in modes:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('plan_cache_mode', %s, false)", [mode])
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+            (plan,) = cursor.fetchone()
+            cursor.execute("RESET plan_cache_mode")
+        nodes = [(plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]]
+        while nodes:
+            node = nodes.pop()
+            if node.get("Relation Name") == "ledger_charge" and "Index Name" in node:
+                found[node["Index Name"]] = node.get("Index Cond")
+            nodes.extend(node.get("Plans", []))
     return found
 
 
@@ -62,7 +69,8 @@ def _statements_of(action) -> list[tuple[str, list]]:
     statements = []
 
     def record(execute, sql, params, many, context):
-        if "ledger_charge" in sql and sql.lstrip().startswith(("SELECT", "UPDATE", "WITH")):
+        query = sql.lstrip().startswith(("SELECT", "UPDATE", "WITH")) and "ledger_charge" in sql
+        if query or sql.startswith("EXECUTE "):  # a prepared statement (core/db/prepared.py)
             statements.append((sql, params))
         return execute(sql, params, many, context)
 
