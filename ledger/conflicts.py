@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
+from core.db.prepared import PreparedStatement, array_literal
 from ledger import events
 from ledger.charge_lifecycle import DONE, FAILED
 from ledger.models import ProviderConflict
@@ -41,6 +42,23 @@ class LateSuccess:
     answered: dict
 
 
+# Prepared (core/db/prepared.py): every successful callback runs it, mostly for one charge that is
+# no conflict at all, and planning it cost PostgreSQL more than running it.
+_RECORD_LATE_SUCCESSES = PreparedStatement(
+    "ledger_record_late_successes",
+    f"""INSERT INTO ledger_providerconflict AS k
+           (charge_id, seller_id, kind, status, amount, detail, answered, first_seen_at, last_seen_at, refusal)
+     SELECT c.id, c.seller_id, 'late_success', '{OPEN}', c.amount, u.detail, u.answered::jsonb,
+            clock_timestamp(), clock_timestamp(), ''
+       FROM unnest($1, $2, $3) AS u(id, detail, answered)
+       JOIN ledger_charge c ON c.id = u.id
+      WHERE c.status = '{FAILED}' AND c.stage = '{DONE}' AND c.outcome IS NOT NULL
+     ON CONFLICT (charge_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
+     RETURNING k.charge_id, (xmax = 0)""",
+    ["bigint[]", "text[]", "text[]"],
+)
+
+
 def record_late_successes(found: list[LateSuccess]) -> list[int]:
     """Record each success the provider reports for a charge we failed after its answer (a charge
     never sent, or still open, is not a conflict). Seen again: only `last_seen_at` moves. Answers
@@ -48,19 +66,10 @@ def record_late_successes(found: list[LateSuccess]) -> list[int]:
     if not found:
         return []
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""INSERT INTO ledger_providerconflict AS k
-                   (charge_id, seller_id, kind, status, amount, detail, answered, first_seen_at, last_seen_at,
-                    refusal)
-             SELECT c.id, c.seller_id, 'late_success', '{OPEN}', c.amount, u.detail, u.answered::jsonb,
-                    clock_timestamp(), clock_timestamp(), ''
-               FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS u(id, detail, answered)
-               JOIN ledger_charge c ON c.id = u.id
-              WHERE c.status = '{FAILED}' AND c.stage = '{DONE}' AND c.outcome IS NOT NULL
-             ON CONFLICT (charge_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
-             RETURNING k.charge_id, (xmax = 0)""",
+        _RECORD_LATE_SUCCESSES.execute(
+            cursor,
             [
-                [f.charge_id for f in found],
+                array_literal([f.charge_id for f in found]),
                 [f.detail for f in found],
                 [json.dumps(f.answered) for f in found],
             ],

@@ -8,6 +8,7 @@ from typing import NamedTuple
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
+from core.db.prepared import PreparedStatement
 from core.models import Seller
 from ledger.charge_lifecycle import ANSWERED_SQL, QUEUED_SQL, REVERSAL_WAITING_SQL
 from ledger.conflicts import DEBITING_SQL
@@ -166,6 +167,36 @@ class Waiting(NamedTuple):
     first: tuple  # the seller's first waiting charge and deposit ids: unchanged means no progress
 
 
+def _first_per_seller(name: str, table: str, waiting: str) -> str:
+    step = f"SELECT seller_id, id FROM {table} WHERE {waiting}"
+    return f"""{name} AS (
+        ({step} ORDER BY seller_id, id LIMIT 1)
+         UNION ALL
+         SELECT next.seller_id, next.id FROM {name} AS prev, LATERAL (
+             {step} AND seller_id > prev.seller_id ORDER BY seller_id, id LIMIT 1) AS next)"""
+
+
+# Prepared (core/db/prepared.py): each shard worker's watch runs it every second, and planning its
+# six index descents cost PostgreSQL a few milliseconds each time.
+_SELLERS_WAITING = PreparedStatement(
+    "ledger_sellers_waiting",
+    f"""
+    WITH RECURSIVE {_first_per_seller("charges_waiting", "ledger_charge", QUEUED_SQL)},
+         {_first_per_seller("answers_waiting", "ledger_charge", ANSWERED_SQL)},
+         {_first_per_seller("deposits_waiting", "ledger_deposit", "status = 'approving'")}
+    SELECT w.seller_id, 'charge', w.id, extract(epoch FROM now() - c.created_at)
+      FROM charges_waiting w JOIN ledger_charge c ON c.id = w.id
+    UNION ALL
+    SELECT w.seller_id, 'answer', w.id, extract(epoch FROM now() - c.outcome_at)
+      FROM answers_waiting w JOIN ledger_charge c ON c.id = w.id
+    UNION ALL
+    SELECT w.seller_id, 'deposit', w.id, extract(epoch FROM now() - d.decided_at)
+      FROM deposits_waiting w JOIN ledger_deposit d ON d.id = w.id
+    """,
+    [],
+)
+
+
 def sellers_waiting() -> dict[int, Waiting]:
     """Every seller with a queued charge, a provider answer to apply or an approving deposit (shard recovery, the stuck-seller
     watch and the per-shard stall metrics). A loose index scan over the partial indexes that hold
@@ -174,30 +205,8 @@ def sellers_waiting() -> dict[int, Waiting]:
     oldest (ids grow with time)."""
     from django.db import connection
 
-    def first_per_seller(name: str, table: str, waiting: str) -> str:
-        step = f"SELECT seller_id, id FROM {table} WHERE {waiting}"
-        return f"""{name} AS (
-            ({step} ORDER BY seller_id, id LIMIT 1)
-             UNION ALL
-             SELECT next.seller_id, next.id FROM {name} AS prev, LATERAL (
-                 {step} AND seller_id > prev.seller_id ORDER BY seller_id, id LIMIT 1) AS next)"""
-
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH RECURSIVE {first_per_seller("charges_waiting", "ledger_charge", QUEUED_SQL)},
-                 {first_per_seller("answers_waiting", "ledger_charge", ANSWERED_SQL)},
-                 {first_per_seller("deposits_waiting", "ledger_deposit", "status = 'approving'")}
-            SELECT w.seller_id, 'charge', w.id, extract(epoch FROM now() - c.created_at)
-              FROM charges_waiting w JOIN ledger_charge c ON c.id = w.id
-            UNION ALL
-            SELECT w.seller_id, 'answer', w.id, extract(epoch FROM now() - c.outcome_at)
-              FROM answers_waiting w JOIN ledger_charge c ON c.id = w.id
-            UNION ALL
-            SELECT w.seller_id, 'deposit', w.id, extract(epoch FROM now() - d.decided_at)
-              FROM deposits_waiting w JOIN ledger_deposit d ON d.id = w.id
-            """
-        )
+        _SELLERS_WAITING.execute(cursor, [])
         waiting: dict[int, Waiting] = {}
         for seller_id, kind, first_id, age in cursor.fetchall():
             known = waiting.get(seller_id, Waiting(0.0, ()))

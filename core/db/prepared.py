@@ -25,7 +25,7 @@ class PreparedStatement:
         """`sql` uses $1..$n for the parameters, whose PostgreSQL types `types` lists."""
         self.name = name
         self.types = types
-        self._prepare = f"PREPARE {name} ({', '.join(types)}) AS {sql}"
+        self._prepare = f"PREPARE {name} ({', '.join(types)}) AS {sql}" if types else f"PREPARE {name} AS {sql}"
         self._execute = f"EXECUTE {name} ({', '.join(['%s'] * len(types))})" if types else f"EXECUTE {name}"
 
     def execute(self, cursor, params: list) -> None:

@@ -34,6 +34,7 @@ import redis
 from django.conf import settings
 from django.db import connection, transaction
 
+from core.db.prepared import PreparedStatement
 from ledger import charge_lifecycle as lifecycle
 from ledger import conflicts, events
 from ledger.charge_lifecycle import Answer, Reversal, ReversalsRecorded
@@ -298,13 +299,18 @@ def answer_from(asked: Asked, said: SubmitResult | LookupResult) -> Answer:
     return Answer(asked.charge_id, said.outcome.value, failure_code, said.provider_reference, delivered)
 
 
+# Prepared (core/db/prepared.py): a callback's first read, one charge at a time.
+_ASKED_BY_EXTERNAL_ID = PreparedStatement(
+    "ledger_asked_by_external_id",
+    f"SELECT {lifecycle.ASKED_COLUMNS} FROM ledger_charge WHERE external_id = ANY($1)",
+    ["text[]"],
+)
+
+
 def asked_by_external_id(external_ids: list[str]) -> dict[str, Asked]:
     """Our charges sent under these external ids (callbacks, the provider's record)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {lifecycle.ASKED_COLUMNS} FROM ledger_charge WHERE external_id = ANY(%s)",
-            [external_ids],
-        )
+        _ASKED_BY_EXTERNAL_ID.execute(cursor, [list(external_ids)])
         return {row[1]: Asked(*row) for row in cursor.fetchall()}
 
 
