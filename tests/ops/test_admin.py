@@ -8,6 +8,7 @@ from ledger.models import Account, Charge, Deposit, Entry
 from ledger.services.charges import charge_submit
 from ledger.services.deposits import deposit_reject, deposit_request
 from ledger.services.settlement import settle_seller
+from notifications.models import WebhookEndpoint
 from tests.factories import make_admin, make_seller, make_staff, request_and_approve
 from tests.support import assert_ledger_audit
 
@@ -73,6 +74,7 @@ def test_approve_action_goes_through_the_service_and_enqueues_after_commit(clien
 
 def test_reject_action_moves_no_money(client, django_capture_on_commit_callbacks):
     admin, seller = make_admin(), make_seller()
+    WebhookEndpoint.objects.create(seller=seller, url="https://hooks.example/x", secret="s")
     pending, _ = deposit_request(seller=seller, amount=500)
     client.force_login(admin)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -80,7 +82,8 @@ def test_reject_action_moves_no_money(client, django_capture_on_commit_callbacks
             "/admin/ledger/deposit/", {"action": "reject_deposits", "_selected_action": [pending.pk], "index": 0}
         )
     assert Deposit.objects.get(pk=pending.pk).status == Deposit.Status.REJECTED
-    # No wake-up: the one callback announces the deposit.rejected event to the webhook fan-out.
+    # No wake-up: the one callback announces the deposit.rejected event to the webhook fan-out (the
+    # seller has an endpoint; without one nothing is announced).
     assert [callback.__module__ for callback in callbacks] == ["notifications.outbox"]
 
 
