@@ -24,6 +24,7 @@ from rest_framework_simplejwt import settings as simplejwt_settings
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
+from core.db.prepared import PreparedStatement
 from core.models import Seller, SellerAPIKey
 from core.roles import remember_groups
 
@@ -78,34 +79,39 @@ def _concrete_fields(model) -> list:
 
 
 @cache
-def _user_sql(where: str) -> str:
+def _user_statement(by: str) -> PreparedStatement:
+    """The user, its Seller profile and its group names by the user's id (`by="user"`) or its
+    seller's (`by="seller"`). Prepared: planning the join and the groups' subquery cost PostgreSQL
+    more than running them, on every authenticated request (docs/performance.md)."""
     user_model, quote = get_user_model(), connection.ops.quote_name
     user_columns = ", ".join(f"u.{quote(f.column)}" for f in _concrete_fields(user_model))
     seller_columns = ", ".join(f"s.{quote(f.column)}" for f in _concrete_fields(Seller))
-    return (
+    key = {"user": "u.id", "seller": "s.id"}[by]
+    sql = (
         f"SELECT {user_columns}, {seller_columns}, "
         "ARRAY(SELECT g.name FROM auth_user_groups ug JOIN auth_group g ON g.id = ug.group_id WHERE ug.user_id = u.id) "
-        f"FROM {user_model._meta.db_table} u LEFT JOIN {Seller._meta.db_table} s ON s.user_id = u.id WHERE {where}"
+        f"FROM {user_model._meta.db_table} u LEFT JOIN {Seller._meta.db_table} s ON s.user_id = u.id WHERE {key} = $1"
     )
+    return PreparedStatement(f"auth_user_by_{by}", sql, ["bigint"])
 
 
 @cache
 def _attnames() -> tuple[list[str], list[str]]:
-    """The attribute names of the columns `_user_sql` reads: the user's, then the seller's."""
+    """The attribute names of the columns `_user_statement` reads: the user's, then the seller's."""
     return (
         [f.attname for f in _concrete_fields(get_user_model())],
         [f.attname for f in _concrete_fields(Seller)],
     )
 
 
-def _load_user(where: str, param):
+def _load_user(by: str, key: int):
     """The user, its Seller profile (or none) and its group names, in one round trip.
 
     Hand-written rather than select_related + ArrayAgg: one statement instead of two, on every
     authenticated request."""
     db = connections[DEFAULT_DB_ALIAS]  # looked up once: each access through `connection` looks it up anew
     with db.cursor() as cursor:
-        cursor.execute(_user_sql(where), [param])
+        _user_statement(by).execute(cursor, [key])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -135,7 +141,7 @@ def _token_user_id(validated_token) -> int:
 class JWTAuthentication(_CachedVerification, simplejwt_authentication.JWTAuthentication):
     def get_user(self, validated_token):
         user_id = _token_user_id(validated_token)
-        user = _load_user("u.id = %s", user_id)
+        user = _load_user("user", user_id)
         if user is None:
             raise exceptions.AuthenticationFailed(_("User not found"), code="user_not_found")
         if not user.is_active:
@@ -167,7 +173,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         )
         if api_key is None or api_key.has_expired or not api_key.is_valid(key):
             raise exceptions.AuthenticationFailed(_("Invalid API key."))
-        user = _load_user("s.id = %s", api_key.seller_id)
+        user = _load_user("seller", api_key.seller_id)
         if user is None or not user.is_active:
             raise exceptions.AuthenticationFailed(_("User is inactive"), code="user_inactive")
         return user, api_key

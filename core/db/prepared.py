@@ -18,6 +18,7 @@ from __future__ import annotations
 from django.db import DatabaseError
 
 _INVALID_STATEMENT_NAME = "26000"
+_READS: set[str] = set()  # the names of the statements that only read (each a SELECT)
 
 
 class PreparedStatement:
@@ -27,6 +28,8 @@ class PreparedStatement:
         self.types = types
         self._prepare = f"PREPARE {name} ({', '.join(types)}) AS {sql}" if types else f"PREPARE {name} AS {sql}"
         self._execute = f"EXECUTE {name} ({', '.join(['%s'] * len(types))})" if types else f"EXECUTE {name}"
+        if sql.lstrip()[:7].upper() == "SELECT ":
+            _READS.add(name)
 
     def execute(self, cursor, params: list) -> None:
         """Run on a Django cursor; fetch the results from the cursor as usual."""
@@ -45,6 +48,14 @@ class PreparedStatement:
             cursor.execute(self._prepare)
             _prepared_in(db).add(self.name)
             cursor.execute(self._execute, params)
+
+
+def executes_a_read(sql: str) -> bool:
+    """Whether `sql` (an `EXECUTE name ...`) runs one of these statements that is a SELECT: a read,
+    for the answer to a lost connection (core/db/writes.py). A SELECT records nothing: a
+    data-modifying WITH can only open a statement, and none of these calls a function that writes."""
+    name = sql.split(None, 2)[1] if sql[:8].upper() == "EXECUTE " else ""
+    return name in _READS
 
 
 def _prepared_in(db) -> set[str]:

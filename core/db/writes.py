@@ -21,14 +21,17 @@ import select
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-# Statements that never record anything. Anything else (INSERT, UPDATE, DELETE, a WITH that may
-# modify, EXECUTE of a prepared statement, COPY ...) counts as a possible write.
+from core.db.prepared import executes_a_read
+
+# Statements that never record anything, and the EXECUTE of a prepared SELECT. Anything else
+# (INSERT, UPDATE, DELETE, a WITH that may modify, EXECUTE of any other prepared statement,
+# COPY ...) counts as a possible write.
 _READ_ONLY = ("SELECT", "SHOW", "SET ", "SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "PREPARE", "DEALLOCATE")
 
 
 def may_write(sql) -> bool:
-    text = sql if isinstance(sql, str) else str(sql)
-    return not text.lstrip()[:10].upper().startswith(_READ_ONLY)
+    text = (sql if isinstance(sql, str) else str(sql)).lstrip()
+    return not (text[:10].upper().startswith(_READ_ONLY) or executes_a_read(text))
 
 
 def session_ended(db) -> bool:

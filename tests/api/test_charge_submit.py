@@ -60,9 +60,10 @@ def test_a_charge_costs_the_user_the_catalog_reads_and_one_write_once_the_token_
 
     response, statements = _post_capturing(client, {"phone_number": PHONE, "amount": 1_000, "reference": "r"})
     assert response.status_code == 202
-    assert statements[0].startswith("SELECT") and "auth_user" in statements[0]  # the user, its seller and groups
-    # What the number's operator sells at this seller's price: two prepared reads of the catalog.
-    assert [sql.split(" (")[0] for sql in statements[1:]] == [
+    # The user, its seller and groups; what the number's operator sells at this seller's price (two
+    # reads of the catalog); the insert: each a prepared statement.
+    assert [sql.split(" (")[0] for sql in statements] == [
+        "EXECUTE auth_user_by_user",
         "EXECUTE catalog_number_products",
         "EXECUTE catalog_price_rules",
         f"EXECUTE {RECORD}",
@@ -191,8 +192,8 @@ def test_a_seller_deactivated_between_authentication_and_insert_records_nothing_
     client = bearer(seller.user)
     real = authentication._load_user
 
-    def load_then_deactivate(where, param):
-        user = real(where, param)
+    def load_then_deactivate(by, key):
+        user = real(by, key)
         type(user).objects.filter(pk=user.pk).update(is_active=False)  # a concurrent deactivation
         return user
 

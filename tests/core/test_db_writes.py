@@ -11,6 +11,7 @@ from django.db import OperationalError, connection, transaction
 from django.test import RequestFactory
 
 from core.db import writes
+from core.db.prepared import PreparedStatement
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,6 +59,18 @@ def test_reads_are_not_writes_and_anything_else_is():
     assert not _tracked("SELECT 1", "SHOW server_version", "SET statement_timeout = 0").may_have_written
     assert _tracked("UPDATE core_seller SET name = name WHERE false").may_have_written
     assert _tracked("WITH x AS (DELETE FROM core_seller WHERE false RETURNING 1) SELECT 1").may_have_written
+
+
+def test_a_prepared_select_is_a_read_and_any_other_prepared_statement_a_write():
+    reads = PreparedStatement("test_writes_read", "SELECT name FROM core_seller WHERE id = $1", ["bigint"])
+    writes_ = PreparedStatement("test_writes_write", "UPDATE core_seller SET name = name WHERE id = $1", ["bigint"])
+    for statement, written in ((reads, False), (writes_, True)):
+        tracker = writes.WriteTracker()
+        with connection.execute_wrapper(tracker), connection.cursor() as cursor:
+            statement.execute(cursor, [0])
+        assert tracker.may_have_written is written, statement.name
+    assert _tracked("EXECUTE test_writes_write (0)").may_have_written  # by its name, not by the word EXECUTE
+    assert not _tracked("EXECUTE test_writes_read (0)").may_have_written
 
 
 def test_a_write_in_a_transaction_counts_when_sent_committed_or_not():
