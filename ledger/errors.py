@@ -7,6 +7,7 @@ from core.errors import DomainError, IdempotencyKeyReusedError, InvalidStateErro
 __all__ = [
     "BatchFileRefusedError",
     "BatchFileTooLargeError",
+    "CallbackNotQueuedError",
     "DomainError",
     "IdempotencyKeyReusedError",
     "InvalidStateError",
@@ -33,3 +34,12 @@ class BatchFileTooLargeError(DomainError):
     code = "file_too_large"
     http_status = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The file is too large."
+
+
+class CallbackNotQueuedError(DomainError):
+    """What a `callback_received` subscriber raises when it cannot queue the callback: the provider
+    is answered 503 and sends it again."""
+
+    code = "service_unavailable"
+    http_status = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The callback could not be queued; nothing was recorded. Send it again."

@@ -29,6 +29,7 @@ EVENTS = (
     "deposit_rejected",
     "statement_requested",
     "statement_ready",
+    "callback_received",
 )
 
 
@@ -80,6 +81,14 @@ def statement_ready(*, seller_id: int, statement_id: int, period_start: datetime
     """A statement was built and can be downloaded."""
     for subscriber in _subscribers("statement_ready"):
         subscriber(seller_id=seller_id, statement_id=statement_id, period_start=period_start, period_end=period_end)
+
+
+def callback_received(*, provider: str, notice: dict) -> None:
+    """A provider's callback passed the checks the web can make (apply it in a worker). Called
+    outside any transaction; a subscriber that cannot queue it raises
+    `ledger.errors.CallbackNotQueuedError`, which the provider is answered as a 503."""
+    for subscriber in _subscribers("callback_received"):
+        subscriber(provider=provider, notice=notice)
 
 
 @cache

@@ -215,8 +215,16 @@ class Provider(Protocol):
         """Raises ProviderError when it cannot tell."""
         ...
 
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> LookupResult:
-        """Verifies the signature; raises InvalidCallback."""
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> dict:
+        """What a callback names, checked without asking anyone (its signature where the provider
+        signs them, the shape of its body): a notice of JSON values, which a fulfilment worker
+        reads with `read_callback`. Raises InvalidCallback."""
+        ...
+
+    def read_callback(self, notice: dict) -> LookupResult:
+        """The transaction a notice names, as the provider has it (asked again where a callback is
+        only a hint). Raises InvalidCallback when there is no such transaction, ProviderError when
+        the provider cannot be asked."""
         ...
 
     def transactions(self, *, created_after: datetime, created_before: datetime) -> Iterator[ProviderTransaction]:

@@ -180,15 +180,21 @@ class DTOneProvider:
             raise ProviderError(f"provider {self.name} answered a lookup of {external_id} with {transaction}")
         return _lookup_result(transaction)
 
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> LookupResult:
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> dict:
+        """A signed callback is the transaction itself: the notice is that transaction."""
         if not self.callback_secret:
             raise InvalidCallback("no callback secret configured: callbacks cannot be verified")
         try:
             Webhook(self.callback_secret).verify(body, dict(headers))
-            transaction = _transaction(json.loads(body))
+            return _transaction(json.loads(body))
         except Exception as exc:  # the library also lets malformed headers through as ValueError etc.
             raise InvalidCallback(f"{type(exc).__name__}: {exc}") from exc
-        return _lookup_result(transaction)
+
+    def read_callback(self, notice: dict) -> LookupResult:
+        try:
+            return _lookup_result(_transaction(notice))
+        except _Unparsable as exc:
+            raise InvalidCallback(str(exc)) from exc
 
     def transactions(self, *, created_after: datetime, created_before: datetime) -> Iterator[ProviderTransaction]:
         after_id = 0

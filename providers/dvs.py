@@ -201,10 +201,9 @@ class DVSProvider:
         found = self._find(external_id)
         return LookupResult(found=False) if found is None else _lookup_result(found)
 
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> LookupResult:
-        """A callback names a transaction; what it is we ask DVS (`GET /transactions/{id}`): an
-        unsigned body is a hint, never an answer. Raises InvalidCallback, or ProviderError when DVS
-        cannot be asked (the callback is then answered 5xx and DVS sends it again)."""
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> dict:
+        """A callback names a transaction (`id`, `external_id`): an unsigned body is a hint, never
+        an answer, so the notice is only those two, and `read_callback` asks DVS what it is."""
         try:
             if self.callback_secret:
                 Webhook(self.callback_secret).verify(body, dict(headers))
@@ -214,6 +213,12 @@ class DVSProvider:
                 raise ValueError("id and external_id are required")
         except Exception as exc:  # the library also lets malformed headers through as ValueError etc.
             raise InvalidCallback(f"{type(exc).__name__}: {exc}") from exc
+        return {"id": transaction_id, "external_id": external_id}
+
+    def read_callback(self, notice: dict) -> LookupResult:
+        """What DVS says the notice's transaction is (`GET /transactions/{id}`); raises
+        ProviderError when DVS cannot be asked (the worker asks again later)."""
+        transaction_id, external_id = notice["id"], notice["external_id"]
         response = self._discovery.get(f"/transactions/{transaction_id}", missing_ok=True)
         if response is None:
             raise InvalidCallback(f"no transaction {transaction_id} at {self.name}")

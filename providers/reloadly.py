@@ -249,7 +249,10 @@ class ReloadlyProvider:
             found = self._read(now.get("transaction") if isinstance(now, dict) else None)
         return _lookup_result(found)
 
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> LookupResult:
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> dict:
+        raise InvalidCallback(f"provider {self.name} sends no callbacks: statuses come by lookup")
+
+    def read_callback(self, notice: dict) -> LookupResult:
         raise InvalidCallback(f"provider {self.name} sends no callbacks: statuses come by lookup")
 
     def transactions(self, *, created_after: datetime, created_before: datetime) -> Iterator[ProviderTransaction]:

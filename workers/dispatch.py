@@ -15,13 +15,15 @@ from django.db import transaction
 from celery_app import app
 from core import redis_client
 from core.redis_script import ThreadScript
-from workers.routing import FULFIL_QUEUE, queue_for, shard_for, shard_queue
+from ledger.errors import CallbackNotQueuedError
+from workers.routing import FULFIL_QUEUE, RECONCILE_QUEUE, queue_for, shard_for, shard_queue
 
 logger = logging.getLogger(__name__)
 
 SETTLE_SELLER = "ledger.settle_seller"
 SETTLE_SHARD = "ledger.settle_shard"
 FULFIL = "ledger.fulfil"
+APPLY_CALLBACK = "ledger.apply_callback"
 
 # Fail fast when Redis is away: a wake-up is only a hint, the sweeper re-sends it, and a request
 # must not hang on the broker.
@@ -110,6 +112,30 @@ def send_fulfil(charge_ids: list[int], *, countdown: float | None = None, produc
         ignore_result=True,
         producer=producer,
     )
+
+
+def apply_callback_later(*, provider: str, notice: dict) -> None:
+    """Subscribes to the ledger's `callback_received`: queue the callback for the fulfilment
+    worker (`ledger.fulfil.reconcile`, beside the reconciler's lookups: never behind a backlog of
+    sends). Published before the web answers the provider, as nothing of it is in the database: a
+    callback that cannot be queued is answered 503 and the provider sends it again (and the
+    reconciler's lookups find what it said in any case)."""
+    try:
+        app.send_task(
+            APPLY_CALLBACK,
+            kwargs={"provider": provider, "notice": notice},
+            queue=RECONCILE_QUEUE,
+            retry_policy=PUBLISH_RETRY_POLICY,
+            ignore_result=True,
+        )
+    except BROKER_ERRORS as exc:
+        logger.warning(
+            "callback of provider %s not queued (%s): answered 503",
+            provider,
+            exc.__class__.__name__,
+            extra={"event": "ledger.callback_not_queued", "provider": provider},
+        )
+        raise CallbackNotQueuedError() from exc
 
 
 # --- Coalescing wake-ups from commits, per shard -----------------------------------------------

@@ -20,7 +20,7 @@ PROVIDER_CLOSE_TASK = "ledger.provider_close"
 WEBHOOK_QUEUE = "ledger.webhooks"
 # Provider calls: a worker of their own, threads (they wait on the network), never a shard's.
 FULFIL_QUEUE = "ledger.fulfil"
-# The reconciler and the float's poll, on a queue of its own that the fulfilment worker also consumes: its lookups must
+# The reconciler, the provider's callbacks and the float's poll, on a queue of its own that the fulfilment worker also consumes: its lookups must
 # not wait behind a backlog of sends (Celery takes from each of a worker's queues in turn).
 RECONCILE_QUEUE = "ledger.fulfil.reconcile"
 
@@ -53,7 +53,7 @@ def route_task(name, args, kwargs, options, task=None, **kw):
         return {"queue": IMPORTS_QUEUE}
     if name == "ledger.fulfil":
         return {"queue": FULFIL_QUEUE}
-    if name in ("ledger.reconcile_fulfilment", "ledger.poll_provider_float"):
+    if name in ("ledger.reconcile_fulfilment", "ledger.poll_provider_float", "ledger.apply_callback"):
         return {"queue": RECONCILE_QUEUE}
     if name == SWEEP_TASK:
         return {"queue": SWEEP_QUEUE}

@@ -10,8 +10,10 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from ledger.audit import audit_ledger_incremental
+from ledger.fulfilment.callbacks import ReversalNotPosted, apply_callback
 from ledger.selectors import sellers_waiting, sellers_with_stale_intents
 from ledger.services.settlement import settle_seller, settle_sellers
+from providers.base import ProviderError
 from workers import dispatch, progress
 from workers.routing import shard_for
 
@@ -271,6 +273,24 @@ def fulfil_task(charge_ids: list[int]) -> None:
     run = fulfil_charges(charge_ids)
     if run.retry_later:
         dispatch.send_fulfil(run.retry_later, countdown=run.countdown)
+
+
+@shared_task(
+    name="ledger.apply_callback",
+    ignore_result=True,
+    acks_late=True,
+    # The provider could not be asked, or a reversal waits for its charge's success to be posted:
+    # asked again for about three hours. Past that the reconciler's lookups and the daily close
+    # find what the callback said (docs/provider.md).
+    autoretry_for=(ProviderError, ReversalNotPosted, OperationalError, InterfaceError),
+    retry_backoff=1,
+    retry_backoff_max=600,
+    max_retries=25,
+)
+def apply_callback_task(provider: str, notice: dict) -> None:
+    """A provider's callback, queued by the web once its signature and shape were checked
+    (ledger/fulfilment/callbacks.py)."""
+    apply_callback(provider, notice)
 
 
 @shared_task(name="ledger.reconcile_fulfilment", ignore_result=True)

@@ -268,6 +268,8 @@ LEDGER_EVENT_SUBSCRIBERS = {
     # Build a requested statement on `ledger.imports` after commit; tell the seller when it is ready.
     "statement_requested": ["workers.statement_tasks.build_statement_on_commit"],
     "statement_ready": ["notifications.subscribers.statement_ready"],
+    # Apply a provider's callback on `ledger.fulfil.reconcile`, published before the web answers it.
+    "callback_received": ["workers.dispatch.apply_callback_later"],
 }
 
 

@@ -1,10 +1,11 @@
-"""The provider's callbacks: its final answer about a charge, signed (Standard Webhooks).
+"""The provider's callbacks: its final answer about a charge (signed with Standard Webhooks where
+the provider signs them).
 
-Checked against what we asked (ledger/fulfilment/identity.py), recorded as the charge's answer,
-exactly as a fulfilment worker records one, and applied by the seller's settle; a duplicate, a late callback or one about a charge already answered changes
-nothing, except a success for a charge we failed (a late success: a conflict for an admin). A
-reversal goes through the same lifecycle function as a lookup's (a refund of a succeeded charge,
-the release of a held one). No credentials: the signature is the authentication."""
+The web only checks what it can without asking anyone (the provider named, the signature, the
+body's shape) and queues the callback for a fulfilment worker (ledger/fulfilment/callbacks.py),
+which asks the provider where a callback is only a hint, checks the answer against what we asked
+and records it. No provider call runs in a web request. No credentials: the signature is the
+authentication."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -13,29 +14,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import DomainError
-from ledger.fulfilment.identity import mismatch
-from ledger.fulfilment.service import (
-    answer_from,
-    asked_by_external_id,
-    record_answers,
-    record_late_successes,
-    record_mismatches,
-    record_reversals,
-    reversal_from,
-)
-from providers import default_provider_name, get_provider, provider_names
-from providers.base import InvalidCallback, Outcome
+from ledger import events
+from providers import get_provider, provider_names
+from providers.base import InvalidCallback
 
 
 class InvalidCallbackError(DomainError):
     code = "invalid_callback"
     default_detail = "The callback's signature does not verify or its body is not a transaction."
-
-
-class ReversalNotPostedError(DomainError):
-    code = "not_ready"
-    http_status = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "The charge's success is not posted yet: send the reversal again later."
 
 
 def _provider(request):
@@ -52,25 +38,12 @@ class ProviderCallbackApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes: list = []
 
-    @extend_schema(request=None, responses={204: None}, auth=[])
+    @extend_schema(request=None, responses={202: None}, auth=[])
     def post(self, request):
         try:
             provider = _provider(request)
-            answer = provider.parse_callback(request.headers, request.body)
+            notice = provider.parse_callback(request.headers, request.body)
         except InvalidCallback as exc:
             raise InvalidCallbackError() from exc
-        asked = asked_by_external_id([answer.external_id or ""]).get(answer.external_id or "")
-        if asked is not None and (asked.provider or default_provider_name()) != provider.name:
-            asked = None  # not the provider this charge was sent to: nothing it says settles it
-        if asked is None or answer.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.REVERSED):
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        if why := mismatch(asked, answer):
-            record_mismatches([(asked, why, answer)])
-        elif answer.outcome is Outcome.REVERSED:
-            if record_reversals([reversal_from(asked, answer)]).not_posted_yet:
-                raise ReversalNotPostedError()  # the provider retries its callback
-        else:
-            record_answers([answer_from(asked, answer)])
-            if answer.outcome is Outcome.SUCCEEDED:
-                record_late_successes([(asked, answer)])  # only a charge we failed: a conflict
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        events.callback_received(provider=provider.name, notice=notice)  # 503 if it cannot be queued
+        return Response(status=status.HTTP_202_ACCEPTED)

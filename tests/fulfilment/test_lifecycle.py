@@ -3,12 +3,10 @@ process: reserve (the settle), send (fulfil_charges), look up (the reconciler), 
 Every test ends with the audit."""
 
 import io
-import json
 import time
 
 import pytest
 import requests
-from standardwebhooks import Webhook
 
 from ledger import charge_lifecycle as lifecycle
 from ledger.fulfilment.identity import external_id_prefix
@@ -23,7 +21,7 @@ from ledger.models import Account, Charge, Entry
 from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller
 from tests.factories import client_for, make_admin, make_seller, request_and_approve
-from tests.support import SANDBOX_SECRET, assert_ledger_audit, settle_through_provider
+from tests.support import assert_ledger_audit, settle_through_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -230,73 +228,9 @@ def test_a_shard_recovery_finds_the_shards_charges_still_reserved_before_it_conn
     assert_ledger_audit(seller.pk)
 
 
-def _callback(client, transaction: dict, *, msg_id: str = "msg_1", secret: str = SANDBOX_SECRET):
-    body = json.dumps(transaction)
-    timestamp = int(time.time())
-    signature = Webhook(secret).sign(msg_id, _datetime(timestamp), body)
-    headers = {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
-    return client.post("/api/v1/provider/callbacks/", data=body, content_type="application/json", headers=headers)
-
-
 def _external_id(charge: Charge) -> str | None:
     """The id the charge was sent under (None: never sent)."""
     return Charge.objects.values_list("external_id", flat=True).get(pk=charge.pk)
-
-
-def _datetime(timestamp: int):
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(timestamp, tz=UTC)
-
-
-def test_callbacks_record_the_answer_once_and_duplicates_or_late_ones_change_nothing(client):
-    seller = _funded(10_000)
-    charge = _charge(seller, 1_000, "9905")  # pending: its final answer comes by callback
-    settle_seller(seller_id=seller.pk)
-    fulfil_charges(_reserved_ids(seller))
-    charge.refresh_from_db()
-    completed = {
-        "id": int(charge.provider_reference),
-        "external_id": charge.external_id,
-        "msisdn": phone("9905"),
-        "amount": 1_000,
-        "status": "COMPLETED",
-        "failure_code": None,
-        "created_at": charge.submitted_at.isoformat(),
-        "completed_at": "2026-12-01T00:00:01+00:00",
-    }
-
-    assert _callback(client, completed).status_code == 204
-    assert _callback(client, completed).status_code == 204  # the same callback again
-    settle_seller(seller_id=seller.pk)
-    late = completed | {"status": "DECLINED", "failure_code": "operator_declined"}
-    assert _callback(client, late, msg_id="msg_2").status_code == 204  # late and contradicting
-    settle_seller(seller_id=seller.pk)
-
-    charge.refresh_from_db()
-    assert (charge.status, charge.failure_code) == ("succeeded", None)
-    assert _account(seller) == (9_000, 0)
-    assert Entry.objects.filter(charge=charge).count() == 1
-    assert_ledger_audit(seller.pk)
-
-
-def test_a_callback_with_a_bad_signature_is_refused_and_changes_nothing(client):
-    seller = _funded(10_000)
-    charge = _charge(seller, 1_000, "9905")
-    settle_seller(seller_id=seller.pk)
-    fulfil_charges(_reserved_ids(seller))
-    forged = {"id": 1, "external_id": _external_id(charge), "msisdn": phone("9905"), "amount": 1_000}
-    forged |= {"status": "DECLINED", "failure_code": "invalid_number", "created_at": "2026-12-01T00:00:00+00:00"}
-    forged["completed_at"] = None
-
-    response = _callback(client, forged, secret="whsec_" + "A" * 32)
-    assert (response.status_code, response.json()["code"]) == (400, "invalid_callback")
-    unsigned = client.post("/api/v1/provider/callbacks/", data=json.dumps(forged), content_type="application/json")
-    assert unsigned.status_code == 400
-    charge.refresh_from_db()
-    assert charge.outcome is None
-    assert _account(seller) == (9_000, 1_000)  # still held
-    assert_ledger_audit(seller.pk)
 
 
 def test_reconcile_provider_window_matches_our_succeeded_charges_with_its_top_ups():

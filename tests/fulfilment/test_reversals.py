@@ -97,7 +97,7 @@ def test_a_reversal_by_callback_refunds_once_however_often_it_is_delivered(worke
 
     reversed_ = sandbox.force_status(charge.external_id, "REVERSED")  # the provider reverses it
     for _ in range(3):  # delivered three times (the provider retries until it hears 2xx)
-        assert _callback(client, reversed_, msg_id=f"tx_{reversed_['id']}_REVERSED").status_code == 204
+        assert _callback(client, reversed_, msg_id=f"tx_{reversed_['id']}_REVERSED").status_code == 202
     charge = _until(lambda: Charge.objects.filter(pk=charge.pk, status="reversed").first(), what="reversed")
 
     assert (charge.stage, charge.outcome, charge.reversal_reason) == ("done", "succeeded", "REVERSED")
@@ -147,9 +147,11 @@ def _declined(seller, amount: int = 1_000) -> Charge:
 
 
 def _late_success(sandbox, client, charge: Charge) -> None:
-    """The provider says it completed what it had declined, by callback."""
+    """The provider says it completed what it had declined, by callback, which the fulfilment
+    worker records as a conflict."""
     completed = sandbox.force_status(charge.external_id, "COMPLETED")
-    assert _callback(client, completed, msg_id=f"tx_{completed['id']}_COMPLETED").status_code == 204
+    assert _callback(client, completed, msg_id=f"tx_{completed['id']}_COMPLETED").status_code == 202
+    _until(lambda: ProviderConflict.objects.filter(charge_id=charge.pk).exists(), what="the conflict")
 
 
 def _metric(admin, name: str) -> float:

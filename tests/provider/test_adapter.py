@@ -124,7 +124,7 @@ def test_unresolvable_host_is_retry(external_id):
 def test_parse_callback_accepts_a_signed_one_and_rejects_a_tampered_one(provider, receiver, external_id):
     provider.submit(external_id=external_id, msisdn=msisdn("9902"), amount=5, callback_url=receiver.url)
     headers, body = receiver.for_external_id(external_id)
-    result = provider.parse_callback(headers, body)
+    result = provider.read_callback(provider.parse_callback(headers, body))
     assert (result.found, result.outcome, result.failure_code) == (True, Outcome.FAILED, "operator_declined")
 
     tampered = json.dumps(json.loads(body) | {"status": "COMPLETED", "failure_code": None}).encode()

@@ -146,7 +146,7 @@ def test_pending_becomes_final_by_lookup_and_by_a_verified_callback(dvs, sandbox
     time.sleep(PENDING_SECONDS + 0.5)
     assert dvs.lookup(external_id).outcome == Outcome.SUCCEEDED
     headers, body = receiver.for_external_id(external_id)
-    told = dvs.parse_callback(headers, body)
+    told = _read(dvs, headers, body)
     assert (told.found, told.outcome, told.external_id, told.amount) == (
         True,
         Outcome.SUCCEEDED,
@@ -165,11 +165,24 @@ def test_a_callback_is_checked_with_dvs_not_believed(dvs, sandbox, receiver, ext
         dvs.parse_callback(headers, json.dumps(told | {"external_id": other}).encode())
     unsigned = dvs_for(sandbox)  # as with DT One itself: no signature, the body is only a hint
     forged = json.dumps(told | {"status": {"class": {"id": 9, "message": "DECLINED"}}}).encode()
-    assert unsigned.parse_callback({}, forged).outcome == Outcome.SUCCEEDED  # what DVS says, not the body
+    assert _read(unsigned, {}, forged).outcome == Outcome.SUCCEEDED  # what DVS says, not the body
     with pytest.raises(InvalidCallback):  # names another transaction's id
-        unsigned.parse_callback({}, json.dumps(told | {"external_id": other}).encode())
+        _read(unsigned, {}, json.dumps(told | {"external_id": other}).encode())
     with pytest.raises(InvalidCallback):
         unsigned.parse_callback({}, b"{nope")
+
+
+def test_reading_a_callback_asks_dvs_and_checking_one_asks_nobody(sandbox, receiver, external_id):
+    """The web checks a callback (parse_callback) and a worker reads it (read_callback): only the
+    worker's half may wait on DVS."""
+    _send(dvs_for(sandbox), external_id, callback_url=receiver.url)
+    _, body = receiver.for_external_id(external_id)
+    away = dvs_for(sandbox, base_url=f"http://127.0.0.1:{free_port()}/dvs/v1", timeout=(0.5, 0.5))
+    notice = away.parse_callback({}, body)
+    assert notice == {"id": json.loads(body)["id"], "external_id": external_id}
+    with pytest.raises(ProviderError):
+        away.read_callback(notice)
+    assert dvs_for(sandbox).read_callback(notice).outcome == Outcome.SUCCEEDED
 
 
 def test_a_reused_id_is_answered_by_its_transaction_never_a_second_top_up(dvs, sandbox, external_id):
@@ -211,7 +224,7 @@ def test_a_completed_top_up_reversed_later_gives_the_cost_back(dvs, sandbox, rec
             break
         time.sleep(0.05)
     headers, body = next((h, b) for h, b in receiver.received if json.loads(b)["status"]["message"] == "REVERSED")
-    assert dvs.parse_callback(headers, body).outcome == Outcome.REVERSED
+    assert _read(dvs, headers, body).outcome == Outcome.REVERSED
 
 
 def test_a_late_success_after_a_read_timeout(sandbox, external_id):
@@ -288,3 +301,8 @@ def test_a_reversed_rate_is_seeded(dvs, sandbox, external_id):
 @pytest.fixture
 def external_id():
     return f"d-{uuid.uuid4().hex[:30]}"  # DVS takes 40 characters at most
+
+
+def _read(provider, headers, body: bytes):
+    """A callback as the ledger takes it: checked by the web, read by a fulfilment worker."""
+    return provider.read_callback(provider.parse_callback(headers, body))
