@@ -1,5 +1,7 @@
 """The only places that enqueue. Always after commit: a worker must never wake up before the
-intent it should settle is visible, and a rolled-back request must enqueue nothing.
+intent it should settle is visible, and a rolled-back request must enqueue nothing. (A provider's
+callback is the exception: nothing of it is in the database, so it is queued before the web
+answers, and a failure to queue it is the provider's 503.)
 
 Tasks are published by name (`SETTLE_SELLER`, `SETTLE_SHARD`), so this module never imports
 `workers.tasks`, which imports it."""

@@ -170,6 +170,7 @@ def test_a_notice_the_provider_does_not_confirm_changes_nothing_and_is_logged(ca
     assert "does not confirm" in caplog.text
     charge.refresh_from_db()
     assert charge.outcome is None and _account(seller) == (9_000, 1_000)
+    assert_ledger_audit(seller.pk)
 
 
 # With the broker away, the web cannot queue the callback: it answers 503 and the provider sends it
