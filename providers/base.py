@@ -217,8 +217,9 @@ class Provider(Protocol):
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> dict:
         """What a callback names, checked without asking anyone (its signature where the provider
-        signs them, the shape of its body): a notice of JSON values, which a fulfilment worker
-        reads with `read_callback`. Raises InvalidCallback."""
+        signs them, the shape of its body): a notice of JSON values with at least the
+        transaction's `external_id` (a string), which a fulfilment worker reads with
+        `read_callback`. Raises InvalidCallback."""
         ...
 
     def read_callback(self, notice: dict) -> LookupResult:

@@ -36,6 +36,11 @@ class ReversalNotPosted(Exception):
 def apply_callback(provider: str, notice: dict) -> None:
     """Raises ProviderError when the provider cannot be asked and ReversalNotPosted: both are
     tried again later. A notice the provider does not confirm changes nothing and is logged."""
+    asked = asked_by_external_id([notice["external_id"]]).get(notice["external_id"])
+    if asked is None or (asked.provider or default_provider_name()) != provider:
+        # Not ours, or not the provider this charge was sent to: nothing it says settles it, so the
+        # provider is not asked (an unsigned callback costs anyone who sends one no request of ours).
+        return
     try:
         said = get_provider(provider).read_callback(notice)
     except InvalidCallback as exc:
@@ -46,9 +51,6 @@ def apply_callback(provider: str, notice: dict) -> None:
             extra={"event": "ledger.callback_unconfirmed", "provider": provider},
         )
         return
-    asked = asked_by_external_id([said.external_id or ""]).get(said.external_id or "")
-    if asked is None or (asked.provider or default_provider_name()) != provider:
-        return  # not ours, or not the provider this charge was sent to: nothing it says settles it
     if said.outcome not in FINAL:
         return
     if why := mismatch(asked, said):

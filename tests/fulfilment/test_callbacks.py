@@ -13,12 +13,14 @@ import pytest
 from celery.signals import before_task_publish
 from standardwebhooks import Webhook
 
-from devstack.processes import ROOT
+from devstack.processes import ROOT, free_port
 from ledger.fulfilment.callbacks import ReversalNotPosted, apply_callback
 from ledger.fulfilment.service import fulfil_charges
 from ledger.models import Account, Charge, Entry
 from ledger.services.charges import charge_submit
 from ledger.services.settlement import settle_seller
+from providers import get_provider
+from providers.base import ProviderError
 from tests.factories import make_admin, make_seller, request_and_approve
 from tests.support import SANDBOX_SECRET, assert_ledger_audit, subprocess_env
 from workers.dispatch import APPLY_CALLBACK
@@ -168,6 +170,33 @@ def test_a_notice_the_provider_does_not_confirm_changes_nothing_and_is_logged(ca
     with caplog.at_level(logging.WARNING, logger="ledger.fulfilment.callbacks"):
         apply_callback("sandbox", {"id": 1, "external_id": charge.external_id, "status": "COMPLETED"})
     assert "does not confirm" in caplog.text
+    charge.refresh_from_db()
+    assert charge.outcome is None and _account(seller) == (9_000, 1_000)
+    assert_ledger_audit(seller.pk)
+
+
+@pytest.fixture
+def unreachable_dvs(settings):
+    """Beside the session's sandbox (still the default provider), a DT One provider `dtone` whose
+    API nothing listens for: asking it raises ProviderError."""
+    get_provider.cache_clear()
+    sandbox = {"kind": "sandbox", "url": settings.PROVIDER_URL, "callback_secret": settings.PROVIDER_CALLBACK_SECRET}
+    away = {"kind": "dvs", "url": f"http://127.0.0.1:{free_port()}/dvs/v1", "key": "k", "secret": "s"}
+    settings.PROVIDERS, settings.PROVIDER_DEFAULT = {"sandbox": sandbox, "dtone": away}, "sandbox"
+    yield get_provider("dtone")
+    get_provider.cache_clear()
+
+
+def test_a_notice_naming_no_charge_of_ours_is_dropped_without_asking_the_provider(unreachable_dvs):
+    """DT One's callbacks are unsigned, so anyone can send one: one that names no charge we sent to
+    that provider costs a read of our own table, never a request to DT One."""
+    seller, charge = _sent(1_000, "9905")  # sent to the default provider, `sandbox`
+    strangers = [{"id": 42, "external_id": "someone-else-42"}, {"id": 43, "external_id": charge.external_id}]
+    for notice in strangers:
+        with pytest.raises(ProviderError):
+            unreachable_dvs.read_callback(notice)  # what asking DT One would have done
+        apply_callback("dtone", notice)  # returns: nothing asked, nothing to try again
+
     charge.refresh_from_db()
     assert charge.outcome is None and _account(seller) == (9_000, 1_000)
     assert_ledger_audit(seller.pk)
