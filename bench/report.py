@@ -64,6 +64,12 @@ METRICS = [
     ("fulfilment", "single.latency_ms.p99", "single charges: submit → final p99 ms", 300, "max"),
     ("fulfilment", "single.cpu_us_per_charge.server", "single charges: server CPU µs per charge", 3_000, "max"),
     ("fulfilment", "single.cpu_us_per_charge", "single charges: CPU µs per charge by process"),
+    # The same rate with every final status by callback, as DT One's asynchronous API answers.
+    ("fulfilment", "by_callback.achieved_per_s", "answered by callback: accepted/s"),
+    ("fulfilment", "by_callback.latency_ms.p50", "answered by callback: submit → final p50 ms"),
+    ("fulfilment", "by_callback.latency_ms.p99", "answered by callback: submit → final p99 ms"),
+    ("fulfilment", "by_callback.cpu_us_per_charge.server", "answered by callback: server CPU µs per charge"),
+    ("fulfilment", "by_callback.cpu_us_per_charge", "answered by callback: CPU µs per charge by process"),
     ("catalog_sync", "first.seconds", "first sync (all added), s", 30, "max"),
     ("catalog_sync", "repeat.seconds", "repeat (nothing changed), s", 30, "max"),
     ("catalog_sync", "changed.seconds", "10 % repriced and 5 % withdrawn, s", 30, "max"),

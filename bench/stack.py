@@ -149,6 +149,20 @@ class Stack:
         finally:
             process.start(ready_marker=ready_line(process.name), timeout=60)
 
+    @contextlib.contextmanager
+    def callbacks_to_web(self):
+        """For the block, the fulfilment worker restarted with PROVIDER_CALLBACK_URL set to the
+        web's callback endpoint, so every top-up it sends asks the provider for a callback."""
+        shared = self.fulfil.env  # every process's environment: only the fulfilment worker's changes
+        url = f"http://127.0.0.1:{self.port}/api/v1/provider/callbacks/"
+        with self.paused(self.fulfil):
+            self.fulfil.env = {**shared, "PROVIDER_CALLBACK_URL": url}
+        try:
+            yield
+        finally:
+            with self.paused(self.fulfil):
+                self.fulfil.env = shared
+
     def start_web(self) -> None:
         if self.web.alive:
             return

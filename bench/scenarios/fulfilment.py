@@ -3,7 +3,7 @@
 in the same dialect and request, closed loops at PROVIDER_CONCURRENCY clients (the denominator of
 every ratio) and at four times that; b. an import delivered end to end; c. single charges POSTed at
 half what the path sustains (the web's closed loop, b's rate, 1,000/s at most), from `created_at` to
-`settled_at`."""
+`settled_at`; d. the same at c's rate with every answer by callback (DT One's asynchronous flow)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def run(ctx: Context) -> dict:
         result["import"] = delivered | _load_average() | {"ratio_to_sandbox": ratio}
         result["single"] = _single(ctx, delivered["charges_per_s"])
         result["single"]["ratio_to_sandbox"] = round(result["single"]["achieved_per_s"] / denominator, 3)
+        result["by_callback"] = _by_callback(ctx, result["single"]["rate"])
     except ScenarioFailed as exc:
         raise ScenarioFailed(str(exc), partial={**exc.partial, **result}) from exc
     finally:
@@ -67,10 +68,33 @@ def _single(ctx: Context, delivered_per_s: float) -> dict:
     closed = _closed_loop(ctx, sellers, clients=ctx.sizes.http_clients[0], seconds=ctx.sizes.sandbox_seconds, name="f")
     seed.wait_until_settled(lambda: seed.unsettled(sellers), timeout=ctx.sizes.fulfil_timeout, interval=0.1)
     rate = max(1.0, min(closed["accepted_per_s"], delivered_per_s, 1_000) / 2)  # half what the path sustains
+    return {"rate": round(rate, 1), "closed_loop_per_s": closed["accepted_per_s"]} | _open_loop(ctx, sellers, rate)
+
+
+def _by_callback(ctx: Context, rate: float) -> dict:
+    """d. single charges at c's rate, answered as DT One's asynchronous API answers as we read it
+    (docs/provider.md): the create SUBMITTED, the final status POSTed to our callback URL one
+    provider latency later, unsigned, so the fulfilment worker reads the transaction back."""
+    sellers = seed.make_sellers(ctx.sizes.http_sellers, prefix="fulfil-callback")
+    seed.fund(sellers, 10**12)
+    sandbox, pending_seconds = ctx.stack.provider, ctx.provider_latency_ms / 1000
+    with ctx.stack.callbacks_to_web():
+        before = sandbox.configure()  # what it is, to put back
+        sandbox.configure(pending_rate=1.0, pending_seconds=pending_seconds)
+        try:
+            measured = _open_loop(ctx, sellers, rate, label="fulfil-callback")
+        finally:
+            sandbox.configure(pending_rate=0.0, pending_seconds=before["pending_seconds"])
+    return {"rate": round(rate, 1), "pending_seconds": pending_seconds} | measured
+
+
+def _open_loop(ctx: Context, sellers: list[int], rate: float, label: str = "fulfil-single") -> dict:
+    """Single charges POSTed at `rate` for `single_seconds`, each timed from `created_at` to
+    `settled_at`, with the server's CPU until the last is final."""
     clients = ctx.sizes.http_clients[-1]  # enough that each has time for a slow answer before its next is due
     pids = {"web": ctx.stack.web_pid(), "fulfil": ctx.stack.fulfil.popen.pid, **ctx.stack.worker_pids()}
     cpu = Usage(pids, children=True, database=True)
-    raw = _load(ctx, sellers, clients=clients, seconds=ctx.sizes.single_seconds, rate=rate, name="fulfil-single")
+    raw = _load(ctx, sellers, clients=clients, seconds=ctx.sizes.single_seconds, rate=rate, name=label)
     seed.wait_until_settled(lambda: seed.unsettled(sellers), timeout=ctx.sizes.fulfil_timeout, interval=0.1)
     used = cpu.stop()  # once every charge is final: all the work of delivering them
     accepted = [r[3] for r in raw["requests"] if r[2] == 202]
@@ -80,8 +104,7 @@ def _single(ctx: Context, delivered_per_s: float) -> dict:
         cur.execute(f"SELECT extract(epoch FROM settled_at - created_at) FROM ledger_charge WHERE {where[0]}", where[1])
         final = [float(seconds) for (seconds,) in cur.fetchall()]
     sent = summarize(raw)
-    return {"rate": round(rate, 1), "closed_loop_per_s": closed["accepted_per_s"], "clients": clients,
-            "accepted": sent["accepted"], "errors": sent["errors"], "achieved_per_s": sent["accepted_per_s"],
+    return {"clients": clients, "accepted": sent["accepted"], "errors": sent["errors"], "achieved_per_s": sent["accepted_per_s"],
             "submit_latency_ms": sent["latency_ms"], "latency_ms": percentiles(final), "stages_ms": stages(*where),
             **_load_average(), "cpu_share": {name: round(value / sent["seconds"], 2) for name, value in used.items()},
             "cpu_us_per_charge": cpu_per_charge(used, len(accepted))}  # fmt: skip

@@ -91,6 +91,10 @@ def test_make_bench_smoke_writes_sane_results(tmp_path):
     assert single["accepted"] > 0 and single["errors"] == {}
     assert 0 < single["cpu_us_per_charge"]["web"] < single["cpu_us_per_charge"]["server"]
     assert 0 < single["latency_ms"]["p50"] <= single["latency_ms"]["p95"] <= single["latency_ms"]["p99"]
+    by_callback = fulfilment["by_callback"]  # every answer by callback: the sandbox called back for each
+    assert by_callback["accepted"] > 0 and by_callback["errors"] == {} and by_callback["rate"] == single["rate"]
+    assert 0 < by_callback["cpu_us_per_charge"]["web"] < by_callback["cpu_us_per_charge"]["server"]
+    assert fulfilment["sandbox_stats"]["callbacks_delivered"] >= by_callback["accepted"]
 
     if shutil.which("pgbench"):
         assert hot["limits"] and all(limit["rows_per_s"] > 0 for limit in hot["limits"])
