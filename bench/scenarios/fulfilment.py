@@ -84,7 +84,7 @@ def _by_callback(ctx: Context, rate: float) -> dict:
         try:
             measured = _open_loop(ctx, sellers, rate, label="fulfil-callback")
         finally:
-            sandbox.configure(pending_rate=0.0, pending_seconds=before["pending_seconds"])
+            sandbox.configure(pending_rate=before["pending_rate"], pending_seconds=before["pending_seconds"])
     return {"rate": round(rate, 1), "pending_seconds": pending_seconds} | measured
 
 
@@ -99,7 +99,7 @@ def _open_loop(ctx: Context, sellers: list[int], rate: float, label: str = "fulf
     used = cpu.stop()  # once every charge is final: all the work of delivering them
     accepted = [r[3] for r in raw["requests"] if r[2] == 202]
     where = ("seller_id = ANY(%s) AND id = ANY(%s)", [sellers, accepted])
-    check_settled("fulfilment (single charges)", *where, charges=len(accepted))
+    check_settled(f"fulfilment ({label})", *where, charges=len(accepted))
     with connection.cursor() as cur:
         cur.execute(f"SELECT extract(epoch FROM settled_at - created_at) FROM ledger_charge WHERE {where[0]}", where[1])
         final = [float(seconds) for (seconds,) in cur.fetchall()]
