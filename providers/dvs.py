@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-import urllib3
 from standardwebhooks.webhooks import Webhook
 
 from core.currencies import exponent
@@ -66,7 +65,7 @@ class DVSProvider:
         callbacks come signed (the sandbox signs them; DT One documents no signature)."""
         self.base_url, self.callback_secret, self.currency = http.base_url(base_url), callback_secret, currency
         self.timeout, self.name = timeout, name
-        self.client = http.Client(timeout=timeout, headers=urllib3.make_headers(basic_auth=f"{key}:{secret}"))
+        self.client = http.Client(timeout=timeout, headers=http.basic_auth(key, secret))
         self._discovery = DvsDiscovery(client=self.client, root=self.base_url, name=name)
         self._products: dict[str, tuple[float, CatalogProduct]] = {}
         self._products_lock = threading.Lock()

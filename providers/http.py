@@ -1,33 +1,39 @@
-"""HTTP plumbing every adapter shares: one keep-alive connection pool per adapter (urllib3's, which
-its threads share), which failures of a request mean the provider certainly never received it
+"""HTTP plumbing every adapter shares: keep-alive connections to the provider through libcurl
+(pycurl), which failures of a request mean the provider certainly never received it
 (providers/base.py, the money rule), and the one resend a stale keep-alive connection calls for.
 
-urllib3 directly rather than requests: a top-up request is a few hundred bytes each way, and the
-fulfilment worker sends hundreds a second; requests' per-request work (merging session settings,
-preparing, hooks, cookies) made each submit cost half as much CPU again as it does through urllib3
-alone (docs/performance.md, *Fulfilment*). Nothing here follows a redirect or retries: a POST
-resent after a reset could be a second top-up with a provider that did not dedupe.
+libcurl rather than a Python HTTP client: a top-up request is a few hundred bytes each way and the
+fulfilment worker sends hundreds a second from PROVIDER_CONCURRENCY threads. libcurl builds the
+request, parses the answer and waits on the socket in C with the GIL released; through urllib3 the
+same submit cost about twice the CPU, most of it `http.client` and the threads' hand-offs of the
+GIL (docs/performance.md, *Fulfilment*). Each thread keeps its own easy handle (libcurl's
+documented model for threads: a handle is used by one thread at a time) and with it its own
+keep-alive connection. Nothing here follows a redirect, uses a proxy, or retries on its own
+account: a POST resent after a reset could be a second top-up with a provider that did not dedupe.
 
 A stale connection: a server closes a keep-alive connection it holds idle (its keep-alive timeout,
 a restart, a load balancer), and our request leaves on it in the instant before we see the close.
-The request fails with the connection closed and not a byte of an answer (http.client's
-RemoteDisconnected, or a reset): the server shut the connection rather than answer it. Every
-adapter's provider dedupes by our external id (the sandbox answers its transaction again, DT One
-and Reloadly refuse the id as used and their adapters then find it), so that request is sent once
-more at once, on a new connection, under the same body. The same failure on a connection opened
-for the request is not stale: it stays what it is (UNKNOWN for a top-up), as does a read timeout.
-A server that processed the request and then dropped the connection looks the same from here; the
-resend is then answered with the transaction it made, never a second one."""
+The request fails with not a byte of an answer: the server shut the connection rather than answer
+it. libcurl then sends the request once more at once, on a new connection (a request that found
+the connection dead before it left is not a resend: nothing had gone out). Every adapter's provider
+dedupes by our external id (the sandbox answers its transaction again, DT One and Reloadly refuse
+the id as used and their adapters then find it), so that is safe under the same body. libcurl
+rewinds a body it sends again through the seek callback (CURLOPT_SEEKFUNCTION), which is how we
+know a POST was resent: an answer to the resend that says "not processed" then tells nothing about
+the first attempt, which a server may have processed before dropping the connection, so it is
+RequestFailed. The same failure on a connection opened for the request is not stale: it stays what
+it is (UNKNOWN for a top-up), as does a timeout."""
 
+import base64
+import io
+import json as jsonlib
 import logging
 import threading
 from urllib.parse import urlencode, urlsplit
 
-import urllib3
+import certifi
+import pycurl
 from django.conf import settings
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +41,59 @@ logger = logging.getLogger(__name__)
 # adapter sends again with a new token): after a resend they tell nothing about the first attempt.
 NOT_PROCESSED = frozenset({401, 408, 429, 502, 503})
 
-Response = urllib3.BaseHTTPResponse  # status, headers (case-insensitive), data, json()
+# libcurl's errors that leave before a byte of the request is sent (a timeout is one only while
+# connecting: `_failure`).
+_NOTHING_SENT = frozenset({pycurl.E_COULDNT_RESOLVE_PROXY, pycurl.E_COULDNT_RESOLVE_HOST, pycurl.E_COULDNT_CONNECT})
 
 
 class RequestFailed(Exception):
-    """No answer came: the request may have been processed (a read timeout, a connection lost
-    after sending, a stale connection's resend that was not processed either)."""
+    """No answer came: the request may have been processed (a timeout, a connection lost after
+    sending, a stale connection's resend that was not processed either)."""
 
 
 class NotReached(RequestFailed):
     """Failed while connecting (refused, DNS, connect timeout): nothing was sent."""
+
+
+class Headers(dict):
+    """An answer's headers by lower-cased name (the last of a repeated one)."""
+
+    def get(self, name: str, default=None):
+        return super().get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name) -> bool:
+        return super().__contains__(name.lower())
+
+
+class Response:
+    """An answer, whatever its status: `status`, `headers`, `data` (the body's bytes), `json()`."""
+
+    def __init__(self, status: int, head: bytes, data: bytes):
+        self.status, self.data, self._head = status, data, head
+        self._headers: Headers | None = None
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:  # parsed when asked: most answers are read for their body only
+            self._headers = _parse_head(self._head)
+        return self._headers
+
+    def json(self):
+        return jsonlib.loads(self.data)
+
+
+def _parse_head(head: bytes) -> Headers:
+    # The last block: an interim answer (100 Continue) comes before the final one.
+    block = head.decode("latin-1").rstrip("\r\n").rsplit("\r\n\r\n", 1)[-1]
+    headers = Headers()
+    for line in block.split("\r\n")[1:]:  # after the status line
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return headers
 
 
 def base_url(url: str) -> str:
@@ -54,74 +103,43 @@ def base_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The Authorization header of HTTP basic auth."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")}
+
+
 def text(response: Response, limit: int = 300) -> str:
     """The start of an answer's body, for a log line or an error."""
     return response.data[:limit].decode("utf-8", "replace")
 
 
-# Whether the request this thread sent last went out on a connection that had already carried an
-# answer. urllib3 sends synchronously on the calling thread.
-_last_send = threading.local()
+class _Body:
+    """A request's body as libcurl reads it, and whether libcurl rewound it to send it again."""
 
+    def __init__(self, data: bytes):
+        self.stream, self.resent = io.BytesIO(data), False
+        self.read = self.stream.read
 
-class _AnswersCounted:
-    """Mixed into urllib3's connections: answers read on the socket now open."""
-
-    answers_on_socket = 0
-
-    def connect(self) -> None:
-        super().connect()
-        self.answers_on_socket = 0
-
-    def request(self, *args, **kwargs) -> None:
-        # A closed connection object is opened again inside request(): only a live socket that
-        # already carried an answer is a reused one.
-        _last_send.reused = self.sock is not None and self.answers_on_socket > 0
-        super().request(*args, **kwargs)
-
-    def getresponse(self, *args, **kwargs):
-        response = super().getresponse(*args, **kwargs)
-        self.answers_on_socket += 1
-        return response
-
-
-class _Connection(_AnswersCounted, HTTPConnection):
-    pass
-
-
-class _SecureConnection(_AnswersCounted, HTTPSConnection):
-    pass
-
-
-class _Pool(HTTPConnectionPool):
-    ConnectionCls = _Connection
-
-
-class _SecurePool(HTTPSConnectionPool):
-    ConnectionCls = _SecureConnection
-
-
-def _closed_unanswered(exc: HTTPError) -> bool:
-    """The server closed the connection without a byte of an answer ("Connection aborted." around
-    http.client's RemoteDisconnected, a reset or a broken pipe). Not a timeout."""
-    return isinstance(exc, ProtocolError) and any(
-        isinstance(arg, ConnectionResetError | BrokenPipeError) for arg in exc.args
-    )
+    def seek(self, offset: int, origin: int) -> int:
+        if self.stream.tell() > 0:  # some of it had gone out: this is a resend
+            self.resent = True
+        self.stream.seek(offset, origin)
+        return pycurl.SEEKFUNC_OK
 
 
 class Client:
-    """An adapter's connections to its provider: a keep-alive pool per host, as many connections
-    kept as the fulfilment worker has request threads (PROVIDER_CONCURRENCY), `headers` on every
-    request. Raises NotReached and RequestFailed; any answer, whatever its status, is returned."""
+    """An adapter's connections to its provider: a keep-alive connection per thread that sends
+    (the fulfilment worker's PROVIDER_CONCURRENCY request threads, and its task threads for
+    lookups), `headers` on every request. Raises NotReached and RequestFailed; any answer, whatever
+    its status, is returned. `timeout` is (connect, read) in seconds; libcurl bounds the whole
+    request, so a request fails after connect + read."""
 
     def __init__(self, *, timeout: tuple[float, float], headers: dict[str, str] | None = None):
-        self.timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
-        self.headers = {"Accept": "application/json", **(headers or {})}
-        self._pools = urllib3.PoolManager(
-            maxsize=int(getattr(settings, "PROVIDER_CONCURRENCY", 10)), retries=False, timeout=self.timeout
-        )
-        # urllib3 keeps the pool classes per manager so that a manager can use its own.
-        self._pools.pool_classes_by_scheme = {"http": _Pool, "https": _SecurePool}
+        self.connect_ms, self.total_ms = round(timeout[0] * 1000), round((timeout[0] + timeout[1]) * 1000)
+        # "Expect:" turns off libcurl's 100-continue round trip before a body.
+        self.headers = {"Accept": "application/json", "Expect": "", **(headers or {})}
+        self._threads = threading.local()
+        self._generation = 0  # `clear()` moves it on: each thread's handle is replaced before its next request
 
     def request(
         self, method: str, url: str, *, params: dict | None = None, json=None, headers: dict[str, str] | None = None
@@ -129,31 +147,70 @@ class Client:
         if params:
             url = f"{url}?{urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)}"
         headers = {**self.headers, **(headers or {})}
+        body = None
+        if json is not None:
+            body, headers["Content-Type"] = _Body(jsonlib.dumps(json).encode()), "application/json"
+        elif method != "GET":
+            body = _Body(b"")
+        curl = self._handle()
+        head, data = io.BytesIO(), io.BytesIO()
+        self._prepare(curl, method, url, headers, body, head, data)
         try:
-            return self._send(method, url, json, headers)
-        except HTTPError as exc:
-            if not (_last_send.reused and _closed_unanswered(exc)):
-                raise self._failure(exc) from exc
-            lost = exc
-        logger.info("%s %s: the keep-alive connection was closed unanswered (%r); sent again", method, url, lost)
-        try:
-            response = self._send(method, url, json, headers)
-        except HTTPError as exc:
-            raise RequestFailed(f"{lost}; sent again: {exc}") from exc
-        if response.status in NOT_PROCESSED:
-            raise RequestFailed(f"{lost}; sent again, answered {response.status}")
-        return response
+            curl.perform()
+        except pycurl.error as exc:
+            failure = _failure(curl, exc)
+            if body is not None and body.resent:
+                raise RequestFailed(f"a stale keep-alive connection closed unanswered; sent again: {failure}") from exc
+            raise failure from exc
+        status = curl.getinfo(pycurl.RESPONSE_CODE)
+        if body is not None and body.resent:
+            logger.info("%s %s: the keep-alive connection was closed unanswered; sent again", method, url)
+            if status in NOT_PROCESSED:
+                raise RequestFailed(f"a stale keep-alive connection closed unanswered; sent again, answered {status}")
+        return Response(status, head.getvalue(), data.getvalue())
 
     def clear(self) -> None:
-        """Close the connections kept: the next request opens its own (as after a provider's
-        restart; the tests' way to send on a connection opened for the request)."""
-        self._pools.clear()
+        """Close the connections kept: each thread's next request opens its own (as after a
+        provider's restart; the tests' way to send on a connection opened for the request)."""
+        self._generation += 1
 
-    def _send(self, method: str, url: str, json, headers: dict[str, str]) -> Response:
-        _last_send.reused = False
-        return self._pools.request(method, url, json=json, headers=headers, redirect=False)
+    def _handle(self) -> pycurl.Curl:
+        threads = self._threads
+        curl = getattr(threads, "curl", None)
+        if curl is not None and threads.generation == self._generation:
+            curl.reset()  # every option back to its default; the connection and DNS caches stay
+            return curl
+        if curl is not None:
+            curl.close()
+        threads.curl, threads.generation = pycurl.Curl(), self._generation
+        return threads.curl
 
-    @staticmethod
-    def _failure(exc: HTTPError) -> RequestFailed:
-        # urllib3's NewConnectionError and NameResolutionError are ConnectTimeoutErrors.
-        return NotReached(str(exc)) if isinstance(exc, ConnectTimeoutError) else RequestFailed(repr(exc))
+    def _prepare(self, curl, method: str, url: str, headers: dict, body: _Body | None, head, data) -> None:
+        curl.setopt(pycurl.URL, url)
+        curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        curl.setopt(pycurl.PROXY, "")  # no proxy, whatever the environment says
+        curl.setopt(pycurl.NOSIGNAL, 1)  # timeouts without SIGALRM: the handle runs in a thread
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, self.connect_ms)
+        curl.setopt(pycurl.TIMEOUT_MS, self.total_ms)
+        curl.setopt(pycurl.CAINFO, certifi.where())
+        curl.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" if value else f"{name}:" for name, value in headers.items()])
+        curl.setopt(pycurl.HEADERFUNCTION, head.write)
+        curl.setopt(pycurl.WRITEFUNCTION, data.write)
+        if body is None:
+            curl.setopt(pycurl.HTTPGET, 1)
+            return
+        curl.setopt(pycurl.POST, 1)
+        curl.setopt(pycurl.POSTFIELDSIZE, len(body.stream.getbuffer()))
+        curl.setopt(pycurl.READFUNCTION, body.read)
+        curl.setopt(pycurl.SEEKFUNCTION, body.seek)
+        if method != "POST":
+            curl.setopt(pycurl.CUSTOMREQUEST, method)
+
+
+def _failure(curl: pycurl.Curl, exc: pycurl.error) -> RequestFailed:
+    code, message = exc.args
+    # A timeout before the connection was made (the pre-transfer mark not reached) sent nothing.
+    connecting = code == pycurl.E_OPERATION_TIMEDOUT and curl.getinfo(pycurl.PRETRANSFER_TIME) == 0
+    if code in _NOTHING_SENT or connecting:
+        return NotReached(f"curl error {code}: {message}")
+    return RequestFailed(f"curl error {code}: {message}")

@@ -14,7 +14,7 @@ from devstack.sandbox import SandboxProcess
 from providers import get_provider
 from providers.base import InvalidCallback, Outcome, ProviderError
 from providers.dtone import DTOneProvider
-from tests.provider.conftest import HANG_SECONDS, PENDING_SECONDS, msisdn, sandbox_options
+from tests.provider.conftest import HANG_SECONDS, PENDING_SECONDS, msisdn, sandbox_options, on_a_new_connection
 
 
 def _record_of(sandbox, external_id) -> list[dict]:
@@ -110,7 +110,9 @@ def test_api_key_and_a_stopped_provider(tmp_path, external_id):
             DTOneProvider(base_url=sandbox.url).lookup(external_id)
     finally:
         sandbox.stop()
-    result = keyed.submit(external_id=f"{external_id}-2", msisdn=msisdn(), amount=5)  # connection refused
+    # On a connection opened for it, refused. (On the kept one, closed by the stop an instant ago,
+    # the request would have gone out and been lost: sent again, refused, UNKNOWN.)
+    result = on_a_new_connection(keyed, lambda: keyed.submit(external_id=f"{external_id}-2", msisdn=msisdn(), amount=5))
     assert result.outcome == Outcome.RETRY
     with pytest.raises(ProviderError):
         keyed.lookup(external_id)
