@@ -40,12 +40,17 @@ ProviderError: misconfiguration, treated as "provider unavailable", never as a f
 `lookup` found=False means the provider has no record of the id *so far*; a request still in
 flight may yet be recorded, so resubmitting (idempotent) is the safe way to settle it."""
 
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
+
+from providers import http
+
+logger = logging.getLogger(__name__)
 
 
 class Outcome(StrEnum):
@@ -196,6 +201,7 @@ class InvalidCallback(Exception):
 
 class Provider(Protocol):
     name: str
+    client: http.Client
 
     def submit(
         self,
@@ -208,7 +214,31 @@ class Provider(Protocol):
     ) -> SubmitResult:
         """`amount`: what the number receives, in the smallest unit of the destination currency.
         `product_id`: the provider's product (a DVS product id; a Reloadly operator id); None only
-        on a charge recorded before the catalog; an adapter that needs one and gets none raises ProviderError."""
+        on a charge recorded before the catalog; an adapter that needs one and gets none raises ProviderError.
+        One top-up, start to end: `submit_request`, the request sent, `submit_answer` (`Submits`)."""
+        ...
+
+    def submit_request(
+        self,
+        *,
+        external_id: str,
+        msisdn: str,
+        amount: int,
+        product_id: str | None = None,
+        callback_url: str | None = None,
+    ) -> http.Request | SubmitResult:
+        """The top-up's request, built without sending it, so that many go out together
+        (`client.exchange_all`); what it needs read first (a product's terms, an operator) is read
+        now. A SubmitResult when nothing is to be sent (RETRY: that read failed; FAILED: not
+        sellable). Arguments as `submit`'s."""
+        ...
+
+    def submit_answer(
+        self, external_id: str, request: http.Request, answer: http.Response | http.RequestFailed
+    ) -> SubmitResult:
+        """What the provider's answer to `request` means, or the failure to get one (NotReached:
+        RETRY; any other RequestFailed: UNKNOWN, `unanswered`). It may ask the provider again: a
+        refused id's own record, a refused token's replacement."""
         ...
 
     def lookup(self, external_id: str) -> LookupResult:
@@ -255,3 +285,32 @@ class Provider(Protocol):
     def balance(self) -> Balance:
         """Our account's balance at the provider; raises ProviderError."""
         ...
+
+
+class Submits:
+    """`submit` for an adapter that has `submit_request`, `submit_answer` and `client`: one top-up
+    through the same two steps the fulfilment worker takes for a batch."""
+
+    def submit(
+        self,
+        *,
+        external_id: str,
+        msisdn: str,
+        amount: int,
+        product_id: str | None = None,
+        callback_url: str | None = None,
+    ) -> SubmitResult:
+        asked = {"msisdn": msisdn, "amount": amount, "product_id": product_id, "callback_url": callback_url}
+        request = self.submit_request(external_id=external_id, **asked)
+        if isinstance(request, SubmitResult):
+            return request
+        return self.submit_answer(external_id, request, self.client.exchange(request))
+
+
+def unanswered(provider: str, external_id: str, failure: http.RequestFailed) -> SubmitResult:
+    """A top-up request that got no answer: RETRY when it was never sent, else UNKNOWN."""
+    if isinstance(failure, http.NotReached):
+        logger.info("provider %s not reached for %s: %s", provider, external_id, failure)
+        return SubmitResult(Outcome.RETRY)
+    logger.warning("provider %s: %s may have been processed: %r", provider, external_id, failure)
+    return SubmitResult(Outcome.UNKNOWN)

@@ -24,7 +24,9 @@ from providers.base import (
     ProviderError,
     ProviderTransaction,
     SubmitResult,
+    Submits,
     UnreadableProduct,
+    unanswered,
 )
 from providers.dvs_discovery import DvsDiscovery
 
@@ -85,7 +87,7 @@ def _lookup_result(transaction: dict) -> LookupResult:
     )
 
 
-class DTOneProvider:
+class DTOneProvider(Submits):
     def __init__(
         self,
         *,
@@ -100,7 +102,7 @@ class DTOneProvider:
         self.client = http.Client(timeout=timeout, headers={"Authorization": f"Bearer {api_key}"} if api_key else None)
         self._discovery = DvsDiscovery(client=self.client, root=f"{self.base_url}/v1", name=name)
 
-    def submit(
+    def submit_request(
         self,
         *,
         external_id: str,
@@ -108,21 +110,19 @@ class DTOneProvider:
         amount: int,
         product_id: str | None = None,
         callback_url: str | None = None,
-    ) -> SubmitResult:
+    ) -> http.Request:
         body = {"external_id": external_id, "msisdn": msisdn, "amount": amount}
         if product_id is not None:
             body["product_id"] = product_id
         if callback_url:
             body["callback_url"] = callback_url
-        try:
-            response = self.client.request("POST", f"{self.base_url}/v1/transactions", json=body)
-        except http.NotReached as exc:
-            logger.info("provider %s not reached for %s: %s", self.name, external_id, exc)
-            return SubmitResult(Outcome.RETRY)
-        except http.RequestFailed as exc:
-            logger.warning("provider %s: %s may have been processed: %r", self.name, external_id, exc)
-            return SubmitResult(Outcome.UNKNOWN)
+        return self.client.prepare("POST", f"{self.base_url}/v1/transactions", json=body)
 
+    def submit_answer(
+        self, external_id: str, request: http.Request, response: http.Response | http.RequestFailed
+    ) -> SubmitResult:
+        if isinstance(response, http.RequestFailed):
+            return unanswered(self.name, external_id, response)
         status = response.status
         if status in (200, 201):
             try:

@@ -32,7 +32,9 @@ from providers.base import (
     ProviderError,
     ProviderTransaction,
     SubmitResult,
+    Submits,
     UnreadableProduct,
+    unanswered,
 )
 from providers.dvs_discovery import DvsDiscovery
 from providers.dvs_shapes import DvsTransaction
@@ -47,7 +49,7 @@ class _NotSellable(Exception):
     """The product cannot be sold as asked: gone from our account, unreadable, or not that amount."""
 
 
-class DVSProvider:
+class DVSProvider(Submits):
     def __init__(
         self,
         *,
@@ -72,7 +74,7 @@ class DVSProvider:
 
     # Sending
 
-    def submit(
+    def submit_request(
         self,
         *,
         external_id: str,
@@ -80,7 +82,7 @@ class DVSProvider:
         amount: int,
         product_id: str | None = None,
         callback_url: str | None = None,
-    ) -> SubmitResult:
+    ) -> http.Request | SubmitResult:
         if not product_id:
             raise ProviderError(f"provider {self.name} sells products: {external_id} names none")
         try:
@@ -95,15 +97,7 @@ class DVSProvider:
             return SubmitResult(Outcome.RETRY, detail=str(exc))
         if callback_url:
             body["callback_url"] = callback_url
-        try:
-            response = self.client.request("POST", f"{self.base_url}/async/transactions", json=body)
-        except http.NotReached as exc:
-            logger.info("provider %s not reached for %s: %s", self.name, external_id, exc)
-            return SubmitResult(Outcome.RETRY)
-        except http.RequestFailed as exc:
-            logger.warning("provider %s: %s may have been processed: %r", self.name, external_id, exc)
-            return SubmitResult(Outcome.UNKNOWN)
-        return self._answer(external_id, response)
+        return self.client.prepare("POST", f"{self.base_url}/async/transactions", json=body)
 
     def _body(self, external_id: str, msisdn: str, amount: int, product_id: str) -> dict:
         product = self._product(product_id)
@@ -148,7 +142,11 @@ class DVSProvider:
             self._products[product_id] = (time.monotonic(), product)
         return product
 
-    def _answer(self, external_id: str, response: http.Response) -> SubmitResult:
+    def submit_answer(
+        self, external_id: str, request: http.Request, response: http.Response | http.RequestFailed
+    ) -> SubmitResult:
+        if isinstance(response, http.RequestFailed):
+            return unanswered(self.name, external_id, response)
         status = response.status
         if status in (200, 201, 202):
             try:

@@ -3,13 +3,13 @@
 (providers/base.py, the money rule), and the one resend a stale keep-alive connection calls for.
 
 libcurl rather than a Python HTTP client: a top-up request is a few hundred bytes each way and the
-fulfilment worker sends hundreds a second from PROVIDER_CONCURRENCY threads. libcurl builds the
-request, parses the answer and waits on the socket in C with the GIL released; through urllib3 the
-same submit cost about twice the CPU, most of it `http.client` and the threads' hand-offs of the
-GIL (docs/performance.md, *Fulfilment*). Each thread keeps its own easy handle (libcurl's
-documented model for threads: a handle is used by one thread at a time) and with it its own
-keep-alive connection. Nothing here follows a redirect, uses a proxy, or retries on its own
-account: a POST resent after a reset could be a second top-up with a provider that did not dedupe.
+fulfilment worker sends hundreds a second. libcurl builds the requests, parses the answers and
+waits on the sockets in C, and its multi interface runs a whole batch from one thread
+(providers/transfers.py): through urllib3 from PROVIDER_CONCURRENCY threads the same submit cost
+about twice the CPU, most of it `http.client` and the threads' hand-offs of the GIL
+(docs/performance.md, *Fulfilment*). Nothing here follows a redirect, uses a proxy, or retries on
+its own account: a POST resent after a reset could be a second top-up with a provider that did not
+dedupe.
 
 A stale connection: a server closes a keep-alive connection it holds idle (its keep-alive timeout,
 a restart, a load balancer), and our request leaves on it in the instant before we see the close.
@@ -28,18 +28,21 @@ import base64
 import io
 import json as jsonlib
 import logging
-import threading
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode, urlsplit
 
 import certifi
 import pycurl
 from django.conf import settings
 
+from providers.transfers import Job, Transfers
+
 logger = logging.getLogger(__name__)
 
 # Answers that say the request was not processed (the adapters' RETRY, and a 401 Reloadly's
 # adapter sends again with a new token): after a resend they tell nothing about the first attempt.
 NOT_PROCESSED = frozenset({401, 408, 429, 502, 503})
+STALE = "a stale keep-alive connection closed unanswered"
 
 # libcurl's errors that leave before a byte of the request is sent (a timeout is one only while
 # connecting: `_failure`).
@@ -117,7 +120,7 @@ class _Body:
     """A request's body as libcurl reads it, and whether libcurl rewound it to send it again."""
 
     def __init__(self, data: bytes):
-        self.stream, self.resent = io.BytesIO(data), False
+        self.stream, self.size, self.resent = io.BytesIO(data), len(data), False
         self.read = self.stream.read
 
     def seek(self, offset: int, origin: int) -> int:
@@ -127,88 +130,126 @@ class _Body:
         return pycurl.SEEKFUNC_OK
 
 
+@dataclass(frozen=True)
+class Request:
+    """A request ready to send: `headers` complete, `body` the JSON's bytes (None for a GET)."""
+
+    method: str
+    url: str
+    headers: tuple[str, ...]  # as libcurl takes them: "Name: value"
+    body: bytes | None = None
+
+    def header(self, name: str) -> str | None:
+        prefix = f"{name.lower()}:"
+        return next((h.split(":", 1)[1].strip() for h in self.headers if h.lower().startswith(prefix)), None)
+
+    def with_header(self, name: str, value: str) -> "Request":
+        """The same request with `name` set to `value` instead."""
+        prefix = f"{name.lower()}:"
+        kept = tuple(h for h in self.headers if not h.lower().startswith(prefix))
+        return replace(self, headers=(*kept, f"{name}: {value}"))
+
+
+class _Exchange:
+    """One request's transfer (providers/transfers.py): the easy handle set up, the answer read."""
+
+    def __init__(self, client: "Client", request: Request):
+        self.client, self.request, self.result = client, request, None
+        self.head, self.data = io.BytesIO(), io.BytesIO()
+        self.body = None if request.body is None else _Body(request.body)
+
+    def prepare(self, curl: pycurl.Curl) -> None:
+        request, body = self.request, self.body
+        curl.setopt(pycurl.URL, request.url)
+        curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        curl.setopt(pycurl.PROXY, "")  # no proxy, whatever the environment says
+        curl.setopt(pycurl.NOSIGNAL, 1)
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, self.client.connect_ms)
+        curl.setopt(pycurl.TIMEOUT_MS, self.client.total_ms)
+        curl.setopt(pycurl.CAINFO, certifi.where())
+        curl.setopt(pycurl.HTTPHEADER, list(request.headers))
+        curl.setopt(pycurl.HEADERFUNCTION, self.head.write)
+        curl.setopt(pycurl.WRITEFUNCTION, self.data.write)
+        if body is None:
+            curl.setopt(pycurl.HTTPGET, 1)
+            return
+        curl.setopt(pycurl.POST, 1)
+        curl.setopt(pycurl.POSTFIELDSIZE, body.size)
+        curl.setopt(pycurl.READFUNCTION, body.read)
+        curl.setopt(pycurl.SEEKFUNCTION, body.seek)
+        if request.method != "POST":
+            curl.setopt(pycurl.CUSTOMREQUEST, request.method)
+
+    def finish(self, curl: pycurl.Curl, error: tuple | None) -> None:
+        resent = self.body is not None and self.body.resent
+        if error is not None:
+            failure = _failure(curl, *error)
+            self.result = RequestFailed(f"{STALE}; sent again: {failure}") if resent else failure
+            return
+        status = curl.getinfo(pycurl.RESPONSE_CODE)
+        if resent:
+            logger.info("%s %s: %s; sent again", self.request.method, self.request.url, STALE)
+            if status in NOT_PROCESSED:
+                self.result = RequestFailed(f"{STALE}; sent again, answered {status}")
+                return
+        self.result = Response(status, self.head.getvalue(), self.data.getvalue())
+
+
 class Client:
-    """An adapter's connections to its provider: a keep-alive connection per thread that sends
-    (the fulfilment worker's PROVIDER_CONCURRENCY request threads, and its task threads for
-    lookups), `headers` on every request. Raises NotReached and RequestFailed; any answer, whatever
-    its status, is returned. `timeout` is (connect, read) in seconds; libcurl bounds the whole
-    request, so a request fails after connect + read."""
+    """An adapter's connections to its provider: every request through one thread's libcurl
+    multi handle (providers/transfers.py), on at most PROVIDER_CONCURRENCY keep-alive connections,
+    `headers` on every request. `timeout` is (connect, read) in seconds; libcurl bounds the whole
+    request, so a request fails after connect + read.
+
+    `request` sends one and raises NotReached or RequestFailed; `exchange_all` sends many at once
+    and returns, for each, its answer or the RequestFailed it met. Any answer, whatever its
+    status, is returned."""
 
     def __init__(self, *, timeout: tuple[float, float], headers: dict[str, str] | None = None):
         self.connect_ms, self.total_ms = round(timeout[0] * 1000), round((timeout[0] + timeout[1]) * 1000)
         # "Expect:" turns off libcurl's 100-continue round trip before a body.
         self.headers = {"Accept": "application/json", "Expect": "", **(headers or {})}
-        self._threads = threading.local()
-        self._generation = 0  # `clear()` moves it on: each thread's handle is replaced before its next request
+        self._transfers = Transfers(connections=int(getattr(settings, "PROVIDER_CONCURRENCY", 10)))
 
-    def request(
+    def prepare(
         self, method: str, url: str, *, params: dict | None = None, json=None, headers: dict[str, str] | None = None
-    ) -> Response:
+    ) -> Request:
         if params:
             url = f"{url}?{urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)}"
-        headers = {**self.headers, **(headers or {})}
+        merged = {**self.headers, **(headers or {})}
         body = None
         if json is not None:
-            body, headers["Content-Type"] = _Body(jsonlib.dumps(json).encode()), "application/json"
+            body, merged["Content-Type"] = jsonlib.dumps(json).encode(), "application/json"
         elif method != "GET":
-            body = _Body(b"")
-        curl = self._handle()
-        head, data = io.BytesIO(), io.BytesIO()
-        self._prepare(curl, method, url, headers, body, head, data)
-        try:
-            curl.perform()
-        except pycurl.error as exc:
-            failure = _failure(curl, exc)
-            if body is not None and body.resent:
-                raise RequestFailed(f"a stale keep-alive connection closed unanswered; sent again: {failure}") from exc
-            raise failure from exc
-        status = curl.getinfo(pycurl.RESPONSE_CODE)
-        if body is not None and body.resent:
-            logger.info("%s %s: the keep-alive connection was closed unanswered; sent again", method, url)
-            if status in NOT_PROCESSED:
-                raise RequestFailed(f"a stale keep-alive connection closed unanswered; sent again, answered {status}")
-        return Response(status, head.getvalue(), data.getvalue())
+            body = b""
+        lines = tuple(f"{name}: {value}" if value else f"{name}:" for name, value in merged.items())
+        return Request(method, url, lines, body)
+
+    def request(self, method: str, url: str, **options) -> Response:
+        """`prepare`'s request sent; raises NotReached or RequestFailed."""
+        return self.send(self.prepare(method, url, **options))
+
+    def send(self, request: Request) -> Response:
+        answer = self.exchange(request)
+        if isinstance(answer, RequestFailed):
+            raise answer
+        return answer
+
+    def exchange(self, request: Request) -> Response | RequestFailed:
+        return self.exchange_all([request])[0]
+
+    def exchange_all(self, requests: list[Request]) -> list[Response | RequestFailed]:
+        exchanges = [_Exchange(self, request) for request in requests]
+        self._transfers.run([Job(one.prepare, one.finish) for one in exchanges])
+        return [one.result for one in exchanges]
 
     def clear(self) -> None:
-        """Close the connections kept: each thread's next request opens its own (as after a
-        provider's restart; the tests' way to send on a connection opened for the request)."""
-        self._generation += 1
-
-    def _handle(self) -> pycurl.Curl:
-        threads = self._threads
-        curl = getattr(threads, "curl", None)
-        if curl is not None and threads.generation == self._generation:
-            curl.reset()  # every option back to its default; the connection and DNS caches stay
-            return curl
-        if curl is not None:
-            curl.close()
-        threads.curl, threads.generation = pycurl.Curl(), self._generation
-        return threads.curl
-
-    def _prepare(self, curl, method: str, url: str, headers: dict, body: _Body | None, head, data) -> None:
-        curl.setopt(pycurl.URL, url)
-        curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        curl.setopt(pycurl.PROXY, "")  # no proxy, whatever the environment says
-        curl.setopt(pycurl.NOSIGNAL, 1)  # timeouts without SIGALRM: the handle runs in a thread
-        curl.setopt(pycurl.CONNECTTIMEOUT_MS, self.connect_ms)
-        curl.setopt(pycurl.TIMEOUT_MS, self.total_ms)
-        curl.setopt(pycurl.CAINFO, certifi.where())
-        curl.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" if value else f"{name}:" for name, value in headers.items()])
-        curl.setopt(pycurl.HEADERFUNCTION, head.write)
-        curl.setopt(pycurl.WRITEFUNCTION, data.write)
-        if body is None:
-            curl.setopt(pycurl.HTTPGET, 1)
-            return
-        curl.setopt(pycurl.POST, 1)
-        curl.setopt(pycurl.POSTFIELDSIZE, len(body.stream.getbuffer()))
-        curl.setopt(pycurl.READFUNCTION, body.read)
-        curl.setopt(pycurl.SEEKFUNCTION, body.seek)
-        if method != "POST":
-            curl.setopt(pycurl.CUSTOMREQUEST, method)
+        """Close the connections kept: the next requests open their own (as after a provider's
+        restart; the tests' way to send on a connection opened for the request)."""
+        self._transfers.forget_connections()
 
 
-def _failure(curl: pycurl.Curl, exc: pycurl.error) -> RequestFailed:
-    code, message = exc.args
+def _failure(curl: pycurl.Curl, code: int, message: str) -> RequestFailed:
     # A timeout before the connection was made (the pre-transfer mark not reached) sent nothing.
     connecting = code == pycurl.E_OPERATION_TIMEDOUT and curl.getinfo(pycurl.PRETRANSFER_TIME) == 0
     if code in _NOTHING_SENT or connecting:

@@ -35,7 +35,9 @@ from providers.base import (
     ProviderError,
     ProviderTransaction,
     SubmitResult,
+    Submits,
     UnreadableProduct,
+    unanswered,
 )
 from providers.dvs_shapes import floor_minor
 from providers.reloadly_auth import TokenSource, TokenUnavailable
@@ -55,7 +57,7 @@ class _NotSellable(Exception):
         self.failure_code, self.refusal = failure_code, refusal
 
 
-class ReloadlyProvider:
+class ReloadlyProvider(Submits):
     def __init__(
         self,
         *,
@@ -86,19 +88,22 @@ class ReloadlyProvider:
         """One call with a token. A 401 drops the token and the call is made once more with a new
         one: a 401 is answered before anything is processed. Raises TokenUnavailable and
         http.RequestFailed."""
-
-        def send(token: str) -> http.Response:
-            return self.client.request(
-                method, f"{self.base_url}{path}", headers={"Authorization": f"Bearer {token}"}, **kwargs
-            )
-
-        token = self.tokens.token()
-        response = send(token)
+        request = self._prepare(method, path, self.tokens.token(), **kwargs)
+        response = self.client.send(request)
         if response.status == 401:
-            logger.info("provider %s: token refused (%s), asking for a new one", self.name, _code(response))
-            self.tokens.invalidate(token)
-            response = send(self.tokens.token())
+            response = self.client.send(self._again_with_new_token(request, response))
         return response
+
+    def _prepare(self, method: str, path: str, token: str, **kwargs) -> http.Request:
+        return self.client.prepare(
+            method, f"{self.base_url}{path}", headers={"Authorization": f"Bearer {token}"}, **kwargs
+        )
+
+    def _again_with_new_token(self, request: http.Request, refused: http.Response) -> http.Request:
+        """`request` with a new token in place of the one a 401 refused. Raises TokenUnavailable."""
+        logger.info("provider %s: token refused (%s), asking for a new one", self.name, _code(refused))
+        self.tokens.invalidate(request.header("Authorization").removeprefix("Bearer "))
+        return request.with_header("Authorization", f"Bearer {self.tokens.token()}")
 
     def _get(self, path: str, params: dict | None = None, *, missing_ok: bool = False):
         """A 200 answer's JSON, or None for a 404 that names an error when `missing_ok`; raises
@@ -118,7 +123,7 @@ class ReloadlyProvider:
 
     # Sending
 
-    def submit(
+    def submit_request(
         self,
         *,
         external_id: str,
@@ -126,7 +131,7 @@ class ReloadlyProvider:
         amount: int,
         product_id: str | None = None,
         callback_url: str | None = None,
-    ) -> SubmitResult:
+    ) -> http.Request | SubmitResult:
         try:
             operator = self._operator(product_id, msisdn)
             body = {
@@ -143,17 +148,10 @@ class ReloadlyProvider:
             logger.info("provider %s: %s not sent yet: %s", self.name, external_id, exc)
             return SubmitResult(Outcome.RETRY, detail=str(exc))
         try:
-            response = self._request("POST", "/topups", json=body)
+            return self._prepare("POST", "/topups", self.tokens.token(), json=body)
         except TokenUnavailable as exc:
             logger.warning("provider %s: %s not sent: %s", self.name, external_id, exc)
             return SubmitResult(Outcome.RETRY, detail=str(exc))
-        except http.NotReached as exc:
-            logger.info("provider %s not reached for %s: %s", self.name, external_id, exc)
-            return SubmitResult(Outcome.RETRY)
-        except http.RequestFailed as exc:
-            logger.warning("provider %s: %s may have been processed: %r", self.name, external_id, exc)
-            return SubmitResult(Outcome.UNKNOWN)
-        return self._answer(external_id, response)
 
     def _operator(self, product_id: str | None, msisdn: str) -> dict:
         """The operator to send to: the one the product names (cached OPERATOR_TTL seconds), or the
@@ -177,7 +175,17 @@ class ReloadlyProvider:
             self._operators[key] = (time.monotonic(), operator)
         return operator
 
-    def _answer(self, external_id: str, response: http.Response) -> SubmitResult:
+    def submit_answer(
+        self, external_id: str, request: http.Request, response: http.Response | http.RequestFailed
+    ) -> SubmitResult:
+        if not isinstance(response, http.RequestFailed) and response.status == 401:
+            try:  # refused before processing: once more with a new token (`_request`)
+                response = self.client.exchange(self._again_with_new_token(request, response))
+            except TokenUnavailable as exc:
+                logger.warning("provider %s: %s not sent again: %s", self.name, external_id, exc)
+                return SubmitResult(Outcome.RETRY, detail=str(exc))
+        if isinstance(response, http.RequestFailed):
+            return unanswered(self.name, external_id, response)
         status = response.status
         if status in (200, 201):
             try:

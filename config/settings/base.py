@@ -316,10 +316,12 @@ PROVIDER_EXTERNAL_ID_PREFIX = env("PROVIDER_EXTERNAL_ID_PREFIX", "chg_")
 # How far the provider's clock may run behind ours: a transaction it says it created earlier than
 # our charge, by more than this, is an earlier database's, not ours (a mismatch).
 PROVIDER_CLOCK_SKEW = env_float("PROVIDER_CLOCK_SKEW", 60.0)
-# Requests in flight at once from one fulfilment worker process, and charges per fulfil task: a
-# settle that reserves thousands publishes a task per PROVIDER_BATCH after its commit, before its
-# next batch, and at 50 those publishes were a third of a hot seller's settle (docs/performance.md).
-PROVIDER_CONCURRENCY = env_int("PROVIDER_CONCURRENCY", 64)
+# Requests in flight at once to each provider from one fulfilment worker process (its keep-alive
+# connections; providers/transfers.py): at a provider's 50 ms, 128 keep PROVIDER_RATE_LIMIT's
+# 2,000/s within reach. And charges per fulfil task: a settle that reserves thousands publishes a
+# task per PROVIDER_BATCH after its commit, before its next batch, and at 50 those publishes were
+# a third of a hot seller's settle (docs/performance.md).
+PROVIDER_CONCURRENCY = env_int("PROVIDER_CONCURRENCY", 128)
 PROVIDER_BATCH = env_int("PROVIDER_BATCH", 100)
 # Across all workers (ledger/fulfilment/gate.py): requests per second, at most per take, and the breaker.
 PROVIDER_RATE_LIMIT = env_float("PROVIDER_RATE_LIMIT", 2000.0)

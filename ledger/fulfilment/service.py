@@ -42,7 +42,7 @@ from ledger.fulfilment import routing
 from ledger.fulfilment.gate import ProviderGate, gate_for
 from ledger.fulfilment.identity import Asked, external_id_prefix, mismatch
 from ledger.models import Charge
-from providers import get_provider, provider_names
+from providers import get_provider, http, provider_names
 from providers.base import LookupResult, Outcome, Provider, ProviderError, SubmitResult
 
 # A refusal names its reason (providers/base.py, REFUSALS): the charge fails with a code of its
@@ -53,13 +53,6 @@ REFUSAL_FAILURE_CODES = {
 }
 
 logger = logging.getLogger(__name__)
-
-
-@cache
-def request_pool() -> ThreadPoolExecutor:
-    """The process's requests in flight to the provider: all tasks of a worker share it, so the
-    worker's concurrency towards the provider is PROVIDER_CONCURRENCY whatever its task count."""
-    return ThreadPoolExecutor(max_workers=settings.PROVIDER_CONCURRENCY, thread_name_prefix="provider")
 
 
 @dataclass
@@ -147,27 +140,42 @@ def _open(gate: ProviderGate) -> bool:
 
 
 def send_all(provider: Provider, asked: list[Asked]) -> list[tuple[Asked, SubmitResult]]:
-    """One request per charge, from the process's pool, under each charge's external id. A
-    provider that cannot be asked (ProviderError: refusing our credentials, a charge it cannot be
-    sent as named) leaves that charge unknown, the conservative answer: held, logged at ERROR,
-    looked up and sent again on the reconciler's short schedule, never failed, and no other
-    charge of the batch loses its answer."""
+    """One request per charge, under each charge's external id, all sent together through the
+    provider's client (one thread's libcurl multi handle: providers/transfers.py, at most
+    PROVIDER_CONCURRENCY in flight per worker process). A provider that cannot be asked
+    (ProviderError: refusing our credentials, a charge it cannot be sent as named) leaves that
+    charge unknown, the conservative answer: held, logged at ERROR, looked up and sent again on
+    the reconciler's short schedule, never failed, and no other charge of the batch loses its
+    answer."""
     callback_url = callback_url_for(provider.name)
+    results: dict[int, SubmitResult | http.Request] = {}
+    for one in asked:
+        results[one.charge_id] = _asking(
+            provider, one, provider.submit_request, external_id=one.external_id, msisdn=one.msisdn,
+            amount=one.amount, product_id=one.product_id, callback_url=callback_url,
+        )  # fmt: skip
+    to_send = [one for one in asked if isinstance(results[one.charge_id], http.Request)]
+    answers = provider.client.exchange_all([results[one.charge_id] for one in to_send])
+    for one, answer in zip(to_send, answers, strict=True):
+        request = results[one.charge_id]
+        results[one.charge_id] = _asking(provider, one, provider.submit_answer, one.external_id, request, answer)
+    return [(one, results[one.charge_id]) for one in asked]
 
-    def send(one: Asked) -> SubmitResult:
-        try:
-            return provider.submit(
-                external_id=one.external_id,
-                msisdn=one.msisdn,
-                amount=one.amount,
-                product_id=one.product_id,
-                callback_url=callback_url,
-            )
-        except ProviderError as exc:
-            logger.error("provider %s cannot be asked about charge %s: %s", provider.name, one.charge_id, exc)
-            return SubmitResult(Outcome.UNKNOWN, detail=str(exc))
 
-    return list(zip(asked, request_pool().map(send, asked), strict=True))
+def _asking(provider: Provider, one: Asked, step, *args, **kwargs):
+    """`step(...)` about one charge; a provider that cannot be asked leaves it UNKNOWN."""
+    try:
+        return step(*args, **kwargs)
+    except ProviderError as exc:
+        logger.error("provider %s cannot be asked about charge %s: %s", provider.name, one.charge_id, exc)
+        return SubmitResult(Outcome.UNKNOWN, detail=str(exc))
+
+
+@cache
+def request_pool() -> ThreadPoolExecutor:
+    """The threads a worker's lookups run from, all tasks' together: each lookup is a request (or
+    two) made on its own, so PROVIDER_CONCURRENCY of them wait on the provider at once."""
+    return ThreadPoolExecutor(max_workers=settings.PROVIDER_CONCURRENCY, thread_name_prefix="provider")
 
 
 def callback_url_for(provider: str) -> str | None:
