@@ -14,7 +14,7 @@ from devstack.sandbox import SandboxProcess
 from providers import get_provider
 from providers.base import InvalidCallback, Outcome, ProviderError
 from providers.dtone import DTOneProvider
-from tests.provider.conftest import HANG_SECONDS, PENDING_SECONDS, msisdn, sandbox_options, on_a_new_connection
+from tests.provider.conftest import HANG_SECONDS, PENDING_SECONDS, msisdn, on_a_new_connection, sandbox_options
 
 
 def _record_of(sandbox, external_id) -> list[dict]:
