@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connection
 
 from bench import seed
+from bench.profiling import profiled
 from bench.scenarios import Context, ScenarioFailed, check_settled, cpu_per_charge, stages
 from bench.scenarios.batch_import import import_file
 from bench.scenarios.http import AMOUNT, _closed_loop, _load
@@ -93,10 +94,11 @@ def _open_loop(ctx: Context, sellers: list[int], rate: float, label: str = "fulf
     `settled_at`, with the server's CPU until the last is final."""
     clients = ctx.sizes.http_clients[-1]  # enough that each has time for a slow answer before its next is due
     pids = {"web": ctx.stack.web_pid(), "fulfil": ctx.stack.fulfil.popen.pid, **ctx.stack.worker_pids()}
-    cpu = Usage(pids, children=True, database=True)
-    raw = _load(ctx, sellers, clients=clients, seconds=ctx.sizes.single_seconds, rate=rate, name=label)
-    seed.wait_until_settled(lambda: seed.unsettled(sellers), timeout=ctx.sizes.fulfil_timeout, interval=0.1)
-    used = cpu.stop()  # once every charge is final: all the work of delivering them
+    cpu, profile = Usage(pids, children=True, database=True), {}
+    with profiled(ctx, label, pids["fulfil"], into=profile):
+        raw = _load(ctx, sellers, clients=clients, seconds=ctx.sizes.single_seconds, rate=rate, name=label)
+        seed.wait_until_settled(lambda: seed.unsettled(sellers), timeout=ctx.sizes.fulfil_timeout, interval=0.1)
+        used = cpu.stop()  # once every charge is final: all the work of delivering them
     accepted = [r[3] for r in raw["requests"] if r[2] == 202]
     where = ("seller_id = ANY(%s) AND id = ANY(%s)", [sellers, accepted])
     check_settled(f"fulfilment ({label})", *where, charges=len(accepted))
@@ -107,7 +109,7 @@ def _open_loop(ctx: Context, sellers: list[int], rate: float, label: str = "fulf
     return {"clients": clients, "accepted": sent["accepted"], "errors": sent["errors"], "achieved_per_s": sent["accepted_per_s"],
             "submit_latency_ms": sent["latency_ms"], "latency_ms": percentiles(final), "stages_ms": stages(*where),
             **_load_average(), "cpu_share": {name: round(value / sent["seconds"], 2) for name, value in used.items()},
-            "cpu_us_per_charge": cpu_per_charge(used, len(accepted))}  # fmt: skip
+            "cpu_us_per_charge": cpu_per_charge(used, len(accepted)), **profile}  # fmt: skip
 
 
 def _load_average() -> dict:
