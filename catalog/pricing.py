@@ -22,9 +22,15 @@ def in_range(version: ProductVersion, amount: int) -> bool:
 def product_cost(version: ProductVersion, amount: int) -> int:
     """What the provider charges us for `amount` destination units of this version (rounded up:
     a cost is never understated)."""
-    if version.kind == ProductKind.FIXED:
-        return version.cost
-    return version.cost + _ceil_times(amount, version.cost_rate)
+    return cost_of(version.kind, version.cost, version.cost_rate, amount)
+
+
+def cost_of(kind: str, cost: int, cost_rate: Decimal | None, amount: int) -> int:
+    """`product_cost` from a version's cost terms alone (the fulfilment's routing reads them in
+    bulk, without a model instance per route)."""
+    if kind == ProductKind.FIXED:
+        return cost
+    return cost + _ceil_times(amount, cost_rate)
 
 
 def face_value(version: ProductVersion, amount: int) -> int | None:

@@ -26,8 +26,7 @@ from decimal import Decimal
 import redis
 from django.db import connection
 
-from catalog.models import ProductVersion
-from catalog.pricing import product_cost
+from catalog.pricing import cost_of
 from core.db.prepared import PreparedStatement, array_literal
 from ledger import charge_lifecycle as lifecycle
 from ledger.charge_lifecycle import FAILED, RESERVED
@@ -199,8 +198,7 @@ def _cost(terms: list, amount: int) -> int | None:
     kind, cost, cost_rate = terms
     if kind is None:
         return None  # no version yet: the charge keeps the cost it was recorded with
-    version = ProductVersion(kind=kind, cost=cost, cost_rate=None if cost_rate is None else Decimal(cost_rate))
-    return product_cost(version, amount)
+    return cost_of(kind, cost, None if cost_rate is None else Decimal(cost_rate), amount)
 
 
 # Prepared (core/db/prepared.py): one per task, often for a single charge, and planning it cost
