@@ -1,8 +1,8 @@
 """Reloadly's OAuth2 client-credentials tokens for one adapter: asked of the auth server
 (`POST /oauth/token {client_id, client_secret, grant_type, audience}`), kept until shortly before
 they expire (`expires_in`), and dropped when an API call answers 401 so that the next call asks for
-a new one. The fulfilment worker sends from a thread pool: one lock makes a single request for a
-token however many threads need one at the same moment."""
+a new one. The fulfilment worker asks from many threads (its task threads, its lookups' pool):
+one lock makes a single request for a token however many threads need one at the same moment."""
 
 import logging
 import threading

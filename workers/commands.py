@@ -57,11 +57,12 @@ def webhook_worker_argv(*, name: str = "webhooks", python: str = sys.executable)
 
 
 def fulfil_worker_argv(*, name: str = "fulfil", python: str = sys.executable) -> list[str]:
-    """The fulfilment worker: its own queue, task threads, each task's requests sent at once from
-    the process's pool of PROVIDER_CONCURRENCY (ledger/fulfilment/service.py). A task waits out its
-    provider's answers on its thread: at low rates each carries a charge or two, so 16 threads keep
-    a burst of them from queueing behind each other (4 capped it near 55 tasks a second at 50 ms);
-    under load the request pool, not the task threads, bounds what is in flight."""
+    """The fulfilment worker: its own queue, task threads, each task's requests sent at once
+    through the process's one transfers thread, at most PROVIDER_CONCURRENCY in flight
+    (providers/transfers.py). A task waits out its provider's answers on its thread: at low rates
+    each carries a charge or two, so 16 threads keep a burst of them from queueing behind each
+    other (4 capped it near 55 tasks a second at 50 ms); under load PROVIDER_CONCURRENCY, not the
+    task threads, bounds what is in flight."""
     threads = ("--pool", "threads", "--concurrency", os.environ.get("FULFIL_WORKER_THREADS", "16"))
     return celery_worker_argv([FULFIL_QUEUE, RECONCILE_QUEUE], name=name, python=python, pool=threads)
 
